@@ -1,0 +1,1 @@
+"""Storage: models, migrations, the one write path, queries and the change feed."""
