@@ -1,0 +1,543 @@
+"""Proxy benchmark: Passageway against plain mitmdump, in one run, on one upstream.
+
+Arms (each a fresh process per round, the order shuffled every round):
+
+    direct          wrk -> upstream
+    mitmdump        mitmdump --mode reverse (flow log printed, to /dev/null)
+    mitmdump -q     the same, quiet: the baseline every ratio is taken against
+    mitmdump -q -w  the same, saving every flow to a file
+    passageway      passageway proxy, gateway routing, capturing to SQLite
+
+Load: wrk, one thread, N connections (default 10), keep-alive, GET of a ~1 KiB
+JSON body from a tiny asyncio upstream. Each arm gets a warm-up (discarded)
+and a measured window on distinct paths, so the upstream, the flow file and
+the database can each be counted for the measured window alone.
+
+Run via `make bench` (bench/run.py), or directly:
+    .venv/bin/python bench/proxy_bench.py [--rounds 3] [--duration 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = REPO / ".venv" / "bin"
+HOST = "127.0.0.1"  # the only address this benchmark ever sends traffic to
+BASELINE = "mitmdump -q"
+ARMS = ("direct", "mitmdump", "mitmdump -q", "mitmdump -q -w", "passageway")
+STORING_ARMS = ("mitmdump -q -w", "passageway")
+TARGET_RPS_RATIO = 0.95
+TARGET_P99_RATIO = 1.10
+
+# wrk prints this line from the Lua `done` hook; easier and exacter than parsing its text.
+WRK_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH_JSON {\"requests\":%d,\"duration_us\":%d,\"bytes\":%d," ..
+    "\"p50_us\":%d,\"p90_us\":%d,\"p99_us\":%d,\"mean_us\":%.1f,\"max_us\":%d," ..
+    "\"err_connect\":%d,\"err_read\":%d,\"err_write\":%d,\"err_status\":%d,\"err_timeout\":%d}\n",
+    summary.requests, summary.duration, summary.bytes,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+# ---------------------------------------------------------------- upstream
+
+def _upstream_body() -> bytes:
+    items = [{"id": i, "name": f"item-{i:04d}", "ok": True} for i in range(24)]
+    body = json.dumps({"service": "bench-upstream", "items": items}).encode()
+    return (body + b" " * 1024)[:1024] if len(body) < 1024 else body
+
+
+class _UpstreamProtocol(asyncio.Protocol):
+    """Minimal HTTP/1.1 keep-alive server: fixed JSON body, counts requests per last path segment."""
+
+    counts: dict[str, int] = {}
+    response = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.buf = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).lower()
+            length = 0
+            i = head.find(b"\r\ncontent-length:")
+            if i >= 0:
+                j = head.find(b"\r\n", i + 2)
+                length = int(head[i + 17 : j if j >= 0 else None].strip() or 0)
+            total = end + 4 + length
+            if len(self.buf) < total:
+                return
+            del self.buf[:total]
+            target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
+            if target.startswith(b"/__bench/count"):
+                payload = json.dumps(_UpstreamProtocol.counts).encode()
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(payload), payload)
+                )
+            else:
+                key = target.rsplit(b"/", 1)[-1].split(b"?", 1)[0].decode("latin-1")[:64]
+                counts = _UpstreamProtocol.counts
+                if key in counts or len(counts) < 10000:
+                    counts[key] = counts.get(key, 0) + 1
+                self.transport.write(_UpstreamProtocol.response)
+            if b"\r\nconnection: close" in head:
+                self.transport.close()
+                return
+
+
+def serve_upstream(port: int) -> None:
+    body = _upstream_body()
+    _UpstreamProtocol.response = (
+        b"HTTP/1.1 200 OK\r\nServer: bench-upstream\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_UpstreamProtocol, HOST, port, backlog=1024, reuse_address=True)
+        async with server:
+            await server.serve_forever()
+
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+# ---------------------------------------------------------------- helpers
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, what: str, log: Path | None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with {proc.returncode} before listening{_log_tail(log)}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise BenchError(f"{what} did not listen on {HOST}:{port} within {timeout:.0f}s{_log_tail(log)}")
+
+
+def _log_tail(log: Path | None, lines: int = 15) -> str:
+    if log is None or not log.exists():
+        return ""
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return ("\n  log " + str(log) + ":\n    " + "\n    ".join(tail)) if tail else ""
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGINT (mitmproxy flushes and shuts down cleanly on it), then SIGKILL if it hangs."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (own threads included), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on (a tool is missing, a process would not start)."""
+
+
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk:
+        return wrk
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("wrk not found; installing it with apt-get", file=sys.stderr)
+        install = ["apt-get", "install", "-y", "-q", "wrk"]
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+            subprocess.run(install, env=env, stdout=subprocess.DEVNULL)
+        wrk = shutil.which("wrk")
+        if wrk:
+            return wrk
+    raise BenchError("wrk is not installed: install it (Debian/Ubuntu: sudo apt-get install wrk) and run again")
+
+
+def upstream_count(up_port: int, key: str) -> int:
+    with urllib.request.urlopen(f"http://{HOST}:{up_port}/__bench/count", timeout=5) as r:
+        return int(json.load(r).get(key, 0))
+
+
+def count_flows(path: Path, key: str) -> int:
+    from mitmproxy import io as mio
+
+    n = 0
+    with path.open("rb") as f:
+        for flow in mio.FlowReader(f).stream():
+            req = getattr(flow, "request", None)
+            if req is not None and req.path.rsplit("/", 1)[-1] == key:
+                n += 1
+    return n
+
+
+def count_rows(db: Path, key: str) -> int | None:
+    """Rows captured for the measured path; None while the schema is not there yet."""
+    if not db.exists():
+        return None
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        table = "exchanges" if "exchanges" in tables else next((t for t in tables if "exchange" in t
+                                                              and "websocket" not in t), None)
+        if table is None:
+            return None
+        cols = {r[1] for r in con.execute(f'PRAGMA table_info("{table}")')}
+        if "path" in cols:
+            return con.execute(f'SELECT count(*) FROM "{table}" WHERE path LIKE ?', (f"%/{key}",)).fetchone()[0]
+        return con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+
+
+def poll_until_stable(read, settle: float = 1.0, timeout: float = 30.0):
+    """Call read() until its value has not changed for `settle` seconds (bounded by timeout)."""
+    last = read()
+    since = time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        value = read()
+        if value != last:
+            last, since = value, time.monotonic()
+        elif time.monotonic() - since >= settle:
+            break
+    return last
+
+
+# ---------------------------------------------------------------- one arm, one round
+
+@dataclass
+class ArmResult:
+    arm: str
+    round: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    completed: int           # wrk: requests completed in the measured window
+    served: int              # upstream: requests it answered for the measured path
+    stored: int | None       # flows in the -w file / rows in the db; None when the arm stores nothing
+    stored_before_stop: int | None = None
+    errors: dict = field(default_factory=dict)
+    cpu_us_per_req: float = float("nan")   # proxy process CPU time per completed request
+
+
+def run_wrk(wrk: str, lua: Path, url: str, duration: float, connections: int) -> dict:
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(lua), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            return json.loads(line[len("BENCH_JSON "):])
+    raise BenchError(f"wrk gave no result (exit {out.returncode}): {out.stderr.strip() or out.stdout[-300:]}")
+
+
+def arm_command(arm: str, up_port: int, port: int, work: Path) -> list[str] | None:
+    mitmdump = str(VENV_BIN / "mitmdump")
+    reverse = ["--mode", f"reverse:http://{HOST}:{up_port}@{HOST}:{port}"]
+    if arm == "direct":
+        return None
+    if arm == "mitmdump":
+        return [mitmdump, *reverse]
+    if arm == "mitmdump -q":
+        return [mitmdump, "-q", *reverse]
+    if arm == "mitmdump -q -w":
+        return [mitmdump, "-q", "-w", str(work / "flows.mitm"), *reverse]
+    if arm == "passageway":
+        return [str(VENV_BIN / "passageway"), "proxy", "--db", f"sqlite:///{work / 'bench.db'}",
+                "--listen", f"{HOST}:{port}", "--route", f"bench=http://{HOST}:{up_port}"]
+    raise ValueError(arm)
+
+
+def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Path) -> ArmResult:
+    work = Path(tempfile.mkdtemp(prefix=f"r{rnd}-{arm.replace(' ', '').replace('-', '_')}-", dir=tmp))
+    port = up_port if arm == "direct" else free_port()
+    tag = f"{rnd}-{arm.replace(' ', '').replace('-', '')}-{random.randrange(1 << 30):x}"
+    warm_key, key = f"w{tag}", f"m{tag}"
+    cmd = arm_command(arm, up_port, port, work)
+    proc = None
+    log = work / "proxy.log"
+    try:
+        if cmd is not None:
+            # The non-quiet mitmdump arm prints a line per flow: send it to /dev/null as in the reference.
+            out = subprocess.DEVNULL if arm == "mitmdump" else log.open("wb")
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    cwd=work)
+            wait_for_port(port, proc, arm, None if arm == "mitmdump" else log)
+        base = f"http://{HOST}:{port}/bench/"
+        if args.warmup > 0:
+            run_wrk(wrk, lua, base + warm_key, args.warmup, args.connections)
+        if arm == "passageway":   # let the warm-up's rows land so they do not share the window
+            poll_until_stable(lambda: count_rows(work / "bench.db", warm_key), settle=0.5, timeout=15)
+        cpu0 = cpu_seconds(proc.pid) if proc else float("nan")
+        res = run_wrk(wrk, lua, base + key, args.duration, args.connections)
+        cpu1 = cpu_seconds(proc.pid) if proc else float("nan")
+        stored = before_stop = None
+        if arm == "passageway":
+            before_stop = poll_until_stable(lambda: count_rows(work / "bench.db", key))
+        if proc is not None:
+            stop(proc)
+            if proc.returncode not in (0, -signal.SIGINT, 130) and arm != "mitmdump":
+                print(f"  note: {arm} exited with {proc.returncode}{_log_tail(log, 5)}", file=sys.stderr)
+        if arm == "mitmdump -q -w":
+            stored = count_flows(work / "flows.mitm", key)
+        elif arm == "passageway":
+            stored = count_rows(work / "bench.db", key)
+        served = upstream_count(up_port, key)
+        secs = res["duration_us"] / 1e6
+        completed = res["requests"]
+        errors = {k[4:]: v for k, v in res.items() if k.startswith("err_") and v}
+        return ArmResult(
+            arm=arm, round=rnd, rps=completed / secs if secs else 0.0,
+            p50_ms=res["p50_us"] / 1000, p99_ms=res["p99_us"] / 1000,
+            completed=completed, served=served, stored=stored, stored_before_stop=before_stop,
+            errors=errors, cpu_us_per_req=(cpu1 - cpu0) / completed * 1e6 if completed else float("nan"),
+        )
+    finally:
+        if proc is not None:
+            stop(proc)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- report
+
+def med(values):
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float("nan")
+
+
+def integrity(r: ArmResult, connections: int) -> str:
+    """Every completed request reached the upstream, and (storing arms) every one was stored.
+
+    wrk stops with up to `connections` requests in flight: the upstream (and a proxy) may finish
+    those after wrk has stopped counting, so served/stored may exceed completed by at most that.
+    """
+    got = r.served if r.stored is None else r.stored
+    if got < r.completed:
+        return f"MISSING {r.completed - got}"
+    if got - r.completed > connections:
+        return f"EXTRA {got - r.completed}"
+    if r.stored is not None and r.stored != r.served:
+        return f"stored!=served ({r.stored - r.served:+d})"
+    return "ok" if got == r.completed else f"ok (+{got - r.completed} in flight)"
+
+
+def report(results: list[ArmResult], arms: list[str], args) -> bool:
+    by_arm = {a: [r for r in results if r.arm == a] for a in arms}
+    base = by_arm.get(BASELINE) or []
+    base_rps = med(r.rps for r in base)
+    base_p99 = med(r.p99_ms for r in base)
+    base_by_round = {r.round: r for r in base}
+
+    print()
+    print(f"Proxy benchmark: wrk -t1 -c{args.connections}, {args.duration:g}s per arm "
+          f"(+{args.warmup:g}s warm-up), {args.rounds} round(s), medians over rounds; "
+          f"ratios to `{BASELINE}`")
+    hdr = (f"{'arm':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x req/s':>8} {'x p99':>7} "
+           f"{'CPU us/req':>10}  {'completed / stored-or-served':<30}")
+    print(hdr)
+    print("-" * len(hdr))
+    for a in arms:
+        rs = by_arm[a]
+        if not rs:
+            continue
+        rps, p50, p99 = med(r.rps for r in rs), med(r.p50_ms for r in rs), med(r.p99_ms for r in rs)
+        x_rps = rps / base_rps if base_rps else float("nan")
+        x_p99 = p99 / base_p99 if base_p99 else float("nan")
+        completed = sum(r.completed for r in rs)
+        got = sum((r.served if r.stored is None else r.stored) for r in rs)
+        what = "served" if rs[0].stored is None else ("flows" if a == "mitmdump -q -w" else "rows")
+        checks = [integrity(r, args.connections) for r in rs]
+        status = "ok" if all(c.startswith("ok") for c in checks) else "; ".join(c for c in checks if not c.startswith("ok"))
+        cpu = med(r.cpu_us_per_req for r in rs)
+        cpu_s = "-" if cpu != cpu else f"{cpu:.0f}"
+        print(f"{a:<16} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {x_rps:>7.2f}x {x_p99:>6.2f}x "
+              f"{cpu_s:>10}  {completed} / {got} {what}: {status}")
+
+    print()
+    print("Per round (req/s, p99 ms; paired ratio to the same round's baseline):")
+    for a in arms:
+        cells = []
+        for r in sorted(by_arm[a], key=lambda r: r.round):
+            b = base_by_round.get(r.round)
+            ratio = f" {r.rps / b.rps:.2f}x" if b and b.rps and a != BASELINE else ""
+            err = f" errors={r.errors}" if r.errors else ""
+            cells.append(f"r{r.round}: {r.rps:.0f} {r.p99_ms:.1f}{ratio}{err}")
+        print(f"  {a:<16} " + " | ".join(cells))
+
+    print()
+    print("Integrity (completed by wrk / answered by upstream / stored) per round:")
+    for a in arms:
+        for r in sorted(by_arm[a], key=lambda r: r.round):
+            stored = "-" if r.stored is None else str(r.stored)
+            before = "" if r.stored_before_stop is None else f" (before SIGINT: {r.stored_before_stop})"
+            print(f"  {a:<16} r{r.round}: {r.completed} / {r.served} / {stored}{before}  "
+                  f"{integrity(r, args.connections)}")
+
+    ok = True
+    if "passageway" in by_arm and by_arm["passageway"] and base:
+        pw = by_arm["passageway"]
+        x_rps = med(r.rps for r in pw) / base_rps
+        x_p99 = med(r.p99_ms for r in pw) / base_p99
+        rps_ok, p99_ok = x_rps >= TARGET_RPS_RATIO, x_p99 <= TARGET_P99_RATIO
+        rows_ok = all(integrity(r, args.connections).startswith("ok") for r in pw)
+        ok = rps_ok and p99_ok and rows_ok
+        print()
+        print(f"Targets: passageway throughput {x_rps:.2f}x (>= {TARGET_RPS_RATIO}x) "
+              f"{'PASS' if rps_ok else 'FAIL'}; p99 {x_p99:.2f}x (<= {TARGET_P99_RATIO}x) "
+              f"{'PASS' if p99_ok else 'FAIL'}; rows stored = requests {'PASS' if rows_ok else 'FAIL'}")
+    return ok
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3, help="rounds; each runs every arm once, shuffled (default 3)")
+    p.add_argument("--duration", type=float, default=10, help="measured seconds per arm (default 10)")
+    p.add_argument("--warmup", type=float, default=2, help="warm-up seconds per arm, discarded (default 2)")
+    p.add_argument("--connections", type=int, default=10, help="wrk connections (default 10)")
+    p.add_argument("--quick", action="store_true", help="1 round of 3 s (+1 s warm-up): a smoke run")
+    p.add_argument("--arms", default=",".join(ARMS),
+                   help=f"comma-separated subset of: {', '.join(ARMS)} (the baseline is always run)")
+    p.add_argument("--seed", type=int, default=None, help="seed for the arm order")
+    p.add_argument("--json", type=Path, default=None, help="also write every result to this JSON file")
+    p.add_argument("--keep", action="store_true", help="keep each arm's work dir (db, flow file, log)")
+    p.add_argument("--serve-upstream", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration, args.warmup = 1, 3, 1
+    if not (1 <= args.rounds <= 50 and 1 <= args.duration <= 600 and 0 <= args.warmup <= 60
+            and 1 <= args.connections <= 1000):
+        p.error("rounds 1..50, duration 1..600, warmup 0..60, connections 1..1000")
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        p.error(f"unknown arm(s): {', '.join(unknown)}; known: {', '.join(ARMS)}")
+    if BASELINE not in arms:
+        arms.append(BASELINE)
+    args.arm_list = [a for a in ARMS if a in arms]
+    return args
+
+
+def check_upstream(wrk: str, lua: Path, up_port: int, connections: int) -> float:
+    res = run_wrk(wrk, lua, f"http://{HOST}:{up_port}/check", 2, connections)
+    return res["requests"] / (res["duration_us"] / 1e6)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.serve_upstream is not None:
+        serve_upstream(args.serve_upstream)
+        return 0
+    try:
+        wrk = ensure_wrk()
+        for tool in ["mitmdump"] + (["passageway"] if "passageway" in args.arm_list else []):
+            if not (VENV_BIN / tool).exists():
+                raise BenchError(f"{VENV_BIN / tool} not found: run `make venv` first")
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    rng = random.Random(args.seed)
+    results: list[ArmResult] = []
+    with tempfile.TemporaryDirectory(prefix="passageway-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        lua = tmp / "report.lua"
+        lua.write_text(WRK_LUA)
+        up_port = free_port()
+        up_log = tmp / "upstream.log"
+        upstream = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve-upstream", str(up_port)],
+            stdin=subprocess.DEVNULL, stdout=up_log.open("wb"), stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(up_port, upstream, "upstream", up_log)
+            up_rps = check_upstream(wrk, lua, up_port, args.connections)
+            print(f"upstream: asyncio HTTP/1.1 on {HOST}:{up_port}, 1 KiB JSON, keep-alive; "
+                  f"{up_rps:.0f} req/s direct (2 s check)")
+            for rnd in range(1, args.rounds + 1):
+                order = list(args.arm_list)
+                rng.shuffle(order)
+                print(f"round {rnd}/{args.rounds}: {', '.join(order)}", flush=True)
+                for arm in order:
+                    try:
+                        r = run_arm(arm, rnd, args, wrk, lua, up_port, tmp)
+                    except BenchError as e:
+                        print(f"  {arm:<16} FAILED: {e}", flush=True)
+                        continue
+                    results.append(r)
+                    extra = "" if r.stored is None else f", stored {r.stored}"
+                    print(f"  {arm:<16} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "
+                          f"(completed {r.completed}, upstream {r.served}{extra})", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted; reporting what ran", file=sys.stderr)
+        except BenchError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        finally:
+            stop(upstream, timeout=5)
+
+    if not results:
+        print("error: no arm completed", file=sys.stderr)
+        return 1
+    ok = report(results, args.arm_list, args)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
