@@ -1,0 +1,145 @@
+"""Capture: turns every finished exchange into a record and hands it to the writer.
+
+The hooks run on mitmproxy's event loop, so they only convert and enqueue;
+the writer thread does all I/O. Large or open-ended bodies are streamed
+through to the client with a tap that keeps the first `body_cap` bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from mitmproxy import ctx, http
+
+from storage.writer import ExchangeWriter
+
+from .flow_record import (
+    META_ERROR_KIND,
+    META_ERROR_MESSAGE,
+    META_REQUEST_TAP,
+    META_RESPONSE_TAP,
+    BodyTap,
+    flow_to_record,
+    websocket_close_record,
+    websocket_message_record,
+)
+
+logger = logging.getLogger(__name__)
+
+META_RECORDED = "passageway.recorded"
+META_TIMER = "passageway.timer"
+META_WS_SEQ = "passageway.ws_seq"
+
+
+def should_stream(message: http.Message, body_cap: int) -> bool:
+    """Stream bodies of unknown length (chunked, SSE, HTTP/2 without length) or above the cap."""
+    length = message.headers.get("content-length")
+    if length is None:
+        return True
+    try:
+        return int(length) > body_cap
+    except ValueError:
+        return False
+
+
+class Capture:
+    def __init__(self, writer: ExchangeWriter, *, proxy_name: str, body_cap: int, upstream_timeout: float) -> None:
+        self.writer = writer
+        self.proxy_name = proxy_name
+        self.body_cap = body_cap
+        self.upstream_timeout = upstream_timeout
+        self.conversion_failures = 0
+
+    def running(self) -> None:
+        self.writer.start()
+
+    def done(self) -> None:
+        self.writer.close()
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None and should_stream(flow.request, self.body_cap):
+            tap = BodyTap(self.body_cap)
+            flow.metadata[META_REQUEST_TAP] = tap
+            flow.request.stream = tap
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None:
+            loop = asyncio.get_running_loop()
+            flow.metadata[META_TIMER] = loop.call_later(self.upstream_timeout, self.expire, flow)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self.cancel_timer(flow)
+        response = flow.response
+        assert response is not None
+        if response.stream or flow.metadata.get(META_ERROR_KIND) == "no_route":
+            return
+        if should_stream(response, self.body_cap) or response.headers.get("content-type", "").startswith(
+            "text/event-stream"
+        ):
+            tap = BodyTap(self.body_cap)
+            flow.metadata[META_RESPONSE_TAP] = tap
+            response.stream = tap
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.record(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.cancel_timer(flow)
+        self.record(flow)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        seq = flow.metadata.get(META_WS_SEQ, 0)
+        flow.metadata[META_WS_SEQ] = seq + 1
+        self.submit(lambda: websocket_message_record(flow, seq, body_cap=self.body_cap))
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        seq = flow.metadata.get(META_WS_SEQ, 0)
+        flow.metadata[META_WS_SEQ] = seq + 1
+        at = flow.websocket.timestamp_end if flow.websocket and flow.websocket.timestamp_end else None
+        self.submit(lambda: websocket_close_record(flow, seq, at=at or time.time()))
+
+    def record(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(META_RECORDED):
+            return
+        flow.metadata[META_RECORDED] = True
+        self.submit(lambda: flow_to_record(flow, proxy=self.proxy_name, body_cap=self.body_cap))
+
+    def submit(self, build) -> None:
+        try:
+            record = build()
+        except Exception:
+            # Hostile input must never take the proxy down; the loss is counted.
+            self.conversion_failures += 1
+            logger.exception("could not convert a flow to a record; %d lost so far", self.conversion_failures)
+            return
+        self.writer.submit(record)
+
+    @staticmethod
+    def cancel_timer(flow: http.HTTPFlow) -> None:
+        timer = flow.metadata.pop(META_TIMER, None)
+        if timer is not None:
+            timer.cancel()
+
+    def expire(self, flow: http.HTTPFlow) -> None:
+        """The upstream has not answered in time: close its connection.
+
+        mitmproxy then fails the flow (502 to the client, the `error` hook);
+        the record says it was a timeout.
+        """
+        flow.metadata.pop(META_TIMER, None)
+        if flow.response is not None or not flow.live:
+            return
+        flow.metadata[META_ERROR_KIND] = "timeout"
+        flow.metadata[META_ERROR_MESSAGE] = f"upstream did not respond within {self.upstream_timeout:g} s"
+        handler = ctx.master.addons.get("proxyserver").connections.get(flow.client_conn.id)
+        if handler is None:
+            return
+        address = (flow.request.host, flow.request.port)
+        for connection in list(handler.transports):
+            if connection is flow.server_conn or (
+                connection is not handler.client and connection.address == address
+            ):
+                handler.close_connection(connection)
+                return

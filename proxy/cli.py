@@ -1,0 +1,210 @@
+"""The `passageway` command: parses arguments and wires the parts together.
+
+`up` runs the proxy and the inspector as two processes that meet only in the
+database; `proxy` and `ui` run each alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from storage.store import StorageError
+
+from .config import ConfigError, Settings, load_settings
+from .routing import format_address
+
+PROG = "passageway"
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="passageway.toml to read (default: ./passageway.toml if present)")
+    parser.add_argument("--db", metavar="URL", help="database URL (default: SQLite under ~/.local/share/passageway/)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log connections and requests")
+
+
+def add_proxy_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", metavar="HOST:PORT", help="gateway address (default 127.0.0.1:8080)")
+    parser.add_argument(
+        "--route", metavar="NAME=URL", action="append", dest="routes",
+        help="send /NAME/... to URL (repeatable)",
+    )
+    parser.add_argument("--forward-port", metavar="PORT", type=int, help="also run a standard forward proxy on PORT")
+    parser.add_argument("--body-cap", metavar="BYTES", help="bytes of each body to store (default 1MiB)")
+    parser.add_argument("--upstream-timeout", metavar="SECONDS", help="give up on an upstream after this long (default 30)")
+    parser.add_argument("--proxy-name", metavar="NAME", help="name recorded with each exchange (default: host name)")
+
+
+def add_ui_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ui", metavar="HOST:PORT", help="inspector address (default 127.0.0.1:8081)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="HTTP traffic-inspecting reverse proxy.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run the proxy and the inspector")
+    add_common_flags(up)
+    add_proxy_flags(up)
+    add_ui_flags(up)
+    up.add_argument("--demo", action="store_true", help="also run a demo upstream service on 127.0.0.1:9001")
+
+    proxy = commands.add_parser("proxy", help="run the capturing proxy alone")
+    add_common_flags(proxy)
+    add_proxy_flags(proxy)
+
+    ui = commands.add_parser("ui", help="run the inspector alone")
+    add_common_flags(ui)
+    add_ui_flags(ui)
+
+    demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
+    demo.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9001")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags = {
+        key: getattr(args, key, None)
+        for key in ("config", "db", "listen", "ui", "routes", "forward_port", "body_cap", "upstream_timeout", "proxy_name")
+    }
+    return load_settings(flags)
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        if args.command == "demo-upstream":
+            from . import demo
+
+            demo.serve(args.listen)
+            return 0
+        settings = settings_from(args)
+        if args.command == "proxy":
+            from .runner import run_proxy
+
+            run_proxy(settings, verbose=args.verbose)
+            return 0
+        if args.command == "ui":
+            return run_ui(settings, verbose=args.verbose)
+        return run_up(args, argv, settings)
+    except (ConfigError, StorageError) as e:
+        return fail(str(e))
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_ui(settings: Settings, *, verbose: bool) -> int:
+    from inspector_ui.server import PortInUseError, serve
+    from inspector_ui.settings import InspectorSettings
+
+    host, port = settings.ui
+    inspector = InspectorSettings(db_url=settings.db_url, host=host, port=port, log_level="info" if verbose else "warning")
+    try:
+        serve(inspector)
+    except PortInUseError as e:
+        return fail(f"inspector: {e}")
+    return 0
+
+
+PROXY_ONLY_FLAGS = {"--listen", "--route", "--forward-port", "--body-cap", "--upstream-timeout", "--proxy-name"}
+UI_ONLY_FLAGS = {"--ui"}
+
+
+def child_argv(command: str, argv: list[str], *, drop: set[str]) -> list[str]:
+    """The `up` arguments re-used for one child: `up`, `--demo` and the other side's flags removed."""
+    out: list[str] = [sys.executable, "-m", "proxy", command]
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in drop:
+            skip = "=" not in arg
+            continue
+        if arg not in ("up", "--demo"):
+            out.append(arg)
+    return out
+
+
+def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int:
+    """Start the proxy and the inspector; stop both when either stops or on Ctrl-C."""
+    # Fail here, in one line, on what a child would otherwise fail on.
+    from storage.store import open_store
+
+    from .runner import check_bindable, listen_addresses
+
+    for what, address in [*listen_addresses(settings), ("inspector", settings.ui)]:
+        check_bindable(what, address)
+    open_store(settings.db_url).close()
+
+    children: dict[str, subprocess.Popen] = {}
+    if args.demo:
+        children["demo upstream"] = subprocess.Popen([sys.executable, "-m", "proxy", "demo-upstream"])
+    children["proxy"] = subprocess.Popen(child_argv("proxy", argv, drop=UI_ONLY_FLAGS))
+    children["inspector"] = subprocess.Popen(child_argv("ui", argv, drop=PROXY_ONLY_FLAGS))
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print_banner(settings, demo=args.demo)
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                if child.returncode != 0:
+                    print(f"{PROG}: {name} exited with status {child.returncode}; stopping", file=sys.stderr)
+                    exit_code = 1
+                stopping = True
+        time.sleep(0.1)
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 10
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return exit_code
+
+
+def print_banner(settings: Settings, *, demo: bool) -> None:
+    gateway = format_address(*settings.listen)
+    lines = [
+        f"Passageway is up. Database: {settings.db_url}",
+        f"  inspector:  http://{format_address(*settings.ui)}/",
+        f"  gateway:    http://{gateway}/SERVICE/path",
+    ]
+    for service in settings.services.values():
+        where = f"http://{gateway}/{service.name}/"
+        if service.listen:
+            where += f"  and  http://{format_address(*service.listen)}/"
+        lines.append(f"    {service.name:<12} {where}  ->  {service.upstream.url}")
+    if settings.forward_port:
+        lines.append(f"  forward proxy: http://{format_address(settings.listen[0], settings.forward_port)}")
+    if demo:
+        lines.append(f"Try:  curl http://{gateway}/demo/users/42")
+    lines.append("Ctrl-C stops both.")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,218 @@
+"""Settings: flags, then PASSAGEWAY_* environment variables, then passageway.toml.
+
+Everything is read once at start-up into one `Settings` value and passed
+down. Every malformed value becomes a `ConfigError` whose message is one
+line naming the setting and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .routing import RouteError, Service, check_service_name, parse_listen, parse_route, parse_upstream
+
+DEFAULT_LISTEN = ("127.0.0.1", 8080)
+DEFAULT_UI = ("127.0.0.1", 8081)
+DEFAULT_BODY_CAP = 1024 * 1024
+DEFAULT_UPSTREAM_TIMEOUT = 30.0
+CONFIG_FILE_NAME = "passageway.toml"
+
+SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
+              "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+
+
+class ConfigError(ValueError):
+    """A setting is malformed; the message is one line naming it."""
+
+
+def default_database_url(environ: Mapping[str, str] = os.environ) -> str:
+    """An SQLite file under $XDG_DATA_HOME (default ~/.local/share)/passageway/."""
+    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite:///{Path(data_home) / 'passageway' / 'passageway.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str
+    listen: tuple[str, int] = DEFAULT_LISTEN
+    ui: tuple[str, int] = DEFAULT_UI
+    services: dict[str, Service] = field(default_factory=dict)
+    forward_port: int | None = None
+    body_cap: int = DEFAULT_BODY_CAP
+    upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
+    proxy_name: str = field(default_factory=socket.gethostname)
+    config_file: Path | None = None
+
+
+def parse_size(value: Any, *, what: str) -> int:
+    """`1048576`, `512k`, `1MiB`, `2 mb` -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match and SIZE_UNITS.get(match.group(2).lower())
+        if not match or unit is None:
+            raise ConfigError(f"bad {what} {value!r}: expected bytes, e.g. 1048576 or 1MiB")
+        size = int(match.group(1)) * unit
+    if size < 0:
+        raise ConfigError(f"bad {what} {value!r}: must not be negative")
+    return size
+
+
+def _port(value: Any, *, what: str) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bad {what} {value!r}: expected a port number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"bad {what} {value!r}: port must be 1-65535")
+    return port
+
+
+def _seconds(value: Any, *, what: str) -> float:
+    try:
+        seconds = float(str(value).removesuffix("s"))
+    except ValueError:
+        raise ConfigError(f"bad {what} {value!r}: expected seconds, e.g. 30 or 2.5") from None
+    if not seconds > 0:
+        raise ConfigError(f"bad {what} {value!r}: must be more than 0")
+    return seconds
+
+
+def services_from_table(table: Any, *, source: str) -> dict[str, Service]:
+    """The `[services.NAME]` tables of passageway.toml (or `NAME = "URL"` shorthand)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: 'services' must be a table of [services.NAME]")
+    services: dict[str, Service] = {}
+    for name, spec in table.items():
+        try:
+            check_service_name(name)
+            if isinstance(spec, str):
+                spec = {"url": spec}
+            if not isinstance(spec, dict) or "url" not in spec:
+                raise ConfigError(f"{source}: service {name!r} needs url = \"http://host:port\"")
+            unknown = set(spec) - {"url", "listen"}
+            if unknown:
+                raise ConfigError(f"{source}: service {name!r} has unknown key {sorted(unknown)[0]!r}")
+            listen = parse_listen(spec["listen"], what=f"listen of service {name!r}") if "listen" in spec else None
+            services[name] = Service(name, parse_upstream(str(spec["url"])), listen)
+        except RouteError as e:
+            raise ConfigError(f"{source}: {e}") from None
+    return services
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+
+
+FILE_KEYS = {"db", "listen", "ui", "services", "forward_port", "body_cap", "upstream_timeout", "proxy_name"}
+ENV_KEYS = {
+    "PASSAGEWAY_DB": "db",
+    "PASSAGEWAY_LISTEN": "listen",
+    "PASSAGEWAY_UI": "ui",
+    "PASSAGEWAY_ROUTES": "routes",
+    "PASSAGEWAY_FORWARD_PORT": "forward_port",
+    "PASSAGEWAY_BODY_CAP": "body_cap",
+    "PASSAGEWAY_UPSTREAM_TIMEOUT": "upstream_timeout",
+    "PASSAGEWAY_PROXY_NAME": "proxy_name",
+}
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] = os.environ,
+    cwd: Path | None = None,
+) -> Settings:
+    """Merge flags (None = not given), environment and config file into Settings.
+
+    `flags` keys: config, db, listen, ui, routes (list of NAME=URL), forward_port,
+    body_cap, upstream_timeout, proxy_name.
+    """
+    config_path = flags.get("config") or environ.get("PASSAGEWAY_CONFIG")
+    if config_path:
+        config_file: Path | None = Path(config_path)
+    else:
+        candidate = (cwd or Path.cwd()) / CONFIG_FILE_NAME
+        config_file = candidate if candidate.is_file() else None
+
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if config_file is not None:
+        data = read_config_file(config_file)
+        unknown = set(data) - FILE_KEYS
+        if unknown:
+            raise ConfigError(f"{config_file}: unknown setting {sorted(unknown)[0]!r}")
+        layers.append((str(config_file), data))
+    env_values = {key: environ[name] for name, key in ENV_KEYS.items() if environ.get(name)}
+    layers.append(("environment", env_values))
+    layers.append(("flags", {k: v for k, v in flags.items() if v is not None and k != "config"}))
+
+    merged: dict[str, Any] = {}
+    services: dict[str, Service] = {}
+    for source, values in layers:
+        if "services" in values:
+            services.update(services_from_table(values["services"], source=source))
+        routes = values.get("routes")
+        if routes:
+            if isinstance(routes, str):
+                routes = [r for r in routes.split(",") if r.strip()]
+            for spec in routes:
+                try:
+                    service = parse_route(spec)
+                except RouteError as e:
+                    raise ConfigError(f"{source}: {e}") from None
+                services[service.name] = service
+        merged.update({k: v for k, v in values.items() if k not in ("services", "routes")})
+
+    try:
+        listen = parse_listen(merged["listen"], what="listen address") if "listen" in merged else DEFAULT_LISTEN
+        ui = parse_listen(merged["ui"], what="ui address") if "ui" in merged else DEFAULT_UI
+    except RouteError as e:
+        raise ConfigError(str(e)) from None
+    forward_port = _port(merged["forward_port"], what="forward port") if "forward_port" in merged else None
+    settings = Settings(
+        db_url=str(merged.get("db") or default_database_url(environ)),
+        listen=listen,
+        ui=ui,
+        services=services,
+        forward_port=forward_port,
+        body_cap=parse_size(merged.get("body_cap", DEFAULT_BODY_CAP), what="body cap"),
+        upstream_timeout=_seconds(merged.get("upstream_timeout", DEFAULT_UPSTREAM_TIMEOUT), what="upstream timeout"),
+        proxy_name=str(merged.get("proxy_name") or socket.gethostname()),
+        config_file=config_file,
+    )
+    check_addresses(settings)
+    return settings
+
+
+def check_addresses(settings: Settings) -> None:
+    """No two listeners may share an address."""
+    seen: dict[tuple[str, int], str] = {}
+
+    def claim(address: tuple[str, int], what: str) -> None:
+        if address in seen:
+            raise ConfigError(f"{what} and {seen[address]} both use {address[0]}:{address[1]}")
+        seen[address] = what
+
+    claim(settings.listen, "the gateway")
+    claim(settings.ui, "the inspector")
+    if settings.forward_port is not None:
+        claim((settings.listen[0], settings.forward_port), "the forward proxy")
+    for service in settings.services.values():
+        if service.listen is not None:
+            claim(service.listen, f"service {service.name!r}")

@@ -1,0 +1,75 @@
+"""A small demo upstream for `make run`: a users API with a few realistic behaviours."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import random
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .routing import parse_listen
+
+
+async def user(request: Request) -> Response:
+    user_id = request.path_params["user_id"]
+    if user_id > 1000:
+        return JSONResponse({"error": "not_found", "id": user_id}, status_code=404)
+    return JSONResponse({"id": user_id, "name": f"User {user_id}", "email": f"user{user_id}@example.com", "roles": ["reader"]})
+
+
+async def create_user(request: Request) -> Response:
+    body = await request.body()
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return JSONResponse({"error": "invalid_json"}, status_code=400)
+    return JSONResponse({"id": random.randint(1001, 9999), **data}, status_code=201)
+
+
+async def users(request: Request) -> Response:
+    page = [{"id": i, "name": f"User {i}"} for i in range(1, 51)]
+    body = gzip.compress(json.dumps({"data": page}).encode())
+    return Response(body, media_type="application/json", headers={"Content-Encoding": "gzip"})
+
+
+async def slow(request: Request) -> Response:
+    await asyncio.sleep(float(request.query_params.get("seconds", "1")))
+    return JSONResponse({"slept": True})
+
+
+async def flaky(request: Request) -> Response:
+    if random.random() < 0.5:
+        return JSONResponse({"error": "unavailable"}, status_code=503)
+    return JSONResponse({"ok": True})
+
+
+async def events(request: Request) -> Response:
+    async def stream():
+        for i in range(5):
+            yield f"id: {i}\nevent: tick\ndata: {json.dumps({'n': i})}\n\n"
+            await asyncio.sleep(0.5)
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+app = Starlette(
+    routes=[
+        Route("/users", users),
+        Route("/users", create_user, methods=["POST"]),
+        Route("/users/{user_id:int}", user),
+        Route("/slow", slow),
+        Route("/flaky", flaky),
+        Route("/events", events),
+    ]
+)
+
+
+def serve(listen: str) -> None:
+    host, port = parse_listen(listen)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,240 @@
+"""flow -> ExchangeRecord: a pure, fast conversion of a finished mitmproxy flow.
+
+Runs on the proxy's event loop for every exchange, so it only copies what
+mitmproxy already holds: no hashing, no compression, no decoding.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mitmproxy import http
+
+from storage.record import CapturedBody, ExchangeRecord, Headers, Timings, WebSocketMessageRecord
+
+META_SERVICE = "passageway.service"
+META_ERROR_KIND = "passageway.error_kind"
+META_ERROR_MESSAGE = "passageway.error_message"
+META_REQUEST_TAP = "passageway.request_tap"
+META_RESPONSE_TAP = "passageway.response_tap"
+
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+MAX_ID_LENGTH = 128
+
+
+class BodyTap:
+    """A stream callable that passes chunks through unchanged and keeps the first `cap` bytes."""
+
+    __slots__ = ("cap", "chunks", "kept", "size")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.size = 0
+
+    def __call__(self, chunk: bytes) -> bytes:
+        self.size += len(chunk)
+        room = self.cap - self.kept
+        if room > 0 and chunk:
+            piece = chunk if len(chunk) <= room else chunk[:room]
+            self.chunks.append(piece)
+            self.kept += len(piece)
+        return chunk
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def header_text(raw: bytes) -> str:
+    """Header bytes as text: UTF-8 when valid, else Latin-1 (lossless for any byte)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def headers_of(message: http.Message) -> Headers:
+    return [(header_text(name), header_text(value)) for name, value in message.headers.fields]
+
+
+def url_text(raw: bytes) -> str:
+    """A request target as text; bytes that are not UTF-8 are percent-encoded."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "".join(
+            chr(b) if b < 0x80 else f"%{b:02X}" for b in raw
+        )
+
+
+def captured_body(message: http.Message, tap: BodyTap | None, cap: int) -> CapturedBody | None:
+    if tap is not None:
+        if tap.size == 0:
+            return None
+        data, size = tap.data(), tap.size
+    else:
+        raw = message.raw_content
+        if not raw:
+            return None
+        size = len(raw)
+        data = raw if size <= cap else raw[:cap]
+    headers = message.headers
+    return CapturedBody(
+        data=data,
+        size=size,
+        truncated=len(data) < size,
+        encoding=headers.get("content-encoding") or None,
+        content_type=headers.get("content-type") or None,
+    )
+
+
+def trace_ids(headers: http.Headers) -> tuple[str | None, str | None, str | None]:
+    """(trace_id, span_id, request_id) from traceparent, B3 or X-Request-ID."""
+    trace_id = span_id = None
+    traceparent = headers.get("traceparent")
+    if traceparent and (m := TRACEPARENT.fullmatch(traceparent.strip().lower())):
+        trace_id, span_id = m.group(1), m.group(2)
+    elif b3 := headers.get("x-b3-traceid"):
+        trace_id, span_id = b3.strip().lower()[:MAX_ID_LENGTH], headers.get("x-b3-spanid")
+    elif b3 := headers.get("b3"):
+        parts = b3.strip().lower().split("-")
+        if len(parts) >= 2:
+            trace_id, span_id = parts[0][:MAX_ID_LENGTH], parts[1][:MAX_ID_LENGTH]
+    request_id = headers.get("x-request-id")
+    if request_id:
+        request_id = request_id.strip()[:MAX_ID_LENGTH] or None
+    return trace_id or request_id, span_id, request_id
+
+
+def client_address(flow: http.HTTPFlow) -> str | None:
+    peer = flow.client_conn.peername
+    if not peer:
+        return None
+    host, port = peer[0], peer[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def timings_of(flow: http.HTTPFlow) -> Timings:
+    request = flow.request
+    response = flow.response
+    timings = Timings(
+        request_start=request.timestamp_start,
+        request_end=request.timestamp_end,
+        response_start=response.timestamp_start if response else None,
+        response_end=response.timestamp_end if response else None,
+    )
+    server = flow.server_conn
+    # A reused upstream connection was opened for an earlier request.
+    if server.timestamp_start and server.timestamp_start >= request.timestamp_start:
+        timings.connect_start = server.timestamp_start
+        timings.connect_end = server.timestamp_tcp_setup
+        timings.tls_end = server.timestamp_tls_setup
+    return timings
+
+
+def classify_error(message: str) -> str:
+    text = message.lower()
+    if "killed" in text:
+        return "killed"
+    if "timed out" in text or "timeout" in text:
+        return "timeout"
+    if "client disconnected" in text or "client closed" in text:
+        return "client_disconnected"
+    if "connect" in text and ("refused" in text or "fail" in text or "unreachable" in text or "cannot" in text):
+        return "connect_failed"
+    if "reset" in text or "closed" in text or "disconnected" in text or "incomplete" in text:
+        return "upstream_reset"
+    return "protocol_error"
+
+
+def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int) -> ExchangeRecord:
+    """Turn a finished (or failed) HTTP flow into a record for storage."""
+    request = flow.request
+    response = flow.response
+    metadata = flow.metadata
+    target = url_text(request.data.path)
+    path, _, query = target.partition("?")
+    trace_id, span_id, request_id = trace_ids(request.headers)
+
+    error_kind = metadata.get(META_ERROR_KIND)
+    error_message = metadata.get(META_ERROR_MESSAGE)
+    if flow.error is not None and error_kind is None:
+        error_message = flow.error.msg
+        error_kind = classify_error(error_message)
+
+    end = None
+    if response is not None and response.timestamp_end:
+        end = response.timestamp_end
+    elif flow.error is not None:
+        end = flow.error.timestamp
+    duration_ms = (end - request.timestamp_start) * 1000 if end else None
+
+    return ExchangeRecord(
+        uuid=flow.id,
+        captured_at=request.timestamp_start,
+        proxy=proxy,
+        scheme=request.scheme,
+        method=header_text(request.data.method),
+        host=request.host,
+        port=request.port,
+        path=path,
+        query=query,
+        http_version=request.http_version,
+        request_headers=headers_of(request),
+        request_body=captured_body(request, metadata.get(META_REQUEST_TAP), body_cap),
+        timings=timings_of(flow),
+        service=metadata.get(META_SERVICE),
+        client_addr=client_address(flow),
+        status=response.status_code if response is not None else None,
+        reason=header_text(response.data.reason) if response is not None else None,
+        response_headers=headers_of(response) if response is not None else None,
+        response_body=(
+            captured_body(response, metadata.get(META_RESPONSE_TAP), body_cap)
+            if response is not None
+            else None
+        ),
+        duration_ms=duration_ms,
+        error_kind=error_kind,
+        error_message=error_message,
+        trace_id=trace_id,
+        span_id=span_id,
+        request_id=request_id,
+        websocket=flow.websocket is not None,
+    )
+
+
+def websocket_message_record(
+    flow: http.HTTPFlow, seq: int, *, body_cap: int
+) -> WebSocketMessageRecord:
+    """The newest message of a WebSocket flow."""
+    assert flow.websocket is not None
+    message = flow.websocket.messages[-1]
+    content = message.content
+    return WebSocketMessageRecord(
+        exchange_uuid=flow.id,
+        seq=seq,
+        timestamp=message.timestamp,
+        from_client=message.from_client,
+        kind="text" if message.is_text else "binary",
+        data=content if len(content) <= body_cap else content[:body_cap],
+        size=len(content),
+        truncated=len(content) > body_cap,
+    )
+
+
+def websocket_close_record(flow: http.HTTPFlow, seq: int, *, at: float) -> WebSocketMessageRecord:
+    assert flow.websocket is not None
+    ws = flow.websocket
+    reason = (ws.close_reason or "").encode("utf-8", "replace")
+    return WebSocketMessageRecord(
+        exchange_uuid=flow.id,
+        seq=seq,
+        timestamp=at,
+        from_client=bool(ws.closed_by_client),
+        kind="close",
+        data=reason,
+        size=len(reason),
+        truncated=False,
+        close_code=ws.close_code,
+    )

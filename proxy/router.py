@@ -1,0 +1,80 @@
+"""Router: sends each request to its service's upstream, or answers 404 itself."""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy import http
+from mitmproxy.net.http.url import hostport
+
+from .flow_record import META_ERROR_KIND, META_ERROR_MESSAGE, META_SERVICE, url_text
+from .routing import Service, Upstream, format_address, route_by_prefix
+
+
+def gateway_mode(listen: tuple[str, int]) -> str:
+    """mitmproxy mode spec for the path-prefix gateway.
+
+    Reverse mode needs some upstream; with connection_strategy=lazy nothing is
+    ever opened to it, because the Router sets every request's destination
+    (or answers it) in `requestheaders`.
+    """
+    address = format_address(*listen)
+    return f"reverse:http://{address}@{address}"
+
+
+def service_mode(service: Service) -> str:
+    assert service.listen is not None
+    upstream = service.upstream
+    return f"reverse:{upstream.scheme}://{format_address(upstream.host, upstream.port)}@{format_address(*service.listen)}"
+
+
+def forward_mode(host: str, port: int) -> str:
+    return f"regular@{format_address(host, port)}"
+
+
+def no_route_response(path: str, services: dict[str, Service]) -> http.Response:
+    body = {
+        "error": "no_route",
+        "message": f"no service matches {path!r}; the first path segment must name a service",
+        "services": sorted(services),
+    }
+    return http.Response.make(
+        404,
+        json.dumps(body, indent=2).encode() + b"\n",
+        {"Content-Type": "application/json", "X-Passageway-Error": "no_route"},
+    )
+
+
+def point_at(request: http.Request, upstream: Upstream, path: str) -> None:
+    request.scheme = upstream.scheme
+    request.host = upstream.host
+    request.port = upstream.port
+    request.path = path
+    request.host_header = hostport(upstream.scheme, upstream.host, upstream.port)
+
+
+class Router:
+    def __init__(self, *, services: dict[str, Service], gateway: str) -> None:
+        self.services = services
+        self.gateway = gateway
+        self.by_mode = {service_mode(s): s for s in services.values() if s.listen is not None}
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        mode = flow.client_conn.proxy_mode.full_spec
+        request = flow.request
+        if mode == self.gateway:
+            target = route_by_prefix(self.services, url_text(request.data.path))
+            if target is None:
+                flow.metadata[META_ERROR_KIND] = "no_route"
+                flow.metadata[META_ERROR_MESSAGE] = f"no service named by {request.path!r}"
+                flow.response = no_route_response(request.path, self.services)
+                return
+            flow.metadata[META_SERVICE] = target.service
+            point_at(request, target.upstream, target.path)
+        elif (service := self.by_mode.get(mode)) is not None:
+            flow.metadata[META_SERVICE] = service.name
+            if service.upstream.base_path:
+                request.path = service.upstream.base_path + request.path
+        else:
+            # Forward proxy: the service is the host the client asked for.
+            flow.metadata[META_SERVICE] = request.pretty_host

@@ -1,0 +1,96 @@
+"""Runs the proxy: mitmproxy's master with the Router and Capture addons."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import socket
+
+from mitmproxy import addons, options
+from mitmproxy.addons import errorcheck
+from mitmproxy.master import Master
+
+from storage.store import open_store
+from storage.writer import ExchangeWriter
+
+from .capture import Capture
+from .config import ConfigError, Settings
+from .router import Router, forward_mode, gateway_mode, service_mode
+
+logger = logging.getLogger(__name__)
+
+
+def proxy_modes(settings: Settings) -> list[str]:
+    modes = [gateway_mode(settings.listen)]
+    modes += [service_mode(s) for s in settings.services.values() if s.listen is not None]
+    if settings.forward_port is not None:
+        modes.append(forward_mode(settings.listen[0], settings.forward_port))
+    return modes
+
+
+def listen_addresses(settings: Settings) -> list[tuple[str, tuple[str, int]]]:
+    addresses = [("gateway", settings.listen)]
+    addresses += [(f"service {s.name!r}", s.listen) for s in settings.services.values() if s.listen is not None]
+    if settings.forward_port is not None:
+        addresses.append(("forward proxy", (settings.listen[0], settings.forward_port)))
+    return addresses
+
+
+def check_bindable(what: str, address: tuple[str, int]) -> None:
+    """Fail early, in one line, when a listen address cannot be used."""
+    host, port = address
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ConfigError(f"{what}: cannot resolve listen host {host!r}: {e.strerror}") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(sockaddr)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError(f"{what}: {host}:{port} is already in use") from None
+            raise ConfigError(f"{what}: cannot listen on {host}:{port}: {e.strerror}") from None
+
+
+def run_proxy(settings: Settings, *, verbose: bool = False) -> None:
+    """Run until SIGINT/SIGTERM. Raises ConfigError/StorageError for user mistakes."""
+    for what, address in listen_addresses(settings):
+        check_bindable(what, address)
+    store = open_store(settings.db_url)
+    writer = ExchangeWriter(store)
+    try:
+        asyncio.run(_serve(settings, writer, verbose=verbose))
+    finally:
+        writer.close()
+        store.close()
+
+
+async def _serve(settings: Settings, writer: ExchangeWriter, *, verbose: bool) -> None:
+    opts = options.Options()
+    master = Master(opts, with_termlog=True)
+    check = errorcheck.ErrorCheck(repeat_errors_on_stderr=True)
+    master.addons.add(check, *addons.default_addons())
+    router = Router(services=settings.services, gateway=gateway_mode(settings.listen))
+    capture = Capture(
+        writer,
+        proxy_name=settings.proxy_name,
+        body_cap=settings.body_cap,
+        upstream_timeout=settings.upstream_timeout,
+    )
+    master.addons.add(router, capture)
+    opts.update(
+        mode=proxy_modes(settings),
+        # Each request picks its upstream in `requestheaders`, so connect only then.
+        connection_strategy="lazy",
+        # Services call us from anywhere on their network; the UI, not the proxy, is locked down.
+        block_global=False,
+        termlog_verbosity="info" if verbose else "warn",
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, master.shutdown)
+    await master.run()

@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from proxy.config import ConfigError, load_settings, parse_size
+
+NO_FLAGS: dict = {}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "passageway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults(tmp_path):
+    settings = load_settings(NO_FLAGS, environ={"XDG_DATA_HOME": str(tmp_path)}, cwd=tmp_path)
+    assert settings.listen == ("127.0.0.1", 8080)
+    assert settings.ui == ("127.0.0.1", 8081)
+    assert settings.body_cap == 1024 * 1024
+    assert settings.db_url == f"sqlite:///{tmp_path}/passageway/passageway.db"
+    assert settings.services == {}
+
+
+def test_flags_beat_environment_beat_file(tmp_path):
+    write(tmp_path, 'listen = "127.0.0.1:1001"\nbody_cap = "2MiB"\ndb = "sqlite:///file.db"\n'
+          '[services.a]\nurl = "http://h:1"\n[services.b]\nurl = "http://h:2"\nlisten = "127.0.0.1:7002"\n')
+    environ = {"PASSAGEWAY_LISTEN": "127.0.0.1:1002", "PASSAGEWAY_ROUTES": "a=http://env:1,c=http://h:3",
+               "PASSAGEWAY_DB": "sqlite:///env.db"}
+    settings = load_settings({"listen": "127.0.0.1:1003", "routes": ["c=http://flag:3"]}, environ=environ, cwd=tmp_path)
+    assert settings.listen == ("127.0.0.1", 1003)
+    assert settings.db_url == "sqlite:///env.db"
+    assert settings.body_cap == 2 * 1024 * 1024
+    assert settings.services["a"].upstream.host == "env"
+    assert settings.services["b"].listen == ("127.0.0.1", 7002)
+    assert settings.services["c"].upstream.host == "flag"
+    assert settings.config_file == tmp_path / "passageway.toml"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("listen = ", "not valid TOML"),
+        ("colour = 1", "unknown setting 'colour'"),
+        ("[services.a]\nport = 1", "needs url"),
+        ('[services.a]\nurl = "http://h:1"\nextra = 1', "unknown key 'extra'"),
+        ('[services."a b"]\nurl = "http://h:1"', "bad service name"),
+        ('body_cap = "lots"', "bad body cap"),
+        ('listen = "h:x"', "bad listen address"),
+        ('forward_port = 70000', "bad forward port"),
+        ('upstream_timeout = 0', "bad upstream timeout"),
+        ('listen = "127.0.0.1:8081"', "both use 127.0.0.1:8081"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_problem(tmp_path, text, message):
+    write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as e:
+        load_settings(NO_FLAGS, environ={}, cwd=tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_config_file_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({"config": str(tmp_path / "nope.toml")}, environ={}, cwd=tmp_path)
+
+
+def test_bad_route_flag(tmp_path):
+    with pytest.raises(ConfigError, match="flags: bad route"):
+        load_settings({"routes": ["oops"]}, environ={}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(("text", "size"), [("1048576", 1048576), ("512k", 524288), ("1MiB", 1048576), ("2 mb", 2097152), (7, 7)])
+def test_parse_size(text, size):
+    assert parse_size(text, what="x") == size
