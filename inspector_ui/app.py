@@ -1,0 +1,130 @@
+"""create_app: the inspector's FastAPI application (REST under /api, WS /api/stream, static UI)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from storage.store import StorageError, open_store
+
+from .broadcast import Broadcaster
+from .routers import exchanges, health, stream
+from .security import HostGuardMiddleware, SecurityHeadersMiddleware
+from .settings import InspectorSettings
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+OPENAPI_URL = "/api/openapi.json"
+DOCS_URL = "/docs"
+SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
+
+
+def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
+    """Build the app. Without `store`, the lifespan opens one from settings.db_url and closes it after."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = store is None
+        app.state.store = await run_in_threadpool(open_store, settings.db_url) if owned else store
+        broadcaster = Broadcaster(
+            app.state.store, poll_interval=settings.stream_poll_interval, queue_size=settings.stream_queue_size
+        )
+        app.state.broadcaster = broadcaster
+        feed_task = asyncio.create_task(broadcaster.run(), name="passageway-change-feed")
+        try:
+            yield
+        finally:
+            broadcaster.close()  # ends every /api/stream connection with 1001
+            feed_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed_task
+            if owned:
+                await run_in_threadpool(app.state.store.close)
+
+    app = FastAPI(
+        title="Passageway inspector",
+        summary="Browse the HTTP traffic captured by Passageway.",
+        version="1",
+        lifespan=lifespan,
+        openapi_url=OPENAPI_URL if settings.docs else None,
+        docs_url=None,  # our own /docs below: Swagger UI without inline script
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.include_router(exchanges.router)
+    app.include_router(stream.router)
+    app.include_router(health.router)
+    _add_error_handlers(app)
+
+    if settings.docs:
+
+        @app.get(DOCS_URL, include_in_schema=False)
+        async def docs() -> HTMLResponse:
+            return HTMLResponse(_SWAGGER_PAGE)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # Added last = outermost: even the Host guard's refusals carry the security headers.
+    app.add_middleware(HostGuardMiddleware, allowed_hosts=settings.effective_allowed_hosts())
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=frozenset({DOCS_URL}))
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One readable sentence in `message`; FastAPI's usual list stays in `detail` for tools.
+        errors = exc.errors()
+        parts = []
+        for error in errors:
+            loc = [str(p) for p in error.get("loc", ()) if p not in ("query", "path", "body")]
+            parts.append(f"{'.'.join(loc) or 'request'}: {error.get('msg', 'invalid')}")
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors
+        ]
+        return JSONResponse({"detail": detail, "message": "; ".join(parts)}, status_code=422)
+
+    @app.exception_handler(StorageError)
+    @app.exception_handler(DBAPIError)
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("database error on %s: %s", request.url.path, first_line)
+        return JSONResponse({"detail": f"database unavailable: {first_line}"[:500]}, status_code=503)
+
+
+_SWAGGER_PAGE = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Passageway inspector API</title>
+<link rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="{OPENAPI_URL}"></div>
+<script src="{SWAGGER_UI}/swagger-ui-bundle.js"></script>
+<script src="/static/swagger-init.js"></script>
+</body>
+</html>
+"""

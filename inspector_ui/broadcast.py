@@ -1,0 +1,160 @@
+"""Fan out new exchanges to WebSocket viewers.
+
+One change feed per app feeds one `Broadcaster`. Each message is serialized once
+and offered to every subscriber's bounded queue without waiting; a viewer that
+falls more than `queue_size` messages behind is marked overflowed and dropped,
+so a slow viewer never delays the others (nor the feed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from storage.feed import open_change_feed
+from storage.queries import summaries_for_ids
+
+log = logging.getLogger(__name__)
+
+FETCH_CHUNK = 500
+"""Ids per summaries_for_ids call, so one huge batch does not become one huge query."""
+
+
+class SubscriberGone(Exception):
+    """The subscription ended: the viewer overflowed its queue or the broadcaster closed."""
+
+
+class Subscriber:
+    """One viewer's bounded queue of serialized messages."""
+
+    def __init__(self, queue_size: int) -> None:
+        self._pending: collections.deque[str] = collections.deque()
+        self._queue_size = queue_size
+        self._ready = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def offer(self, text: str) -> bool:
+        """Queue one message without waiting; False (and overflowed) when the viewer is too far behind."""
+        if self.closed:
+            return False
+        if len(self._pending) >= self._queue_size:
+            self.overflowed = True
+            self.closed = True
+            self._pending.clear()  # nothing more will be sent; free the memory now
+            self._ready.set()
+            return False
+        self._pending.append(text)
+        self._ready.set()
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+    async def next(self) -> str:
+        """The next message, waiting for one; raises SubscriberGone once closed."""
+        while True:
+            if self.closed:
+                raise SubscriberGone
+            if self._pending:
+                return self._pending.popleft()
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def wait_closed(self) -> None:
+        while not self.closed:
+            self._ready.clear()
+            await self._ready.wait()
+
+
+class Broadcaster:
+    """Follows the store's change feed and fans new exchange summaries out to subscribers."""
+
+    def __init__(self, store: Any, *, poll_interval: float = 0.1, queue_size: int = 1000) -> None:
+        self._store = store
+        self._poll_interval = poll_interval
+        self._queue_size = queue_size
+        self._subscribers: set[Subscriber] = set()
+        self.running = False
+        self.published = 0
+        self.dropped = 0
+
+    @property
+    def clients(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self) -> Subscriber:
+        subscriber = Subscriber(self._queue_size)
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+        subscriber.close()
+
+    def publish(self, message: dict[str, Any]) -> None:
+        """Serialize once and offer to every subscriber; overflowing ones are removed."""
+        if not self._subscribers:
+            return
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        self.published += 1
+        for subscriber in list(self._subscribers):
+            if not subscriber.offer(text):
+                self._subscribers.discard(subscriber)
+                if subscriber.overflowed:
+                    self.dropped += 1
+
+    def close(self) -> None:
+        for subscriber in list(self._subscribers):
+            self.unsubscribe(subscriber)
+
+    async def publish_ids(self, ids: Sequence[int]) -> None:
+        """Fetch the summaries of newly committed ids (in a thread) and publish them in id order."""
+        for start in range(0, len(ids), FETCH_CHUNK):
+            if not self._subscribers:
+                return  # nobody is watching: skip the query
+            chunk = list(ids[start : start + FETCH_CHUNK])
+            summaries = await run_in_threadpool(summaries_for_ids, self._store, ids=chunk)
+            for summary in summaries:
+                self.publish({"type": "exchange", "data": summary})
+
+    async def run(self) -> None:
+        """Follow the change feed until cancelled, reopening it after failures."""
+        backoff = 0.5
+        last_logged = 0.0
+        while True:
+            try:
+                async with open_change_feed(self._store, poll_interval=self._poll_interval) as feed:
+                    self.running = True
+                    backoff = 0.5
+                    async for ids in feed:
+                        if ids:
+                            await self.publish_ids(ids)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the feed reconnects itself; this is the safety net
+                now = time.monotonic()
+                if now - last_logged > 30:
+                    log.warning("change feed failed (%s); retrying", _one_line(exc))
+                    last_logged = now
+            finally:
+                self.running = False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

@@ -1,0 +1,63 @@
+"""Inspector settings: read once at start-up (by the CLI) and passed down."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+class InspectorSettings(BaseModel):
+    """Everything the inspector needs to run; the CLI builds one and passes it to `create_app`/`serve`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    db_url: str = Field(min_length=1, description="SQLAlchemy URL of the capture store.")
+    host: str = Field("127.0.0.1", min_length=1, description="Interface to listen on.")
+    port: int = Field(8081, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+    stream_poll_interval: float = Field(
+        0.1, gt=0, le=5, description="SQLite change-feed poll interval, seconds (PostgreSQL uses LISTEN)."
+    )
+    stream_queue_size: int = Field(
+        1000, ge=1, le=1_000_000, description="Messages a WebSocket viewer may fall behind before it is dropped."
+    )
+    stream_close_timeout: float = Field(
+        1.0, gt=0, le=60, description="Seconds to spend closing a dropped viewer's socket."
+    )
+    allowed_hosts: tuple[str, ...] | None = Field(
+        None,
+        description=(
+            "Host header values accepted (DNS-rebinding guard). None derives them from `host`: "
+            "the loopback names for a loopback bind, anything for a wildcard bind. '*' allows all."
+        ),
+    )
+    max_decoded_body: int = Field(
+        256 * 1024 * 1024, ge=1, description="Largest body `?decoded=true` will inflate (decompression-bomb guard)."
+    )
+    docs: bool = Field(True, description="Serve the OpenAPI document and Swagger UI at /docs.")
+    log_level: str = Field("warning", description="uvicorn log level.")
+    access_log: bool = Field(False, description="Log one line per request.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"critical", "error", "warning", "info", "debug", "trace"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return value
+
+    def effective_allowed_hosts(self) -> frozenset[str] | None:
+        """Lower-case host names (no port) the Host header may carry; None means any."""
+        if self.allowed_hosts is not None:
+            hosts = {h.lower().strip("[]") for h in self.allowed_hosts}
+            return None if "*" in hosts else frozenset(hosts)
+        host = self.host.strip("[]").lower()
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return frozenset({host, *LOOPBACK_NAMES})
+        if address.is_unspecified:
+            return None  # bound to every interface: the name used to reach us is unknowable
+        return frozenset({host, *LOOPBACK_NAMES})
