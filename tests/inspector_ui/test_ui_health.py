@@ -1,0 +1,62 @@
+"""GET /api/health: 200 with the database's state, 503 when the database is gone."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from inspector_ui import create_app
+from storage.store import open_store
+from storage.writer import write_records
+from tests.support.postgres import drop_database, name_of
+
+from ui_support import make_record, settings_for
+
+
+def test_health_ok(store, client):
+    write_records(store, [make_record(), make_record()])
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"]["ok"] is True
+    assert body["database"]["dialect"] == "sqlite"
+    assert body["database"]["exchanges"] == 2
+    assert body["stream"]["clients"] == 0
+
+
+def test_health_503_when_the_sqlite_file_is_destroyed(tmp_path):
+    path = tmp_path / "broken.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        with TestClient(create_app(settings_for(store), store=store), base_url="http://127.0.0.1") as client:
+            assert client.get("/api/health").status_code == 200
+            store.engine.dispose()
+            for suffix in ("", "-wal", "-shm"):
+                p = path.with_name(path.name + suffix)
+                if p.exists():
+                    p.unlink()
+            path.write_bytes(b"this is not a database" * 100)
+            response = client.get("/api/health")
+            assert response.status_code == 503
+            body = response.json()
+            assert body["status"] == "unavailable"
+            assert body["database"]["ok"] is False and body["database"]["error"]
+            # the other endpoints answer 503 JSON too, not a 500 page
+            listing = client.get("/api/exchanges")
+            assert listing.status_code == 503
+            assert listing.json()["detail"].startswith("database unavailable")
+    finally:
+        store.close()
+
+
+def test_health_503_when_postgresql_database_is_dropped(pg_url):
+    store = open_store(pg_url)
+    try:
+        with TestClient(create_app(settings_for(store), store=store), base_url="http://127.0.0.1") as client:
+            assert client.get("/api/health").json()["database"]["dialect"] == "postgresql"
+            drop_database(name_of(pg_url))
+            response = client.get("/api/health")
+            assert response.status_code == 503
+            assert response.json()["database"]["ok"] is False
+    finally:
+        store.close()

@@ -1,0 +1,90 @@
+"""Security headers everywhere, a strict CSP for the API, Host and Origin guards."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from inspector_ui import InspectorSettings, create_app
+from inspector_ui.security import API_CSP
+from storage.writer import write_records
+
+from ui_support import make_record
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/api/exchanges", "/api/exchanges/12345", "/api/exchanges?limit=0", "/api/health", "/static/index.html", "/nope"],
+)
+def test_every_response_carries_the_security_headers(client, path):
+    response = client.get(path)
+    headers = response.headers
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["content-security-policy"] == API_CSP
+
+
+def test_api_csp_is_strict():
+    directives = dict(d.strip().split(" ", 1) for d in API_CSP.split(";"))
+    assert directives["default-src"] == "'self'"
+    assert directives["script-src"] == "'self'"
+    assert "unsafe" not in API_CSP and "http" not in API_CSP
+
+
+def test_api_responses_are_not_cached(store, client):
+    write_records(store, [make_record()])
+    assert client.get("/api/exchanges").headers["cache-control"] == "no-store"
+
+
+def test_index_page_has_no_inline_script(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<script" not in response.text
+
+
+def test_docs_page_uses_its_own_csp_and_no_inline_script(client):
+    response = client.get("/docs")
+    assert response.status_code == 200
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self' https://cdn.jsdelivr.net;" in csp
+    assert "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";", 1)[0]
+    # every script on the page has a src; the init script is ours, from /static
+    assert response.text.count("<script") == response.text.count("<script src=") == 2
+    assert client.get("/static/swagger-init.js").status_code == 200
+
+
+def test_docs_can_be_turned_off(make_client):
+    client = make_client(docs=False)
+    assert client.get("/docs").status_code == 404
+    assert client.get("/api/openapi.json").status_code == 404
+
+
+def test_foreign_host_header_is_refused(client):
+    """DNS rebinding: evil.example resolving to 127.0.0.1 must not read captured traffic."""
+    response = client.get("/api/exchanges", headers={"host": "evil.example:8081"})
+    assert response.status_code == 421
+    assert "evil.example" in response.json()["detail"]
+    assert response.headers["x-frame-options"] == "DENY"
+    for host in ("127.0.0.1:8081", "localhost", "[::1]:8081"):
+        assert client.get("/api/health", headers={"host": host}).status_code == 200
+
+
+def test_allowed_hosts_setting(store):
+    settings = InspectorSettings(db_url=store.url, allowed_hosts=("inspector.corp",))
+    with TestClient(create_app(settings, store=store), base_url="http://inspector.corp") as client:
+        assert client.get("/api/health").status_code == 200
+        assert client.get("/api/health", headers={"host": "127.0.0.1"}).status_code == 421
+    assert InspectorSettings(db_url="sqlite://", host="0.0.0.0").effective_allowed_hosts() is None
+    assert InspectorSettings(db_url="sqlite://", allowed_hosts=("*",)).effective_allowed_hosts() is None
+
+
+def test_cross_origin_websocket_is_refused(client):
+    with pytest.raises(WebSocketDisconnect) as caught:
+        with client.websocket_connect("ws://127.0.0.1/api/stream", headers={"origin": "http://evil.example"}) as ws:
+            ws.receive_json()
+    assert caught.value.code == 1008
+    with client.websocket_connect("ws://127.0.0.1/api/stream", headers={"origin": "http://127.0.0.1"}) as ws:
+        assert ws.receive_json()["type"] == "hello"

@@ -1,0 +1,116 @@
+"""Helpers for the inspector tests: records to write, settings, a real uvicorn server on a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from inspector_ui import InspectorServer, InspectorSettings
+from storage.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
+
+
+def make_record(**overrides: Any) -> ExchangeRecord:
+    """A complete, plausible exchange; override any field."""
+    now = time.time()
+    fields: dict[str, Any] = dict(
+        uuid=uuid.uuid4().hex,
+        captured_at=now,
+        proxy="test-proxy",
+        scheme="http",
+        method="GET",
+        host="users.internal",
+        port=8000,
+        path="/users/42",
+        query="verbose=1",
+        http_version="HTTP/1.1",
+        request_headers=[("Host", "users.internal:8000"), ("Accept", "application/json"), ("X-Dup", "a"), ("X-Dup", "b")],
+        request_body=None,
+        timings=Timings(request_start=now, request_end=now + 0.001, response_start=now + 0.01, response_end=now + 0.012),
+        service="users",
+        realm="dev",
+        client_addr="127.0.0.1:50000",
+        status=200,
+        reason="OK",
+        response_headers=[("Content-Type", "application/json"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")],
+        response_body=CapturedBody(data=b'{"id": 42}', size=10, truncated=False, content_type="application/json"),
+        duration_ms=12.0,
+    )
+    fields.update(overrides)
+    return ExchangeRecord(**fields)
+
+
+def websocket_message(exchange_uuid: str, seq: int, **overrides: Any) -> WebSocketMessageRecord:
+    fields: dict[str, Any] = dict(
+        exchange_uuid=exchange_uuid, seq=seq, timestamp=time.time(), from_client=seq % 2 == 0,
+        kind="text", data=f"message {seq}".encode(), size=len(f"message {seq}"), truncated=False,
+    )
+    fields.update(overrides)
+    return WebSocketMessageRecord(**fields)
+
+
+def settings_for(store: Any, **overrides: Any) -> InspectorSettings:
+    return InspectorSettings(db_url=store.url, **{"port": 0, **overrides})
+
+
+@dataclass
+class LiveInspector:
+    server: InspectorServer
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.server.port}/api/stream"
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run fn(*args) on the server's event loop and wait for it."""
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                fn(*args)
+            finally:
+                done.set()
+
+        self.loop.call_soon_threadsafe(run)
+        assert done.wait(5)
+
+
+@contextlib.contextmanager
+def live_inspector(store: Any, **overrides: Any) -> Iterator[LiveInspector]:
+    """A real uvicorn server on 127.0.0.1:<free port>, on its own thread."""
+    server = InspectorServer(settings_for(store, **overrides), store=store)
+    loops: list[asyncio.AbstractEventLoop] = []
+    errors: list[BaseException] = []
+
+    async def main() -> None:
+        loops.append(asyncio.get_running_loop())
+        await server.run()
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="live-inspector", daemon=True)
+    thread.start()
+    if not server.started.wait(10):
+        raise RuntimeError(f"inspector did not start: {errors}")
+    try:
+        yield LiveInspector(server, loops[0])
+    finally:
+        server.stop()
+        thread.join(15)
+        assert not thread.is_alive(), "inspector did not shut down"
+    if errors:
+        raise errors[0]
