@@ -90,7 +90,7 @@ class InspectorServer:
             server = _QuietSignalsServer(config) if handle_signals else _NoSignalsServer(config)
             self._server = server
             host = f"[{settings.host}]" if ":" in settings.host else settings.host
-            log.warning("inspector listening on http://%s:%d", host, self.port)
+            log.info("inspector listening on http://%s:%d", host, self.port)
             serving = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started and not serving.done():
                 await asyncio.sleep(0.01)

@@ -94,3 +94,9 @@ def test_settings_validate():
     with pytest.raises(ValueError):
         InspectorSettings(db_url="sqlite://", log_level="loud")
     assert InspectorServer(InspectorSettings(db_url="sqlite://")).port is None
+
+
+def test_inspector_does_not_import_mitmproxy():
+    code = "import sys, inspector_ui, inspector_ui.server; print('mitmproxy' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr
