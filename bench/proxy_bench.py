@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -257,6 +258,49 @@ def poll_until_stable(read, settle: float = 1.0, timeout: float = 30.0):
     return last
 
 
+# ---------------------------------------------------------------- profiling (optional)
+
+def summarize_profile(raw: Path, top: int = 15) -> str:
+    """Top frames from a py-spy raw (collapsed) profile: self time overall, inclusive time in our code."""
+    self_t: dict[str, int] = {}
+    incl_ours: dict[str, int] = {}
+    threads = {"event loop": 0, "writer thread": 0, "other": 0}
+    total = 0
+    ours = (f"{REPO}/proxy/", f"{REPO}/storage/")
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        count = int(n)
+        total += count
+        # Aggregate by function, not line: "func (file:123)" -> "func (file)".
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        self_t[frames[-1]] = self_t.get(frames[-1], 0) + count
+        for frame in set(frames):
+            if any(o in frame for o in ours):
+                incl_ours[frame] = incl_ours.get(frame, 0) + count
+        if any("run_forever" in f or "_run_once" in f for f in frames):
+            threads["event loop"] += count
+        elif any("writer" in f for f in frames):
+            threads["writer thread"] += count
+        else:
+            threads["other"] += count
+    if not total:
+        return "  (no samples)"
+
+    def short(frame: str) -> str:
+        return frame.replace(str(REPO) + "/", "").replace(str(REPO / ".venv/lib/python3.13/site-packages") + "/", "")
+
+    out = ["  samples by thread: " + ", ".join(f"{k} {v / total:.0%}" for k, v in threads.items())]
+    out.append(f"  top self time ({total} samples):")
+    for frame, n in sorted(self_t.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"    {n / total:6.1%}  {short(frame)}")
+    out.append("  our code, inclusive:")
+    for frame, n in sorted(incl_ours.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"    {n / total:6.1%}  {short(frame)}")
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------- one arm, one round
 
 @dataclass
@@ -300,7 +344,8 @@ def arm_command(arm: str, up_port: int, port: int, work: Path) -> list[str] | No
     raise ValueError(arm)
 
 
-def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Path) -> ArmResult:
+def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Path,
+            profile: Path | None = None) -> ArmResult:
     work = Path(tempfile.mkdtemp(prefix=f"r{rnd}-{arm.replace(' ', '').replace('-', '_')}-", dir=tmp))
     port = up_port if arm == "direct" else free_port()
     tag = f"{rnd}-{arm.replace(' ', '').replace('-', '')}-{random.randrange(1 << 30):x}"
@@ -320,9 +365,21 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
             run_wrk(wrk, lua, base + warm_key, args.warmup, args.connections)
         if arm == "passageway":   # let the warm-up's rows land so they do not share the window
             poll_until_stable(lambda: count_rows(work / "bench.db", warm_key), settle=0.5, timeout=15)
+        spy = None
+        if profile is not None and proc is not None:
+            spy = subprocess.Popen(
+                [str(VENV_BIN / "py-spy"), "record", "--format", "raw", "--full-filenames", "--rate", "200",
+                 "--duration", str(max(1, round(args.duration))), "--pid", str(proc.pid), "--output", str(profile)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = cpu_seconds(proc.pid) if proc else float("nan")
         res = run_wrk(wrk, lua, base + key, args.duration, args.connections)
         cpu1 = cpu_seconds(proc.pid) if proc else float("nan")
+        if spy is not None:
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait(timeout=5)
         stored = before_stop = None
         if arm == "passageway":
             before_stop = poll_until_stable(lambda: count_rows(work / "bench.db", key))
@@ -409,13 +466,18 @@ def report(results: list[ArmResult], arms: list[str], args) -> bool:
     print()
     print("Per round (req/s, p99 ms; paired ratio to the same round's baseline):")
     for a in arms:
+        if not by_arm[a]:
+            continue
         cells = []
         for r in sorted(by_arm[a], key=lambda r: r.round):
             b = base_by_round.get(r.round)
             ratio = f" {r.rps / b.rps:.2f}x" if b and b.rps and a != BASELINE else ""
             err = f" errors={r.errors}" if r.errors else ""
             cells.append(f"r{r.round}: {r.rps:.0f} {r.p99_ms:.1f}{ratio}{err}")
-        print(f"  {a:<16} " + " | ".join(cells))
+        paired = [r.rps / base_by_round[r.round].rps for r in by_arm[a]
+                  if a != BASELINE and r.round in base_by_round and base_by_round[r.round].rps]
+        tail = f"  (median paired {med(paired):.2f}x)" if len(paired) > 1 else ""
+        print(f"  {a:<16} " + " | ".join(cells) + tail)
 
     print()
     print("Integrity (completed by wrk / answered by upstream / stored) per round:")
@@ -456,6 +518,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=None, help="seed for the arm order")
     p.add_argument("--json", type=Path, default=None, help="also write every result to this JSON file")
     p.add_argument("--keep", action="store_true", help="keep each arm's work dir (db, flow file, log)")
+    p.add_argument("--profile", metavar="ARM", default=None,
+                   help="after the rounds, run ARM once more (not scored) under py-spy and print its top "
+                        "frames (needs py-spy in the venv: .venv/bin/pip install py-spy)")
     p.add_argument("--serve-upstream", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -470,6 +535,8 @@ def parse_args(argv=None):
     if BASELINE not in arms:
         arms.append(BASELINE)
     args.arm_list = [a for a in ARMS if a in arms]
+    if args.profile is not None and args.profile not in ARMS[1:]:
+        p.error(f"--profile takes one of: {', '.join(ARMS[1:])}")
     return args
 
 
@@ -493,9 +560,12 @@ def main(argv=None) -> int:
         return 2
 
     rng = random.Random(args.seed)
+    profile_text = None
     results: list[ArmResult] = []
     with tempfile.TemporaryDirectory(prefix="passageway-bench-") as tmpdir:
-        tmp = Path(tmpdir)
+        tmp = Path(tempfile.mkdtemp(prefix="passageway-bench-keep-")) if args.keep else Path(tmpdir)
+        if args.keep:
+            print(f"keeping work dirs under {tmp}")
         lua = tmp / "report.lua"
         lua.write_text(WRK_LUA)
         up_port = free_port()
@@ -522,6 +592,15 @@ def main(argv=None) -> int:
                     extra = "" if r.stored is None else f", stored {r.stored}"
                     print(f"  {arm:<16} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "
                           f"(completed {r.completed}, upstream {r.served}{extra})", flush=True)
+            if args.profile is not None:
+                if not (VENV_BIN / "py-spy").exists():
+                    print("profile skipped: .venv/bin/py-spy not found (.venv/bin/pip install py-spy)")
+                else:
+                    raw = tmp / "profile.txt"
+                    r = run_arm(args.profile, 0, args, wrk, lua, up_port, tmp, profile=raw)
+                    profile_text = (f"Profile of `{args.profile}` under py-spy (not scored; "
+                                    f"{r.rps:.0f} req/s while sampled):\n"
+                                    + (summarize_profile(raw) if raw.exists() else "  (py-spy wrote nothing)"))
         except KeyboardInterrupt:
             print("interrupted; reporting what ran", file=sys.stderr)
         except BenchError as e:
@@ -534,6 +613,9 @@ def main(argv=None) -> int:
         print("error: no arm completed", file=sys.stderr)
         return 1
     ok = report(results, args.arm_list, args)
+    if profile_text:
+        print()
+        print(profile_text)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
     return 0 if ok else 1
