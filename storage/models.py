@@ -1,0 +1,223 @@
+"""SQLAlchemy 2 models: exchanges, content-addressed bodies, WebSocket messages.
+
+Text from captured traffic is hostile: PostgreSQL text (and json's `->>`)
+cannot hold NUL, and neither database driver can encode the lone surrogates
+that surrogate-escaped header bytes carry. Such strings are stored escaped
+(see `escape_text`); every other string is stored as is, so it stays
+searchable with plain SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "Base",
+    "Body",
+    "Exchange",
+    "SafeText",
+    "UTCDateTime",
+    "WebSocketMessage",
+    "escape_text",
+    "unescape_text",
+]
+
+_MARK = "\ue000"
+"""Private-use character that starts an escaped string: MARK + JSON string literal."""
+
+
+def escape_text(value: str) -> str:
+    """`value` unchanged when both databases can store it, else MARK + its JSON literal.
+
+    Escaped: strings with NUL, lone surrogates, or that start with MARK
+    themselves (so the mapping stays reversible).
+    """
+    if value.isascii():
+        if "\x00" not in value:
+            return value
+    elif not (value[0] == _MARK or "\x00" in value or _has_surrogate(value)):
+        return value
+    return _MARK + json.dumps(value)
+
+
+def unescape_text(value: str) -> str:
+    """Inverse of escape_text."""
+    if value[:1] == _MARK:
+        return json.loads(value[1:])
+    return value
+
+
+def _has_surrogate(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+class SafeText(TypeDecorator[str]):
+    """Text that round-trips any Python str through SQLite and PostgreSQL."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else escape_text(value)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        if value is None or value[:1] != _MARK:
+            return value
+        return json.loads(value[1:])
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetime on both databases.
+
+    PostgreSQL: timestamptz. SQLite has no time zones: stored as naive UTC
+    text (sortable), given back as aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: storage wants timezone-aware UTC")
+        if dialect.name == "sqlite":
+            return value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+# BIGINT on PostgreSQL; on SQLite it must be spelled INTEGER to be the rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Exchange(Base):
+    """One request with its response or error. Bodies live in `bodies`."""
+
+    __tablename__ = "exchanges"
+    # AUTOINCREMENT on SQLite: ids never reused after retention deletes the newest
+    # rows, so "id > last seen" (change feed, keyset pages) stays correct.
+    __table_args__ = (
+        UniqueConstraint("uuid", name="uq_exchanges_uuid"),
+        Index("ix_exchanges_service_id", "service", "id"),
+        Index("ix_exchanges_method_id", "method", "id"),
+        Index("ix_exchanges_status_id", "status", "id"),
+        Index("ix_exchanges_captured_at", "captured_at"),
+        Index("ix_exchanges_trace_id", "trace_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(64))
+    captured_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    proxy: Mapped[str] = mapped_column(SafeText())
+    service: Mapped[str | None] = mapped_column(SafeText())
+    realm: Mapped[str | None] = mapped_column(SafeText())
+    client_addr: Mapped[str | None] = mapped_column(SafeText())
+    scheme: Mapped[str] = mapped_column(SafeText())
+    method: Mapped[str] = mapped_column(SafeText())
+    host: Mapped[str] = mapped_column(SafeText())
+    port: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(SafeText())
+    query: Mapped[str] = mapped_column(SafeText())
+    http_version: Mapped[str] = mapped_column(SafeText())
+    status: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(SafeText())
+    duration_ms: Mapped[float | None] = mapped_column(Double)
+
+    request_headers: Mapped[list[list[str]]] = mapped_column(JSON)
+    """[[name, value], ...] in wire order, each string escape_text'ed."""
+    response_headers: Mapped[list[list[str]] | None] = mapped_column(JSON)
+
+    request_body_sha256: Mapped[str | None] = mapped_column(String(64))
+    request_body_size: Mapped[int | None] = mapped_column(BigInteger)
+    """Full wire size; null when the request had no body."""
+    request_body_stored_size: Mapped[int | None] = mapped_column(BigInteger)
+    request_body_truncated: Mapped[bool | None] = mapped_column(Boolean)
+    request_body_encoding: Mapped[str | None] = mapped_column(SafeText())
+    request_content_type: Mapped[str | None] = mapped_column(SafeText())
+    request_body_decoded_size: Mapped[int | None] = mapped_column(BigInteger)
+
+    response_body_sha256: Mapped[str | None] = mapped_column(String(64))
+    response_body_size: Mapped[int | None] = mapped_column(BigInteger)
+    response_body_stored_size: Mapped[int | None] = mapped_column(BigInteger)
+    response_body_truncated: Mapped[bool | None] = mapped_column(Boolean)
+    response_body_encoding: Mapped[str | None] = mapped_column(SafeText())
+    response_content_type: Mapped[str | None] = mapped_column(SafeText())
+    response_body_decoded_size: Mapped[int | None] = mapped_column(BigInteger)
+
+    timings: Mapped[dict[str, float | None]] = mapped_column(JSON)
+    """Epoch seconds per phase (storage.record.Timings field names)."""
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(SafeText())
+    trace_id: Mapped[str | None] = mapped_column(SafeText())
+    span_id: Mapped[str | None] = mapped_column(SafeText())
+    request_id: Mapped[str | None] = mapped_column(SafeText())
+    replay_of: Mapped[int | None] = mapped_column(BigInteger)
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    websocket: Mapped[bool] = mapped_column(Boolean)
+
+
+class Body(Base):
+    """A body as received, content-addressed by the SHA-256 of those bytes."""
+
+    __tablename__ = "bodies"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    """Length of the stored (uncompressed) bytes."""
+    compression: Mapped[str] = mapped_column(String(8))
+    """"zstd" or "none"."""
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class WebSocketMessage(Base):
+    """One message (or the close) on a captured WebSocket connection."""
+
+    __tablename__ = "websocket_messages"
+    # The unique index also serves lookups by exchange_uuid (its prefix) and
+    # makes a retried batch insert nothing twice.
+    __table_args__ = (UniqueConstraint("exchange_uuid", "seq", name="uq_websocket_messages_exchange_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    exchange_uuid: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    from_client: Mapped[bool] = mapped_column(Boolean)
+    kind: Mapped[str] = mapped_column(String(16))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    truncated: Mapped[bool] = mapped_column(Boolean)
+    close_code: Mapped[int | None] = mapped_column(Integer)

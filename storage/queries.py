@@ -1,0 +1,331 @@
+"""Read side: query functions returning JSON-ready plain data.
+
+All functions take the Store first and keyword-only arguments after it.
+Pagination is keyset on id, newest first: `before` is the id to continue from.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+from sqlalchemy import Row, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from storage.models import Body, Exchange, WebSocketMessage, unescape_text
+from storage.store import Store, one_line
+
+__all__ = [
+    "ExchangePage",
+    "StoredBody",
+    "database_health",
+    "get_body",
+    "get_exchange",
+    "list_exchanges",
+    "list_websocket_messages",
+    "summaries_for_ids",
+    "MAX_PAGE",
+]
+
+MAX_PAGE = 1000
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_TIMING_FIELDS = (
+    "request_start",
+    "connect_start",
+    "connect_end",
+    "tls_end",
+    "request_end",
+    "response_start",
+    "response_end",
+)
+
+
+@dataclass(slots=True)
+class ExchangePage:
+    data: list[dict]
+    next: int | None
+    """Pass as `before` for the next (older) page; None when there is none."""
+
+
+@dataclass(slots=True)
+class StoredBody:
+    data: bytes
+    """As received: still Content-Encoded; the first `len(data)` bytes when truncated."""
+    size: int
+    """Full wire size."""
+    truncated: bool
+    encoding: str | None
+    content_type: str | None
+    sha256: str
+
+
+_SUMMARY_COLUMNS = (
+    Exchange.id,
+    Exchange.uuid,
+    Exchange.captured_at,
+    Exchange.proxy,
+    Exchange.service,
+    Exchange.realm,
+    Exchange.method,
+    Exchange.scheme,
+    Exchange.host,
+    Exchange.port,
+    Exchange.path,
+    Exchange.query,
+    Exchange.http_version,
+    Exchange.status,
+    Exchange.reason,
+    Exchange.duration_ms,
+    Exchange.request_body_size,
+    Exchange.response_body_size,
+    Exchange.request_content_type,
+    Exchange.response_content_type,
+    Exchange.error_kind,
+    Exchange.error_message,
+    Exchange.trace_id,
+    Exchange.replay_of,
+    Exchange.websocket,
+)
+
+
+def iso_utc(value: dt.datetime | float | None) -> str | None:
+    """ISO 8601 UTC with microseconds and a Z, e.g. 2026-11-28T01:02:03.123456Z."""
+    if value is None:
+        return None
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.fromtimestamp(value, dt.UTC)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def exchange_url(scheme: str, host: str, port: int, path: str, query: str) -> str:
+    """scheme://host[:port]/path[?query]; default port omitted, IPv6 bracketed."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    netloc = host if _DEFAULT_PORTS.get(scheme.lower()) == port else f"{host}:{port}"
+    if not path.startswith("/"):
+        path = "/" + path
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+
+
+def _summary(row: Row[Any]) -> dict:
+    return {
+        "id": row.id,
+        "uuid": row.uuid,
+        "captured_at": iso_utc(row.captured_at),
+        "proxy": row.proxy,
+        "service": row.service,
+        "realm": row.realm,
+        "method": row.method,
+        "scheme": row.scheme,
+        "host": row.host,
+        "port": row.port,
+        "path": row.path,
+        "query": row.query,
+        "url": exchange_url(row.scheme, row.host, row.port, row.path, row.query),
+        "http_version": row.http_version,
+        "status": row.status,
+        "reason": row.reason,
+        "duration_ms": row.duration_ms,
+        "request_size": row.request_body_size,
+        "response_size": row.response_body_size,
+        "request_content_type": row.request_content_type,
+        "response_content_type": row.response_content_type,
+        "error": {"kind": row.error_kind, "message": row.error_message or ""} if row.error_kind else None,
+        "trace_id": row.trace_id,
+        "replay_of": row.replay_of,
+        "websocket": bool(row.websocket),
+    }
+
+
+def list_exchanges(
+    store: Store,
+    *,
+    limit: int = 100,
+    before: int | None = None,
+    service: str | None = None,
+    method: str | None = None,
+    status: int | None = None,
+) -> ExchangePage:
+    """Newest first; at most `limit` (1..MAX_PAGE) summaries with id < before."""
+    limit = max(1, min(int(limit), MAX_PAGE))
+    query = select(*_SUMMARY_COLUMNS).order_by(Exchange.id.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(Exchange.id < before)
+    if service is not None:
+        query = query.where(Exchange.service == service)
+    if method is not None:
+        query = query.where(Exchange.method == method.upper())
+    if status is not None:
+        query = query.where(Exchange.status == status)
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    more = len(rows) > limit
+    data = [_summary(row) for row in rows[:limit]]
+    return ExchangePage(data=data, next=data[-1]["id"] if more else None)
+
+
+def summaries_for_ids(store: Store, *, ids: Sequence[int]) -> list[dict]:
+    """Summaries of the exchanges among `ids` that exist, ascending id."""
+    wanted = sorted({int(i) for i in ids})
+    out: list[dict] = []
+    with store.engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = conn.execute(select(*_SUMMARY_COLUMNS).where(Exchange.id.in_(chunk)).order_by(Exchange.id))
+            out.extend(_summary(row) for row in rows)
+    return out
+
+
+def _headers(value: list[list[str]] | None) -> list[list[str]] | None:
+    if value is None:
+        return None
+    return [[unescape_text(name), unescape_text(val)] for name, val in value]
+
+
+def _ms(end: float | None, start: float | None) -> float | None:
+    if end is None or start is None:
+        return None
+    return round((end - start) * 1000.0, 3)
+
+
+def timings_dict(stored: dict[str, float | None]) -> dict:
+    """Epoch timings -> ISO instants plus phase durations in ms (null when unknown)."""
+    t = {name: stored.get(name) for name in _TIMING_FIELDS}
+    out: dict[str, Any] = {name: iso_utc(t[name]) for name in _TIMING_FIELDS}
+    # On a new connection the request is sent after the handshake, not from request_start.
+    send_start = t["tls_end"] or t["connect_end"] or t["request_start"]
+    out["connect_ms"] = _ms(t["connect_end"], t["connect_start"])
+    out["tls_ms"] = _ms(t["tls_end"], t["connect_end"])
+    out["send_ms"] = _ms(t["request_end"], send_start)
+    out["wait_ms"] = _ms(t["response_start"], t["request_end"])
+    out["receive_ms"] = _ms(t["response_end"], t["response_start"])
+    return out
+
+
+def _body_meta(ex: Row[Any], side: str) -> dict | None:
+    sha = getattr(ex, f"{side}_body_sha256")
+    if sha is None:
+        return None
+    return {
+        "size": getattr(ex, f"{side}_body_size"),
+        "stored_size": getattr(ex, f"{side}_body_stored_size"),
+        "truncated": bool(getattr(ex, f"{side}_body_truncated")),
+        "encoding": getattr(ex, f"{side}_body_encoding"),
+        "content_type": getattr(ex, f"{side}_content_type"),
+        "sha256": sha,
+        "decoded_size": getattr(ex, f"{side}_body_decoded_size"),
+    }
+
+
+def get_exchange(store: Store, *, exchange_id: int) -> dict | None:
+    """The detail dict of one exchange, or None."""
+    with store.engine.connect() as conn:
+        ex = conn.execute(select(Exchange.__table__).where(Exchange.id == exchange_id)).one_or_none()
+        if ex is None:
+            return None
+        messages = conn.execute(
+            select(func.count()).select_from(WebSocketMessage).where(WebSocketMessage.exchange_uuid == ex.uuid)
+        ).scalar_one()
+    detail = _summary(ex)
+    detail.update(
+        client_addr=ex.client_addr,
+        span_id=ex.span_id,
+        request_id=ex.request_id,
+        tags=[unescape_text(tag) for tag in ex.tags or []],
+        request_headers=_headers(ex.request_headers) or [],
+        response_headers=_headers(ex.response_headers),
+        timings=timings_dict(ex.timings or {}),
+        request_body=_body_meta(ex, "request"),
+        response_body=_body_meta(ex, "response"),
+        websocket_messages=messages,
+    )
+    return detail
+
+
+def _unpack(compression: str, data: bytes) -> bytes:
+    if compression == "zstd":
+        return zstandard.ZstdDecompressor().decompress(data)
+    return bytes(data)
+
+
+def get_body(store: Store, *, exchange_id: int, side: str) -> StoredBody | None:
+    """The stored bytes of one body; None when there is no such exchange or body."""
+    if side not in ("request", "response"):
+        raise ValueError(f"side must be 'request' or 'response', not {side!r}")
+    sha_col = getattr(Exchange, f"{side}_body_sha256")
+    query = (
+        select(
+            sha_col.label("sha256"),
+            getattr(Exchange, f"{side}_body_size").label("size"),
+            getattr(Exchange, f"{side}_body_truncated").label("truncated"),
+            getattr(Exchange, f"{side}_body_encoding").label("encoding"),
+            getattr(Exchange, f"{side}_content_type").label("content_type"),
+            Body.compression,
+            Body.data,
+        )
+        .join(Body, Body.sha256 == sha_col)
+        .where(Exchange.id == exchange_id)
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(query).one_or_none()
+    if row is None:
+        return None
+    return StoredBody(
+        data=_unpack(row.compression, row.data),
+        size=row.size,
+        truncated=bool(row.truncated),
+        encoding=row.encoding,
+        content_type=row.content_type,
+        sha256=row.sha256,
+    )
+
+
+def list_websocket_messages(store: Store, *, exchange_id: int) -> list[dict] | None:
+    """Messages of a WebSocket exchange in order; None when the exchange does not exist.
+
+    Each: id, seq, timestamp (ISO), from_client, kind, size, truncated, close_code,
+    text (UTF-8 payload for text/close, invalid bytes replaced; else null), data_b64.
+    """
+    with store.engine.connect() as conn:
+        uuid = conn.execute(select(Exchange.uuid).where(Exchange.id == exchange_id)).scalar_one_or_none()
+        if uuid is None:
+            return None
+        rows = conn.execute(
+            select(WebSocketMessage.__table__)
+            .where(WebSocketMessage.exchange_uuid == uuid)
+            .order_by(WebSocketMessage.seq)
+        )
+        return [
+            {
+                "id": m.id,
+                "seq": m.seq,
+                "timestamp": iso_utc(m.timestamp),
+                "from_client": bool(m.from_client),
+                "kind": m.kind,
+                "size": m.size,
+                "truncated": bool(m.truncated),
+                "close_code": m.close_code,
+                "text": bytes(m.data).decode("utf-8", "replace") if m.kind in ("text", "close") else None,
+                "data_b64": base64.b64encode(bytes(m.data)).decode("ascii"),
+            }
+            for m in rows
+        ]
+
+
+def database_health(store: Store) -> dict:
+    """{"ok", "dialect", "exchanges", "error"}; never raises."""
+    try:
+        with store.engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(Exchange)).scalar_one()
+        return {"ok": True, "dialect": store.dialect, "exchanges": int(count), "error": None}
+    except (SQLAlchemyError, OSError) as exc:
+        return {"ok": False, "dialect": store.dialect, "exchanges": 0, "error": one_line(exc)}
+    except Exception as exc:  # noqa: BLE001 - health must never raise
+        return {"ok": False, "dialect": store.dialect, "exchanges": 0, "error": one_line(exc)}

@@ -1,0 +1,512 @@
+"""The one write path: records in, rows out, in batched transactions.
+
+    proxy event loop --submit()--> bounded deque --writer thread--> DatabaseSink.write()
+
+submit() only appends to a deque (no hashing, no I/O). The writer thread takes
+up to `batch_size` records (or what arrived within `flush_interval`), prepares
+rows (SHA-256, zstd, decoded sizes) once, and writes them in one transaction,
+retrying with capped backoff while the database is away. An on-disk spool can
+later sit between the deque and DatabaseSink without changing either side.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import hashlib
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import zstandard
+from sqlalchemy import Insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from storage.decoding import decoded_size
+from storage.models import Body, Exchange, WebSocketMessage, escape_text
+from storage.record import CapturedBody, ExchangeRecord, WebSocketMessageRecord
+from storage.store import Store, one_line
+
+__all__ = ["DatabaseSink", "ExchangeWriter", "PreparedBatch", "WriterStats", "write_records", "NOTIFY_CHANNEL"]
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "passageway_exchanges"
+_NOTIFY_MAX = 7900  # PostgreSQL rejects payloads of 8000 bytes or more
+_ZSTD_LEVEL = 3
+_MIN_COMPRESS = 64  # smaller bodies never shrink under zstd's frame overhead
+_DECODED_LIMIT = 256 * 1024 * 1024  # beyond this the decoded size is recorded as unknown
+_BACKOFF_START = 0.05
+_BACKOFF_MAX = 5.0
+_DROP_LOG_INTERVAL = 10.0
+
+Record = ExchangeRecord | WebSocketMessageRecord
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    # Compressors are not thread-safe; write_records may run beside the writer thread.
+    compressor = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = _local.compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+    return compressor
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """Rows ready to insert: the work that is done once, however often it is retried."""
+
+    exchanges: list[dict] = field(default_factory=list)
+    bodies: dict[str, dict] = field(default_factory=dict)
+    websocket_messages: list[dict] = field(default_factory=list)
+    uuids: list[str] = field(default_factory=list)
+    """uuid of each ExchangeRecord, in input order (duplicates kept)."""
+
+    def __len__(self) -> int:
+        return len(self.exchanges) + len(self.websocket_messages)
+
+
+def _utc(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+def _headers(headers: Sequence[tuple[str, str]] | None) -> list[list[str]] | None:
+    if headers is None:
+        return None
+    return [[escape_text(name), escape_text(value)] for name, value in headers]
+
+
+class _BodyCache:
+    """Per-batch: each distinct body is hashed once and compressed once."""
+
+    __slots__ = ("bodies", "decoded")
+
+    def __init__(self, bodies: dict[str, dict]) -> None:
+        self.bodies = bodies
+        self.decoded: dict[tuple[str, str | None, bool], int | None] = {}
+
+    def add(self, body: CapturedBody) -> tuple[str, int | None]:
+        data = bytes(body.data)
+        sha = hashlib.sha256(data).hexdigest()
+        if sha not in self.bodies:
+            compression, stored = "none", data
+            if len(data) >= _MIN_COMPRESS:
+                packed = _compressor().compress(data)
+                if len(packed) < len(data):
+                    compression, stored = "zstd", packed
+            self.bodies[sha] = {"sha256": sha, "size": len(data), "compression": compression, "data": stored}
+        if not body.encoding:
+            return sha, len(data)
+        key = (sha, body.encoding, body.truncated)
+        if key not in self.decoded:
+            self.decoded[key] = decoded_size(data, body.encoding, partial=body.truncated, limit=_DECODED_LIMIT)
+        return sha, self.decoded[key]
+
+
+def _body_columns(row: dict, side: str, body: CapturedBody | None, cache: _BodyCache) -> None:
+    if body is None:
+        row[f"{side}_body_sha256"] = None
+        row[f"{side}_body_size"] = None
+        row[f"{side}_body_stored_size"] = None
+        row[f"{side}_body_truncated"] = None
+        row[f"{side}_body_encoding"] = None
+        row[f"{side}_content_type"] = None
+        row[f"{side}_body_decoded_size"] = None
+        return
+    sha, decoded = cache.add(body)
+    row[f"{side}_body_sha256"] = sha
+    row[f"{side}_body_size"] = body.size
+    row[f"{side}_body_stored_size"] = len(body.data)
+    row[f"{side}_body_truncated"] = body.truncated
+    row[f"{side}_body_encoding"] = body.encoding
+    row[f"{side}_content_type"] = body.content_type
+    row[f"{side}_body_decoded_size"] = decoded
+
+
+def _exchange_row(rec: ExchangeRecord, cache: _BodyCache) -> dict:
+    t = rec.timings
+    row = {
+        "uuid": rec.uuid,
+        "captured_at": _utc(rec.captured_at),
+        "proxy": rec.proxy,
+        "service": rec.service,
+        "realm": rec.realm,
+        "client_addr": rec.client_addr,
+        "scheme": rec.scheme,
+        "method": rec.method,
+        "host": rec.host,
+        "port": rec.port,
+        "path": rec.path,
+        "query": rec.query,
+        "http_version": rec.http_version,
+        "status": rec.status,
+        "reason": rec.reason,
+        "duration_ms": rec.duration_ms,
+        "request_headers": _headers(rec.request_headers),
+        "response_headers": _headers(rec.response_headers),
+        "timings": {
+            "request_start": t.request_start,
+            "connect_start": t.connect_start,
+            "connect_end": t.connect_end,
+            "tls_end": t.tls_end,
+            "request_end": t.request_end,
+            "response_start": t.response_start,
+            "response_end": t.response_end,
+        },
+        "error_kind": rec.error_kind,
+        "error_message": rec.error_message,
+        "trace_id": rec.trace_id,
+        "span_id": rec.span_id,
+        "request_id": rec.request_id,
+        "replay_of": rec.replay_of,
+        "tags": [escape_text(tag) for tag in rec.tags],
+        "websocket": rec.websocket,
+    }
+    _body_columns(row, "request", rec.request_body, cache)
+    _body_columns(row, "response", rec.response_body, cache)
+    return row
+
+
+def _websocket_row(rec: WebSocketMessageRecord) -> dict:
+    return {
+        "exchange_uuid": rec.exchange_uuid,
+        "seq": rec.seq,
+        "timestamp": _utc(rec.timestamp),
+        "from_client": rec.from_client,
+        "kind": rec.kind,
+        "data": bytes(rec.data),
+        "size": rec.size,
+        "truncated": rec.truncated,
+        "close_code": rec.close_code,
+    }
+
+
+def prepare(records: Sequence[Record]) -> PreparedBatch:
+    """Turn records into rows (CPU work only: hashing, compression, decoding)."""
+    batch = PreparedBatch()
+    cache = _BodyCache(batch.bodies)
+    for rec in records:
+        if isinstance(rec, ExchangeRecord):
+            batch.exchanges.append(_exchange_row(rec, cache))
+            batch.uuids.append(rec.uuid)
+        elif isinstance(rec, WebSocketMessageRecord):
+            batch.websocket_messages.append(_websocket_row(rec))
+        else:
+            raise TypeError(f"cannot store {type(rec).__name__}")
+    return batch
+
+
+def _notify_payloads(ids: Sequence[int]) -> list[str]:
+    payloads, current, size = [], [], 0
+    for value in ids:
+        piece = str(value)
+        if current and size + len(piece) + 1 > _NOTIFY_MAX:
+            payloads.append(",".join(current))
+            current, size = [], 0
+        current.append(piece)
+        size += len(piece) + 1
+    if current:
+        payloads.append(",".join(current))
+    return payloads
+
+
+class DatabaseSink:
+    """Writes prepared batches, one transaction each. Idempotent: a batch that is
+    written twice (a retry after a lost commit acknowledgement) adds no rows."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._postgres = store.dialect == "postgresql"
+        insert = postgresql.insert if self._postgres else sqlite.insert
+        self._insert_bodies: Insert = insert(Body).on_conflict_do_nothing(index_elements=["sha256"])
+        self._insert_exchanges: Insert = insert(Exchange).on_conflict_do_nothing(index_elements=["uuid"])
+        if self._postgres:
+            # New ids come back so the batch can announce them with pg_notify.
+            self._insert_exchanges = self._insert_exchanges.returning(Exchange.id)
+        self._insert_messages: Insert = insert(WebSocketMessage).on_conflict_do_nothing(
+            index_elements=["exchange_uuid", "seq"]
+        )
+
+    def write_batch(self, records: Sequence[Record]) -> None:
+        self.write(prepare(records))
+
+    def write(self, batch: PreparedBatch, *, return_ids: bool = False) -> list[int] | None:
+        """Insert `batch` in one transaction; with return_ids, the id of each exchange uuid."""
+        with self.store.engine.begin() as conn:
+            if batch.bodies:
+                conn.execute(self._insert_bodies, list(batch.bodies.values()))
+            if batch.exchanges:
+                result = conn.execute(self._insert_exchanges, batch.exchanges)
+                if self._postgres:
+                    new_ids = sorted(result.scalars().all())
+                    for payload in _notify_payloads(new_ids):
+                        conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": payload})
+            if batch.websocket_messages:
+                conn.execute(self._insert_messages, batch.websocket_messages)
+            if not return_ids:
+                return None
+            by_uuid: dict[str, int] = {}
+            distinct = list(dict.fromkeys(batch.uuids))
+            for start in range(0, len(distinct), 500):
+                chunk = distinct[start : start + 500]
+                for row in conn.execute(select(Exchange.uuid, Exchange.id).where(Exchange.uuid.in_(chunk))):
+                    by_uuid[row.uuid] = row.id
+            return [by_uuid[uuid] for uuid in batch.uuids]
+
+
+_sinks: weakref.WeakKeyDictionary[Store, DatabaseSink] = weakref.WeakKeyDictionary()
+
+
+def _sink_for(store: Store) -> DatabaseSink:
+    sink = _sinks.get(store)
+    if sink is None:
+        sink = _sinks[store] = DatabaseSink(store)
+    return sink
+
+
+def write_records(store: Store, records: Sequence[Record]) -> list[int]:
+    """Write `records` now, in one transaction; the exchange ids in input order."""
+    return _sink_for(store).write(prepare(records), return_ids=True) or []
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Would retrying help? (database away, locked, connection lost)."""
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    submitted: int
+    written: int
+    """Records committed (or found already committed, for a retried batch)."""
+    dropped: int
+    """Refused by submit(): queue full or writer closed."""
+    failed_batches: int
+    """Write attempts that failed (each retry counts)."""
+    queue_depth: int
+    last_error: str | None
+    lost: int = 0
+    """Accepted but never written: the database stayed away until close(), or
+    the record itself could not be stored."""
+
+
+class _GiveUp(Exception):
+    pass
+
+
+class ExchangeWriter:
+    """Owns the one writer thread. submit() from anywhere; close() to flush."""
+
+    def __init__(
+        self, store: Store, *, batch_size: int = 500, flush_interval: float = 0.05, queue_size: int = 20000
+    ) -> None:
+        if batch_size < 1 or queue_size < 1 or flush_interval < 0:
+            raise ValueError("batch_size and queue_size must be >= 1, flush_interval >= 0")
+        self.store = store
+        self.sink = DatabaseSink(store)
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._queue_size = queue_size
+        self._queue: deque[Record] = deque()
+        self._wake = threading.Event()  # something was queued
+        self._full = threading.Event()  # a whole batch is queued (or closing)
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._deadline = float("inf")
+        self._submitted = 0
+        self._written = 0
+        self._dropped = 0
+        self._failed_batches = 0
+        self._lost = 0
+        self._last_error: str | None = None
+        self._drops_unlogged = 0
+        self._last_drop_log = 0.0
+        self._outage_since: float | None = None
+
+    # -- producer side (the proxy's event loop) ---------------------------------------
+
+    def submit(self, record: Record) -> bool:
+        """Queue `record`; False (dropped, counted) when the queue is full or closed."""
+        queue = self._queue
+        if len(queue) >= self._queue_size or self._closed:
+            self._drop()
+            return False
+        queue.append(record)
+        self._submitted += 1
+        # Writer: clear() then check the deque; here: append then check the flag.
+        # Either the writer sees the record or we see the cleared flag.
+        if not self._wake.is_set():
+            self._wake.set()
+        if len(queue) >= self._batch_size and not self._full.is_set():
+            self._full.set()
+        return True
+
+    def _drop(self) -> None:
+        self._dropped += 1
+        self._drops_unlogged += 1
+        now = time.monotonic()
+        if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
+            reason = "writer closed" if self._closed else f"queue full ({self._queue_size} records)"
+            log.warning("dropped %d exchange record(s): %s", self._drops_unlogged, reason)
+            self._drops_unlogged = 0
+            self._last_drop_log = now
+
+    @property
+    def stats(self) -> WriterStats:
+        return WriterStats(
+            submitted=self._submitted,
+            written=self._written,
+            dropped=self._dropped,
+            failed_batches=self._failed_batches,
+            queue_depth=len(self._queue),
+            last_error=self._last_error,
+            lost=self._lost,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(target=self._run, name="passageway-writer", daemon=True)
+            self._thread.start()
+        atexit.register(self.close)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (retrying until `timeout`), then stop. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._deadline = time.monotonic() + timeout
+            thread = self._thread
+        atexit.unregister(self.close)
+        self._closing.set()
+        self._wake.set()
+        self._full.set()
+        if thread is None:
+            self._run()  # never started: flush on the caller's thread
+            return
+        thread.join(timeout + 1.0)
+        if thread.is_alive():
+            log.error(
+                "exchange writer did not stop within %.1fs (stuck in a database call); "
+                "%d queued record(s) may be lost",
+                timeout,
+                len(self._queue),
+            )
+
+    # -- writer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        queue = self._queue
+        while True:
+            if not queue:
+                if self._closing.is_set():
+                    return
+                self._wake.clear()
+                if not queue:
+                    self._wake.wait(0.5)
+                    continue
+            if len(queue) < self._batch_size and not self._closing.is_set():
+                deadline = time.monotonic() + self._flush_interval
+                while len(queue) < self._batch_size and not self._closing.is_set():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._full.clear()
+                    if len(queue) >= self._batch_size:
+                        break
+                    self._full.wait(remaining)
+            batch = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
+            try:
+                self._write(batch)
+            except _GiveUp:
+                lost = len(batch) + len(queue)
+                queue.clear()
+                self._lost += lost
+                log.error(
+                    "LOST %d exchange record(s): the database %s stayed unavailable until the writer was "
+                    "closed (last error: %s)",
+                    lost,
+                    self.store.display_url,
+                    self._last_error,
+                )
+                return
+            except Exception:  # a bug in preparing rows must not kill the writer
+                self._lost += len(batch)
+                log.exception("LOST %d exchange record(s): unexpected error in the writer", len(batch))
+
+    def _write(self, records: list[Record]) -> None:
+        try:
+            batch = prepare(records)
+        except Exception as exc:
+            if len(records) == 1:
+                self._reject(records, exc)
+                return
+            for record in records:  # find the record that cannot be prepared
+                self._write([record])
+            return
+        try:
+            self._write_prepared(batch)
+        except _GiveUp:
+            raise
+        except Exception as exc:
+            # Not a connectivity problem: some record is unstorable. Isolate it.
+            if len(records) == 1:
+                self._reject(records, exc)
+                return
+            for record in records:
+                self._write([record])
+            return
+        self._written += len(records)
+
+    def _reject(self, records: list[Record], exc: BaseException) -> None:
+        self._lost += len(records)
+        self._last_error = one_line(exc)
+        log.error("LOST 1 exchange record that cannot be stored: %s", self._last_error, exc_info=exc)
+
+    def _write_prepared(self, batch: PreparedBatch) -> None:
+        delay = _BACKOFF_START
+        while True:
+            try:
+                self.sink.write(batch)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._failed_batches += 1
+                self._last_error = one_line(exc)
+                if self._outage_since is None:
+                    self._outage_since = time.monotonic()
+                    log.warning(
+                        "database %s unavailable, holding records and retrying: %s",
+                        self.store.display_url,
+                        self._last_error,
+                    )
+                if self._closing.is_set():
+                    remaining = self._deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise _GiveUp from exc
+                    time.sleep(min(delay, remaining))
+                else:
+                    self._closing.wait(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+                continue
+            if self._outage_since is not None:
+                log.warning(
+                    "database %s available again after %.1fs", self.store.display_url, time.monotonic() - self._outage_since
+                )
+                self._outage_since = None
+            return
