@@ -38,6 +38,12 @@ def add_proxy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--body-cap", metavar="BYTES", help="bytes of each body to store (default 1MiB)")
     parser.add_argument("--upstream-timeout", metavar="SECONDS", help="give up on an upstream after this long (default 30)")
     parser.add_argument("--proxy-name", metavar="NAME", help="name recorded with each exchange (default: host name)")
+    parser.add_argument("--certs-dir", metavar="DIR", help="where mitmproxy keeps its CA (default ~/.mitmproxy)")
+    parser.add_argument("--upstream-ca", metavar="PEM", help="also trust this CA bundle for HTTPS upstreams")
+    parser.add_argument(
+        "--upstream-insecure", action="store_const", const=True,
+        help="do not verify HTTPS upstreams' certificates",
+    )
 
 
 def add_ui_flags(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> Settings:
     flags = {
         key: getattr(args, key, None)
-        for key in ("config", "db", "listen", "ui", "routes", "forward_port", "body_cap", "upstream_timeout", "proxy_name")
+        for key in (
+            "config", "db", "listen", "ui", "routes", "forward_port", "body_cap", "upstream_timeout",
+            "proxy_name", "certs_dir", "upstream_ca", "upstream_insecure",
+        )
     }
     return load_settings(flags)
 
@@ -83,10 +92,11 @@ def fail(message: str, code: int = 2) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    if args.command != "proxy":  # the proxy logs through mitmproxy's own handler
+        logging.basicConfig(
+            level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
     try:
         if args.command == "demo-upstream":
             from . import demo
@@ -121,7 +131,11 @@ def run_ui(settings: Settings, *, verbose: bool) -> int:
     return 0
 
 
-PROXY_ONLY_FLAGS = {"--listen", "--route", "--forward-port", "--body-cap", "--upstream-timeout", "--proxy-name"}
+PROXY_ONLY_FLAGS = {
+    "--listen", "--route", "--forward-port", "--body-cap", "--upstream-timeout", "--proxy-name",
+    "--certs-dir", "--upstream-ca",
+}
+PROXY_ONLY_SWITCHES = {"--upstream-insecure"}
 UI_ONLY_FLAGS = {"--ui"}
 
 
@@ -135,7 +149,7 @@ def child_argv(command: str, argv: list[str], *, drop: set[str]) -> list[str]:
             continue
         name = arg.split("=", 1)[0]
         if name in drop:
-            skip = "=" not in arg
+            skip = "=" not in arg and name not in PROXY_ONLY_SWITCHES
             continue
         if arg not in ("up", "--demo"):
             out.append(arg)
@@ -157,7 +171,9 @@ def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int
     if args.demo:
         children["demo upstream"] = subprocess.Popen([sys.executable, "-m", "proxy", "demo-upstream"])
     children["proxy"] = subprocess.Popen(child_argv("proxy", argv, drop=UI_ONLY_FLAGS))
-    children["inspector"] = subprocess.Popen(child_argv("ui", argv, drop=PROXY_ONLY_FLAGS))
+    children["inspector"] = subprocess.Popen(
+        child_argv("ui", argv, drop=PROXY_ONLY_FLAGS | PROXY_ONLY_SWITCHES)
+    )
 
     stopping = False
 

@@ -48,6 +48,11 @@ class Settings:
     body_cap: int = DEFAULT_BODY_CAP
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     proxy_name: str = field(default_factory=socket.gethostname)
+    certs_dir: Path = field(default_factory=lambda: Path.home() / ".mitmproxy")
+    """mitmproxy's confdir: its CA, which clients of HTTPS through the proxy must trust."""
+    upstream_ca: Path | None = None
+    """Extra CA bundle (PEM) trusted for HTTPS upstreams."""
+    upstream_insecure: bool = False
     config_file: Path | None = None
 
 
@@ -86,6 +91,24 @@ def _seconds(value: Any, *, what: str) -> float:
     return seconds
 
 
+def _existing_file(value: Any, *, what: str) -> Path:
+    path = Path(str(value)).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"bad {what} {str(value)!r}: no such file")
+    return path
+
+
+def _boolean(value: Any, *, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"bad {what} {value!r}: expected true or false")
+
+
 def services_from_table(table: Any, *, source: str) -> dict[str, Service]:
     """The `[services.NAME]` tables of passageway.toml (or `NAME = "URL"` shorthand)."""
     if not isinstance(table, dict):
@@ -120,7 +143,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
 
 
-FILE_KEYS = {"db", "listen", "ui", "services", "forward_port", "body_cap", "upstream_timeout", "proxy_name"}
+FILE_KEYS = {
+    "db", "listen", "ui", "services", "forward_port", "body_cap", "upstream_timeout", "proxy_name",
+    "certs_dir", "upstream_ca", "upstream_insecure",
+}
 ENV_KEYS = {
     "PASSAGEWAY_DB": "db",
     "PASSAGEWAY_LISTEN": "listen",
@@ -130,6 +156,9 @@ ENV_KEYS = {
     "PASSAGEWAY_BODY_CAP": "body_cap",
     "PASSAGEWAY_UPSTREAM_TIMEOUT": "upstream_timeout",
     "PASSAGEWAY_PROXY_NAME": "proxy_name",
+    "PASSAGEWAY_CERTS_DIR": "certs_dir",
+    "PASSAGEWAY_UPSTREAM_CA": "upstream_ca",
+    "PASSAGEWAY_UPSTREAM_INSECURE": "upstream_insecure",
 }
 
 
@@ -142,7 +171,7 @@ def load_settings(
     """Merge flags (None = not given), environment and config file into Settings.
 
     `flags` keys: config, db, listen, ui, routes (list of NAME=URL), forward_port,
-    body_cap, upstream_timeout, proxy_name.
+    body_cap, upstream_timeout, proxy_name, certs_dir, upstream_ca, upstream_insecure.
     """
     config_path = flags.get("config") or environ.get("PASSAGEWAY_CONFIG")
     if config_path:
@@ -194,6 +223,9 @@ def load_settings(
         body_cap=parse_size(merged.get("body_cap", DEFAULT_BODY_CAP), what="body cap"),
         upstream_timeout=_seconds(merged.get("upstream_timeout", DEFAULT_UPSTREAM_TIMEOUT), what="upstream timeout"),
         proxy_name=str(merged.get("proxy_name") or socket.gethostname()),
+        certs_dir=Path(merged["certs_dir"]).expanduser() if merged.get("certs_dir") else Path.home() / ".mitmproxy",
+        upstream_ca=_existing_file(merged["upstream_ca"], what="upstream CA") if merged.get("upstream_ca") else None,
+        upstream_insecure=_boolean(merged.get("upstream_insecure", False), what="upstream_insecure"),
         config_file=config_file,
     )
     check_addresses(settings)

@@ -63,6 +63,8 @@ class Router:
         mode = flow.client_conn.proxy_mode.full_spec
         request = flow.request
         if mode == self.gateway:
+            if request.method == "PRI":
+                return  # an HTTP/2 preface without TLS: mitmproxy answers that itself
             target = route_by_prefix(self.services, url_text(request.data.path))
             if target is None:
                 flow.metadata[META_ERROR_KIND] = "no_route"

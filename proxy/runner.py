@@ -89,6 +89,9 @@ async def _serve(settings: Settings, writer: ExchangeWriter, *, verbose: bool) -
         # Services call us from anywhere on their network; the UI, not the proxy, is locked down.
         block_global=False,
         termlog_verbosity="info" if verbose else "warn",
+        confdir=str(settings.certs_dir),
+        ssl_insecure=settings.upstream_insecure,
+        ssl_verify_upstream_trusted_ca=str(settings.upstream_ca) if settings.upstream_ca else None,
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
