@@ -20,6 +20,7 @@ from .config import ConfigError, Settings, load_settings
 from .routing import format_address
 
 PROG = "passageway"
+DEMO_ADDRESS = ("127.0.0.1", 9001)
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ui_flags(ui)
 
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
-    demo.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9001")
+    demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
     return parser
 
 
@@ -163,13 +164,18 @@ def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int
 
     from .runner import check_bindable, listen_addresses
 
-    for what, address in [*listen_addresses(settings), ("inspector", settings.ui)]:
+    addresses = [*listen_addresses(settings), ("inspector", settings.ui)]
+    if args.demo:
+        addresses.append(("demo upstream", DEMO_ADDRESS))
+    for what, address in addresses:
         check_bindable(what, address)
     open_store(settings.db_url).close()
 
     children: dict[str, subprocess.Popen] = {}
     if args.demo:
-        children["demo upstream"] = subprocess.Popen([sys.executable, "-m", "proxy", "demo-upstream"])
+        children["demo upstream"] = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "demo-upstream", "--listen", format_address(*DEMO_ADDRESS)]
+        )
     children["proxy"] = subprocess.Popen(child_argv("proxy", argv, drop=UI_ONLY_FLAGS))
     children["inspector"] = subprocess.Popen(
         child_argv("ui", argv, drop=PROXY_ONLY_FLAGS | PROXY_ONLY_SWITCHES)
