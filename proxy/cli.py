@@ -7,6 +7,7 @@ database; `proxy` and `ui` run each alone.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import signal
 import subprocess
@@ -157,6 +158,18 @@ def child_argv(command: str, argv: list[str], *, drop: set[str]) -> list[str]:
     return out
 
 
+def spawn(args: list[str]) -> subprocess.Popen:
+    """Start a child of `up` that is stopped with it, even when `up` is killed outright (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return subprocess.Popen(args)
+
+    def die_with_parent() -> None:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return subprocess.Popen(args, preexec_fn=die_with_parent)
+
+
 def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int:
     """Start the proxy and the inspector; stop both when either stops or on Ctrl-C."""
     # Fail here, in one line, on what a child would otherwise fail on.
@@ -173,13 +186,11 @@ def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int
 
     children: dict[str, subprocess.Popen] = {}
     if args.demo:
-        children["demo upstream"] = subprocess.Popen(
+        children["demo upstream"] = spawn(
             [sys.executable, "-m", "proxy", "demo-upstream", "--listen", format_address(*DEMO_ADDRESS)]
         )
-    children["proxy"] = subprocess.Popen(child_argv("proxy", argv, drop=UI_ONLY_FLAGS))
-    children["inspector"] = subprocess.Popen(
-        child_argv("ui", argv, drop=PROXY_ONLY_FLAGS | PROXY_ONLY_SWITCHES)
-    )
+    children["proxy"] = spawn(child_argv("proxy", argv, drop=UI_ONLY_FLAGS))
+    children["inspector"] = spawn(child_argv("ui", argv, drop=PROXY_ONLY_FLAGS | PROXY_ONLY_SWITCHES))
 
     stopping = False
 
