@@ -10,6 +10,7 @@ import argparse
 import ctypes
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -200,9 +201,13 @@ def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print_banner(settings, demo=args.demo)
+    waiting_for = [settings.listen, settings.ui]
     exit_code = 0
     while not stopping:
+        if waiting_for and accepts_connections(waiting_for[0]):
+            waiting_for.pop(0)
+            if not waiting_for:
+                print_banner(settings, demo=args.demo)
         for name, child in children.items():
             if child.poll() is not None:
                 if child.returncode != 0:
@@ -221,6 +226,14 @@ def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int
             child.kill()
             child.wait()
     return exit_code
+
+
+def accepts_connections(address: tuple[str, int]) -> bool:
+    try:
+        socket.create_connection(address, timeout=0.2).close()
+    except OSError:
+        return False
+    return True
 
 
 def print_banner(settings: Settings, *, demo: bool) -> None:
