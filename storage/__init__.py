@@ -1,1 +1,43 @@
 """Storage: models, migrations, the one write path, queries and the change feed."""
+
+from storage.decoding import DecodeError, decode_body
+from storage.feed import ChangeFeed, open_change_feed
+from storage.queries import (
+    ExchangePage,
+    StoredBody,
+    database_health,
+    get_body,
+    get_exchange,
+    list_exchanges,
+    list_websocket_messages,
+    summaries_for_ids,
+)
+from storage.record import ERROR_KINDS, CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
+from storage.store import StorageError, Store, open_store
+from storage.writer import ExchangeWriter, WriterStats, write_records
+
+__all__ = [
+    "ERROR_KINDS",
+    "CapturedBody",
+    "ChangeFeed",
+    "DecodeError",
+    "ExchangePage",
+    "ExchangeRecord",
+    "ExchangeWriter",
+    "StorageError",
+    "Store",
+    "StoredBody",
+    "Timings",
+    "WebSocketMessageRecord",
+    "WriterStats",
+    "database_health",
+    "decode_body",
+    "get_body",
+    "get_exchange",
+    "list_exchanges",
+    "list_websocket_messages",
+    "open_change_feed",
+    "open_store",
+    "summaries_for_ids",
+    "write_records",
+]

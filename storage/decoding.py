@@ -236,4 +236,6 @@ def decoded_size(data: bytes, encoding: str | None, *, partial: bool = False, li
                 return None
     except DecodeError:
         return None
+    if partial and total == 0 and data:
+        return None  # not even the prefix decodes: undecodable, not empty
     return total

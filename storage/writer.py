@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -23,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import zstandard
-from sqlalchemy import Insert, select, text
+from sqlalchemy import Dialect, Insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import psycopg as _psycopg_dialect  # noqa: F401 - registers postgresql.psycopg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -33,7 +35,7 @@ from storage.models import Body, Exchange, WebSocketMessage, escape_text
 from storage.record import CapturedBody, ExchangeRecord, WebSocketMessageRecord
 from storage.store import Store, one_line
 
-__all__ = ["DatabaseSink", "ExchangeWriter", "PreparedBatch", "WriterStats", "write_records", "NOTIFY_CHANNEL"]
+__all__ = ["DatabaseSink", "ExchangeWriter", "PreparedBatch", "WriterStats", "is_transient", "write_records", "NOTIFY_CHANNEL"]
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,11 @@ def _compressor() -> zstandard.ZstdCompressor:
 class PreparedBatch:
     """Rows ready to insert: the work that is done once, however often it is retried."""
 
-    exchanges: list[dict] = field(default_factory=list)
-    bodies: dict[str, dict] = field(default_factory=dict)
-    websocket_messages: list[dict] = field(default_factory=list)
+    exchanges: list[tuple] = field(default_factory=list)
+    """Parameter tuples in EXCHANGE_COLUMNS order."""
+    bodies: dict[str, tuple] = field(default_factory=dict)
+    """sha256 -> tuple in BODY_COLUMNS order (each distinct body once)."""
+    websocket_messages: list[tuple] = field(default_factory=list)
     uuids: list[str] = field(default_factory=list)
     """uuid of each ExchangeRecord, in input order (duplicates kept)."""
 
@@ -73,14 +77,18 @@ class PreparedBatch:
         return len(self.exchanges) + len(self.websocket_messages)
 
 
-def _utc(epoch: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+_json = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps(**kw) builds one per call
+_SUSPECT_JSON = ("\\u0000", "\\ud", "\\ue000")  # NUL, surrogates (and some innocent chars), MARK
 
 
-def _headers(headers: Sequence[tuple[str, str]] | None) -> list[list[str]] | None:
+def _headers_json(headers: Sequence[tuple[str, str]] | None) -> str | None:
+    """[[name, value], ...] as JSON, each string escape_text'ed (checked on the JSON, cheaply)."""
     if headers is None:
         return None
-    return [[escape_text(name), escape_text(value)] for name, value in headers]
+    encoded = _json(headers)  # tuples encode as JSON arrays
+    if any(marker in encoded for marker in _SUSPECT_JSON):
+        encoded = _json([[escape_text(name), escape_text(value)] for name, value in headers])
+    return encoded
 
 
 class _BodyCache:
@@ -88,7 +96,7 @@ class _BodyCache:
 
     __slots__ = ("bodies", "decoded")
 
-    def __init__(self, bodies: dict[str, dict]) -> None:
+    def __init__(self, bodies: dict[str, tuple]) -> None:
         self.bodies = bodies
         self.decoded: dict[tuple[str, str | None, bool], int | None] = {}
 
@@ -101,7 +109,7 @@ class _BodyCache:
                 packed = _compressor().compress(data)
                 if len(packed) < len(data):
                     compression, stored = "zstd", packed
-            self.bodies[sha] = {"sha256": sha, "size": len(data), "compression": compression, "data": stored}
+            self.bodies[sha] = (sha, len(data), compression, stored)
         if not body.encoding:
             return sha, len(data)
         key = (sha, body.encoding, body.truncated)
@@ -110,97 +118,92 @@ class _BodyCache:
         return sha, self.decoded[key]
 
 
-def _body_columns(row: dict, side: str, body: CapturedBody | None, cache: _BodyCache) -> None:
+_NO_BODY = (None,) * 7
+
+
+def _body_values(body: CapturedBody | None, cache: _BodyCache) -> tuple:
     if body is None:
-        row[f"{side}_body_sha256"] = None
-        row[f"{side}_body_size"] = None
-        row[f"{side}_body_stored_size"] = None
-        row[f"{side}_body_truncated"] = None
-        row[f"{side}_body_encoding"] = None
-        row[f"{side}_content_type"] = None
-        row[f"{side}_body_decoded_size"] = None
-        return
+        return _NO_BODY
     sha, decoded = cache.add(body)
-    row[f"{side}_body_sha256"] = sha
-    row[f"{side}_body_size"] = body.size
-    row[f"{side}_body_stored_size"] = len(body.data)
-    row[f"{side}_body_truncated"] = body.truncated
-    row[f"{side}_body_encoding"] = body.encoding
-    row[f"{side}_content_type"] = body.content_type
-    row[f"{side}_body_decoded_size"] = decoded
+    return (sha, body.size, len(body.data), body.truncated, _text(body.encoding), _text(body.content_type), decoded)
 
 
-def _exchange_row(rec: ExchangeRecord, cache: _BodyCache) -> dict:
-    t = rec.timings
-    row = {
-        "uuid": rec.uuid,
-        "captured_at": _utc(rec.captured_at),
-        "proxy": rec.proxy,
-        "service": rec.service,
-        "realm": rec.realm,
-        "client_addr": rec.client_addr,
-        "scheme": rec.scheme,
-        "method": rec.method,
-        "host": rec.host,
-        "port": rec.port,
-        "path": rec.path,
-        "query": rec.query,
-        "http_version": rec.http_version,
-        "status": rec.status,
-        "reason": rec.reason,
-        "duration_ms": rec.duration_ms,
-        "request_headers": _headers(rec.request_headers),
-        "response_headers": _headers(rec.response_headers),
-        "timings": {
-            "request_start": t.request_start,
-            "connect_start": t.connect_start,
-            "connect_end": t.connect_end,
-            "tls_end": t.tls_end,
-            "request_end": t.request_end,
-            "response_start": t.response_start,
-            "response_end": t.response_end,
-        },
-        "error_kind": rec.error_kind,
-        "error_message": rec.error_message,
-        "trace_id": rec.trace_id,
-        "span_id": rec.span_id,
-        "request_id": rec.request_id,
-        "replay_of": rec.replay_of,
-        "tags": [escape_text(tag) for tag in rec.tags],
-        "websocket": rec.websocket,
-    }
-    _body_columns(row, "request", rec.request_body, cache)
-    _body_columns(row, "response", rec.response_body, cache)
-    return row
+def _text(value: str | None) -> str | None:
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
+    return escape_text(value)
 
 
-def _websocket_row(rec: WebSocketMessageRecord) -> dict:
-    return {
-        "exchange_uuid": rec.exchange_uuid,
-        "seq": rec.seq,
-        "timestamp": _utc(rec.timestamp),
-        "from_client": rec.from_client,
-        "kind": rec.kind,
-        "data": bytes(rec.data),
-        "size": rec.size,
-        "truncated": rec.truncated,
-        "close_code": rec.close_code,
-    }
+# Column order of the tuples built below: the table's order, which the compiled INSERT follows.
+EXCHANGE_COLUMNS = (
+    "uuid", "captured_at", "proxy", "service", "realm", "client_addr", "scheme", "method", "host", "port",
+    "path", "query", "http_version", "status", "reason", "duration_ms", "request_headers", "response_headers",
+    "request_body_sha256", "request_body_size", "request_body_stored_size", "request_body_truncated",
+    "request_body_encoding", "request_content_type", "request_body_decoded_size",
+    "response_body_sha256", "response_body_size", "response_body_stored_size", "response_body_truncated",
+    "response_body_encoding", "response_content_type", "response_body_decoded_size",
+    "timings", "error_kind", "error_message", "trace_id", "span_id", "request_id", "replay_of", "tags",
+    "websocket",
+)  # fmt: skip
+BODY_COLUMNS = ("sha256", "size", "compression", "data")
+WEBSOCKET_COLUMNS = (
+    "exchange_uuid", "seq", "timestamp", "from_client", "kind", "data", "size", "truncated", "close_code",
+)  # fmt: skip
 
 
-def prepare(records: Sequence[Record]) -> PreparedBatch:
-    """Turn records into rows (CPU work only: hashing, compression, decoding)."""
-    batch = PreparedBatch()
-    cache = _BodyCache(batch.bodies)
-    for rec in records:
-        if isinstance(rec, ExchangeRecord):
-            batch.exchanges.append(_exchange_row(rec, cache))
-            batch.uuids.append(rec.uuid)
-        elif isinstance(rec, WebSocketMessageRecord):
-            batch.websocket_messages.append(_websocket_row(rec))
-        else:
-            raise TypeError(f"cannot store {type(rec).__name__}")
-    return batch
+class _RowBuilder:
+    """Records -> parameter tuples, converted the way the column types would
+    convert them (SafeText escaping, JSON text, UTC datetimes), but without
+    SQLAlchemy's per-value bind processing, which cost more than the inserts."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+
+    def timestamp(self, epoch: float) -> dt.datetime | str:
+        value = dt.datetime.fromtimestamp(epoch, dt.UTC)
+        if self.sqlite:  # SQLAlchemy's SQLite DATETIME text format: naive UTC, always 6 fraction digits
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return value
+
+    def exchange(self, rec: ExchangeRecord, cache: _BodyCache) -> tuple:
+        t = rec.timings
+        scalars = (rec.proxy, rec.service, rec.realm, rec.client_addr, rec.scheme, rec.method, rec.host, rec.path,
+                   rec.query, rec.http_version, rec.reason, rec.error_message, rec.trace_id, rec.span_id,
+                   rec.request_id)  # fmt: skip
+        probe = "".join([v for v in scalars if v])
+        if not probe.isascii() or "\x00" in probe:  # rare: escape field by field
+            scalars = tuple(_text(v) for v in scalars)
+        (proxy, service, realm, client_addr, scheme, method, host, path, query, http_version, reason,
+         error_message, trace_id, span_id, request_id) = scalars  # fmt: skip
+        timings = _json({"request_start": t.request_start, "connect_start": t.connect_start,
+                         "connect_end": t.connect_end, "tls_end": t.tls_end, "request_end": t.request_end,
+                         "response_start": t.response_start, "response_end": t.response_end})  # fmt: skip
+        return (
+            rec.uuid, self.timestamp(rec.captured_at), proxy, service, realm, client_addr, scheme, method, host,
+            rec.port, path, query, http_version, rec.status, reason, rec.duration_ms,
+            _headers_json(rec.request_headers), _headers_json(rec.response_headers),
+            *_body_values(rec.request_body, cache), *_body_values(rec.response_body, cache),
+            timings, rec.error_kind, error_message, trace_id, span_id, request_id, rec.replay_of,
+            _json([escape_text(tag) for tag in rec.tags]) if rec.tags else "[]", rec.websocket,
+        )  # fmt: skip
+
+    def websocket(self, rec: WebSocketMessageRecord) -> tuple:
+        return (rec.exchange_uuid, rec.seq, self.timestamp(rec.timestamp), rec.from_client, rec.kind,
+                bytes(rec.data), rec.size, rec.truncated, rec.close_code)  # fmt: skip
+
+    def prepare(self, records: Sequence[Record]) -> PreparedBatch:
+        """Turn records into rows (CPU work only: hashing, compression, decoding)."""
+        batch = PreparedBatch()
+        cache = _BodyCache(batch.bodies)
+        for rec in records:
+            if isinstance(rec, ExchangeRecord):
+                batch.exchanges.append(self.exchange(rec, cache))
+                batch.uuids.append(rec.uuid)
+            elif isinstance(rec, WebSocketMessageRecord):
+                batch.websocket_messages.append(self.websocket(rec))
+            else:
+                raise TypeError(f"cannot store {type(rec).__name__}")
+        return batch
 
 
 def _notify_payloads(ids: Sequence[int]) -> list[str]:
@@ -217,48 +220,64 @@ def _notify_payloads(ids: Sequence[int]) -> list[str]:
     return payloads
 
 
+def _compile(stmt: Insert, dialect: Dialect, columns: Sequence[str]) -> str:
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    if tuple(compiled.positiontup or ()) != tuple(columns):
+        raise RuntimeError(f"INSERT parameter order {compiled.positiontup} does not match {columns}")
+    return str(compiled)
+
+
 class DatabaseSink:
-    """Writes prepared batches, one transaction each. Idempotent: a batch that is
-    written twice (a retry after a lost commit acknowledgement) adds no rows."""
+    """Writes batches, one transaction each, with Core INSERT .. ON CONFLICT DO
+    NOTHING executemany. Idempotent: a batch written twice (a retry after a
+    lost commit acknowledgement) adds no rows."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._postgres = store.dialect == "postgresql"
-        insert = postgresql.insert if self._postgres else sqlite.insert
-        self._insert_bodies: Insert = insert(Body).on_conflict_do_nothing(index_elements=["sha256"])
-        self._insert_exchanges: Insert = insert(Exchange).on_conflict_do_nothing(index_elements=["uuid"])
+        self.rows = _RowBuilder(store.dialect)
         if self._postgres:
-            # New ids come back so the batch can announce them with pg_notify.
-            self._insert_exchanges = self._insert_exchanges.returning(Exchange.id)
-        self._insert_messages: Insert = insert(WebSocketMessage).on_conflict_do_nothing(
-            index_elements=["exchange_uuid", "seq"]
+            insert, dialect = postgresql.insert, postgresql.psycopg.dialect(paramstyle="format")
+        else:
+            insert, dialect = sqlite.insert, sqlite.dialect(paramstyle="qmark")
+        self._sql_bodies = _compile(insert(Body).on_conflict_do_nothing(index_elements=["sha256"]), dialect, BODY_COLUMNS)
+        self._sql_exchanges = _compile(
+            insert(Exchange).inline().on_conflict_do_nothing(index_elements=["uuid"]), dialect, EXCHANGE_COLUMNS
+        )
+        self._sql_messages = _compile(
+            insert(WebSocketMessage).inline().on_conflict_do_nothing(index_elements=["exchange_uuid", "seq"]),
+            dialect,
+            WEBSOCKET_COLUMNS,
         )
 
+    def prepare(self, records: Sequence[Record]) -> PreparedBatch:
+        return self.rows.prepare(records)
+
     def write_batch(self, records: Sequence[Record]) -> None:
-        self.write(prepare(records))
+        self.write(self.prepare(records))
 
     def write(self, batch: PreparedBatch, *, return_ids: bool = False) -> list[int] | None:
         """Insert `batch` in one transaction; with return_ids, the id of each exchange uuid."""
         with self.store.engine.begin() as conn:
             if batch.bodies:
-                conn.execute(self._insert_bodies, list(batch.bodies.values()))
+                conn.exec_driver_sql(self._sql_bodies, list(batch.bodies.values()))
             if batch.exchanges:
-                result = conn.execute(self._insert_exchanges, batch.exchanges)
-                if self._postgres:
-                    new_ids = sorted(result.scalars().all())
-                    for payload in _notify_payloads(new_ids):
-                        conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": payload})
+                conn.exec_driver_sql(self._sql_exchanges, batch.exchanges)
             if batch.websocket_messages:
-                conn.execute(self._insert_messages, batch.websocket_messages)
-            if not return_ids:
+                conn.exec_driver_sql(self._sql_messages, batch.websocket_messages)
+            if not (return_ids or (self._postgres and batch.exchanges)):
                 return None
             by_uuid: dict[str, int] = {}
             distinct = list(dict.fromkeys(batch.uuids))
             for start in range(0, len(distinct), 500):
                 chunk = distinct[start : start + 500]
-                for row in conn.execute(select(Exchange.uuid, Exchange.id).where(Exchange.uuid.in_(chunk))):
-                    by_uuid[row.uuid] = row.id
-            return [by_uuid[uuid] for uuid in batch.uuids]
+                for uuid, id_ in conn.execute(select(Exchange.uuid, Exchange.id).where(Exchange.uuid.in_(chunk))):
+                    by_uuid[uuid] = id_
+            if self._postgres:
+                # Delivered at commit, so listeners never see an id they cannot read yet.
+                for payload in _notify_payloads(sorted(by_uuid.values())):
+                    conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": payload})
+            return [by_uuid[uuid] for uuid in batch.uuids] if return_ids else None
 
 
 _sinks: weakref.WeakKeyDictionary[Store, DatabaseSink] = weakref.WeakKeyDictionary()
@@ -273,7 +292,8 @@ def _sink_for(store: Store) -> DatabaseSink:
 
 def write_records(store: Store, records: Sequence[Record]) -> list[int]:
     """Write `records` now, in one transaction; the exchange ids in input order."""
-    return _sink_for(store).write(prepare(records), return_ids=True) or []
+    sink = _sink_for(store)
+    return sink.write(sink.prepare(records), return_ids=True) or []
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -451,7 +471,7 @@ class ExchangeWriter:
 
     def _write(self, records: list[Record]) -> None:
         try:
-            batch = prepare(records)
+            batch = self.sink.prepare(records)
         except Exception as exc:
             if len(records) == 1:
                 self._reject(records, exc)
