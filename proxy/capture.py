@@ -8,10 +8,12 @@ through to the client with a tap that keeps the first `body_cap` bytes.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
 from mitmproxy import ctx, http
+from mitmproxy.proxy import events
 
 from storage.writer import ExchangeWriter
 
@@ -51,6 +53,7 @@ class Capture:
         self.body_cap = body_cap
         self.upstream_timeout = upstream_timeout
         self.conversion_failures = 0
+        self.answering: set[asyncio.Future] = set()
 
     def running(self) -> None:
         self.writer.start()
@@ -123,23 +126,50 @@ class Capture:
             timer.cancel()
 
     def expire(self, flow: http.HTTPFlow) -> None:
-        """The upstream has not answered in time: close its connection.
+        """The upstream has not answered in time: end the exchange with a 504, or a 502.
 
-        mitmproxy then fails the flow (502 to the client, the `error` hook);
-        the record says it was a timeout.
+        On a plain HTTP/1 upstream connection the 504 is handed to mitmproxy as
+        if the upstream had sent it (tagged X-Passageway-Error), so the client
+        and the record get it like any response; then the connection is closed.
+        Elsewhere (TLS, HTTP/2, still connecting) closing the connection makes
+        mitmproxy fail the flow with a 502. Either way the record says timeout.
         """
         flow.metadata.pop(META_TIMER, None)
         if flow.response is not None or not flow.live:
             return
+        message = f"upstream did not respond within {self.upstream_timeout:g} s"
         flow.metadata[META_ERROR_KIND] = "timeout"
-        flow.metadata[META_ERROR_MESSAGE] = f"upstream did not respond within {self.upstream_timeout:g} s"
+        flow.metadata[META_ERROR_MESSAGE] = message
         handler = ctx.master.addons.get("proxyserver").connections.get(flow.client_conn.id)
         if handler is None:
             return
+        server = flow.server_conn
+        if server in handler.transports and server.connected and not server.tls and flow.request.http_version == "HTTP/1.1":
+            task = asyncio.ensure_future(self.answer_timeout(handler, server, message))
+            self.answering.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self.answering.discard)
+            return
         address = (flow.request.host, flow.request.port)
         for connection in list(handler.transports):
-            if connection is flow.server_conn or (
-                connection is not handler.client and connection.address == address
-            ):
+            if connection is server or (connection is not handler.client and connection.address == address):
                 handler.close_connection(connection)
                 return
+
+    @staticmethod
+    async def answer_timeout(handler, server, message: str) -> None:
+        await handler.server_event(events.DataReceived(server, gateway_timeout(message)))
+        if server in handler.transports:
+            handler.close_connection(server)
+
+
+def gateway_timeout(message: str) -> bytes:
+    """A complete HTTP/1.1 504 response, as bytes an upstream would send."""
+    body = json.dumps({"error": "timeout", "message": message}).encode() + b"\n"
+    head = (
+        "HTTP/1.1 504 Gateway Timeout\r\n"
+        "Content-Type: application/json\r\n"
+        "X-Passageway-Error: timeout\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body

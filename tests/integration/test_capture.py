@@ -108,9 +108,11 @@ def test_upstream_stall_times_out(proxy):
     started = time.monotonic()
     response = get(proxy, "/stall/x", trace)
     elapsed = time.monotonic() - started
-    assert response.status_code in (502, 504)
+    assert response.status_code == 504
+    assert response.json() == {"error": "timeout", "message": "upstream did not respond within 2 s"}
     assert 1.5 < elapsed < 10
     record = proxy.wait_for_exchange(trace)
+    assert record["status"] == 504
     assert record["error"]["kind"] == "timeout"
     assert "2 s" in record["error"]["message"]
 
