@@ -107,9 +107,9 @@ def make_records(n: int, seed: int = 1) -> list[ExchangeRecord]:
     return records
 
 
-def run_one(url: str, records: list[ExchangeRecord], profile: str | None) -> dict:
+def run_one(url: str, records: list[ExchangeRecord], profile: str | None, batch_size: int = 500) -> dict:
     store = open_store(url)
-    writer = ExchangeWriter(store, queue_size=len(records) + 1)
+    writer = ExchangeWriter(store, batch_size=batch_size, queue_size=len(records) + 1)
     writer.start()
     profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--profile", action="store_true", help="also cProfile the sink on SQLite")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=500, help="ExchangeWriter batch_size (default 500)")
     args = parser.parse_args(argv)
     n = 10_000 if args.quick else args.records
 
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC} | Python {platform.python_version()}")
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="pw-writer-bench-") as tmp:
-        results["sqlite"] = run_one(f"sqlite:///{tmp}/bench.db", make_records(n), None)
+        results["sqlite"] = run_one(f"sqlite:///{tmp}/bench.db", make_records(n), None, args.batch_size)
         if args.profile:
             profile_sink(f"sqlite:///{tmp}/profile.db", make_records(min(n, 20_000), seed=2), f"{tmp}/sink.prof")
     if not args.no_postgres:
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
                 try:
                     base = PG_ADMIN_URL.rsplit("/", 1)[0]
-                    results["postgresql"] = run_one(f"{base}/{name}", make_records(n), None)
+                    results["postgresql"] = run_one(f"{base}/{name}", make_records(n), None, args.batch_size)
                 finally:
                     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
