@@ -104,7 +104,18 @@ class ExchangePage(BaseModel):
 
 
 class WebSocketMessage(_Open):
-    """One message on a captured WebSocket connection (shape owned by storage.queries)."""
+    """One message (or the close) on a captured WebSocket connection."""
+
+    id: int
+    seq: int = Field(description="0-based position on its connection.")
+    timestamp: str | None
+    from_client: bool
+    kind: Literal["text", "binary", "close"]
+    size: int = Field(description="Payload bytes on the wire.")
+    truncated: bool
+    close_code: int | None
+    text: str | None = Field(description="The payload as UTF-8 (replacement characters where invalid) for text and close.")
+    data_b64: str = Field(description="The stored payload, base64.")
 
 
 class WebSocketMessages(BaseModel):

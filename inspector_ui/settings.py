@@ -18,7 +18,7 @@ class InspectorSettings(BaseModel):
     host: str = Field("127.0.0.1", min_length=1, description="Interface to listen on.")
     port: int = Field(8081, ge=0, le=65535, description="TCP port; 0 picks a free one.")
     stream_poll_interval: float = Field(
-        0.1, gt=0, le=5, description="SQLite change-feed poll interval, seconds (PostgreSQL uses LISTEN)."
+        0.05, gt=0, le=5, description="SQLite change-feed poll interval, seconds (PostgreSQL uses LISTEN)."
     )
     stream_queue_size: int = Field(
         1000, ge=1, le=1_000_000, description="Messages a WebSocket viewer may fall behind before it is dropped."

@@ -152,7 +152,8 @@ def test_websocket_messages(store, client):
     handshake = make_record(websocket=True, status=101, reason="Switching Protocols", response_body=None)
     (exchange_id,) = write_records(store, [handshake, *(websocket_message(handshake.uuid, i) for i in range(3))])
     body = client.get(f"/api/exchanges/{exchange_id}/websocket").json()
-    assert len(body["data"]) == 3
+    assert [m["seq"] for m in body["data"]] == [0, 1, 2]
+    assert body["data"][1]["text"] == "message 1" and body["data"][1]["from_client"] is False
     assert client.get(f"/api/exchanges/{exchange_id}").json()["websocket_messages"] == 3
     assert client.get("/api/exchanges/424242/websocket").status_code == 404
 

@@ -62,6 +62,7 @@ def test_exchange_written_by_another_process_arrives_within_250ms(any_store, db_
             assert message["data"]["id"] == int(exchange_id) > hello["last_id"]
             assert message["data"]["proxy"] == "other-process" and message["data"]["status"] == 204
             latency = received_at - float(committed_at)
+            print(f"stream latency {latency * 1000:.0f} ms")
             assert latency < 0.25, f"{latency * 1000:.0f} ms"
     finally:
         writer.wait(10)
