@@ -122,14 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_ui(settings: Settings, *, verbose: bool) -> int:
-    from inspector_ui.server import PortInUseError, serve
+    from inspector_ui.server import InspectorError, serve
     from inspector_ui.settings import InspectorSettings
 
     host, port = settings.ui
     inspector = InspectorSettings(db_url=settings.db_url, host=host, port=port, log_level="info" if verbose else "warning")
     try:
         serve(inspector)
-    except PortInUseError as e:
+    except InspectorError as e:
         return fail(f"inspector: {e}")
     return 0
 
