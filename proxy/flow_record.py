@@ -54,8 +54,26 @@ def header_text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def headers_of(message: http.Message) -> Headers:
-    return [(header_text(name), header_text(value)) for name, value in message.headers.fields]
+NOTED_HEADERS = frozenset(
+    {b"content-type", b"content-encoding", b"traceparent", b"x-request-id", b"x-b3-traceid", b"x-b3-spanid", b"b3"}
+)
+
+
+def read_headers(message: http.Message) -> tuple[Headers, dict[bytes, str]]:
+    """All header fields as text, plus the first value of each header the record needs.
+
+    One pass over the fields: mitmproxy's case-insensitive `headers.get` scans
+    them all on every call, which made lookups most of this module's cost.
+    """
+    fields: Headers = []
+    noted: dict[bytes, str] = {}
+    for name, value in message.headers.fields:
+        text = header_text(value)
+        fields.append((header_text(name), text))
+        key = name.lower()
+        if key in NOTED_HEADERS and key not in noted:
+            noted[key] = text
+    return fields, noted
 
 
 def url_text(raw: bytes) -> str:
@@ -68,7 +86,9 @@ def url_text(raw: bytes) -> str:
         )
 
 
-def captured_body(message: http.Message, tap: BodyTap | None, cap: int) -> CapturedBody | None:
+def captured_body(
+    message: http.Message, noted: dict[bytes, str], tap: BodyTap | None, cap: int
+) -> CapturedBody | None:
     if tap is not None:
         if tap.size == 0:
             return None
@@ -79,29 +99,28 @@ def captured_body(message: http.Message, tap: BodyTap | None, cap: int) -> Captu
             return None
         size = len(raw)
         data = raw if size <= cap else raw[:cap]
-    headers = message.headers
     return CapturedBody(
         data=data,
         size=size,
         truncated=len(data) < size,
-        encoding=headers.get("content-encoding") or None,
-        content_type=headers.get("content-type") or None,
+        encoding=noted.get(b"content-encoding") or None,
+        content_type=noted.get(b"content-type") or None,
     )
 
 
-def trace_ids(headers: http.Headers) -> tuple[str | None, str | None, str | None]:
+def trace_ids(noted: dict[bytes, str]) -> tuple[str | None, str | None, str | None]:
     """(trace_id, span_id, request_id) from traceparent, B3 or X-Request-ID."""
     trace_id = span_id = None
-    traceparent = headers.get("traceparent")
+    traceparent = noted.get(b"traceparent")
     if traceparent and (m := TRACEPARENT.fullmatch(traceparent.strip().lower())):
         trace_id, span_id = m.group(1), m.group(2)
-    elif b3 := headers.get("x-b3-traceid"):
-        trace_id, span_id = b3.strip().lower()[:MAX_ID_LENGTH], headers.get("x-b3-spanid")
-    elif b3 := headers.get("b3"):
+    elif b3 := noted.get(b"x-b3-traceid"):
+        trace_id, span_id = b3.strip().lower()[:MAX_ID_LENGTH], noted.get(b"x-b3-spanid")
+    elif b3 := noted.get(b"b3"):
         parts = b3.strip().lower().split("-")
         if len(parts) >= 2:
             trace_id, span_id = parts[0][:MAX_ID_LENGTH], parts[1][:MAX_ID_LENGTH]
-    request_id = headers.get("x-request-id")
+    request_id = noted.get(b"x-request-id")
     if request_id:
         request_id = request_id.strip()[:MAX_ID_LENGTH] or None
     return trace_id or request_id, span_id, request_id
@@ -155,7 +174,13 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int) -> Exchang
     metadata = flow.metadata
     target = url_text(request.data.path)
     path, _, query = target.partition("?")
-    trace_id, span_id, request_id = trace_ids(request.headers)
+    request_headers, request_noted = read_headers(request)
+    trace_id, span_id, request_id = trace_ids(request_noted)
+    if response is not None:
+        response_headers, response_noted = read_headers(response)
+        response_body = captured_body(response, response_noted, metadata.get(META_RESPONSE_TAP), body_cap)
+    else:
+        response_headers = response_body = None
 
     error_kind = metadata.get(META_ERROR_KIND)
     error_message = metadata.get(META_ERROR_MESSAGE)
@@ -181,19 +206,15 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int) -> Exchang
         path=path,
         query=query,
         http_version=request.http_version,
-        request_headers=headers_of(request),
-        request_body=captured_body(request, metadata.get(META_REQUEST_TAP), body_cap),
+        request_headers=request_headers,
+        request_body=captured_body(request, request_noted, metadata.get(META_REQUEST_TAP), body_cap),
         timings=timings_of(flow),
         service=metadata.get(META_SERVICE),
         client_addr=client_address(flow),
         status=response.status_code if response is not None else None,
         reason=header_text(response.data.reason) if response is not None else None,
-        response_headers=headers_of(response) if response is not None else None,
-        response_body=(
-            captured_body(response, metadata.get(META_RESPONSE_TAP), body_cap)
-            if response is not None
-            else None
-        ),
+        response_headers=response_headers,
+        response_body=response_body,
         duration_ms=duration_ms,
         error_kind=error_kind,
         error_message=error_message,

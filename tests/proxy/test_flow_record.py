@@ -6,6 +6,7 @@ from proxy.flow_record import (
     META_SERVICE,
     BodyTap,
     classify_error,
+    read_headers,
     flow_to_record,
     trace_ids,
 )
@@ -93,14 +94,26 @@ def test_classify_error():
     assert classify_error("weird") == "protocol_error"
 
 
+def noted(**headers: str) -> dict[bytes, str]:
+    request = http.Request.make("GET", "http://h/", headers={k.replace("_", "-"): v for k, v in headers.items()})
+    return read_headers(request)[1]
+
+
 def test_trace_ids():
-    headers = http.Headers(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", x_request_id="r1")
+    headers = noted(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", X_Request_ID="r1")
     assert trace_ids(headers) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "r1")
-    assert trace_ids(http.Headers(x_request_id="abc")) == ("abc", None, "abc")
-    assert trace_ids(http.Headers(b3="80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")) == (
+    assert trace_ids(noted(x_request_id="abc")) == ("abc", None, "abc")
+    assert trace_ids(noted(b3="80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")) == (
         "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1", None,
     )
-    assert trace_ids(http.Headers(traceparent="garbage")) == (None, None, None)
+    assert trace_ids(noted(traceparent="garbage")) == (None, None, None)
+
+
+def test_noted_headers_take_the_first_value_case_insensitively():
+    request = http.Request.make("GET", "http://h/", headers=[(b"Content-Type", b"a"), (b"content-type", b"b")])
+    fields, noted_values = read_headers(request)
+    assert fields[:2] == [("Content-Type", "a"), ("content-type", "b")]
+    assert noted_values == {b"content-type": "a"}
 
 
 def test_websocket_flow_is_marked():
