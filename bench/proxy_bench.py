@@ -44,6 +44,7 @@ HOST = "127.0.0.1"  # the only address this benchmark ever sends traffic to
 BASELINE = "mitmdump -q"
 ARMS = ("direct", "mitmdump", "mitmdump -q", "mitmdump -q -w", "passageway")
 STORING_ARMS = ("mitmdump -q -w", "passageway")
+CONNECTIONS_KEY = "__connections__"  # upstream's count of accepted connections
 TARGET_RPS_RATIO = 0.95
 TARGET_P99_RATIO = 1.10
 
@@ -79,6 +80,8 @@ class _UpstreamProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.buf = bytearray()
+        counts = _UpstreamProtocol.counts
+        counts[CONNECTIONS_KEY] = counts.get(CONNECTIONS_KEY, 0) + 1
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -175,13 +178,20 @@ def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
         proc.wait(timeout=5)
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (own threads included), from /proc."""
+def _stat_cpu(path: str) -> float:
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(all threads, main thread) utime + stime of a process, from /proc.
+
+    The main thread runs mitmproxy's event loop; the rest is mostly Passageway's writer thread.
+    """
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _stat_cpu(f"/proc/{pid}/stat"), _stat_cpu(f"/proc/{pid}/task/{pid}/stat")
     except (OSError, IndexError, ValueError):
-        return float("nan")
+        return float("nan"), float("nan")
 
 
 class BenchError(Exception):
@@ -316,6 +326,7 @@ class ArmResult:
     stored_before_stop: int | None = None
     errors: dict = field(default_factory=dict)
     cpu_us_per_req: float = float("nan")   # proxy process CPU time per completed request
+    loop_cpu_us_per_req: float = float("nan")  # the same, main (event loop) thread only
 
 
 def run_wrk(wrk: str, lua: Path, url: str, duration: float, connections: int) -> dict:
@@ -371,9 +382,10 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
                 [str(VENV_BIN / "py-spy"), "record", "--format", "raw", "--full-filenames", "--rate", "200",
                  "--duration", str(max(1, round(args.duration))), "--pid", str(proc.pid), "--output", str(profile)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0 = cpu_seconds(proc.pid) if proc else float("nan")
+        nan2 = (float("nan"), float("nan"))
+        cpu0 = cpu_seconds(proc.pid) if proc else nan2
         res = run_wrk(wrk, lua, base + key, args.duration, args.connections)
-        cpu1 = cpu_seconds(proc.pid) if proc else float("nan")
+        cpu1 = cpu_seconds(proc.pid) if proc else nan2
         if spy is not None:
             try:
                 spy.wait(timeout=30)
@@ -399,7 +411,9 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
             arm=arm, round=rnd, rps=completed / secs if secs else 0.0,
             p50_ms=res["p50_us"] / 1000, p99_ms=res["p99_us"] / 1000,
             completed=completed, served=served, stored=stored, stored_before_stop=before_stop,
-            errors=errors, cpu_us_per_req=(cpu1 - cpu0) / completed * 1e6 if completed else float("nan"),
+            errors=errors,
+            cpu_us_per_req=(cpu1[0] - cpu0[0]) / completed * 1e6 if completed else float("nan"),
+            loop_cpu_us_per_req=(cpu1[1] - cpu0[1]) / completed * 1e6 if completed else float("nan"),
         )
     finally:
         if proc is not None:
@@ -437,13 +451,14 @@ def report(results: list[ArmResult], arms: list[str], args) -> bool:
     base_rps = med(r.rps for r in base)
     base_p99 = med(r.p99_ms for r in base)
     base_by_round = {r.round: r for r in base}
+    base_cpu = med(r.cpu_us_per_req for r in base)
 
     print()
     print(f"Proxy benchmark: wrk -t1 -c{args.connections}, {args.duration:g}s per arm "
           f"(+{args.warmup:g}s warm-up), {args.rounds} round(s), medians over rounds; "
           f"ratios to `{BASELINE}`")
     hdr = (f"{'arm':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x req/s':>8} {'x p99':>7} "
-           f"{'CPU us/req':>10}  {'completed / stored-or-served':<30}")
+           f"{'CPU us/req':>15} {'x CPU':>6}  {'completed / stored-or-served':<30}")
     print(hdr)
     print("-" * len(hdr))
     for a in arms:
@@ -458,11 +473,14 @@ def report(results: list[ArmResult], arms: list[str], args) -> bool:
         what = "served" if rs[0].stored is None else ("flows" if a == "mitmdump -q -w" else "rows")
         checks = [integrity(r, args.connections) for r in rs]
         status = "ok" if all(c.startswith("ok") for c in checks) else "; ".join(c for c in checks if not c.startswith("ok"))
-        cpu = med(r.cpu_us_per_req for r in rs)
-        cpu_s = "-" if cpu != cpu else f"{cpu:.0f}"
+        cpu, loop_cpu = med(r.cpu_us_per_req for r in rs), med(r.loop_cpu_us_per_req for r in rs)
+        cpu_s = "-" if cpu != cpu else f"{cpu:.0f} ({loop_cpu:.0f})"
+        x_cpu = "-" if cpu != cpu or not base_cpu else f"{cpu / base_cpu:.2f}x"
         print(f"{a:<16} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {x_rps:>7.2f}x {x_p99:>6.2f}x "
-              f"{cpu_s:>10}  {completed} / {got} {what}: {status}")
+              f"{cpu_s:>15} {x_cpu:>6}  {completed} / {got} {what}: {status}")
 
+    print("CPU us/req: the proxy process's CPU time per completed request, all threads (event-loop thread);")
+    print("x CPU: all-thread CPU per request against the baseline (steadier than req/s on a busy machine)")
     print()
     print("Per round (req/s, p99 ms; paired ratio to the same round's baseline):")
     for a in arms:
@@ -561,6 +579,7 @@ def main(argv=None) -> int:
 
     rng = random.Random(args.seed)
     profile_text = None
+    failures: list[str] = []
     results: list[ArmResult] = []
     with tempfile.TemporaryDirectory(prefix="passageway-bench-") as tmpdir:
         tmp = Path(tempfile.mkdtemp(prefix="passageway-bench-keep-")) if args.keep else Path(tmpdir)
@@ -587,6 +606,7 @@ def main(argv=None) -> int:
                         r = run_arm(arm, rnd, args, wrk, lua, up_port, tmp)
                     except BenchError as e:
                         print(f"  {arm:<16} FAILED: {e}", flush=True)
+                        failures.append(f"round {rnd} {arm}: {str(e).splitlines()[0]}")
                         continue
                     results.append(r)
                     extra = "" if r.stored is None else f", stored {r.stored}"
@@ -613,6 +633,12 @@ def main(argv=None) -> int:
         print("error: no arm completed", file=sys.stderr)
         return 1
     ok = report(results, args.arm_list, args)
+    if failures:
+        ok = False
+        print()
+        print(f"{len(failures)} arm run(s) FAILED (not in the figures above):")
+        for f in failures:
+            print(f"  {f}")
     if profile_text:
         print()
         print(profile_text)

@@ -4,7 +4,8 @@
     .venv/bin/python bench/run.py --only proxy|writer ...
 
 Flags are passed to bench/proxy_bench.py as given; bench/writer_bench.py (when present) gets
-those of them that its own --help lists. Exit status: non-zero if either benchmark failed or
+those of them that its own --help lists, except --json, --keep and --profile (the proxy
+benchmark's own output). Exit status: non-zero if either benchmark failed or
 missed its targets.
 """
 
@@ -70,8 +71,13 @@ def machine_header() -> str:
     return "\n".join(lines)
 
 
+# Output-file flags name one file per benchmark: passing them on would make both write the same file.
+NOT_PASSED_ON = {"--json", "--keep", "--profile"}
+
+
 def flags_for(script: Path, argv: list[str]) -> list[str]:
-    """The subset of argv whose flags `script --help` mentions (a flag's value follows it)."""
+    """The subset of argv whose flags `script --help` mentions (a flag's value follows it),
+    less the proxy benchmark's own output flags."""
     try:
         help_text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
                                    text=True, timeout=60).stdout
@@ -84,7 +90,7 @@ def flags_for(script: Path, argv: list[str]) -> list[str]:
         tok = argv[i]
         name = tok.split("=", 1)[0]
         takes_value = "=" not in tok and i + 1 < len(argv) and not argv[i + 1].startswith("--")
-        if name in known:
+        if name in known and name not in NOT_PASSED_ON:
             out.append(tok)
             if takes_value:
                 out.append(argv[i + 1])
