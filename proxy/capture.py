@@ -31,7 +31,6 @@ from .flow_record import (
 logger = logging.getLogger(__name__)
 
 META_RECORDED = "passageway.recorded"
-META_TIMER = "passageway.timer"
 META_WS_SEQ = "passageway.ws_seq"
 
 
@@ -54,12 +53,34 @@ class Capture:
         self.upstream_timeout = upstream_timeout
         self.conversion_failures = 0
         self.answering: set[asyncio.Future] = set()
+        # Flows waiting for their upstream, by flow id, in deadline order (one
+        # timeout for all). A sweep is far cheaper per request than a timer each.
+        self.waiting: dict[str, tuple[float, http.HTTPFlow]] = {}
+        self.sweeper: asyncio.Task | None = None
 
     def running(self) -> None:
         self.writer.start()
+        self.sweeper = asyncio.get_running_loop().create_task(self.sweep_timeouts())
 
     def done(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
         self.writer.close()
+
+    async def sweep_timeouts(self) -> None:
+        interval = min(0.25, self.upstream_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            expired = []
+            for flow_id, (deadline, flow) in self.waiting.items():
+                if deadline > now:
+                    break
+                expired.append(flow_id)
+            for flow_id in expired:
+                _, flow = self.waiting.pop(flow_id)
+                self.expire(flow)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is None and should_stream(flow.request, self.body_cap):
@@ -69,11 +90,10 @@ class Capture:
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:
-            loop = asyncio.get_running_loop()
-            flow.metadata[META_TIMER] = loop.call_later(self.upstream_timeout, self.expire, flow)
+            self.waiting[flow.id] = (time.monotonic() + self.upstream_timeout, flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        self.cancel_timer(flow)
+        self.waiting.pop(flow.id, None)
         response = flow.response
         assert response is not None
         if response.stream or flow.metadata.get(META_ERROR_KIND) == "no_route":
@@ -89,7 +109,7 @@ class Capture:
         self.record(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self.cancel_timer(flow)
+        self.waiting.pop(flow.id, None)
         self.record(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
@@ -119,12 +139,6 @@ class Capture:
             return
         self.writer.submit(record)
 
-    @staticmethod
-    def cancel_timer(flow: http.HTTPFlow) -> None:
-        timer = flow.metadata.pop(META_TIMER, None)
-        if timer is not None:
-            timer.cancel()
-
     def expire(self, flow: http.HTTPFlow) -> None:
         """The upstream has not answered in time: end the exchange with a 504, or a 502.
 
@@ -134,13 +148,13 @@ class Capture:
         Elsewhere (TLS, HTTP/2, still connecting) closing the connection makes
         mitmproxy fail the flow with a 502. Either way the record says timeout.
         """
-        flow.metadata.pop(META_TIMER, None)
         if flow.response is not None or not flow.live:
             return
         message = f"upstream did not respond within {self.upstream_timeout:g} s"
         flow.metadata[META_ERROR_KIND] = "timeout"
         flow.metadata[META_ERROR_MESSAGE] = message
-        handler = ctx.master.addons.get("proxyserver").connections.get(flow.client_conn.id)
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
         if handler is None:
             return
         server = flow.server_conn

@@ -45,12 +45,15 @@ def no_route_response(path: str, services: dict[str, Service]) -> http.Response:
     )
 
 
-def point_at(request: http.Request, upstream: Upstream, path: str) -> None:
-    request.scheme = upstream.scheme
-    request.host = upstream.host
-    request.port = upstream.port
-    request.path = path
-    request.host_header = hostport(upstream.scheme, upstream.host, upstream.port)
+def point_at(request: http.Request, upstream: Upstream, authority: str, path: str) -> None:
+    """Send the request to `upstream`. Sets mitmproxy's fields directly: the
+    property setters recompute the Host header on each of host and port."""
+    data = request.data
+    data.scheme = upstream.scheme.encode()
+    data.host = upstream.host
+    data.port = upstream.port
+    data.path = path.encode("utf-8", "surrogateescape")
+    request.host_header = authority
 
 
 class Router:
@@ -58,6 +61,9 @@ class Router:
         self.services = services
         self.gateway = gateway
         self.by_mode = {service_mode(s): s for s in services.values() if s.listen is not None}
+        self.authorities = {
+            name: hostport(s.upstream.scheme, s.upstream.host, s.upstream.port) for name, s in services.items()
+        }
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         mode = flow.client_conn.proxy_mode.full_spec
@@ -72,7 +78,7 @@ class Router:
                 flow.response = no_route_response(request.path, self.services)
                 return
             flow.metadata[META_SERVICE] = target.service
-            point_at(request, target.upstream, target.path)
+            point_at(request, target.upstream, self.authorities[target.service], target.path)
         elif (service := self.by_mode.get(mode)) is not None:
             flow.metadata[META_SERVICE] = service.name
             if service.upstream.base_path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
 from proxy.capture import Capture, should_stream
-from proxy.flow_record import META_RESPONSE_TAP, META_SERVICE, BodyTap
+from proxy.flow_record import META_ERROR_KIND, META_RESPONSE_TAP, META_SERVICE, BodyTap
 from proxy.router import Router, forward_mode, gateway_mode, service_mode
 from proxy.routing import Service, parse_route, parse_upstream
 from storage.queries import get_body, list_exchanges
@@ -86,7 +87,7 @@ def capture(tmp_path):
     writer = ExchangeWriter(store, flush_interval=0.01)
     addon = Capture(writer, proxy_name="unit", body_cap=1000, upstream_timeout=30)
     with taddons.context(addon):
-        addon.running()
+        addon.writer.start()
         yield addon, store
         addon.done()
     store.close()
@@ -138,3 +139,23 @@ def test_a_conversion_failure_is_counted_not_raised(capture):
     flow.request.timestamp_start = None  # not a number: the conversion fails
     addon.response(flow)
     assert addon.conversion_failures == 1
+
+
+def test_a_stalled_upstream_is_expired_by_the_sweep(capture):
+    addon, _ = capture
+    addon.upstream_timeout = 0.05
+    stalled, answered = tflow.tflow(), tflow.tflow()
+    stalled.live = answered.live = True
+
+    async def scenario():
+        addon.running()
+        addon.request(stalled)
+        addon.request(answered)
+        answered.response = tflow.tresp()
+        addon.responseheaders(answered)
+        await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())
+    assert stalled.metadata[META_ERROR_KIND] == "timeout"
+    assert META_ERROR_KIND not in answered.metadata
+    assert addon.waiting == {}
