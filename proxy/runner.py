@@ -8,8 +8,8 @@ import logging
 import signal
 import socket
 
-from mitmproxy import addons, options
-from mitmproxy.addons import errorcheck
+from mitmproxy import options
+from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig, update_alt_svc
 from mitmproxy.master import Master
 
 from storage.store import open_store
@@ -69,11 +69,29 @@ def run_proxy(settings: Settings, *, verbose: bool = False) -> None:
         store.close()
 
 
+def mitmproxy_addons() -> list[object]:
+    """The few of mitmproxy's default addons a capturing proxy needs.
+
+    mitmproxy offers every hook of every request to every addon; the other two
+    dozen defaults (replay, map local, sticky cookies, HAR export, ...) are
+    never configured here, and leaving them out is most of what keeps
+    capturing as cheap as plain mitmdump.
+    """
+    return [
+        core.Core(),
+        proxyserver.Proxyserver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        disable_h2c.DisableH2C(),
+        update_alt_svc.UpdateAltSvc(),
+    ]
+
+
 async def _serve(settings: Settings, writer: ExchangeWriter, *, verbose: bool) -> None:
     opts = options.Options()
     master = Master(opts, with_termlog=True)
     check = errorcheck.ErrorCheck(repeat_errors_on_stderr=True)
-    master.addons.add(check, *addons.default_addons())
+    master.addons.add(check, *mitmproxy_addons())
     router = Router(services=settings.services, gateway=gateway_mode(settings.listen))
     capture = Capture(
         writer,
@@ -86,8 +104,6 @@ async def _serve(settings: Settings, writer: ExchangeWriter, *, verbose: bool) -
         mode=proxy_modes(settings),
         # Each request picks its upstream in `requestheaders`, so connect only then.
         connection_strategy="lazy",
-        # Services call us from anywhere on their network; the UI, not the proxy, is locked down.
-        block_global=False,
         termlog_verbosity="info" if verbose else "warn",
         confdir=str(settings.certs_dir),
         ssl_insecure=settings.upstream_insecure,
