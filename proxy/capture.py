@@ -45,6 +45,17 @@ def should_stream(message: http.Message, body_cap: int) -> bool:
         return False
 
 
+def should_stream_request(request: http.Request, body_cap: int) -> bool:
+    """As should_stream, but an HTTP/1 request with neither Content-Length nor
+    Transfer-Encoding has no body at all."""
+    headers = request.headers
+    if request.http_version in ("HTTP/1.1", "HTTP/1.0") and not (
+        "content-length" in headers or "transfer-encoding" in headers
+    ):
+        return False
+    return should_stream(request, body_cap)
+
+
 class Capture:
     def __init__(self, writer: ExchangeWriter, *, proxy_name: str, body_cap: int, upstream_timeout: float) -> None:
         self.writer = writer
@@ -83,7 +94,7 @@ class Capture:
                 self.expire(flow)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None and should_stream(flow.request, self.body_cap):
+        if flow.response is None and should_stream_request(flow.request, self.body_cap):
             tap = BodyTap(self.body_cap)
             flow.metadata[META_REQUEST_TAP] = tap
             flow.request.stream = tap

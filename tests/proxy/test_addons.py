@@ -10,7 +10,7 @@ from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
-from proxy.capture import Capture, should_stream
+from proxy.capture import Capture, should_stream, should_stream_request
 from proxy.flow_record import META_ERROR_KIND, META_RESPONSE_TAP, META_SERVICE, BodyTap
 from proxy.router import Router, forward_mode, gateway_mode, service_mode
 from proxy.routing import Service, parse_route, parse_upstream
@@ -79,6 +79,24 @@ def test_should_stream(headers, expected):
     response.headers.clear()
     response.headers.update(headers)
     assert should_stream(response, 1000) is expected
+
+
+@pytest.mark.parametrize(
+    ("version", "headers", "expected"),
+    [
+        ("HTTP/1.1", {}, False),
+        ("HTTP/1.1", {"transfer-encoding": "chunked"}, True),
+        ("HTTP/1.1", {"content-length": "2000"}, True),
+        ("HTTP/1.1", {"content-length": "10"}, False),
+        ("HTTP/2.0", {}, True),
+    ],
+)
+def test_should_stream_request(version, headers, expected):
+    request = http.Request.make("POST", "http://h/", headers=headers)
+    request.http_version = version
+    if "content-length" not in headers:
+        request.headers.pop("content-length", None)
+    assert should_stream_request(request, 1000) is expected
 
 
 @pytest.fixture
