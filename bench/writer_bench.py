@@ -4,7 +4,7 @@
 
 Each record carries a 1 KiB JSON response body (90% distinct, 10% repeats of a
 few common ones) and a 1 KiB request body on every fifth record, typical
-headers and timings. Records are built before the clock starts (building them is
+headers and timings; 30% of records carry a trace id. Records are built before the clock starts (building them is
 the proxy's work); the clock covers submit() of every record through close(),
 i.e. until the last batch is committed. The queue is sized to hold the whole
 run, so nothing is dropped. Target: >= 20,000 exchanges/s on SQLite.
@@ -41,6 +41,7 @@ from storage import (  # noqa: E402
 )
 
 TARGET_SQLITE = 20_000
+TRACED = 0.3
 PG_ADMIN_URL = os.environ.get("PASSAGEWAY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -70,6 +71,11 @@ def make_records(n: int, seed: int = 1) -> list[ExchangeRecord]:
         body = common[i % 5] if rng.random() < 0.1 else json_body(rng)
         start = now + i * 0.001
         post = i % 5 == 0
+        # Most traffic carries no trace context: 30% of records have one.
+        trace = uuid.uuid4().hex if rng.random() < TRACED else None
+        headers = [("Host", "users.internal:8080"), ("User-Agent", "bench/1.0"), ("Accept", "application/json")]
+        if trace:
+            headers.append(("traceparent", f"00-{trace}-{uuid.uuid4().hex[:16]}-01"))
         records.append(
             ExchangeRecord(
                 uuid=uuid.uuid4().hex,
@@ -82,12 +88,7 @@ def make_records(n: int, seed: int = 1) -> list[ExchangeRecord]:
                 path=f"/users/{i}",
                 query="expand=groups&limit=10",
                 http_version="HTTP/1.1",
-                request_headers=[
-                    ("Host", "users.internal:8080"),
-                    ("User-Agent", "bench/1.0"),
-                    ("Accept", "application/json"),
-                    ("traceparent", f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"),
-                ],
+                request_headers=headers,
                 request_body=CapturedBody(json_body(rng), 1024, False, None, "application/json") if post else None,
                 timings=Timings(start, None, None, None, start + 0.0001, start + 0.002, start + 0.0025),
                 service="users",
@@ -101,7 +102,7 @@ def make_records(n: int, seed: int = 1) -> list[ExchangeRecord]:
                 ],
                 response_body=CapturedBody(body, 1024, False, None, "application/json"),
                 duration_ms=2.5,
-                trace_id=uuid.uuid4().hex,
+                trace_id=trace,
             )
         )
     return records

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from types import TracebackType
 
@@ -84,17 +85,33 @@ class ChangeFeed:
         if not self._entered:
             self._last_id = await asyncio.to_thread(self._max_id)
             self._entered = True
+        failing_since: float | None = None  # an outage is logged once, and once more when it ends
         while not self._closed:
+            ids: list[int] = []
             try:
                 newest = await asyncio.to_thread(self._max_id)
                 if newest > self._last_id:
                     ids = await asyncio.to_thread(self._ids_after, self._last_id)
-                    if ids:
-                        self._last_id = ids[-1]
-                        yield ids
-                        continue
             except Exception as exc:  # noqa: BLE001 - a locked or vanished file: keep polling
-                log.warning("change feed poll failed: %s", one_line(exc))
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning(
+                        "change feed poll failed: %s (retrying every %.2fs; logged again when it recovers)",
+                        one_line(exc),
+                        self.poll_interval,
+                    )
+            else:
+                if failing_since is not None:
+                    log.warning(
+                        "change feed poll of %s works again after %.1fs",
+                        self.store.display_url,
+                        time.monotonic() - failing_since,
+                    )
+                    failing_since = None
+                if ids:
+                    self._last_id = ids[-1]
+                    yield ids
+                    continue
             await asyncio.sleep(self.poll_interval)
 
     # -- PostgreSQL -----------------------------------------------------------------------

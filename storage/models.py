@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -34,6 +35,7 @@ __all__ = [
     "Body",
     "Exchange",
     "SafeText",
+    "Sha256",
     "UTCDateTime",
     "WebSocketMessage",
     "escape_text",
@@ -115,6 +117,24 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
+class Sha256(TypeDecorator[str]):
+    """A SHA-256 digest: hex text in Python, the 32 raw bytes in the database.
+
+    Half the size of hex text in the bodies key and in each exchange row, so the
+    random-key index on bodies touches fewer pages per batch."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: str | bytes | None, dialect: Any) -> bytes | None:
+        if value is None or isinstance(value, bytes):
+            return value
+        return bytes.fromhex(value)
+
+    def process_result_value(self, value: bytes | None, dialect: Any) -> str | None:
+        return None if value is None else bytes(value).hex()
+
+
 # BIGINT on PostgreSQL; on SQLite it must be spelled INTEGER to be the rowid alias.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -129,13 +149,24 @@ class Exchange(Base):
     __tablename__ = "exchanges"
     # AUTOINCREMENT on SQLite: ids never reused after retention deletes the newest
     # rows, so "id > last seen" (change feed, keyset pages) stays correct.
+    #
+    # Idempotency key: (captured_at, uuid). A record is immutable, so a retried batch
+    # carries the same pair and inserts nothing; the uuid alone is already unique.
+    # Led by captured_at, the index grows at its end (records arrive about in time
+    # order) where a unique index on the random uuid alone dirtied a page per insert
+    # all over the file, and it also serves time-range searches (since:/before:).
+    # trace_id is indexed only where set: most traffic carries no trace.
     __table_args__ = (
-        UniqueConstraint("uuid", name="uq_exchanges_uuid"),
+        UniqueConstraint("captured_at", "uuid", name="uq_exchanges_captured_at_uuid"),
         Index("ix_exchanges_service_id", "service", "id"),
         Index("ix_exchanges_method_id", "method", "id"),
         Index("ix_exchanges_status_id", "status", "id"),
-        Index("ix_exchanges_captured_at", "captured_at"),
-        Index("ix_exchanges_trace_id", "trace_id"),
+        Index(
+            "ix_exchanges_trace_id",
+            "trace_id",
+            sqlite_where=text("trace_id IS NOT NULL"),
+            postgresql_where=text("trace_id IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -161,7 +192,7 @@ class Exchange(Base):
     """[[name, value], ...] in wire order, each string escape_text'ed."""
     response_headers: Mapped[list[list[str]] | None] = mapped_column(JSON)
 
-    request_body_sha256: Mapped[str | None] = mapped_column(String(64))
+    request_body_sha256: Mapped[str | None] = mapped_column(Sha256())
     request_body_size: Mapped[int | None] = mapped_column(BigInteger)
     """Full wire size; null when the request had no body."""
     request_body_stored_size: Mapped[int | None] = mapped_column(BigInteger)
@@ -170,7 +201,7 @@ class Exchange(Base):
     request_content_type: Mapped[str | None] = mapped_column(SafeText())
     request_body_decoded_size: Mapped[int | None] = mapped_column(BigInteger)
 
-    response_body_sha256: Mapped[str | None] = mapped_column(String(64))
+    response_body_sha256: Mapped[str | None] = mapped_column(Sha256())
     response_body_size: Mapped[int | None] = mapped_column(BigInteger)
     response_body_stored_size: Mapped[int | None] = mapped_column(BigInteger)
     response_body_truncated: Mapped[bool | None] = mapped_column(Boolean)
@@ -195,7 +226,7 @@ class Body(Base):
 
     __tablename__ = "bodies"
 
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(Sha256(), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     """Length of the stored (uncompressed) bytes."""
     compression: Mapped[str] = mapped_column(String(8))

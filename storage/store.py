@@ -124,8 +124,8 @@ def _make_engine(url: URL, busy_timeout: float) -> sqlalchemy.Engine:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
-            # Random keys (uuid, sha256) spread index inserts over the file: a larger page
-            # cache keeps them in memory (grows only as used; per connection).
+            # Random keys (the bodies' sha256) spread index inserts over the file: a larger
+            # page cache keeps them in memory (grows only as used; per connection).
             cursor.execute("PRAGMA cache_size = -65536")
             # Checkpoint (and fsync) every 64 MiB of WAL rather than every 4 MiB: with
             # random-key indexes that tripled write throughput here.

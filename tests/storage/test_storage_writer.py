@@ -110,3 +110,30 @@ def test_submit_is_cheap(sqlite_store) -> None:  # type: ignore[no-untyped-def]
     assert per_call < 20e-6, per_call  # measured ~0.3 µs; generous for slow CI
     writer.close()
     assert threading.active_count() >= 1
+
+
+def test_row_text_helpers_match_the_generic_encoders() -> None:
+    import datetime as dt
+    import json
+    import random
+
+    from storage.record import Timings
+    from storage.writer import _headers_json, _SqliteTimestamps, _timings_json
+
+    stamp = _SqliteTimestamps()
+    rng = random.Random(7)
+    epochs = [rng.uniform(0, 4e9) for _ in range(20000)] + [0.0, 1.9999995, 1.0000005, 1e9 + 0.5e-6, 1795829054.9999996]
+    for epoch in epochs:
+        expected = dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        assert stamp(epoch) == expected, epoch
+    for timings in (Timings(1.5, None, 2, None, 1e20, 3.3, 1795829054.2187648), Timings(float("inf")), Timings(7)):
+        names = ("request_start", "connect_start", "connect_end", "tls_end", "request_end", "response_start", "response_end")
+        expected = json.dumps({n: getattr(timings, n) for n in names}, separators=(",", ":"))
+        assert _timings_json(timings) == expected
+    for headers in ([("a", "b")], [("Host", 'x"y\\z\n\u00e9\u2028')], [("h", "v")] * 3):
+        assert _headers_json(headers) == json.dumps(headers, separators=(",", ":"))
+    assert _headers_json([]) == "[]" and _headers_json(None) is None
+    from storage.models import unescape_text
+
+    hostile = json.loads(_headers_json([("x\x00", "\udcff")]))  # escape_text'ed, so both databases take it
+    assert hostile[0][0].startswith("\ue000") and [unescape_text(v) for v in hostile[0]] == ["x\x00", "\udcff"]

@@ -23,7 +23,7 @@ _BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 def _body_columns(side: str) -> list[sa.Column]:
     return [
-        sa.Column(f"{side}_body_sha256", sa.String(64), nullable=True),
+        sa.Column(f"{side}_body_sha256", sa.LargeBinary(), nullable=True),  # the 32 raw bytes
         sa.Column(f"{side}_body_size", sa.BigInteger(), nullable=True),
         sa.Column(f"{side}_body_stored_size", sa.BigInteger(), nullable=True),
         sa.Column(f"{side}_body_truncated", sa.Boolean(), nullable=True),
@@ -66,18 +66,24 @@ def upgrade() -> None:
         sa.Column("replay_of", sa.BigInteger(), nullable=True),
         sa.Column("tags", sa.JSON(), nullable=False),
         sa.Column("websocket", sa.Boolean(), nullable=False),
-        sa.UniqueConstraint("uuid", name="uq_exchanges_uuid"),
+        # (captured_at, uuid), not uuid alone: see storage.models.Exchange.
+        sa.UniqueConstraint("captured_at", "uuid", name="uq_exchanges_captured_at_uuid"),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_exchanges_service_id", "exchanges", ["service", "id"])
     op.create_index("ix_exchanges_method_id", "exchanges", ["method", "id"])
     op.create_index("ix_exchanges_status_id", "exchanges", ["status", "id"])
-    op.create_index("ix_exchanges_captured_at", "exchanges", ["captured_at"])
-    op.create_index("ix_exchanges_trace_id", "exchanges", ["trace_id"])
+    op.create_index(
+        "ix_exchanges_trace_id",
+        "exchanges",
+        ["trace_id"],
+        sqlite_where=sa.text("trace_id IS NOT NULL"),
+        postgresql_where=sa.text("trace_id IS NOT NULL"),
+    )
 
     op.create_table(
         "bodies",
-        sa.Column("sha256", sa.String(64), primary_key=True, nullable=False),
+        sa.Column("sha256", sa.LargeBinary(), primary_key=True, nullable=False),  # the 32 raw bytes
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("compression", sa.String(8), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
@@ -103,7 +109,6 @@ def downgrade() -> None:
     op.drop_table("websocket_messages")
     op.drop_table("bodies")
     op.drop_index("ix_exchanges_trace_id", "exchanges")
-    op.drop_index("ix_exchanges_captured_at", "exchanges")
     op.drop_index("ix_exchanges_status_id", "exchanges")
     op.drop_index("ix_exchanges_method_id", "exchanges")
     op.drop_index("ix_exchanges_service_id", "exchanges")
