@@ -106,23 +106,18 @@ _TIMING_FIELDS = ("request_start", "connect_start", "connect_end", "tls_end", "r
 _TIMINGS_JSON = "{" + ",".join(f'"{name}":%s' for name in _TIMING_FIELDS) + "}"
 
 
+_TIMING_TYPES = {float, int, type(None)}
+
+
 def _timings_json(t: Timings) -> str:
     """The Timings as a JSON object (float repr is what json writes for finite floats)."""
     values = (t.request_start, t.connect_start, t.connect_end, t.tls_end, t.request_end, t.response_start,
               t.response_end)  # fmt: skip
-    try:
-        return _TIMINGS_JSON % tuple(["null" if v is None else _FINITE_REPR[type(v)](v) for v in values])
-    except (KeyError, ValueError):  # not plain finite floats/ints: json decides
+    encoded = _TIMINGS_JSON % tuple(["null" if v is None else repr(v) for v in values])
+    # No field name holds "inf" or "nan"; json writes Infinity/NaN, and bools/others its own way.
+    if "inf" in encoded or "nan" in encoded or not _TIMING_TYPES.issuperset(map(type, values)):
         return _json(dict(zip(_TIMING_FIELDS, values, strict=True)))
-
-
-def _float_repr(value: float) -> str:
-    if value - value != 0.0:  # inf or nan: json writes Infinity/NaN
-        raise ValueError(value)
-    return float.__repr__(value)
-
-
-_FINITE_REPR = {float: _float_repr, int: int.__repr__}
+    return encoded
 
 
 class _SqliteTimestamps:
