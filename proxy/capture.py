@@ -8,6 +8,7 @@ through to the client with a tap that keeps the first `body_cap` bytes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -70,6 +71,11 @@ class Capture:
         self.sweeper: asyncio.Task | None = None
 
     def running(self) -> None:
+        # Queued records live long enough to reach the oldest GC generation, and
+        # each full collection then also scanned everything mitmproxy built at
+        # start-up: 20-30 ms pauses, tripling p99. Frozen, start-up objects are
+        # never scanned again.
+        gc.freeze()
         self.writer.start()
         self.sweeper = asyncio.get_running_loop().create_task(self.sweep_timeouts())
 
@@ -85,7 +91,7 @@ class Capture:
             await asyncio.sleep(interval)
             now = time.monotonic()
             expired = []
-            for flow_id, (deadline, flow) in self.waiting.items():
+            for flow_id, (deadline, _) in self.waiting.items():
                 if deadline > now:
                     break
                 expired.append(flow_id)

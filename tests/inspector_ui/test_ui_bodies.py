@@ -9,7 +9,7 @@ import pytest
 from storage.record import CapturedBody
 from storage.writer import write_records
 
-from ui_support import make_record
+from tests.support.records import make_record
 
 PLAIN = b'{"users": [' + b",".join(b'{"id": %d, "name": "user %d"}' % (i, i) for i in range(2000)) + b"]}"
 GZIPPED = gzip.compress(PLAIN, mtime=0)

@@ -6,7 +6,7 @@ import pytest
 
 from storage.writer import write_records
 
-from ui_support import make_record, websocket_message
+from tests.support.records import make_record, websocket_message
 
 SUMMARY_KEYS = {
     "id", "uuid", "captured_at", "proxy", "service", "realm", "method", "scheme", "host", "port", "path",

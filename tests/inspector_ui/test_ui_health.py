@@ -9,7 +9,8 @@ from storage.store import open_store
 from storage.writer import write_records
 from tests.support.postgres import drop_database, name_of
 
-from ui_support import make_record, settings_for
+from ui_support import settings_for
+from tests.support.records import make_record
 
 
 def test_health_ok(store, client):

@@ -10,7 +10,7 @@ from inspector_ui import InspectorSettings, create_app
 from inspector_ui.security import API_CSP
 from storage.writer import write_records
 
-from ui_support import make_record
+from tests.support.records import make_record
 
 
 @pytest.mark.parametrize(

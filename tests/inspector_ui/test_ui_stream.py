@@ -16,7 +16,8 @@ from websockets.sync.client import connect
 from storage.store import open_store
 from storage.writer import write_records
 
-from ui_support import live_inspector, make_record
+from ui_support import live_inspector
+from tests.support.records import make_record
 
 WRITER = """
 import sys, time, uuid

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import free_port, running_upstream, start_process, wait_for
+from tests.support import free_port, running_upstream, start_process
 
 PASSAGEWAY = [sys.executable, "-m", "proxy"]
 

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from storage_support import make_record
+from tests.support.records import make_record
 
 from storage import open_change_feed, write_records
 

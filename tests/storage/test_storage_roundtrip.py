@@ -7,7 +7,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
-from storage_support import make_record
+from tests.support.records import make_record
 
 from storage import get_body, get_exchange, list_exchanges, list_websocket_messages, summaries_for_ids, write_records
 from storage.models import Body, escape_text, unescape_text
@@ -22,11 +22,14 @@ SUMMARY_KEYS = {
 
 
 def test_round_trip_detail(store) -> None:  # type: ignore[no-untyped-def]
+    now = time.time()
     rec = make_record(
         method="POST",
         host="::1",
         port=443,
         scheme="https",
+        query="a=1",
+        timings=Timings(now, now + 0.001, now + 0.002, None, now + 0.003, now + 0.010, now + 0.012),
         request_headers=[("X-A", "1"), ("x-a", "2"), ("Cookie", "a"), ("X-A", "3")],
         request_body=CapturedBody(b"x" * 100, 5000, True, "gzip", "text/plain"),
         error_kind="timeout",
@@ -44,7 +47,7 @@ def test_round_trip_detail(store) -> None:  # type: ignore[no-untyped-def]
     assert d["url"] == "https://[::1]/users/42?a=1"
     assert d["captured_at"].endswith("Z") and len(d["captured_at"]) == 27
     assert d["request_headers"] == [["X-A", "1"], ["x-a", "2"], ["Cookie", "a"], ["X-A", "3"]]
-    assert d["response_headers"] == [["Content-Type", "application/json"]]
+    assert d["response_headers"] == [[n, v] for n, v in rec.response_headers]
     assert d["error"] == {"kind": "timeout", "message": "upstream did not answer"}
     assert d["request_body"]["truncated"] is True and d["request_body"]["size"] == 5000
     assert d["request_body"]["stored_size"] == 100 and d["request_body"]["decoded_size"] is None

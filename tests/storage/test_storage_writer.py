@@ -6,7 +6,7 @@ import sqlite3
 import threading
 import time
 
-from storage_support import make_record
+from tests.support.records import make_record
 
 from storage import ExchangeWriter, database_health
 from storage.writer import DatabaseSink
