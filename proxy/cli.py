@@ -183,7 +183,9 @@ def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int
         addresses.append(("demo upstream", DEMO_ADDRESS))
     for what, address in addresses:
         check_bindable(what, address)
-    open_store(settings.db_url).close()
+    store = open_store(settings.db_url)
+    database = store.display_url  # password masked
+    store.close()
 
     children: dict[str, subprocess.Popen] = {}
     if args.demo:
@@ -207,7 +209,7 @@ def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int
         if waiting_for and accepts_connections(waiting_for[0]):
             waiting_for.pop(0)
             if not waiting_for:
-                print_banner(settings, demo=args.demo)
+                print_banner(settings, database=database, demo=args.demo)
         for name, child in children.items():
             if child.poll() is not None:
                 if child.returncode != 0:
@@ -236,10 +238,10 @@ def accepts_connections(address: tuple[str, int]) -> bool:
     return True
 
 
-def print_banner(settings: Settings, *, demo: bool) -> None:
+def print_banner(settings: Settings, *, database: str, demo: bool) -> None:
     gateway = format_address(*settings.listen)
     lines = [
-        f"Passageway is up. Database: {settings.db_url}",
+        f"Passageway is up. Database: {database}",
         f"  inspector:  http://{format_address(*settings.ui)}/",
         f"  gateway:    http://{gateway}/SERVICE/path",
     ]

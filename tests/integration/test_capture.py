@@ -81,6 +81,16 @@ def test_forward_proxy(proxy, upstream):
     assert (record["service"], record["host"], record["port"]) == ("127.0.0.1", "127.0.0.1", upstream.port)
 
 
+def test_forward_proxy_https_with_mitmproxy_ca(proxy, h2_upstream):
+    trace = unique()
+    trust = ssl.create_default_context(cafile=proxy.certs_dir / "mitmproxy-ca-cert.pem")
+    with httpx.Client(proxy=f"http://127.0.0.1:{proxy.forward_port}", verify=trust) as client:
+        response = client.get(h2_upstream.url + "/echo?via=connect", headers={"X-Request-ID": trace})
+    assert response.json()["query"] == "via=connect"
+    record = proxy.wait_for_exchange(trace)
+    assert (record["scheme"], record["service"], record["port"]) == ("https", "127.0.0.1", h2_upstream.port)
+
+
 def test_unknown_prefix_is_404_listing_services_and_captured(proxy):
     trace = unique()
     response = get(proxy, "/nosuch/thing", trace)
