@@ -20,17 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from machine import cpu_model
+
 BENCH = Path(__file__).resolve().parent
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def memory() -> str:

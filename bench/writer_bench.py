@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from machine import cpu_model  # noqa: E402
 from storage import (  # noqa: E402
     CapturedBody,
     ExchangeRecord,
@@ -43,16 +44,6 @@ from storage import (  # noqa: E402
 TARGET_SQLITE = 20_000
 TRACED = 0.3
 PG_ADMIN_URL = os.environ.get("PASSAGEWAY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def json_body(rng: random.Random, size: int = 1024) -> bytes:
