@@ -160,15 +160,19 @@ def child_argv(command: str, argv: list[str], *, drop: set[str]) -> list[str]:
 
 
 def spawn(args: list[str]) -> subprocess.Popen:
-    """Start a child of `up` that is stopped with it, even when `up` is killed outright (Linux)."""
+    """Start a child of `up` that only `up` stops.
+
+    Its own process group keeps a terminal's Ctrl-C from reaching it twice
+    (directly and forwarded); on Linux it also dies when `up` is killed outright.
+    """
     if not sys.platform.startswith("linux"):
-        return subprocess.Popen(args)
+        return subprocess.Popen(args, process_group=0)
 
     def die_with_parent() -> None:
         pr_set_pdeathsig = 1
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
-    return subprocess.Popen(args, preexec_fn=die_with_parent)
+    return subprocess.Popen(args, process_group=0, preexec_fn=die_with_parent)
 
 
 def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int:
