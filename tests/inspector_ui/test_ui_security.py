@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -42,7 +44,9 @@ def test_index_page_has_no_inline_script(client):
     response = client.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert "<script" not in response.text
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", response.text, re.S | re.I)
+    assert all("src=" in attributes and not body.strip() for attributes, body in scripts)
+    assert not re.search(r"\son[a-z]+\s*=", response.text, re.I), "no inline event handlers"
 
 
 def test_docs_page_uses_its_own_csp_and_no_inline_script(client):
