@@ -10,10 +10,11 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_CSP = (
-    "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
+    "default-src 'self'; script-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
-"""Strict: no inline script, no third-party origin."""
+"""Strict: no inline script, no third-party origin. `blob:` images are the UI's own object URLs
+for captured PNG/JPEG/GIF/WebP bodies (never SVG), built from fetched bytes."""
 
 DOCS_CSP = (
     "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net; "

@@ -1,0 +1,698 @@
+// Passageway inspector: live list, search, detail pane, keyboard. No build step, no framework.
+import { el, clear } from "./dom.js";
+import { releaseObjectUrls, renderBody } from "./bodies.js";
+import { curlCommand, formatDuration, formatSize, formatTime, statusClass, statusText } from "./format.js";
+
+const ROW_HEIGHT = 28; // px; must match .row in app.css (the list is virtualized on it)
+const PAGE = 100;
+const OVERSCAN = 12;
+const MAX_LOADED = 100_000; // rows kept in memory; beyond this, a search narrows better than scrolling
+const MAX_PAUSED = 5_000;
+
+const $ = (id) => document.getElementById(id);
+const listEl = $("list");
+const sizer = $("sizer");
+const searchInput = $("search");
+
+const state = {
+  q: "",
+  rows: [], // summaries, newest first (ids descending)
+  next: null, // keyset cursor for the next (older) page
+  loading: false,
+  generation: 0, // bumps on every new search, so stale responses are dropped
+  selectedId: null,
+  openId: null,
+  paused: false,
+  pausedQueue: [],
+  newCount: 0,
+  ws: null,
+  reconnectDelay: 500,
+  queryError: false,
+};
+
+// ---------------------------------------------------------------- list (virtualized)
+
+let renderQueued = false;
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    renderRows();
+  });
+}
+
+function renderRows() {
+  sizer.style.height = `${state.rows.length * ROW_HEIGHT}px`; // CSSOM: allowed under the CSP
+  const first = Math.max(0, Math.floor(listEl.scrollTop / ROW_HEIGHT) - OVERSCAN);
+  const last = Math.min(state.rows.length, Math.ceil((listEl.scrollTop + listEl.clientHeight) / ROW_HEIGHT) + OVERSCAN);
+  const fragment = document.createDocumentFragment();
+  for (let i = first; i < last; i++) fragment.append(rowElement(state.rows[i], i));
+  sizer.replaceChildren(fragment);
+  if (last >= state.rows.length - 30) loadMore();
+  updateFooter();
+}
+
+function rowElement(summary, index) {
+  const row = el("div", "row");
+  row.dataset.id = summary.id;
+  row.setAttribute("role", "row");
+  row.style.transform = `translateY(${index * ROW_HEIGHT}px)`;
+  if (summary.id === state.selectedId) row.classList.add("selected");
+  if (summary.id === state.openId) row.classList.add("open");
+  const status = el("span", `c-status ${statusClass(summary)}`, statusText(summary));
+  if (summary.error) status.title = summary.error.message;
+  const path = summary.path + (summary.query ? `?${summary.query}` : "");
+  const pathCell = el("span", "c-path", path);
+  pathCell.title = summary.url; // text only: a title is never a link
+  const time = el("span", "c-time", formatTime(summary.captured_at));
+  time.title = summary.captured_at;
+  row.append(
+    time,
+    el("span", "c-service", summary.service ?? ""),
+    el("span", `c-method m-${/^[A-Z]+$/.test(summary.method) ? summary.method : "OTHER"}`, summary.method),
+    pathCell,
+    status,
+    el("span", "c-duration", formatDuration(summary.duration_ms)),
+    el("span", "c-size", formatSize(summary.response_size)),
+  );
+  if (summary.websocket) pathCell.prepend(el("span", "badge", "ws"));
+  if (summary.replay_of) pathCell.prepend(el("span", "badge", "replay"));
+  return row;
+}
+
+function updateFooter() {
+  const footer = $("list-footer");
+  let text = `${state.rows.length.toLocaleString()} loaded`;
+  if (state.loading) text += " · loading…";
+  else if (state.next === null) text += " · end of list";
+  else if (state.rows.length >= MAX_LOADED) text += " · refine the search to see older exchanges";
+  if (state.q) text += " · filtered";
+  footer.textContent = text;
+}
+
+function indexOfId(id) {
+  // rows are sorted by id, descending: binary search
+  let lo = 0;
+  let hi = state.rows.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const midId = state.rows[mid].id;
+    if (midId === id) return mid;
+    if (midId > id) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+function atTop() {
+  return listEl.scrollTop < ROW_HEIGHT / 2;
+}
+
+/** Put newer summaries on top, keeping what the user is looking at still when scrolled away. */
+function prepend(summaries) {
+  const topId = state.rows.length ? state.rows[0].id : 0;
+  const fresh = summaries.filter((s) => s.id > topId).sort((a, b) => b.id - a.id);
+  if (!fresh.length) return;
+  const stayPut = !atTop();
+  state.rows.unshift(...fresh);
+  if (stayPut) {
+    listEl.scrollTop += fresh.length * ROW_HEIGHT;
+    state.newCount += fresh.length;
+  }
+  updateNewCount();
+  scheduleRender();
+}
+
+function updateNewCount() {
+  const button = $("new-count");
+  if (atTop()) state.newCount = 0;
+  button.hidden = state.newCount === 0;
+  button.textContent = `↑ ${state.newCount} new`;
+}
+
+// ---------------------------------------------------------------- loading
+
+function listUrl(before) {
+  const params = new URLSearchParams({ limit: String(PAGE) });
+  if (before) params.set("before", String(before));
+  if (state.q) params.set("q", state.q);
+  return `/api/exchanges?${params}`;
+}
+
+async function fetchPage(before) {
+  const response = await fetch(listUrl(before));
+  if (response.status === 400) {
+    const problem = await response.json().catch(() => ({}));
+    const error = new Error(problem.message || problem.detail || "bad query");
+    error.position = Number.isInteger(problem.position) ? problem.position : null;
+    error.queryError = true;
+    throw error;
+  }
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return response.json();
+}
+
+async function reload() {
+  const generation = ++state.generation;
+  closeStream();
+  state.rows = [];
+  state.next = null;
+  state.loading = true;
+  state.newCount = 0;
+  state.pausedQueue = [];
+  state.queryError = false;
+  listEl.scrollTop = 0;
+  showQueryError(null);
+  updateNewCount();
+  scheduleRender();
+  try {
+    const page = await fetchPage(null);
+    if (generation !== state.generation) return;
+    state.rows = page.data;
+    state.next = page.next;
+    if (state.selectedId === null && state.rows.length) state.selectedId = state.rows[0].id;
+  } catch (error) {
+    if (generation !== state.generation) return;
+    if (error.queryError) {
+      state.queryError = true;
+      showQueryError(error);
+    } else {
+      $("list-footer").textContent = `Could not load: ${error.message}`;
+    }
+    state.loading = false;
+    setLiveState("off", error.queryError ? "no live view: fix the query" : "offline");
+    return;
+  } finally {
+    if (generation === state.generation) state.loading = false;
+  }
+  scheduleRender();
+  openStream(generation);
+}
+
+async function loadMore() {
+  if (state.loading || state.next === null || state.rows.length >= MAX_LOADED) return;
+  const generation = state.generation;
+  state.loading = true;
+  try {
+    const page = await fetchPage(state.next);
+    if (generation !== state.generation) return;
+    const lastId = state.rows.length ? state.rows[state.rows.length - 1].id : Infinity;
+    state.rows.push(...page.data.filter((s) => s.id < lastId));
+    state.next = page.next;
+  } catch (error) {
+    if (generation === state.generation) $("list-footer").textContent = `Could not load more: ${error.message}`;
+    return;
+  } finally {
+    if (generation === state.generation) state.loading = false;
+  }
+  scheduleRender();
+}
+
+// ---------------------------------------------------------------- live stream
+
+function setLiveState(kind, text) {
+  const badge = $("live-state");
+  badge.dataset.state = kind;
+  badge.textContent = text;
+}
+
+function closeStream() {
+  if (state.ws) {
+    state.ws.onclose = null;
+    state.ws.close();
+    state.ws = null;
+  }
+}
+
+function openStream(generation) {
+  const params = new URLSearchParams();
+  if (state.q) params.set("q", state.q);
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}/api/stream${params.size ? `?${params}` : ""}`);
+  state.ws = ws;
+  setLiveState("connecting", "connecting");
+  ws.onmessage = (event) => {
+    if (generation !== state.generation) return;
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch (_) {
+      return;
+    }
+    if (message.type === "hello") {
+      state.reconnectDelay = 500;
+      setLiveState(state.paused ? "paused" : "live", state.paused ? "paused" : "live");
+      const topId = state.rows.length ? state.rows[0].id : 0;
+      // Exchanges captured between the first page and this hello (or while disconnected).
+      if (message.last_id && message.last_id > topId) catchUp(generation);
+    } else if (message.type === "exchange") {
+      receive(message.data);
+    }
+  };
+  ws.onclose = () => {
+    if (generation !== state.generation) return;
+    state.ws = null;
+    setLiveState("off", "reconnecting…");
+    const delay = state.reconnectDelay;
+    state.reconnectDelay = Math.min(delay * 2, 10_000);
+    setTimeout(() => { if (generation === state.generation) openStream(generation); }, delay);
+  };
+}
+
+async function catchUp(generation) {
+  try {
+    const page = await fetchPage(null);
+    if (generation !== state.generation) return;
+    const topId = state.rows.length ? state.rows[0].id : 0;
+    if (page.next !== null && page.data.length && page.data[page.data.length - 1].id > topId) {
+      reload(); // more missed than one page: start over rather than leave a hole
+      return;
+    }
+    for (const summary of page.data.slice().reverse()) receive(summary);
+  } catch (_) { /* the live stream still works */ }
+}
+
+function receive(summary) {
+  if (state.paused) {
+    state.pausedQueue.push(summary);
+    if (state.pausedQueue.length > MAX_PAUSED) state.pausedQueue.shift();
+    $("pause").textContent = `Resume (${state.pausedQueue.length})`;
+    return;
+  }
+  prepend([summary]);
+}
+
+function togglePause() {
+  state.paused = !state.paused;
+  const button = $("pause");
+  button.setAttribute("aria-pressed", String(state.paused));
+  if (state.paused) {
+    button.textContent = "Resume";
+    setLiveState("paused", "paused");
+  } else {
+    button.textContent = "Pause";
+    const queued = state.pausedQueue;
+    state.pausedQueue = [];
+    if (queued.length >= MAX_PAUSED) reload();
+    else prepend(queued);
+    if (state.ws) setLiveState("live", "live");
+  }
+}
+
+// ---------------------------------------------------------------- search and URL state
+
+function showQueryError(error) {
+  const box = $("search-error");
+  searchInput.classList.toggle("invalid", Boolean(error));
+  searchInput.setAttribute("aria-invalid", String(Boolean(error)));
+  if (!error) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  box.querySelector(".message").textContent = error.message;
+  const pre = clear(box.querySelector(".query"));
+  const text = state.q;
+  if (error.position === null || error.position === undefined) {
+    pre.hidden = true;
+    return;
+  }
+  pre.hidden = false;
+  const at = Math.max(0, Math.min(error.position, text.length));
+  pre.append(
+    document.createTextNode(text.slice(0, at)),
+    el("mark", "error-at", text.slice(at, at + 1) || " "),
+    document.createTextNode(text.slice(at + 1)),
+    document.createTextNode(`\n${" ".repeat(at)}^ position ${error.position}`),
+  );
+}
+
+function queryFromLocation() {
+  return new URLSearchParams(location.search).get("q") || "";
+}
+
+function search(q, { push = true } = {}) {
+  q = q.trim();
+  state.q = q;
+  searchInput.value = q;
+  if (push) {
+    const url = q ? `/?${new URLSearchParams({ q })}` : "/";
+    if (url !== location.pathname + location.search) history.pushState({ q }, "", url);
+  }
+  document.title = q ? `${q} · Passageway inspector` : "Passageway inspector";
+  reload();
+}
+
+// ---------------------------------------------------------------- selection and detail
+
+function select(id, { scroll = true } = {}) {
+  state.selectedId = id;
+  if (scroll) {
+    const index = indexOfId(id);
+    if (index >= 0) {
+      const top = index * ROW_HEIGHT;
+      if (top < listEl.scrollTop) listEl.scrollTop = top;
+      else if (top + ROW_HEIGHT > listEl.scrollTop + listEl.clientHeight) {
+        listEl.scrollTop = top + ROW_HEIGHT - listEl.clientHeight;
+      }
+    }
+  }
+  scheduleRender();
+  if (state.openId !== null && state.openId !== id) openDetailSoon(id);
+}
+
+function moveSelection(delta) {
+  if (!state.rows.length) return;
+  let index = state.selectedId === null ? -1 : indexOfId(state.selectedId);
+  index = index < 0 ? 0 : Math.max(0, Math.min(state.rows.length - 1, index + delta));
+  select(state.rows[index].id);
+}
+
+let detailTimer = null;
+function openDetailSoon(id) {
+  clearTimeout(detailTimer);
+  detailTimer = setTimeout(() => openDetail(id), 120);
+}
+
+let detailGeneration = 0;
+let currentExchange = null;
+
+async function openDetail(id) {
+  const generation = ++detailGeneration;
+  state.openId = id;
+  state.selectedId = id;
+  scheduleRender();
+  const pane = $("detail");
+  pane.hidden = false;
+  document.body.classList.add("with-detail");
+  const body = clear($("detail-body"));
+  $("detail-title").textContent = `#${id}`;
+  body.append(el("p", "note", "loading…"));
+  let exchange;
+  try {
+    const response = await fetch(`/api/exchanges/${encodeURIComponent(id)}`);
+    if (!response.ok) throw new Error(response.status === 404 ? "not found (deleted?)" : `HTTP ${response.status}`);
+    exchange = await response.json();
+  } catch (error) {
+    if (generation === detailGeneration) clear(body).append(el("p", "problem", `Could not load #${id}: ${error.message}`));
+    return;
+  }
+  if (generation !== detailGeneration) return;
+  currentExchange = exchange;
+  releaseObjectUrls();
+  renderDetail(clear(body), exchange);
+  scheduleRender(); // list width changed
+}
+
+function closeDetail() {
+  detailGeneration++;
+  state.openId = null;
+  currentExchange = null;
+  releaseObjectUrls();
+  $("detail").hidden = true;
+  document.body.classList.remove("with-detail");
+  scheduleRender();
+  listEl.focus();
+}
+
+function section(title, open = true) {
+  const details = el("details", "section");
+  details.open = open;
+  details.append(el("summary", "section-title", title));
+  return details;
+}
+
+function headersTable(headers) {
+  if (!headers || !headers.length) return el("p", "note", "(none)");
+  const table = el("table", "headers");
+  const tbody = el("tbody");
+  for (const [name, value] of headers) {
+    const tr = el("tr");
+    tr.append(el("th", null, name), el("td", null, value));
+    tbody.append(tr);
+  }
+  table.append(tbody);
+  return table;
+}
+
+function renderDetail(body, x) {
+  const title = $("detail-title");
+  clear(title).append(
+    el("span", `c-method m-${/^[A-Z]+$/.test(x.method) ? x.method : "OTHER"}`, x.method),
+    el("span", `status-pill ${statusClass(x)}`, x.status ?? (x.error ? x.error.kind : "…")),
+    el("span", "detail-url", x.url), // a captured URL is text, never a link
+  );
+  title.title = x.url;
+
+  const general = section("General");
+  const facts = el("dl", "facts");
+  const fact = (name, value) => {
+    if (value === null || value === undefined || value === "") return;
+    facts.append(el("dt", null, name), el("dd", null, value));
+  };
+  fact("Exchange", `#${x.id}`);
+  fact("Captured", x.captured_at);
+  fact("Service", x.service);
+  fact("URL", x.url);
+  fact("Status", x.status !== null ? `${x.status} ${x.reason ?? ""}`.trim() : null);
+  if (x.error) fact("Error", `${x.error.kind}: ${x.error.message}`);
+  fact("Duration", formatDuration(x.duration_ms));
+  fact("HTTP version", x.http_version);
+  fact("Client", x.client_addr);
+  fact("Trace", x.trace_id);
+  fact("Request id", x.request_id);
+  if (x.replay_of) fact("Replay of", `#${x.replay_of}`);
+  if (x.tags && x.tags.length) fact("Tags", x.tags.join(", "));
+  general.append(facts);
+  body.append(general);
+
+  body.append(timingsSection(x));
+
+  const reqHeaders = section(`Request headers (${(x.request_headers || []).length})`);
+  reqHeaders.append(headersTable(x.request_headers));
+  body.append(reqHeaders);
+  if (x.request_body) {
+    const reqBody = section("Request body");
+    body.append(reqBody);
+    renderBody(reqBody, x.id, "request", x.request_body);
+  }
+  const resHeaders = section(`Response headers (${(x.response_headers || []).length})`);
+  resHeaders.append(headersTable(x.response_headers));
+  body.append(resHeaders);
+  if (x.response_body) {
+    const resBody = section("Response body");
+    resBody.classList.add("response-body");
+    body.append(resBody);
+    renderBody(resBody, x.id, "response", x.response_body);
+  }
+  if (x.websocket) {
+    const messages = section(`WebSocket messages (${x.websocket_messages ?? "?"})`);
+    body.append(messages);
+    renderWebSocket(messages, x.id);
+  }
+}
+
+function timingsSection(x) {
+  const t = x.timings || {};
+  const phases = [
+    ["connect", "Connect", t.connect_ms],
+    ["tls", "TLS", t.tls_ms],
+    ["send", "Send", t.send_ms],
+    ["wait", "Wait (TTFB)", t.wait_ms],
+    ["receive", "Receive", t.receive_ms],
+  ];
+  const sum = phases.reduce((acc, p) => acc + (p[2] || 0), 0);
+  const total = Math.max(x.duration_ms || 0, sum) || 1;
+  const sectionEl = section(`Timings (${formatDuration(x.duration_ms) || "n/a"})`);
+  const chart = el("div", "waterfall");
+  let offset = 0;
+  for (const [key, label, ms] of phases) {
+    const row = el("div", "wf-row");
+    const track = el("div", "wf-track");
+    const bar = el("div", `wf-bar wf-${key}`);
+    if (ms !== null && ms !== undefined) {
+      bar.style.marginLeft = `${(offset / total) * 100}%`; // CSSOM, not a style attribute: CSP-safe
+      bar.style.width = `${Math.max((ms / total) * 100, 0.5)}%`;
+      offset += ms;
+    } else {
+      bar.classList.add("none");
+    }
+    track.append(bar);
+    row.append(el("span", "wf-label", label), track, el("span", "wf-ms", ms === null || ms === undefined ? "–" : formatDuration(ms)));
+    chart.append(row);
+  }
+  sectionEl.append(chart);
+  return sectionEl;
+}
+
+async function renderWebSocket(container, id) {
+  const list = el("ol", "ws-messages", "loading…");
+  container.append(list);
+  try {
+    const response = await fetch(`/api/exchanges/${id}/websocket`);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const { data } = await response.json();
+    clear(list);
+    if (!data.length) list.append(el("li", "note", "(no messages)"));
+    for (const m of data) {
+      const item = el("li", `ws-${m.from_client ? "out" : "in"}`);
+      item.append(
+        el("span", "ws-dir", m.from_client ? "↑ client" : "↓ server"),
+        el("span", "ws-time", m.timestamp ? formatTime(m.timestamp) : ""),
+        el("span", "ws-kind", m.kind === "close" ? `close ${m.close_code ?? ""}` : m.kind),
+        el("span", "ws-size", formatSize(m.size) + (m.truncated ? " (truncated)" : "")),
+      );
+      let payload = m.text;
+      if (payload === null || payload === undefined) {
+        const raw = atob(m.data_b64 || "");
+        payload = Array.from(raw.slice(0, 256), (c) => c.charCodeAt(0).toString(16).padStart(2, "0")).join(" ");
+        if (raw.length > 256) payload += " …";
+      }
+      item.append(el("pre", "ws-payload", payload));
+      list.append(item);
+    }
+  } catch (error) {
+    clear(list).append(el("li", "problem", `Could not load messages: ${error.message}`));
+  }
+}
+
+async function copyCurl() {
+  const x = currentExchange;
+  if (!x) return;
+  let body = null;
+  let bodyFile = null;
+  const info = x.request_body;
+  if (info && info.size > 0) {
+    bodyFile = `exchange-${x.id}-request.bin`;
+    if (!info.truncated && info.size <= 65536) {
+      try {
+        const response = await fetch(`/api/exchanges/${x.id}/request/body?decoded=true`);
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+        body = text;
+        bodyFile = null;
+      } catch (_) { /* binary: refer to the downloadable file */ }
+    }
+  }
+  const command = curlCommand(x, { body, bodyFile });
+  const button = $("copy-curl");
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(command);
+    copied = true;
+  } catch (_) { /* no clipboard permission: the command is shown below to copy by hand */ }
+  button.textContent = copied ? "Copied ✓" : "Copy as curl";
+  setTimeout(() => { button.textContent = "Copy as curl"; }, 1500);
+  let pre = document.querySelector("#detail-body .curl");
+  if (!pre) {
+    pre = el("pre", "curl");
+    $("detail-body").prepend(pre);
+  }
+  pre.textContent = command;
+}
+
+// ---------------------------------------------------------------- theme
+
+function toggleTheme() {
+  const root = document.documentElement;
+  const current = root.dataset.theme || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
+  const next = current === "dark" ? "light" : "dark";
+  root.dataset.theme = next;
+  try { localStorage.setItem("passageway-theme", next); } catch (_) { /* not remembered */ }
+}
+
+// ---------------------------------------------------------------- wiring
+
+function typing(target) {
+  return target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement || target.isContentEditable;
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.key === "Escape") {
+    const help = $("help");
+    if (!help.hidden) {
+      help.hidden = true;
+      $("help-toggle").setAttribute("aria-expanded", "false");
+    } else if (typing(event.target)) {
+      event.target.blur();
+      listEl.focus();
+    } else if (state.openId !== null) {
+      closeDetail();
+    }
+    return;
+  }
+  if (typing(event.target)) return;
+  if (event.target instanceof HTMLButtonElement && event.key === "Enter") return;
+  if (event.target.closest && event.target.closest("summary") && event.key === "Enter") return;
+  switch (event.key) {
+    case "/":
+      event.preventDefault();
+      searchInput.focus();
+      searchInput.select();
+      break;
+    case "j":
+    case "ArrowDown":
+      event.preventDefault();
+      moveSelection(1);
+      break;
+    case "k":
+    case "ArrowUp":
+      event.preventDefault();
+      moveSelection(-1);
+      break;
+    case "Enter":
+      if (state.selectedId !== null) {
+        event.preventDefault();
+        openDetail(state.selectedId);
+      }
+      break;
+    default:
+  }
+});
+
+listEl.addEventListener("scroll", () => {
+  updateNewCount();
+  scheduleRender();
+});
+listEl.addEventListener("click", (event) => {
+  const row = event.target.closest(".row");
+  if (!row) return;
+  const id = Number(row.dataset.id);
+  select(id, { scroll: false });
+  openDetail(id);
+});
+window.addEventListener("resize", scheduleRender);
+
+$("new-count").addEventListener("click", () => {
+  listEl.scrollTop = 0;
+  state.newCount = 0;
+  updateNewCount();
+});
+$("pause").addEventListener("click", togglePause);
+$("theme-toggle").addEventListener("click", toggleTheme);
+$("detail-close").addEventListener("click", closeDetail);
+$("copy-curl").addEventListener("click", copyCurl);
+
+$("search-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  search(searchInput.value);
+  listEl.focus();
+});
+$("help-toggle").addEventListener("click", () => {
+  const help = $("help");
+  help.hidden = !help.hidden;
+  $("help-toggle").setAttribute("aria-expanded", String(!help.hidden));
+});
+$("help").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-example]");
+  if (!button) return;
+  $("help").hidden = true;
+  $("help-toggle").setAttribute("aria-expanded", "false");
+  search(button.dataset.example);
+});
+window.addEventListener("popstate", () => search(queryFromLocation(), { push: false }));
+
+search(queryFromLocation(), { push: false });
+listEl.focus();

@@ -1,0 +1,15 @@
+// The only way this UI builds DOM: elements, classes, and text via textContent. Never innerHTML.
+
+/** el("span", "cls other", "text", child...) */
+export function el(tag, className, text, ...children) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+export function clear(node) {
+  node.replaceChildren();
+  return node;
+}
