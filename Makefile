@@ -1,5 +1,6 @@
 # Passageway: `make run` starts the proxy and the inspector on a demo setup,
-# `make test` runs the test suite. Both build .venv on first use.
+# `make test` runs the test suite. Both build .venv on first use; `make test` also
+# installs Debian's chromium for the browser tests when it is missing and we are root.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,8 +24,22 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/passageway up --config examples/demo.toml --demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's Chromium (never a downloaded browser). apt-get update
+# only when the plain install fails, so a warm machine does not touch the network.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "$(CHROMIUM) is missing: run 'sudo apt-get install chromium' for tests/browser"; exit 0; fi; \
+	log=$$(mktemp); echo "installing Debian's chromium for tests/browser"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	{ apt-get install -y chromium \
+	  || { apt-get update && apt-get install -y chromium; }; } > "$$log" 2>&1 \
+	  || { tail -n 20 "$$log"; echo "chromium install failed (log: $$log)"; exit 1; }; \
+	rm -f "$$log"
 
 bench: $(STAMP)
 	$(PY) bench/run.py
