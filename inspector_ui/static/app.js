@@ -436,6 +436,15 @@ function headersTable(headers) {
   return table;
 }
 
+const TABS = [
+  ["headers", "Headers"],
+  ["request", "Request"],
+  ["response", "Response"],
+  ["timing", "Timing"],
+  ["messages", "Messages"],
+];
+let activeTab = "response"; // kept from one exchange to the next, like DevTools
+
 function renderDetail(body, x) {
   const title = $("detail-title");
   clear(title).append(
@@ -445,6 +454,59 @@ function renderDetail(body, x) {
   );
   title.title = x.url;
 
+  const builders = {
+    headers: (panel) => renderHeadersTab(panel, x),
+    request: (panel) => (x.request_body ? renderBody(panel, x.id, "request", x.request_body)
+      : panel.append(el("p", "note", "No request body."))),
+    response: (panel) => {
+      if (x.error) panel.append(el("p", "problem", `${x.error.kind}: ${x.error.message}`));
+      if (x.response_body) renderBody(panel, x.id, "response", x.response_body);
+      else if (!x.error) panel.append(el("p", "note", "No response body."));
+    },
+    timing: (panel) => panel.append(timingsSection(x)),
+    messages: (panel) => renderWebSocket(panel, x.id),
+  };
+  const tablist = el("div", "tabs");
+  tablist.setAttribute("role", "tablist");
+  const panels = {};
+  const buttons = {};
+  const show = (key) => {
+    activeTab = key;
+    for (const [name, button] of Object.entries(buttons)) {
+      const active = name === key;
+      button.setAttribute("aria-selected", String(active));
+      button.tabIndex = active ? 0 : -1;
+      panels[name].hidden = !active;
+    }
+    const panel = panels[key];
+    if (!panel.dataset.built) {
+      panel.dataset.built = "1";
+      builders[key](panel);
+    }
+  };
+  for (const [key, label] of TABS) {
+    if (key === "messages" && !x.websocket) continue;
+    let text = label;
+    if (key === "request" && x.request_body) text += ` · ${formatSize(x.request_body.size)}`;
+    if (key === "response" && x.response_body) text += ` · ${formatSize(x.response_body.size)}`;
+    if (key === "messages") text += ` (${x.websocket_messages ?? "?"})`;
+    const button = el("button", "tab", text);
+    button.type = "button";
+    button.dataset.tab = key;
+    button.setAttribute("role", "tab");
+    button.addEventListener("click", () => show(key));
+    buttons[key] = button;
+    const panel = el("div", `tab-panel panel-${key}${key === "response" ? " response-body" : ""}${key === "request" ? " request-body" : ""}`);
+    panel.setAttribute("role", "tabpanel");
+    panel.hidden = true;
+    panels[key] = panel;
+    tablist.append(button);
+  }
+  body.append(tablist, ...Object.values(panels));
+  show(buttons[activeTab] ? activeTab : "headers");
+}
+
+function renderHeadersTab(panel, x) {
   const general = section("General");
   const facts = el("dl", "facts");
   const fact = (name, value) => {
@@ -465,32 +527,11 @@ function renderDetail(body, x) {
   if (x.replay_of) fact("Replay of", `#${x.replay_of}`);
   if (x.tags && x.tags.length) fact("Tags", x.tags.join(", "));
   general.append(facts);
-  body.append(general);
-
-  body.append(timingsSection(x));
-
   const reqHeaders = section(`Request headers (${(x.request_headers || []).length})`);
   reqHeaders.append(headersTable(x.request_headers));
-  body.append(reqHeaders);
-  if (x.request_body) {
-    const reqBody = section("Request body");
-    body.append(reqBody);
-    renderBody(reqBody, x.id, "request", x.request_body);
-  }
   const resHeaders = section(`Response headers (${(x.response_headers || []).length})`);
   resHeaders.append(headersTable(x.response_headers));
-  body.append(resHeaders);
-  if (x.response_body) {
-    const resBody = section("Response body");
-    resBody.classList.add("response-body");
-    body.append(resBody);
-    renderBody(resBody, x.id, "response", x.response_body);
-  }
-  if (x.websocket) {
-    const messages = section(`WebSocket messages (${x.websocket_messages ?? "?"})`);
-    body.append(messages);
-    renderWebSocket(messages, x.id);
-  }
+  panel.append(general, resHeaders, reqHeaders);
 }
 
 function timingsSection(x) {

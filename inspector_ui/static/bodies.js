@@ -3,7 +3,8 @@ import { el } from "./dom.js";
 import { bodyKind, formatSize, hexDump, imageType, looksLikeText, markupTokens } from "./format.js";
 
 const MAX_TEXT = 2 * 1024 * 1024; // characters shown before "showing the first ..."
-const OPEN_DEPTH = 2; // JSON levels open at first
+const OPEN_DEPTH_SMALL = 4; // JSON levels open at first (bodies under 20 KB)
+const OPEN_DEPTH_LARGE = 2;
 const objectUrls = new Set();
 
 /** Revoke the image URLs of the previous exchange. */
@@ -86,7 +87,8 @@ function renderBytes(view, bytes, contentType, truncated) {
     }
     if (parsed) {
       const tree = el("div", "json");
-      tree.append(jsonNode(null, value, 0, true));
+      const openDepth = text.length < 20000 ? OPEN_DEPTH_SMALL : OPEN_DEPTH_LARGE;
+      tree.append(jsonNode(null, value, 0, true, openDepth));
       view.append(tree);
       return "json";
     }
@@ -106,7 +108,7 @@ function renderBytes(view, bytes, contentType, truncated) {
 }
 
 /** One JSON value as a line (scalars) or a <details> (objects, arrays; children built when opened). */
-function jsonNode(key, value, depth, last) {
+function jsonNode(key, value, depth, last, openDepth) {
   const comma = last ? "" : ",";
   const keyPart = () => (key === null ? null : el("span", "j-key", JSON.stringify(key)));
   const sep = () => (key === null ? null : el("span", "j-punct", ": "));
@@ -127,7 +129,7 @@ function jsonNode(key, value, depth, last) {
   const node = el("details", "j-node");
   const summary = el("summary", "j-summary");
   summary.append(...[keyPart(), sep(), el("span", "j-punct", open),
-    el("span", "j-count", isArray ? `${entries.length} items` : `${entries.length} keys`)].filter(Boolean));
+    el("span", "j-count", `${entries.length} ${isArray ? "item" : "key"}${entries.length === 1 ? "" : "s"}`)].filter(Boolean));
   summary.dataset.close = close + comma; // shown by CSS when folded
   node.append(summary);
   const children = el("div", "j-children");
@@ -137,10 +139,10 @@ function jsonNode(key, value, depth, last) {
     if (built) return;
     built = true;
     const count = entries.length;
-    for (const [k, v, i] of entries) children.append(jsonNode(k, v, depth + 1, i === count - 1));
+    for (const [k, v, i] of entries) children.append(jsonNode(k, v, depth + 1, i === count - 1, openDepth));
   };
   node.addEventListener("toggle", () => { if (node.open) build(); });
-  if (depth < OPEN_DEPTH) {
+  if (depth < openDepth) {
     node.open = true;
     build();
   }

@@ -127,7 +127,7 @@ class Stack:
         return httpx.get(f"{self.ui}/api/exchanges", params={"q": 'method:"'}, timeout=10).status_code == 400
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("browser")
     server = ThreadingHTTPServer(("127.0.0.1", 0), HostileHandler)
@@ -148,7 +148,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         server.server_close()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this thread
+# while it is open, and later test modules call asyncio.run().
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (installs Debian's chromium) first")
