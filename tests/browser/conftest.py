@@ -100,6 +100,7 @@ class Stack:
 
     gateway: str
     ui: str
+    db_url: str
     process: object
     sent: list[str] = field(default_factory=list)
 
@@ -134,15 +135,16 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     thread = threading.Thread(target=server.serve_forever, name="hostile-upstream", daemon=True)
     thread.start()
     gateway, ui = free_port(), free_port()
+    db_url = f"sqlite:///{tmp / 'capture.db'}"
     args = [
-        sys.executable, "-m", "proxy", "up", "--db", f"sqlite:///{tmp / 'capture.db'}",
+        sys.executable, "-m", "proxy", "up", "--db", db_url,
         "--listen", f"127.0.0.1:{gateway}", "--ui", f"127.0.0.1:{ui}",
         "--route", f"web=http://127.0.0.1:{server.server_address[1]}", "--certs-dir", str(tmp / "certs"),
     ]
     try:
         with start_process(args, port=gateway, name="passageway up", timeout=30, cwd=tmp) as process:
             process.wait_for_port(ui)
-            yield Stack(f"http://127.0.0.1:{gateway}", f"http://127.0.0.1:{ui}", process)
+            yield Stack(f"http://127.0.0.1:{gateway}", f"http://127.0.0.1:{ui}", db_url, process)
     finally:
         server.shutdown()
         server.server_close()

@@ -6,9 +6,14 @@ from __future__ import annotations
 import re
 import uuid
 
+import httpx
+
 from playwright.sync_api import expect
 
+from storage.store import open_store
+from storage.writer import write_records
 from tests.support import wait_for
+from tests.support.records import make_record
 
 from .conftest import CANARIES, SCRIPT_CANARY, screenshot
 
@@ -199,3 +204,29 @@ def test_new_rows_are_counted_while_scrolled_away(stack, ui_page):
     page.click("#new-count")
     expect(row_for(page, arrived)).to_be_in_viewport()
     expect(page.locator("#new-count")).to_be_hidden()
+
+
+def test_scrolling_loads_older_pages_and_keeps_the_dom_small(stack, ui_page):
+    # Last in this module: 1,500 rows written straight to the database, behind everything else.
+    store = open_store(stack.db_url, migrate=False)
+    try:
+        write_records(store, [make_record(path=f"/bulk/{i}", service="bulk") for i in range(1500)])
+    finally:
+        store.close()
+    page, watched = ui_page("/")
+    footer = page.locator("#list-footer")
+    expect(footer).to_contain_text("100 loaded")
+    most_rows = 0
+    for _ in range(40):
+        page.locator("#list").evaluate("list => { list.scrollTop = list.scrollHeight; }")
+        page.wait_for_timeout(40)
+        most_rows = max(most_rows, page.locator(".row").count())
+        if "end of list" in footer.inner_text():
+            break
+    expect(footer).to_contain_text("end of list")
+    total = httpx.get(f"{stack.ui}/api/health", timeout=10).json()["database"]["exchanges"]
+    expect(footer).to_contain_text(f"{total:,} loaded")
+    assert total > 1500
+    assert most_rows < 80, "only the rows in view (plus a margin) are in the DOM"
+    expect(row_for(page, "/bulk/0")).to_be_in_viewport()
+    assert not watched.errors
