@@ -48,6 +48,11 @@ function renderRows() {
   const last = Math.min(state.rows.length, Math.ceil((listEl.scrollTop + listEl.clientHeight) / ROW_HEIGHT) + OVERSCAN);
   const fragment = document.createDocumentFragment();
   for (let i = first; i < last; i++) fragment.append(rowElement(state.rows[i], i));
+  if (!state.rows.length && !state.loading) {
+    let text = state.q ? "No exchange matches this search." : "No traffic captured yet: send a request through the proxy.";
+    if (state.queryError) text = "Fix the query above to see results.";
+    fragment.append(el("p", "empty-list", text));
+  }
   sizer.replaceChildren(fragment);
   if (last >= state.rows.length - 30) loadMore();
   updateFooter();
@@ -83,6 +88,10 @@ function rowElement(summary, index) {
 
 function updateFooter() {
   const footer = $("list-footer");
+  if (state.queryError) {
+    footer.textContent = "the search has an error";
+    return;
+  }
   let text = `${state.rows.length.toLocaleString()} loaded`;
   if (state.loading) text += " · loading…";
   else if (state.next === null) text += " · end of list";
@@ -182,6 +191,7 @@ async function reload() {
     }
     state.loading = false;
     setLiveState("off", error.queryError ? "no live view: fix the query" : "offline");
+    if (error.queryError) scheduleRender();
     return;
   } finally {
     if (generation === state.generation) state.loading = false;
@@ -248,6 +258,13 @@ function openStream(generation) {
       if (message.last_id && message.last_id > topId) catchUp(generation);
     } else if (message.type === "exchange") {
       receive(message.data);
+    } else if (message.type === "error") {
+      // The server refused the query for the live view (then closes): say so, do not retry.
+      ws.onclose = null;
+      state.ws = null;
+      state.queryError = true;
+      showQueryError({ message: message.message || "bad query", position: message.position ?? null });
+      setLiveState("off", "no live view: fix the query");
     }
   };
   ws.onclose = () => {
