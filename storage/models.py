@@ -22,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -34,6 +35,7 @@ __all__ = [
     "Base",
     "Body",
     "Exchange",
+    "ExchangeHeader",
     "SafeText",
     "Sha256",
     "UTCDateTime",
@@ -252,3 +254,21 @@ class WebSocketMessage(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     truncated: Mapped[bool] = mapped_column(Boolean)
     close_code: Mapped[int | None] = mapped_column(Integer)
+
+
+class ExchangeHeader(Base):
+    """One header of an exchange, for `header:` search: name lowercased, value escape_text'ed
+    and cut to storage.search.HEADER_VALUE_MAX characters (PostgreSQL b-tree entries must
+    stay small). The primary key is the search index itself, led by (name, value): on
+    SQLite a WITHOUT ROWID table, so one b-tree per insert. Duplicates within an exchange
+    collapse (a search cannot tell them apart). Detail views read the ordered JSON
+    columns on `exchanges`, never this table."""
+
+    __tablename__ = "exchange_headers"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text, primary_key=True)
+    side: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    """0 request, 1 response."""
+    exchange_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -17,6 +17,8 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.models import Body, Exchange, WebSocketMessage, unescape_text
+from storage.search import Query, parse_query
+from storage.search_sql import compile_query
 from storage.store import Store, one_line
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "get_exchange",
     "list_exchanges",
     "list_websocket_messages",
+    "match_ids",
     "summaries_for_ids",
     "MAX_PAGE",
 ]
@@ -152,10 +155,17 @@ def list_exchanges(
     service: str | None = None,
     method: str | None = None,
     status: int | None = None,
+    q: str | Query | None = None,
+    now: dt.datetime | None = None,
 ) -> ExchangePage:
-    """Newest first; at most `limit` (1..MAX_PAGE) summaries with id < before."""
+    """Newest first; at most `limit` (1..MAX_PAGE) summaries with id < before.
+
+    `q`: a search (storage.search); a str is parsed here and raises QueryError
+    when invalid. `now` anchors since: (default: the current time)."""
     limit = max(1, min(int(limit), MAX_PAGE))
     query = select(*_SUMMARY_COLUMNS).order_by(Exchange.id.desc()).limit(limit + 1)
+    if q is not None:
+        query = query.where(_search_clause(store, q, now))
     if before is not None:
         query = query.where(Exchange.id < before)
     if service is not None:
@@ -169,6 +179,24 @@ def list_exchanges(
     more = len(rows) > limit
     data = [_summary(row) for row in rows[:limit]]
     return ExchangePage(data=data, next=data[-1]["id"] if more else None)
+
+
+def _search_clause(store: Store, q: str | Query, now: dt.datetime | None) -> Any:
+    parsed = parse_query(q) if isinstance(q, str) else q
+    return compile_query(parsed, dialect=store.dialect, now=now)
+
+
+def match_ids(store: Store, *, ids: Sequence[int], q: str | Query, now: dt.datetime | None = None) -> list[int]:
+    """The ids among `ids` whose exchanges match `q`, ascending: one query per 500 ids,
+    for the live stream (one call per batch of new ids and distinct query)."""
+    clause = _search_clause(store, q, now)
+    wanted = sorted({int(i) for i in ids})
+    out: list[int] = []
+    with store.engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            out.extend(conn.execute(select(Exchange.id).where(Exchange.id.in_(chunk), clause).order_by(Exchange.id)).scalars())
+    return out
 
 
 def summaries_for_ids(store: Store, *, ids: Sequence[int]) -> list[dict]:

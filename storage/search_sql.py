@@ -1,0 +1,249 @@
+"""Search Query -> SQL WHERE clause over `exchanges`, for SQLite and PostgreSQL.
+
+Structured terms are plain conditions on indexed exchange columns (service, method,
+status, captured_at, trace_id) or on the covering index of `exchange_headers`; the
+full-text index is touched only by free-text and body: terms, each as one
+`id IN (SELECT <id> FROM <index> WHERE <match>)` semi-join, so a query without
+free text never reads the text index, and one with both lets the planner start
+from whichever side is more selective.
+
+Full text is *word* search on both databases, the same words on both: runs of
+letters and digits, lowercased (storage.search.text_tokens), taken from the URL
+and from the decoded text bodies; a bare word is its tokens as a phrase with the
+last one a prefix (`user` finds "users"; `users/4` finds "/users/42"), a quoted
+phrase is the exact token sequence.
+
+- SQLite: FTS5, contentless (`content=''`: the text is not stored twice), rowid =
+  exchange id, columns url and body, tokenizer unicode61 without diacritic folding
+  (letters and digits are token characters, everything else separates).
+- PostgreSQL: a tsvector per exchange (`exchange_search.doc`, GIN index), built
+  with the 'simple' configuration (no stemming, no stop words: FTS5 has neither)
+  from the text with every non-alphanumeric run replaced by a space (TSVECTOR_SQL),
+  so PostgreSQL's own URL/e-mail/float parser never changes what a word is; the
+  URL carries weight A and bodies weight B, so
+  `body:` is a weight restriction on the same index. Chosen over pg_trgm: a
+  trigram index of every body costs several times more to write than the word
+  index (and the SQLite writer cannot afford trigrams either), and word
+  semantics can be made identical on both databases, substring semantics cannot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.sql import Select
+
+from storage.models import Exchange, ExchangeHeader
+from storage.search import HEADER_VALUE_MAX, Query, Term
+
+__all__ = [
+    "SIDES",
+    "TEXT_CONTENT_TYPES",
+    "TSVECTOR_SQL",
+    "compile_query",
+    "is_text_content_type",
+]
+
+SIDES = {"header": None, "req.header": 0, "res.header": 1}
+TEXT_CONTENT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded")
+
+
+def is_text_content_type(content_type: str | None) -> bool:
+    """Bodies of these types are decoded and full-text indexed; others (images, binary) are not."""
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media.startswith("text/") or any(
+        marker in media for marker in TEXT_CONTENT_TYPES[1:]
+    )
+
+
+TSVECTOR_SQL = "to_tsvector('simple', regexp_replace(%s, '[^[:alnum:]]+', ' ', 'g'))"
+"""PostgreSQL: the tsvector of a text expression, split into words as FTS5's unicode61 splits."""
+
+
+def compile_query(
+    query: Query, *, dialect: str, now: dt.datetime | None = None
+) -> ColumnElement[bool]:
+    """A WHERE clause on Exchange for `query` (true() when it has no terms).
+
+    `now` (aware) anchors since:; default the current time."""
+    if dialect not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported dialect {dialect!r}")
+    now = now or dt.datetime.now(dt.UTC)
+    clauses = [
+        or_(*(_term(term, dialect, now) for term in group)) for group in query.groups
+    ]
+    return and_(true(), *clauses) if clauses else true()
+
+
+def _term(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]:
+    positive = _positive(term, dialect, now)
+    return not_(positive) if term.negated else positive
+
+
+def _compare(column: ColumnElement, op: str, value: object) -> ColumnElement[bool]:
+    return {
+        "=": column == value,
+        ">": column > value,
+        ">=": column >= value,
+        "<": column < value,
+        "<=": column <= value,
+    }[op]
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _glob(column: ColumnElement, pattern: str, dialect: str) -> ColumnElement[bool]:
+    """`*` matches any run of characters; everything else literally, case-sensitively."""
+    if dialect == "sqlite":
+        # LIKE is case-insensitive on SQLite; GLOB is not. Escape GLOB's own metacharacters.
+        escaped = "".join(f"[{c}]" if c in "?[]" else c for c in pattern)
+        return column.op("GLOB")(escaped)
+    return column.like(_like_escape(pattern).replace("*", "%"), escape="\\")
+
+
+def _positive(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]:
+    """The term's condition, never NULL (so that NOT of it is the exact complement)."""
+    name, op, value = term.field, term.op, term.value
+    x = Exchange
+    if name == "method":
+        return x.method == value
+    if name == "service":
+        return and_(x.service.isnot(None), x.service == value)
+    if name == "status":
+        low, high = value
+        conditions = [x.status.isnot(None)]
+        if low is not None:
+            conditions.append(x.status >= low)
+        if high is not None:
+            conditions.append(x.status <= high)
+        return and_(*conditions)
+    if name == "host":
+        host = func.lower(x.host)
+        return _glob(host, value, dialect) if op == "glob" else host == value
+    if name == "path":
+        return _glob(x.path, value, dialect) if op == "glob" else x.path == value
+    if name == "trace":
+        if len(value) >= 32:
+            return and_(x.trace_id.isnot(None), x.trace_id == value)
+        # A prefix (trace ids are long): a range the trace_id index can serve, and LIKE to be exact.
+        upper = value[:-1] + chr(ord(value[-1]) + 1) if value else None
+        conditions = [x.trace_id.isnot(None), x.trace_id >= value]
+        if upper is not None:
+            conditions.append(x.trace_id < upper)
+        if dialect == "sqlite":
+            conditions.append(
+                x.trace_id.op("GLOB")(
+                    "".join(f"[{c}]" if c in "*?[]" else c for c in value) + "*"
+                )
+            )
+        else:
+            conditions.append(x.trace_id.like(_like_escape(value) + "%", escape="\\"))
+        return and_(*conditions)
+    if name == "duration":
+        return and_(x.duration_ms.isnot(None), _compare(x.duration_ms, op, value))
+    if name == "size":
+        # The larger of the two bodies (a missing body counts as 0 bytes).
+        request, response = (
+            func.coalesce(x.request_body_size, 0),
+            func.coalesce(x.response_body_size, 0),
+        )
+        if op in (">", ">="):
+            return or_(_compare(request, op, value), _compare(response, op, value))
+        if op in ("<", "<="):
+            return and_(_compare(request, op, value), _compare(response, op, value))
+        return or_(
+            and_(request == value, response <= value),
+            and_(response == value, request <= value),
+        )
+    if name == "since":
+        return x.captured_at >= now - dt.timedelta(seconds=value)
+    if name == "after":
+        return x.captured_at >= value
+    if name == "before":
+        return x.captured_at < value
+    if name == "is":
+        if value == "error":
+            return or_(
+                x.error_kind.isnot(None), and_(x.status.isnot(None), x.status >= 500)
+            )
+        if value == "replay":
+            return x.replay_of.isnot(None)
+        return x.websocket == true()
+    if name == "has":
+        return or_(
+            x.request_body_sha256.isnot(None), x.response_body_sha256.isnot(None)
+        )
+    if name in SIDES:
+        return x.id.in_(_header_ids(term, SIDES[name]))
+    if name in ("text", "body"):
+        return x.id.in_(
+            _text_ids(
+                value, prefix=op == "word", body_only=name == "body", dialect=dialect
+            )
+        )
+    raise ValueError(
+        f"cannot compile term {term}"
+    )  # pragma: no cover - the parser makes only known fields
+
+
+def _header_ids(term: Term, side: int | None) -> Select:
+    h = ExchangeHeader
+    if term.op == "present":
+        query = select(h.exchange_id).where(h.name == term.value)
+    else:
+        header, value = term.value
+        query = select(h.exchange_id).where(
+            h.name == header, h.value == value[:HEADER_VALUE_MAX]
+        )
+    if side is not None:
+        query = query.where(h.side == side)
+    return query
+
+
+def _text_ids(
+    tokens: Sequence[str], *, prefix: bool, body_only: bool, dialect: str
+) -> Select:
+    # Tokens are letters and digits only (text_tokens), so they need no quoting beyond this.
+    if dialect == "sqlite":
+        phrase = '"' + " ".join(tokens) + '"' + ("*" if prefix else "")
+        match = f"body : {phrase}" if body_only else phrase
+        return (
+            select(literal_column("rowid"))
+            .select_from(text("exchange_fts"))
+            .where(
+                text("exchange_fts MATCH :fts").bindparams(
+                    bindparam("fts", match, unique=True)
+                )
+            )
+        )
+    weight = "B" if body_only else ""
+    parts = [f"{token}:{weight}" if weight else token for token in tokens]
+    if prefix:
+        parts[-1] = f"{tokens[-1]}:*{weight}"
+    tsquery = " <-> ".join(parts)
+    return (
+        select(literal_column("exchange_id"))
+        .select_from(text("exchange_search"))
+        .where(
+            text("doc @@ to_tsquery('simple', :tsq)").bindparams(
+                bindparam("tsq", tsquery, unique=True)
+            )
+        )
+    )
