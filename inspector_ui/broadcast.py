@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 import time
@@ -19,7 +20,8 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from storage.feed import open_change_feed
-from storage.queries import summaries_for_ids
+from storage.queries import match_ids, summaries_for_ids
+from storage.search import Query
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,12 @@ class SubscriberGone(Exception):
 
 
 class Subscriber:
-    """One viewer's bounded queue of serialized messages."""
+    """One viewer's bounded queue of serialized messages, and the search it watches (None: all)."""
 
-    def __init__(self, queue_size: int) -> None:
+    def __init__(self, queue_size: int, query: Query | None = None) -> None:
+        self.query = query if query is not None and query.groups else None
+        self.query_key = str(self.query) if self.query is not None else None
+        """Canonical text: viewers with the same search share one match query per batch."""
         self._pending: collections.deque[str] = collections.deque()
         self._queue_size = queue_size
         self._ready = asyncio.Event()
@@ -95,8 +100,8 @@ class Broadcaster:
     def clients(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self) -> Subscriber:
-        subscriber = Subscriber(self._queue_size)
+    def subscribe(self, query: Query | None = None) -> Subscriber:
+        subscriber = Subscriber(self._queue_size, query)
         self._subscribers.add(subscriber)
         return subscriber
 
@@ -104,13 +109,19 @@ class Broadcaster:
         self._subscribers.discard(subscriber)
         subscriber.close()
 
-    def publish(self, message: dict[str, Any]) -> None:
-        """Serialize once and offer to every subscriber; overflowing ones are removed."""
+    def publish(self, message: dict[str, Any], *, matches: dict[str, set[int]] | None = None) -> None:
+        """Serialize once and offer to every subscriber; overflowing ones are removed.
+
+        With `matches` (query key -> matching ids), a subscriber with a search gets the
+        message only when message["data"]["id"] matched its search."""
         if not self._subscribers:
             return
         text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         self.published += 1
         for subscriber in list(self._subscribers):
+            wanted = subscriber.query_key is None or matches is None
+            if not wanted and message["data"]["id"] not in matches.get(subscriber.query_key, ()):
+                continue
             if not subscriber.offer(text):
                 self._subscribers.discard(subscriber)
                 if subscriber.overflowed:
@@ -126,9 +137,19 @@ class Broadcaster:
             if not self._subscribers:
                 return  # nobody is watching: skip the query
             chunk = list(ids[start : start + FETCH_CHUNK])
+            queries = {s.query_key: s.query for s in self._subscribers if s.query is not None}
+            matches: dict[str, set[int]] = {}
+            for key, query in queries.items():  # one query per distinct search, not per viewer
+                try:
+                    matches[key] = set(await run_in_threadpool(functools.partial(match_ids, self._store, ids=chunk, q=query)))
+                except Exception as exc:  # noqa: BLE001 - a failed match must not stop the other viewers
+                    log.warning("matching new exchanges against %r failed: %s", key, _one_line(exc))
+                    matches[key] = set()
+            if not any(s.query is None for s in self._subscribers) and not any(matches.values()):
+                continue  # every viewer has a search and nothing matched: skip fetching summaries
             summaries = await run_in_threadpool(summaries_for_ids, self._store, ids=chunk)
             for summary in summaries:
-                self.publish({"type": "exchange", "data": summary})
+                self.publish({"type": "exchange", "data": summary}, matches=matches)
 
     async def run(self) -> None:
         """Follow the change feed until cancelled, reopening it after failures."""

@@ -148,6 +148,14 @@ class Problem(BaseModel):
     detail: str
 
 
+class SearchProblem(BaseModel):
+    """A search query that cannot be parsed."""
+
+    detail: str = Field(description="Same as message.")
+    message: str = Field(description='One line, e.g. \'unknown field "stauts" (did you mean "status"?)\'.')
+    position: int = Field(description="0-based character position of the bad term in `q`.")
+
+
 class StreamHello(BaseModel):
     """First message on /api/stream."""
 

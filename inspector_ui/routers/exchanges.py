@@ -8,20 +8,33 @@ import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BeforeValidator, Field
 from starlette.concurrency import run_in_threadpool
 
 from storage.decoding import DecodeError, decode_body
-from storage.queries import get_body, get_exchange, list_exchanges, list_websocket_messages
+from storage.queries import (
+    get_body,
+    get_exchange,
+    list_exchanges,
+    list_websocket_messages,
+)
+from storage.search import QueryError, parse_query
 
 from ..deps import StoreDep
-from ..models import ExchangeDetail, ExchangePage, Problem, WebSocketMessages
+from ..models import (
+    ExchangeDetail,
+    ExchangePage,
+    Problem,
+    SearchProblem,
+    WebSocketMessages,
+)
 from ..security import BODY_CSP
 
 router = APIRouter(prefix="/api/exchanges", tags=["exchanges"])
 
 MAX_PAGE = 1000
+MAX_QUERY = 2000
 NOT_FOUND = {404: {"model": Problem, "description": "No such exchange."}}
 
 
@@ -34,7 +47,19 @@ ExchangeId = Annotated[int, Path(ge=1, description="Exchange id.")]
 Blankable = BeforeValidator(_blank_is_none)
 
 
-@router.get("", response_model=ExchangePage, summary="List exchanges, newest first")
+def search_problem(exc: QueryError) -> JSONResponse:
+    """400 for a bad `q`: the message and where, so the UI can point at the term."""
+    return JSONResponse(
+        {"detail": exc.message, "message": exc.message, "position": exc.position}, status_code=400
+    )
+
+
+@router.get(
+    "",
+    response_model=ExchangePage,
+    responses={400: {"model": SearchProblem, "description": "`q` is not a valid search."}},
+    summary="List exchanges, newest first",
+)
 async def list_(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
@@ -54,9 +79,20 @@ async def list_(
     status: Annotated[
         Annotated[int, Field(ge=100, le=599)] | None, Blankable, Query(description="Exact response status.")
     ] = None,
+    q: Annotated[
+        Annotated[str, Field(max_length=MAX_QUERY)] | None,
+        Blankable,
+        Query(description='Search, e.g. `status:5xx service:identity "connection reset"` (see README, Search).'),
+    ] = None,
 ) -> Any:
+    try:
+        query = parse_query(q) if q is not None else None
+    except QueryError as exc:
+        return search_problem(exc)
     page = await run_in_threadpool(
-        list_exchanges, store, limit=limit, before=before, service=service, method=method, status=status
+        functools.partial(
+            list_exchanges, store, limit=limit, before=before, service=service, method=method, status=status, q=query
+        )
     )
     return {"data": page.data, "next": page.next}
 

@@ -1,4 +1,9 @@
-"""WS /api/stream: a hello, then one {"type": "exchange", "data": summary} per new exchange.
+"""WS /api/stream[?q=search]: a hello, then one {"type": "exchange", "data": summary} per new
+exchange (only those matching `q`, when given).
+
+A bad `q` is answered after accept(), so a browser can read why: one
+{"type": "error", "message", "position"} message, then close 1008 (policy violation)
+with the message as reason (cut to the 123 bytes a close frame allows).
 
 A viewer whose queue overflows (it reads slower than traffic arrives) is closed with
 1013 "try again later"; it can reconnect and catch up over REST from the hello's last_id.
@@ -16,6 +21,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from storage.queries import list_exchanges
+from storage.search import QueryError, parse_query
 
 from ..broadcast import Subscriber, SubscriberGone
 
@@ -25,6 +31,8 @@ log = logging.getLogger(__name__)
 PROTOCOL = 1
 CLOSE_TOO_SLOW = 1013
 CLOSE_GOING_AWAY = 1001
+CLOSE_BAD_QUERY = 1008
+MAX_QUERY = 2000
 
 
 def _latest_id(store: Any) -> int | None:
@@ -37,8 +45,16 @@ async def stream(websocket: WebSocket) -> None:
     app = websocket.app
     broadcaster = app.state.broadcaster
     await websocket.accept()
+    try:
+        q = websocket.query_params.get("q") or None
+        if q is not None and len(q) > MAX_QUERY:
+            raise QueryError(f"query too long (at most {MAX_QUERY} characters)", MAX_QUERY)
+        query = parse_query(q) if q is not None else None
+    except QueryError as exc:
+        await _refuse(websocket, exc)
+        return
     # Subscribe before reading last_id: every exchange newer than it is then on the stream.
-    subscriber = broadcaster.subscribe()
+    subscriber = broadcaster.subscribe(query)
     try:
         try:
             last_id = await run_in_threadpool(_latest_id, app.state.store)
@@ -51,6 +67,14 @@ async def stream(websocket: WebSocket) -> None:
         pass
     finally:
         broadcaster.unsubscribe(subscriber)
+
+
+async def _refuse(websocket: WebSocket, exc: QueryError) -> None:
+    error = {"type": "error", "message": exc.message, "position": exc.position}
+    with contextlib.suppress(Exception):
+        await websocket.send_text(json.dumps(error, separators=(",", ":")))
+        reason = exc.message.encode("utf-8")[:123].decode("utf-8", "ignore")
+        await websocket.close(CLOSE_BAD_QUERY, reason)
 
 
 async def _pump(websocket: WebSocket, subscriber: Subscriber, *, close_timeout: float) -> None:

@@ -1,0 +1,171 @@
+"""?q= on GET /api/exchanges and WS /api/stream: filtering, pagination, 400 / 1008 on a bad query."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from ui_support import live_inspector
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from storage.store import open_store
+from storage.writer import write_records
+from tests.support.records import make_record
+
+
+def test_q_filters_and_paginates_with_the_cursor(store, client):
+    ids = write_records(
+        store,
+        [
+            make_record(path=f"/n/{i}", status=500 if i % 2 else 200, service="orders")
+            for i in range(7)
+        ],
+    )
+    errors = sorted((id_ for i, id_ in enumerate(ids) if i % 2), reverse=True)
+    seen, before = [], None
+    while True:
+        params = {"q": "status:5xx path:/n/*", "limit": 2} | (
+            {"before": before} if before else {}
+        )
+        response = client.get("/api/exchanges", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        seen += [row["id"] for row in page["data"]]
+        if page["next"] is None:
+            break
+        before = page["next"]
+    assert seen == errors
+    # combined with the existing filters; an empty q is no filter
+    assert (
+        client.get(
+            "/api/exchanges", params={"q": "-status:5xx", "service": "nope"}
+        ).json()["data"]
+        == []
+    )
+    assert len(client.get("/api/exchanges", params={"q": ""}).json()["data"]) == 7
+
+
+def test_free_text_over_the_api(store, client):
+    (hit, _) = write_records(
+        store, [make_record(path="/checkout/confirm"), make_record(path="/cart")]
+    )
+    data = client.get("/api/exchanges", params={"q": "checkout"}).json()["data"]
+    assert [row["id"] for row in data] == [hit]
+
+
+@pytest.mark.parametrize(
+    ("q", "position", "fragment"),
+    [
+        (
+            "method:GET stauts:404",
+            11,
+            'unknown field "stauts" (did you mean "status"?)',
+        ),
+        ('"open', 0, "unterminated quote"),
+        ("a OR", 2, "OR needs a term on each side"),
+    ],
+)
+def test_bad_query_is_400_with_message_and_position(client, q, position, fragment):
+    response = client.get("/api/exchanges", params={"q": q})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["position"] == position
+    assert fragment in body["message"] and body["detail"] == body["message"]
+
+
+def test_search_problem_is_in_the_openapi_document(client):
+    responses = client.get("/api/openapi.json").json()["paths"]["/api/exchanges"][
+        "get"
+    ]["responses"]
+    assert responses["400"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/SearchProblem"
+    )
+
+
+def _hello(ws) -> dict:
+    hello = json.loads(ws.recv(timeout=5))
+    assert hello["type"] == "hello"
+    return hello
+
+
+def test_stream_sends_only_matching_exchanges(any_store):
+    with (
+        live_inspector(any_store) as inspector,
+        connect(inspector.ws + "?q=status:5xx") as errors,
+        connect(inspector.ws + "?q=status:5xx") as errors_too,
+        connect(inspector.ws + "?q=checkout") as text,
+        connect(inspector.ws) as everything,
+    ):
+        for ws in (errors, errors_too, text, everything):
+            _hello(ws)
+        time.sleep(0.2)
+        other = open_store(any_store.url)
+        try:
+            ids = write_records(
+                other,
+                [
+                    make_record(path="/a", status=200),
+                    make_record(path="/b", status=503),
+                    make_record(path="/checkout", status=200),
+                    make_record(path="/c", status=500),
+                ],
+            )
+        finally:
+            other.close()
+        got_all = [json.loads(everything.recv(timeout=5))["data"]["id"] for _ in ids]
+        assert got_all == ids
+        for ws in (errors, errors_too):
+            assert [json.loads(ws.recv(timeout=5))["data"]["id"] for _ in range(2)] == [
+                ids[1],
+                ids[3],
+            ]
+        assert json.loads(text.recv(timeout=5))["data"]["id"] == ids[2]
+        for ws in (errors, errors_too, text):
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=0.3)
+
+
+def test_stream_with_a_bad_query_says_why_and_closes_1008(store):
+    with (
+        live_inspector(store) as inspector,
+        connect(inspector.ws + "?q=stauts:5xx") as ws,
+    ):
+        error = json.loads(ws.recv(timeout=5))
+        assert error == {
+            "type": "error",
+            "message": 'unknown field "stauts" (did you mean "status"?)',
+            "position": 0,
+        }
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=5)
+        assert info.value.rcvd.code == 1008
+        assert "stauts" in info.value.rcvd.reason
+
+
+def test_one_match_query_per_distinct_search_not_per_viewer(store, monkeypatch):
+    import asyncio
+
+    from inspector_ui import broadcast
+    from storage.search import parse_query
+
+    calls: list[str] = []
+    real = broadcast.match_ids
+
+    def counting(store_, *, ids, q):
+        calls.append(str(q))
+        return real(store_, ids=ids, q=q)
+
+    monkeypatch.setattr(broadcast, "match_ids", counting)
+    ids = write_records(store, [make_record(status=200), make_record(status=503)])
+    broadcaster = broadcast.Broadcaster(store)
+    viewers = [
+        broadcaster.subscribe(parse_query(q))
+        for q in ("status:5xx", "status:5xx", "status:5XX", "is:error")
+    ]
+
+    asyncio.run(broadcaster.publish_ids(ids))
+    assert sorted(calls) == ["is:error", "status:5xx"]  # the same canonical search once
+    for viewer in viewers:
+        assert viewer.pending == 1
