@@ -4,9 +4,11 @@ captured content that tries to run script (it must not)."""
 from __future__ import annotations
 
 import re
+import shlex
 import uuid
 
 import httpx
+from websockets.sync.client import connect
 
 from playwright.sync_api import expect
 
@@ -16,6 +18,8 @@ from tests.support import wait_for
 from tests.support.records import make_record
 
 from .conftest import CANARIES, SCRIPT_CANARY, screenshot
+
+QUOTE_CANARY = "O'Brien $(touch /tmp/pwned) `id` \\ \"q\""
 
 
 def row_for(page, path: str):
@@ -60,17 +64,50 @@ def test_search_is_in_the_url_survives_reload_and_back(stack, ui_page):
     page.keyboard.type("method:POST")
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"/\?q=method%3APOST$"))
-    if stack.supports_search():
-        expect(page.locator(".row").first).to_be_visible()
-        wait_for(lambda: all(m == "POST" for m in page.locator(".row .c-method").all_inner_texts()), timeout=5)
+
+    def only_posts() -> bool:
+        methods = page.locator(".row .c-method").all_inner_texts()
+        return bool(methods) and set(methods) == {"POST"}
+
+    wait_for(only_posts, timeout=5, message="the list should narrow to POSTs")
     page.reload()
     expect(page.locator("#search")).to_have_value("method:POST")
+    wait_for(only_posts, timeout=5, message="the search should survive a reload")
+    wait_live(page)
+    stack.send("GET", "/not-a-post")  # the filtered live stream leaves it out...
+    posted = f"/posted-live-{uuid.uuid4().hex[:8]}"
+    stack.send("POST", posted, content=b"{}")  # ...and brings this one
+    expect(row_for(page, posted)).to_have_count(1)
+    assert only_posts()
     expect(page).to_have_title(re.compile("method:POST"))
     page.go_back()
     expect(page.locator("#search")).to_have_value("")
     expect(page.locator(".row .c-method", has_text="GET").first).to_be_visible()
     page.go_forward()
     expect(page.locator("#search")).to_have_value("method:POST")
+    page.click("#help-toggle")
+    expect(page.locator("#help")).to_be_visible()
+    page.click("#help button[data-example='status:5xx']")
+    expect(page).to_have_url(re.compile(r"/\?q=status%3A5xx$"))
+    expect(page.locator("#help")).to_be_hidden()
+    wait_for(lambda: set(page.locator(".row .c-status").all_inner_texts()) == {"503"}, timeout=5)
+
+
+def test_a_bad_query_is_shown_under_the_box_with_its_position(stack, ui_page):
+    page, watched = ui_page("/?q=" + "method:GET%20status:%3E%3E4")
+    error = page.locator("#search-error")
+    expect(error).to_be_visible()
+    expect(error.locator(".message")).not_to_be_empty()
+    position = int(re.search(r"position (\d+)", error.locator(".query").inner_text())[1])
+    assert 11 <= position <= 17  # somewhere in the status term, not the method
+    expect(error.locator("mark.error-at")).to_have_count(1)
+    expect(page.locator("#search")).to_have_attribute("aria-invalid", "true")
+    screenshot(page, "search-error-light")
+    page.fill("#search", "method:GET")
+    page.keyboard.press("Enter")
+    expect(error).to_be_hidden()
+    wait_live(page)
+    assert not watched.errors
 
 
 def test_detail_shows_indented_foldable_json_and_a_waterfall(stack, ui_page):
@@ -130,7 +167,7 @@ def test_hostile_content_is_shown_as_text_and_runs_nothing(stack, ui_page):
     # A path may not hold spaces on the wire; the image canary does without them there.
     path = "/" + SCRIPT_CANARY + "<img/src=x/onerror=window.__pwned=1>" + "?next=" + CANARIES[2]
     headers = {"X-Script": SCRIPT_CANARY, "X-Img": CANARIES[1], "Referer": CANARIES[2],
-               "Content-Type": "text/html"}
+               "Content-Type": "text/html", "X-Quote": QUOTE_CANARY}
     assert stack.send_raw("POST", path, headers=headers, body="".join(CANARIES).encode()) == 200
     page, watched = ui_page("/")
     row = page.locator(".row").filter(has_text="<script>").first
@@ -146,6 +183,11 @@ def test_hostile_content_is_shown_as_text_and_runs_nothing(stack, ui_page):
     expect(detail.locator(".headers td", has_text=CANARIES[2]).first).to_be_visible()
     page.click("#copy-curl")
     expect(detail.locator("pre.curl")).to_contain_text("curl -X POST")
+    # the shell reads back exactly what was captured: nothing expands, nothing runs
+    words = shlex.split(detail.locator("pre.curl").inner_text().replace("\\\n", " "))
+    assert words[:3] == ["curl", "-X", "POST"]
+    assert f"X-Quote: {QUOTE_CANARY}" in words and f"X-Script: {SCRIPT_CANARY}" in words
+    assert words[-2:] == ["--data-binary", "".join(CANARIES)]
     page.wait_for_timeout(300)  # let any (wrongly) injected handler fire
     screenshot(page, "detail-hostile-light")
 
@@ -158,6 +200,42 @@ def test_hostile_content_is_shown_as_text_and_runs_nothing(stack, ui_page):
         "/static/theme.js", "/static/app.js"]
     assert page.evaluate("[...document.querySelectorAll('a')].filter(a => a.protocol === 'javascript:').length") == 0
     assert page.evaluate("document.querySelectorAll('#detail img, #list img').length") == 0
+
+
+def test_truncated_body_says_so_and_offers_what_was_kept(stack, ui_page):
+    stack.send("GET", "/big")
+    page, _ = ui_page("/")
+    row_for(page, "/big").first.click()
+    panel = page.locator(".response-body")
+    expect(panel.locator(".truncated")).to_have_text("Truncated: kept 64 KB of 200 KB")
+    link = panel.locator("a.download")
+    expect(link).to_have_text("download what was kept")
+    href = link.get_attribute("href")
+    assert re.fullmatch(r"/api/exchanges/\d+/response/body", href)
+    kept = httpx.get(stack.ui + href, timeout=10)
+    assert kept.headers["content-disposition"].startswith("attachment")
+    assert len(kept.content) == 64 * 1024
+    expect(panel.locator("pre.text")).to_contain_text("0123456789abcdef")
+
+
+def test_websocket_messages_are_listed(stack, ui_page):
+    # the sync client: Playwright's event loop is running in this thread
+    with connect(stack.gateway.replace("http", "ws") + "/echo/ws") as ws:
+        ws.recv()
+        ws.send("ping <b>bold</b>")
+        ws.recv()
+        ws.send(b"\x00\x01\xff")
+        ws.recv()
+    wait_for(lambda: any(e["websocket"] and e["path"] == "/ws" for e in stack.exchanges()), timeout=10)
+    page, _ = ui_page("/")
+    row_for(page, "/ws").first.click()
+    page.click(".tab[data-tab=messages]")
+    messages = page.locator(".ws-messages li")
+    expect(messages.first).to_contain_text("passageway-upstream: hello")
+    expect(page.locator(".ws-messages .ws-payload", has_text="ping <b>bold</b>").first).to_be_visible()
+    expect(page.locator(".ws-messages .ws-payload", has_text="00 01 ff").first).to_be_visible()
+    expect(page.locator(".ws-messages .ws-dir", has_text="client").first).to_be_visible()
+    screenshot(page, "detail-websocket-light")
 
 
 def test_keyboard_moves_opens_and_closes(stack, ui_page):
@@ -229,4 +307,8 @@ def test_scrolling_loads_older_pages_and_keeps_the_dom_small(stack, ui_page):
     assert total > 1500
     assert most_rows < 80, "only the rows in view (plus a margin) are in the DOM"
     expect(row_for(page, "/bulk/0")).to_be_in_viewport()
+    page.emulate_media(color_scheme="dark")
+    page.locator("#list").evaluate("list => { list.scrollTop = 0; }")
+    page.keyboard.press("j")
+    screenshot(page, "list-dark")
     assert not watched.errors
