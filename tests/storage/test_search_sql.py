@@ -7,10 +7,12 @@ import gzip
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from storage.queries import list_exchanges, match_ids
 from storage.record import CapturedBody
-from storage.search import QueryError
+from storage.search import QueryError, parse_query
 from storage.search_sql import is_text_content_type
 from storage.writer import write_records
 from tests.support.records import make_record
@@ -233,3 +235,46 @@ def test_text_content_types():
     assert not is_text_content_type("image/png")
     assert not is_text_content_type("application/octet-stream")
     assert not is_text_content_type(None)
+
+
+_words = st.sampled_from(
+    [
+        "status:5xx",
+        "-is:error",
+        "OR",
+        "path:/a*",
+        "host:*[x]?",
+        "header:a=b",
+        "trace:4b",
+        "size:<1kb",
+        "duration:>=1s",
+        "since:1d",
+        "body:x",
+        '"a b"',
+        "ümlaut",
+        "x½",
+        "²",
+        "a_b",
+        "%_",
+        "'",
+        "\\",
+        "*",
+    ]  # fmt: skip
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(st.one_of(_words, st.text(min_size=1, max_size=6)), min_size=1, max_size=5)
+)
+def test_any_valid_query_runs_on_both_databases(store, words):
+    try:
+        query = parse_query(" ".join(words))
+    except QueryError:
+        return
+    list_exchanges(store, q=query, limit=5)
+    match_ids(store, ids=[1, 2, 3], q=query)
