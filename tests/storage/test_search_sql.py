@@ -259,7 +259,7 @@ _words = st.sampled_from(
         "'",
         "\\",
         "*",
-    ]  # fmt: skip
+    ]
 )
 
 
