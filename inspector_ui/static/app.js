@@ -520,7 +520,10 @@ function renderDetail(body, x) {
     tablist.append(button);
   }
   body.append(tablist, ...Object.values(panels));
-  show(buttons[activeTab] ? activeTab : "headers");
+  // A WebSocket's story is its messages; otherwise keep the tab the reader chose last.
+  const preferred = x.websocket && activeTab === "response" ? "messages" : activeTab;
+  show(buttons[preferred] ? preferred : "headers");
+  if (preferred !== activeTab) activeTab = "response";
 }
 
 function renderHeadersTab(panel, x) {
