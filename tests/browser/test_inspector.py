@@ -57,6 +57,7 @@ def test_a_request_through_the_proxy_appears_live_and_pause_holds_it(stack, ui_p
 def test_search_is_in_the_url_survives_reload_and_back(stack, ui_page):
     stack.send("POST", f"/posted-{uuid.uuid4().hex[:8]}", content=b"{}")
     stack.send("GET", "/missing/one")
+    stack.send("GET", "/fail")
     page, _ = ui_page("/")
     wait_live(page)
     page.keyboard.press("/")
@@ -87,6 +88,7 @@ def test_search_is_in_the_url_survives_reload_and_back(stack, ui_page):
     expect(page.locator("#search")).to_have_value("method:POST")
     page.click("#help-toggle")
     expect(page.locator("#help")).to_be_visible()
+    screenshot(page, "search-help-light")
     page.click("#help button[data-example='status:5xx']")
     expect(page).to_have_url(re.compile(r"/\?q=status%3A5xx$"))
     expect(page.locator("#help")).to_be_hidden()
@@ -304,7 +306,7 @@ def test_scrolling_loads_older_pages_and_keeps_the_dom_small(stack, ui_page):
     expect(footer).to_contain_text("end of list")
     total = httpx.get(f"{stack.ui}/api/health", timeout=10).json()["database"]["exchanges"]
     expect(footer).to_contain_text(f"{total:,} loaded")
-    assert total > 1500
+    assert total >= 1500
     assert most_rows < 80, "only the rows in view (plus a margin) are in the DOM"
     expect(row_for(page, "/bulk/0")).to_be_in_viewport()
     page.emulate_media(color_scheme="dark")
