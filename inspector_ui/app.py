@@ -43,6 +43,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
             app.state.store, poll_interval=settings.stream_poll_interval, queue_size=settings.stream_queue_size
         )
         app.state.broadcaster = broadcaster
+        # Also the search indexer: catches up at start, then indexes each batch the feed reports.
         feed_task = asyncio.create_task(broadcaster.run(), name="passageway-change-feed")
         try:
             yield

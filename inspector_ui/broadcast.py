@@ -4,6 +4,12 @@ One change feed per app feeds one `Broadcaster`. Each message is serialized once
 and offered to every subscriber's bounded queue without waiting; a viewer that
 falls more than `queue_size` messages behind is marked overflowed and dropped,
 so a slow viewer never delays the others (nor the feed).
+
+The broadcaster is also the inspector's search indexer (storage.indexer): it indexes
+each batch the feed reports before matching it against viewers' searches (so a `?q=`
+viewer sees an exchange only once its headers and text are searchable), and a
+catch-up task indexes what was captured while no inspector ran. Indexing runs in
+worker threads; the event loop never waits on it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from storage.feed import open_change_feed
+from storage.indexer import index_pending, pending_ids
 from storage.queries import match_ids, summaries_for_ids
 from storage.search import Query
 
@@ -27,6 +34,10 @@ log = logging.getLogger(__name__)
 
 FETCH_CHUNK = 500
 """Ids per summaries_for_ids call, so one huge batch does not become one huge query."""
+INDEX_CHUNK = 500
+"""Exchanges per index_pending transaction (SQLite: the write lock is held for its inserts)."""
+INDEX_WAIT = 2.0
+"""Seconds to wait for new ids another inspector is indexing before publishing without them."""
 
 
 class SubscriberGone(Exception):
@@ -95,6 +106,8 @@ class Broadcaster:
         self.running = False
         self.published = 0
         self.dropped = 0
+        self.indexed = 0
+        self._behind = False  # some queued exchanges were left unindexed: catch up again
 
     @property
     def clients(self) -> int:
@@ -131,6 +144,43 @@ class Broadcaster:
         for subscriber in list(self._subscribers):
             self.unsubscribe(subscriber)
 
+    async def index_ids(self, ids: Sequence[int]) -> None:
+        """Index those of `ids` still queued for search; wait (briefly) for any another indexer holds."""
+        deadline = time.monotonic() + INDEX_WAIT
+        for start in range(0, len(ids), INDEX_CHUNK):
+            chunk = list(ids[start : start + INDEX_CHUNK])
+            while True:
+                try:
+                    done = await run_in_threadpool(
+                        functools.partial(index_pending, self._store, ids=chunk, limit=len(chunk))
+                    )
+                    self.indexed += len(done)
+                    if len(done) == len(chunk):
+                        break
+                    # Fewer than asked: already indexed, or another indexer holds them right now.
+                    if not await run_in_threadpool(functools.partial(pending_ids, self._store, ids=chunk)):
+                        break
+                except Exception as exc:  # noqa: BLE001 - publish anyway; a catch-up retries after the next batch
+                    log.warning("indexing new exchanges failed: %s", _one_line(exc))
+                    self._behind = True
+                    return
+                if time.monotonic() > deadline:
+                    return
+                await asyncio.sleep(0.02)
+
+    async def catch_up(self) -> None:
+        """Index everything still queued (captured while no inspector ran), a chunk per thread call."""
+        while True:
+            try:
+                done = await run_in_threadpool(functools.partial(index_pending, self._store, limit=INDEX_CHUNK))
+            except Exception as exc:  # noqa: BLE001 - tried again after the next feed batch
+                log.warning("indexing queued exchanges failed: %s", _one_line(exc))
+                self._behind = True
+                return
+            self.indexed += len(done)
+            if len(done) < INDEX_CHUNK:
+                return
+
     async def publish_ids(self, ids: Sequence[int]) -> None:
         """Fetch the summaries of newly committed ids (in a thread) and publish them in id order."""
         for start in range(0, len(ids), FETCH_CHUNK):
@@ -160,9 +210,17 @@ class Broadcaster:
                 async with open_change_feed(self._store, poll_interval=self._poll_interval) as feed:
                     self.running = True
                     backoff = 0.5
-                    async for ids in feed:
-                        if ids:
-                            await self.publish_ids(ids)
+                    catching_up = asyncio.create_task(self.catch_up(), name="passageway-index-catch-up")
+                    try:
+                        async for ids in feed:
+                            if ids:
+                                await self.index_ids(ids)
+                                await self.publish_ids(ids)
+                            if self._behind and catching_up.done():
+                                self._behind = False
+                                catching_up = asyncio.create_task(self.catch_up(), name="passageway-index-catch-up")
+                    finally:
+                        catching_up.cancel()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the feed reconnects itself; this is the safety net

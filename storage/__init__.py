@@ -1,7 +1,8 @@
-"""Storage: models, migrations, the one write path, queries and the change feed."""
+"""Storage: models, migrations, the one write path, the search indexer, queries and the change feed."""
 
 from storage.decoding import DecodeError, decode_body
 from storage.feed import ChangeFeed, open_change_feed
+from storage.indexer import index_pending
 from storage.queries import (
     ExchangePage,
     StoredBody,
@@ -34,6 +35,7 @@ __all__ = [
     "decode_body",
     "get_body",
     "get_exchange",
+    "index_pending",
     "list_exchanges",
     "list_websocket_messages",
     "open_change_feed",

@@ -37,6 +37,7 @@ __all__ = [
     "Exchange",
     "ExchangeHeader",
     "SafeText",
+    "SearchPending",
     "Sha256",
     "UTCDateTime",
     "WebSocketMessage",
@@ -272,3 +273,15 @@ class ExchangeHeader(Base):
     side: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     """0 request, 1 response."""
     exchange_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
+class SearchPending(Base):
+    """An exchange the writer stored and storage.indexer has not indexed for search yet.
+
+    A queue rather than a flag on `exchanges`: the writer appends one integer key per
+    exchange, and the indexer deletes it, where flipping a flag would rewrite the wide
+    exchange row (on PostgreSQL a non-HOT update touching every index of exchanges)."""
+
+    __tablename__ = "search_pending"
+
+    exchange_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)

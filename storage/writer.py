@@ -8,10 +8,10 @@ rows (SHA-256, zstd, decoded sizes) once, and writes them in one transaction,
 retrying with capped backoff while the database is away. An on-disk spool can
 later sit between the deque and DatabaseSink without changing either side.
 
-The same transaction fills the search indexes for the exchanges it inserts:
-exchange_headers (header: terms) and the full-text index of the URL and decoded
-text bodies (SQLite FTS5 exchange_fts, PostgreSQL exchange_search; see
-storage.search_sql). The full-text insert is most of the write cost.
+Search indexing is not done here: it cost the writer three quarters of its
+throughput. The same transaction only queues the id of each exchange it inserts
+in search_pending; storage.indexer builds the search indexes from the stored rows
+later, in the inspector process.
 """
 
 from __future__ import annotations
@@ -36,12 +36,9 @@ from sqlalchemy.dialects.postgresql import psycopg as _psycopg_dialect  # noqa: 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from storage.decoding import DecodeError, decode_body, decoded_size
-from storage.models import Body, Exchange, ExchangeHeader, WebSocketMessage, escape_text
-from storage.queries import exchange_url
+from storage.decoding import decoded_size
+from storage.models import Body, Exchange, WebSocketMessage, escape_text
 from storage.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
-from storage.search import HEADER_VALUE_MAX
-from storage.search_sql import TSVECTOR_SQL, is_text_content_type
 from storage.store import Store, one_line
 
 __all__ = ["DatabaseSink", "ExchangeWriter", "PreparedBatch", "WriterStats", "is_transient", "write_records", "NOTIFY_CHANNEL"]
@@ -53,9 +50,6 @@ _NOTIFY_MAX = 7900  # PostgreSQL rejects payloads of 8000 bytes or more
 _ZSTD_LEVEL = 3
 _MIN_COMPRESS = 64  # smaller bodies never shrink under zstd's frame overhead
 _DECODED_LIMIT = 256 * 1024 * 1024  # beyond this the decoded size is recorded as unknown
-_INDEX_TEXT_LIMIT = 128 * 1024
-"""Decoded characters of each text body that go into the full-text index. Bounded so one
-batch stays cheap and a PostgreSQL tsvector stays far below its 1 MB limit."""
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 5.0
 _DROP_LOG_INTERVAL = 10.0
@@ -84,10 +78,6 @@ class PreparedBatch:
     websocket_messages: list[tuple] = field(default_factory=list)
     uuids: list[str] = field(default_factory=list)
     """uuid of each ExchangeRecord, in input order (duplicates kept)."""
-    headers: list[set[tuple[str, str, int]]] = field(default_factory=list)
-    """Per exchange row: its distinct (name lowercased, value cut, side) for exchange_headers."""
-    texts: list[tuple[str, str]] = field(default_factory=list)
-    """Per exchange row: (URL tokens, body tokens) for the full-text index."""
 
     def __len__(self) -> int:
         return len(self.exchanges) + len(self.websocket_messages)
@@ -165,29 +155,11 @@ class _SqliteTimestamps:
 class _BodyCache:
     """Per-batch: each distinct body is hashed once and compressed once."""
 
-    __slots__ = ("bodies", "decoded", "texts")
+    __slots__ = ("bodies", "decoded")
 
     def __init__(self, bodies: dict[bytes, tuple]) -> None:
         self.bodies = bodies
         self.decoded: dict[tuple[bytes, str | None, bool], int | None] = {}
-        self.texts: dict[tuple[bytes, str | None, bool], str] = {}
-
-    def text(self, body: CapturedBody | None, sha: bytes | None) -> str:
-        """The decoded text of a text body for the index ("" for binary or undecodable ones)."""
-        if body is None or sha is None or not is_text_content_type(body.content_type):
-            return ""
-        key = (sha, body.encoding, body.truncated)
-        tokens = self.texts.get(key)
-        if tokens is None:
-            data = bytes(body.data)
-            if body.encoding:
-                try:
-                    # Bounded: a few bytes past the limit keep a cut multi-byte character decodable.
-                    data = decode_body(data, body.encoding, partial=True, limit=_DECODED_LIMIT)
-                except DecodeError:
-                    data = b""
-            tokens = self.texts[key] = _index_safe(data[: _INDEX_TEXT_LIMIT * 4].decode("utf-8", "replace")[:_INDEX_TEXT_LIMIT])
-        return tokens
 
     def add(self, body: CapturedBody) -> tuple[bytes, int | None]:
         data = bytes(body.data)
@@ -217,27 +189,6 @@ def _body_values(body: CapturedBody | None, cache: _BodyCache) -> tuple:
     return (sha, body.size, len(body.data), body.truncated, _text(body.encoding), _text(body.content_type), decoded)
 
 
-def _index_safe(text: str) -> str:
-    """Text both databases accept (no NUL, no lone surrogates); only its words matter to the index.
-
-    The text goes in as it is and the database splits it into words: FTS5's unicode61
-    tokenizer on SQLite, the same split done by regexp_replace on PostgreSQL
-    (storage.search_sql). Splitting in Python here cost more than the inserts."""
-    if "\x00" in text:
-        text = text.replace("\x00", " ")
-    if not text.isascii() and _has_surrogate(text):
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _text(value: str | None) -> str | None:
     if value is None or (value.isascii() and "\x00" not in value):
         return value
@@ -255,10 +206,7 @@ EXCHANGE_COLUMNS = (
     "timings", "error_kind", "error_message", "trace_id", "span_id", "request_id", "replay_of", "tags",
     "websocket",
 )  # fmt: skip
-_REQUEST_SHA = EXCHANGE_COLUMNS.index("request_body_sha256")
-_RESPONSE_SHA = EXCHANGE_COLUMNS.index("response_body_sha256")
 BODY_COLUMNS = ("sha256", "size", "compression", "data")
-HEADER_COLUMNS = ("name", "value", "side", "exchange_id")
 WEBSOCKET_COLUMNS = (
     "exchange_uuid", "seq", "timestamp", "from_client", "kind", "data", "size", "truncated", "close_code",
 )  # fmt: skip
@@ -277,16 +225,6 @@ class _RowBuilder:
         if self.sqlite:  # SQLAlchemy's SQLite DATETIME text format: naive UTC, always 6 fraction digits
             return self._sqlite_timestamp(epoch)
         return dt.datetime.fromtimestamp(epoch, dt.UTC)
-
-    def search(self, rec: ExchangeRecord, row: tuple, cache: _BodyCache) -> tuple[set[tuple[str, str, int]], tuple[str, str]]:
-        """What header: and free-text search index for one exchange (its row built already)."""
-        headers = {(_text(name.lower()), _text(value[:HEADER_VALUE_MAX]), 0) for name, value in rec.request_headers}
-        if rec.response_headers:
-            headers.update((_text(name.lower()), _text(value[:HEADER_VALUE_MAX]), 1) for name, value in rec.response_headers)
-        url = _index_safe(exchange_url(rec.scheme, rec.host, rec.port, rec.path, rec.query))
-        request = cache.text(rec.request_body, row[_REQUEST_SHA])
-        response = cache.text(rec.response_body, row[_RESPONSE_SHA])
-        return headers, (url, f"{request} {response}" if request and response else request or response)
 
     def exchange(self, rec: ExchangeRecord, cache: _BodyCache) -> tuple:
         scalars = (rec.proxy, rec.service, rec.realm, rec.client_addr, rec.scheme, rec.method, rec.host, rec.path,
@@ -317,12 +255,8 @@ class _RowBuilder:
         cache = _BodyCache(batch.bodies)
         for rec in records:
             if isinstance(rec, ExchangeRecord):
-                row = self.exchange(rec, cache)
-                headers, texts = self.search(rec, row, cache)
-                batch.exchanges.append(row)
+                batch.exchanges.append(self.exchange(rec, cache))
                 batch.uuids.append(rec.uuid)
-                batch.headers.append(headers)
-                batch.texts.append(texts)
             elif isinstance(rec, WebSocketMessageRecord):
                 batch.websocket_messages.append(self.websocket(rec))
             else:
@@ -375,18 +309,11 @@ class DatabaseSink:
         )
         self._pg_bodies = _unnest_insert(Body.__table__, BODY_COLUMNS, ["sha256"], None)
         self._pg_exchanges = _unnest_insert(
-            Exchange.__table__, EXCHANGE_COLUMNS, ["captured_at", "uuid"], "id, captured_at, uuid"
+            Exchange.__table__, EXCHANGE_COLUMNS, ["captured_at", "uuid"], "id"
         )
-        self._pg_headers = _unnest_insert(
-            ExchangeHeader.__table__, HEADER_COLUMNS, ["name", "value", "side", "exchange_id"], None
-        )
-        self._sql_headers = "INSERT OR IGNORE INTO exchange_headers (name, value, side, exchange_id) VALUES (?, ?, ?, ?)"
-        self._sql_fts = "INSERT INTO exchange_fts (rowid, url, body) VALUES (?, ?, ?)"
-        self._pg_search = (
-            "INSERT INTO exchange_search (exchange_id, doc) SELECT i, "
-            f"setweight({TSVECTOR_SQL % 'u'}, 'A') || setweight({TSVECTOR_SQL % 'b'}, 'B') "
-            "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(i, u, b) ON CONFLICT (exchange_id) DO NOTHING"
-        )
+        # The search queue: one small row per new exchange (storage.indexer takes them).
+        self._sql_pending = "INSERT OR IGNORE INTO search_pending (exchange_id) VALUES (?)"
+        self._pg_pending = "INSERT INTO search_pending (exchange_id) SELECT unnest(%s::bigint[]) ON CONFLICT DO NOTHING"
 
     def prepare(self, records: Sequence[Record]) -> PreparedBatch:
         return self.rows.prepare(records)
@@ -398,21 +325,22 @@ class DatabaseSink:
         """Insert `batch` in one transaction; with return_ids, the id of each exchange record."""
         with self.store.engine.begin() as conn:
             new_ids: list[int] = []
-            inserted: list[tuple[int, int]] = []  # (row index in batch, new exchange id)
+            inserted: list[tuple[int, int]] = []  # SQLite: (row index in batch, new exchange id)
             if self._postgres:
                 if batch.bodies:
                     conn.exec_driver_sql(self._pg_bodies, _columns(batch.bodies.values(), len(BODY_COLUMNS)))
                 if batch.exchanges:
                     result = conn.exec_driver_sql(self._pg_exchanges, _columns(batch.exchanges, len(EXCHANGE_COLUMNS)))
-                    inserted = _match_rows(batch.exchanges, [(row[1], row[2], row[0]) for row in result])
-                    new_ids = [id_ for _, id_ in inserted]
+                    new_ids = [row[0] for row in result]
             else:
                 if batch.bodies:
                     conn.exec_driver_sql(self._sql_bodies, list(batch.bodies.values()))
                 if batch.exchanges:
                     inserted = self._sqlite_insert_exchanges(conn, batch.exchanges)
-            if inserted:
-                self._write_search(conn, batch, inserted)
+            if new_ids:
+                conn.exec_driver_sql(self._pg_pending, (new_ids,))
+            elif inserted:
+                conn.exec_driver_sql(self._sql_pending, [(id_,) for _, id_ in inserted])
             if batch.websocket_messages:
                 conn.exec_driver_sql(self._sql_messages, batch.websocket_messages)
             if new_ids:
@@ -441,19 +369,6 @@ class DatabaseSink:
             "SELECT captured_at, uuid, id FROM exchanges WHERE id BETWEEN ? AND ?", (last - count + 1, last)
         ).all()
         return _match_rows(rows, [tuple(row) for row in found])
-
-    def _write_search(self, conn: Connection, batch: PreparedBatch, inserted: list[tuple[int, int]]) -> None:
-        """Fill the search tables for the exchanges this transaction inserted."""
-        headers = [(name, value, side, id_) for index, id_ in inserted for name, value, side in batch.headers[index]]
-        texts = [(id_, *batch.texts[index]) for index, id_ in inserted]
-        if self._postgres:
-            if headers:
-                conn.exec_driver_sql(self._pg_headers, _columns(headers, len(HEADER_COLUMNS)))
-            conn.exec_driver_sql(self._pg_search, _columns(texts, 3))
-        else:
-            if headers:
-                conn.exec_driver_sql(self._sql_headers, headers)
-            conn.exec_driver_sql(self._sql_fts, texts)
 
     def _ids(self, conn: Connection, rows: Sequence[tuple]) -> list[int]:
         """The id of each exchange row (inserted now or before), found by its (captured_at, uuid) key."""

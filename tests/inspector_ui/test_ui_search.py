@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from storage.store import open_store
+from storage.indexer import index_pending
 from storage.writer import write_records
 from tests.support.records import make_record
 
@@ -51,6 +52,7 @@ def test_free_text_over_the_api(store, client):
     (hit, _) = write_records(
         store, [make_record(path="/checkout/confirm"), make_record(path="/cart")]
     )
+    index_pending(store)  # as the app's indexer does, without waiting for it
     data = client.get("/api/exchanges", params={"q": "checkout"}).json()["data"]
     assert [row["id"] for row in data] == [hit]
 
@@ -169,3 +171,15 @@ def test_one_match_query_per_distinct_search_not_per_viewer(store, monkeypatch):
     assert sorted(calls) == ["is:error", "status:5xx"]  # the same canonical search once
     for viewer in viewers:
         assert viewer.pending == 1
+
+
+def test_inspector_indexes_what_was_captured_before_it_started(store, make_client):
+    (hit, _) = write_records(store, [make_record(path="/before/start"), make_record(path="/other")])
+    client = make_client()  # its lifespan catches up with the search queue
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        data = client.get("/api/exchanges", params={"q": "before"}).json()["data"]
+        if data:
+            break
+        time.sleep(0.02)
+    assert [row["id"] for row in data] == [hit]

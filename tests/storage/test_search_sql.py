@@ -14,6 +14,7 @@ from storage.queries import list_exchanges, match_ids
 from storage.record import CapturedBody
 from storage.search import QueryError, parse_query
 from storage.search_sql import is_text_content_type
+from storage.indexer import index_pending
 from storage.writer import write_records
 from tests.support.records import make_record
 
@@ -92,8 +93,16 @@ def ids(store):
             path="/health", response_body=None, captured_at=NOW - 86400 * 3
         ),
     }
-    written = write_records(store, list(records.values()))
+    written = _write_indexed(store, list(records.values()))
     return dict(zip(records, written, strict=True))
+
+
+def _write_indexed(store, records) -> list[int]:
+    """Write, then index as the inspector would (the writer only queues for search)."""
+    ids = write_records(store, records)
+    while index_pending(store):
+        pass
+    return ids
 
 
 def _names(store, ids, q, **kw) -> set[str]:
@@ -212,7 +221,7 @@ def test_hostile_text_is_indexed_safely(store):
         path="/p\x00ath/\udcff", request_headers=[("X-Nul", "a\x00b"), ("X-Sur", "\udcff")],
         response_body=_body(b"nul\x00byte caf\xc3\xa9 \xff\xfe", "text/plain"),
     )  # fmt: skip
-    (exchange_id,) = write_records(store, [nasty])
+    (exchange_id,) = _write_indexed(store, [nasty])
     assert match_ids(store, ids=[exchange_id], q="byte café header:x-nul") == [
         exchange_id
     ]
@@ -220,8 +229,8 @@ def test_hostile_text_is_indexed_safely(store):
 
 def test_retried_batch_indexes_each_exchange_once(store):
     records = [make_record(response_body=_body(b'{"word": "zebra"}')) for _ in range(3)]
-    first = write_records(store, records[:2])
-    again = write_records(store, records)  # two already stored, one new
+    first = _write_indexed(store, records[:2])
+    again = _write_indexed(store, records)  # two already stored, one new
     assert again[:2] == first
     assert match_ids(store, ids=again, q="zebra") == sorted(again)
 

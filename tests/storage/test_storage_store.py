@@ -66,7 +66,7 @@ def test_concurrent_starts_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/race.db"
     _concurrent_opens(url)
     with open_store(url).engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
 
 
 def test_concurrent_starts_postgres() -> None:
@@ -76,5 +76,5 @@ def test_concurrent_starts_postgres() -> None:
         _concurrent_opens(url)
         store = open_store(url)
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
         store.close()

@@ -137,3 +137,21 @@ def test_row_text_helpers_match_the_generic_encoders() -> None:
 
     hostile = json.loads(_headers_json([("x\x00", "\udcff")]))  # escape_text'ed, so both databases take it
     assert hostile[0][0].startswith("\ue000") and [unescape_text(v) for v in hostile[0]] == ["x\x00", "\udcff"]
+
+
+def test_writer_does_no_index_work(store) -> None:  # type: ignore[no-untyped-def]
+    """The writer only queues new exchanges for the indexer: no header rows, no full-text rows."""
+    from sqlalchemy import text
+
+    from storage.writer import write_records
+
+    ids = write_records(store, [make_record(response_body=None, request_headers=[("X-Id", "abc")]) for _ in range(3)])
+    text_index = "exchange_fts" if store.dialect == "sqlite" else "exchange_search"
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM exchange_headers")).scalar_one() == 0
+        if store.dialect == "postgresql":
+            assert conn.execute(text(f"SELECT count(*) FROM {text_index}")).scalar_one() == 0
+        else:  # contentless FTS5: any indexed row would show up as a match on its URL
+            assert conn.execute(text("SELECT count(*) FROM exchange_fts WHERE exchange_fts MATCH 'http'")).scalar_one() == 0
+        queued = conn.execute(text("SELECT exchange_id FROM search_pending ORDER BY exchange_id")).scalars().all()
+    assert queued == ids

@@ -1,0 +1,196 @@
+"""Search indexing, off the capture path: pending exchanges -> exchange_headers + full-text index.
+
+The writer only queues the id of each exchange it inserts in `search_pending` (one
+small row, same transaction). index_pending() takes up to `limit` queued ids, builds
+what search needs (header: terms, the URL and decoded text bodies for free text; see
+storage.search_sql) from the stored rows, inserts it and removes the ids from the
+queue, all in one transaction, so an id is indexed exactly once however many indexers
+run: on PostgreSQL the queue rows are claimed with FOR UPDATE SKIP LOCKED (concurrent
+indexers take disjoint ids); on SQLite the claim is a DELETE .. RETURNING under the
+database's single write lock, and only the ids it returns are indexed. A crash rolls
+the claim back with the rest. Ids are never tracked as "greater than the last seen":
+PostgreSQL commits them out of order.
+
+The inspector runs it (inspector_ui.broadcast): on every batch the change feed
+reports, and once at start for what was captured while no inspector ran.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, select
+
+from storage.decoding import DecodeError, decode_body
+from storage.models import Body, Exchange, ExchangeHeader, escape_text, unescape_text
+from storage.queries import _unpack, exchange_url
+from storage.search import HEADER_VALUE_MAX
+from storage.search_sql import TSVECTOR_SQL, is_text_content_type
+from storage.store import Store
+from storage.writer import _columns, _unnest_insert
+
+__all__ = ["index_pending", "pending_ids"]
+
+log = logging.getLogger(__name__)
+
+_DECODED_LIMIT = 256 * 1024 * 1024
+_INDEX_TEXT_LIMIT = 128 * 1024
+"""Decoded characters of each text body that go into the full-text index. Bounded so one
+batch stays cheap and a PostgreSQL tsvector stays far below its 1 MB limit."""
+
+HEADER_COLUMNS = ("name", "value", "side", "exchange_id")
+_SQL_HEADERS = "INSERT OR IGNORE INTO exchange_headers (name, value, side, exchange_id) VALUES (?, ?, ?, ?)"
+_SQL_FTS = "INSERT INTO exchange_fts (rowid, url, body) VALUES (?, ?, ?)"
+_PG_HEADERS = _unnest_insert(ExchangeHeader.__table__, HEADER_COLUMNS, list(HEADER_COLUMNS), None)
+_PG_SEARCH = (
+    "INSERT INTO exchange_search (exchange_id, doc) SELECT i, "
+    f"setweight({TSVECTOR_SQL % 'u'}, 'A') || setweight({TSVECTOR_SQL % 'b'}, 'B') "
+    "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(i, u, b) ON CONFLICT (exchange_id) DO NOTHING"
+)
+# Oldest first; an ids filter (the change feed's batch) goes in as one array / JSON text.
+_PG_CLAIM = (
+    "DELETE FROM search_pending WHERE exchange_id IN (SELECT exchange_id FROM search_pending {where} "
+    "ORDER BY exchange_id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING exchange_id"
+)
+_SQLITE_CANDIDATES = "SELECT exchange_id FROM search_pending {where} ORDER BY exchange_id LIMIT ?"
+_SQLITE_CLAIM = "DELETE FROM search_pending WHERE exchange_id IN (SELECT value FROM json_each(?)) RETURNING exchange_id"
+
+_COLUMNS = (
+    Exchange.id, Exchange.scheme, Exchange.host, Exchange.port, Exchange.path, Exchange.query,
+    Exchange.request_headers, Exchange.response_headers,
+    Exchange.request_body_sha256, Exchange.request_body_encoding, Exchange.request_content_type,
+    Exchange.response_body_sha256, Exchange.response_body_encoding, Exchange.response_content_type,
+)  # fmt: skip
+
+
+def index_pending(store: Store, *, limit: int = 500, ids: Sequence[int] | None = None) -> list[int]:
+    """Index up to `limit` queued exchanges (only those among `ids`, when given) in one
+    transaction; their ids, ascending. [] when nothing was pending (or all of it is
+    being indexed by another indexer right now)."""
+    if limit < 1 or (ids is not None and not ids):
+        return []
+    with store.engine.begin() as conn:
+        if store.dialect == "postgresql":
+            where, params = ("WHERE exchange_id = ANY(%s)", [list(ids)]) if ids is not None else ("", [])
+            claimed = [row[0] for row in conn.exec_driver_sql(_PG_CLAIM.format(where=where), (*params, limit))]
+            docs = _documents(conn, claimed)
+        else:
+            # pysqlite begins the transaction at the first write: the reads and the CPU work
+            # run before this indexer takes SQLite's one write lock (which the capture writer
+            # also needs); the DELETE then claims what no other indexer took meanwhile.
+            where, params = ("WHERE exchange_id IN (SELECT value FROM json_each(?))", [_json_ids(ids)]) if ids is not None else ("", [])
+            candidates = [row[0] for row in conn.exec_driver_sql(_SQLITE_CANDIDATES.format(where=where), (*params, limit))]
+            if not candidates:
+                return []
+            docs = _documents(conn, candidates)
+            claimed = [row[0] for row in conn.exec_driver_sql(_SQLITE_CLAIM, (_json_ids(candidates),))]
+            kept = set(claimed)
+            docs = [doc for doc in docs if doc[0] in kept]
+        if docs:
+            _write(conn, store.dialect == "postgresql", docs)
+    return sorted(claimed)
+
+
+def pending_ids(store: Store, *, ids: Sequence[int]) -> set[int]:
+    """Which of `ids` are still queued for indexing (including ones another indexer holds)."""
+    if not ids:
+        return set()
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            rows = conn.exec_driver_sql("SELECT exchange_id FROM search_pending WHERE exchange_id = ANY(%s)", (list(ids),))
+        else:
+            rows = conn.exec_driver_sql(
+                "SELECT exchange_id FROM search_pending WHERE exchange_id IN (SELECT value FROM json_each(?))", (_json_ids(ids),)
+            )
+        return {row[0] for row in rows}
+
+
+def _json_ids(ids: Sequence[int]) -> str:
+    return "[" + ",".join(str(int(i)) for i in ids) + "]"
+
+
+_Doc = tuple[int, set[tuple[str, str, int]], str, str]
+"""(exchange id, its distinct (header name lowercased, value cut, side), URL text, body text)."""
+
+
+def _documents(conn: Connection, ids: Sequence[int]) -> list[_Doc]:
+    """What header: and free-text search index for each of `ids` (ids no longer stored are skipped)."""
+    if not ids:
+        return []
+    rows = conn.execute(select(*_COLUMNS).where(Exchange.id.in_(ids)).order_by(Exchange.id)).all()
+    shas = {sha for row in rows for sha, content_type in ((row[8], row[10]), (row[11], row[13]))
+            if sha is not None and is_text_content_type(content_type)}  # fmt: skip
+    stored: dict[str, bytes] = {}
+    if shas:
+        for sha, compression, data in conn.execute(
+            select(Body.sha256, Body.compression, Body.data).where(Body.sha256.in_(sorted(shas)))
+        ):
+            stored[sha] = _unpack(compression, data)
+    texts: dict[tuple[str, str | None], str] = {}  # each distinct body decoded once
+
+    def body_text(sha: str | None, encoding: str | None, content_type: str | None) -> str:
+        if sha is None or sha not in stored or not is_text_content_type(content_type):
+            return ""
+        key = (sha, encoding)
+        tokens = texts.get(key)
+        if tokens is None:
+            data = stored[sha]
+            if encoding:
+                try:
+                    # Bounded: a few bytes past the limit keep a cut multi-byte character decodable.
+                    data = decode_body(data, encoding, partial=True, limit=_DECODED_LIMIT)
+                except DecodeError:
+                    data = b""
+            tokens = texts[key] = _index_safe(data[: _INDEX_TEXT_LIMIT * 4].decode("utf-8", "replace")[:_INDEX_TEXT_LIMIT])
+        return tokens
+
+    docs = []
+    for (id_, scheme, host, port, path, query, request_headers, response_headers,
+         req_sha, req_encoding, req_type, res_sha, res_encoding, res_type) in rows:  # fmt: skip
+        headers = {_header(name, value, 0) for name, value in request_headers or ()}
+        headers.update(_header(name, value, 1) for name, value in response_headers or ())
+        url = _index_safe(exchange_url(scheme, host, port, path, query))
+        request = body_text(req_sha, req_encoding, req_type)
+        response = body_text(res_sha, res_encoding, res_type)
+        docs.append((id_, headers, url, f"{request} {response}" if request and response else request or response))
+    return docs
+
+
+def _header(name: str, value: str, side: int) -> tuple[str, str, int]:
+    # Stored headers are escape_text'ed as whole strings: lowercase and cut the real text.
+    return escape_text(unescape_text(name).lower()), escape_text(unescape_text(value)[:HEADER_VALUE_MAX]), side
+
+
+def _write(conn: Connection, postgres: bool, docs: list[_Doc]) -> None:
+    headers = [(name, value, side, id_) for id_, pairs, _, _ in docs for name, value, side in pairs]
+    texts = [(id_, url, body) for id_, _, url, body in docs]
+    if postgres:
+        if headers:
+            conn.exec_driver_sql(_PG_HEADERS, _columns(headers, len(HEADER_COLUMNS)))
+        conn.exec_driver_sql(_PG_SEARCH, _columns(texts, 3))
+    else:
+        if headers:
+            conn.exec_driver_sql(_SQL_HEADERS, headers)
+        conn.exec_driver_sql(_SQL_FTS, texts)
+
+
+def _index_safe(text: str) -> str:
+    """Text both databases accept (no NUL, no lone surrogates); only its words matter to the index.
+
+    The text goes in as it is and the database splits it into words: FTS5's unicode61
+    tokenizer on SQLite, the same split done by regexp_replace on PostgreSQL
+    (storage.search_sql). Splitting in Python here cost more than the inserts."""
+    if "\x00" in text:
+        text = text.replace("\x00", " ")
+    if not text.isascii() and _has_surrogate(text):
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
