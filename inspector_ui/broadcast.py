@@ -122,8 +122,14 @@ class Broadcaster:
         self._subscribers.discard(subscriber)
         subscriber.close()
 
-    def publish(self, message: dict[str, Any], *, matches: dict[str, set[int]] | None = None) -> None:
-        """Serialize once and offer to every subscriber; overflowing ones are removed.
+    def publish(
+        self,
+        message: dict[str, Any],
+        *,
+        viewers: Sequence[Subscriber] | None = None,
+        matches: dict[str, set[int]] | None = None,
+    ) -> None:
+        """Serialize once and offer to `viewers` (default: every subscriber); overflowing ones are removed.
 
         With `matches` (query key -> matching ids), a subscriber with a search gets the
         message only when message["data"]["id"] matched its search."""
@@ -131,7 +137,9 @@ class Broadcaster:
             return
         text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         self.published += 1
-        for subscriber in list(self._subscribers):
+        for subscriber in list(self._subscribers if viewers is None else viewers):
+            if subscriber not in self._subscribers:
+                continue  # left while the summaries were fetched
             wanted = subscriber.query_key is None or matches is None
             if not wanted and message["data"]["id"] not in matches.get(subscriber.query_key, ()):
                 continue
@@ -181,13 +189,15 @@ class Broadcaster:
             if len(done) < INDEX_CHUNK:
                 return
 
-    async def publish_ids(self, ids: Sequence[int]) -> None:
-        """Fetch the summaries of newly committed ids (in a thread) and publish them in id order."""
+    async def publish_ids(self, ids: Sequence[int], *, indexed: bool) -> None:
+        """Fetch the summaries of newly committed ids (in a thread) and publish them in id order
+        to the viewers whose search does (indexed=True) or does not need the search index."""
         for start in range(0, len(ids), FETCH_CHUNK):
-            if not self._subscribers:
+            viewers = [s for s in self._subscribers if (s.query is not None and s.query.needs_index) == indexed]
+            if not viewers:
                 return  # nobody is watching: skip the query
             chunk = list(ids[start : start + FETCH_CHUNK])
-            queries = {s.query_key: s.query for s in self._subscribers if s.query is not None}
+            queries = {s.query_key: s.query for s in viewers if s.query is not None}
             matches: dict[str, set[int]] = {}
             for key, query in queries.items():  # one query per distinct search, not per viewer
                 try:
@@ -195,11 +205,11 @@ class Broadcaster:
                 except Exception as exc:  # noqa: BLE001 - a failed match must not stop the other viewers
                     log.warning("matching new exchanges against %r failed: %s", key, _one_line(exc))
                     matches[key] = set()
-            if not any(s.query is None for s in self._subscribers) and not any(matches.values()):
+            if not any(s.query is None for s in viewers) and not any(matches.values()):
                 continue  # every viewer has a search and nothing matched: skip fetching summaries
             summaries = await run_in_threadpool(summaries_for_ids, self._store, ids=chunk)
             for summary in summaries:
-                self.publish({"type": "exchange", "data": summary}, matches=matches)
+                self.publish({"type": "exchange", "data": summary}, viewers=viewers, matches=matches)
 
     async def run(self) -> None:
         """Follow the change feed until cancelled, reopening it after failures."""
@@ -214,8 +224,11 @@ class Broadcaster:
                     try:
                         async for ids in feed:
                             if ids:
+                                # Viewers that need no search index see new exchanges at once;
+                                # free-text and header searches wait until they are indexed.
+                                await self.publish_ids(ids, indexed=False)
                                 await self.index_ids(ids)
-                                await self.publish_ids(ids)
+                                await self.publish_ids(ids, indexed=True)
                             if self._behind and catching_up.done():
                                 self._behind = False
                                 catching_up = asyncio.create_task(self.catch_up(), name="passageway-index-catch-up")

@@ -227,12 +227,14 @@ def timings_dict(stored: dict[str, float | None]) -> dict:
     """Epoch timings -> ISO instants plus phase durations in ms (null when unknown)."""
     t = {name: stored.get(name) for name in _TIMING_FIELDS}
     out: dict[str, Any] = {name: iso_utc(t[name]) for name in _TIMING_FIELDS}
-    # On a new connection the request is sent after the handshake, not from request_start.
-    send_start = t["tls_end"] or t["connect_end"] or t["request_start"]
+    # The proxy connects upstream once it has the request (lazily), so the phases are:
+    # send (request in from the client), connect, TLS, wait (for the upstream's first
+    # byte, from when both the request and the connection were ready), receive.
+    ready = max((x for x in (t["request_end"], t["tls_end"] or t["connect_end"]) if x is not None), default=None)
     out["connect_ms"] = _ms(t["connect_end"], t["connect_start"])
     out["tls_ms"] = _ms(t["tls_end"], t["connect_end"])
-    out["send_ms"] = _ms(t["request_end"], send_start)
-    out["wait_ms"] = _ms(t["response_start"], t["request_end"])
+    out["send_ms"] = _ms(t["request_end"], t["request_start"])
+    out["wait_ms"] = _ms(t["response_start"], ready)
     out["receive_ms"] = _ms(t["response_end"], t["response_start"])
     return out
 

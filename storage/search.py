@@ -73,6 +73,9 @@ def text_tokens(text: str) -> tuple[str, ...]:
     return tuple(token.lower() for token in _TOKEN.findall(text))
 
 
+INDEXED_FIELDS = frozenset({"text", "body", "header", "req.header", "res.header"})
+
+
 @dataclass(frozen=True, slots=True)
 class Term:
     """One condition. `field` is a FIELDS name or "text" (free text); `op` and `value` by field:
@@ -111,6 +114,11 @@ class Query:
     @property
     def terms(self) -> tuple[Term, ...]:
         return tuple(term for group in self.groups for term in group)
+
+    @property
+    def needs_index(self) -> bool:
+        """Whether it reads the search index (free text, body, headers), which lags capture."""
+        return any(term.field in INDEXED_FIELDS for term in self.terms)
 
 
 # -- tokenizer --------------------------------------------------------------------------------

@@ -167,10 +167,30 @@ def test_one_match_query_per_distinct_search_not_per_viewer(store, monkeypatch):
         for q in ("status:5xx", "status:5xx", "status:5XX", "is:error")
     ]
 
-    asyncio.run(broadcaster.publish_ids(ids))
+    asyncio.run(broadcaster.publish_ids(ids, indexed=False))
     assert sorted(calls) == ["is:error", "status:5xx"]  # the same canonical search once
     for viewer in viewers:
         assert viewer.pending == 1
+
+
+def test_viewers_without_index_terms_are_not_held_back_by_indexing(store):
+    import asyncio
+
+    from inspector_ui.broadcast import Broadcaster
+    from storage.search import parse_query
+
+    (new_id,) = write_records(store, [make_record(path="/orders/7", status=503)])  # queued, not yet indexed
+    broadcaster = Broadcaster(store)
+    everything = broadcaster.subscribe()
+    structured = broadcaster.subscribe(parse_query("status:5xx"))
+    free_text = broadcaster.subscribe(parse_query("orders"))
+
+    asyncio.run(broadcaster.publish_ids([new_id], indexed=False))
+    assert (everything.pending, structured.pending, free_text.pending) == (1, 1, 0)
+
+    asyncio.run(broadcaster.index_ids([new_id]))
+    asyncio.run(broadcaster.publish_ids([new_id], indexed=True))
+    assert (everything.pending, structured.pending, free_text.pending) == (1, 1, 1)
 
 
 def test_inspector_indexes_what_was_captured_before_it_started(store, make_client):

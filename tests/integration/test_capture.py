@@ -48,6 +48,8 @@ def test_prefix_routing_reaches_upstream_and_is_captured(proxy, upstream):
     assert record["url"] == f"http://127.0.0.1:{upstream.port}/echo?x=1&y=two"
     assert record["client_addr"].startswith("127.0.0.1:")
     assert record["duration_ms"] > 0 and record["timings"]["wait_ms"] is not None
+    phases = {k: v for k, v in record["timings"].items() if k.endswith("_ms")}
+    assert all(v is None or v >= 0 for v in phases.values()), phases
     assert ["X-Request-ID", trace] in record["request_headers"]
     body = get_body(proxy.store, exchange_id=record["id"], side="response")
     assert json.loads(body.data) == seen

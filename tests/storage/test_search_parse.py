@@ -201,3 +201,18 @@ def test_never_crashes_and_positions_are_inside(text):
 def test_quoted_phrase_is_its_tokens(value):
     quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     assert one(quoted).value == text_tokens(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needs_index"),
+    [
+        ("status:5xx method:GET", False),
+        ("since:1h -is:error", False),
+        ("orders", True),
+        ('body:"x"', True),
+        ("header:x-debug", True),
+        ("status:500 OR res.header:x-a=1", True),
+    ],
+)
+def test_needs_index(text, needs_index):
+    assert parse_query(text).needs_index is needs_index

@@ -151,8 +151,9 @@ def test_url_and_timings() -> None:
     assert exchange_url("http", "h", 80, "/p", "") == "http://h/p"
     assert exchange_url("https", "h", 8443, "", "q=1") == "https://h:8443/?q=1"
     assert exchange_url("http", "fe80::1", 8080, "/", "") == "http://[fe80::1]:8080/"
-    t = timings_dict({"request_start": 0.0, "connect_start": 0.0, "connect_end": 0.010, "tls_end": 0.030,
-                      "request_end": 0.035, "response_start": 0.100, "response_end": 0.1005})  # fmt: skip
+    # The proxy connects once it has the request: send, then connect and TLS, then wait.
+    t = timings_dict({"request_start": 0.0, "request_end": 0.005, "connect_start": 0.006, "connect_end": 0.016,
+                      "tls_end": 0.036, "response_start": 0.101, "response_end": 0.1015})  # fmt: skip
     assert (t["connect_ms"], t["tls_ms"], t["send_ms"], t["wait_ms"], t["receive_ms"]) == (10.0, 20.0, 5.0, 65.0, 0.5)
     reused = timings_dict({"request_start": 1.0, "request_end": 1.002, "response_start": None})
     assert reused["send_ms"] == 2.0 and reused["wait_ms"] is None and reused["connect_ms"] is None
