@@ -45,4 +45,4 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .passageway-test-output
+	rm -rf $(VENV) test-output
