@@ -1,11 +1,12 @@
-"""`make bench`: print the machine and date, then run the proxy benchmark and the writer benchmark.
+"""`make bench`: print the machine and date, then run the proxy, writer and search benchmarks.
 
     .venv/bin/python bench/run.py [--quick] [--rounds N] [--duration S] [--connections C] ...
-    .venv/bin/python bench/run.py --only proxy|writer ...
+    .venv/bin/python bench/run.py --only proxy|writer|search ...
 
-Flags are passed to bench/proxy_bench.py as given; bench/writer_bench.py (when present) gets
-those of them that its own --help lists, except --json, --keep and --profile (the proxy
-benchmark's own output). Exit status: non-zero if either benchmark failed or
+Flags are passed to bench/proxy_bench.py as given; bench/writer_bench.py and
+bench/search_bench.py (when present) get those of them that their own --help lists, except
+--json, --keep and --profile (the proxy benchmark's own output); with --only search, all
+flags go to the search benchmark as given (e.g. --only search --rows 200000 --keep DIR). Exit status: non-zero if either benchmark failed or
 missed its targets.
 """
 
@@ -110,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             only = tok.split("=", 1)[1]
             del argv[i]
             break
-    if only not in (None, "proxy", "writer"):
-        print("error: --only takes proxy or writer", file=sys.stderr)
+    if only not in (None, "proxy", "writer", "search"):
+        print("error: --only takes proxy, writer or search", file=sys.stderr)
         return 2
 
     print(machine_header(), flush=True)
@@ -124,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             status |= run(writer, flags_for(writer, argv)) != 0
         else:
             print(f"\n(no {writer.relative_to(BENCH.parent)} yet; skipped)")
+    search = BENCH / "search_bench.py"
+    if only == "search":
+        status |= run(search, argv) != 0
+    elif only is None and search.exists():
+        status |= run(search, flags_for(search, argv)) != 0
     return int(status)
 
 

@@ -128,6 +128,10 @@ def _positive(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]
         return and_(x.service.isnot(None), x.service == value)
     if name == "status":
         low, high = value
+        if low is not None and low == high:
+            # One code: an equality, so the (status, id) index yields rows newest first
+            # (a one-value range there still needs every match sorted: 350 ms for 30k rows).
+            return and_(x.status.isnot(None), x.status == low)
         conditions = [x.status.isnot(None)]
         if low is not None:
             conditions.append(x.status >= low)
