@@ -1,9 +1,15 @@
-"""What machine a benchmark ran on, for the header of its report."""
+"""What the benchmarks share: the machine they ran on, a scratch PostgreSQL database."""
 
 from __future__ import annotations
 
+import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import psycopg
+from psycopg import sql
 
 
 def cpu_model() -> str:
@@ -14,3 +20,24 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+PG_ADMIN_URL = os.environ.get("PASSAGEWAY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def scratch_postgres(prefix: str) -> Iterator[str | None]:
+    """A new PostgreSQL database for one run, dropped afterwards; None (said why) when unreachable."""
+    name = f"{prefix}_{os.getpid()}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        print(f"PostgreSQL skipped: {str(exc).strip().splitlines()[0]}")
+        yield None
+        return
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -45,17 +45,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
 
-from machine import cpu_model  # noqa: E402
+from machine import cpu_model, scratch_postgres  # noqa: E402
 from storage import open_store  # noqa: E402
 from storage.indexer import index_pending  # noqa: E402
 from storage.queries import list_exchanges  # noqa: E402
 from storage.record import CapturedBody, ExchangeRecord, Timings  # noqa: E402
 from storage.writer import DatabaseSink  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("PASSAGEWAY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGETS = {"structured": 100.0, "free text": 300.0, "first page": 200.0}
 SPAN = 7 * 86400.0
 BATCH = 2000
@@ -489,21 +486,11 @@ def main(argv: list[str] | None = None) -> int:
         if tmp is not None:
             tmp.cleanup()
     if not args.no_postgres:
-        name = f"passageway_search_bench_{os.getpid()}"
-        try:
-            admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-        except psycopg.Error as exc:
-            print(f"PostgreSQL skipped: {str(exc).strip().splitlines()[0]}")
-        else:
-            with admin:
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                try:
-                    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-                    pg_rows = args.postgres_rows or args.rows
-                    meta, results, _ = bench(f"{base}/{name}", pg_rows, args.repeat, cache_ok=False, indexers=args.indexers)
-                    out["postgresql"] = {"load": meta, "results": results, "rows": pg_rows}
-                finally:
-                    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        with scratch_postgres("passageway_search_bench") as url:
+            if url is not None:
+                pg_rows = args.postgres_rows or args.rows
+                meta, results, _ = bench(url, pg_rows, args.repeat, cache_ok=False, indexers=args.indexers)
+                out["postgresql"] = {"load": meta, "results": results, "rows": pg_rows}
 
     for db_name, r in out.items():
         print_table(db_name, r["rows"], r["results"], header)

@@ -28,10 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
 
-from machine import cpu_model  # noqa: E402
+from machine import cpu_model, scratch_postgres  # noqa: E402
 from storage import (  # noqa: E402
     CapturedBody,
     ExchangeRecord,
@@ -43,7 +41,6 @@ from storage import (  # noqa: E402
 
 TARGET_SQLITE = 20_000
 TRACED = 0.3
-PG_ADMIN_URL = os.environ.get("PASSAGEWAY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def json_body(rng: random.Random, size: int = 1024) -> bytes:
@@ -166,19 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             profile_sink(f"sqlite:///{tmp}/profile.db", make_records(min(n, 20_000), seed=2), f"{tmp}/sink.prof")
     if not args.no_postgres:
-        name = f"passageway_writer_bench_{os.getpid()}"
-        try:
-            admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-        except psycopg.Error as exc:
-            print(f"PostgreSQL skipped: {str(exc).strip().splitlines()[0]}")
-        else:
-            with admin:
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                try:
-                    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-                    results["postgresql"] = run_one(f"{base}/{name}", make_records(n), None, args.batch_size)
-                finally:
-                    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        with scratch_postgres("passageway_writer_bench") as url:
+            if url is not None:
+                results["postgresql"] = run_one(url, make_records(n), None, args.batch_size)
 
     print(f"{'database':<12}{'records':>9}{'seconds':>9}{'exch/s':>10}{'submit µs':>11}{'rows':>8}{'dropped':>9}{'lost':>6}")
     for db, r in results.items():
