@@ -57,6 +57,13 @@ def should_stream_request(request: http.Request, body_cap: int) -> bool:
     return should_stream(request, body_cap)
 
 
+def next_websocket_seq(flow: http.HTTPFlow) -> int:
+    """The position of the connection's next message (or close), from 0."""
+    seq = flow.metadata.get(META_WS_SEQ, 0)
+    flow.metadata[META_WS_SEQ] = seq + 1
+    return seq
+
+
 class Capture:
     def __init__(self, writer: ExchangeWriter, *, proxy_name: str, body_cap: int, upstream_timeout: float) -> None:
         self.writer = writer
@@ -130,13 +137,11 @@ class Capture:
         self.record(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        seq = flow.metadata.get(META_WS_SEQ, 0)
-        flow.metadata[META_WS_SEQ] = seq + 1
+        seq = next_websocket_seq(flow)
         self.submit(lambda: websocket_message_record(flow, seq, body_cap=self.body_cap))
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
-        seq = flow.metadata.get(META_WS_SEQ, 0)
-        flow.metadata[META_WS_SEQ] = seq + 1
+        seq = next_websocket_seq(flow)
         at = flow.websocket.timestamp_end if flow.websocket and flow.websocket.timestamp_end else None
         self.submit(lambda: websocket_close_record(flow, seq, at=at or time.time()))
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, select
 
 from storage.decoding import DecodeError, decode_body
-from storage.models import Body, Exchange, ExchangeHeader, escape_text, unescape_text
+from storage.models import Body, Exchange, ExchangeHeader, escape_text, has_surrogate, unescape_text
 from storage.queries import _unpack, exchange_url
 from storage.search import HEADER_VALUE_MAX
 from storage.search_sql import TSVECTOR_SQL, is_text_content_type
@@ -183,14 +183,6 @@ def _index_safe(text: str) -> str:
     (storage.search_sql). Splitting in Python here cost more than the inserts."""
     if "\x00" in text:
         text = text.replace("\x00", " ")
-    if not text.isascii() and _has_surrogate(text):
+    if not text.isascii() and has_surrogate(text):
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False

@@ -58,7 +58,7 @@ def escape_text(value: str) -> str:
     if value.isascii():
         if "\x00" not in value:
             return value
-    elif not (value[0] == _MARK or "\x00" in value or _has_surrogate(value)):
+    elif not (value[0] == _MARK or "\x00" in value or has_surrogate(value)):
         return value
     return _MARK + json.dumps(value)
 
@@ -70,7 +70,8 @@ def unescape_text(value: str) -> str:
     return value
 
 
-def _has_surrogate(value: str) -> bool:
+def has_surrogate(value: str) -> bool:
+    """Whether `value` holds a lone surrogate, which no database driver will encode."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
