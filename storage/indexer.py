@@ -24,11 +24,11 @@ from sqlalchemy import Connection, select
 
 from storage.decoding import DecodeError, decode_body
 from storage.models import Body, Exchange, ExchangeHeader, escape_text, has_surrogate, unescape_text
-from storage.queries import _unpack, exchange_url
-from storage.search import HEADER_VALUE_MAX
-from storage.search_sql import TSVECTOR_SQL, is_text_content_type
+from storage.queries import unpack_body, exchange_url
+from storage.search import HEADER_VALUE_MAX, words_only
+from storage.search_sql import is_text_content_type
 from storage.store import Store
-from storage.writer import _columns, _unnest_insert
+from storage.writer import array_columns, unnest_insert
 
 __all__ = ["index_pending", "pending_ids"]
 
@@ -42,11 +42,16 @@ batch stays cheap and a PostgreSQL tsvector stays far below its 1 MB limit."""
 HEADER_COLUMNS = ("name", "value", "side", "exchange_id")
 _SQL_HEADERS = "INSERT OR IGNORE INTO exchange_headers (name, value, side, exchange_id) VALUES (?, ?, ?, ?)"
 _SQL_FTS = "INSERT INTO exchange_fts (rowid, url, body) VALUES (?, ?, ?)"
-_PG_HEADERS = _unnest_insert(ExchangeHeader.__table__, HEADER_COLUMNS, list(HEADER_COLUMNS), None)
+_PG_HEADERS = unnest_insert(ExchangeHeader.__table__, HEADER_COLUMNS, list(HEADER_COLUMNS), None)
+# Each distinct body document of a batch is tokenized once (the same response body comes back
+# again and again); the text arrives as words_only() text, so to_tsvector splits only at spaces.
 _PG_SEARCH = (
-    "INSERT INTO exchange_search (exchange_id, doc) SELECT i, "
-    f"setweight({TSVECTOR_SQL % 'u'}, 'A') || setweight({TSVECTOR_SQL % 'b'}, 'B') "
-    "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(i, u, b) ON CONFLICT (exchange_id) DO NOTHING"
+    "WITH b AS MATERIALIZED (SELECT n, setweight(to_tsvector('simple', x), 'B') AS doc "
+    "FROM unnest(%s::text[]) WITH ORDINALITY AS d(x, n)) "
+    "INSERT INTO exchange_search (exchange_id, doc) "
+    "SELECT t.i, setweight(to_tsvector('simple', t.u), 'A') || coalesce(b.doc, ''::tsvector) "
+    "FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) AS t(i, u, n) LEFT JOIN b ON b.n = t.n "
+    "ON CONFLICT (exchange_id) DO NOTHING"
 )
 # Oldest first; an ids filter (the change feed's batch) goes in as one array / JSON text.
 _PG_CLAIM = (
@@ -126,7 +131,7 @@ def _documents(conn: Connection, ids: Sequence[int]) -> list[_Doc]:
         for sha, compression, data in conn.execute(
             select(Body.sha256, Body.compression, Body.data).where(Body.sha256.in_(sorted(shas)))
         ):
-            stored[sha] = _unpack(compression, data)
+            stored[sha] = unpack_body(compression, data)
     texts: dict[tuple[str, str | None], str] = {}  # each distinct body decoded once
 
     def body_text(sha: str | None, encoding: str | None, content_type: str | None) -> str:
@@ -164,23 +169,26 @@ def _header(name: str, value: str, side: int) -> tuple[str, str, int]:
 
 def _write(conn: Connection, postgres: bool, docs: list[_Doc]) -> None:
     headers = [(name, value, side, id_) for id_, pairs, _, _ in docs for name, value, side in pairs]
-    texts = [(id_, url, body) for id_, _, url, body in docs]
     if postgres:
         if headers:
-            conn.exec_driver_sql(_PG_HEADERS, _columns(headers, len(HEADER_COLUMNS)))
-        conn.exec_driver_sql(_PG_SEARCH, _columns(texts, 3))
+            conn.exec_driver_sql(_PG_HEADERS, array_columns(headers, len(HEADER_COLUMNS)))
+        bodies: dict[str, int] = {}  # distinct body document -> its 1-based position
+        rows = [
+            (id_, words_only(url), bodies.setdefault(words_only(body), len(bodies) + 1) if body else None)
+            for id_, _, url, body in docs
+        ]
+        conn.exec_driver_sql(_PG_SEARCH, (list(bodies), *array_columns(rows, 3)))
     else:
         if headers:
             conn.exec_driver_sql(_SQL_HEADERS, headers)
-        conn.exec_driver_sql(_SQL_FTS, texts)
+        conn.exec_driver_sql(_SQL_FTS, [(id_, url, body) for id_, _, url, body in docs])
 
 
 def _index_safe(text: str) -> str:
     """Text both databases accept (no NUL, no lone surrogates); only its words matter to the index.
 
-    The text goes in as it is and the database splits it into words: FTS5's unicode61
-    tokenizer on SQLite, the same split done by regexp_replace on PostgreSQL
-    (storage.search_sql). Splitting in Python here cost more than the inserts."""
+    SQLite's FTS5 (unicode61) splits the text into words itself; for PostgreSQL _write
+    first replaces what separates words with spaces (words_only)."""
     if "\x00" in text:
         text = text.replace("\x00", " ")
     if not text.isascii() and has_surrogate(text):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage.search import FIELDS, Query, QueryError, Term, parse_query, text_tokens
+from storage.search import FIELDS, Query, QueryError, Term, parse_query, text_tokens, words_only
 
 
 def one(text: str) -> Term:
@@ -216,3 +216,19 @@ def test_quoted_phrase_is_its_tokens(value):
 )
 def test_needs_index(text, needs_index):
     assert parse_query(text).needs_index is needs_index
+
+
+@given(st.text(max_size=200))
+def test_words_only_keeps_exactly_the_words(text):
+    spaced = words_only(text)
+    assert text_tokens(spaced) == text_tokens(text)
+    # Nothing but words and single spaces between them is left for PostgreSQL's parser.
+    assert all(ch == " " or ch.isalnum() for ch in spaced)
+    assert len(spaced) == len(text) or not text.isascii()
+
+
+def test_words_only_splits_what_postgresql_would_keep_whole():
+    assert words_only("GET /users/42?x=a-b_c me@x.io 3.14").split() == [
+        "GET", "users", "42", "x", "a", "b", "c", "me", "x", "io", "3", "14",
+    ]  # fmt: skip
+    assert words_only("naïve—café_ok").split() == ["naïve", "café", "ok"]
