@@ -34,8 +34,11 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "Base",
     "Body",
+    "CAPTURE_BLOCK_IDS",
+    "CaptureBlock",
     "Exchange",
     "ExchangeHeader",
+    "SLOW_MS",
     "SafeText",
     "SearchPending",
     "Sha256",
@@ -143,6 +146,10 @@ class Sha256(TypeDecorator[str]):
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+SLOW_MS = 1000
+"""Exchanges at least this slow (ms) are in ix_exchanges_slow_id."""
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -159,7 +166,9 @@ class Exchange(Base):
     # Led by captured_at, the index grows at its end (records arrive about in time
     # order) where a unique index on the random uuid alone dirtied a page per insert
     # all over the file, and it also serves time-range searches (since:/before:).
-    # trace_id is indexed only where set: most traffic carries no trace.
+    # trace_id is indexed only where set: most traffic carries no trace. Slow exchanges
+    # (SLOW_MS and over, about 1% of traffic) have their own small index, newest first,
+    # so duration:>1s need not scan for them (storage.search_sql adds the implied term).
     __table_args__ = (
         UniqueConstraint("captured_at", "uuid", name="uq_exchanges_captured_at_uuid"),
         Index("ix_exchanges_service_id", "service", "id"),
@@ -170,6 +179,12 @@ class Exchange(Base):
             "trace_id",
             sqlite_where=text("trace_id IS NOT NULL"),
             postgresql_where=text("trace_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_exchanges_slow_id",
+            "id",
+            sqlite_where=text(f"duration_ms >= {SLOW_MS}"),
+            postgresql_where=text(f"duration_ms >= {SLOW_MS}"),
         ),
         {"sqlite_autoincrement": True},
     )
@@ -286,3 +301,27 @@ class SearchPending(Base):
     __tablename__ = "search_pending"
 
     exchange_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+
+
+CAPTURE_BLOCK_IDS = 4096
+"""Exchange ids per CaptureBlock: block n holds ids n*4096 .. n*4096+4095."""
+
+
+class CaptureBlock(Base):
+    """The earliest and latest captured_at among the exchanges of one block of ids.
+
+    Lists are ordered by id (newest stored first) while since:/after:/before: filter on
+    captured_at. Ids follow capture time only roughly (a long request, another proxy, a
+    batch written late), so no id bound can be derived from a time exactly -- except
+    through these ranges: every exchange after the last block whose earliest capture is
+    before T was captured at T or later. storage.search_sql turns each time bound into
+    such an id bound, so the newest-first scan starts (or stops) at the right place
+    instead of reading every newer (or older) row. The writer widens the range of the
+    blocks each batch touches, in the batch's transaction; ranges never shrink (pruning
+    leaves them wider than needed, never wrong). About 250 rows per million exchanges."""
+
+    __tablename__ = "capture_blocks"
+
+    block: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    earliest: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    latest: Mapped[dt.datetime] = mapped_column(UTCDateTime())

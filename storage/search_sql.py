@@ -18,8 +18,9 @@ phrase is the exact token sequence.
   (letters and digits are token characters, everything else separates).
 - PostgreSQL: a tsvector per exchange (`exchange_search.doc`, GIN index), built
   with the 'simple' configuration (no stemming, no stop words: FTS5 has neither)
-  from the text with every non-alphanumeric run replaced by a space (TSVECTOR_SQL),
-  so PostgreSQL's own URL/e-mail/float parser never changes what a word is; the
+  from the text with every non-alphanumeric run replaced by a space
+  (storage.search.words_only, in the indexer), so PostgreSQL's own URL/e-mail/float
+  parser never changes what a word is; the
   URL carries weight A and bodies weight B, so
   `body:` is a weight restriction on the same index. Chosen over pg_trgm: a
   trigram index of every body costs several times more to write than the word
@@ -34,6 +35,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
+    column,
     and_,
     bindparam,
     func,
@@ -41,23 +44,27 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    table,
     text,
     true,
 )
 from sqlalchemy.sql import Select
 
-from storage.models import Exchange, ExchangeHeader
+from storage.models import CAPTURE_BLOCK_IDS, SLOW_MS, CaptureBlock, Exchange, ExchangeHeader
 from storage.search import HEADER_VALUE_MAX, Query, Term
 
 __all__ = [
+    "FTS",
     "SIDES",
     "TEXT_CONTENT_TYPES",
-    "TSVECTOR_SQL",
     "compile_query",
+    "fts_required_match",
     "is_text_content_type",
 ]
 
 SIDES = {"header": None, "req.header": 0, "res.header": 1}
+FTS = table("exchange_fts", column("rowid", Integer), column("exchange_fts"))
+"""SQLite's FTS5 table, for joins: `FTS.c.exchange_fts.op("MATCH")(expression)`."""
 TEXT_CONTENT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded")
 
 
@@ -71,23 +78,52 @@ def is_text_content_type(content_type: str | None) -> bool:
     )
 
 
-TSVECTOR_SQL = "to_tsvector('simple', regexp_replace(%s, '[^[:alnum:]]+', ' ', 'g'))"
-"""PostgreSQL: the tsvector of a text expression, split into words as FTS5's unicode61 splits."""
-
-
 def compile_query(
-    query: Query, *, dialect: str, now: dt.datetime | None = None
+    query: Query,
+    *,
+    dialect: str,
+    now: dt.datetime | None = None,
+    without_required_text: bool = False,
 ) -> ColumnElement[bool]:
     """A WHERE clause on Exchange for `query` (true() when it has no terms).
 
-    `now` (aware) anchors since:; default the current time."""
+    `now` (aware) anchors since:; default the current time. `without_required_text`
+    leaves out the terms fts_required_match() covers, for a query that joins
+    exchange_fts on that match instead."""
     if dialect not in ("sqlite", "postgresql"):
         raise ValueError(f"unsupported dialect {dialect!r}")
     now = now or dt.datetime.now(dt.UTC)
-    clauses = [
-        or_(*(_term(term, dialect, now) for term in group)) for group in query.groups
-    ]
+    groups = query.groups
+    if without_required_text:
+        groups = tuple(group for group in groups if _required_text(group) is None)
+    clauses = [or_(*(_term(term, dialect, now) for term in group)) for group in groups]
+    clauses.extend(
+        _id_bound(term, now)
+        for (term,) in (group for group in query.groups if len(group) == 1)
+        if term.field in _TIME_FIELDS and not term.negated
+    )
     return and_(true(), *clauses) if clauses else true()
+
+
+_TIME_FIELDS = ("since", "after", "before")
+
+
+def _time_bound(term: Term, now: dt.datetime) -> dt.datetime:
+    return now - dt.timedelta(seconds=term.value) if term.field == "since" else term.value
+
+
+def _id_bound(term: Term, now: dt.datetime) -> ColumnElement[bool]:
+    """The id range a top-level time term implies, through capture_blocks (see CaptureBlock).
+
+    Added beside the exact captured_at condition: an id range is what the newest-first
+    scan (and every (column, id) index) can use. When no block qualifies the bound is
+    NULL and nothing matches, which is right: no stored exchange was captured then."""
+    bound, block = _time_bound(term, now), CaptureBlock
+    if term.field == "before":
+        first_after = (func.max(block.block) + 1) * CAPTURE_BLOCK_IDS
+        return Exchange.id < select(first_after).where(block.earliest < bound).scalar_subquery()
+    first = func.min(block.block) * CAPTURE_BLOCK_IDS
+    return Exchange.id >= select(first).where(block.latest >= bound).scalar_subquery()
 
 
 def _term(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]:
@@ -161,7 +197,12 @@ def _positive(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]
             conditions.append(x.trace_id.like(_like_escape(value) + "%", escape="\\"))
         return and_(*conditions)
     if name == "duration":
-        return and_(x.duration_ms.isnot(None), _compare(x.duration_ms, op, value))
+        condition = and_(x.duration_ms.isnot(None), _compare(x.duration_ms, op, value))
+        if op in (">", ">=") and value >= SLOW_MS:
+            # Implied, and spelled as the partial index's own condition (a literal: SQLite
+            # matches it textually), so the index of slow exchanges serves the scan.
+            return and_(condition, text(f"exchanges.duration_ms >= {SLOW_MS}"))
+        return condition
     if name == "size":
         # The larger of the two bodies (a missing body counts as 0 bytes).
         request, response = (
@@ -176,10 +217,8 @@ def _positive(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]
             and_(request == value, response <= value),
             and_(response == value, request <= value),
         )
-    if name == "since":
-        return x.captured_at >= now - dt.timedelta(seconds=value)
-    if name == "after":
-        return x.captured_at >= value
+    if name in ("since", "after"):
+        return x.captured_at >= _time_bound(term, now)
     if name == "before":
         return x.captured_at < value
     if name == "is":
@@ -221,13 +260,39 @@ def _header_ids(term: Term, side: int | None) -> Select:
     return query
 
 
+def _required_text(group: Sequence[Term]) -> Term | None:
+    """The group's term when it is a text or body: term every match must satisfy."""
+    if len(group) == 1 and group[0].field in ("text", "body") and not group[0].negated:
+        return group[0]
+    return None
+
+
+def _fts_expression(tokens: Sequence[str], *, prefix: bool, body_only: bool) -> str:
+    # Tokens are letters and digits only (text_tokens), so they need no quoting beyond this.
+    phrase = '"' + " ".join(tokens) + '"' + ("*" if prefix else "")
+    return f"body : {phrase}" if body_only else phrase
+
+
+def fts_required_match(query: Query) -> str | None:
+    """SQLite: one FTS5 MATCH expression that every match of `query` satisfies (its free
+    text and body: terms that are neither negated nor in an OR), or None when it has none.
+
+    FTS5 yields the rows of a MATCH in rowid (= exchange id) order, so a list can be
+    read newest first from the text index, joined to exchanges, and stop at a page."""
+    terms = [term for group in query.groups if (term := _required_text(group)) is not None]
+    if not terms:
+        return None
+    return " AND ".join(
+        _fts_expression(t.value, prefix=t.op == "word", body_only=t.field == "body")
+        for t in terms
+    )
+
+
 def _text_ids(
     tokens: Sequence[str], *, prefix: bool, body_only: bool, dialect: str
 ) -> Select:
-    # Tokens are letters and digits only (text_tokens), so they need no quoting beyond this.
     if dialect == "sqlite":
-        phrase = '"' + " ".join(tokens) + '"' + ("*" if prefix else "")
-        match = f"body : {phrase}" if body_only else phrase
+        match = _fts_expression(tokens, prefix=prefix, body_only=body_only)
         return (
             select(literal_column("rowid"))
             .select_from(text("exchange_fts"))

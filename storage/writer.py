@@ -28,6 +28,7 @@ import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import zstandard
 from sqlalchemy import Connection, Dialect, Insert, Table
@@ -37,11 +38,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from storage.decoding import decoded_size
-from storage.models import Body, Exchange, WebSocketMessage, escape_text
+from storage.models import CAPTURE_BLOCK_IDS, Body, Exchange, WebSocketMessage, escape_text
 from storage.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
 from storage.store import Store, one_line
 
-__all__ = ["DatabaseSink", "ExchangeWriter", "PreparedBatch", "WriterStats", "is_transient", "write_records", "NOTIFY_CHANNEL"]
+__all__ = [
+    "DatabaseSink", "ExchangeWriter", "PreparedBatch", "WriterStats", "array_columns", "capture_blocks", "is_transient",
+    "unnest_insert", "write_records", "NOTIFY_CHANNEL",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -307,13 +311,25 @@ class DatabaseSink:
             dialect,
             WEBSOCKET_COLUMNS,
         )
-        self._pg_bodies = _unnest_insert(Body.__table__, BODY_COLUMNS, ["sha256"], None)
-        self._pg_exchanges = _unnest_insert(
-            Exchange.__table__, EXCHANGE_COLUMNS, ["captured_at", "uuid"], "id"
+        self._pg_bodies = unnest_insert(Body.__table__, BODY_COLUMNS, ["sha256"], None)
+        self._pg_exchanges = unnest_insert(
+            Exchange.__table__, EXCHANGE_COLUMNS, ["captured_at", "uuid"], "id, captured_at"
         )
         # The search queue: one small row per new exchange (storage.indexer takes them).
         self._sql_pending = "INSERT OR IGNORE INTO search_pending (exchange_id) VALUES (?)"
         self._pg_pending = "INSERT INTO search_pending (exchange_id) SELECT unnest(%s::bigint[]) ON CONFLICT DO NOTHING"
+        # Widen each touched block's capture range (storage.models.CaptureBlock). Blocks in
+        # ascending order, so concurrent writers lock the rows they share in the same order.
+        self._sql_blocks = (
+            "INSERT INTO capture_blocks (block, earliest, latest) VALUES (?, ?, ?) ON CONFLICT (block) DO UPDATE "
+            "SET earliest = min(earliest, excluded.earliest), latest = max(latest, excluded.latest)"
+        )
+        self._pg_blocks = (
+            "INSERT INTO capture_blocks (block, earliest, latest) SELECT * FROM unnest(%s::bigint[], "
+            "%s::timestamptz[], %s::timestamptz[]) ON CONFLICT (block) DO UPDATE "
+            "SET earliest = LEAST(capture_blocks.earliest, excluded.earliest), "
+            "latest = GREATEST(capture_blocks.latest, excluded.latest)"
+        )
 
     def prepare(self, records: Sequence[Record]) -> PreparedBatch:
         return self.rows.prepare(records)
@@ -328,15 +344,21 @@ class DatabaseSink:
             inserted: list[tuple[int, int]] = []  # SQLite: (row index in batch, new exchange id)
             if self._postgres:
                 if batch.bodies:
-                    conn.exec_driver_sql(self._pg_bodies, _columns(batch.bodies.values(), len(BODY_COLUMNS)))
+                    conn.exec_driver_sql(self._pg_bodies, array_columns(batch.bodies.values(), len(BODY_COLUMNS)))
                 if batch.exchanges:
-                    result = conn.exec_driver_sql(self._pg_exchanges, _columns(batch.exchanges, len(EXCHANGE_COLUMNS)))
-                    new_ids = [row[0] for row in result]
+                    result = conn.exec_driver_sql(self._pg_exchanges, array_columns(batch.exchanges, len(EXCHANGE_COLUMNS)))
+                    stored = result.all()
+                    new_ids = [id_ for id_, _ in stored]
+                    if stored:
+                        conn.exec_driver_sql(self._pg_blocks, array_columns(capture_blocks(stored), 3))
             else:
                 if batch.bodies:
                     conn.exec_driver_sql(self._sql_bodies, list(batch.bodies.values()))
                 if batch.exchanges:
                     inserted = self._sqlite_insert_exchanges(conn, batch.exchanges)
+                    if inserted:
+                        stored = [(id_, batch.exchanges[index][1]) for index, id_ in inserted]
+                        conn.exec_driver_sql(self._sql_blocks, capture_blocks(stored))
             if new_ids:
                 conn.exec_driver_sql(self._pg_pending, (new_ids,))
             elif inserted:
@@ -388,6 +410,21 @@ class DatabaseSink:
         return [by_key[(row[1], row[0])] for row in rows]
 
 
+def capture_blocks(stored: Iterable[tuple[int, Any]]) -> list[tuple[int, Any, Any]]:
+    """(exchange id, captured_at) pairs -> (block, earliest, latest) per CaptureBlock, ascending."""
+    ranges: dict[int, list] = {}
+    for id_, captured_at in stored:
+        block = id_ // CAPTURE_BLOCK_IDS
+        span = ranges.get(block)
+        if span is None:
+            ranges[block] = [captured_at, captured_at]
+        elif captured_at < span[0]:
+            span[0] = captured_at
+        elif captured_at > span[1]:
+            span[1] = captured_at
+    return [(block, earliest, latest) for block, (earliest, latest) in sorted(ranges.items())]
+
+
 def _match_rows(rows: Sequence[tuple], found: Sequence[tuple]) -> list[tuple[int, int]]:
     """(row index, id) for each found (captured_at, uuid, id), matched on the rows' key, in row order."""
     by_key = {(captured_at, uuid): id_ for captured_at, uuid, id_ in found}
@@ -399,13 +436,13 @@ def _match_rows(rows: Sequence[tuple], found: Sequence[tuple]) -> list[tuple[int
     return out
 
 
-def _columns(rows: Iterable[tuple], width: int) -> tuple[list, ...]:
+def array_columns(rows: Iterable[tuple], width: int) -> tuple[list, ...]:
     """Rows -> one list per column: the arrays for INSERT .. SELECT FROM unnest(...)."""
     columns = tuple(list(column) for column in zip(*rows, strict=True))
     return columns or tuple([] for _ in range(width))
 
 
-def _unnest_insert(table: Table, columns: Sequence[str], conflict: Sequence[str], returning: str | None) -> str:
+def unnest_insert(table: Table, columns: Sequence[str], conflict: Sequence[str], returning: str | None) -> str:
     """PostgreSQL: one INSERT for a whole batch, each column passed as one array.
 
     Several times faster than executemany (one statement, one round trip), and unlike

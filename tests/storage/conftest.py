@@ -40,7 +40,7 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type:
         return
     s = request.getfixturevalue("pg_store")
     with s.engine.begin() as conn:
-        conn.execute(text("TRUNCATE exchanges, bodies, websocket_messages, exchange_headers, exchange_search, search_pending RESTART IDENTITY"))
+        conn.execute(text("TRUNCATE exchanges, bodies, websocket_messages, exchange_headers, exchange_search, search_pending, capture_blocks RESTART IDENTITY"))
     yield s
 
 

@@ -55,7 +55,7 @@ def test_two_indexers_at_once_index_each_exchange_once(pg_store) -> None:  # typ
     store = pg_store
     with store.engine.begin() as conn:
         conn.execute(text("TRUNCATE exchanges, bodies, websocket_messages, exchange_headers, exchange_search, "
-                          "search_pending RESTART IDENTITY"))  # fmt: skip
+                          "search_pending, capture_blocks RESTART IDENTITY"))  # fmt: skip
     ids = write_records(store, [make_record(path=f"/n/{i}", response_body=_json(f"w{i}")) for i in range(600)])
     other = open_store(store.url)
     results: list[list[int]] = [[], []]
