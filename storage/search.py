@@ -20,12 +20,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FIELDS", "Query", "QueryError", "Term", "parse_query", "text_tokens", "words_only"]
+__all__ = ["FIELDS", "MAX_QUERY_LENGTH", "Query", "QueryError", "Term", "parse_query", "text_tokens", "words_only"]
 
 FIELDS = (
     "method", "status", "service", "host", "path", "header", "req.header", "res.header", "duration", "size",
     "since", "after", "before", "trace", "is", "has", "body",
 )  # fmt: skip
+MAX_QUERY_LENGTH = 2000
+"""Longer queries are refused: a search is typed by a person, and each term costs a join."""
 IS_VALUES = ("error", "replay", "websocket")
 HAS_VALUES = ("body",)
 HEADER_VALUE_MAX = 256
@@ -268,6 +270,8 @@ def parse_query(text: str) -> Query:
     """Parse `text`; QueryError(message, position) when it is not a valid query."""
     if not isinstance(text, str):
         raise TypeError("query must be str")
+    if len(text) > MAX_QUERY_LENGTH:
+        raise QueryError(f"query too long (at most {MAX_QUERY_LENGTH} characters)", MAX_QUERY_LENGTH)
     items = _tokens(text)
     groups: list[list[Term]] = []
     pending_or: int | None = None

@@ -34,7 +34,6 @@ from ..security import BODY_CSP
 router = APIRouter(prefix="/api/exchanges", tags=["exchanges"])
 
 MAX_PAGE = 1000
-MAX_QUERY = 2000
 NOT_FOUND = {404: {"model": Problem, "description": "No such exchange."}}
 
 
@@ -80,9 +79,12 @@ async def list_(
         Annotated[int, Field(ge=100, le=599)] | None, Blankable, Query(description="Exact response status.")
     ] = None,
     q: Annotated[
-        Annotated[str, Field(max_length=MAX_QUERY)] | None,
+        str | None,
         Blankable,
-        Query(description='Search, e.g. `status:5xx service:identity "connection reset"` (see README, Search).'),
+        Query(
+            description='Search, e.g. `status:5xx service:identity "connection reset"` (see README, Search); '
+            "at most 2000 characters."
+        ),
     ] = None,
 ) -> Any:
     try:

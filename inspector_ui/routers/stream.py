@@ -32,7 +32,6 @@ PROTOCOL = 1
 CLOSE_TOO_SLOW = 1013
 CLOSE_GOING_AWAY = 1001
 CLOSE_BAD_QUERY = 1008
-MAX_QUERY = 2000
 
 
 def _latest_id(store: Any) -> int | None:
@@ -47,8 +46,6 @@ async def stream(websocket: WebSocket) -> None:
     await websocket.accept()
     try:
         q = websocket.query_params.get("q") or None
-        if q is not None and len(q) > MAX_QUERY:
-            raise QueryError(f"query too long (at most {MAX_QUERY} characters)", MAX_QUERY)
         query = parse_query(q) if q is not None else None
     except QueryError as exc:
         await _refuse(websocket, exc)

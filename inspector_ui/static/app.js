@@ -349,12 +349,31 @@ function queryFromLocation() {
   return new URLSearchParams(location.search).get("q") || "";
 }
 
+function openIdFromLocation() {
+  const id = new URLSearchParams(location.search).get("id");
+  return id && /^[1-9][0-9]{0,17}$/.test(id) ? Number(id) : null;
+}
+
+// The address is the view: ?q= the search (a new history entry per search), &id= the
+// open exchange (replaced in place, so Back returns to the previous search).
+function viewUrl(q, id) {
+  const params = new URLSearchParams();
+  if (q) params.set("q", q);
+  if (id !== null) params.set("id", String(id));
+  return params.size ? `/?${params}` : "/";
+}
+
+function replaceOpenIdInUrl(id) {
+  const url = viewUrl(state.q, id);
+  if (url !== location.pathname + location.search) history.replaceState({ q: state.q }, "", url);
+}
+
 function search(q, { push = true } = {}) {
   q = q.trim();
   state.q = q;
   searchInput.value = q;
   if (push) {
-    const url = q ? `/?${new URLSearchParams({ q })}` : "/";
+    const url = viewUrl(q, state.openId);
     if (url !== location.pathname + location.search) history.pushState({ q }, "", url);
   }
   document.title = q ? `${q} · Passageway inspector` : "Passageway inspector";
@@ -404,7 +423,8 @@ async function openDetail(id) {
   pane.hidden = false;
   document.body.classList.add("with-detail");
   const body = clear($("detail-body"));
-  $("detail-title").textContent = `#${id}`;
+  clear($("detail-title")).append(permalinkTo(id));
+  replaceOpenIdInUrl(id);
   body.append(el("p", "note", "loading…"));
   let exchange;
   try {
@@ -429,6 +449,7 @@ function closeDetail() {
   releaseObjectUrls();
   $("detail").hidden = true;
   document.body.classList.remove("with-detail");
+  replaceOpenIdInUrl(null);
   scheduleRender();
   listEl.focus();
 }
@@ -462,9 +483,18 @@ const TABS = [
 ];
 let activeTab = "response"; // kept from one exchange to the next, like DevTools
 
+// The exchange's own link, /?id=N: it opens the exchange with no search.
+function permalinkTo(id) {
+  const link = el("a", "permalink", `#${id}`);
+  link.href = viewUrl("", id);
+  link.title = "Link to this exchange";
+  return link;
+}
+
 function renderDetail(body, x) {
   const title = $("detail-title");
   clear(title).append(
+    permalinkTo(x.id),
     el("span", `c-method m-${/^[A-Z]+$/.test(x.method) ? x.method : "OTHER"}`, x.method),
     el("span", `status-pill ${statusClass(x)}`, x.status ?? (x.error ? x.error.kind : "…")),
     el("span", "detail-url", x.url), // a captured URL is text, never a link
@@ -753,7 +783,14 @@ $("help").addEventListener("click", (event) => {
   $("help-toggle").setAttribute("aria-expanded", "false");
   search(button.dataset.example);
 });
-window.addEventListener("popstate", () => search(queryFromLocation(), { push: false }));
+function showLocation() {
+  search(queryFromLocation(), { push: false });
+  const id = openIdFromLocation();
+  if (id !== null) openDetail(id);
+  else if (state.openId !== null) closeDetail();
+}
 
-search(queryFromLocation(), { push: false });
+window.addEventListener("popstate", showLocation);
+
+showLocation();
 listEl.focus();

@@ -147,6 +147,26 @@ def test_detail_shows_indented_foldable_json_and_a_waterfall(stack, ui_page):
     assert not watched.dialogs and not watched.errors
 
 
+def test_an_open_exchange_is_a_link(stack, ui_page):
+    path = f"/linked-{uuid.uuid4().hex[:8]}"
+    stack.send("GET", path)
+    page, watched = ui_page("/?q=method%3AGET")
+    row_for(page, path).first.click()
+    expect(page).to_have_url(re.compile(r"/\?q=method%3AGET&id=\d+$"))
+    exchange_id = re.search(r"id=(\d+)", page.url)[1]
+    expect(page.locator("#detail-title a.permalink")).to_have_attribute("href", f"/?id={exchange_id}")
+    for _ in range(3):  # newer exchanges push it off the first page: the link still opens it
+        stack.send("GET", "/json/user")
+    page.goto(f"{stack.ui}/?id={exchange_id}")
+    expect(page.locator("#detail")).to_be_visible()
+    expect(page.locator("#detail-title")).to_contain_text(f"#{exchange_id}")
+    expect(page.locator("#detail-title .detail-url")).to_contain_text(path)
+    page.keyboard.press("Escape")
+    expect(page.locator("#detail")).to_be_hidden()
+    expect(page).to_have_url(re.compile(r"/$"))
+    assert not watched.dialogs and not watched.errors
+
+
 def test_images_hex_and_svg_as_text(stack, ui_page):
     for path in ("/image.png", "/binary", "/svg"):
         stack.send("GET", path)

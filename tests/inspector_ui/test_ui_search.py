@@ -67,6 +67,7 @@ def test_free_text_over_the_api(store, client):
         ),
         ('"open', 0, "unterminated quote"),
         ("a OR", 2, "OR needs a term on each side"),
+        ("x" * 2001, 2000, "query too long (at most 2000 characters)"),
     ],
 )
 def test_bad_query_is_400_with_message_and_position(client, q, position, fragment):
