@@ -26,7 +26,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from storage.feed import open_change_feed
-from storage.indexer import index_pending, pending_ids
+from storage.indexer import index_pending, pending_ids, refresh_statistics
 from storage.queries import match_ids, summaries_for_ids
 from storage.search import Query
 
@@ -36,6 +36,8 @@ FETCH_CHUNK = 500
 """Ids per summaries_for_ids call, so one huge batch does not become one huge query."""
 INDEX_CHUNK = 500
 """Exchanges per index_pending transaction (SQLite: the write lock is held for its inserts)."""
+STATISTICS_INTERVAL = 300.0
+"""Seconds between checks that the planner statistics still fit the table."""
 INDEX_WAIT = 2.0
 """Seconds to wait for new ids another inspector is indexing before publishing without them."""
 
@@ -108,6 +110,7 @@ class Broadcaster:
         self.dropped = 0
         self.indexed = 0
         self._behind = False  # some queued exchanges were left unindexed: catch up again
+        self._statistics_checked = 0.0
 
     @property
     def clients(self) -> int:
@@ -187,7 +190,17 @@ class Broadcaster:
                 return
             self.indexed += len(done)
             if len(done) < INDEX_CHUNK:
+                await self.refresh_statistics()
                 return
+
+    async def refresh_statistics(self) -> None:
+        """Keep the database's planner statistics current (storage.indexer.refresh_statistics):
+        checked after each catch-up and then at most once per STATISTICS_INTERVAL."""
+        self._statistics_checked = time.monotonic()
+        try:
+            await run_in_threadpool(refresh_statistics, self._store)
+        except Exception as exc:  # noqa: BLE001 - plans only get slower; tried again later
+            log.warning("refreshing planner statistics failed: %s", _one_line(exc))
 
     async def publish_ids(self, ids: Sequence[int], *, indexed: bool) -> None:
         """Fetch the summaries of newly committed ids (in a thread) and publish them in id order
@@ -229,6 +242,8 @@ class Broadcaster:
                                 await self.publish_ids(ids, indexed=False)
                                 await self.index_ids(ids)
                                 await self.publish_ids(ids, indexed=True)
+                                if time.monotonic() - self._statistics_checked > STATISTICS_INTERVAL:
+                                    await self.refresh_statistics()
                             if self._behind and catching_up.done():
                                 self._behind = False
                                 catching_up = asyncio.create_task(self.catch_up(), name="passageway-index-catch-up")

@@ -180,6 +180,15 @@ class Exchange(Base):
             sqlite_where=text("trace_id IS NOT NULL"),
             postgresql_where=text("trace_id IS NOT NULL"),
         ),
+        # PostgreSQL: the columns of the common structured filters, next to the id, so the
+        # newest-first scan tests them in the index (an index-only scan) instead of visiting
+        # every wide row: service:X method:Y status:5xx on a million, 68 -> 10 ms. SQLite
+        # keeps its rows in id order already (the table is the id b-tree).
+        Index(
+            "ix_exchanges_id_filters",
+            "id",
+            postgresql_include=["service", "method", "status", "duration_ms", "error_kind"],
+        ).ddl_if(dialect="postgresql"),
         Index(
             "ix_exchanges_slow_id",
             "id",

@@ -59,6 +59,7 @@ __all__ = [
     "TEXT_CONTENT_TYPES",
     "compile_query",
     "fts_required_match",
+    "required_text_ids",
     "is_text_content_type",
 ]
 
@@ -279,12 +280,54 @@ def fts_required_match(query: Query) -> str | None:
 
     FTS5 yields the rows of a MATCH in rowid (= exchange id) order, so a list can be
     read newest first from the text index, joined to exchanges, and stop at a page."""
-    terms = [term for group in query.groups if (term := _required_text(group)) is not None]
+    terms = _required_texts(query)
     if not terms:
         return None
     return " AND ".join(
         _fts_expression(t.value, prefix=t.op == "word", body_only=t.field == "body")
         for t in terms
+    )
+
+
+def required_text_ids(query: Query) -> Select | None:
+    """PostgreSQL: the ids of the exchanges that contain all of `query`'s required text
+    (as fts_required_match), or None when it has none.
+
+    The planner cannot estimate a prefix (`word:*`) it has no statistics for and
+    assumes 0.5% of rows match, so for a rare word it scans exchanges newest first
+    and tests every row (2.6 s on a million). Run with a LIMIT, this tells the caller
+    whether the text is rare, and if so which ids have it."""
+    terms = _required_texts(query)
+    if not terms:
+        return None
+    tsquery = " & ".join(
+        f"({_tsquery(t.value, prefix=t.op == 'word', body_only=t.field == 'body')})"
+        for t in terms
+    )
+    return _tsquery_ids(tsquery)
+
+
+def _required_texts(query: Query) -> list[Term]:
+    return [term for group in query.groups if (term := _required_text(group)) is not None]
+
+
+def _tsquery(tokens: Sequence[str], *, prefix: bool, body_only: bool) -> str:
+    weight = "B" if body_only else ""
+    parts = [f"{token}:{weight}" if weight else token for token in tokens]
+    if prefix:
+        parts[-1] = f"{tokens[-1]}:*{weight}"
+    return " <-> ".join(parts)
+
+
+def _tsquery_ids(tsquery: str) -> Select:
+    return (
+        select(literal_column("exchange_id"))
+        .select_from(text("exchange_search"))
+        .where(
+            text("doc @@ to_tsquery('simple', :tsq)").bindparams(
+                bindparam("tsq", tsquery, unique=True)
+            )
+        )
     )
 
 
@@ -302,17 +345,4 @@ def _text_ids(
                 )
             )
         )
-    weight = "B" if body_only else ""
-    parts = [f"{token}:{weight}" if weight else token for token in tokens]
-    if prefix:
-        parts[-1] = f"{tokens[-1]}:*{weight}"
-    tsquery = " <-> ".join(parts)
-    return (
-        select(literal_column("exchange_id"))
-        .select_from(text("exchange_search"))
-        .where(
-            text("doc @@ to_tsquery('simple', :tsq)").bindparams(
-                bindparam("tsq", tsquery, unique=True)
-            )
-        )
-    )
+    return _tsquery_ids(_tsquery(tokens, prefix=prefix, body_only=body_only))

@@ -41,6 +41,7 @@ def small_blocks_and_window(monkeypatch):
     monkeypatch.setattr(storage.writer, "CAPTURE_BLOCK_IDS", 4)
     monkeypatch.setattr(storage.search_sql, "CAPTURE_BLOCK_IDS", 4)
     monkeypatch.setattr(storage.queries, "_TEXT_WALK_IDS", 3)
+    monkeypatch.setattr(storage.queries, "_TEXT_SET_MAX", 2)
 
 
 def test_capture_blocks_cover_each_block_of_ids():

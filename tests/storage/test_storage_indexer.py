@@ -9,7 +9,7 @@ from sqlalchemy import text
 from tests.support.records import make_record
 
 from storage import open_store
-from storage.indexer import index_pending, pending_ids
+from storage.indexer import index_pending, pending_ids, refresh_statistics
 from storage.queries import list_exchanges, match_ids
 from storage.record import CapturedBody
 from storage.writer import write_records
@@ -100,3 +100,32 @@ def test_nothing_asked_nothing_done(store, limit) -> None:  # type: ignore[no-un
     write_records(store, [make_record()])
     assert index_pending(store, limit=limit) == []
     assert index_pending(store, ids=[]) == []
+
+
+def test_sqlite_statistics_are_taken_once_the_table_is_big_and_again_when_it_doubles(sqlite_store, monkeypatch):
+    import storage.indexer
+
+    monkeypatch.setattr(storage.indexer, "_STATISTICS_MIN_ROWS", 20)
+    store = sqlite_store
+
+    def stat_rows() -> int | None:
+        with store.engine.connect() as conn:
+            if not conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").scalar():
+                return None
+            stat = conn.exec_driver_sql(
+                "SELECT stat FROM sqlite_stat1 WHERE idx = 'ix_exchanges_service_id'"
+            ).scalar()
+            return int(stat.split()[0]) if stat else None
+
+    write_records(store, [make_record(service=f"s{i % 3}") for i in range(10)])
+    assert not refresh_statistics(store) and stat_rows() is None  # too small to matter
+    write_records(store, [make_record(service=f"s{i % 3}") for i in range(15)])
+    assert refresh_statistics(store) and stat_rows() == 25
+    write_records(store, [make_record() for _ in range(20)])
+    assert not refresh_statistics(store) and stat_rows() == 25  # 45 < 2 x 25
+    write_records(store, [make_record() for _ in range(10)])
+    assert refresh_statistics(store) and stat_rows() == 55
+
+
+def test_postgresql_keeps_its_own_statistics(pg_store):
+    assert refresh_statistics(pg_store) is False

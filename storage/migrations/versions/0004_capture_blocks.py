@@ -1,9 +1,11 @@
-"""capture_blocks, and an index of slow exchanges: for time and duration searches.
+"""capture_blocks and two indexes: for time, duration and other structured searches.
 
 capture_blocks holds the captured_at range of each block of 4096 exchange ids, so
 since:/after:/before: bound the newest-first id scan (storage.models.CaptureBlock);
 filled from the exchanges already stored. ix_exchanges_slow_id lists the exchanges of
-1 s and more (storage.models.SLOW_MS), newest first, for duration:>1s.
+1 s and more (storage.models.SLOW_MS), newest first, for duration:>1s. On PostgreSQL,
+ix_exchanges_id_filters carries the common filter columns beside the id, for
+index-only newest-first scans.
 
 Revision ID: 0004
 Revises: 0003
@@ -39,8 +41,17 @@ def upgrade() -> None:
     )
     slow = sa.text("duration_ms >= 1000")  # storage.models.SLOW_MS
     op.create_index("ix_exchanges_slow_id", "exchanges", ["id"], sqlite_where=slow, postgresql_where=slow)
+    if op.get_bind().dialect.name == "postgresql":
+        op.create_index(
+            "ix_exchanges_id_filters",
+            "exchanges",
+            ["id"],
+            postgresql_include=["service", "method", "status", "duration_ms", "error_kind"],
+        )
 
 
 def downgrade() -> None:
     op.drop_index("ix_exchanges_slow_id", table_name="exchanges")
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_exchanges_id_filters", table_name="exchanges")
     op.drop_table("capture_blocks")
