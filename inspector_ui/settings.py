@@ -36,6 +36,20 @@ class InspectorSettings(BaseModel):
     max_decoded_body: int = Field(
         256 * 1024 * 1024, ge=1, description="Largest body `?decoded=true` will inflate (decompression-bomb guard)."
     )
+    replay_gateway: str | None = Field(
+        None, description="The proxy's gateway (e.g. http://127.0.0.1:8080), where replays are sent; None: no replay."
+    )
+    replay_forward_proxy: str | None = Field(
+        None, description="The proxy's forward port as a proxy URL, for replays to URLs that are not services."
+    )
+    replay_services: dict[str, str] = Field(
+        default_factory=dict, description="Configured services (name -> upstream base URL): the replay targets."
+    )
+    replay_ca: str | None = Field(None, description="mitmproxy's CA (PEM), trusted for HTTPS through the forward port.")
+    allow_any_replay_target: bool = Field(
+        False, description="Also replay to any public address, not only to services and the captured host."
+    )
+    replay_timeout: float = Field(35.0, gt=0, le=3600, description="Seconds a replay may take.")
     docs: bool = Field(True, description="Serve the OpenAPI document and Swagger UI at /docs.")
     log_level: str = Field("warning", description="uvicorn log level.")
     access_log: bool = Field(False, description="Log one line per request.")

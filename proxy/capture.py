@@ -21,10 +21,14 @@ from storage.writer import ExchangeWriter
 from .flow_record import (
     META_ERROR_KIND,
     META_ERROR_MESSAGE,
+    META_REPLAY_OF,
     META_REQUEST_TAP,
     META_RESPONSE_TAP,
+    META_UUID,
+    REPLAY_HEADER,
     BodyTap,
     flow_to_record,
+    parse_replay_mark,
     websocket_close_record,
     websocket_message_record,
 )
@@ -107,6 +111,9 @@ class Capture:
                 self.expire(flow)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        mark = flow.request.headers.pop(REPLAY_HEADER, None)
+        if mark is not None and (replay := parse_replay_mark(mark)) is not None:
+            flow.metadata[META_REPLAY_OF], flow.metadata[META_UUID] = replay
         if flow.response is None and should_stream_request(flow.request, self.body_cap):
             tap = BodyTap(self.body_cap)
             flow.metadata[META_REQUEST_TAP] = tap

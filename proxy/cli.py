@@ -31,17 +31,22 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log connections and requests")
 
 
-def add_proxy_flags(parser: argparse.ArgumentParser) -> None:
+def add_routing_flags(parser: argparse.ArgumentParser) -> None:
+    """The proxy's routes and addresses: the proxy serves them, the inspector replays through them."""
     parser.add_argument("--listen", metavar="HOST:PORT", help="gateway address (default 127.0.0.1:8080)")
     parser.add_argument(
         "--route", metavar="NAME=URL", action="append", dest="routes",
         help="send /NAME/... to URL (repeatable)",
     )
     parser.add_argument("--forward-port", metavar="PORT", type=int, help="also run a standard forward proxy on PORT")
+    parser.add_argument("--certs-dir", metavar="DIR", help="where mitmproxy keeps its CA (default ~/.mitmproxy)")
+
+
+def add_proxy_flags(parser: argparse.ArgumentParser) -> None:
+    add_routing_flags(parser)
     parser.add_argument("--body-cap", metavar="BYTES", help="bytes of each body to store (default 1MiB)")
     parser.add_argument("--upstream-timeout", metavar="SECONDS", help="give up on an upstream after this long (default 30)")
     parser.add_argument("--proxy-name", metavar="NAME", help="name recorded with each exchange (default: host name)")
-    parser.add_argument("--certs-dir", metavar="DIR", help="where mitmproxy keeps its CA (default ~/.mitmproxy)")
     parser.add_argument("--upstream-ca", metavar="PEM", help="also trust this CA bundle for HTTPS upstreams")
     parser.add_argument(
         "--upstream-insecure", action="store_const", const=True,
@@ -51,6 +56,14 @@ def add_proxy_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_ui_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ui", metavar="HOST:PORT", help="inspector address (default 127.0.0.1:8081)")
+    parser.add_argument(
+        "--replay-via", metavar="URL",
+        help="the proxy gateway replays are sent through (default: http:// the --listen address)",
+    )
+    parser.add_argument(
+        "--allow-any-replay-target", action="store_const", const=True,
+        help="also replay to public addresses that are neither services nor the captured host",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = commands.add_parser("ui", help="run the inspector alone")
     add_common_flags(ui)
+    add_routing_flags(ui)
     add_ui_flags(ui)
 
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
@@ -81,10 +95,17 @@ def settings_from(args: argparse.Namespace) -> Settings:
         key: getattr(args, key, None)
         for key in (
             "config", "db", "listen", "ui", "routes", "forward_port", "body_cap", "upstream_timeout",
-            "proxy_name", "certs_dir", "upstream_ca", "upstream_insecure",
+            "proxy_name", "certs_dir", "upstream_ca", "upstream_insecure", "replay_via", "allow_any_replay_target",
         )
     }
     return load_settings(flags)
+
+
+def client_url(address: tuple[str, int]) -> str:
+    """http:// URL a local client uses to reach a listen address (a wildcard bind means loopback)."""
+    host, port = address
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def fail(message: str, code: int = 2) -> int:
@@ -126,7 +147,18 @@ def run_ui(settings: Settings, *, verbose: bool) -> int:
     from inspector_ui.settings import InspectorSettings
 
     host, port = settings.ui
-    inspector = InspectorSettings(db_url=settings.db_url, host=host, port=port, log_level="info" if verbose else "warning")
+    inspector = InspectorSettings(
+        db_url=settings.db_url,
+        host=host,
+        port=port,
+        log_level="info" if verbose else "warning",
+        replay_gateway=settings.replay_via or client_url(settings.listen),
+        replay_forward_proxy=client_url((settings.listen[0], settings.forward_port)) if settings.forward_port else None,
+        replay_services={name: service.upstream.url for name, service in settings.services.items()},
+        replay_ca=str(ca) if (ca := settings.certs_dir / "mitmproxy-ca-cert.pem").is_file() else None,
+        allow_any_replay_target=settings.allow_any_replay_target,
+        replay_timeout=settings.upstream_timeout + 5,
+    )
     try:
         serve(inspector)
     except InspectorError as e:
@@ -134,12 +166,10 @@ def run_ui(settings: Settings, *, verbose: bool) -> int:
     return 0
 
 
-PROXY_ONLY_FLAGS = {
-    "--listen", "--route", "--forward-port", "--body-cap", "--upstream-timeout", "--proxy-name",
-    "--certs-dir", "--upstream-ca",
-}
+PROXY_ONLY_FLAGS = {"--body-cap", "--upstream-timeout", "--proxy-name", "--upstream-ca"}
 PROXY_ONLY_SWITCHES = {"--upstream-insecure"}
-UI_ONLY_FLAGS = {"--ui"}
+UI_ONLY_FLAGS = {"--ui", "--replay-via"}
+UI_ONLY_SWITCHES = {"--allow-any-replay-target"}
 
 
 def child_argv(command: str, argv: list[str], *, drop: set[str]) -> list[str]:
@@ -152,7 +182,7 @@ def child_argv(command: str, argv: list[str], *, drop: set[str]) -> list[str]:
             continue
         name = arg.split("=", 1)[0]
         if name in drop:
-            skip = "=" not in arg and name not in PROXY_ONLY_SWITCHES
+            skip = "=" not in arg and name not in PROXY_ONLY_SWITCHES | UI_ONLY_SWITCHES
             continue
         if arg not in ("up", "--demo"):
             out.append(arg)
@@ -196,7 +226,7 @@ def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int
         children["demo upstream"] = spawn(
             [sys.executable, "-m", "proxy", "demo-upstream", "--listen", format_address(*DEMO_ADDRESS)]
         )
-    children["proxy"] = spawn(child_argv("proxy", argv, drop=UI_ONLY_FLAGS))
+    children["proxy"] = spawn(child_argv("proxy", argv, drop=UI_ONLY_FLAGS | UI_ONLY_SWITCHES))
     children["inspector"] = spawn(child_argv("ui", argv, drop=PROXY_ONLY_FLAGS | PROXY_ONLY_SWITCHES))
 
     stopping = False

@@ -53,6 +53,9 @@ class Settings:
     upstream_ca: Path | None = None
     """Extra CA bundle (PEM) trusted for HTTPS upstreams."""
     upstream_insecure: bool = False
+    replay_via: str | None = None
+    """The inspector sends replays through this proxy gateway URL (default: the listen address)."""
+    allow_any_replay_target: bool = False
     config_file: Path | None = None
 
 
@@ -89,6 +92,13 @@ def _seconds(value: Any, *, what: str) -> float:
     if not seconds > 0:
         raise ConfigError(f"bad {what} {value!r}: must be more than 0")
     return seconds
+
+
+def _http_url(value: Any, *, what: str) -> str:
+    try:
+        return parse_upstream(str(value)).url
+    except RouteError as e:
+        raise ConfigError(f"{what}: {e}") from None
 
 
 def _existing_file(value: Any, *, what: str) -> Path:
@@ -145,7 +155,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 FILE_KEYS = {
     "db", "listen", "ui", "services", "forward_port", "body_cap", "upstream_timeout", "proxy_name",
-    "certs_dir", "upstream_ca", "upstream_insecure",
+    "certs_dir", "upstream_ca", "upstream_insecure", "replay_via", "allow_any_replay_target",
 }
 ENV_KEYS = {
     "PASSAGEWAY_DB": "db",
@@ -226,6 +236,10 @@ def load_settings(
         certs_dir=Path(merged["certs_dir"]).expanduser() if merged.get("certs_dir") else Path.home() / ".mitmproxy",
         upstream_ca=_existing_file(merged["upstream_ca"], what="upstream CA") if merged.get("upstream_ca") else None,
         upstream_insecure=_boolean(merged.get("upstream_insecure", False), what="upstream_insecure"),
+        replay_via=_http_url(merged["replay_via"], what="replay_via") if merged.get("replay_via") else None,
+        allow_any_replay_target=_boolean(
+            merged.get("allow_any_replay_target", False), what="allow_any_replay_target"
+        ),
         config_file=config_file,
     )
     check_addresses(settings)

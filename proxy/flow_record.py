@@ -17,6 +17,26 @@ META_ERROR_KIND = "passageway.error_kind"
 META_ERROR_MESSAGE = "passageway.error_message"
 META_REQUEST_TAP = "passageway.request_tap"
 META_RESPONSE_TAP = "passageway.response_tap"
+META_REPLAY_OF = "passageway.replay_of"
+META_UUID = "passageway.uuid"
+
+REPLAY_HEADER = "X-Passageway-Replay"
+"""How the inspector marks a replay it sends through the proxy: `<exchange id>; <32 hex>`,
+the id replayed and the uuid the new exchange is to be stored under (so the inspector
+can find it). The proxy removes the header before forwarding; it is never recorded.
+A client could send it too: it then only labels that client's own exchange."""
+_REPLAY_MARK = re.compile(r"\s*([1-9][0-9]{0,17})\s*;\s*([0-9a-f]{32})\s*")
+
+
+def parse_replay_mark(value: str) -> tuple[int, str] | None:
+    """`123; 0123...` -> (123, "0123..."); None when malformed (then it is ignored)."""
+    match = _REPLAY_MARK.fullmatch(value)
+    return (int(match[1]), match[2]) if match else None
+
+
+def exchange_uuid(flow: http.HTTPFlow) -> str:
+    """The uuid the flow's exchange is stored under: the replay's, or mitmproxy's flow id."""
+    return flow.metadata.get(META_UUID) or flow.id
 
 TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 MAX_ID_LENGTH = 128
@@ -196,7 +216,7 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int) -> Exchang
     duration_ms = (end - request.timestamp_start) * 1000 if end else None
 
     return ExchangeRecord(
-        uuid=flow.id,
+        uuid=exchange_uuid(flow),
         captured_at=request.timestamp_start,
         proxy=proxy,
         scheme=request.scheme,
@@ -222,6 +242,7 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int) -> Exchang
         span_id=span_id,
         request_id=request_id,
         websocket=flow.websocket is not None,
+        replay_of=metadata.get(META_REPLAY_OF),
     )
 
 
@@ -233,7 +254,7 @@ def websocket_message_record(
     message = flow.websocket.messages[-1]
     content = message.content
     return WebSocketMessageRecord(
-        exchange_uuid=flow.id,
+        exchange_uuid=exchange_uuid(flow),
         seq=seq,
         timestamp=message.timestamp,
         from_client=message.from_client,
@@ -249,7 +270,7 @@ def websocket_close_record(flow: http.HTTPFlow, seq: int, *, at: float) -> WebSo
     ws = flow.websocket
     reason = (ws.close_reason or "").encode("utf-8", "replace")
     return WebSocketMessageRecord(
-        exchange_uuid=flow.id,
+        exchange_uuid=exchange_uuid(flow),
         seq=seq,
         timestamp=at,
         from_client=bool(ws.closed_by_client),

@@ -26,6 +26,7 @@ __all__ = [
     "StoredBody",
     "database_health",
     "get_body",
+    "exchange_id_for_uuid",
     "get_exchange",
     "list_exchanges",
     "list_websocket_messages",
@@ -269,6 +270,19 @@ def match_ids(store: Store, *, ids: Sequence[int], q: str | Query, now: dt.datet
             chunk = wanted[start : start + 500]
             out.extend(conn.execute(select(Exchange.id).where(Exchange.id.in_(chunk), clause).order_by(Exchange.id)).scalars())
     return out
+
+
+def exchange_id_for_uuid(store: Store, *, uuid: str, since: dt.datetime) -> int | None:
+    """The id of the exchange stored under `uuid` and captured at or after `since` (which
+    keeps the lookup on the (captured_at, uuid) index); None when there is none yet."""
+    query = (
+        select(Exchange.id)
+        .where(Exchange.captured_at >= since, Exchange.uuid == uuid)
+        .order_by(Exchange.id.desc())
+        .limit(1)
+    )
+    with store.engine.connect() as conn:
+        return conn.execute(query).scalar()
 
 
 def summaries_for_ids(store: Store, *, ids: Sequence[int]) -> list[dict]:

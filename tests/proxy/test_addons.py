@@ -177,3 +177,20 @@ def test_a_stalled_upstream_is_expired_by_the_sweep(capture):
     assert stalled.metadata[META_ERROR_KIND] == "timeout"
     assert META_ERROR_KIND not in answered.metadata
     assert addon.waiting == {}
+
+
+def test_a_replay_mark_is_recorded_and_removed_before_forwarding(capture):
+    addon, store = capture
+    nonce = "0123456789abcdef0123456789abcdef"
+    marked = tflow.tflow(resp=True)
+    marked.request.headers["X-Passageway-Replay"] = f"41; {nonce}"
+    forged = tflow.tflow(resp=True)
+    forged.request.headers["x-passageway-replay"] = "41; not-a-nonce"
+    for flow in (marked, forged):
+        addon.requestheaders(flow)
+        assert "x-passageway-replay" not in flow.request.headers  # never reaches the upstream
+        addon.response(flow)
+    addon.writer.close()
+    by_uuid = {r["uuid"]: r for r in rows(store)}
+    assert by_uuid[nonce]["replay_of"] == 41
+    assert by_uuid[forged.id]["replay_of"] is None

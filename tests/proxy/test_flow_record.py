@@ -1,11 +1,15 @@
+import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow
 
 from proxy.flow_record import (
+    META_REPLAY_OF,
     META_RESPONSE_TAP,
     META_SERVICE,
+    META_UUID,
     BodyTap,
     classify_error,
+    parse_replay_mark,
     read_headers,
     flow_to_record,
     trace_ids,
@@ -129,3 +133,28 @@ def test_timings_of_reused_connection_have_no_connect_phase():
     flow.server_conn.timestamp_start = flow.request.timestamp_start + 0.001
     record = flow_to_record(flow, proxy="p", body_cap=CAP)
     assert record.timings.connect_start == flow.server_conn.timestamp_start
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("7; 0123456789abcdef0123456789abcdef", (7, "0123456789abcdef0123456789abcdef")),
+        (" 7 ;0123456789abcdef0123456789abcdef ", (7, "0123456789abcdef0123456789abcdef")),
+        ("0; 0123456789abcdef0123456789abcdef", None),
+        ("7; 0123456789ABCDEF0123456789ABCDEF", None),
+        ("7; 0123", None),
+        ("7", None),
+        ("x; 0123456789abcdef0123456789abcdef", None),
+        ("7; 0123456789abcdef0123456789abcdef; 8", None),
+    ],
+)
+def test_parse_replay_mark(value, expected):
+    assert parse_replay_mark(value) == expected
+
+
+def test_a_replay_is_recorded_under_its_own_uuid_with_replay_of():
+    flow = make_flow()
+    flow.metadata[META_REPLAY_OF] = 3
+    flow.metadata[META_UUID] = "f" * 32
+    record = flow_to_record(flow, proxy="p1", body_cap=CAP)
+    assert (record.uuid, record.replay_of) == ("f" * 32, 3)

@@ -1,0 +1,321 @@
+"""Replay a captured request through the proxy, as captured or edited, to its service or another target.
+
+The replay is sent to the proxy, so it is captured like any request: to the gateway as
+`/<service>/<path>` when the target is a configured service, or through the proxy's
+forward port when it is any other URL. The request carries the X-Passageway-Replay
+mark (the id replayed and a fresh uuid): the proxy removes it, records the exchange
+under that uuid with `replay_of`, and the inspector finds the new exchange by it.
+
+plan_replay() is pure: captured exchange + overrides -> what to send (or a ReplayError
+naming the problem). send_replay() does the I/O. Redirects are never followed: a
+replay is one request, checked once (inspector_ui.replay_targets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.concurrency import run_in_threadpool
+
+from storage.queries import StoredBody, exchange_id_for_uuid
+
+from .replay_targets import TargetRefused, check_target, system_resolver
+
+__all__ = [
+    "HOP_BY_HOP", "Overrides", "ReplayError", "ReplayPlan", "ReplayResult", "ReplayRoutes", "decode_body_override",
+    "plan_replay", "send_replay",
+]  # fmt: skip
+
+REPLAY_HEADER = "X-Passageway-Replay"  # proxy.flow_record.REPLAY_HEADER (the proxy's side of it)
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "content-length", REPLAY_HEADER.lower(),
+})  # fmt: skip
+"""Not copied from the capture: they describe the captured connection, or are recomputed."""
+
+
+class ReplayError(Exception):
+    """A replay that cannot be made as asked; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    method: str | None = None
+    url: str | None = None
+    """Absolute URL: target and path at once."""
+    path: str | None = None
+    """Path and query, starting with '/'."""
+    set_headers: Sequence[tuple[str, str]] = ()
+    """Each replaces every header of that name (any case)."""
+    remove_headers: Sequence[str] = ()
+    body: bytes | None = None
+    target: str | None = None
+    """A configured service's name, or a base URL (scheme://host[:port][/base])."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRoutes:
+    """Where replays go, from the inspector's settings."""
+
+    services: Mapping[str, str]
+    """Configured service name -> upstream base URL."""
+    gateway: str | None
+    """The proxy's gateway, e.g. http://127.0.0.1:8080; None: replay is not configured."""
+    forward_proxy: str | None = None
+    """The proxy's forward port as a proxy URL, for targets that are not services."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    method: str
+    target_url: str
+    """Where the request ends up (the upstream): what the guard checks."""
+    send_url: str
+    """Where the inspector sends it: the gateway URL, or target_url through the forward proxy."""
+    via_forward_proxy: bool
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    service: str | None
+
+
+def plan_replay(
+    exchange: Mapping, request_body: StoredBody | None, overrides: Overrides, routes: ReplayRoutes
+) -> ReplayPlan:
+    """What to send to replay `exchange` (the API's detail dict) with `overrides`."""
+    if routes.gateway is None:
+        raise ReplayError("replay is not configured: the inspector does not know the proxy's address", 503)
+    if exchange.get("websocket"):
+        raise ReplayError("a WebSocket exchange cannot be replayed", 422)
+    method = (overrides.method or exchange["method"]).upper()
+    if not method.isascii() or not method.isalpha() or len(method) > 32:
+        raise ReplayError(f"bad method {method!r}")
+
+    original = urlsplit(exchange["url"])
+    service, base, path = _target(exchange, original, overrides, routes)
+    if service is not None:
+        target_url = _join(routes.services[service], path)
+        send_url = _join(routes.gateway, f"/{service}{path}")
+    else:
+        target_url = _join(base, path)
+        send_url = target_url
+        if routes.forward_proxy is None:
+            raise ReplayError(
+                f"{base} is not a configured service, and replaying to any other URL goes through the "
+                "proxy's forward port: set forward_port in passageway.toml",
+                409,
+            )
+
+    body = overrides.body
+    headers = [(name, value) for name, value in exchange["request_headers"] if name.lower() not in HOP_BY_HOP]
+    if body is None:
+        info = exchange.get("request_body")
+        if info and info["truncated"]:
+            raise ReplayError(
+                f"the captured request body was cut at {info['stored_size']:,} of {info['size']:,} bytes, so it "
+                "cannot be replayed as captured: send the body with the replay",
+                422,
+            )
+        body = request_body.data if request_body is not None else b""
+    else:
+        # The captured Content-Encoding described the captured bytes, not the new body.
+        headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]
+    removed = {name.lower() for name in overrides.remove_headers} | {name.lower() for name, _ in overrides.set_headers}
+    headers = [(n, v) for n, v in headers if n.lower() not in removed]
+    for name, value in overrides.set_headers:
+        _check_header(name, value)
+        headers.append((name, value))
+    return ReplayPlan(
+        method=method,
+        target_url=target_url,
+        send_url=send_url,
+        via_forward_proxy=service is None,
+        headers=tuple(headers),
+        body=body,
+        service=service,
+    )
+
+
+def _target(exchange: Mapping, original, overrides: Overrides, routes: ReplayRoutes) -> tuple[str | None, str, str]:
+    """(service or None, base URL when not a service, path and query)."""
+    if overrides.url is not None:
+        if overrides.target is not None or overrides.path is not None:
+            raise ReplayError("give either url, or target and/or path")
+        parts = _absolute(overrides.url, "url")
+        path = parts.path or "/"
+        path += f"?{parts.query}" if parts.query else ""
+        origin = f"{parts.scheme}://{parts.netloc}"
+        service = _service_at(overrides.url, routes.services)
+        if service is not None:
+            path = _strip_base(path, routes.services[service])
+        return service, origin, path
+
+    captured_path = original.path + (f"?{original.query}" if original.query else "")
+    captured_service = exchange.get("service")
+    if captured_service in routes.services:
+        # The captured path is what the upstream got, its base path included; the gateway adds it again.
+        captured_path = _strip_base(captured_path, routes.services[captured_service])
+    path = overrides.path if overrides.path is not None else captured_path
+    if not path.startswith("/"):
+        raise ReplayError(f"path must start with '/': {path!r}")
+
+    target = overrides.target
+    if target is None:
+        if captured_service in routes.services:
+            return captured_service, "", path
+        return None, f"{original.scheme}://{original.netloc}", path
+    if target in routes.services:
+        return target, "", path
+    if "://" in target:
+        parts = _absolute(target, "target")
+        origin = f"{parts.scheme}://{parts.netloc}"
+        base_path = parts.path.rstrip("/")
+        service = _service_at(origin + base_path, routes.services)
+        if service is not None and urlsplit(routes.services[service]).path.rstrip("/") == base_path:
+            return service, "", path
+        return None, origin + base_path, path
+    known = ", ".join(sorted(routes.services)) or "none configured"
+    raise ReplayError(f"unknown target {target!r}: not a configured service ({known}) or an http(s) URL")
+
+
+def _absolute(url: str, what: str):
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ReplayError(f"bad {what} {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ReplayError(f"{what} must be an absolute http or https URL, not {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ReplayError(f"{what} must not carry a user name or password")
+    return parts
+
+
+def _origin_key(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _service_at(url: str, services: Mapping[str, str]) -> str | None:
+    """The service whose upstream `url` is in: same scheme, host and port, and a path at or
+    under the service's base path (the longest such base wins)."""
+    key, path = _origin_key(url), urlsplit(url).path
+    found: tuple[int, str] | None = None
+    for name, base in services.items():
+        base_path = urlsplit(base).path.rstrip("/")
+        under = not base_path or path.rstrip("/") == base_path or path.startswith(base_path + "/")
+        if _origin_key(base) == key and under and (found is None or len(base_path) > found[0]):
+            found = (len(base_path), name)
+    return found[1] if found else None
+
+
+def _strip_base(path: str, service_url: str) -> str:
+    base = urlsplit(service_url).path.rstrip("/")
+    if base and (path == base or path.startswith(base + "/") or path.startswith(base + "?")):
+        return path[len(base) :] or "/"
+    return path
+
+
+def _join(base: str, path: str) -> str:
+    return base.rstrip("/") + path
+
+
+def _check_header(name: str, value: str) -> None:
+    if not name or any(c in name for c in " \t\r\n:") or not name.isascii() or not name.isprintable():
+        raise ReplayError(f"bad header name {name!r}")
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise ReplayError(f"bad value for header {name!r}: it contains a line break or NUL")
+
+
+def decode_body_override(text: str | None, base64_text: str | None) -> bytes | None:
+    """The body an API caller supplied, as text (UTF-8) or base64; None when neither."""
+    if text is not None and base64_text is not None:
+        raise ReplayError("give body or body_base64, not both")
+    if base64_text is not None:
+        try:
+            return base64.b64decode(base64_text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ReplayError("body_base64 is not valid base64") from None
+    return text.encode("utf-8") if text is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    id: int
+    status: int | None
+    """The status the client got (the upstream's, or the proxy's 502/504)."""
+
+
+async def send_replay(
+    store,
+    exchange_id: int,
+    plan: ReplayPlan,
+    *,
+    routes: ReplayRoutes,
+    original_url: str,
+    inspector_addresses: Sequence[tuple[str, int]],
+    allow_any: bool,
+    timeout: float,
+    proxy_ca: str | None = None,
+    resolve: Callable[[str, int], list[str]] = system_resolver,
+    record_wait: float = 10.0,
+) -> ReplayResult:
+    """Check the target, send the request through the proxy, wait for its capture; its id."""
+    try:
+        # The proxy makes the connection, so the addresses approved here cannot be pinned
+        # for it; for configured services they are fixed by configuration anyway.
+        await run_in_threadpool(
+            lambda: check_target(
+                plan.target_url,
+                services=routes.services,
+                original_url=original_url,
+                inspector_addresses=inspector_addresses,
+                allow_any=allow_any,
+                resolve=resolve,
+            )
+        )
+    except TargetRefused as exc:
+        raise ReplayError(str(exc), 403) from None
+    nonce = secrets.token_hex(16)
+    headers = [*plan.headers, (REPLAY_HEADER, f"{exchange_id}; {nonce}")]
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    client_options: dict = {"follow_redirects": False, "timeout": timeout, "trust_env": False}
+    if plan.via_forward_proxy:
+        client_options["proxy"] = routes.forward_proxy
+        client_options["verify"] = proxy_ca or True
+    try:
+        async with httpx.AsyncClient(**client_options) as client:
+            response = await client.request(plan.method, plan.send_url, headers=headers, content=plan.body)
+            status = response.status_code
+    except httpx.TimeoutException:
+        raise ReplayError(f"the replay got no answer within {timeout:g} s", 504) from None
+    except httpx.HTTPError as exc:
+        via = routes.forward_proxy if plan.via_forward_proxy else routes.gateway
+        raise ReplayError(f"cannot send the replay through the proxy at {via}: {exc}", 502) from None
+    deadline = time.monotonic() + record_wait
+    while True:
+        new_id = await run_in_threadpool(exchange_id_for_uuid, store, uuid=nonce, since=started)
+        if new_id is not None:
+            return ReplayResult(id=new_id, status=status)
+        if time.monotonic() > deadline:
+            raise ReplayError(
+                f"the replay was sent (status {status}) but its capture did not reach the database "
+                f"within {record_wait:g} s",
+                504,
+            )
+        await asyncio.sleep(0.05)

@@ -1,0 +1,118 @@
+"""inspector_ui.replay.plan_replay: captured exchange + edits -> the request to send (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from inspector_ui.replay import Overrides, ReplayError, ReplayRoutes, decode_body_override, plan_replay
+from storage.queries import StoredBody
+
+ROUTES = ReplayRoutes(
+    services={"users": "http://127.0.0.1:9001/api", "orders": "http://127.0.0.1:9002"},
+    gateway="http://127.0.0.1:8080",
+    forward_proxy="http://127.0.0.1:8888",
+)
+
+
+def exchange(**overrides) -> dict:
+    fields = {
+        "id": 7,
+        "method": "POST",
+        "url": "http://127.0.0.1:9001/api/users/42?x=1",
+        "service": "users",
+        "websocket": False,
+        "request_headers": [
+            ["Host", "127.0.0.1:9001"], ["Content-Type", "application/json"], ["Content-Encoding", "gzip"],
+            ["Connection", "keep-alive"], ["Content-Length", "20"], ["X-Dup", "a"], ["x-dup", "b"],
+            ["Transfer-Encoding", "chunked"], ["X-Passageway-Replay", "1; " + "0" * 32],
+        ],
+        "request_body": {"size": 20, "stored_size": 20, "truncated": False},
+    }  # fmt: skip
+    fields.update(overrides)
+    return fields
+
+
+BODY = StoredBody(data=b"\x1f\x8b gzip bytes", size=20, truncated=False, encoding="gzip", content_type="application/json", sha256="0" * 64)
+
+
+def test_as_captured_goes_to_the_gateway_without_the_base_path_twice():
+    plan = plan_replay(exchange(), BODY, Overrides(), ROUTES)
+    assert plan.send_url == "http://127.0.0.1:8080/users/users/42?x=1"
+    assert plan.target_url == "http://127.0.0.1:9001/api/users/42?x=1"
+    assert (plan.method, plan.service, plan.via_forward_proxy) == ("POST", "users", False)
+    # Hop-by-hop, Host, Content-Length and any replay mark are the sender's; the encoding matches the bytes.
+    assert [name for name, _ in plan.headers] == ["Content-Type", "Content-Encoding", "X-Dup", "x-dup"]
+    assert plan.body == BODY.data
+
+
+def test_edits_replace_remove_and_drop_the_stale_encoding():
+    edits = Overrides(method="put", path="/v2?y=2", set_headers=(("x-dup", "c"),), remove_headers=("CONTENT-TYPE",),
+                      body=b"plain")  # fmt: skip
+    plan = plan_replay(exchange(), None, edits, ROUTES)
+    assert plan.method == "PUT" and plan.send_url == "http://127.0.0.1:8080/users/v2?y=2"
+    assert plan.headers == (("x-dup", "c"),) and plan.body == b"plain"
+
+
+@pytest.mark.parametrize(
+    ("edits", "send_url", "service"),
+    [
+        (Overrides(target="orders"), "http://127.0.0.1:8080/orders/users/42?x=1", "orders"),
+        (Overrides(target="http://127.0.0.1:9002"), "http://127.0.0.1:8080/orders/users/42?x=1", "orders"),
+        (Overrides(target="HTTP://127.0.0.1:9002/"), "http://127.0.0.1:8080/orders/users/42?x=1", "orders"),
+        (Overrides(url="http://127.0.0.1:9001/api/users/1"), "http://127.0.0.1:8080/users/users/1", "users"),
+        (Overrides(target="https://staging.example.com/base"), "https://staging.example.com/base/users/42?x=1", None),
+        (Overrides(target="http://127.0.0.1:9001/api/v2"), "http://127.0.0.1:9001/api/v2/users/42?x=1", None),
+    ],
+)
+def test_targets(edits, send_url, service):
+    plan = plan_replay(exchange(), BODY, edits, ROUTES)
+    assert (plan.send_url, plan.service, plan.via_forward_proxy) == (send_url, service, service is None)
+
+
+def test_a_capture_from_the_forward_proxy_is_replayed_to_its_host():
+    captured = exchange(service=None, url="https://api.example.com/v1/items")
+    plan = plan_replay(captured, BODY, Overrides(), ROUTES)
+    assert plan.send_url == plan.target_url == "https://api.example.com/v1/items" and plan.via_forward_proxy
+    without_forward = ReplayRoutes(services=ROUTES.services, gateway=ROUTES.gateway)
+    with pytest.raises(ReplayError, match="forward_port") as refused:
+        plan_replay(captured, BODY, Overrides(), without_forward)
+    assert refused.value.status == 409
+
+
+@pytest.mark.parametrize(
+    ("captured", "edits", "status", "fragment"),
+    [
+        (exchange(websocket=True), Overrides(), 422, "WebSocket"),
+        (exchange(request_body={"size": 5000, "stored_size": 64, "truncated": True}), Overrides(), 422, "cut at 64 of 5,000"),
+        (exchange(), Overrides(method="GE T"), 400, "bad method"),
+        (exchange(), Overrides(url="http://a/", target="users"), 400, "either url"),
+        (exchange(), Overrides(url="http://user:pw@a/"), 400, "user name or password"),
+        (exchange(), Overrides(url="http://a:99999/"), 400, "bad url"),
+        (exchange(), Overrides(target="billing"), 400, r"not a configured service \(orders, users\)"),
+        (exchange(), Overrides(set_headers=(("X-A", "1\r\nInjected: yes"),)), 400, "line break"),
+        (exchange(), Overrides(set_headers=(("X:A", "1"),)), 400, "bad header name"),
+    ],
+)
+def test_refusals(captured, edits, status, fragment):
+    with pytest.raises(ReplayError, match=fragment) as refused:
+        plan_replay(captured, BODY, edits, ROUTES)
+    assert refused.value.status == status
+
+
+def test_a_truncated_body_can_be_replaced():
+    captured = exchange(request_body={"size": 5000, "stored_size": 64, "truncated": True})
+    assert plan_replay(captured, None, Overrides(body=b"new"), ROUTES).body == b"new"
+
+
+def test_replay_needs_the_proxy_address():
+    with pytest.raises(ReplayError, match="not configured") as refused:
+        plan_replay(exchange(), BODY, Overrides(), ReplayRoutes(services={}, gateway=None))
+    assert refused.value.status == 503
+
+
+def test_body_override_as_text_or_base64():
+    assert decode_body_override("é", None) == "é".encode()
+    assert decode_body_override(None, "AAE=") == b"\x00\x01"
+    assert decode_body_override(None, None) is None
+    with pytest.raises(ReplayError, match="base64"):
+        decode_body_override(None, "***")

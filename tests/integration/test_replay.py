@@ -1,0 +1,169 @@
+"""Replay through the real proxy to real upstreams: as captured, edited, retargeted; and refusals.
+
+A `passageway proxy` process routes /users to one upstream and /users2 to a second; the
+inspector app (in process) replays through that proxy's gateway. Every target here is
+on loopback; the refusals never let a request leave.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from inspector_ui import create_app
+from inspector_ui.settings import InspectorSettings
+from storage.queries import get_exchange, list_exchanges
+from storage.store import Store, open_store
+from tests.support import ManagedProcess, free_port, running_upstream, start_process, wait_for
+
+PASSAGEWAY = [sys.executable, "-m", "proxy"]
+
+
+@dataclass
+class ReplayStack:
+    process: ManagedProcess
+    store: Store
+    gateway: str
+    first: object
+    second: object
+    settings: InspectorSettings
+
+    def send(self, method: str, path: str, **kwargs) -> int:
+        """Send through the proxy; the id of the captured exchange."""
+        marker = f"replay-test-{uuid.uuid4().hex}"
+        headers = {"X-Request-ID": marker, **kwargs.pop("headers", {})}
+        httpx.request(method, self.gateway + path, headers=headers, timeout=10, **kwargs)
+        return wait_for(lambda: self._find(marker), timeout=10, message="the request was not captured")
+
+    def _find(self, request_id: str) -> int | None:
+        # Without a traceparent, X-Request-ID is the exchange's trace id.
+        return next((row["id"] for row in list_exchanges(self.store, limit=50).data if row["trace_id"] == request_id), None)
+
+
+@pytest.fixture(scope="module")
+def stack(db_url, tmp_path_factory) -> Iterator[ReplayStack]:
+    port, forward_port = free_port(), free_port()
+    certs_dir = tmp_path_factory.mktemp("certs")
+    with running_upstream() as first, running_upstream() as second:
+        args = [
+            *PASSAGEWAY, "proxy", "--db", db_url, "--listen", f"127.0.0.1:{port}",
+            "--forward-port", str(forward_port), "--route", f"users={first.url}", "--route", f"users2={second.url}",
+            "--body-cap", "64", "--certs-dir", str(certs_dir), "--proxy-name", "replay-proxy",
+        ]  # fmt: skip
+        with start_process(args, port=port, name="passageway proxy", timeout=30) as process:
+            store = open_store(db_url, migrate=False)
+            settings = InspectorSettings(
+                db_url=db_url,
+                port=free_port(),
+                replay_gateway=f"http://127.0.0.1:{port}",
+                replay_forward_proxy=f"http://127.0.0.1:{forward_port}",
+                replay_services={"users": first.url, "users2": second.url},
+                replay_timeout=10,
+            )
+            try:
+                yield ReplayStack(process, store, f"http://127.0.0.1:{port}", first, second, settings)
+            finally:
+                store.close()
+
+
+@pytest.fixture(scope="module")
+def client(stack) -> Iterator[TestClient]:
+    with TestClient(create_app(stack.settings, store=stack.store), base_url="http://127.0.0.1") as test_client:
+        yield test_client
+
+
+def replay(client, exchange_id: int, **edits) -> httpx.Response:
+    return client.post(f"/api/exchanges/{exchange_id}/replay", json=edits)
+
+
+def test_replay_as_captured_is_captured_and_linked(stack, client):
+    body = json.dumps({"name": "Ada"}).encode()
+    original = stack.send("POST", "/users/echo?x=1", content=body, headers={"Content-Type": "application/json", "X-Token": "t1"})
+    before = len(stack.first.requests)
+    response = replay(client, original)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["replay_of"] == original and created["status"] == 200
+    received = stack.first.requests.last
+    assert len(stack.first.requests) == before + 1
+    assert (received.method, received.path, received.query, received.body) == ("POST", "/echo", "x=1", body)
+    assert received.header("x-token") == "t1" and received.header("x-passageway-replay") is None
+    copy = get_exchange(stack.store, exchange_id=created["id"])
+    assert copy["replay_of"] == original and copy["service"] == "users" and copy["path"] == "/echo"
+    assert not any(name.lower() == "x-passageway-replay" for name, _ in copy["request_headers"])
+    listed = client.get("/api/exchanges", params={"q": "is:replay"}).json()["data"]
+    assert created["id"] in [row["id"] for row in listed]
+
+
+def test_an_edited_replay_sends_the_edits(stack, client):
+    original = stack.send("GET", "/users/echo?a=1", headers={"X-Remove-Me": "1", "X-Keep": "k"})
+    response = replay(
+        client, original, method="PUT", path="/echo?b=2", set_headers=[["X-Keep", "changed"], ["X-New", "n"]],
+        remove_headers=["x-remove-me"], body='{"edited": true}',
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    received = stack.first.requests.last
+    assert (received.method, received.query, received.body) == ("PUT", "b=2", b'{"edited": true}')
+    assert received.header_values("x-keep") == ["changed"] and received.header("x-new") == "n"
+    assert received.header("x-remove-me") is None
+
+
+def test_a_replay_retargeted_to_another_service(stack, client):
+    original = stack.send("GET", "/users/echo?to=second")
+    before = len(stack.second.requests)
+    for target in ("users2", stack.second.url):  # by name, and by the service's own URL
+        response = replay(client, original, target=target)
+        assert response.status_code == 201, response.text
+        assert get_exchange(stack.store, exchange_id=response.json()["id"])["service"] == "users2"
+    assert len(stack.second.requests) == before + 2 and stack.second.requests.last.query == "to=second"
+
+
+def test_a_truncated_body_is_replayed_only_with_a_body_supplied(stack, client):
+    original = stack.send("POST", "/users/echo", content=b"x" * 200)  # the proxy keeps 64 bytes
+    refused = replay(client, original)
+    assert refused.status_code == 422 and "cut at 64 of 200 bytes" in refused.json()["detail"]
+    supplied = replay(client, original, body="y" * 10)
+    assert supplied.status_code == 201 and stack.first.requests.last.body == b"y" * 10
+
+
+@pytest.mark.parametrize(
+    ("edits", "status", "fragment"),
+    [
+        ({"target": "nope"}, 400, "unknown target 'nope'"),
+        ({"path": "no-slash"}, 400, "must start with '/'"),
+        ({"set_headers": [["Bad Name", "x"]]}, 400, "bad header name"),
+        ({"url": "ftp://127.0.0.1/x"}, 400, "absolute http or https URL"),
+        ({"body": "a", "body_base64": "YQ=="}, 400, "not both"),
+    ],
+)
+def test_bad_edits_are_refused_with_a_message(stack, client, edits, status, fragment):
+    original = stack.send("GET", "/users/echo")
+    sent = len(stack.first.requests)
+    response = replay(client, original, **edits)
+    assert response.status_code == status and fragment in response.json()["detail"]
+    assert len(stack.first.requests) == sent
+
+
+def test_targets_outside_the_services_are_refused_before_anything_is_sent(stack, client):
+    original = stack.send("GET", "/users/echo")
+    inspector = f"http://127.0.0.1:{stack.settings.port}"
+    for target in (f"http://127.0.0.1:{free_port()}", inspector, "http://localhost:9"):
+        response = replay(client, original, target=target)
+        assert response.status_code == 403, (target, response.text)
+        assert response.json()["detail"].startswith("refused")
+    assert replay(client, 10**9).status_code == 404
+
+
+def test_an_unreachable_proxy_is_a_502(stack):
+    settings = stack.settings.model_copy(update={"replay_gateway": f"http://127.0.0.1:{free_port()}"})
+    original = stack.send("GET", "/users/echo")
+    with TestClient(create_app(settings, store=stack.store), base_url="http://127.0.0.1") as other:
+        response = replay(other, original)
+    assert response.status_code == 502 and "cannot send the replay through the proxy" in response.json()["detail"]
