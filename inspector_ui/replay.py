@@ -113,12 +113,6 @@ def plan_replay(
     else:
         target_url = _join(base, path)
         send_url = target_url
-        if routes.forward_proxy is None:
-            raise ReplayError(
-                f"{base} is not a configured service, and replaying to any other URL goes through the "
-                "proxy's forward port: set forward_port in passageway.toml",
-                409,
-            )
 
     body = overrides.body
     headers = [(name, value) for name, value in exchange["request_headers"] if name.lower() not in HOP_BY_HOP]
@@ -291,6 +285,12 @@ async def send_replay(
         )
     except TargetRefused as exc:
         raise ReplayError(str(exc), 403) from None
+    if plan.via_forward_proxy and routes.forward_proxy is None:
+        raise ReplayError(
+            f"{plan.target_url} is not a configured service, and replaying to any other URL goes through the "
+            "proxy's forward port: set forward_port in passageway.toml",
+            409,
+        )
     nonce = secrets.token_hex(16)
     headers = [*plan.headers, (REPLAY_HEADER, f"{exchange_id}; {nonce}")]
     started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)

@@ -7,6 +7,7 @@ database; `proxy` and `ui` run each alone.
 from __future__ import annotations
 
 import argparse
+import base64
 import ctypes
 import logging
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from storage.store import StorageError
 
@@ -85,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_routing_flags(ui)
     add_ui_flags(ui)
 
+    replay = commands.add_parser(
+        "replay", help="send a captured request again, through the proxy (asks the inspector)",
+        description="Replay exchange ID through the proxy, as captured or edited; prints the new exchange's id.",
+    )
+    add_common_flags(replay)
+    replay.add_argument("id", type=int, metavar="ID", help="the exchange to replay")
+    replay.add_argument("--to", metavar="SERVICE|URL", help="another configured service, or a base URL")
+    replay.add_argument("--method", metavar="METHOD")
+    replay.add_argument("--path", metavar="PATH", help="path and query, from '/'")
+    replay.add_argument(
+        "--set-header", metavar="NAME:VALUE", action="append", default=[], help="replace a header (repeatable)"
+    )
+    replay.add_argument("--remove-header", metavar="NAME", action="append", default=[], help="(repeatable)")
+    replay.add_argument("--data", metavar="TEXT|@FILE", help="the body: text, or @FILE for a file's bytes")
+    replay.add_argument("--ui", metavar="HOST:PORT", help="the inspector to ask (default: from config, 127.0.0.1:8081)")
+
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
     return parser
@@ -135,11 +153,66 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "ui":
             return run_ui(settings, verbose=args.verbose)
+        if args.command == "replay":
+            return run_replay(args, settings)
         return run_up(args, argv, settings)
     except (ConfigError, StorageError) as e:
         return fail(str(e))
     except KeyboardInterrupt:
         return 130
+
+
+def replay_request(args: argparse.Namespace) -> dict:
+    """The replay API's JSON body from the command's flags; ValueError names a bad flag."""
+    edits: dict = {}
+    if args.to:
+        edits["target"] = args.to
+    if args.method:
+        edits["method"] = args.method
+    if args.path:
+        edits["path"] = args.path
+    headers = []
+    for spec in args.set_header:
+        name, sep, value = spec.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"--set-header wants NAME:VALUE, not {spec!r}")
+        headers.append([name.strip(), value.strip()])
+    if headers:
+        edits["set_headers"] = headers
+    if args.remove_header:
+        edits["remove_headers"] = args.remove_header
+    if args.data is not None:
+        if args.data.startswith("@"):
+            try:
+                data = Path(args.data[1:]).read_bytes()
+            except OSError as e:
+                raise ValueError(f"--data {args.data}: {e.strerror or e}") from None
+            edits["body_base64"] = base64.b64encode(data).decode("ascii")
+        else:
+            edits["body"] = args.data
+    return edits
+
+
+def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    import httpx
+
+    try:
+        edits = replay_request(args)
+    except ValueError as e:
+        return fail(str(e))
+    ui = client_url(settings.ui)
+    try:
+        response = httpx.post(f"{ui}/api/exchanges/{args.id}/replay", json=edits, timeout=settings.upstream_timeout + 30)
+    except httpx.HTTPError as e:
+        return fail(f"cannot reach the inspector at {ui} ({e}); is `passageway ui` (or `up`) running?")
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if response.status_code != 201:
+        return fail(f"replay of #{args.id} failed ({response.status_code}): {answer.get('detail') or response.text[:200]}", 1)
+    print(f"#{args.id} replayed as #{answer['id']}: status {answer['status']}  {ui}/?id={answer['id']}")
+    return 0
 
 
 def run_ui(settings: Settings, *, verbose: bool) -> int:

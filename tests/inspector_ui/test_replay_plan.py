@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from inspector_ui.replay import Overrides, ReplayError, ReplayRoutes, decode_body_override, plan_replay
+from inspector_ui.replay import Overrides, ReplayError, ReplayRoutes, decode_body_override, plan_replay, send_replay
 from storage.queries import StoredBody
 
 ROUTES = ReplayRoutes(
@@ -73,9 +75,20 @@ def test_a_capture_from_the_forward_proxy_is_replayed_to_its_host():
     captured = exchange(service=None, url="https://api.example.com/v1/items")
     plan = plan_replay(captured, BODY, Overrides(), ROUTES)
     assert plan.send_url == plan.target_url == "https://api.example.com/v1/items" and plan.via_forward_proxy
+
+
+def test_a_url_target_needs_the_forward_port_once_the_guard_allows_it():
+    captured = exchange(service=None, url="https://api.example.com/v1/items")
     without_forward = ReplayRoutes(services=ROUTES.services, gateway=ROUTES.gateway)
+    plan = plan_replay(captured, BODY, Overrides(), without_forward)
+
+    def public(host: str, port: int) -> list[str]:
+        return ["93.184.216.34"]  # a fake answer: nothing is resolved or sent
+
     with pytest.raises(ReplayError, match="forward_port") as refused:
-        plan_replay(captured, BODY, Overrides(), without_forward)
+        asyncio.run(send_replay(None, 7, plan, routes=without_forward, original_url=captured["url"],
+                                inspector_addresses=[("127.0.0.1", 8081)], allow_any=False, timeout=1,
+                                resolve=public))  # fmt: skip
     assert refused.value.status == 409
 
 

@@ -8,6 +8,8 @@ on loopback; the refusals never let a request leave.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -167,3 +169,31 @@ def test_an_unreachable_proxy_is_a_502(stack):
     with TestClient(create_app(settings, store=stack.store), base_url="http://127.0.0.1") as other:
         response = replay(other, original)
     assert response.status_code == 502 and "cannot send the replay through the proxy" in response.json()["detail"]
+
+
+def test_the_replay_command_asks_a_running_inspector(stack, tmp_path):
+    ui_port = free_port()
+    gateway_port = stack.gateway.rsplit(":", 1)[1]
+    common = ["--listen", f"127.0.0.1:{gateway_port}", "--route", f"users={stack.first.url}",
+              "--route", f"users2={stack.second.url}", "--ui", f"127.0.0.1:{ui_port}"]  # fmt: skip
+    original = stack.send("GET", "/users/echo?cli=1")
+    with start_process([*PASSAGEWAY, "ui", "--db", stack.settings.db_url, *common], port=ui_port, name="passageway ui"):
+        body = tmp_path / "body.bin"
+        body.write_bytes(b"\x00\x01binary")
+        done = subprocess.run(
+            [*PASSAGEWAY, "replay", str(original), "--to", "users2", "--method", "POST", "--set-header", "X-Cli: yes",
+             "--data", f"@{body}", "--ui", f"127.0.0.1:{ui_port}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        new_id = int(re.search(r"replayed as #(\d+): status 200", done.stdout)[1])
+        received = stack.second.requests.last
+        assert (received.method, received.query, received.body) == ("POST", "cli=1", b"\x00\x01binary")
+        assert received.header("x-cli") == "yes"
+        assert get_exchange(stack.store, exchange_id=new_id)["replay_of"] == original
+        refused = subprocess.run(
+            [*PASSAGEWAY, "replay", str(original), "--to", "http://169.254.169.254", "--ui", f"127.0.0.1:{ui_port}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert refused.stderr.count("\n") == 1 and "refused: 169.254.169.254:80 is not a configured service" in refused.stderr
