@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from storage.store import StorageError, open_store
 
 from .broadcast import Broadcaster
-from .routers import exchanges, health, replay, stream
+from .routers import diff, exchanges, health, replay, stream
 from .security import HostGuardMiddleware, SecurityHeadersMiddleware
 from .settings import InspectorSettings
 
@@ -69,6 +69,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(stream.router)
     app.include_router(health.router)
     app.include_router(replay.router)
+    app.include_router(diff.router)
     _add_error_handlers(app)
 
     if settings.docs:

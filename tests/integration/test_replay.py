@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from inspector_ui import create_app
 from inspector_ui.settings import InspectorSettings
+from storage.diff import DEFAULT_NOISE_HEADERS
 from storage.queries import get_exchange, list_exchanges
 from storage.store import Store, open_store
 from tests.support import ManagedProcess, free_port, running_upstream, start_process, wait_for
@@ -197,3 +198,19 @@ def test_the_replay_command_asks_a_running_inspector(stack, tmp_path):
         )  # fmt: skip
         assert refused.returncode == 1 and "Traceback" not in refused.stderr
         assert refused.stderr.count("\n") == 1 and "refused: 169.254.169.254:80 is not a configured service" in refused.stderr
+
+
+def test_a_replay_compared_with_its_original(stack, client):
+    original = stack.send("POST", "/users/echo", content=b'{"n": 1}', headers={"Content-Type": "application/json"})
+    same = replay(client, original).json()["id"]
+    edited = replay(client, original, body='{"n": 2}', set_headers=[["X-Extra", "1"]]).json()["id"]
+    unchanged = client.get("/api/diff", params={"a": original, "b": same}).json()
+    # The upstream echoes the request: its body and the Date header differ only in noise.
+    assert unchanged["request_body"]["kind"] == "same" and unchanged["request_headers"]["added"] == []
+    changed = client.get("/api/diff", params={"a": original, "b": edited}).json()
+    assert changed["same"] is False
+    assert changed["request_body"]["kind"] == "json"
+    assert changed["request_body"]["changes"] == [{"path": "$.n", "op": "changed", "a": 1, "b": 2}]
+    assert ["x-extra", "1"] in changed["request_headers"]["added"]
+    assert set(changed["response_headers"]["noise"]) <= DEFAULT_NOISE_HEADERS  # e.g. the echo's length
+    assert client.get("/api/diff", params={"a": original, "b": 10**9}).status_code == 404
