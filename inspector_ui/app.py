@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from storage.store import StorageError, open_store
 
 from .broadcast import Broadcaster
+from .replay import ReplayClients, ReplayRoutes
+from .replay_jobs import ReplayJobs
 from .routers import diff, exchanges, health, replay, stream
 from .security import HostGuardMiddleware, SecurityHeadersMiddleware
 from .settings import InspectorSettings
@@ -43,11 +45,20 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
             app.state.store, poll_interval=settings.stream_poll_interval, queue_size=settings.stream_queue_size
         )
         app.state.broadcaster = broadcaster
+        routes = ReplayRoutes(
+            services=settings.replay_services,
+            gateway=settings.replay_gateway,
+            forward_proxy=settings.replay_forward_proxy,
+        )
+        app.state.replay_clients = ReplayClients(routes, timeout=settings.replay_timeout, proxy_ca=settings.replay_ca)
+        app.state.replay_jobs = ReplayJobs(app.state.store, routes=routes, publish=broadcaster.publish)
         # Also the search indexer: catches up at start, then indexes each batch the feed reports.
         feed_task = asyncio.create_task(broadcaster.run(), name="passageway-change-feed")
         try:
             yield
         finally:
+            await app.state.replay_jobs.close()
+            await app.state.replay_clients.close()
             broadcaster.close()  # ends every /api/stream connection with 1001
             feed_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

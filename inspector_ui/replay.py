@@ -32,7 +32,7 @@ from .replay_targets import TargetRefused, check_target, system_resolver
 
 __all__ = [
     "HOP_BY_HOP", "Overrides", "ReplayError", "ReplayPlan", "ReplayResult", "ReplayRoutes", "decode_body_override",
-    "plan_replay", "send_replay",
+    "ReplayClients", "SentReplay", "capture_of", "dispatch_replay", "plan_replay", "send_replay",
 ]  # fmt: skip
 
 REPLAY_HEADER = "X-Passageway-Replay"  # proxy.flow_record.REPLAY_HEADER (the proxy's side of it)
@@ -248,15 +248,54 @@ def decode_body_override(text: str | None, base64_text: str | None) -> bytes | N
     return text.encode("utf-8") if text is not None else None
 
 
+class ReplayClients:
+    """The HTTP clients replays are sent with, one per way through the proxy, made on first use
+    and kept: making an httpx client loads a CA bundle (tens of ms), more than a replay costs."""
+
+    def __init__(self, routes: ReplayRoutes, *, timeout: float, proxy_ca: str | None) -> None:
+        self._routes = routes
+        self._timeout = timeout
+        self._proxy_ca = proxy_ca
+        self._clients: dict[bool, httpx.AsyncClient] = {}
+
+    def get(self, via_forward_proxy: bool) -> httpx.AsyncClient:
+        client = self._clients.get(via_forward_proxy)
+        if client is None:
+            options: dict = {"follow_redirects": False, "timeout": self._timeout, "trust_env": False}
+            if via_forward_proxy:
+                options.update(proxy=self._routes.forward_proxy, verify=self._proxy_ca or True)
+            client = self._clients[via_forward_proxy] = httpx.AsyncClient(**options)
+        return client
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class SentReplay:
+    """A replay the proxy answered; its capture is stored under `uuid` soon after."""
+
+    uuid: str
+    status: int
+    """The status the client got (the upstream's, or the proxy's 502/504)."""
+    sent_at: dt.datetime
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayResult:
     id: int
-    status: int | None
-    """The status the client got (the upstream's, or the proxy's 502/504)."""
+    status: int
 
 
-async def send_replay(
-    store,
+async def send_replay(store, exchange_id: int, plan: ReplayPlan, *, record_wait: float = 10.0, **options) -> ReplayResult:
+    """dispatch_replay, then capture_of: the new exchange's id."""
+    sent = await dispatch_replay(exchange_id, plan, **options)
+    return ReplayResult(id=await capture_of(store, sent, record_wait=record_wait), status=sent.status)
+
+
+async def dispatch_replay(
     exchange_id: int,
     plan: ReplayPlan,
     *,
@@ -264,12 +303,10 @@ async def send_replay(
     original_url: str,
     inspector_addresses: Sequence[tuple[str, int]],
     allow_any: bool,
-    timeout: float,
-    proxy_ca: str | None = None,
+    clients: ReplayClients,
     resolve: Callable[[str, int], list[str]] = system_resolver,
-    record_wait: float = 10.0,
-) -> ReplayResult:
-    """Check the target, send the request through the proxy, wait for its capture; its id."""
+) -> SentReplay:
+    """Check the target, then send the request through the proxy (no redirects followed)."""
     try:
         # The proxy makes the connection, so the addresses approved here cannot be pinned
         # for it; for configured services they are fixed by configuration anyway.
@@ -293,28 +330,28 @@ async def send_replay(
         )
     nonce = secrets.token_hex(16)
     headers = [*plan.headers, (REPLAY_HEADER, f"{exchange_id}; {nonce}")]
-    started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    client_options: dict = {"follow_redirects": False, "timeout": timeout, "trust_env": False}
-    if plan.via_forward_proxy:
-        client_options["proxy"] = routes.forward_proxy
-        client_options["verify"] = proxy_ca or True
+    sent_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    client = clients.get(plan.via_forward_proxy)
     try:
-        async with httpx.AsyncClient(**client_options) as client:
-            response = await client.request(plan.method, plan.send_url, headers=headers, content=plan.body)
-            status = response.status_code
+        response = await client.request(plan.method, plan.send_url, headers=headers, content=plan.body)
     except httpx.TimeoutException:
-        raise ReplayError(f"the replay got no answer within {timeout:g} s", 504) from None
+        raise ReplayError(f"the replay got no answer within {client.timeout.read:g} s", 504) from None
     except httpx.HTTPError as exc:
         via = routes.forward_proxy if plan.via_forward_proxy else routes.gateway
         raise ReplayError(f"cannot send the replay through the proxy at {via}: {exc}", 502) from None
+    return SentReplay(uuid=nonce, status=response.status_code, sent_at=sent_at)
+
+
+async def capture_of(store, sent: SentReplay, *, record_wait: float = 10.0) -> int:
+    """The id of a sent replay's exchange, once the proxy's writer has stored it."""
     deadline = time.monotonic() + record_wait
     while True:
-        new_id = await run_in_threadpool(exchange_id_for_uuid, store, uuid=nonce, since=started)
+        new_id = await run_in_threadpool(exchange_id_for_uuid, store, uuid=sent.uuid, since=sent.sent_at)
         if new_id is not None:
-            return ReplayResult(id=new_id, status=status)
+            return new_id
         if time.monotonic() > deadline:
             raise ReplayError(
-                f"the replay was sent (status {status}) but its capture did not reach the database "
+                f"the replay was sent (status {sent.status}) but its capture did not reach the database "
                 f"within {record_wait:g} s",
                 504,
             )

@@ -89,10 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser(
         "replay", help="send a captured request again, through the proxy (asks the inspector)",
-        description="Replay exchange ID through the proxy, as captured or edited; prints the new exchange's id.",
+        description="Replay exchange ID (or every exchange --query matches) through the proxy, as captured or "
+        "edited; prints the new exchange's id (or the job's progress and summary).",
     )
     add_common_flags(replay)
-    replay.add_argument("id", type=int, metavar="ID", help="the exchange to replay")
+    replay.add_argument("id", type=int, nargs="?", metavar="ID", help="the exchange to replay")
+    replay.add_argument("--query", metavar="SEARCH", help="replay every exchange this search matches now")
+    replay.add_argument("--rate", type=float, default=10.0, metavar="PER_SECOND", help="with --query (default 10)")
+    replay.add_argument("--concurrency", type=int, default=4, metavar="N", help="with --query (default 4)")
     replay.add_argument("--to", metavar="SERVICE|URL", help="another configured service, or a base URL")
     replay.add_argument("--method", metavar="METHOD")
     replay.add_argument("--path", metavar="PATH", help="path and query, from '/'")
@@ -196,11 +200,15 @@ def replay_request(args: argparse.Namespace) -> dict:
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
 
+    if (args.id is None) == (args.query is None):
+        return fail("replay wants an exchange ID or --query SEARCH (one of them)")
     try:
         edits = replay_request(args)
     except ValueError as e:
         return fail(str(e))
     ui = client_url(settings.ui)
+    if args.query is not None:
+        return run_bulk_replay(args, ui, edits)
     try:
         response = httpx.post(f"{ui}/api/exchanges/{args.id}/replay", json=edits, timeout=settings.upstream_timeout + 30)
     except httpx.HTTPError as e:
@@ -213,6 +221,40 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         return fail(f"replay of #{args.id} failed ({response.status_code}): {answer.get('detail') or response.text[:200]}", 1)
     print(f"#{args.id} replayed as #{answer['id']}: status {answer['status']}  {ui}/?id={answer['id']}")
     return 0
+
+
+def run_bulk_replay(args: argparse.Namespace, ui: str, edits: dict) -> int:
+    """Start a replay job on the inspector, print its progress until it ends; Ctrl-C cancels it."""
+    import httpx
+
+    job = {"q": args.query, "rate": args.rate, "concurrency": args.concurrency, **edits}
+    with httpx.Client(base_url=ui, timeout=30) as client:
+        try:
+            response = client.post("/api/replays", json=job)
+        except httpx.HTTPError as e:
+            return fail(f"cannot reach the inspector at {ui} ({e}); is `passageway ui` (or `up`) running?")
+        answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        if response.status_code != 202:
+            detail = answer.get("detail") or response.text[:200]
+            return fail(f"bulk replay refused ({response.status_code}): {detail}", 1)
+        job_id = answer["id"]
+        print(f"replaying {answer['total']} exchange(s) matching {args.query!r} at {args.rate:g}/s (job {job_id})")
+        try:
+            while answer["state"] == "running":
+                time.sleep(0.5)
+                answer = client.get(f"/api/replays/{job_id}").json()
+                print(f"  {answer['sent'] + answer['failed']}/{answer['total']} done, {answer['failed']} failed", flush=True)
+        except KeyboardInterrupt:
+            answer = client.delete(f"/api/replays/{job_id}").json()
+            print(f"cancelled: sent {answer['sent']}, failed {answer['failed']}, {answer['differ']} differ")
+            return 130
+        except httpx.HTTPError as e:
+            return fail(f"lost the inspector at {ui} while job {job_id} ran ({e})", 1)
+    print(
+        f"{answer['state']}: sent {answer['sent']}, failed {answer['failed']}, {answer['differ']} response(s) differ "
+        f"from their originals, in {answer['elapsed']:.1f} s"
+    )
+    return 0 if answer["failed"] == 0 else 1
 
 
 def run_ui(settings: Settings, *, verbose: bool) -> int:

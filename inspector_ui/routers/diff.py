@@ -41,6 +41,31 @@ def _load(store: Any, exchange_id: int, limit: int) -> tuple[dict, DiffBody | No
     return exchange, _body(store, exchange_id, "request", limit), _body(store, exchange_id, "response", limit)
 
 
+def compare_exchanges(
+    store: Any,
+    a: int,
+    b: int,
+    *,
+    ignore: list[str] | tuple[str, ...] = (),
+    noise: frozenset[str] = DEFAULT_NOISE_HEADERS,
+    decode_limit: int = DIFF_DECODE_LIMIT,
+) -> dict:
+    """storage.diff.diff_exchanges of two stored exchanges (blocking: call from a thread).
+    HTTPException(404) when either is gone."""
+    old, old_request, old_response = _load(store, a, decode_limit)
+    new, new_request, new_response = _load(store, b, decode_limit)
+    return diff_exchanges(
+        old,
+        new,
+        a_request_body=old_request,
+        a_response_body=old_response,
+        b_request_body=new_request,
+        b_response_body=new_response,
+        ignore_keys=ignore,
+        noise_headers=noise,
+    )
+
+
 def _names(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
@@ -66,20 +91,13 @@ async def diff(
 ) -> Any:
     """Request line, status, headers (added / removed / changed, noise apart), bodies (JSON by path,
     text by line, binary by size and hash) and timing deltas."""
-    limit = min(DIFF_DECODE_LIMIT, request.app.state.settings.max_decoded_body)
-
-    def compare() -> dict:
-        old, old_request, old_response = _load(store, a, limit)
-        new, new_request, new_response = _load(store, b, limit)
-        return diff_exchanges(
-            old,
-            new,
-            a_request_body=old_request,
-            a_response_body=old_response,
-            b_request_body=new_request,
-            b_response_body=new_response,
-            ignore_keys=_names(ignore),
-            noise_headers=DEFAULT_NOISE_HEADERS | {name.lower() for name in _names(noise)},
+    return await run_in_threadpool(
+        lambda: compare_exchanges(
+            store,
+            a,
+            b,
+            ignore=_names(ignore),
+            noise=DEFAULT_NOISE_HEADERS | {name.lower() for name in _names(noise)},
+            decode_limit=min(DIFF_DECODE_LIMIT, request.app.state.settings.max_decoded_body),
         )
-
-    return await run_in_threadpool(compare)
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -10,10 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from storage.queries import get_body, get_exchange
+from storage.search import QueryError, parse_query
 
 from ..deps import StoreDep
-from .exchanges import ExchangeId
 from ..replay import Overrides, ReplayError, ReplayRoutes, decode_body_override, plan_replay, send_replay
+from .exchanges import ExchangeId, search_problem
 
 router = APIRouter(prefix="/api", tags=["replay"])
 
@@ -39,6 +42,23 @@ class ReplayRequest(BaseModel):
     body_base64: str | None = Field(None, description="New body as base64, for binary bodies.")
 
 
+class BulkReplayRequest(BaseModel):
+    """Replay every exchange a search matches now (at most 10,000, the newest), with the same edits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    q: Annotated[str, Field(min_length=1, description="A search (see README, Search), e.g. `is:error since:1h`.")]
+    rate: Annotated[float, Field(gt=0, le=1000, description="Requests per second.")] = 10.0
+    concurrency: Annotated[int, Field(ge=1, le=64, description="Requests in flight at most.")] = 4
+    method: Annotated[str, Field(max_length=32)] | None = None
+    path: Annotated[str, Field(max_length=8192)] | None = None
+    target: Annotated[str, Field(max_length=2048)] | None = None
+    set_headers: list[tuple[str, str]] = Field(default_factory=list, max_length=200)
+    remove_headers: list[str] = Field(default_factory=list, max_length=200)
+    body: str | None = None
+    body_base64: str | None = None
+
+
 class ReplayCreated(BaseModel):
     id: int = Field(description="The new exchange: the replay, captured by the proxy.")
     replay_of: int
@@ -47,6 +67,14 @@ class ReplayCreated(BaseModel):
 
 class ReplayProblem(BaseModel):
     detail: str
+
+
+def send_options(request: Request) -> dict:
+    return {
+        "inspector_addresses": inspector_addresses(request),
+        "allow_any": request.app.state.settings.allow_any_replay_target,
+        "clients": request.app.state.replay_clients,
+    }
 
 
 def routes_of(request: Request) -> ReplayRoutes:
@@ -80,7 +108,6 @@ async def replay(store: StoreDep, request: Request, exchange_id: ExchangeId, edi
     exchange = await run_in_threadpool(get_exchange, store, exchange_id=exchange_id)
     if exchange is None:
         return JSONResponse({"detail": f"exchange {exchange_id} not found"}, status_code=404)
-    settings = request.app.state.settings
     try:
         overrides = Overrides(
             method=edits.method,
@@ -97,16 +124,65 @@ async def replay(store: StoreDep, request: Request, exchange_id: ExchangeId, edi
         routes = routes_of(request)
         plan = plan_replay(exchange, body, overrides, routes)
         result = await send_replay(
-            store,
-            exchange_id,
-            plan,
-            routes=routes,
-            original_url=exchange["url"],
-            inspector_addresses=inspector_addresses(request),
-            allow_any=settings.allow_any_replay_target,
-            timeout=settings.replay_timeout,
-            proxy_ca=settings.replay_ca,
+            store, exchange_id, plan, routes=routes, original_url=exchange["url"], **send_options(request)
         )
     except ReplayError as exc:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
     return {"id": result.id, "replay_of": exchange_id, "status": result.status}
+
+
+@router.post(
+    "/replays",
+    status_code=202,
+    responses={400: {"model": ReplayProblem}, 503: {"model": ReplayProblem}},
+    summary="Replay every exchange a search matches, at a rate",
+)
+async def start_bulk_replay(request: Request, job: BulkReplayRequest) -> Any:
+    """A job: progress as {"type": "replay-job"} messages on /api/stream and at
+    GET /api/replays/{id}; DELETE cancels it."""
+    try:
+        query = parse_query(job.q)
+    except QueryError as exc:
+        return search_problem(exc)
+    if request.app.state.settings.replay_gateway is None:
+        return JSONResponse({"detail": "replay is not configured: the inspector does not know the proxy's address"}, 503)
+    try:
+        overrides = Overrides(
+            method=job.method,
+            path=job.path,
+            target=job.target,
+            set_headers=tuple(job.set_headers),
+            remove_headers=tuple(job.remove_headers),
+            body=decode_body_override(job.body, job.body_base64),
+        )
+    except ReplayError as exc:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+    started = await request.app.state.replay_jobs.start(
+        query, job.q, rate=job.rate, concurrency=job.concurrency, overrides=overrides, send_options=send_options(request)
+    )
+    return started.summary()
+
+
+@router.get("/replays", summary="Bulk replay jobs, newest first")
+async def list_bulk_replays(request: Request) -> Any:
+    jobs = sorted(request.app.state.replay_jobs.jobs.values(), key=lambda job: job.started, reverse=True)
+    return {"data": [job.summary() for job in jobs]}
+
+
+@router.get("/replays/{job_id}", summary="A bulk replay job, with each exchange's result")
+async def get_bulk_replay(request: Request, job_id: str) -> Any:
+    job = request.app.state.replay_jobs.jobs.get(job_id)
+    if job is None:
+        return JSONResponse({"detail": f"no replay job {job_id!r}"}, status_code=404)
+    return {**job.summary(), "results": job.results}
+
+
+@router.delete("/replays/{job_id}", summary="Cancel a bulk replay job")
+async def cancel_bulk_replay(request: Request, job_id: str) -> Any:
+    job = request.app.state.replay_jobs.cancel(job_id)
+    if job is None:
+        return JSONResponse({"detail": f"no replay job {job_id!r}"}, status_code=404)
+    if job.task is not None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(job.task)
+    return job.summary()

@@ -6,7 +6,15 @@ import asyncio
 
 import pytest
 
-from inspector_ui.replay import Overrides, ReplayError, ReplayRoutes, decode_body_override, plan_replay, send_replay
+from inspector_ui.replay import (
+    Overrides,
+    ReplayClients,
+    ReplayError,
+    ReplayRoutes,
+    decode_body_override,
+    dispatch_replay,
+    plan_replay,
+)
 from storage.queries import StoredBody
 
 ROUTES = ReplayRoutes(
@@ -86,9 +94,9 @@ def test_a_url_target_needs_the_forward_port_once_the_guard_allows_it():
         return ["93.184.216.34"]  # a fake answer: nothing is resolved or sent
 
     with pytest.raises(ReplayError, match="forward_port") as refused:
-        asyncio.run(send_replay(None, 7, plan, routes=without_forward, original_url=captured["url"],
-                                inspector_addresses=[("127.0.0.1", 8081)], allow_any=False, timeout=1,
-                                resolve=public))  # fmt: skip
+        asyncio.run(dispatch_replay(7, plan, routes=without_forward, original_url=captured["url"],
+                                    inspector_addresses=[("127.0.0.1", 8081)], allow_any=False,
+                                    clients=ReplayClients(without_forward, timeout=1, proxy_ca=None), resolve=public))  # fmt: skip
     assert refused.value.status == 409
 
 

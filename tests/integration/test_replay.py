@@ -7,6 +7,7 @@ on loopback; the refusals never let a request leave.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import subprocess
@@ -198,6 +199,15 @@ def test_the_replay_command_asks_a_running_inspector(stack, tmp_path):
         )  # fmt: skip
         assert refused.returncode == 1 and "Traceback" not in refused.stderr
         assert refused.stderr.count("\n") == 1 and "refused: 169.254.169.254:80 is not a configured service" in refused.stderr
+        token = uuid.uuid4().hex[:10]
+        for n in range(3):
+            stack.send("GET", f"/users/cli-bulk-{token}/{n}")
+        bulk = subprocess.run(
+            [*PASSAGEWAY, "replay", "--query", f"path:/cli-bulk-{token}/*", "--rate", "20", "--ui", f"127.0.0.1:{ui_port}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert bulk.returncode == 0, bulk.stderr
+        assert "replaying 3 exchange(s)" in bulk.stdout and "done: sent 3, failed 0, 0 response(s) differ" in bulk.stdout
 
 
 def test_a_replay_compared_with_its_original(stack, client):
@@ -214,3 +224,39 @@ def test_a_replay_compared_with_its_original(stack, client):
     assert ["x-extra", "1"] in changed["request_headers"]["added"]
     assert set(changed["response_headers"]["noise"]) <= DEFAULT_NOISE_HEADERS  # e.g. the echo's length
     assert client.get("/api/diff", params={"a": original, "b": 10**9}).status_code == 404
+
+
+def test_a_bulk_replay_keeps_its_rate_and_counts_what_differs(stack, client):
+    token = uuid.uuid4().hex[:10]
+    with httpx.Client(base_url=stack.gateway, timeout=10) as http:
+        for n in range(200):
+            http.get(f"/users/bulk-{token}/{n}")
+    query = f"path:/bulk-{token}/*"
+    wait_for(lambda: len(list_exchanges(stack.store, q=query, limit=1000).data) == 200, timeout=20)
+    started = client.post("/api/replays", json={"q": query, "rate": 50, "concurrency": 8})
+    assert started.status_code == 202, started.text
+    job_id = started.json()["id"]
+    job = wait_for(lambda: (j := client.get(f"/api/replays/{job_id}").json())["state"] == "done" and j, timeout=30)
+    assert (job["total"], job["sent"], job["failed"], job["differ"]) == (200, 200, 0, 0)
+    replays = [row for row in list_exchanges(stack.store, q=f"{query} is:replay", limit=1000).data]
+    assert len(replays) == 200 and {r["replay_of"] for r in replays} == {r["of"] for r in job["results"]}
+    times = sorted(dt.datetime.fromisoformat(r["captured_at"]) for r in replays)
+    span = (times[-1] - times[0]).total_seconds()
+    assert abs(span - 199 / 50) <= 0.1 * 199 / 50, span  # the issue's bound: the rate within 10%
+    assert job_id in [j["id"] for j in client.get("/api/replays").json()["data"]]
+
+
+def test_a_bulk_replay_can_be_cancelled_and_reports_differences(stack, client):
+    token = uuid.uuid4().hex[:10]
+    for n in range(5):
+        stack.send("GET", f"/users/cancel-{token}/{n}")
+    query = f"path:/cancel-{token}/*"
+    # Retargeted to /echo the responses differ from the originals' 404s.
+    differing = client.post("/api/replays", json={"q": query, "rate": 100, "path": "/echo"}).json()
+    done = wait_for(lambda: (j := client.get(f"/api/replays/{differing['id']}").json())["state"] == "done" and j)
+    assert (done["sent"], done["differ"]) == (5, 5)
+    slow = client.post("/api/replays", json={"q": query, "rate": 0.5}).json()
+    cancelled = client.delete(f"/api/replays/{slow['id']}").json()
+    assert cancelled["state"] == "cancelled" and cancelled["sent"] < 5
+    assert client.post("/api/replays", json={"q": "stauts:500"}).json()["position"] == 0
+    assert client.delete("/api/replays/nope").status_code == 404
