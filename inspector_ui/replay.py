@@ -32,7 +32,7 @@ from .replay_targets import TargetRefused, check_target, system_resolver
 
 __all__ = [
     "HOP_BY_HOP", "Overrides", "ReplayError", "ReplayPlan", "ReplayResult", "ReplayRoutes", "decode_body_override",
-    "ReplayClients", "SentReplay", "capture_of", "dispatch_replay", "plan_replay", "send_replay",
+    "ReplayClients", "SentReplay", "capture_of", "dispatch_replay", "plan_replay", "replay_template", "send_replay",
 ]  # fmt: skip
 
 REPLAY_HEADER = "X-Passageway-Replay"  # proxy.flow_record.REPLAY_HEADER (the proxy's side of it)
@@ -142,6 +142,39 @@ def plan_replay(
         body=body,
         service=service,
     )
+
+
+def replay_template(exchange: Mapping, request_body: StoredBody | None, decoded: bytes | None, routes: ReplayRoutes) -> dict:
+    """What an as-captured replay would send, for an editor to start from: method, target
+    (a service name or a base URL), path (relative to the target), headers (as plan_replay
+    keeps them), and the body as text when it is UTF-8 (`decoded`: the body with its
+    Content-Encoding undone, or None when it has none or it could not be undone), else as
+    base64. A decoded body goes with the Content-Encoding header dropped: the editor sends
+    what it shows."""
+    original = urlsplit(exchange["url"])
+    service, base, path = _target(exchange, original, Overrides(), routes)
+    headers = [[name, value] for name, value in exchange["request_headers"] if name.lower() not in HOP_BY_HOP]
+    info = exchange.get("request_body")
+    text = data_base64 = None
+    if request_body is not None:
+        data = decoded if decoded is not None else request_body.data
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            data_base64 = base64.b64encode(request_body.data).decode("ascii")
+        else:
+            if decoded is not None:
+                headers = [[n, v] for n, v in headers if n.lower() != "content-encoding"]
+    return {
+        "method": exchange["method"],
+        "target": service if service is not None else base,
+        "path": path,
+        "headers": headers,
+        "body": text,
+        "body_base64": data_base64,
+        "body_truncated": bool(info and info["truncated"]),
+        "targets": sorted(routes.services),
+    }
 
 
 def _target(exchange: Mapping, original, overrides: Overrides, routes: ReplayRoutes) -> tuple[str | None, str, str]:

@@ -11,11 +11,20 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from storage.decoding import DecodeError, decode_body
 from storage.queries import get_body, get_exchange
 from storage.search import QueryError, parse_query
 
 from ..deps import StoreDep
-from ..replay import Overrides, ReplayError, ReplayRoutes, decode_body_override, plan_replay, send_replay
+from ..replay import (
+    Overrides,
+    ReplayError,
+    ReplayRoutes,
+    decode_body_override,
+    plan_replay,
+    replay_template,
+    send_replay,
+)
 from .exchanges import ExchangeId, search_problem
 
 router = APIRouter(prefix="/api", tags=["replay"])
@@ -94,6 +103,39 @@ def inspector_addresses(request: Request) -> list[tuple[str, int]]:
     if server and server[1]:
         addresses.append((settings.host, int(server[1])))
     return addresses
+
+
+@router.get(
+    "/exchanges/{exchange_id}/replay",
+    responses={404: {"model": ReplayProblem}, 503: {"model": ReplayProblem}},
+    summary="What a replay of an exchange would send: a starting point for editing",
+)
+async def template(store: StoreDep, request: Request, exchange_id: ExchangeId) -> Any:
+    """method, target (service or base URL), path, headers, body (text) or body_base64, body_truncated,
+    targets (the configured services), allow_any_target."""
+    exchange = await run_in_threadpool(get_exchange, store, exchange_id=exchange_id)
+    if exchange is None:
+        return JSONResponse({"detail": f"exchange {exchange_id} not found"}, status_code=404)
+    routes = routes_of(request)
+    if routes.gateway is None:
+        return JSONResponse({"detail": "replay is not configured: the inspector does not know the proxy's address"}, 503)
+    body = decoded = None
+    if exchange["request_body"] is not None:
+        body = await run_in_threadpool(get_body, store, exchange_id=exchange_id, side="request")
+        if body is not None and body.encoding:
+            try:
+                decoded = await run_in_threadpool(
+                    lambda: decode_body(
+                        body.data, body.encoding, partial=body.truncated, limit=request.app.state.settings.max_decoded_body
+                    )
+                )
+            except DecodeError:
+                decoded = None
+    try:
+        answer = replay_template(exchange, body, decoded, routes)
+    except ReplayError as exc:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+    return {**answer, "allow_any_target": request.app.state.settings.allow_any_replay_target}
 
 
 @router.post(

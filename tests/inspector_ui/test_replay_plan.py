@@ -14,6 +14,7 @@ from inspector_ui.replay import (
     decode_body_override,
     dispatch_replay,
     plan_replay,
+    replay_template,
 )
 from storage.queries import StoredBody
 
@@ -137,3 +138,16 @@ def test_body_override_as_text_or_base64():
     assert decode_body_override(None, None) is None
     with pytest.raises(ReplayError, match="base64"):
         decode_body_override(None, "***")
+
+
+def test_the_template_is_what_an_as_captured_replay_sends():
+    template = replay_template(exchange(), BODY, b'{"name": "Ada"}', ROUTES)
+    assert (template["method"], template["target"], template["path"]) == ("POST", "users", "/users/42?x=1")
+    # The body is shown decoded, so the encoding header goes with it.
+    assert template["headers"] == [["Content-Type", "application/json"], ["X-Dup", "a"], ["x-dup", "b"]]
+    assert (template["body"], template["body_base64"], template["body_truncated"]) == ('{"name": "Ada"}', None, False)
+    assert template["targets"] == ["orders", "users"]
+    binary = replay_template(exchange(service=None, url="https://api.example.com/v1"), BODY, None, ROUTES)
+    assert binary["target"] == "https://api.example.com" and binary["path"] == "/v1"
+    assert binary["body"] is None and binary["body_base64"] == "H4sgZ3ppcCBieXRlcw=="
+    assert ["Content-Encoding", "gzip"] in binary["headers"]

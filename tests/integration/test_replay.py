@@ -8,6 +8,7 @@ on loopback; the refusals never let a request leave.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import re
 import subprocess
@@ -260,3 +261,18 @@ def test_a_bulk_replay_can_be_cancelled_and_reports_differences(stack, client):
     assert cancelled["state"] == "cancelled" and cancelled["sent"] < 5
     assert client.post("/api/replays", json={"q": "stauts:500"}).json()["position"] == 0
     assert client.delete("/api/replays/nope").status_code == 404
+
+
+def test_the_replay_template_is_the_editor_starting_point(stack, client):
+    body = gzip.compress(b'{"name": "Ada"}')
+    original = stack.send("PATCH", "/users/echo?t=1", content=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    template = client.get(f"/api/exchanges/{original}/replay").json()
+    assert (template["method"], template["target"], template["path"]) == ("PATCH", "users", "/echo?t=1")
+    assert template["body"] == '{"name": "Ada"}' and template["targets"] == ["users", "users2"]
+    assert not any(name.lower() in ("content-encoding", "host", "content-length") for name, _ in template["headers"])
+    # Sent back as the editor would (its headers authoritative), it replays the same request.
+    names = [name for name, _ in get_exchange(stack.store, exchange_id=original)["request_headers"]]
+    sent = replay(client, original, method=template["method"], target=template["target"], path=template["path"],
+                  set_headers=template["headers"], remove_headers=names, body=template["body"])  # fmt: skip
+    assert sent.status_code == 201, sent.text
+    assert stack.first.requests.last.body == b'{"name": "Ada"}' and stack.first.requests.last.method == "PATCH"
