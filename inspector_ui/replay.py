@@ -31,8 +31,9 @@ from storage.queries import StoredBody, exchange_id_for_uuid
 from .replay_targets import TargetRefused, check_target, system_resolver
 
 __all__ = [
-    "HOP_BY_HOP", "Overrides", "ReplayError", "ReplayPlan", "ReplayResult", "ReplayRoutes", "decode_body_override",
-    "ReplayClients", "SentReplay", "capture_of", "dispatch_replay", "plan_replay", "replay_template", "send_replay",
+    "HOP_BY_HOP", "NOT_CONFIGURED", "Overrides", "ReplayClients", "ReplayError", "ReplayPlan", "ReplayResult",
+    "ReplayRoutes", "SentReplay", "capture_of", "decode_body_override", "dispatch_replay", "plan_replay",
+    "replay_template", "send_replay",
 ]  # fmt: skip
 
 REPLAY_HEADER = "X-Passageway-Replay"  # proxy.flow_record.REPLAY_HEADER (the proxy's side of it)
@@ -42,6 +43,9 @@ HOP_BY_HOP = frozenset({
     "transfer-encoding", "upgrade", "host", "content-length", REPLAY_HEADER.lower(),
 })  # fmt: skip
 """Not copied from the capture: they describe the captured connection, or are recomputed."""
+
+
+NOT_CONFIGURED = "replay is not configured: the inspector does not know the proxy's address"
 
 
 class ReplayError(Exception):
@@ -98,7 +102,7 @@ def plan_replay(
 ) -> ReplayPlan:
     """What to send to replay `exchange` (the API's detail dict) with `overrides`."""
     if routes.gateway is None:
-        raise ReplayError("replay is not configured: the inspector does not know the proxy's address", 503)
+        raise ReplayError(NOT_CONFIGURED, 503)
     if exchange.get("websocket"):
         raise ReplayError("a WebSocket exchange cannot be replayed", 422)
     method = (overrides.method or exchange["method"]).upper()

@@ -17,6 +17,7 @@ from storage.search import QueryError, parse_query
 
 from ..deps import StoreDep
 from ..replay import (
+    NOT_CONFIGURED,
     Overrides,
     ReplayError,
     ReplayRoutes,
@@ -30,15 +31,12 @@ from .exchanges import ExchangeId, search_problem
 router = APIRouter(prefix="/api", tags=["replay"])
 
 
-class ReplayRequest(BaseModel):
+class ReplayEdits(BaseModel):
     """What to change; everything left out is sent as captured."""
 
     model_config = ConfigDict(extra="forbid")
 
     method: Annotated[str, Field(max_length=32)] | None = None
-    url: Annotated[str, Field(max_length=8192)] | None = Field(
-        None, description="Absolute URL: target and path at once (instead of target and path)."
-    )
     path: Annotated[str, Field(max_length=8192)] | None = Field(None, description="Path and query, from '/'.")
     target: Annotated[str, Field(max_length=2048)] | None = Field(
         None, description="A configured service's name, or a base URL; default: where it was sent."
@@ -50,22 +48,31 @@ class ReplayRequest(BaseModel):
     body: str | None = Field(None, description="New body as text (sent as UTF-8).")
     body_base64: str | None = Field(None, description="New body as base64, for binary bodies.")
 
+    def overrides(self, url: str | None = None) -> Overrides:
+        """ReplayError when the body fields are contradictory or not base64."""
+        return Overrides(
+            method=self.method,
+            url=url,
+            path=self.path,
+            target=self.target,
+            set_headers=tuple(self.set_headers),
+            remove_headers=tuple(self.remove_headers),
+            body=decode_body_override(self.body, self.body_base64),
+        )
 
-class BulkReplayRequest(BaseModel):
+
+class ReplayRequest(ReplayEdits):
+    url: Annotated[str, Field(max_length=8192)] | None = Field(
+        None, description="Absolute URL: target and path at once (instead of target and path)."
+    )
+
+
+class BulkReplayRequest(ReplayEdits):
     """Replay every exchange a search matches now (at most 10,000, the newest), with the same edits."""
-
-    model_config = ConfigDict(extra="forbid")
 
     q: Annotated[str, Field(min_length=1, description="A search (see README, Search), e.g. `is:error since:1h`.")]
     rate: Annotated[float, Field(gt=0, le=1000, description="Requests per second.")] = 10.0
     concurrency: Annotated[int, Field(ge=1, le=64, description="Requests in flight at most.")] = 4
-    method: Annotated[str, Field(max_length=32)] | None = None
-    path: Annotated[str, Field(max_length=8192)] | None = None
-    target: Annotated[str, Field(max_length=2048)] | None = None
-    set_headers: list[tuple[str, str]] = Field(default_factory=list, max_length=200)
-    remove_headers: list[str] = Field(default_factory=list, max_length=200)
-    body: str | None = None
-    body_base64: str | None = None
 
 
 class ReplayCreated(BaseModel):
@@ -118,7 +125,7 @@ async def template(store: StoreDep, request: Request, exchange_id: ExchangeId) -
         return JSONResponse({"detail": f"exchange {exchange_id} not found"}, status_code=404)
     routes = routes_of(request)
     if routes.gateway is None:
-        return JSONResponse({"detail": "replay is not configured: the inspector does not know the proxy's address"}, 503)
+        return JSONResponse({"detail": NOT_CONFIGURED}, 503)
     body = decoded = None
     if exchange["request_body"] is not None:
         body = await run_in_threadpool(get_body, store, exchange_id=exchange_id, side="request")
@@ -151,15 +158,7 @@ async def replay(store: StoreDep, request: Request, exchange_id: ExchangeId, edi
     if exchange is None:
         return JSONResponse({"detail": f"exchange {exchange_id} not found"}, status_code=404)
     try:
-        overrides = Overrides(
-            method=edits.method,
-            url=edits.url,
-            path=edits.path,
-            target=edits.target,
-            set_headers=tuple(edits.set_headers),
-            remove_headers=tuple(edits.remove_headers),
-            body=decode_body_override(edits.body, edits.body_base64),
-        )
+        overrides = edits.overrides(url=edits.url)
         body = None
         if overrides.body is None and exchange["request_body"] is not None:
             body = await run_in_threadpool(get_body, store, exchange_id=exchange_id, side="request")
@@ -187,16 +186,9 @@ async def start_bulk_replay(request: Request, job: BulkReplayRequest) -> Any:
     except QueryError as exc:
         return search_problem(exc)
     if request.app.state.settings.replay_gateway is None:
-        return JSONResponse({"detail": "replay is not configured: the inspector does not know the proxy's address"}, 503)
+        return JSONResponse({"detail": NOT_CONFIGURED}, 503)
     try:
-        overrides = Overrides(
-            method=job.method,
-            path=job.path,
-            target=job.target,
-            set_headers=tuple(job.set_headers),
-            remove_headers=tuple(job.remove_headers),
-            body=decode_body_override(job.body, job.body_base64),
-        )
+        overrides = job.overrides()
     except ReplayError as exc:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
     started = await request.app.state.replay_jobs.start(
