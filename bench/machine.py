@@ -41,3 +41,18 @@ def scratch_postgres(prefix: str) -> Iterator[str | None]:
             yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
         finally:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def kept_postgres(name: str) -> Iterator[str | None]:
+    """PostgreSQL database `name`, created when missing and never dropped (for reuse between runs)."""
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        print(f"PostgreSQL skipped: {str(exc).strip().splitlines()[0]}")
+        yield None
+        return
+    with admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"

@@ -46,7 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from machine import cpu_model, scratch_postgres  # noqa: E402
+from machine import cpu_model, kept_postgres, scratch_postgres  # noqa: E402
 from storage import open_store  # noqa: E402
 from storage.indexer import index_pending, refresh_statistics  # noqa: E402
 from storage.queries import list_exchanges  # noqa: E402
@@ -423,29 +423,46 @@ def print_table(db: str, rows: int, results: list[dict], header: str) -> None:
               f"{'PASS' if r['ok'] else 'FAIL'}")
 
 
+def _remembered_t0(store, url: str) -> float | None:
+    """The t0 a kept database was loaded with (SQLite: a JSON file beside it; PostgreSQL: a table)."""
+    if store.dialect == "sqlite":
+        t0_file = Path(url.removeprefix("sqlite:///") + ".json")
+        return json.loads(t0_file.read_text())["t0"] if t0_file.exists() else None
+    with store.engine.connect() as conn:
+        if conn.exec_driver_sql("SELECT to_regclass('search_bench_meta')").scalar() is None:
+            return None
+        return conn.exec_driver_sql("SELECT t0 FROM search_bench_meta").scalar()
+
+
+def _remember_t0(store, url: str, t0: float, rows: int) -> None:
+    if store.dialect == "sqlite":
+        Path(url.removeprefix("sqlite:///") + ".json").write_text(json.dumps({"t0": t0, "rows": rows, "format": FORMAT}))
+        return
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE search_bench_meta (t0 double precision, rows bigint, format text)")
+        conn.exec_driver_sql("INSERT INTO search_bench_meta VALUES (%s, %s, %s)", (t0, rows, FORMAT))
+
+
 def bench(url: str, rows: int, repeat: int, cache_ok: bool, indexers: int = 1) -> tuple[dict | None, list[dict], float]:
+    """Load (or, with cache_ok, reuse a complete kept database), then time every query kind."""
     store = open_store(url)
     try:
         meta = None
-        t0_file = None
+        t0 = time.time() - SPAN
         if cache_ok:
-            t0_file = Path(url.removeprefix("sqlite:///") + ".json")
             have, pending = count_rows(store)
-            if have == rows and pending == 0 and t0_file.exists():
-                t0 = json.loads(t0_file.read_text())["t0"]
-                print(f"  sqlite: reusing the cached database ({have:,} rows)", flush=True)
+            remembered = _remembered_t0(store, url)
+            if have == rows and pending == 0 and remembered is not None:
+                t0 = remembered
+                print(f"  {store.dialect}: reusing the kept database ({have:,} rows)", flush=True)
             elif have:
                 raise SystemExit(f"{url}: holds {have:,} rows / {pending:,} pending, not a complete {rows:,}-row bench "
                                  f"database; delete it")
-            else:
-                t0 = time.time() - SPAN
-        else:
-            t0 = time.time() - SPAN
-        if meta is None and count_rows(store)[0] == 0:
+        if count_rows(store)[0] == 0:
             meta = load(store, rows, t0, indexers)
-            if t0_file is not None:
-                t0_file.write_text(json.dumps({"t0": t0, "rows": rows, "format": FORMAT}))
-        refresh_statistics(store)  # a cached database from an older schema gets what the inspector would do
+            if cache_ok:
+                _remember_t0(store, url, t0, rows)
+        refresh_statistics(store)  # a kept database from an older schema gets what the inspector would do
         now = dt.datetime.fromtimestamp(t0 + SPAN, dt.UTC)
         results = time_queries(store, query_kinds(rows, t0), repeat, now)
         return meta, results, t0
@@ -465,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="concurrent index_pending loops while loading PostgreSQL (default: CPUs, at most 4); "
                              "SQLite always uses one (one write lock)")
     parser.add_argument("--keep", metavar="DIR", help="keep (and reuse) the SQLite database in DIR")
+    parser.add_argument("--keep-postgres", metavar="NAME",
+                        help="load PostgreSQL into database NAME (created if missing) and keep it; a complete one is "
+                             "reused")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.quick:
@@ -488,10 +508,13 @@ def main(argv: list[str] | None = None) -> int:
         if tmp is not None:
             tmp.cleanup()
     if not args.no_postgres:
-        with scratch_postgres("passageway_search_bench") as url:
+        database = kept_postgres(args.keep_postgres) if args.keep_postgres else scratch_postgres("passageway_search_bench")
+        with database as url:
             if url is not None:
                 pg_rows = args.postgres_rows or args.rows
-                meta, results, _ = bench(url, pg_rows, args.repeat, cache_ok=False, indexers=args.indexers)
+                meta, results, _ = bench(
+                    url, pg_rows, args.repeat, cache_ok=bool(args.keep_postgres), indexers=args.indexers
+                )
                 out["postgresql"] = {"load": meta, "results": results, "rows": pg_rows}
 
     for db_name, r in out.items():
