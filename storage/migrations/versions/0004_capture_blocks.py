@@ -4,8 +4,8 @@ capture_blocks holds the captured_at range of each block of 4096 exchange ids, s
 since:/after:/before: bound the newest-first id scan (storage.models.CaptureBlock);
 filled from the exchanges already stored. ix_exchanges_slow_id lists the exchanges of
 1 s and more (storage.models.SLOW_MS), newest first, for duration:>1s. On PostgreSQL,
-ix_exchanges_id_filters carries the common filter columns beside the id, for
-index-only newest-first scans.
+ix_exchanges_id_filters and ix_exchanges_service_id (rebuilt) carry the common filter
+columns beside the id, for index-only newest-first scans.
 
 Revision ID: 0004
 Revises: 0003
@@ -26,6 +26,7 @@ depends_on: str | Sequence[str] | None = None
 
 _BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _BLOCK_IDS = 4096  # storage.models.CAPTURE_BLOCK_IDS when this revision was written
+_FILTERS = ["service", "method", "status", "duration_ms", "error_kind"]  # storage.models.FILTER_COLUMNS
 
 
 def upgrade() -> None:
@@ -42,11 +43,10 @@ def upgrade() -> None:
     slow = sa.text("duration_ms >= 1000")  # storage.models.SLOW_MS
     op.create_index("ix_exchanges_slow_id", "exchanges", ["id"], sqlite_where=slow, postgresql_where=slow)
     if op.get_bind().dialect.name == "postgresql":
+        op.create_index("ix_exchanges_id_filters", "exchanges", ["id"], postgresql_include=_FILTERS)
+        op.drop_index("ix_exchanges_service_id", table_name="exchanges")
         op.create_index(
-            "ix_exchanges_id_filters",
-            "exchanges",
-            ["id"],
-            postgresql_include=["service", "method", "status", "duration_ms", "error_kind"],
+            "ix_exchanges_service_id", "exchanges", ["service", "id"], postgresql_include=_FILTERS[1:]
         )
 
 
@@ -54,4 +54,6 @@ def downgrade() -> None:
     op.drop_index("ix_exchanges_slow_id", table_name="exchanges")
     if op.get_bind().dialect.name == "postgresql":
         op.drop_index("ix_exchanges_id_filters", table_name="exchanges")
+        op.drop_index("ix_exchanges_service_id", table_name="exchanges")
+        op.create_index("ix_exchanges_service_id", "exchanges", ["service", "id"])
     op.drop_table("capture_blocks")
