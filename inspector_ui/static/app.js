@@ -1,7 +1,9 @@
 // Passageway inspector: live list, search, detail pane, keyboard. No build step, no framework.
 import { el, clear } from "./dom.js";
 import { releaseObjectUrls, renderBody } from "./bodies.js";
+import { loadDiff, renderDiff } from "./diff.js";
 import { curlCommand, formatDuration, formatSize, formatTime, statusClass, statusText } from "./format.js";
+import { renderEditor, replayAsCaptured } from "./replay.js";
 
 const ROW_HEIGHT = 28; // px; must match .row in app.css (the list is virtualized on it)
 const PAGE = 100;
@@ -28,6 +30,9 @@ const state = {
   ws: null,
   reconnectDelay: 500,
   queryError: false,
+  diff: null, // [a, b] while the diff view is shown (?diff=A,B)
+  editing: false, // the replay editor is in the detail pane
+  compareA: null, // the exchange "Compare…" marked, waiting for a second one
 };
 
 // ---------------------------------------------------------------- list (virtualized)
@@ -266,6 +271,7 @@ function openStream(generation) {
       showQueryError({ message: message.message || "bad query", position: message.position ?? null });
       setLiveState("off", "no live view: fix the query");
     }
+    // Anything else ("replay-job" progress, types added later) is not for this view: ignored.
   };
   ws.onclose = () => {
     if (generation !== state.generation) return;
@@ -354,13 +360,25 @@ function openIdFromLocation() {
   return id && /^[1-9][0-9]{0,17}$/.test(id) ? Number(id) : null;
 }
 
+/** ?diff=A,B: null when absent, [a, b], or {bad: raw} for a value that is not two ids. */
+function diffFromLocation() {
+  const raw = new URLSearchParams(location.search).get("diff");
+  if (raw === null) return null;
+  const match = /^\s*([1-9][0-9]{0,17})\s*,\s*([1-9][0-9]{0,17})\s*$/.exec(raw);
+  return match ? [Number(match[1]), Number(match[2])] : { bad: raw };
+}
+
 // The address is the view: ?q= the search (a new history entry per search), &id= the
-// open exchange (replaced in place, so Back returns to the previous search).
-function viewUrl(q, id) {
+// open exchange (replaced in place, so Back returns to the previous search), &diff=A,B the
+// diff view (a new history entry: Back leaves it).
+function viewUrl(q, id, diff = null) {
   const params = new URLSearchParams();
   if (q) params.set("q", q);
   if (id !== null) params.set("id", String(id));
-  return params.size ? `/?${params}` : "/";
+  let query = params.toString();
+  // Written by hand: URLSearchParams would send the comma as %2C.
+  if (Array.isArray(diff)) query += `${query ? "&" : ""}diff=${diff[0]},${diff[1]}`;
+  return query ? `/?${query}` : "/";
 }
 
 function replaceOpenIdInUrl(id) {
@@ -373,10 +391,10 @@ function search(q, { push = true } = {}) {
   state.q = q;
   searchInput.value = q;
   if (push) {
-    const url = viewUrl(q, state.openId);
-    if (url !== location.pathname + location.search) history.pushState({ q }, "", url);
+    const url = viewUrl(q, state.openId, state.diff);
+    if (url !== location.pathname + location.search) history.pushState({ q, diff: Array.isArray(state.diff) }, "", url);
   }
-  document.title = q ? `${q} · Passageway inspector` : "Passageway inspector";
+  document.title = baseTitle();
   reload();
 }
 
@@ -418,10 +436,19 @@ async function openDetail(id) {
   const generation = ++detailGeneration;
   state.openId = id;
   state.selectedId = id;
+  if (state.diff !== null) document.title = baseTitle();
+  state.diff = null;
+  state.editing = false;
+  currentExchange = null;
   scheduleRender();
   const pane = $("detail");
   pane.hidden = false;
   document.body.classList.add("with-detail");
+  document.body.classList.remove("with-diff");
+  $("detail-actions").hidden = false;
+  $("replay-info").hidden = true;
+  showActionMessage(null);
+  updateCompareUi();
   const body = clear($("detail-body"));
   clear($("detail-title")).append(permalinkTo(id));
   replaceOpenIdInUrl(id);
@@ -445,10 +472,13 @@ async function openDetail(id) {
 function closeDetail() {
   detailGeneration++;
   state.openId = null;
+  state.diff = null;
+  state.editing = false;
   currentExchange = null;
   releaseObjectUrls();
   $("detail").hidden = true;
-  document.body.classList.remove("with-detail");
+  document.body.classList.remove("with-detail", "with-diff");
+  updateCompareUi();
   replaceOpenIdInUrl(null);
   scheduleRender();
   listEl.focus();
@@ -500,6 +530,15 @@ function renderDetail(body, x) {
     el("span", "detail-url", x.url), // a captured URL is text, never a link
   );
   title.title = x.url;
+  const info = $("replay-info");
+  info.hidden = !x.replay_of;
+  if (x.replay_of) {
+    const link = $("replay-of");
+    link.textContent = `Replay of #${x.replay_of}`;
+    link.href = viewUrl("", x.replay_of);
+    link.dataset.id = x.replay_of;
+  }
+  updateCompareUi();
 
   const builders = {
     headers: (panel) => renderHeadersTab(panel, x),
@@ -683,6 +722,156 @@ async function copyCurl() {
   pre.textContent = command;
 }
 
+// ---------------------------------------------------------------- replay, compare, diff
+
+function baseTitle() {
+  return state.q ? `${state.q} · Passageway inspector` : "Passageway inspector";
+}
+
+/** One line under the detail bar: a replay's failure (role="alert"), or nothing. */
+function showActionMessage(text, kind = "problem") {
+  const box = $("action-message");
+  box.hidden = !text;
+  box.className = `action-message ${kind}`;
+  box.textContent = text || "";
+}
+
+async function replayNow() {
+  const x = currentExchange;
+  if (!x || state.diff !== null) return;
+  const button = $("replay");
+  const generation = detailGeneration;
+  button.disabled = true;
+  button.textContent = "Replaying…";
+  showActionMessage(null);
+  try {
+    const result = await replayAsCaptured(x.id);
+    if (generation === detailGeneration) openDetail(result.id);
+  } catch (error) {
+    if (generation === detailGeneration) showActionMessage(`Replay of #${x.id} failed: ${error.message}`);
+  } finally {
+    button.disabled = false;
+    button.textContent = "Replay";
+  }
+}
+
+function openEditor() {
+  const x = currentExchange;
+  if (!x || state.editing || state.diff !== null) return;
+  state.editing = true;
+  showActionMessage(null);
+  const generation = detailGeneration;
+  const body = clear($("detail-body"));
+  body.scrollTop = 0;
+  $("edit-replay").setAttribute("aria-pressed", "true");
+  renderEditor(body, x.id, {
+    onCancel: closeEditor,
+    onSent: (newId, { compare }) => {
+      if (generation !== detailGeneration) return;
+      if (compare) openDiff(x.id, newId);
+      else openDetail(newId);
+    },
+  });
+}
+
+function closeEditor() {
+  if (!state.editing) return;
+  state.editing = false;
+  $("edit-replay").setAttribute("aria-pressed", "false");
+  if (currentExchange) renderDetail(clear($("detail-body")), currentExchange);
+  $("edit-replay").focus();
+}
+
+/** "Compare…" marks the open exchange as A; in another exchange the same button compares. */
+function compareClicked() {
+  const id = state.openId;
+  if (id === null) return;
+  if (state.compareA !== null && state.compareA !== id) {
+    openDiff(state.compareA, id);
+    return;
+  }
+  state.compareA = state.compareA === id ? null : id;
+  updateCompareUi();
+}
+
+function cancelCompare() {
+  state.compareA = null;
+  updateCompareUi();
+}
+
+function updateCompareUi() {
+  const a = state.compareA;
+  $("compare-banner").hidden = a === null;
+  if (a !== null) $("compare-text").textContent = `Comparing with #${a} — open another exchange and press Compare with #${a}`;
+  const button = $("compare");
+  const other = a !== null && a !== state.openId;
+  button.textContent = other ? `Compare with #${a}` : "Compare…";
+  button.setAttribute("aria-pressed", String(a !== null && a === state.openId));
+  button.title = other ? `Show what changed from #${a} to this exchange` : "Mark this exchange, then open another one to compare";
+  $("edit-replay").setAttribute("aria-pressed", String(state.editing));
+}
+
+/** The diff view of a (old) and b (new): a new history entry, so Back returns. */
+function openDiff(a, b) {
+  state.compareA = null;
+  state.diff = [a, b];
+  history.pushState({ q: state.q, diff: true }, "", viewUrl(state.q, null, [a, b]));
+  showDiff([a, b]);
+}
+
+async function showDiff(diff) {
+  const generation = ++detailGeneration;
+  clearTimeout(detailTimer);
+  state.diff = diff;
+  state.openId = null;
+  state.editing = false;
+  currentExchange = null;
+  releaseObjectUrls();
+  updateCompareUi();
+  $("detail").hidden = false;
+  document.body.classList.add("with-detail", "with-diff");
+  $("detail-actions").hidden = true;
+  $("replay-info").hidden = true;
+  showActionMessage(null);
+  scheduleRender();
+  const title = clear($("detail-title"));
+  const body = clear($("detail-body"));
+  body.scrollTop = 0;
+  if (!Array.isArray(diff)) {
+    title.append(el("span", null, "Compare"));
+    title.title = "";
+    const problem = el("p", "problem diff-error",
+      `Bad diff link: “diff=${diff.bad}”. Expected two exchange ids, like /?diff=12,15.`);
+    problem.setAttribute("role", "alert");
+    body.append(problem);
+    return;
+  }
+  const [a, b] = diff;
+  title.append(permalinkTo(a), el("span", "arrow", " → "), permalinkTo(b));
+  title.title = `Exchange #${a} compared with #${b}`;
+  document.title = `#${a} → #${b} · Passageway inspector`;
+  body.append(el("p", "note", "comparing…"));
+  try {
+    const data = await loadDiff(a, b);
+    if (generation !== detailGeneration) return;
+    renderDiff(clear(body), data, { exchangeLink: permalinkTo });
+  } catch (error) {
+    if (generation !== detailGeneration) return;
+    const problem = el("p", "problem diff-error", `Could not compare #${a} with #${b}: ${error.message}`);
+    problem.setAttribute("role", "alert");
+    clear(body).append(problem);
+  }
+}
+
+function closeDiff() {
+  if (history.state && history.state.diff) {
+    history.back(); // to the view the diff was opened from (popstate shows it)
+    return;
+  }
+  closeDetail(); // opened from a link or a reload: drop ?diff= in place
+  document.title = baseTitle();
+}
+
 // ---------------------------------------------------------------- theme
 
 function toggleTheme() {
@@ -696,7 +885,8 @@ function toggleTheme() {
 // ---------------------------------------------------------------- wiring
 
 function typing(target) {
-  return target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement || target.isContentEditable;
+  return target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement
+    || target instanceof HTMLSelectElement || target.isContentEditable;
 }
 
 document.addEventListener("keydown", (event) => {
@@ -709,8 +899,14 @@ document.addEventListener("keydown", (event) => {
     } else if (typing(event.target)) {
       event.target.blur();
       listEl.focus();
+    } else if (state.editing) {
+      closeEditor();
+    } else if (state.diff !== null) {
+      closeDiff();
     } else if (state.openId !== null) {
       closeDetail();
+    } else if (state.compareA !== null) {
+      cancelCompare();
     }
     return;
   }
@@ -763,8 +959,22 @@ $("new-count").addEventListener("click", () => {
 });
 $("pause").addEventListener("click", togglePause);
 $("theme-toggle").addEventListener("click", toggleTheme);
-$("detail-close").addEventListener("click", closeDetail);
+$("detail-close").addEventListener("click", () => (state.diff !== null ? closeDiff() : closeDetail()));
 $("copy-curl").addEventListener("click", copyCurl);
+$("replay").addEventListener("click", replayNow);
+$("edit-replay").addEventListener("click", openEditor);
+$("compare").addEventListener("click", compareClicked);
+$("compare-original").addEventListener("click", () => {
+  if (currentExchange && currentExchange.replay_of) openDiff(currentExchange.replay_of, currentExchange.id);
+});
+$("compare-cancel").addEventListener("click", cancelCompare);
+$("replay-of").addEventListener("click", (event) => {
+  if (event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+  event.preventDefault(); // in-app: keep the list and the search
+  const id = Number(event.currentTarget.dataset.id);
+  select(id, { scroll: true });
+  openDetail(id);
+});
 
 $("search-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -784,10 +994,13 @@ $("help").addEventListener("click", (event) => {
   search(button.dataset.example);
 });
 function showLocation() {
+  const diff = diffFromLocation();
+  state.diff = Array.isArray(diff) ? diff : null;
   search(queryFromLocation(), { push: false });
   const id = openIdFromLocation();
-  if (id !== null) openDetail(id);
-  else if (state.openId !== null) closeDetail();
+  if (diff !== null) showDiff(diff);
+  else if (id !== null) openDetail(id);
+  else if (state.openId !== null || !$("detail").hidden) closeDetail();
 }
 
 window.addEventListener("popstate", showLocation);
