@@ -302,6 +302,10 @@ class ReplayClients:
             if via_forward_proxy:
                 options.update(proxy=self._routes.forward_proxy, verify=self._proxy_ca or True)
             client = self._clients[via_forward_proxy] = httpx.AsyncClient(**options)
+            # No Accept, Accept-Encoding, Connection or User-Agent of httpx's own: a replay as
+            # captured carries the captured headers and nothing else.
+            for name in list(client.headers):
+                del client.headers[name]
         return client
 
     async def close(self) -> None:

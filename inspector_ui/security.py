@@ -1,5 +1,6 @@
-"""Security headers on every response, and the Host / Origin checks that stop DNS rebinding
-and cross-site WebSocket hijacking from reading captured traffic."""
+"""Security headers on every response, and the Host / Origin checks that stop DNS rebinding,
+cross-site WebSocket hijacking from reading captured traffic, and cross-site requests from
+changing anything (CSRF)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,9 @@ class HostGuardMiddleware:
             # to them, so a page elsewhere could otherwise read the live stream.
             if origin is not None and urlsplit(origin).netloc.lower() != host_header.lower():
                 problem, status = f"origin {origin!r} may not open this WebSocket", 403
+        elif scope["method"] not in SAFE_METHODS:
+            problem = cross_site_problem(scope["method"], headers, host_header)
+            status = 403
         if problem is None:
             await self.app(scope, receive, send)
             return
@@ -101,6 +105,27 @@ class HostGuardMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def cross_site_problem(method: str, headers: Headers, host_header: str) -> str | None:
+    """Why a state-changing request may have come from another site, or None.
+
+    A browser's Origin and Sec-Fetch-Site, when sent, must say same origin (API clients such
+    as curl and the CLI send neither). A POST must also carry a JSON body type, which a plain
+    HTML form cannot send and a cross-origin fetch can only send after a CORS preflight this
+    app never approves; other methods already need that preflight."""
+    origin = headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != host_header.lower():
+        return f"cross-site request refused: origin {origin!r} is not this inspector"
+    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return f"cross-site request refused (Sec-Fetch-Site: {headers['sec-fetch-site']})"
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if method == "POST" and media_type != "application/json":
+        return "a POST must have Content-Type: application/json (cross-site form posts are refused)"
+    return None
 
 
 def _hostname(host_header: str) -> str:

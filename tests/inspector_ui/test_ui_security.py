@@ -92,3 +92,29 @@ def test_cross_origin_websocket_is_refused(client):
     assert caught.value.code == 1008
     with client.websocket_connect("ws://127.0.0.1/api/stream", headers={"origin": "http://127.0.0.1"}) as ws:
         assert ws.receive_json()["type"] == "hello"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "fragment"),
+    [
+        ({"origin": "http://evil.example", "content-type": "application/json"}, "{}", "origin 'http://evil.example'"),
+        ({"sec-fetch-site": "cross-site", "content-type": "application/json"}, "{}", "Sec-Fetch-Site: cross-site"),
+        ({"content-type": "application/x-www-form-urlencoded"}, "", "Content-Type: application/json"),
+        ({"content-type": "text/plain"}, "{}", "Content-Type: application/json"),
+        ({}, "", "Content-Type: application/json"),
+    ],
+)
+def test_state_changing_requests_from_other_sites_are_refused(store, client, headers, body, fragment):
+    """CSRF: a page elsewhere must not make the inspector replay (or later share or delete) anything."""
+    (exchange_id,) = write_records(store, [make_record()])
+    response = client.post(f"/api/exchanges/{exchange_id}/replay", content=body, headers=headers)
+    assert response.status_code == 403 and fragment in response.json()["detail"]
+    assert client.delete("/api/replays/x", headers={"origin": "http://evil.example"}).status_code == 403
+
+
+def test_same_origin_and_api_clients_may_change_things(store, client):
+    (exchange_id,) = write_records(store, [make_record()])
+    for headers in ({}, {"origin": "http://127.0.0.1", "sec-fetch-site": "same-origin"}):
+        response = client.post(f"/api/exchanges/{exchange_id}/replay", json={}, headers=headers)
+        assert response.status_code == 503  # past the guard: replay is not configured in this app
+    assert client.delete("/api/replays/x").status_code == 404

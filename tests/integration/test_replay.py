@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import http.client
 import json
 import re
 import subprocess
@@ -276,3 +277,18 @@ def test_the_replay_template_is_the_editor_starting_point(stack, client):
                   set_headers=template["headers"], remove_headers=names, body=template["body"])  # fmt: skip
     assert sent.status_code == 201, sent.text
     assert stack.first.requests.last.body == b'{"name": "Ada"}' and stack.first.requests.last.method == "PATCH"
+
+
+def test_a_replay_as_captured_sends_exactly_the_captured_headers(stack, client):
+    marker = f"raw-{uuid.uuid4().hex}"
+    connection = http.client.HTTPConnection("127.0.0.1", int(stack.gateway.rsplit(":", 1)[1]), timeout=10)
+    connection.putrequest("GET", "/users/echo?raw=1", skip_accept_encoding=True)  # like curl: no Accept-Encoding
+    connection.putheader("X-Request-ID", marker)
+    connection.putheader("Accept", "text/plain")
+    connection.endheaders()
+    connection.getresponse().read()
+    connection.close()
+    original = wait_for(lambda: stack._find(marker), timeout=10)
+    replayed = replay(client, original).json()["id"]
+    diff = client.get("/api/diff", params={"a": original, "b": replayed}).json()
+    assert diff["request_headers"] == {"added": [], "removed": [], "changed": [], "noise": []}, diff["request_headers"]
