@@ -151,3 +151,11 @@ def test_the_template_is_what_an_as_captured_replay_sends():
     assert binary["target"] == "https://api.example.com" and binary["path"] == "/v1"
     assert binary["body"] is None and binary["body_base64"] == "H4sgZ3ppcCBieXRlcw=="
     assert ["Content-Encoding", "gzip"] in binary["headers"]
+
+
+def test_replays_follow_no_redirect_and_add_no_header_of_their_own():
+    clients = ReplayClients(ROUTES, timeout=5, proxy_ca=None)
+    for via_forward_proxy in (False, True):
+        client = clients.get(via_forward_proxy)
+        assert client.follow_redirects is False and dict(client.headers) == {}
+    asyncio.run(clients.close())
