@@ -6,6 +6,8 @@ import ipaddress
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from storage.redaction import RedactionRules, rules_from_config
+
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
@@ -50,6 +52,10 @@ class InspectorSettings(BaseModel):
         False, description="Also replay to any public address, not only to services and the captured host."
     )
     replay_timeout: float = Field(35.0, gt=0, le=3600, description="Seconds a replay may take.")
+    redact_add: tuple[str, ...] = Field(
+        (), description="Header / query / body field names redacted on top of the defaults (storage.redaction)."
+    )
+    redact_remove: tuple[str, ...] = Field((), description="Default redaction rules to leave out.")
     docs: bool = Field(True, description="Serve the OpenAPI document and Swagger UI at /docs.")
     log_level: str = Field("warning", description="uvicorn log level.")
     access_log: bool = Field(False, description="Log one line per request.")
@@ -61,6 +67,9 @@ class InspectorSettings(BaseModel):
         if value not in {"critical", "error", "warning", "info", "debug", "trace"}:
             raise ValueError(f"unknown log level {value!r}")
         return value
+
+    def redaction_rules(self) -> RedactionRules:
+        return rules_from_config(self.redact_add, self.redact_remove)
 
     def effective_allowed_hosts(self) -> frozenset[str] | None:
         """Lower-case host names (no port) the Host header may carry; None means any."""

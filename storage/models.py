@@ -39,9 +39,11 @@ __all__ = [
     "Exchange",
     "ExchangeHeader",
     "FILTER_COLUMNS",
+    "InstallationSecret",
     "SLOW_MS",
     "SafeText",
     "SearchPending",
+    "Share",
     "Sha256",
     "UTCDateTime",
     "WebSocketMessage",
@@ -337,3 +339,36 @@ class CaptureBlock(Base):
     block: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     earliest: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     latest: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Share(Base):
+    """A read-only debug link: `/s/<token>` shows `snapshot`, a redacted copy of the shared
+    exchanges taken at creation (so retention or deletion later does not break the link).
+
+    Only the SHA-256 of the token is stored: the link itself is shown once, at creation, and
+    a database dump does not give working links. `kind` is "exchange", "search" or "trace",
+    with `selector` the exchange id, the query or the trace id it was made from."""
+
+    __tablename__ = "shares"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_sha256: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    selector: Mapped[str] = mapped_column(SafeText())
+    note: Mapped[str] = mapped_column(SafeText())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    exchange_count: Mapped[int] = mapped_column(Integer)
+    snapshot: Mapped[bytes] = mapped_column(LargeBinary)
+    """zstd-compressed JSON (storage.shares)."""
+
+
+class InstallationSecret(Base):
+    """Random secrets made once per database on first use, e.g. the key of the redaction
+    markers' hashes (storage.shares.redaction_key)."""
+
+    __tablename__ = "installation_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)

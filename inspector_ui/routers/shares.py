@@ -1,0 +1,131 @@
+"""Share links: POST/GET/DELETE /api/shares, and the read-only share page at /s/{token}.
+
+The share page needs no login and no inspector token: the unguessable link is the
+capability. It shows only the redacted snapshot taken at creation (storage.shares), with
+Referrer-Policy: no-referrer (the token must not leak through a Referer), no caching, no
+indexing, and nothing from another origin. Expired or revoked: 410 with a plain page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from storage.search import QueryError
+from storage.shares import ShareError, ShareGone, create_share, list_shares, open_share, revoke_share
+
+from ..deps import StoreDep
+from .exchanges import search_problem
+
+router = APIRouter(tags=["shares"])
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+SHARE_HEADERS = {
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+    "x-robots-tag": "noindex, nofollow",
+}
+
+
+class ShareRequest(BaseModel):
+    """Exactly one of exchange_id, q (a search, frozen now) or trace_id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exchange_id: Annotated[int, Field(ge=1)] | None = None
+    q: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    trace_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    expires_in_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 24 * 7
+    note: Annotated[str, Field(max_length=2000)] = ""
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> ShareRequest:
+        if sum(value is not None for value in (self.exchange_id, self.q, self.trace_id)) != 1:
+            raise ValueError("give exactly one of exchange_id, q or trace_id")
+        return self
+
+
+@router.post("/api/shares", status_code=201, summary="Share an exchange, a search or a trace as a read-only link")
+async def share(store: StoreDep, request: Request, wanted: ShareRequest) -> Any:
+    """The answer's `url` (/s/<token>) is shown once: only a hash of the token is kept."""
+    if wanted.exchange_id is not None:
+        kind, selector = "exchange", str(wanted.exchange_id)
+    elif wanted.q is not None:
+        kind, selector = "search", wanted.q
+    else:
+        kind, selector = "trace", str(wanted.trace_id)
+    rules = request.app.state.settings.redaction_rules()
+    try:
+        created = await run_in_threadpool(
+            lambda: create_share(
+                store,
+                kind=kind,
+                selector=selector,
+                note=wanted.note,
+                ttl=dt.timedelta(hours=wanted.expires_in_hours),
+                rules=rules,
+            )
+        )
+    except QueryError as exc:
+        return search_problem(exc)
+    except ShareError as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=422 if "nothing to share" not in str(exc) else 404)
+    return {**created.info, "url": f"/s/{created.token}"}
+
+
+@router.get("/api/shares", summary="The live shares (neither expired nor revoked)")
+async def shares(store: StoreDep) -> Any:
+    return {"data": await run_in_threadpool(lambda: list_shares(store))}
+
+
+@router.delete("/api/shares/{share_id}", summary="Revoke a share: its link answers 410 from now on")
+async def revoke(store: StoreDep, share_id: int) -> Any:
+    info = await run_in_threadpool(lambda: revoke_share(store, share_id=share_id))
+    if info is None:
+        return JSONResponse({"detail": f"no share {share_id}"}, status_code=404)
+    return info
+
+
+@router.get("/s/{token}", include_in_schema=False)
+async def share_page(store: StoreDep, token: str) -> Any:
+    problem = await _check(store, token)
+    if problem is not None:
+        return problem
+    return FileResponse(STATIC_DIR / "share.html", media_type="text/html", headers=SHARE_HEADERS)
+
+
+@router.get("/s/{token}/snapshot.json", include_in_schema=False)
+async def share_snapshot(store: StoreDep, token: str) -> Any:
+    try:
+        snapshot = await run_in_threadpool(lambda: open_share(store, token=token))
+    except ShareGone as gone:
+        return JSONResponse({"detail": f"this link has been {gone.reason}"}, status_code=410, headers=SHARE_HEADERS)
+    if snapshot is None:
+        return JSONResponse({"detail": "no such link"}, status_code=404, headers=SHARE_HEADERS)
+    return JSONResponse(snapshot, headers=SHARE_HEADERS)
+
+
+async def _check(store: Any, token: str) -> HTMLResponse | None:
+    try:
+        found = await run_in_threadpool(lambda: open_share(store, token=token))
+    except ShareGone as gone:
+        return _plain_page(410, f"This link has been {gone.reason}.", "Ask whoever sent it for a new one.")
+    if found is None:
+        return _plain_page(404, "No such link.", "Check that it was copied whole.")
+    return None
+
+
+def _plain_page(status: int, title: str, text: str) -> HTMLResponse:
+    page = (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Passageway</title>"
+        '<link rel="stylesheet" href="/static/app.css"></head><body class="plain-page">'
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
+    )
+    return HTMLResponse(page, status_code=status, headers=SHARE_HEADERS)

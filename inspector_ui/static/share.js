@@ -1,0 +1,99 @@
+// The read-only share page: renders the redacted snapshot at /s/<token>/snapshot.json.
+// Everything captured is hostile: text only (el() sets textContent), never HTML; images
+// only from a fixed list of raster types, as blob URLs.
+import { el, clear } from "./dom.js";
+import { formatDuration, formatSize, statusClass, statusText } from "./format.js";
+
+const $ = (id) => document.getElementById(id);
+const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+
+function mediaType(contentType) {
+  return (contentType || "").split(";")[0].trim().toLowerCase();
+}
+
+function headersTable(headers) {
+  if (!headers || !headers.length) return el("p", "note", "No headers.");
+  const table = el("table", "headers");
+  for (const [name, value] of headers) table.append(el("tr", null, null, el("th", null, name), el("td", null, value)));
+  return table;
+}
+
+function bodyView(body) {
+  if (!body) return el("p", "note", "No body.");
+  const wrap = el("div");
+  const facts = [formatSize(body.size), body.content_type || "no content type"];
+  if (body.truncated) facts.push("cut: only the start is shared");
+  wrap.append(el("p", "note", facts.join(" · ")));
+  if (body.withheld) {
+    wrap.append(el("p", "note", "Binary body not shared: it cannot be checked for secrets."));
+    return wrap;
+  }
+  const type = mediaType(body.content_type);
+  if (body.base64 !== null && IMAGE_TYPES.has(type)) {
+    const bytes = Uint8Array.from(atob(body.base64), (c) => c.charCodeAt(0));
+    const img = el("img", "shared-image");
+    img.alt = "shared image body";
+    img.src = URL.createObjectURL(new Blob([bytes], { type }));
+    wrap.append(img);
+    return wrap;
+  }
+  let text = body.text;
+  if (text === null) text = `(${formatSize(body.size)} of binary data)`;
+  else if (type.includes("json")) {
+    try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (_) { /* shown as sent */ }
+  }
+  wrap.append(el("pre", "shared-body", text));
+  return wrap;
+}
+
+function exchangeView(x, open) {
+  const details = el("details", "shared-exchange");
+  details.open = open;
+  const status = el("span", `status-pill ${statusClass(x)}`, statusText(x));
+  details.append(el("summary", null, null,
+    el("span", "c-method", x.method), status, el("span", "shared-url", x.url),
+    el("span", "shared-when", `${x.captured_at} · ${formatDuration(x.duration_ms)}`)));
+  const inner = el("div", "shared-body-wrap");
+  if (x.error) inner.append(el("p", "problem", `${x.error.kind}: ${x.error.message}`));
+  inner.append(
+    el("h3", null, "Request headers"), headersTable(x.request_headers),
+    el("h3", null, "Request body"), bodyView(x.request_body),
+    el("h3", null, "Response headers"), headersTable(x.response_headers),
+    el("h3", null, "Response body"), bodyView(x.response_body),
+  );
+  details.append(inner);
+  return details;
+}
+
+async function main() {
+  const head = $("share-head");
+  let snapshot;
+  try {
+    const response = await fetch(`${location.pathname.replace(/\/+$/, "")}/snapshot.json`, { cache: "no-store" });
+    const data = await response.json();
+    if (!response.ok) throw new Error(data.detail || `HTTP ${response.status}`);
+    snapshot = data;
+  } catch (error) {
+    clear(head).append(el("p", "problem", `This share cannot be shown: ${error.message}`));
+    return;
+  }
+  const what = { exchange: "An exchange", search: "A search", trace: "A trace" }[snapshot.kind] || "Traffic";
+  document.title = `${what} · shared from Passageway`;
+  clear(head).append(
+    el("h1", null, `${what}: ${snapshot.selector}`),
+    el("p", "meta", `${snapshot.exchanges.length} exchange(s) · taken ${snapshot.created_at} · link expires ${snapshot.expires_at}`),
+  );
+  if (snapshot.note) head.append(el("p", "share-note", snapshot.note));
+  head.append(el("p", "redacted-note", "Credentials and other secrets were replaced by [redacted:…] markers when this link was made; equal markers stand for equal values."));
+  const list = clear($("share-exchanges"));
+  snapshot.exchanges.forEach((x, index) => list.append(exchangeView(x, snapshot.exchanges.length === 1 || index === 0)));
+}
+
+$("theme-toggle").addEventListener("click", () => {
+  const root = document.documentElement;
+  const current = root.dataset.theme || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
+  root.dataset.theme = current === "dark" ? "light" : "dark";
+  try { localStorage.setItem("passageway-theme", root.dataset.theme); } catch (_) { /* private mode */ }
+});
+
+main();

@@ -1,0 +1,267 @@
+"""Share links: a redacted snapshot of one exchange, a search or a trace, behind an unguessable token.
+
+create_share() picks the exchanges (at most MAX_SHARED_EXCHANGES), copies each one's detail
+and decoded bodies (each cut at SHARED_BODY_LIMIT), redacts them (storage.redaction) with
+this installation's key, and stores the copy compressed with the SHA-256 of a fresh token.
+The token (256 bits from `secrets`) is returned once and never stored, so neither the
+database nor the share list can give out a working link. open_share() finds a share by
+the token's hash and says when it has expired or been revoked (the caller answers 410).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from storage.decoding import DecodeError, decode_body
+from storage.models import InstallationSecret, Share
+from storage.queries import get_body, get_exchange, iso_utc, list_exchanges
+from storage.redaction import RedactionRules, redact_body, redact_exchange
+from storage.search import parse_query
+from storage.search_sql import is_text_content_type
+from storage.store import Store
+
+__all__ = [
+    "DEFAULT_TTL",
+    "MAX_SHARED_EXCHANGES",
+    "MAX_TTL",
+    "SHARED_BODY_LIMIT",
+    "ShareError",
+    "ShareGone",
+    "create_share",
+    "list_shares",
+    "open_share",
+    "redaction_key",
+    "revoke_share",
+]
+
+KINDS = ("exchange", "search", "trace")
+DEFAULT_TTL = dt.timedelta(days=7)
+MAX_TTL = dt.timedelta(days=365)
+MAX_SHARED_EXCHANGES = 500
+SHARED_BODY_LIMIT = 256 * 1024
+"""Decoded bytes of each body a snapshot keeps (a share is for reading, not for replaying)."""
+_DECODE_LIMIT = 64 * 1024 * 1024
+_KEY_NAME = "redaction_key"
+
+
+class ShareError(ValueError):
+    """A share that cannot be made as asked (the message names why)."""
+
+
+class ShareGone(Exception):
+    """The share exists but has expired or been revoked."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedShare:
+    token: str
+    """Shown once: the link is /s/<token>."""
+    info: dict
+
+
+def redaction_key(store: Store) -> bytes:
+    """This database's key for redaction markers, made (32 random bytes) on first use."""
+    table = InstallationSecret.__table__
+    dialect_insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
+    with store.engine.begin() as conn:
+        conn.execute(
+            dialect_insert(table)
+            .values(name=_KEY_NAME, value=secrets.token_bytes(32))
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        return bytes(conn.execute(select(table.c.value).where(table.c.name == _KEY_NAME)).scalar_one())
+
+
+def create_share(
+    store: Store,
+    *,
+    kind: str,
+    selector: str,
+    note: str = "",
+    ttl: dt.timedelta = DEFAULT_TTL,
+    rules: RedactionRules,
+    now: dt.datetime | None = None,
+) -> CreatedShare:
+    """Snapshot what `kind`/`selector` name (an exchange id, a search, a trace id) and store it
+    redacted; ShareError when there is nothing to share or the request is malformed."""
+    now = now or dt.datetime.now(dt.UTC)
+    if kind not in KINDS:
+        raise ShareError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if not dt.timedelta(minutes=1) <= ttl <= MAX_TTL:
+        raise ShareError(f"expiry must be between 1 minute and {MAX_TTL.days} days")
+    if len(note) > 2000:
+        raise ShareError("the note is longer than 2000 characters")
+    ids = _exchange_ids(store, kind, selector)
+    if not ids:
+        raise ShareError(f"nothing to share: no exchange matches {kind} {selector!r}")
+    key = redaction_key(store)
+    exchanges = [_snapshot_exchange(store, exchange_id, rules, key) for exchange_id in ids]
+    snapshot = {
+        "kind": kind,
+        "selector": selector,
+        "note": note,
+        "created_at": iso_utc(now),
+        "expires_at": iso_utc(now + ttl),
+        "exchanges": [exchange for exchange in exchanges if exchange is not None],
+    }
+    token = secrets.token_urlsafe(32)
+    values = dict(
+        token_sha256=_token_hash(token),
+        kind=kind,
+        selector=selector,
+        note=note,
+        created_at=now,
+        expires_at=now + ttl,
+        revoked_at=None,
+        exchange_count=len(snapshot["exchanges"]),
+        snapshot=zstandard.ZstdCompressor(level=6).compress(json.dumps(snapshot, ensure_ascii=False).encode()),
+    )
+    with store.engine.begin() as conn:
+        share_id = conn.execute(insert(Share).values(**values).returning(Share.id)).scalar_one()
+    return CreatedShare(token=token, info=_info(share_id, values))
+
+
+def list_shares(store: Store, *, now: dt.datetime | None = None) -> list[dict]:
+    """The live shares (neither expired nor revoked), newest first; never their tokens."""
+    now = now or dt.datetime.now(dt.UTC)
+    query = (
+        select(*_INFO_COLUMNS)
+        .where(Share.revoked_at.is_(None), Share.expires_at > now)
+        .order_by(Share.id.desc())
+    )
+    with store.engine.connect() as conn:
+        return [_info(row.id, row._asdict()) for row in conn.execute(query)]
+
+
+def revoke_share(store: Store, *, share_id: int, now: dt.datetime | None = None) -> dict | None:
+    """Revoke a share (at once; its link answers 410 from now on); None when there is no such share."""
+    now = now or dt.datetime.now(dt.UTC)
+    with store.engine.begin() as conn:
+        conn.execute(update(Share).where(Share.id == share_id, Share.revoked_at.is_(None)).values(revoked_at=now))
+        row = conn.execute(select(*_INFO_COLUMNS).where(Share.id == share_id)).one_or_none()
+    return None if row is None else _info(row.id, row._asdict())
+
+
+def open_share(store: Store, *, token: str, now: dt.datetime | None = None) -> dict | None:
+    """The snapshot behind a link; None for an unknown token; ShareGone when expired or revoked."""
+    now = now or dt.datetime.now(dt.UTC)
+    if not 20 <= len(token) <= 100:
+        return None
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(Share.revoked_at, Share.expires_at, Share.snapshot).where(Share.token_sha256 == _token_hash(token))
+        ).one_or_none()
+    if row is None:
+        return None
+    if row.revoked_at is not None:
+        raise ShareGone("revoked")
+    if row.expires_at <= now:
+        raise ShareGone("expired")
+    return json.loads(zstandard.ZstdDecompressor().decompress(row.snapshot))
+
+
+_INFO_COLUMNS = (
+    Share.id, Share.kind, Share.selector, Share.note, Share.created_at, Share.expires_at, Share.revoked_at,
+    Share.exchange_count,
+)  # fmt: skip
+
+
+def _info(share_id: int, values: dict[str, Any]) -> dict:
+    return {
+        "id": share_id,
+        "kind": values["kind"],
+        "selector": values["selector"],
+        "note": values["note"],
+        "created_at": iso_utc(values["created_at"]),
+        "expires_at": iso_utc(values["expires_at"]),
+        "revoked_at": iso_utc(values["revoked_at"]),
+        "exchange_count": values["exchange_count"],
+    }
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "replace")).digest()
+
+
+def _exchange_ids(store: Store, kind: str, selector: str) -> list[int]:
+    if kind == "exchange":
+        if not selector.isdigit() or get_exchange(store, exchange_id=int(selector)) is None:
+            raise ShareError(f"no exchange {selector!r}")
+        return [int(selector)]
+    if kind == "trace":
+        if not selector or len(selector) > 128 or any(c.isspace() or c == '"' for c in selector):
+            raise ShareError(f"bad trace id {selector!r}")
+        query = parse_query(f"trace:{selector}")
+    else:
+        query = parse_query(selector)  # QueryError: the caller answers with its position
+    ids: list[int] = []
+    before = None
+    while len(ids) < MAX_SHARED_EXCHANGES:
+        page = list_exchanges(store, q=query, limit=min(1000, MAX_SHARED_EXCHANGES - len(ids)), before=before)
+        ids.extend(row["id"] for row in page.data)
+        if page.next is None:
+            break
+        before = page.next
+    return sorted(ids)  # oldest first: a trace reads in the order it happened
+
+
+def _snapshot_exchange(store: Store, exchange_id: int, rules: RedactionRules, key: bytes) -> dict | None:
+    detail = get_exchange(store, exchange_id=exchange_id)
+    if detail is None:
+        return None  # deleted between the search and now
+    shared = redact_exchange(detail, rules, key)
+    for side in ("request", "response"):
+        shared[f"{side}_body"] = _snapshot_body(store, exchange_id, side, detail[f"{side}_body"], rules, key)
+    return shared
+
+
+def _snapshot_body(store: Store, exchange_id: int, side: str, meta: dict | None, rules: RedactionRules, key: bytes) -> dict | None:
+    if meta is None:
+        return None
+    stored = get_body(store, exchange_id=exchange_id, side=side)
+    if stored is None:
+        return None
+    data = stored.data
+    if stored.encoding:
+        try:
+            data = decode_body(data, stored.encoding, partial=stored.truncated, limit=_DECODE_LIMIT)
+        except DecodeError:
+            data = b""  # never share bytes that could not be checked for secrets
+    cut = len(data) > SHARED_BODY_LIMIT
+    body: dict[str, Any] = {
+        "size": stored.size,
+        "content_type": stored.content_type,
+        "truncated": stored.truncated or cut,
+        "text": None,
+        "base64": None,
+        "withheld": False,
+    }
+    if not (is_text_content_type(stored.content_type) or _is_image(stored.content_type)):
+        # Bytes redaction cannot read (octet-stream, protobuf, ...) could hold any secret.
+        body["withheld"] = True
+        return body
+    data = redact_body(data[:SHARED_BODY_LIMIT], stored.content_type, rules, key)
+    try:
+        body["text"] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        body["base64"] = base64.b64encode(data).decode("ascii")
+    return body
+
+
+def _is_image(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media in ("image/png", "image/jpeg", "image/gif", "image/webp")

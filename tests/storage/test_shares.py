@@ -1,0 +1,54 @@
+"""storage.shares on both databases: snapshot, list, revoke, expiry, one key per installation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import text
+
+from storage.redaction import DEFAULT_RULES
+from storage.shares import ShareError, ShareGone, create_share, list_shares, open_share, redaction_key, revoke_share
+from storage.writer import write_records
+from tests.support.records import make_record
+
+
+@pytest.fixture
+def clean(store):
+    if store.dialect == "postgresql":
+        with store.engine.begin() as conn:
+            conn.execute(text("TRUNCATE shares, installation_secrets RESTART IDENTITY"))
+    return store
+
+
+def test_share_lifecycle(clean):
+    store = clean
+    ids = write_records(store, [make_record(request_headers=[("Authorization", "Bearer s3cr3t-canary")]), make_record()])
+    created = create_share(store, kind="search", selector="service:users", note="two calls", rules=DEFAULT_RULES)
+    snapshot = open_share(store, token=created.token)
+    assert [x["id"] for x in snapshot["exchanges"]] == ids and snapshot["note"] == "two calls"
+    assert "s3cr3t-canary" not in str(snapshot) and "[redacted:" in str(snapshot)
+    assert [s["id"] for s in list_shares(store)] == [created.info["id"]]
+    assert revoke_share(store, share_id=created.info["id"])["revoked_at"] is not None
+    with pytest.raises(ShareGone, match="revoked"):
+        open_share(store, token=created.token)
+    assert list_shares(store) == [] and revoke_share(store, share_id=12345) is None
+    assert open_share(store, token="x" * 43) is None
+
+
+def test_expiry(clean):
+    store = clean
+    (exchange_id,) = write_records(store, [make_record()])
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    created = create_share(store, kind="exchange", selector=str(exchange_id), ttl=dt.timedelta(hours=1), rules=DEFAULT_RULES, now=now)
+    assert open_share(store, token=created.token, now=now + dt.timedelta(minutes=59))
+    with pytest.raises(ShareGone, match="expired"):
+        open_share(store, token=created.token, now=now + dt.timedelta(hours=1))
+    assert list_shares(store, now=now + dt.timedelta(hours=2)) == []
+    with pytest.raises(ShareError, match="expiry"):
+        create_share(store, kind="exchange", selector=str(exchange_id), ttl=dt.timedelta(days=400), rules=DEFAULT_RULES)
+
+
+def test_one_redaction_key_per_database(clean):
+    first = redaction_key(clean)
+    assert len(first) == 32 and redaction_key(clean) == first
