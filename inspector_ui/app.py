@@ -22,7 +22,7 @@ from storage.store import StorageError, open_store
 from .broadcast import Broadcaster
 from .replay import ReplayClients, ReplayRoutes
 from .replay_jobs import ReplayJobs
-from .routers import diff, exchanges, health, replay, shares, stream
+from .routers import diff, exchanges, health, replay, shares, stream, transfer
 from .security import HostGuardMiddleware, SecurityHeadersMiddleware
 from .settings import InspectorSettings
 
@@ -82,6 +82,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(replay.router)
     app.include_router(diff.router)
     app.include_router(shares.router)
+    app.include_router(transfer.router)
     _add_error_handlers(app)
 
     if settings.docs:

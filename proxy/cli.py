@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import ctypes
 import logging
 import signal
@@ -107,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--data", metavar="TEXT|@FILE", help="the body: text, or @FILE for a file's bytes")
     replay.add_argument("--ui", metavar="HOST:PORT", help="the inspector to ask (default: from config, 127.0.0.1:8081)")
 
+    export = commands.add_parser("export", help="write exchanges to a HAR file (redacted unless --raw)")
+    add_common_flags(export)
+    export.add_argument("--query", metavar="SEARCH", default="", help="what to export (default: everything)")
+    export.add_argument("--har", metavar="FILE", required=True, help="the HAR file to write ('-': standard output)")
+    export.add_argument("--raw", action="store_true", help="leave secrets in (default: redacted like share links)")
+
+    importer = commands.add_parser("import", help="read a HAR file or a mitmproxy flow file into the store")
+    add_common_flags(importer)
+    importer.add_argument("file", metavar="FILE", help="a .har, or a mitmproxy flow file (mitmdump -w)")
+
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
     return parser
@@ -159,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_ui(settings, verbose=args.verbose)
         if args.command == "replay":
             return run_replay(args, settings)
+        if args.command == "export":
+            return run_export(args, settings)
+        if args.command == "import":
+            return run_import(args, settings)
         return run_up(args, argv, settings)
     except (ConfigError, StorageError) as e:
         return fail(str(e))
@@ -257,6 +272,58 @@ def run_bulk_replay(args: argparse.Namespace, ui: str, edits: dict) -> int:
     return 0 if answer["failed"] == 0 else 1
 
 
+def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.exports import har_of, search_ids
+    from storage.redaction import rules_from_config
+    from storage.search import QueryError, parse_query
+    from storage.store import open_store
+
+    try:
+        query = parse_query(args.query) if args.query.strip() else None
+    except QueryError as e:
+        return fail(f"--query: {e}")
+    rules = None if args.raw else rules_from_config(settings.redact_add, settings.redact_remove)
+    store = open_store(settings.db_url)
+    try:
+        log = har_of(store, search_ids(store, query), rules=rules)
+    finally:
+        store.close()
+    text = json.dumps(log, ensure_ascii=False, indent=1)
+    count = len(log["log"]["entries"])
+    if args.har == "-":
+        print(text)
+    else:
+        try:
+            Path(args.har).write_text(text, encoding="utf-8")
+        except OSError as e:
+            return fail(f"--har {args.har}: {e.strerror or e}")
+        print(f"exported {count} exchange(s) to {args.har} ({'raw: secrets included' if args.raw else 'redacted'})")
+    return 0
+
+
+def run_import(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.exports import import_records
+    from storage.store import open_store
+
+    from .importing import UnreadableFile, read_records
+
+    try:
+        records, skipped = read_records(Path(args.file), proxy_name=settings.proxy_name, body_cap=settings.body_cap)
+    except UnreadableFile as e:
+        return fail(str(e))
+    if not records and skipped:
+        return fail(f"{args.file}: nothing to import ({skipped[0]}{'; ...' if len(skipped) > 1 else ''})")
+    store = open_store(settings.db_url)
+    try:
+        ids = import_records(store, records)
+    finally:
+        store.close()
+    print(f"imported {len(ids)} exchange(s) from {args.file}" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    for message in skipped[:20]:
+        print(f"  skipped {message}", file=sys.stderr)
+    return 0
+
+
 def run_ui(settings: Settings, *, verbose: bool) -> int:
     from inspector_ui.server import InspectorError, serve
     from inspector_ui.settings import InspectorSettings
@@ -273,6 +340,8 @@ def run_ui(settings: Settings, *, verbose: bool) -> int:
         replay_ca=str(ca) if (ca := settings.certs_dir / "mitmproxy-ca-cert.pem").is_file() else None,
         allow_any_replay_target=settings.allow_any_replay_target,
         replay_timeout=settings.upstream_timeout + 5,
+        redact_add=settings.redact_add,
+        redact_remove=settings.redact_remove,
     )
     try:
         serve(inspector)

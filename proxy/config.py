@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storage.redaction import rules_from_config
+
 from .routing import RouteError, Service, check_service_name, parse_listen, parse_route, parse_upstream
 
 DEFAULT_LISTEN = ("127.0.0.1", 8080)
@@ -56,6 +58,9 @@ class Settings:
     replay_via: str | None = None
     """The inspector sends replays through this proxy gateway URL (default: the listen address)."""
     allow_any_replay_target: bool = False
+    redact_add: tuple[str, ...] = ()
+    """Names redacted on top of storage.redaction's defaults (share links, exports)."""
+    redact_remove: tuple[str, ...] = ()
     config_file: Path | None = None
 
 
@@ -92,6 +97,12 @@ def _seconds(value: Any, *, what: str) -> float:
     if not seconds > 0:
         raise ConfigError(f"bad {what} {value!r}: must be more than 0")
     return seconds
+
+
+def _names(value: Any, *, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{what} must be a list of names, e.g. [\"x-session\"]")
+    return tuple(value)
 
 
 def _http_url(value: Any, *, what: str) -> str:
@@ -156,6 +167,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
 FILE_KEYS = {
     "db", "listen", "ui", "services", "forward_port", "body_cap", "upstream_timeout", "proxy_name",
     "certs_dir", "upstream_ca", "upstream_insecure", "replay_via", "allow_any_replay_target",
+    "redact_add", "redact_remove",
 }
 ENV_KEYS = {
     "PASSAGEWAY_DB": "db",
@@ -240,8 +252,14 @@ def load_settings(
         allow_any_replay_target=_boolean(
             merged.get("allow_any_replay_target", False), what="allow_any_replay_target"
         ),
+        redact_add=_names(merged.get("redact_add", ()), what="redact_add"),
+        redact_remove=_names(merged.get("redact_remove", ()), what="redact_remove"),
         config_file=config_file,
     )
+    try:
+        rules_from_config(settings.redact_add, settings.redact_remove)
+    except ValueError as e:
+        raise ConfigError(f"redaction: {e}") from None
     check_addresses(settings)
     return settings
 

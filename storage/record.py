@@ -93,6 +93,7 @@ ERROR_KINDS = (
     "no_route",  # gateway request for an unknown service
     "protocol_error",  # malformed HTTP on either side
     "killed",  # stopped by an addon
+    "imported_error",  # an imported exchange (HAR) that failed for a cause none of the above names
 )
 
 

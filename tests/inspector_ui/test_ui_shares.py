@@ -137,3 +137,33 @@ def test_tokens_are_not_derived_from_ids(store):
     with store.engine.connect() as conn:
         stored = [bytes(row[0]) for row in conn.exec_driver_sql("SELECT token_sha256 FROM shares")]
     assert all(len(h) == 32 for h in stored) and not any(t.encode() in h for t in tokens for h in stored)
+
+
+def test_har_export_is_redacted_unless_raw_and_imports_back(store, client, tmp_path):
+    from storage.har import import_har
+
+    ids = write_records(store, [secret_exchange(), make_record(path="/plain")])
+    redacted = client.get("/api/har", params={"ids": ",".join(map(str, ids))})
+    assert redacted.status_code == 200 and "attachment" in redacted.headers["content-disposition"]
+    assert_no_canary(redacted.text)
+    log = redacted.json()["log"]
+    assert log["version"] == "1.2" and len(log["entries"]) == 2
+    raw = client.get("/api/har", params={"q": "path:/login", "raw": "true"})
+    assert CANARIES["json-password"] in raw.text and CANARIES["authorization"] in raw.text
+    records = import_har(raw.content, proxy_name="import")
+    assert [(r.method, r.path) for r in records] == [("POST", "/login")]
+    by_trace = client.get("/api/har", params={"trace": "4bf92f3577b34da6a3ce929d0e0e4736"}).json()["log"]["entries"]
+    assert len(by_trace) == 1
+    assert client.get("/api/har", params={"q": "x", "ids": "1"}).status_code == 422
+    assert client.get("/api/har", params={"q": "stauts:1"}).json()["position"] == 0
+
+
+@pytest.mark.parametrize("fmt", ["curl", "httpie", "python", "fetch"])
+def test_snippets_raw_and_redacted(store, client, fmt):
+    (exchange_id,) = write_records(store, [secret_exchange()])
+    raw = client.get(f"/api/exchanges/{exchange_id}/snippet", params={"format": fmt})
+    assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/plain")
+    assert CANARIES["x-api-key"] in raw.text and "/login" in raw.text
+    redacted = client.get(f"/api/exchanges/{exchange_id}/snippet", params={"format": fmt, "redact": "true"})
+    assert_no_canary(redacted.text)
+    assert client.get("/api/exchanges/999/snippet").status_code == 404

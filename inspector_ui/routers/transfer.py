@@ -1,0 +1,118 @@
+"""Traffic out: GET /api/har (HAR 1.2, redacted unless raw=true) and GET /api/exchanges/{id}/snippet
+(the request as curl, HTTPie, Python httpx or JavaScript fetch)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from storage.decoding import DecodeError, decode_body
+from storage.exports import har_of, search_ids
+from storage.queries import get_body, get_exchange
+from storage.redaction import redact_body, redact_exchange
+from storage.search import QueryError, parse_query
+from storage.search_sql import is_text_content_type
+from storage.shares import redaction_key
+from storage.snippets import SnippetRequest, as_curl, as_fetch, as_httpie, as_python_httpx
+
+from ..deps import StoreDep
+from .exchanges import ExchangeId, search_problem
+
+router = APIRouter(prefix="/api", tags=["export"])
+
+SNIPPETS = {"curl": as_curl, "httpie": as_httpie, "python": as_python_httpx, "fetch": as_fetch}
+
+
+@router.get("/har", summary="Export exchanges as HAR 1.2 (redacted unless raw=true)")
+async def har(
+    store: StoreDep,
+    request: Request,
+    q: Annotated[str | None, Query(description="A search: its matches (at most 10,000, the newest).")] = None,
+    ids: Annotated[str | None, Query(description="Exchange ids, comma-separated.")] = None,
+    trace: Annotated[str | None, Query(max_length=128, description="Every exchange of one trace.")] = None,
+    raw: Annotated[bool, Query(description="Leave secrets in (default: redacted as share links are).")] = False,
+) -> Any:
+    """An attachment: import it in Chrome or Firefox DevTools, or `passageway import`."""
+    if sum(value is not None for value in (q, ids, trace)) > 1:
+        raise HTTPException(422, "give at most one of q, ids or trace")
+    if trace is not None and (not trace or any(c.isspace() or c == '"' for c in trace)):
+        raise HTTPException(422, f"bad trace id {trace!r}")
+    try:
+        if ids is not None:
+            wanted = sorted({int(part) for part in ids.split(",") if part.strip()})
+            query = None
+        else:
+            query = parse_query(f"trace:{trace}" if trace is not None else q) if (q or trace) else None
+            wanted = None
+    except QueryError as exc:
+        return search_problem(exc)
+    except ValueError:
+        raise HTTPException(422, "ids must be comma-separated integers") from None
+    rules = None if raw else request.app.state.settings.redaction_rules()
+
+    def build() -> dict:
+        return har_of(store, wanted if wanted is not None else search_ids(store, query), rules=rules)
+
+    log = await run_in_threadpool(build)
+    name = f"passageway-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}{'-raw' if raw else ''}.har"
+    return Response(
+        json.dumps(log, ensure_ascii=False, indent=1),
+        media_type="application/json",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get(
+    "/exchanges/{exchange_id}/snippet",
+    response_class=PlainTextResponse,
+    summary="The request as a curl, HTTPie, Python (httpx) or JavaScript (fetch) snippet",
+)
+async def snippet(
+    store: StoreDep,
+    request: Request,
+    exchange_id: ExchangeId,
+    format: Annotated[Literal["curl", "httpie", "python", "fetch"], Query(description="Which tool.")] = "curl",  # noqa: A002
+    redact: Annotated[bool, Query(description="Replace secrets by markers (for pasting elsewhere).")] = False,
+) -> Any:
+    """The body goes in decoded (its Content-Encoding header dropped); a binary body is read
+    from a file the snippet names (download it with the body endpoint)."""
+    settings = request.app.state.settings
+
+    def build() -> str:
+        exchange = get_exchange(store, exchange_id=exchange_id)
+        if exchange is None:
+            raise HTTPException(404, f"exchange {exchange_id} not found")
+        headers = [(name, value) for name, value in exchange["request_headers"]]
+        body = None
+        stored = get_body(store, exchange_id=exchange_id, side="request")
+        if stored is not None:
+            body = stored.data
+            if stored.encoding:
+                try:
+                    body = decode_body(body, stored.encoding, partial=stored.truncated, limit=settings.max_decoded_body)
+                    headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]
+                except DecodeError:
+                    pass  # sent as stored, with its encoding header
+        url = exchange["url"]
+        if redact:
+            rules, key = settings.redaction_rules(), redaction_key(store)
+            redacted = redact_exchange(exchange, rules, key)
+            url, headers = redacted["url"], [tuple(pair) for pair in redacted["request_headers"]]
+            if body is not None:
+                body = redact_body(body, stored.content_type if stored else None, rules, key)
+        text_body = body is not None and is_text_content_type(stored.content_type if stored else None)
+        if text_body:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                text_body = False
+        return SNIPPETS[format](
+            SnippetRequest(method=exchange["method"], url=url, headers=headers, body=body, body_is_text=text_body)
+        )
+
+    return PlainTextResponse(await run_in_threadpool(build))

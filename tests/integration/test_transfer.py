@@ -1,0 +1,100 @@
+"""passageway export / import: a HAR round trip between two stores, browser HARs, mitmproxy flow files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mitmproxy import io as mitmproxy_io
+from mitmproxy.test import tflow
+
+from storage.queries import get_body, get_exchange, list_exchanges
+from storage.record import CapturedBody
+from storage.store import open_store
+from storage.writer import write_records
+from tests.support.records import make_record
+
+PASSAGEWAY = [sys.executable, "-m", "proxy"]
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "har"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*PASSAGEWAY, *args], capture_output=True, text=True, timeout=60)
+
+
+def exchanges(url: str) -> list[dict]:
+    store = open_store(url)
+    try:
+        rows = list_exchanges(store, limit=1000).data
+        out = []
+        for row in reversed(rows):
+            detail = get_exchange(store, exchange_id=row["id"])
+            bodies = [get_body(store, exchange_id=row["id"], side=side) for side in ("request", "response")]
+            out.append((detail["method"], detail["url"], detail["status"], detail["request_headers"],
+                        detail["response_headers"], [b.data if b else None for b in bodies]))  # fmt: skip
+        return out
+    finally:
+        store.close()
+
+
+def test_a_raw_har_round_trip_keeps_the_exchanges(tmp_path):
+    source, target = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    store = open_store(source)
+    body = json.dumps({"name": "Ada", "token": "t-123"}).encode()
+    write_records(store, [
+        make_record(method="POST", path="/users", query="x=1&x=2", request_body=CapturedBody(body, len(body), False, content_type="application/json")),
+        make_record(path="/binary", response_body=CapturedBody(bytes(range(256)), 256, False, content_type="application/octet-stream")),
+        make_record(path="/down", status=None, reason=None, response_headers=None, response_body=None, error_kind="timeout", error_message="upstream timed out"),
+    ])  # fmt: skip
+    store.close()
+    har = tmp_path / "out.har"
+    exported = run("export", "--db", source, "--har", str(har), "--raw")
+    assert exported.returncode == 0 and "exported 3 exchange(s)" in exported.stdout, exported.stderr
+    imported = run("import", "--db", target, str(har))
+    assert imported.returncode == 0 and "imported 3 exchange(s)" in imported.stdout, imported.stderr
+    assert exchanges(target) == exchanges(source)
+    redacted = run("export", "--db", source, "--har", "-")
+    assert redacted.returncode == 0 and "t-123" not in redacted.stdout and "[redacted:" in redacted.stdout
+    assert json.loads(redacted.stdout)["log"]["version"] == "1.2"
+
+
+def test_browser_and_mitmproxy_hars_import(tmp_path):
+    for sample in sorted(SAMPLES.glob("*.har")):
+        url = f"sqlite:///{tmp_path}/{sample.stem}.db"
+        done = run("import", "--db", url, str(sample))
+        assert done.returncode == 0, (sample.name, done.stderr)
+        assert len(exchanges(url)) >= 2, sample.name
+
+
+def test_a_mitmproxy_flow_file_imports_once(tmp_path):
+    flows = tmp_path / "flows.mitm"
+    with flows.open("wb") as handle:
+        writer = mitmproxy_io.FlowWriter(handle)
+        for n in range(3):
+            flow = tflow.tflow(resp=True)
+            flow.request.path = f"/flow/{n}"
+            writer.add(flow)
+        failed = tflow.tflow(err=True)
+        writer.add(failed)
+    url = f"sqlite:///{tmp_path}/flows.db"
+    for _ in range(2):  # flow ids are the exchanges' uuids: a second import adds nothing
+        done = run("import", "--db", url, str(flows))
+        assert done.returncode == 0 and "imported 4 exchange(s)" in done.stdout, done.stderr
+    rows = exchanges(url)
+    assert len(rows) == 4 and [r[1].rsplit("/", 2)[-2:] for r in rows[:3]] == [["flow", "0"], ["flow", "1"], ["flow", "2"]]
+
+
+def test_bad_files_are_one_line_errors(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01not a flow")
+    broken = tmp_path / "broken.har"
+    broken.write_text('{"log": {"entries": [{"request": {}}]}}')
+    for path, fragment in ((junk, "neither a HAR nor a mitmproxy flow file"), (broken, "request.method"),
+                           (tmp_path / "missing.har", "No such file")):  # fmt: skip
+        done = run("import", "--db", f"sqlite:///{tmp_path}/x.db", str(path))
+        assert done.returncode == 2 and fragment in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1
+    bad_query = run("export", "--db", f"sqlite:///{tmp_path}/x.db", "--har", "-", "--query", "stauts:1")
+    assert bad_query.returncode == 2 and "unknown field" in bad_query.stderr
