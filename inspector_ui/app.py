@@ -23,7 +23,7 @@ from .broadcast import Broadcaster
 from .replay import ReplayClients, ReplayRoutes
 from .replay_jobs import ReplayJobs
 from .routers import diff, exchanges, health, replay, shares, stream, transfer
-from .security import HostGuardMiddleware, SecurityHeadersMiddleware
+from .security import HostGuardMiddleware, SecurityHeadersMiddleware, TokenMiddleware
 from .settings import InspectorSettings
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # Added last = outermost: even the Host guard's refusals carry the security headers.
+    if settings.token is not None:
+        app.add_middleware(TokenMiddleware, token=settings.token)
     app.add_middleware(HostGuardMiddleware, allowed_hosts=settings.effective_allowed_hosts())
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=frozenset({DOCS_URL}))
     return app

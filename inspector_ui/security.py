@@ -4,8 +4,9 @@ changing anything (CSRF)."""
 
 from __future__ import annotations
 
+import hmac
 import json
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -134,3 +135,70 @@ def _hostname(host_header: str) -> str:
     if host.startswith("["):
         return host[1:].split("]", 1)[0]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+TOKEN_COOKIE = "passageway_token"
+OPEN_PREFIXES = ("/s/", "/static/")
+"""Served without the inspector token: share pages (their link is their credential) and the
+static files, which hold no captured data."""
+
+
+class TokenMiddleware:
+    """An inspector reachable from the network needs its token (InspectorSettings.token).
+
+    Accepted as `Authorization: Bearer <token>` (API clients) or the HttpOnly, SameSite=Strict
+    cookie a browser gets by opening any page once with `?token=<token>` (answered with a
+    redirect to the same address without it, so the token leaves the address bar and the
+    history). Compared with hmac.compare_digest. A WebSocket without it is closed before
+    it is accepted."""
+
+    def __init__(self, app: ASGIApp, *, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    def _valid(self, candidate: str | None) -> bool:
+        return candidate is not None and hmac.compare_digest(candidate.encode("utf-8", "replace"), self.token)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"].startswith(OPEN_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        scheme, _, credential = headers.get("authorization", "").partition(" ")
+        cookie = _cookie(headers.get("cookie", ""), TOKEN_COOKIE)
+        if (scheme.lower() == "bearer" and self._valid(credential.strip())) or self._valid(cookie):
+            await self.app(scope, receive, send)
+            return
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        offered = next((value for name, value in query if name == "token"), None)
+        if scope["type"] == "http" and scope["method"] == "GET" and self._valid(offered):
+            rest = urlencode([(name, value) for name, value in query if name != "token"])
+            location = scope["path"] + (f"?{rest}" if rest else "")
+            secure = "; Secure" if scope.get("scheme") == "https" else ""
+            await _respond(send, 303, b"", [
+                (b"location", location.encode("latin-1", "replace")),
+                (b"set-cookie", f"{TOKEN_COOKIE}={self.token.decode()}; Path=/; HttpOnly; SameSite=Strict{secure}".encode()),
+            ])  # fmt: skip
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "this inspector needs its token"})
+            return
+        problem = (
+            "this inspector needs its token: open the address printed when it started (it ends in ?token=...), "
+            "or send Authorization: Bearer <token>"
+        )
+        await _respond(send, 401, json.dumps({"detail": problem}).encode(), [(b"content-type", b"application/json")])
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value
+    return None
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})

@@ -56,6 +56,12 @@ class InspectorSettings(BaseModel):
         (), description="Header / query / body field names redacted on top of the defaults (storage.redaction)."
     )
     redact_remove: tuple[str, ...] = Field((), description="Default redaction rules to leave out.")
+    token: str | None = Field(
+        None,
+        min_length=16,
+        description="Required of every client (bearer or cookie) when set; `passageway ui` makes one when "
+        "the inspector listens beyond loopback and none is configured.",
+    )
     docs: bool = Field(True, description="Serve the OpenAPI document and Swagger UI at /docs.")
     log_level: str = Field("warning", description="uvicorn log level.")
     access_log: bool = Field(False, description="Log one line per request.")

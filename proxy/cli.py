@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import ctypes
+import dataclasses
+import ipaddress
+import json
 import logging
+import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -223,9 +227,12 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         return fail(str(e))
     ui = client_url(settings.ui)
     if args.query is not None:
-        return run_bulk_replay(args, ui, edits)
+        return run_bulk_replay(args, ui, edits, inspector_auth(settings))
     try:
-        response = httpx.post(f"{ui}/api/exchanges/{args.id}/replay", json=edits, timeout=settings.upstream_timeout + 30)
+        response = httpx.post(
+            f"{ui}/api/exchanges/{args.id}/replay", json=edits, headers=inspector_auth(settings),
+            timeout=settings.upstream_timeout + 30,
+        )  # fmt: skip
     except httpx.HTTPError as e:
         return fail(f"cannot reach the inspector at {ui} ({e}); is `passageway ui` (or `up`) running?")
     try:
@@ -238,12 +245,17 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def run_bulk_replay(args: argparse.Namespace, ui: str, edits: dict) -> int:
+def inspector_auth(settings: Settings) -> dict[str, str]:
+    """The inspector's token as a bearer header, when one is configured (ui_token)."""
+    return {"Authorization": f"Bearer {settings.ui_token}"} if settings.ui_token else {}
+
+
+def run_bulk_replay(args: argparse.Namespace, ui: str, edits: dict, auth: dict[str, str]) -> int:
     """Start a replay job on the inspector, print its progress until it ends; Ctrl-C cancels it."""
     import httpx
 
     job = {"q": args.query, "rate": args.rate, "concurrency": args.concurrency, **edits}
-    with httpx.Client(base_url=ui, timeout=30) as client:
+    with httpx.Client(base_url=ui, timeout=30, headers=auth) as client:
         try:
             response = client.post("/api/replays", json=job)
         except httpx.HTTPError as e:
@@ -329,6 +341,9 @@ def run_ui(settings: Settings, *, verbose: bool) -> int:
     from inspector_ui.settings import InspectorSettings
 
     host, port = settings.ui
+    token = inspector_token(settings)
+    if token and not settings.ui_token:
+        print(f"inspector token (made now): open http://{format_address(host, port)}/?token={token}", flush=True)
     inspector = InspectorSettings(
         db_url=settings.db_url,
         host=host,
@@ -342,6 +357,7 @@ def run_ui(settings: Settings, *, verbose: bool) -> int:
         replay_timeout=settings.upstream_timeout + 5,
         redact_add=settings.redact_add,
         redact_remove=settings.redact_remove,
+        token=token,
     )
     try:
         serve(inspector)
@@ -373,20 +389,37 @@ def child_argv(command: str, argv: list[str], *, drop: set[str]) -> list[str]:
     return out
 
 
-def spawn(args: list[str]) -> subprocess.Popen:
+def inspector_token(settings: Settings) -> str | None:
+    """The configured token, or a new one when the inspector listens beyond loopback."""
+    if settings.ui_token or not listens_beyond_loopback(settings.ui[0]):
+        return settings.ui_token
+    return secrets.token_urlsafe(32)
+
+
+def listens_beyond_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start a child of `up` that only `up` stops.
 
     Its own process group keeps a terminal's Ctrl-C from reaching it twice
     (directly and forwarded); on Linux it also dies when `up` is killed outright.
     """
     if not sys.platform.startswith("linux"):
-        return subprocess.Popen(args, process_group=0)
+        return subprocess.Popen(args, process_group=0, env=env)
 
     def die_with_parent() -> None:
         pr_set_pdeathsig = 1
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
-    return subprocess.Popen(args, process_group=0, preexec_fn=die_with_parent)
+    return subprocess.Popen(args, process_group=0, preexec_fn=die_with_parent, env=env)
 
 
 def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int:
@@ -411,7 +444,12 @@ def run_up(args: argparse.Namespace, argv: list[str], settings: Settings) -> int
             [sys.executable, "-m", "proxy", "demo-upstream", "--listen", format_address(*DEMO_ADDRESS)]
         )
     children["proxy"] = spawn(child_argv("proxy", argv, drop=UI_ONLY_FLAGS | UI_ONLY_SWITCHES))
-    children["inspector"] = spawn(child_argv("ui", argv, drop=PROXY_ONLY_FLAGS | PROXY_ONLY_SWITCHES))
+    token = inspector_token(settings)
+    children["inspector"] = spawn(
+        child_argv("ui", argv, drop=PROXY_ONLY_FLAGS | PROXY_ONLY_SWITCHES),
+        env={**os.environ, "PASSAGEWAY_UI_TOKEN": token} if token else None,
+    )
+    settings = dataclasses.replace(settings, ui_token=token)
 
     stopping = False
 
@@ -460,7 +498,8 @@ def print_banner(settings: Settings, *, database: str, demo: bool) -> None:
     gateway = format_address(*settings.listen)
     lines = [
         f"Passageway is up. Database: {database}",
-        f"  inspector:  http://{format_address(*settings.ui)}/",
+        f"  inspector:  http://{format_address(*settings.ui)}/"
+        + (f"?token={settings.ui_token}  (the token is needed from beyond this machine)" if settings.ui_token else ""),
         f"  gateway:    http://{gateway}/SERVICE/path",
     ]
     for service in settings.services.values():

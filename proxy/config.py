@@ -61,6 +61,8 @@ class Settings:
     redact_add: tuple[str, ...] = ()
     """Names redacted on top of storage.redaction's defaults (share links, exports)."""
     redact_remove: tuple[str, ...] = ()
+    ui_token: str | None = None
+    """Required of the inspector's clients; made at start when the inspector listens beyond loopback."""
     config_file: Path | None = None
 
 
@@ -97,6 +99,13 @@ def _seconds(value: Any, *, what: str) -> float:
     if not seconds > 0:
         raise ConfigError(f"bad {what} {value!r}: must be more than 0")
     return seconds
+
+
+def _token(value: Any) -> str:
+    token = str(value)
+    if len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigError("ui_token must be at least 16 printable ASCII characters without spaces")
+    return token
 
 
 def _names(value: Any, *, what: str) -> tuple[str, ...]:
@@ -167,12 +176,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
 FILE_KEYS = {
     "db", "listen", "ui", "services", "forward_port", "body_cap", "upstream_timeout", "proxy_name",
     "certs_dir", "upstream_ca", "upstream_insecure", "replay_via", "allow_any_replay_target",
-    "redact_add", "redact_remove",
+    "redact_add", "redact_remove", "ui_token",
 }
 ENV_KEYS = {
     "PASSAGEWAY_DB": "db",
     "PASSAGEWAY_LISTEN": "listen",
     "PASSAGEWAY_UI": "ui",
+    "PASSAGEWAY_UI_TOKEN": "ui_token",
     "PASSAGEWAY_ROUTES": "routes",
     "PASSAGEWAY_FORWARD_PORT": "forward_port",
     "PASSAGEWAY_BODY_CAP": "body_cap",
@@ -254,6 +264,7 @@ def load_settings(
         ),
         redact_add=_names(merged.get("redact_add", ()), what="redact_add"),
         redact_remove=_names(merged.get("redact_remove", ()), what="redact_remove"),
+        ui_token=_token(merged["ui_token"]) if merged.get("ui_token") else None,
         config_file=config_file,
     )
     try:

@@ -92,7 +92,7 @@ async def _serve(settings: Settings, writer: ExchangeWriter, *, verbose: bool) -
     master = Master(opts, with_termlog=True)
     check = errorcheck.ErrorCheck(repeat_errors_on_stderr=True)
     master.addons.add(check, *mitmproxy_addons())
-    router = Router(services=settings.services, gateway=gateway_mode(settings.listen))
+    router = Router(services=settings.services, gateway=gateway_mode(settings.listen), inspector=settings.ui)
     capture = Capture(
         writer,
         proxy_name=settings.proxy_name,

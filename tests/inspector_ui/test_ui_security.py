@@ -118,3 +118,48 @@ def test_same_origin_and_api_clients_may_change_things(store, client):
         response = client.post(f"/api/exchanges/{exchange_id}/replay", json={}, headers=headers)
         assert response.status_code == 503  # past the guard: replay is not configured in this app
     assert client.delete("/api/replays/x").status_code == 404
+
+
+TOKEN = "t0ken-for-tests-0123456789"
+
+
+@pytest.fixture
+def locked(store):
+    settings = InspectorSettings(db_url=store.url, host="0.0.0.0", token=TOKEN)
+    with TestClient(create_app(settings, store=store), base_url="http://inspector.example") as client:
+        yield client
+
+
+def test_a_locked_inspector_needs_its_token(store, locked):
+    assert locked.get("/api/exchanges").status_code == 401
+    assert "token" in locked.get("/").json()["detail"]
+    assert locked.get("/api/exchanges", headers={"authorization": "Bearer wrong-token-0123456789"}).status_code == 401
+    assert locked.get("/api/exchanges", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert locked.get("/static/app.js").status_code == 200  # no captured data there
+    with pytest.raises(WebSocketDisconnect) as caught:
+        with locked.websocket_connect("/api/stream") as ws:
+            ws.receive_json()
+    assert caught.value.code == 1008
+
+
+def test_the_token_in_a_link_becomes_a_strict_cookie(store, locked):
+    answer = locked.get(f"/?q=status:5xx&token={TOKEN}", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/?q=status%3A5xx"
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    assert locked.get("/api/exchanges").status_code == 200  # the client keeps the cookie
+    # A browser sends the cookie with its same-origin WebSocket (the test client needs telling).
+    with locked.websocket_connect("/api/stream", headers={"cookie": f"passageway_token={TOKEN}"}) as ws:
+        assert ws.receive_json()["type"] == "hello"
+    locked.cookies.clear()
+    assert locked.get("/?token=wrong-token-0123456789", follow_redirects=False).status_code == 401
+
+
+def test_share_pages_need_no_inspector_token(store, locked):
+    (exchange_id,) = write_records(store, [make_record()])
+    share = locked.post("/api/shares", json={"exchange_id": exchange_id},
+                        headers={"authorization": f"Bearer {TOKEN}"}).json()  # fmt: skip
+    fresh = TestClient(locked.app, base_url="http://inspector.example")
+    assert fresh.get(share["url"]).status_code == 200
+    assert fresh.get(share["url"] + "/snapshot.json").json()["exchanges"][0]["id"] == exchange_id
+    assert fresh.get("/api/shares").status_code == 401

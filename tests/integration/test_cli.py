@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import free_port, running_upstream, start_process
+from tests.support import free_port, running_upstream, start_process, wait_for
 
 PASSAGEWAY = [sys.executable, "-m", "proxy"]
 
@@ -100,3 +101,19 @@ def test_up_runs_both_streams_live_and_stops_on_ctrl_c(tmp_path):
         for port in (gateway, ui):
             with socket.socket() as probe:
                 assert probe.connect_ex(("127.0.0.1", port)) != 0, "both children must be gone"
+
+
+def test_an_inspector_beyond_loopback_gets_a_token(tmp_path):
+    gateway, ui = free_port(), free_port()
+    args = [
+        *PASSAGEWAY, "up", "--db", f"sqlite:///{tmp_path}/up.db", "--listen", f"127.0.0.1:{gateway}",
+        "--ui", f"0.0.0.0:{ui}", "--certs-dir", str(tmp_path / "certs"),
+    ]  # fmt: skip
+    with start_process(args, port=gateway, name="passageway up", timeout=30, cwd=tmp_path) as up:
+        up.wait_for_port(ui)
+        banner = wait_for(lambda: re.search(r"\?token=([A-Za-z0-9_-]{43})", up.stdout), timeout=10)
+        token = banner[1]
+        assert httpx.get(f"http://127.0.0.1:{ui}/api/health").status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{ui}/api/health", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        up.proc.send_signal(signal.SIGINT)
+        assert up.wait_exit(timeout=15) == 0
