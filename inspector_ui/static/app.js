@@ -4,6 +4,7 @@ import { releaseObjectUrls, renderBody } from "./bodies.js";
 import { loadDiff, renderDiff } from "./diff.js";
 import { curlCommand, formatDuration, formatSize, formatTime, statusClass, statusText } from "./format.js";
 import { renderEditor, replayAsCaptured } from "./replay.js";
+import { closeShareUi, openShareDialog, openSharesList, shareUiOpen } from "./shares.js";
 
 const ROW_HEIGHT = 28; // px; must match .row in app.css (the list is virtualized on it)
 const PAGE = 100;
@@ -176,6 +177,7 @@ async function reload() {
   state.newCount = 0;
   state.pausedQueue = [];
   state.queryError = false;
+  updateShareSearch();
   listEl.scrollTop = 0;
   showQueryError(null);
   updateNewCount();
@@ -190,6 +192,7 @@ async function reload() {
     if (generation !== state.generation) return;
     if (error.queryError) {
       state.queryError = true;
+      updateShareSearch();
       showQueryError(error);
     } else {
       $("list-footer").textContent = `Could not load: ${error.message}`;
@@ -396,6 +399,15 @@ function search(q, { push = true } = {}) {
   }
   document.title = baseTitle();
   reload();
+}
+
+/** "Share search" shares the applied search: the box must hold it, unedited and valid. */
+function updateShareSearch() {
+  const button = $("share-search");
+  const applied = state.q !== "" && searchInput.value.trim() === state.q && !state.queryError;
+  button.disabled = !applied;
+  button.title = applied ? `Make a read-only link to what “${state.q}” matches now`
+    : "Make a read-only link to what a search matches now (run a search first)";
 }
 
 // ---------------------------------------------------------------- selection and detail
@@ -891,6 +903,14 @@ function typing(target) {
 
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (shareUiOpen()) {
+    // A share dialog is modal: Esc closes it (and nothing behind it); other keys stay in it.
+    if (event.key === "Escape") {
+      event.preventDefault();
+      closeShareUi();
+    }
+    return;
+  }
   if (event.key === "Escape") {
     const help = $("help");
     if (!help.hidden) {
@@ -961,6 +981,14 @@ $("pause").addEventListener("click", togglePause);
 $("theme-toggle").addEventListener("click", toggleTheme);
 $("detail-close").addEventListener("click", () => (state.diff !== null ? closeDiff() : closeDetail()));
 $("copy-curl").addEventListener("click", copyCurl);
+$("share").addEventListener("click", (event) => {
+  if (currentExchange && state.diff === null) openShareDialog({ exchange: currentExchange }, event.currentTarget);
+});
+$("share-search").addEventListener("click", (event) => {
+  if (state.q && !state.queryError) openShareDialog({ q: state.q }, event.currentTarget);
+});
+$("shares-open").addEventListener("click", (event) => openSharesList(event.currentTarget));
+searchInput.addEventListener("input", updateShareSearch);
 $("replay").addEventListener("click", replayNow);
 $("edit-replay").addEventListener("click", openEditor);
 $("compare").addEventListener("click", compareClicked);
