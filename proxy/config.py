@@ -61,6 +61,8 @@ class Settings:
     redact_add: tuple[str, ...] = ()
     """Names redacted on top of storage.redaction's defaults (share links, exports)."""
     redact_remove: tuple[str, ...] = ()
+    redact_at_capture: bool = False
+    """Redact every record before it is written: secrets never reach the database."""
     ui_token: str | None = None
     """Required of the inspector's clients; made at start when the inspector listens beyond loopback."""
     config_file: Path | None = None
@@ -176,7 +178,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
 FILE_KEYS = {
     "db", "listen", "ui", "services", "forward_port", "body_cap", "upstream_timeout", "proxy_name",
     "certs_dir", "upstream_ca", "upstream_insecure", "replay_via", "allow_any_replay_target",
-    "redact_add", "redact_remove", "ui_token",
+    "redact_add", "redact_remove", "ui_token", "redact_at_capture",
 }
 ENV_KEYS = {
     "PASSAGEWAY_DB": "db",
@@ -265,6 +267,7 @@ def load_settings(
         redact_add=_names(merged.get("redact_add", ()), what="redact_add"),
         redact_remove=_names(merged.get("redact_remove", ()), what="redact_remove"),
         ui_token=_token(merged["ui_token"]) if merged.get("ui_token") else None,
+        redact_at_capture=_boolean(merged.get("redact_at_capture", False), what="redact_at_capture"),
         config_file=config_file,
     )
     try:

@@ -12,6 +12,8 @@ from mitmproxy import options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig, update_alt_svc
 from mitmproxy.master import Master
 
+from storage.redaction import record_redactor, rules_from_config
+from storage.shares import redaction_key
 from storage.store import open_store
 from storage.writer import ExchangeWriter
 
@@ -61,7 +63,12 @@ def run_proxy(settings: Settings, *, verbose: bool = False) -> None:
     for what, address in listen_addresses(settings):
         check_bindable(what, address)
     store = open_store(settings.db_url)
-    writer = ExchangeWriter(store)
+    transform = None
+    if settings.redact_at_capture:
+        # In the writer thread, not on the event loop: redaction decodes and scans bodies.
+        rules = rules_from_config(settings.redact_add, settings.redact_remove)
+        transform = record_redactor(rules, redaction_key(store))
+    writer = ExchangeWriter(store, transform=transform)
     try:
         asyncio.run(_serve(settings, writer, verbose=verbose))
     finally:

@@ -82,7 +82,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_plus, unquote_to_bytes
 
@@ -91,6 +91,7 @@ from storage.record import CapturedBody, ExchangeRecord, WebSocketMessageRecord
 
 __all__ = [
     "DEFAULT_RULES",
+    "record_redactor",
     "MARKER_RE",
     "RECORD_DECODE_LIMIT",
     "RedactionRules",
@@ -760,3 +761,15 @@ def redact_websocket_message(
     data = redact_body(bytes(message.data), content_type, rules, key)
     return message if data is message.data else dataclasses.replace(message, data=data)
 
+
+
+def record_redactor(rules: RedactionRules, key: bytes) -> Callable[[ExchangeRecord | WebSocketMessageRecord], object]:
+    """For ExchangeWriter(transform=...): every record redacted before it is written."""
+    key = _check_key(key)
+
+    def redact(record: ExchangeRecord | WebSocketMessageRecord) -> object:
+        if isinstance(record, ExchangeRecord):
+            return redact_record(record, rules, key)
+        return redact_websocket_message(record, rules, key)
+
+    return redact

@@ -105,7 +105,7 @@ def create_share(
         raise ShareError(f"expiry must be between 1 minute and {MAX_TTL.days} days")
     if len(note) > 2000:
         raise ShareError("the note is longer than 2000 characters")
-    ids = _exchange_ids(store, kind, selector)
+    ids, cut = _exchange_ids(store, kind, selector)
     if not ids:
         raise ShareError(f"nothing to share: no exchange matches {kind} {selector!r}")
     key = redaction_key(store)
@@ -116,6 +116,7 @@ def create_share(
         "note": note,
         "created_at": iso_utc(now),
         "expires_at": iso_utc(now + ttl),
+        "cut": cut,
         "exchanges": [exchange for exchange in exchanges if exchange is not None],
     }
     token = secrets.token_urlsafe(32)
@@ -132,7 +133,7 @@ def create_share(
     )
     with store.engine.begin() as conn:
         share_id = conn.execute(insert(Share).values(**values).returning(Share.id)).scalar_one()
-    return CreatedShare(token=token, info=_info(share_id, values))
+    return CreatedShare(token=token, info={**_info(share_id, values), "cut": cut})
 
 
 def list_shares(store: Store, *, now: dt.datetime | None = None) -> list[dict]:
@@ -197,11 +198,12 @@ def _token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "replace")).digest()
 
 
-def _exchange_ids(store: Store, kind: str, selector: str) -> list[int]:
+def _exchange_ids(store: Store, kind: str, selector: str) -> tuple[list[int], bool]:
+    """The ids to share, oldest first, and whether more matched than MAX_SHARED_EXCHANGES."""
     if kind == "exchange":
         if not selector.isdigit() or get_exchange(store, exchange_id=int(selector)) is None:
             raise ShareError(f"no exchange {selector!r}")
-        return [int(selector)]
+        return [int(selector)], False
     if kind == "trace":
         if not selector or len(selector) > 128 or any(c.isspace() or c == '"' for c in selector):
             raise ShareError(f"bad trace id {selector!r}")
@@ -210,13 +212,14 @@ def _exchange_ids(store: Store, kind: str, selector: str) -> list[int]:
         query = parse_query(selector)  # QueryError: the caller answers with its position
     ids: list[int] = []
     before = None
-    while len(ids) < MAX_SHARED_EXCHANGES:
+    while True:
         page = list_exchanges(store, q=query, limit=min(1000, MAX_SHARED_EXCHANGES - len(ids)), before=before)
         ids.extend(row["id"] for row in page.data)
         if page.next is None:
-            break
+            return sorted(ids), False  # oldest first: a trace reads in the order it happened
+        if len(ids) >= MAX_SHARED_EXCHANGES:
+            return sorted(ids), True
         before = page.next
-    return sorted(ids)  # oldest first: a trace reads in the order it happened
 
 
 def _snapshot_exchange(store: Store, exchange_id: int, rules: RedactionRules, key: bytes) -> dict | None:

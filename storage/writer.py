@@ -26,7 +26,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -504,11 +504,21 @@ class ExchangeWriter:
     """Owns the one writer thread. submit() from anywhere; close() to flush."""
 
     def __init__(
-        self, store: Store, *, batch_size: int = 500, flush_interval: float = 0.05, queue_size: int = 20000
+        self,
+        store: Store,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.05,
+        queue_size: int = 20000,
+        transform: Callable[[Record], Record] | None = None,
     ) -> None:
+        """`transform` rewrites each record in the writer thread before it is stored (the
+        proxy's redact_at_capture); a record it fails on is rejected (counted, logged), never
+        stored as it was."""
         if batch_size < 1 or queue_size < 1 or flush_interval < 0:
             raise ValueError("batch_size and queue_size must be >= 1, flush_interval >= 0")
         self.store = store
+        self._transform = transform
         self.sink = DatabaseSink(store)
         self._batch_size = batch_size
         self._flush_interval = flush_interval
@@ -648,7 +658,8 @@ class ExchangeWriter:
 
     def _write(self, records: list[Record]) -> None:
         try:
-            batch = self.sink.prepare(records)
+            prepared = [self._transform(record) for record in records] if self._transform else records
+            batch = self.sink.prepare(prepared)
         except Exception as exc:
             if len(records) == 1:
                 self._reject(records, exc)

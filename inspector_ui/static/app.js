@@ -699,9 +699,40 @@ async function renderWebSocket(container, id) {
   }
 }
 
-async function copyCurl() {
+async function copySnippet() {
   const x = currentExchange;
   if (!x) return;
+  const format = $("copy-format").value;
+  let command;
+  if (format === "curl") {
+    command = await curlFor(x);
+  } else {
+    // HTTPie, Python and fetch come from the server (storage/snippets.py), which quotes every captured value.
+    try {
+      const response = await fetch(`/api/exchanges/${encodeURIComponent(x.id)}/snippet?format=${encodeURIComponent(format)}`);
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      command = await response.text();
+    } catch (error) {
+      command = `# could not build the snippet: ${error.message}`;
+    }
+  }
+  const button = $("copy-curl");
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(command);
+    copied = true;
+  } catch (_) { /* no clipboard permission: the command is shown below to copy by hand */ }
+  button.textContent = copied ? "Copied ✓" : "Copy as";
+  setTimeout(() => { button.textContent = "Copy as"; }, 1500);
+  let pre = document.querySelector("#detail-body .curl");
+  if (!pre) {
+    pre = el("pre", "curl");
+    $("detail-body").prepend(pre);
+  }
+  pre.textContent = command;
+}
+
+async function curlFor(x) {
   let body = null;
   let bodyFile = null;
   const info = x.request_body;
@@ -717,21 +748,7 @@ async function copyCurl() {
       } catch (_) { /* binary: refer to the downloadable file */ }
     }
   }
-  const command = curlCommand(x, { body, bodyFile });
-  const button = $("copy-curl");
-  let copied = false;
-  try {
-    await navigator.clipboard.writeText(command);
-    copied = true;
-  } catch (_) { /* no clipboard permission: the command is shown below to copy by hand */ }
-  button.textContent = copied ? "Copied ✓" : "Copy as curl";
-  setTimeout(() => { button.textContent = "Copy as curl"; }, 1500);
-  let pre = document.querySelector("#detail-body .curl");
-  if (!pre) {
-    pre = el("pre", "curl");
-    $("detail-body").prepend(pre);
-  }
-  pre.textContent = command;
+  return curlCommand(x, { body, bodyFile });
 }
 
 // ---------------------------------------------------------------- replay, compare, diff
@@ -980,7 +997,7 @@ $("new-count").addEventListener("click", () => {
 $("pause").addEventListener("click", togglePause);
 $("theme-toggle").addEventListener("click", toggleTheme);
 $("detail-close").addEventListener("click", () => (state.diff !== null ? closeDiff() : closeDetail()));
-$("copy-curl").addEventListener("click", copyCurl);
+$("copy-curl").addEventListener("click", copySnippet);
 $("share").addEventListener("click", (event) => {
   if (currentExchange && state.diff === null) openShareDialog({ exchange: currentExchange }, event.currentTarget);
 });

@@ -81,8 +81,9 @@ async function main() {
   document.title = `${what} · shared from Passageway`;
   clear(head).append(
     el("h1", null, `${what}: ${snapshot.selector}`),
-    el("p", "meta", `${snapshot.exchanges.length} exchange(s) · taken ${snapshot.created_at} · link expires ${snapshot.expires_at}`),
+    el("p", "meta", `${snapshot.exchanges.length} exchange${snapshot.exchanges.length === 1 ? "" : "s"} · taken ${snapshot.created_at} · link expires ${snapshot.expires_at}`),
   );
+  if (snapshot.cut) head.append(el("p", "note", "More exchanges matched: this link holds the newest of them only."));
   if (snapshot.note) head.append(el("p", "share-note", snapshot.note));
   head.append(el("p", "redacted-note", "Credentials and other secrets were replaced by [redacted:…] markers when this link was made; equal markers stand for equal values."));
   const list = clear($("share-exchanges"));

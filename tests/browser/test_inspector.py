@@ -3,6 +3,7 @@ captured content that tries to run script (it must not)."""
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 import uuid
@@ -210,6 +211,13 @@ def test_hostile_content_is_shown_as_text_and_runs_nothing(stack, ui_page):
     assert words[:3] == ["curl", "-X", "POST"]
     assert f"X-Quote: {QUOTE_CANARY}" in words and f"X-Script: {SCRIPT_CANARY}" in words
     assert words[-2:] == ["--data-binary", "".join(CANARIES)]
+    page.select_option("#copy-format", "python")
+    page.click("#copy-curl")
+    expect(detail.locator("pre.curl")).to_contain_text("import httpx")
+    script = detail.locator("pre.curl").inner_text()
+    tree = ast.parse(script)  # a valid script, and the hostile values in it are only literals
+    literals = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    assert QUOTE_CANARY in literals and SCRIPT_CANARY in literals
     page.wait_for_timeout(300)  # let any (wrongly) injected handler fire
     screenshot(page, "detail-hostile-light")
 

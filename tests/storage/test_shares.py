@@ -52,3 +52,16 @@ def test_expiry(clean):
 def test_one_redaction_key_per_database(clean):
     first = redaction_key(clean)
     assert len(first) == 32 and redaction_key(clean) == first
+
+
+def test_a_search_share_says_when_it_was_cut(clean, monkeypatch):
+    import storage.shares
+
+    monkeypatch.setattr(storage.shares, "MAX_SHARED_EXCHANGES", 3)
+    ids = write_records(clean, [make_record() for _ in range(5)])
+    created = create_share(clean, kind="search", selector="service:users", rules=DEFAULT_RULES)
+    snapshot = open_share(clean, token=created.token)
+    assert created.info["cut"] is True and snapshot["cut"] is True
+    assert [x["id"] for x in snapshot["exchanges"]] == ids[-3:]  # the newest, oldest first
+    monkeypatch.setattr(storage.shares, "MAX_SHARED_EXCHANGES", 5)
+    assert create_share(clean, kind="search", selector="service:users", rules=DEFAULT_RULES).info["cut"] is False
