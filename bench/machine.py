@@ -29,10 +29,8 @@ PG_ADMIN_URL = os.environ.get("PASSAGEWAY_TEST_PG_URL", "postgresql://postgres@1
 def scratch_postgres(prefix: str) -> Iterator[str | None]:
     """A new PostgreSQL database for one run, dropped afterwards; None (said why) when unreachable."""
     name = f"{prefix}_{os.getpid()}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        print(f"PostgreSQL skipped: {str(exc).strip().splitlines()[0]}")
+    admin = _admin()
+    if admin is None:
         yield None
         return
     with admin:
@@ -46,13 +44,20 @@ def scratch_postgres(prefix: str) -> Iterator[str | None]:
 @contextmanager
 def kept_postgres(name: str) -> Iterator[str | None]:
     """PostgreSQL database `name`, created when missing and never dropped (for reuse between runs)."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        print(f"PostgreSQL skipped: {str(exc).strip().splitlines()[0]}")
+    admin = _admin()
+    if admin is None:
         yield None
         return
     with admin:
         if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+
+def _admin() -> psycopg.Connection | None:
+    """A connection to the maintenance database; None (said why) when PostgreSQL is unreachable."""
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        print(f"PostgreSQL skipped: {str(exc).strip().splitlines()[0]}")
+        return None

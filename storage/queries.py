@@ -16,6 +16,7 @@ import zstandard
 from sqlalchemy import Connection, Row, and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from storage.decoding import DecodeError, decode_body
 from storage.models import Body, Exchange, WebSocketMessage, unescape_text
 from storage.search import Query, parse_query
 from storage.search_sql import FTS, compile_query, fts_required_match, required_text_ids
@@ -67,6 +68,16 @@ class StoredBody:
     encoding: str | None
     content_type: str | None
     sha256: str
+
+    def decoded(self, *, limit: int) -> bytes | None:
+        """The bytes with their Content-Encoding undone (what a truncated prefix decodes to, when
+        cut); None when they cannot be decoded or would exceed `limit` bytes."""
+        if not self.encoding:
+            return self.data
+        try:
+            return decode_body(self.data, self.encoding, partial=self.truncated, limit=limit)
+        except DecodeError:
+            return None
 
 
 _SUMMARY_COLUMNS = (

@@ -22,7 +22,6 @@ import zstandard
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.decoding import DecodeError, decode_body
 from storage.models import InstallationSecret, Share
 from storage.queries import get_body, get_exchange, iso_utc, list_exchanges
 from storage.redaction import RedactionRules, redact_body, redact_exchange
@@ -238,12 +237,9 @@ def _snapshot_body(store: Store, exchange_id: int, side: str, meta: dict | None,
     stored = get_body(store, exchange_id=exchange_id, side=side)
     if stored is None:
         return None
-    data = stored.data
-    if stored.encoding:
-        try:
-            data = decode_body(data, stored.encoding, partial=stored.truncated, limit=_DECODE_LIMIT)
-        except DecodeError:
-            data = b""  # never share bytes that could not be checked for secrets
+    data = stored.decoded(limit=_DECODE_LIMIT)
+    if data is None:
+        data = b""  # never share bytes that could not be checked for secrets
     cut = len(data) > SHARED_BODY_LIMIT
     body: dict[str, Any] = {
         "size": stored.size,

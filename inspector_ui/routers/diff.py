@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from storage.decoding import DecodeError, decode_body
 from storage.diff import DEFAULT_NOISE_HEADERS, DiffBody, diff_exchanges
 from storage.queries import get_body, get_exchange
 
@@ -23,12 +22,9 @@ def _body(store: Any, exchange_id: int, side: str, limit: int) -> DiffBody | Non
     stored = get_body(store, exchange_id=exchange_id, side=side)
     if stored is None:
         return None
-    data = stored.data
-    if stored.encoding:
-        try:
-            data = decode_body(data, stored.encoding, partial=stored.truncated, limit=limit)
-        except DecodeError:
-            pass  # compared as the stored bytes: size and hash still tell same from different
+    data = stored.decoded(limit=limit)
+    if data is None:
+        data = stored.data  # compared as stored: size and hash still tell same from different
     return DiffBody(
         data=data, content_type=stored.content_type, truncated=stored.truncated, size=stored.size, sha256=stored.sha256
     )

@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from storage.decoding import DecodeError, decode_body
 from storage.queries import get_body, get_exchange
 from storage.search import QueryError, parse_query
 
@@ -130,14 +129,8 @@ async def template(store: StoreDep, request: Request, exchange_id: ExchangeId) -
     if exchange["request_body"] is not None:
         body = await run_in_threadpool(get_body, store, exchange_id=exchange_id, side="request")
         if body is not None and body.encoding:
-            try:
-                decoded = await run_in_threadpool(
-                    lambda: decode_body(
-                        body.data, body.encoding, partial=body.truncated, limit=request.app.state.settings.max_decoded_body
-                    )
-                )
-            except DecodeError:
-                decoded = None
+            limit = request.app.state.settings.max_decoded_body
+            decoded = await run_in_threadpool(lambda: body.decoded(limit=limit))
     try:
         answer = replay_template(exchange, body, decoded, routes)
     except ReplayError as exc:

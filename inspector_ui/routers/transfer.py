@@ -11,7 +11,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from storage.decoding import DecodeError, decode_body
 from storage.exports import har_of, search_ids
 from storage.queries import get_body, get_exchange
 from storage.redaction import redact_body, redact_exchange
@@ -91,13 +90,11 @@ async def snippet(
         body = None
         stored = get_body(store, exchange_id=exchange_id, side="request")
         if stored is not None:
-            body = stored.data
-            if stored.encoding:
-                try:
-                    body = decode_body(body, stored.encoding, partial=stored.truncated, limit=settings.max_decoded_body)
-                    headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]
-                except DecodeError:
-                    pass  # sent as stored, with its encoding header
+            body = stored.decoded(limit=settings.max_decoded_body)
+            if body is None:
+                body = stored.data  # sent as stored, with its encoding header
+            elif stored.encoding:
+                headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]
         url = exchange["url"]
         if redact:
             rules, key = settings.redaction_rules(), redaction_key(store)
