@@ -343,7 +343,7 @@ def run_ui(settings: Settings, *, verbose: bool) -> int:
     host, port = settings.ui
     token = inspector_token(settings)
     if token and not settings.ui_token:
-        print(f"inspector token (made now): open http://{format_address(host, port)}/?token={token}", flush=True)
+        print(f"inspector token (made now): open http://{format_address(shown_host(host), port)}/?token={token}", flush=True)
     inspector = InspectorSettings(
         db_url=settings.db_url,
         host=host,
@@ -394,6 +394,11 @@ def inspector_token(settings: Settings) -> str | None:
     if settings.ui_token or not listens_beyond_loopback(settings.ui[0]):
         return settings.ui_token
     return secrets.token_urlsafe(32)
+
+
+def shown_host(host: str) -> str:
+    """The host to print for a listen address: this machine's name for a wildcard bind."""
+    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
 
 
 def listens_beyond_loopback(host: str) -> bool:
@@ -498,7 +503,7 @@ def print_banner(settings: Settings, *, database: str, demo: bool) -> None:
     gateway = format_address(*settings.listen)
     lines = [
         f"Passageway is up. Database: {database}",
-        f"  inspector:  http://{format_address(*settings.ui)}/"
+        f"  inspector:  http://{format_address(shown_host(settings.ui[0]), settings.ui[1])}/"
         + (f"?token={settings.ui_token}  (the token is needed from beyond this machine)" if settings.ui_token else ""),
         f"  gateway:    http://{gateway}/SERVICE/path",
     ]
