@@ -22,7 +22,7 @@ from storage.store import StorageError, open_store
 from .broadcast import Broadcaster
 from .replay import ReplayClients, ReplayRoutes
 from .replay_jobs import ReplayJobs
-from .routers import diff, exchanges, health, replay, shares, stream, transfer
+from .routers import diff, exchanges, health, metrics, replay, shares, stream, transfer
 from .security import HostGuardMiddleware, SecurityHeadersMiddleware, TokenMiddleware
 from .settings import InspectorSettings
 
@@ -83,6 +83,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(diff.router)
     app.include_router(shares.router)
     app.include_router(transfer.router)
+    app.include_router(metrics.router)
     _add_error_handlers(app)
 
     if settings.docs:

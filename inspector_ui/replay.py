@@ -346,8 +346,10 @@ async def dispatch_replay(
     allow_any: bool,
     clients: ReplayClients,
     resolve: Callable[[str, int], list[str]] = system_resolver,
+    send_at: float | None = None,
 ) -> SentReplay:
-    """Check the target, then send the request through the proxy (no redirects followed)."""
+    """Check the target, then send the request through the proxy (no redirects followed);
+    with `send_at` (time.monotonic()), not before then: a paced job does its checks early."""
     try:
         # The proxy makes the connection, so the addresses approved here cannot be pinned
         # for it; for configured services they are fixed by configuration anyway.
@@ -371,8 +373,10 @@ async def dispatch_replay(
         )
     nonce = secrets.token_hex(16)
     headers = [*plan.headers, (REPLAY_HEADER, f"{exchange_id}; {nonce}")]
-    sent_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     client = clients.get(plan.via_forward_proxy)
+    if send_at is not None and (delay := send_at - time.monotonic()) > 0:
+        await asyncio.sleep(delay)
+    sent_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     try:
         response = await client.request(plan.method, plan.send_url, headers=headers, content=plan.body)
     except httpx.TimeoutException:

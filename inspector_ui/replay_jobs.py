@@ -21,10 +21,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from storage.queries import get_body, get_exchange, list_exchanges
+from storage.queries import exchange_ids_for_uuids, get_body, get_exchange, list_exchanges
 from storage.search import Query
 
-from .replay import Overrides, ReplayError, ReplayRoutes, SentReplay, capture_of, dispatch_replay, plan_replay
+from .replay import Overrides, ReplayError, ReplayRoutes, SentReplay, dispatch_replay, plan_replay
 from .routers.diff import compare_exchanges
 
 __all__ = ["MAX_JOB_EXCHANGES", "ReplayJob", "ReplayJobs"]
@@ -35,6 +35,9 @@ MAX_JOB_EXCHANGES = 10_000
 """A job replays at most this many exchanges (the newest the search matched)."""
 _PROGRESS_INTERVAL = 0.25
 _KEPT_RESULTS = 1000
+_COLLECT_INTERVAL = 0.1
+_CAPTURE_WAIT = 10.0
+"""Seconds a sent replay's capture may take to reach the database before it counts as failed."""
 
 
 @dataclass
@@ -142,7 +145,7 @@ class ReplayJobs:
                 last_progress = now
                 self._publish({"type": "replay-job", "data": job.summary()})
 
-        follow_ups: set[asyncio.Task] = set()
+        sent_queue: asyncio.Queue[tuple[dict, SentReplay]] = asyncio.Queue()
 
         def record(result: dict) -> None:
             job.sent += result["id"] is not None
@@ -152,45 +155,80 @@ class ReplayJobs:
                 job.results.append(result)
             progress()
 
-        def finished(task: asyncio.Task) -> None:
-            follow_ups.discard(task)
-            if not task.cancelled():
-                record(task.result())
-
         async def worker() -> None:
-            # Only sending is paced and bounded by `concurrency`; waiting for each capture and
-            # comparing it with its original runs beside, so it never slows the rate.
+            # Only sending is paced and bounded by `concurrency`; finding each capture and
+            # comparing it with its original is the collector's, so it never slows the rate.
             while True:
                 try:
                     index, exchange_id = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                delay = start + index / job.rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                result, sent = await self._send_one(exchange_id, job)
+                # Loading, planning and the target check happen now; only the send waits for the slot.
+                result, sent = await self._send_one(exchange_id, job, send_at=start + index / job.rate)
                 if sent is None:
                     record(result)
                 else:
-                    follow_up = asyncio.create_task(self._follow_up(result, sent))
-                    follow_ups.add(follow_up)
-                    follow_up.add_done_callback(finished)
+                    sent_queue.put_nowait((result, sent))
 
         workers = [asyncio.create_task(worker()) for _ in range(min(job.concurrency, len(job.exchange_ids)) or 1)]
+        collector = asyncio.create_task(self._collect(sent_queue, workers, record))
         try:
             await asyncio.gather(*workers)
-            if follow_ups:
-                await asyncio.wait(list(follow_ups))
+            await collector
             job.state = "done"
         except asyncio.CancelledError:
-            for task in [*workers, *follow_ups]:
+            for task in [*workers, collector]:
                 task.cancel()
             job.state = "cancelled"
         finally:
             job.finished = time.time()
             progress(force=True)
 
-    async def _send_one(self, exchange_id: int, job: ReplayJob) -> tuple[dict, SentReplay | None]:
+    async def _collect(
+        self, sent_queue: asyncio.Queue, workers: list[asyncio.Task], record: Callable[[dict], None]
+    ) -> None:
+        """Find the captures of sent replays (one query for all outstanding ones, every
+        _COLLECT_INTERVAL), compare each with its original, record it; until the workers are
+        done and nothing is outstanding."""
+        outstanding: dict[str, tuple[dict, SentReplay, float]] = {}
+        while True:
+            while not sent_queue.empty():
+                result, sent = sent_queue.get_nowait()
+                outstanding[sent.uuid] = (result, sent, time.monotonic() + _CAPTURE_WAIT)
+            if not outstanding:
+                if all(worker.done() for worker in workers) and sent_queue.empty():
+                    return
+                await asyncio.sleep(_COLLECT_INTERVAL)
+                continue
+            since = min(sent.sent_at for _, sent, _ in outstanding.values())
+            found = await run_in_threadpool(
+                lambda: exchange_ids_for_uuids(self._store, uuids=list(outstanding), since=since)
+            )
+            now = time.monotonic()
+            for uuid in list(outstanding):
+                result, sent, deadline = outstanding[uuid]
+                if uuid in found:
+                    del outstanding[uuid]
+                    await self._compare(result, found[uuid])
+                    record(result)
+                elif now > deadline:
+                    del outstanding[uuid]
+                    result["error"] = (
+                        f"the replay was sent (status {sent.status}) but its capture did not reach the "
+                        f"database within {_CAPTURE_WAIT:g} s"
+                    )
+                    record(result)
+            await asyncio.sleep(_COLLECT_INTERVAL)
+
+    async def _compare(self, result: dict, new_id: int) -> None:
+        try:
+            result["differs"] = await run_in_threadpool(self._responses_differ, result["of"], new_id)
+            result["id"] = new_id
+        except Exception as exc:  # noqa: BLE001 - counted as failed, the job goes on
+            log.warning("comparing the replay of exchange %s failed: %s", result["of"], exc)
+            result["error"] = f"{type(exc).__name__}: {exc}"
+
+    async def _send_one(self, exchange_id: int, job: ReplayJob, *, send_at: float) -> tuple[dict, SentReplay | None]:
         overrides = job.overrides
         result: dict[str, Any] = {"of": exchange_id, "id": None, "status": None, "differs": None, "error": None}
         try:
@@ -202,8 +240,9 @@ class ReplayJobs:
                 body = await run_in_threadpool(get_body, self._store, exchange_id=exchange_id, side="request")
             plan = plan_replay(exchange, body, overrides, self._routes)
             sent = await dispatch_replay(
-                exchange_id, plan, routes=self._routes, original_url=exchange["url"], **job.send_options
-            )
+                exchange_id, plan, routes=self._routes, original_url=exchange["url"], send_at=send_at,
+                **job.send_options,
+            )  # fmt: skip
             result["status"] = sent.status
             return result, sent
         except ReplayError as exc:
@@ -212,18 +251,6 @@ class ReplayJobs:
             log.warning("replay of exchange %s failed: %s", exchange_id, exc)
             result["error"] = f"{type(exc).__name__}: {exc}"
         return result, None
-
-    async def _follow_up(self, result: dict, sent: SentReplay) -> dict:
-        try:
-            new_id = await capture_of(self._store, sent)
-            result["differs"] = await run_in_threadpool(self._responses_differ, result["of"], new_id)
-            result["id"] = new_id
-        except ReplayError as exc:
-            result["error"] = exc.message
-        except Exception as exc:  # noqa: BLE001 - counted as failed, the job goes on
-            log.warning("comparing the replay of exchange %s failed: %s", result["of"], exc)
-            result["error"] = f"{type(exc).__name__}: {exc}"
-        return result
 
     def _responses_differ(self, original: int, replay: int) -> bool:
         diff = compare_exchanges(self._store, original, replay)

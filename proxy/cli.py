@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(importer)
     importer.add_argument("file", metavar="FILE", help="a .har, or a mitmproxy flow file (mitmdump -w)")
 
+    status = commands.add_parser("status", help="every proxy's writer counters and the search backlog, from the store")
+    add_common_flags(status)
+
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
     return parser
@@ -178,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_export(args, settings)
         if args.command == "import":
             return run_import(args, settings)
+        if args.command == "status":
+            return run_status(settings)
         return run_up(args, argv, settings)
     except (ConfigError, StorageError) as e:
         return fail(str(e))
@@ -333,6 +338,32 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
     print(f"imported {len(ids)} exchange(s) from {args.file}" + (f" ({len(skipped)} skipped)" if skipped else ""))
     for message in skipped[:20]:
         print(f"  skipped {message}", file=sys.stderr)
+    return 0
+
+
+def run_status(settings: Settings) -> int:
+    """What /api/metrics shows, for a terminal: one line per proxy that ever wrote to this store."""
+    from storage.queries import index_backlog, proxy_stats
+    from storage.store import open_store
+
+    store = open_store(settings.db_url)
+    try:
+        proxies, backlog = proxy_stats(store), index_backlog(store)
+    finally:
+        store.close()
+    print(f"store: {store.display_url}")
+    if not proxies:
+        print("no proxy has reported to this store yet")
+    for p in proxies:
+        state = "up" if p["age_seconds"] < 30 else f"silent for {p['age_seconds']:.0f} s"
+        mean = p["write_seconds"] / p["write_batches"] * 1000 if p["write_batches"] else 0.0
+        print(
+            f"proxy {p['proxy']}: {state}; captured {p['submitted']}, written {p['written']}, "
+            f"dropped {p['dropped']}, lost {p['lost']}, queue {p['queue_depth']}, "
+            f"database errors {p['failed_batches']}, mean batch write {mean:.1f} ms"
+            + (f"; last error: {p['last_error']}" if p["last_error"] else "")
+        )
+    print(f"search index backlog: {backlog} exchange(s)")
     return 0
 
 

@@ -68,7 +68,7 @@ def run_proxy(settings: Settings, *, verbose: bool = False) -> None:
         # In the writer thread, not on the event loop: redaction decodes and scans bodies.
         rules = rules_from_config(settings.redact_add, settings.redact_remove)
         transform = record_redactor(rules, redaction_key(store))
-    writer = ExchangeWriter(store, transform=transform)
+    writer = ExchangeWriter(store, transform=transform, report_as=settings.proxy_name)
     try:
         asyncio.run(_serve(settings, writer, verbose=verbose))
     finally:

@@ -40,6 +40,7 @@ __all__ = [
     "ExchangeHeader",
     "FILTER_COLUMNS",
     "InstallationSecret",
+    "ProxyStat",
     "SLOW_MS",
     "SafeText",
     "SearchPending",
@@ -372,3 +373,24 @@ class InstallationSecret(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ProxyStat(Base):
+    """Each proxy's writer counters, written by the writer thread every few seconds
+    (storage.writer), so inspectors and `passageway status` see every proxy of a team store."""
+
+    __tablename__ = "proxy_stats"
+
+    proxy: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    submitted: Mapped[int] = mapped_column(BigInteger)
+    written: Mapped[int] = mapped_column(BigInteger)
+    dropped: Mapped[int] = mapped_column(BigInteger)
+    lost: Mapped[int] = mapped_column(BigInteger)
+    failed_batches: Mapped[int] = mapped_column(BigInteger)
+    queue_depth: Mapped[int] = mapped_column(Integer)
+    write_seconds: Mapped[float] = mapped_column(Double)
+    """Time spent in committed batch writes, in total (with write_batches: the mean latency)."""
+    write_batches: Mapped[int] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(SafeText())

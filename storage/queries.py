@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Row, and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.decoding import DecodeError, decode_body
-from storage.models import Body, Exchange, WebSocketMessage, unescape_text
+from storage.models import Body, Exchange, ProxyStat, SearchPending, WebSocketMessage, unescape_text
 from storage.search import Query, parse_query
 from storage.search_sql import FTS, compile_query, fts_required_match, required_text_ids
 from storage.store import Store, one_line
@@ -28,10 +28,13 @@ __all__ = [
     "database_health",
     "get_body",
     "exchange_id_for_uuid",
+    "exchange_ids_for_uuids",
     "get_exchange",
+    "index_backlog",
     "list_exchanges",
     "list_websocket_messages",
     "match_ids",
+    "proxy_stats",
     "summaries_for_ids",
     "unpack_body",
     "MAX_PAGE",
@@ -286,14 +289,21 @@ def match_ids(store: Store, *, ids: Sequence[int], q: str | Query, now: dt.datet
 def exchange_id_for_uuid(store: Store, *, uuid: str, since: dt.datetime) -> int | None:
     """The id of the exchange stored under `uuid` and captured at or after `since` (which
     keeps the lookup on the (captured_at, uuid) index); None when there is none yet."""
+    return exchange_ids_for_uuids(store, uuids=[uuid], since=since).get(uuid)
+
+
+def exchange_ids_for_uuids(store: Store, *, uuids: Sequence[str], since: dt.datetime) -> dict[str, int]:
+    """uuid -> id of those of `uuids` stored and captured at or after `since` (the newest,
+    should a client have reused a uuid)."""
+    if not uuids:
+        return {}
     query = (
-        select(Exchange.id)
-        .where(Exchange.captured_at >= since, Exchange.uuid == uuid)
-        .order_by(Exchange.id.desc())
-        .limit(1)
+        select(Exchange.uuid, Exchange.id)
+        .where(Exchange.captured_at >= since, Exchange.uuid.in_(list(uuids)))
+        .order_by(Exchange.id)
     )
     with store.engine.connect() as conn:
-        return conn.execute(query).scalar()
+        return {uuid: id_ for uuid, id_ in conn.execute(query)}
 
 
 def summaries_for_ids(store: Store, *, ids: Sequence[int]) -> list[dict]:
@@ -445,6 +455,29 @@ def list_websocket_messages(store: Store, *, exchange_id: int) -> list[dict] | N
             }
             for m in rows
         ]
+
+
+def proxy_stats(store: Store) -> list[dict]:
+    """Every proxy's last reported writer counters (storage.writer), by name, with the
+    seconds since it reported; and how many exchanges wait for the search indexer."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(ProxyStat.__table__).order_by(ProxyStat.proxy)).all()
+    now = dt.datetime.now(dt.UTC)
+    return [
+        {
+            **{key: value for key, value in row._asdict().items() if key not in ("started_at", "updated_at")},
+            "started_at": iso_utc(row.started_at),
+            "updated_at": iso_utc(row.updated_at),
+            "age_seconds": round((now - row.updated_at).total_seconds(), 3),
+        }
+        for row in rows
+    ]
+
+
+def index_backlog(store: Store) -> int:
+    """Exchanges stored but not yet indexed for search."""
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(SearchPending)).scalar_one())
 
 
 def database_health(store: Store) -> dict:

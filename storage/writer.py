@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from storage.decoding import decoded_size
-from storage.models import CAPTURE_BLOCK_IDS, Body, Exchange, WebSocketMessage, escape_text
+from storage.models import CAPTURE_BLOCK_IDS, Body, Exchange, ProxyStat, WebSocketMessage, escape_text
 from storage.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
 from storage.store import Store, one_line
 
@@ -57,6 +57,8 @@ _DECODED_LIMIT = 256 * 1024 * 1024  # beyond this the decoded size is recorded a
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 5.0
 _DROP_LOG_INTERVAL = 10.0
+REPORT_INTERVAL = 5.0
+"""Seconds between two reports of a writer's counters to proxy_stats."""
 
 Record = ExchangeRecord | WebSocketMessageRecord
 
@@ -334,6 +336,17 @@ class DatabaseSink:
     def prepare(self, records: Sequence[Record]) -> PreparedBatch:
         return self.rows.prepare(records)
 
+    def report(self, proxy: str, *, started_at: dt.datetime, values: dict[str, Any]) -> None:
+        """Upsert one proxy's counters (storage.models.ProxyStat)."""
+        insert = postgresql.insert if self._postgres else sqlite.insert
+        row = {"proxy": proxy, "started_at": started_at, "updated_at": dt.datetime.now(dt.UTC), **values}
+        statement = insert(ProxyStat).values(**row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["proxy"], set_={name: statement.excluded[name] for name in row if name != "proxy"}
+        )
+        with self.store.engine.begin() as conn:
+            conn.execute(statement)
+
     def write_batch(self, records: Sequence[Record]) -> None:
         self.write(self.prepare(records))
 
@@ -511,14 +524,22 @@ class ExchangeWriter:
         flush_interval: float = 0.05,
         queue_size: int = 20000,
         transform: Callable[[Record], Record] | None = None,
+        report_as: str | None = None,
     ) -> None:
         """`transform` rewrites each record in the writer thread before it is stored (the
         proxy's redact_at_capture); a record it fails on is rejected (counted, logged), never
-        stored as it was."""
+        stored as it was. `report_as`: the proxy name under which the writer keeps its
+        counters in proxy_stats, every REPORT_INTERVAL seconds while the database is up."""
         if batch_size < 1 or queue_size < 1 or flush_interval < 0:
             raise ValueError("batch_size and queue_size must be >= 1, flush_interval >= 0")
         self.store = store
         self._transform = transform
+        self._report_as = report_as
+        self._started_at = dt.datetime.now(dt.UTC)
+        self._last_report = 0.0
+        self._report_failure_logged = float("-inf")
+        self._write_seconds = 0.0
+        self._write_batches = 0
         self.sink = DatabaseSink(store)
         self._batch_size = batch_size
         self._flush_interval = flush_interval
@@ -620,8 +641,10 @@ class ExchangeWriter:
     def _run(self) -> None:
         queue = self._queue
         while True:
+            self._maybe_report()
             if not queue:
                 if self._closing.is_set():
+                    self._maybe_report(force=True)
                     return
                 self._wake.clear()
                 if not queue:
@@ -656,6 +679,31 @@ class ExchangeWriter:
                 self._lost += len(batch)
                 log.exception("LOST %d exchange record(s): unexpected error in the writer", len(batch))
 
+    def _maybe_report(self, *, force: bool = False) -> None:
+        """Keep this writer's counters in proxy_stats (never while the database is away:
+        the records come first, and a report would only wait for the same timeout)."""
+        now = time.monotonic()
+        if self._report_as is None or self._outage_since is not None:
+            return
+        if not force and now - self._last_report < REPORT_INTERVAL:
+            return
+        self._last_report = now
+        stats = self.stats
+        try:
+            self.sink.report(
+                self._report_as,
+                started_at=self._started_at,
+                values=dict(
+                    submitted=stats.submitted, written=stats.written, dropped=stats.dropped, lost=stats.lost,
+                    failed_batches=stats.failed_batches, queue_depth=stats.queue_depth,
+                    write_seconds=self._write_seconds, write_batches=self._write_batches, last_error=stats.last_error,
+                ),
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - counters only; the next report tries again
+            if now - self._report_failure_logged > 60:
+                self._report_failure_logged = now
+                log.warning("could not report the writer's counters to proxy_stats: %s", one_line(exc))
+
     def _write(self, records: list[Record]) -> None:
         try:
             prepared = [self._transform(record) for record in records] if self._transform else records
@@ -689,8 +737,11 @@ class ExchangeWriter:
     def _write_prepared(self, batch: PreparedBatch) -> None:
         delay = _BACKOFF_START
         while True:
+            started = time.perf_counter()
             try:
                 self.sink.write(batch)
+                self._write_seconds += time.perf_counter() - started
+                self._write_batches += 1
             except Exception as exc:
                 if not is_transient(exc):
                     raise

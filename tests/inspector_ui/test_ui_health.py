@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 
 from inspector_ui import create_app
@@ -61,3 +63,23 @@ def test_health_503_when_postgresql_database_is_dropped(pg_url):
             assert response.json()["database"]["ok"] is False
     finally:
         store.close()
+
+
+def test_metrics_are_prometheus_text_with_escaped_labels():
+    from inspector_ui.routers.metrics import exposition
+
+    proxy = {"proxy": 'edge "1"\\', "submitted": 5, "written": 4, "dropped": 1, "lost": 0, "failed_batches": 2,
+             "queue_depth": 1, "write_seconds": 0.5, "write_batches": 3, "age_seconds": 45.0}  # fmt: skip
+    text = exposition([proxy], viewers=2, dropped_viewers=1, published=10, backlog=7)
+    assert 'passageway_written_total{proxy="edge \\"1\\"\\\\"} 4' in text
+    assert 'passageway_proxy_up{proxy="edge \\"1\\"\\\\"} 0' in text  # silent for 45 s
+    assert "passageway_live_viewers 2\n" in text and "passageway_index_backlog 7\n" in text
+    names = re.findall(r"^# TYPE (\S+) (counter|gauge)$", text, flags=re.MULTILINE)
+    assert len(names) == len({name for name, _ in names}) == 13
+    assert text.endswith("\n")
+
+
+def test_metrics_endpoint(client):
+    response = client.get("/api/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    assert "passageway_live_viewers 0" in response.text

@@ -8,7 +8,7 @@ import time
 
 from tests.support.records import make_record
 
-from storage import ExchangeWriter, database_health
+from storage import ExchangeWriter, database_health, open_store
 from storage.writer import DatabaseSink
 
 
@@ -155,3 +155,20 @@ def test_writer_does_no_index_work(store) -> None:  # type: ignore[no-untyped-de
             assert conn.execute(text("SELECT count(*) FROM exchange_fts WHERE exchange_fts MATCH 'http'")).scalar_one() == 0
         queued = conn.execute(text("SELECT exchange_id FROM search_pending ORDER BY exchange_id")).scalars().all()
     assert queued == ids
+
+
+def test_the_writer_reports_its_counters_under_its_proxy_name(tmp_path):
+    from storage.queries import proxy_stats
+
+    store = open_store(f"sqlite:///{tmp_path}/report.db")
+    writer = ExchangeWriter(store, report_as="edge-7", flush_interval=0.01)
+    writer.start()
+    for _ in range(4):
+        writer.submit(make_record())
+    writer.close()  # the last report is written on close
+    (row,) = proxy_stats(store)
+    assert (row["proxy"], row["submitted"], row["written"], row["dropped"], row["lost"], row["queue_depth"]) == (
+        "edge-7", 4, 4, 0, 0, 0,
+    )
+    assert row["write_batches"] >= 1 and row["write_seconds"] > 0 and row["age_seconds"] < 5
+    store.close()

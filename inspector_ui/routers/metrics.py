@@ -1,0 +1,66 @@
+"""GET /api/metrics: Prometheus text exposition of every proxy's writer and of this inspector.
+
+Proxy figures come from proxy_stats (each proxy's writer reports every few seconds); a proxy
+that has not reported for PROXY_STALE seconds is shown with passageway_proxy_up 0."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from storage.queries import index_backlog, proxy_stats
+
+from ..deps import StoreDep
+
+router = APIRouter(prefix="/api", tags=["metrics"])
+
+PROXY_STALE = 30.0
+# (metric, type, help, proxy_stats column)
+PROXY_METRICS = (
+    ("passageway_captured_total", "counter", "Exchange records the proxy handed to its writer.", "submitted"),
+    ("passageway_written_total", "counter", "Records committed to the database.", "written"),
+    ("passageway_dropped_total", "counter", "Records refused because the writer's queue was full.", "dropped"),
+    ("passageway_lost_total", "counter", "Records accepted but never written.", "lost"),
+    ("passageway_database_errors_total", "counter", "Failed write attempts (each retry counts).", "failed_batches"),
+    ("passageway_queue_depth", "gauge", "Records waiting in the writer's queue.", "queue_depth"),
+    ("passageway_write_seconds_sum", "counter", "Time spent in committed batch writes.", "write_seconds"),
+    ("passageway_write_seconds_count", "counter", "Committed batch writes.", "write_batches"),
+)  # fmt: skip
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def exposition(proxies: list[dict], *, viewers: int, dropped_viewers: int, published: int, backlog: int) -> str:
+    lines: list[str] = []
+    for name, kind, text, column in PROXY_METRICS:
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        lines += [f'{name}{{proxy="{_label(p["proxy"])}"}} {p[column]}' for p in proxies]
+    lines += ["# HELP passageway_proxy_up 1 when the proxy reported in the last 30 s.", "# TYPE passageway_proxy_up gauge"]
+    lines += [f'passageway_proxy_up{{proxy="{_label(p["proxy"])}"}} {int(p["age_seconds"] < PROXY_STALE)}' for p in proxies]
+    for name, kind, text, value in (
+        ("passageway_live_viewers", "gauge", "WebSocket viewers of /api/stream on this inspector.", viewers),
+        ("passageway_viewers_dropped_total", "counter", "Viewers disconnected for falling behind.", dropped_viewers),
+        ("passageway_stream_messages_total", "counter", "Messages published to viewers.", published),
+        ("passageway_index_backlog", "gauge", "Exchanges waiting for the search indexer.", backlog),
+    ):
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+    return "\n".join(lines) + "\n"
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics: proxies' writers and this inspector")
+async def metrics(store: StoreDep, request: Request) -> Any:
+    proxies, backlog = await run_in_threadpool(lambda: (proxy_stats(store), index_backlog(store)))
+    broadcaster = request.app.state.broadcaster
+    text = exposition(
+        proxies,
+        viewers=broadcaster.clients,
+        dropped_viewers=broadcaster.dropped,
+        published=broadcaster.published,
+        backlog=backlog,
+    )
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
