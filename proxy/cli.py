@@ -355,7 +355,10 @@ def run_status(settings: Settings) -> int:
     if not proxies:
         print("no proxy has reported to this store yet")
     for p in proxies:
-        state = "up" if p["age_seconds"] < 30 else f"silent for {p['age_seconds']:.0f} s"
+        if p["stopped_at"]:
+            state = f"stopped at {p['stopped_at']}"
+        else:
+            state = "up" if p["age_seconds"] < 30 else f"silent for {p['age_seconds']:.0f} s"
         mean = p["write_seconds"] / p["write_batches"] * 1000 if p["write_batches"] else 0.0
         print(
             f"proxy {p['proxy']}: {state}; captured {p['submitted']}, written {p['written']}, "

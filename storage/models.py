@@ -394,3 +394,5 @@ class ProxyStat(Base):
     """Time spent in committed batch writes, in total (with write_batches: the mean latency)."""
     write_batches: Mapped[int] = mapped_column(BigInteger)
     last_error: Mapped[str | None] = mapped_column(SafeText())
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    """Set by the writer's last report, when the proxy stops cleanly."""

@@ -465,9 +465,10 @@ def proxy_stats(store: Store) -> list[dict]:
     now = dt.datetime.now(dt.UTC)
     return [
         {
-            **{key: value for key, value in row._asdict().items() if key not in ("started_at", "updated_at")},
+            **{key: value for key, value in row._asdict().items() if key not in ("started_at", "updated_at", "stopped_at")},
             "started_at": iso_utc(row.started_at),
             "updated_at": iso_utc(row.updated_at),
+            "stopped_at": iso_utc(row.stopped_at),
             "age_seconds": round((now - row.updated_at).total_seconds(), 3),
         }
         for row in rows

@@ -644,7 +644,7 @@ class ExchangeWriter:
             self._maybe_report()
             if not queue:
                 if self._closing.is_set():
-                    self._maybe_report(force=True)
+                    self._maybe_report(stopping=True)
                     return
                 self._wake.clear()
                 if not queue:
@@ -679,13 +679,13 @@ class ExchangeWriter:
                 self._lost += len(batch)
                 log.exception("LOST %d exchange record(s): unexpected error in the writer", len(batch))
 
-    def _maybe_report(self, *, force: bool = False) -> None:
+    def _maybe_report(self, *, stopping: bool = False) -> None:
         """Keep this writer's counters in proxy_stats (never while the database is away:
         the records come first, and a report would only wait for the same timeout)."""
         now = time.monotonic()
         if self._report_as is None or self._outage_since is not None:
             return
-        if not force and now - self._last_report < REPORT_INTERVAL:
+        if not stopping and now - self._last_report < REPORT_INTERVAL:
             return
         self._last_report = now
         stats = self.stats
@@ -697,6 +697,7 @@ class ExchangeWriter:
                     submitted=stats.submitted, written=stats.written, dropped=stats.dropped, lost=stats.lost,
                     failed_batches=stats.failed_batches, queue_depth=stats.queue_depth,
                     write_seconds=self._write_seconds, write_batches=self._write_batches, last_error=stats.last_error,
+                    stopped_at=dt.datetime.now(dt.UTC) if stopping else None,
                 ),
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - counters only; the next report tries again

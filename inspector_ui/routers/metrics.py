@@ -31,6 +31,10 @@ PROXY_METRICS = (
 )  # fmt: skip
 
 
+def proxy_up(proxy: dict) -> bool:
+    return proxy.get("stopped_at") is None and proxy["age_seconds"] < PROXY_STALE
+
+
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -40,8 +44,9 @@ def exposition(proxies: list[dict], *, viewers: int, dropped_viewers: int, publi
     for name, kind, text, column in PROXY_METRICS:
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
         lines += [f'{name}{{proxy="{_label(p["proxy"])}"}} {p[column]}' for p in proxies]
-    lines += ["# HELP passageway_proxy_up 1 when the proxy reported in the last 30 s.", "# TYPE passageway_proxy_up gauge"]
-    lines += [f'passageway_proxy_up{{proxy="{_label(p["proxy"])}"}} {int(p["age_seconds"] < PROXY_STALE)}' for p in proxies]
+    lines += ["# HELP passageway_proxy_up 1 when the proxy runs and reported in the last 30 s.",
+              "# TYPE passageway_proxy_up gauge"]  # fmt: skip
+    lines += [f'passageway_proxy_up{{proxy="{_label(p["proxy"])}"}} {int(proxy_up(p))}' for p in proxies]
     for name, kind, text, value in (
         ("passageway_live_viewers", "gauge", "WebSocket viewers of /api/stream on this inspector.", viewers),
         ("passageway_viewers_dropped_total", "counter", "Viewers disconnected for falling behind.", dropped_viewers),

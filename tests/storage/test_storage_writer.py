@@ -171,4 +171,5 @@ def test_the_writer_reports_its_counters_under_its_proxy_name(tmp_path):
         "edge-7", 4, 4, 0, 0, 0,
     )
     assert row["write_batches"] >= 1 and row["write_seconds"] > 0 and row["age_seconds"] < 5
+    assert row["stopped_at"] is not None  # closed cleanly
     store.close()

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("write_seconds", sa.Double(), nullable=False),
         sa.Column("write_batches", sa.BigInteger(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
     )
 
 
