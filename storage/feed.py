@@ -1,8 +1,11 @@
 """Change feed: ids of newly committed exchanges, from any process.
 
 PostgreSQL: LISTEN on NOTIFY_CHANNEL (the writer notifies once per committed
-batch). SQLite: a cheap poll of max(id) in a thread. Either way the feed
-starts at the newest exchange when entered and yields only what comes after.
+batch); after a lost connection, a catch-up query finds what was committed
+meanwhile, including ids committed out of order (CATCH_UP_LOOKBACK). SQLite: a
+cheap poll of max(id) in a thread (one writer at a time: ids commit in order).
+Either way the feed starts at the newest exchange when entered and yields only
+what comes after, each id once.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ __all__ = ["ChangeFeed", "open_change_feed"]
 log = logging.getLogger(__name__)
 
 _RECONNECT_MAX = 5.0
+CATCH_UP_LOOKBACK = 10_000
+"""PostgreSQL: after a reconnect, ids this far below the newest delivered one are looked at
+again. A writer takes its ids when it inserts and commits later, so commits come out of id
+order: an id below the newest delivered can still be new. Ids already delivered are skipped."""
+_DELIVERED_KEPT = 2 * CATCH_UP_LOOKBACK
 
 
 def open_change_feed(store: Store, *, poll_interval: float = 0.1) -> ChangeFeed:
@@ -39,14 +47,16 @@ class ChangeFeed:
         self.store = store
         self.poll_interval = poll_interval
         self._last_id = 0
+        self._start_id = 0  # the newest id when the feed began: nothing at or below it is new
+        self._delivered: set[int] = set()  # PostgreSQL: recent ids yielded, so a catch-up repeats none
         self._conn: psycopg.AsyncConnection | None = None
         self._entered = False
         self._closed = False
 
     async def __aenter__(self) -> ChangeFeed:
-        self._last_id = await asyncio.to_thread(self._max_id)
         if self.store.dialect == "postgresql":
-            await self._connect()
+            await self._connect()  # listening before the newest id is read: no commit falls between
+        self._last_id = self._start_id = await asyncio.to_thread(self._max_id)
         self._entered = True
         return self
 
@@ -78,6 +88,15 @@ class ChangeFeed:
     def _ids_after(self, last: int) -> list[int]:
         with self.store.engine.connect() as conn:
             return list(conn.execute(select(Exchange.id).where(Exchange.id > last).order_by(Exchange.id)).scalars())
+
+    def _fresh(self, ids: list[int]) -> list[int]:
+        """PostgreSQL: the ids not delivered yet, remembered as delivered (a bounded memory)."""
+        fresh = [i for i in ids if i not in self._delivered]
+        self._delivered.update(fresh)
+        if len(self._delivered) > _DELIVERED_KEPT:
+            floor = self._last_id - CATCH_UP_LOOKBACK
+            self._delivered = {i for i in self._delivered if i > floor}
+        return fresh
 
     # -- SQLite ---------------------------------------------------------------------------
 
@@ -142,19 +161,22 @@ class ChangeFeed:
                     delay = min(delay * 2, _RECONNECT_MAX)
                     continue
                 delay = 0.1
-                # Catch up with what was committed while we were away.
+                # Catch up with what was committed while we were away, including ids below the
+                # newest delivered that committed late (CATCH_UP_LOOKBACK).
                 try:
-                    missed = await asyncio.to_thread(self._ids_after, self._last_id)
+                    since = max(self._start_id, self._last_id - CATCH_UP_LOOKBACK)
+                    missed = await asyncio.to_thread(self._ids_after, since)
                 except Exception as exc:  # noqa: BLE001
                     log.warning("change feed catch-up failed: %s", one_line(exc))
                     missed = []
+                missed = self._fresh(missed)
                 if missed:
-                    self._last_id = missed[-1]
+                    self._last_id = max(self._last_id, missed[-1])
                     yield missed
                 continue
             try:
                 async for notify in conn.notifies():
-                    ids = sorted(int(part) for part in notify.payload.split(",") if part.strip().isdigit())
+                    ids = self._fresh(sorted(int(part) for part in notify.payload.split(",") if part.strip().isdigit()))
                     if ids:
                         self._last_id = max(self._last_id, ids[-1])
                         yield ids

@@ -63,3 +63,45 @@ def test_sqlite_feed_logs_an_outage_once_and_its_end(sqlite_store, caplog) -> No
     assert len(messages) == 2, messages
     assert messages[0].startswith("change feed poll failed: ")
     assert "works again" in messages[1]
+
+
+def test_postgresql_catch_up_finds_an_id_committed_late_while_disconnected(pg_store) -> None:  # type: ignore[no-untyped-def]
+    """Ids are taken at insert and committed later, so two writers commit out of id order. An
+    id below the newest one delivered, committed while the feed was reconnecting, must still
+    be delivered (by the catch-up after the reconnect)."""
+    import psycopg
+    from sqlalchemy import text
+
+    from storage.models import Exchange
+
+    store = pg_store
+    conninfo = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    columns = [c.name for c in Exchange.__table__.columns if c.name not in ("id", "uuid")]
+
+    write_records(store, [make_record() for _ in range(3)])  # older than the feed: never delivered
+
+    async def main() -> tuple[int, list[int]]:
+        async with open_change_feed(store) as feed:
+            batches = feed.__aiter__()
+            late = psycopg.connect(conninfo)  # a writer that took its id and has not committed yet
+            late_id = late.execute("SELECT nextval(pg_get_serial_sequence('exchanges', 'id'))").fetchone()[0]
+            (early_id,) = await asyncio.to_thread(write_records, store, [make_record()])
+            assert early_id > late_id and await asyncio.wait_for(batches.__anext__(), 5) == [early_id]
+            with store.engine.connect() as admin:  # cut the feed's LISTEN connection
+                admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE application_name = 'passageway-feed' AND datname = current_database()"))  # fmt: skip
+            late.execute(
+                f"INSERT INTO exchanges (id, uuid, {', '.join(columns)}) SELECT %s, 'late-' || uuid, "
+                f"{', '.join(columns)} FROM exchanges WHERE id = %s",
+                (late_id, early_id),
+            )
+            late.execute("SELECT pg_notify('passageway_exchanges', %s)", (str(late_id),))
+            late.commit()  # while the feed reconnects: its notification is lost to it
+            late.close()
+            found: list[int] = []
+            while late_id not in found:
+                found += await asyncio.wait_for(batches.__anext__(), 10)
+            return late_id, found
+
+    late_id, found = asyncio.run(asyncio.wait_for(main(), 20))
+    assert found == [late_id]  # neither the early id again nor anything older than the feed
