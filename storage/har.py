@@ -22,10 +22,10 @@ import base64
 import binascii
 import codecs
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import re
-import uuid as uuid_module
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -659,6 +659,13 @@ def _normalize_version(version: Any) -> str | None:
     return version.strip()
 
 
+def _entry_uuid(index: int, entry: dict) -> str:
+    """The same for the same entry at the same place in a file, so importing a HAR twice adds
+    nothing the second time ((captured_at, uuid) is the store's idempotency key)."""
+    canonical = json.dumps(entry, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(f"{index}\0{canonical}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def _import_entry(
     e: _Entry, entry: Any, proxy_name: str, service_for_host: Callable[[str], str | None], ssl_in_connect: bool
 ) -> ExchangeRecord:
@@ -682,7 +689,7 @@ def _import_entry(
     request_headers = e.headers(request, "request")
 
     record = ExchangeRecord(
-        uuid=uuid_module.uuid4().hex,
+        uuid=_entry_uuid(e.index, entry),
         captured_at=start,
         proxy=proxy_name,
         scheme=scheme,

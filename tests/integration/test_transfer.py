@@ -61,12 +61,15 @@ def test_a_raw_har_round_trip_keeps_the_exchanges(tmp_path):
     assert json.loads(redacted.stdout)["log"]["version"] == "1.2"
 
 
-def test_browser_and_mitmproxy_hars_import(tmp_path):
+def test_browser_and_mitmproxy_hars_import_once(tmp_path):
     for sample in sorted(SAMPLES.glob("*.har")):
         url = f"sqlite:///{tmp_path}/{sample.stem}.db"
         done = run("import", "--db", url, str(sample))
         assert done.returncode == 0, (sample.name, done.stderr)
-        assert len(exchanges(url)) >= 2, sample.name
+        count = len(exchanges(url))
+        assert count >= 2, sample.name
+        assert run("import", "--db", url, str(sample)).returncode == 0
+        assert len(exchanges(url)) == count, f"{sample.name}: a second import added exchanges"
 
 
 def test_a_mitmproxy_flow_file_imports_once(tmp_path):
