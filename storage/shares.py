@@ -41,6 +41,7 @@ __all__ = [
     "open_share",
     "redaction_key",
     "revoke_share",
+    "share_exists",
 ]
 
 KINDS = ("exchange", "search", "trace")
@@ -158,12 +159,22 @@ def revoke_share(store: Store, *, share_id: int, now: dt.datetime | None = None)
 
 def open_share(store: Store, *, token: str, now: dt.datetime | None = None) -> dict | None:
     """The snapshot behind a link; None for an unknown token; ShareGone when expired or revoked."""
+    row = _live_share(store, token, now, Share.snapshot)
+    return None if row is None else json.loads(zstandard.ZstdDecompressor().decompress(row.snapshot))
+
+
+def share_exists(store: Store, *, token: str, now: dt.datetime | None = None) -> bool:
+    """Whether a link is live (open_share's answer without reading its snapshot)."""
+    return _live_share(store, token, now) is not None
+
+
+def _live_share(store: Store, token: str, now: dt.datetime | None, *columns: Any) -> Any:
     now = now or dt.datetime.now(dt.UTC)
     if not 20 <= len(token) <= 100:
         return None
     with store.engine.connect() as conn:
         row = conn.execute(
-            select(Share.revoked_at, Share.expires_at, Share.snapshot).where(Share.token_sha256 == _token_hash(token))
+            select(Share.revoked_at, Share.expires_at, *columns).where(Share.token_sha256 == _token_hash(token))
         ).one_or_none()
     if row is None:
         return None
@@ -171,7 +182,7 @@ def open_share(store: Store, *, token: str, now: dt.datetime | None = None) -> d
         raise ShareGone("revoked")
     if row.expires_at <= now:
         raise ShareGone("expired")
-    return json.loads(zstandard.ZstdDecompressor().decompress(row.snapshot))
+    return row
 
 
 _INFO_COLUMNS = (

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from storage.search import QueryError
-from storage.shares import ShareError, ShareGone, create_share, list_shares, open_share, revoke_share
+from storage.shares import ShareError, ShareGone, create_share, list_shares, open_share, revoke_share, share_exists
 
 from ..deps import StoreDep
 from .exchanges import search_problem
@@ -114,10 +114,10 @@ async def share_snapshot(store: StoreDep, token: str) -> Any:
 
 async def _check(store: Any, token: str) -> HTMLResponse | None:
     try:
-        found = await run_in_threadpool(lambda: open_share(store, token=token))
+        found = await run_in_threadpool(lambda: share_exists(store, token=token))
     except ShareGone as gone:
         return _plain_page(410, f"This link has been {gone.reason}.", "Ask whoever sent it for a new one.")
-    if found is None:
+    if not found:
         return _plain_page(404, "No such link.", "Check that it was copied whole.")
     return None
 

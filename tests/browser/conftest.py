@@ -211,6 +211,19 @@ def ui_page(browser, stack):
         page.context.close()
 
 
+def assert_nothing_ran(page, watched, *, scripts: list[str], no_elements: str) -> None:
+    """Captured content stayed text on `page`: no canary ran, no dialog, no page or console
+    error (CSP violations land there), only our own `scripts`, no javascript: link, and no
+    element matching the CSS selector `no_elements` (images, frames made from captured data)."""
+    assert page.evaluate("window.__pwned") is None
+    assert watched.dialogs == []
+    assert watched.errors == []
+    assert [m for m in watched.console if m.startswith("error")] == []
+    assert page.evaluate("[...document.scripts].map(s => new URL(s.src).pathname)") == scripts
+    assert page.evaluate("[...document.querySelectorAll('a')].filter(a => a.protocol === 'javascript:').length") == 0
+    assert page.evaluate(f"document.querySelectorAll({no_elements!r}).length") == 0
+
+
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
