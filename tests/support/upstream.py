@@ -45,6 +45,7 @@ import gzip
 import json
 import logging
 import random
+import re
 import socket
 import ssl
 import struct
@@ -724,6 +725,11 @@ def running_fault_server(mode: str) -> Iterator[FaultServer]:
                 else:
                     writer.close()
             elif mode == "close-before-response":
+                # Read the body too: closing with unread bytes makes the kernel send a reset,
+                # not the clean close this mode promises (clients then saw either, by timing).
+                length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+                if length:
+                    await reader.readexactly(int(length[1]))
                 writer.close()
             elif mode == "stall":
                 await stop.wait()
