@@ -332,10 +332,11 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
         return fail(f"{args.file}: nothing to import ({skipped[0]}{'; ...' if len(skipped) > 1 else ''})")
     store = open_store(settings.db_url)
     try:
-        ids = import_records(store, records)
+        new = import_records(store, records)
     finally:
         store.close()
-    print(f"imported {len(ids)} exchange(s) from {args.file}" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    already = f", {len(records) - new} already stored" if new < len(records) else ""
+    print(f"imported {new} exchange(s) from {args.file}{already}" + (f" ({len(skipped)} skipped)" if skipped else ""))
     for message in skipped[:20]:
         print(f"  skipped {message}", file=sys.stderr)
     return 0

@@ -55,12 +55,20 @@ def har_of(store: Store, ids: Sequence[int], *, rules: RedactionRules | None) ->
     return export_har(sources, creator_version=_version())
 
 
-def import_records(store: Store, records: Sequence[ExchangeRecord]) -> list[int]:
-    """Store imported records (one transaction per 500); their new ids."""
+def import_records(store: Store, records: Sequence[ExchangeRecord]) -> int:
+    """Store imported records (one transaction per 500); how many were new. A record already
+    stored (the same file imported again) keeps its row: ids are given in insert order, so
+    the new ones are those above the newest id before the import."""
+    newest_before = _newest_id(store)
     ids: list[int] = []
     for start in range(0, len(records), 500):
         ids.extend(write_records(store, records[start : start + 500]))
-    return ids
+    return sum(1 for id_ in ids if id_ > newest_before)
+
+
+def _newest_id(store: Store) -> int:
+    page = list_exchanges(store, limit=1)
+    return page.data[0]["id"] if page.data else 0
 
 
 def _body(store: Store, exchange_id: int, side: str, rules: RedactionRules | None, key: bytes) -> HarBody | None:
