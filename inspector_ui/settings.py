@@ -7,6 +7,7 @@ import ipaddress
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storage.redaction import RedactionRules, rules_from_config
+from storage.retention import RetentionPolicy
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
@@ -62,6 +63,16 @@ class InspectorSettings(BaseModel):
         description="Required of every client (bearer or cookie) when set; `passageway ui` makes one when "
         "the inspector listens beyond loopback and none is configured.",
     )
+    retention_max_age: float | None = Field(
+        None, gt=0, description="Seconds: older exchanges are pruned (storage.retention); None keeps them."
+    )
+    retention_max_exchanges: int | None = Field(None, ge=1, description="Keep only the newest this many exchanges.")
+    retention_max_body_bytes: int | None = Field(
+        None, ge=0, description="Stored (compressed) bytes of bodies; the oldest exchanges go until they fit."
+    )
+    retention_interval: float = Field(
+        60.0, gt=0, le=86400, description="Seconds between two retention passes (when a limit is set)."
+    )
     docs: bool = Field(True, description="Serve the OpenAPI document and Swagger UI at /docs.")
     log_level: str = Field("warning", description="uvicorn log level.")
     access_log: bool = Field(False, description="Log one line per request.")
@@ -73,6 +84,13 @@ class InspectorSettings(BaseModel):
         if value not in {"critical", "error", "warning", "info", "debug", "trace"}:
             raise ValueError(f"unknown log level {value!r}")
         return value
+
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            max_age=self.retention_max_age,
+            max_exchanges=self.retention_max_exchanges,
+            max_body_bytes=self.retention_max_body_bytes,
+        )
 
     def redaction_rules(self) -> RedactionRules:
         return rules_from_config(self.redact_add, self.redact_remove)

@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="every proxy's writer counters and the search backlog, from the store")
     add_common_flags(status)
 
+    prune = commands.add_parser(
+        "prune", help="remove exchanges beyond the retention limits now (the inspector also does it every minute)"
+    )
+    add_common_flags(prune)
+    prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
     return parser
@@ -183,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_import(args, settings)
         if args.command == "status":
             return run_status(settings)
+        if args.command == "prune":
+            return run_prune(args, settings)
         return run_up(args, argv, settings)
     except (ConfigError, StorageError) as e:
         return fail(str(e))
@@ -371,6 +379,33 @@ def run_status(settings: Settings) -> int:
     return 0
 
 
+def run_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """One retention pass now, with the limits from the configuration; one line of what went."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.retention import RetentionPolicy, prune
+    from storage.store import one_line, open_store
+
+    policy = RetentionPolicy(
+        max_age=settings.retention_max_age,
+        max_exchanges=settings.retention_max_exchanges,
+        max_body_bytes=settings.retention_max_body_bytes,
+    )
+    if not policy.enabled:
+        print("no retention limit is set (retention_max_age, retention_max_exchanges, retention_max_body_bytes): "
+              "everything is kept")  # fmt: skip
+        return 0
+    store = open_store(settings.db_url)
+    try:
+        pruned = prune(store, policy, dry_run=args.dry_run)
+    except SQLAlchemyError as e:
+        return fail(f"pruning {store.display_url} failed: {one_line(e)}")
+    finally:
+        store.close()
+    print(f"{pruned.summary(dry_run=args.dry_run)} [{policy.describe()}]")
+    return 0
+
+
 def run_ui(settings: Settings, *, verbose: bool) -> int:
     from inspector_ui.server import InspectorError, serve
     from inspector_ui.settings import InspectorSettings
@@ -393,6 +428,9 @@ def run_ui(settings: Settings, *, verbose: bool) -> int:
         redact_add=settings.redact_add,
         redact_remove=settings.redact_remove,
         token=token,
+        retention_max_age=settings.retention_max_age,
+        retention_max_exchanges=settings.retention_max_exchanges,
+        retention_max_body_bytes=settings.retention_max_body_bytes,
     )
     try:
         serve(inspector)

@@ -24,6 +24,7 @@ DEFAULT_LISTEN = ("127.0.0.1", 8080)
 DEFAULT_UI = ("127.0.0.1", 8081)
 DEFAULT_BODY_CAP = 1024 * 1024
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
+DEFAULT_SPOOL_MAX_BYTES = 1024**3
 CONFIG_FILE_NAME = "passageway.toml"
 
 SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
@@ -32,6 +33,13 @@ SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "
 
 class ConfigError(ValueError):
     """A setting is malformed; the message is one line naming it."""
+
+
+def default_spool_dir(proxy_name: str, environ: Mapping[str, str] = os.environ) -> Path:
+    """$XDG_STATE_HOME (default ~/.local/state)/passageway/spool/PROXY_NAME (made safe as one path part)."""
+    state_home = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    part = re.sub(r"[^A-Za-z0-9_.-]", "_", proxy_name).lstrip(".") or "proxy"
+    return Path(state_home) / "passageway" / "spool" / part
 
 
 def default_database_url(environ: Mapping[str, str] = os.environ) -> str:
@@ -65,7 +73,36 @@ class Settings:
     """Redact every record before it is written: secrets never reach the database."""
     ui_token: str | None = None
     """Required of the inspector's clients; made at start when the inspector listens beyond loopback."""
+    spool_dir: Path | None = None
+    """Where the proxy's writer keeps records until the database has them (storage.spool)."""
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    """Disk the spool may use; 0 keeps records in memory only (lost on a crash)."""
+    retention_max_age: float | None = None
+    """Seconds: older exchanges are pruned (storage.retention)."""
+    retention_max_exchanges: int | None = None
+    retention_max_body_bytes: int | None = None
     config_file: Path | None = None
+
+
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: Any, *, what: str) -> float:
+    """`3600`, `90m`, `12h`, `30d`, `2w` -> seconds (more than 0)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match and DURATION_UNITS.get(match.group(2).lower())
+    if not match or unit is None:
+        raise ConfigError(f"bad {what} {value!r}: expected a duration, e.g. 3600, 12h or 30d")
+    seconds = float(match.group(1)) * unit
+    if not seconds > 0:
+        raise ConfigError(f"bad {what} {value!r}: must be more than 0")
+    return seconds
+
+
+def _count(value: Any, *, what: str) -> int:
+    if isinstance(value, bool) or not re.fullmatch(r"\s*\d+\s*", str(value)) or int(value) < 1:
+        raise ConfigError(f"bad {what} {value!r}: expected a whole number of at least 1")
+    return int(value)
 
 
 def parse_size(value: Any, *, what: str) -> int:
@@ -178,7 +215,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
 FILE_KEYS = {
     "db", "listen", "ui", "services", "forward_port", "body_cap", "upstream_timeout", "proxy_name",
     "certs_dir", "upstream_ca", "upstream_insecure", "replay_via", "allow_any_replay_target",
-    "redact_add", "redact_remove", "ui_token", "redact_at_capture",
+    "redact_add", "redact_remove", "ui_token", "redact_at_capture", "spool_dir", "spool_max_bytes",
+    "retention_max_age", "retention_max_exchanges", "retention_max_body_bytes",
 }
 ENV_KEYS = {
     "PASSAGEWAY_DB": "db",
@@ -193,6 +231,11 @@ ENV_KEYS = {
     "PASSAGEWAY_CERTS_DIR": "certs_dir",
     "PASSAGEWAY_UPSTREAM_CA": "upstream_ca",
     "PASSAGEWAY_UPSTREAM_INSECURE": "upstream_insecure",
+    "PASSAGEWAY_SPOOL_DIR": "spool_dir",
+    "PASSAGEWAY_SPOOL_MAX_BYTES": "spool_max_bytes",
+    "PASSAGEWAY_RETENTION_MAX_AGE": "retention_max_age",
+    "PASSAGEWAY_RETENTION_MAX_EXCHANGES": "retention_max_exchanges",
+    "PASSAGEWAY_RETENTION_MAX_BODY_BYTES": "retention_max_body_bytes",
 }
 
 
@@ -248,6 +291,7 @@ def load_settings(
     except RouteError as e:
         raise ConfigError(str(e)) from None
     forward_port = _port(merged["forward_port"], what="forward port") if "forward_port" in merged else None
+    proxy_name = str(merged.get("proxy_name") or socket.gethostname())
     settings = Settings(
         db_url=str(merged.get("db") or default_database_url(environ)),
         listen=listen,
@@ -256,7 +300,7 @@ def load_settings(
         forward_port=forward_port,
         body_cap=parse_size(merged.get("body_cap", DEFAULT_BODY_CAP), what="body cap"),
         upstream_timeout=_seconds(merged.get("upstream_timeout", DEFAULT_UPSTREAM_TIMEOUT), what="upstream timeout"),
-        proxy_name=str(merged.get("proxy_name") or socket.gethostname()),
+        proxy_name=proxy_name,
         certs_dir=Path(merged["certs_dir"]).expanduser() if merged.get("certs_dir") else Path.home() / ".mitmproxy",
         upstream_ca=_existing_file(merged["upstream_ca"], what="upstream CA") if merged.get("upstream_ca") else None,
         upstream_insecure=_boolean(merged.get("upstream_insecure", False), what="upstream_insecure"),
@@ -268,6 +312,19 @@ def load_settings(
         redact_remove=_names(merged.get("redact_remove", ()), what="redact_remove"),
         ui_token=_token(merged["ui_token"]) if merged.get("ui_token") else None,
         redact_at_capture=_boolean(merged.get("redact_at_capture", False), what="redact_at_capture"),
+        spool_dir=Path(merged["spool_dir"]).expanduser() if merged.get("spool_dir") else default_spool_dir(
+            proxy_name, environ
+        ),
+        spool_max_bytes=parse_size(merged.get("spool_max_bytes", DEFAULT_SPOOL_MAX_BYTES), what="spool size"),
+        retention_max_age=parse_duration(merged["retention_max_age"], what="retention_max_age")
+        if merged.get("retention_max_age")
+        else None,
+        retention_max_exchanges=_count(merged["retention_max_exchanges"], what="retention_max_exchanges")
+        if merged.get("retention_max_exchanges")
+        else None,
+        retention_max_body_bytes=parse_size(merged["retention_max_body_bytes"], what="retention_max_body_bytes")
+        if merged.get("retention_max_body_bytes")
+        else None,
         config_file=config_file,
     )
     try:

@@ -201,6 +201,16 @@ class Exchange(Base):
             sqlite_where=text(f"duration_ms >= {SLOW_MS}"),
             postgresql_where=text(f"duration_ms >= {SLOW_MS}"),
         ),
+        # Retention's "is this body still referenced?" (storage.retention); only rows with a body.
+        *(
+            Index(
+                f"ix_exchanges_{side}_body_sha256",
+                f"{side}_body_sha256",
+                sqlite_where=text(f"{side}_body_sha256 IS NOT NULL"),
+                postgresql_where=text(f"{side}_body_sha256 IS NOT NULL"),
+            )
+            for side in ("request", "response")
+        ),
         {"sqlite_autoincrement": True},
     )
 

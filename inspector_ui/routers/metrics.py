@@ -1,4 +1,5 @@
-"""GET /api/metrics: Prometheus text exposition of every proxy's writer and of this inspector.
+"""GET /api/metrics: Prometheus text exposition of every proxy's writer and of this inspector
+(with its retention counters when a retention limit is set).
 
 Proxy figures come from proxy_stats (each proxy's writer reports every few seconds); a proxy
 that has not reported for PROXY_STALE seconds is shown with passageway_proxy_up 0."""
@@ -12,6 +13,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from storage.queries import index_backlog, proxy_stats
+from storage.retention import RetentionTotals
 
 from ..deps import StoreDep
 
@@ -39,7 +41,15 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def exposition(proxies: list[dict], *, viewers: int, dropped_viewers: int, published: int, backlog: int) -> str:
+def exposition(
+    proxies: list[dict],
+    *,
+    viewers: int,
+    dropped_viewers: int,
+    published: int,
+    backlog: int,
+    retention: RetentionTotals | None = None,
+) -> str:
     lines: list[str] = []
     for name, kind, text, column in PROXY_METRICS:
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
@@ -52,9 +62,23 @@ def exposition(proxies: list[dict], *, viewers: int, dropped_viewers: int, publi
         ("passageway_viewers_dropped_total", "counter", "Viewers disconnected for falling behind.", dropped_viewers),
         ("passageway_stream_messages_total", "counter", "Messages published to viewers.", published),
         ("passageway_index_backlog", "gauge", "Exchanges waiting for the search indexer.", backlog),
+        *(_retention_metrics(retention) if retention is not None else ()),
     ):
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
     return "\n".join(lines) + "\n"
+
+
+def _retention_metrics(totals: RetentionTotals) -> tuple[tuple[str, str, str, int | float], ...]:
+    return (
+        ("passageway_retention_pruned_exchanges_total", "counter", "Exchanges this inspector's retention removed.",
+         totals.exchanges),
+        ("passageway_retention_pruned_bodies_total", "counter", "Bodies removed as no longer referenced.", totals.bodies),
+        ("passageway_retention_freed_body_bytes_total", "counter", "Stored bytes of the bodies removed.",
+         totals.body_bytes),
+        ("passageway_retention_failures_total", "counter", "Retention passes that failed.", totals.failures),
+        ("passageway_retention_last_run_timestamp_seconds", "gauge",
+         "When the last retention pass ended (0: none yet).", totals.last_run or 0),
+    )  # fmt: skip
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics: proxies' writers and this inspector")
@@ -67,5 +91,6 @@ async def metrics(store: StoreDep, request: Request) -> Any:
         dropped_viewers=broadcaster.dropped,
         published=broadcaster.published,
         backlog=backlog,
+        retention=getattr(request.app.state, "retention", None),
     )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
