@@ -372,6 +372,7 @@ def run_status(settings: Settings) -> int:
         print(
             f"proxy {p['proxy']}: {state}; captured {p['submitted']}, written {p['written']}, "
             f"dropped {p['dropped']}, lost {p['lost']}, queue {p['queue_depth']}, "
+            f"spooled {p['spooled']} ({p['spool_bytes']} bytes), "
             f"database errors {p['failed_batches']}, mean batch write {mean:.1f} ms"
             + (f"; last error: {p['last_error']}" if p["last_error"] else "")
         )

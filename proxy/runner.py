@@ -14,6 +14,7 @@ from mitmproxy.master import Master
 
 from storage.redaction import record_redactor, rules_from_config
 from storage.shares import redaction_key
+from storage.spool import Spool, SpoolError
 from storage.store import open_store
 from storage.writer import ExchangeWriter
 
@@ -68,7 +69,18 @@ def run_proxy(settings: Settings, *, verbose: bool = False) -> None:
         # In the writer thread, not on the event loop: redaction decodes and scans bodies.
         rules = rules_from_config(settings.redact_add, settings.redact_remove)
         transform = record_redactor(rules, redaction_key(store))
-    writer = ExchangeWriter(store, transform=transform, report_as=settings.proxy_name)
+    spool = None
+    if settings.spool_max_bytes and settings.spool_dir is not None:
+        try:
+            spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
+        except SpoolError as e:
+            store.close()
+            raise ConfigError(str(e)) from None
+        if spool.pending_records:
+            logger.warning(
+                "writing %d record(s) left in the spool %s by the last run", spool.pending_records, spool.directory
+            )
+    writer = ExchangeWriter(store, transform=transform, report_as=settings.proxy_name, spool=spool)
     try:
         asyncio.run(_serve(settings, writer, verbose=verbose))
     finally:

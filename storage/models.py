@@ -400,6 +400,9 @@ class ProxyStat(Base):
     lost: Mapped[int] = mapped_column(BigInteger)
     failed_batches: Mapped[int] = mapped_column(BigInteger)
     queue_depth: Mapped[int] = mapped_column(Integer)
+    spooled: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    """Records in the proxy's spool that the database does not have yet."""
+    spool_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     write_seconds: Mapped[float] = mapped_column(Double)
     """Time spent in committed batch writes, in total (with write_batches: the mean latency)."""
     write_batches: Mapped[int] = mapped_column(BigInteger)

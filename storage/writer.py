@@ -5,8 +5,16 @@
 submit() only appends to a deque (no hashing, no I/O). The writer thread takes
 up to `batch_size` records (or what arrived within `flush_interval`), prepares
 rows (SHA-256, zstd, decoded sizes) once, and writes them in one transaction,
-retrying with capped backoff while the database is away. An on-disk spool can
-later sit between the deque and DatabaseSink without changing either side.
+retrying with capped backoff while the database is away.
+
+With a spool (the proxy's default), a second thread sits between the two:
+
+    deque --appender thread--> storage.spool (disk, fdatasync'd) --writer thread--> DatabaseSink
+
+The appender writes whatever was queued every `append_interval` (20 ms), so a
+killed proxy loses at most those records, and the writer reads the spool in
+order, writes, and acknowledges. A database that is away only lengthens the
+spool; records left in it at exit are written at the next start.
 
 Search indexing is not done here: it cost the writer three quarters of its
 throughput. The same transaction only queues the id of each exchange it inserts
@@ -40,6 +48,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from storage.decoding import decoded_size
 from storage.models import CAPTURE_BLOCK_IDS, Body, Exchange, ProxyStat, WebSocketMessage, escape_text
 from storage.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
+from storage.record_codec import RecordDecodeError, decode_record, encode_record
+from storage.spool import Spool
 from storage.store import Store, one_line
 
 __all__ = [
@@ -505,8 +515,11 @@ class WriterStats:
     queue_depth: int
     last_error: str | None
     lost: int = 0
-    """Accepted but never written: the database stayed away until close(), or
-    the record itself could not be stored."""
+    """Accepted but never written: the database stayed away until close() (without a
+    spool), the record itself could not be stored, or the spool held damaged records."""
+    spooled: int = 0
+    """Records on disk in the spool that the database does not have yet."""
+    spool_bytes: int = 0
 
 
 class _GiveUp(Exception):
@@ -525,15 +538,25 @@ class ExchangeWriter:
         queue_size: int = 20000,
         transform: Callable[[Record], Record] | None = None,
         report_as: str | None = None,
+        spool: Spool | None = None,
+        append_interval: float = 0.02,
     ) -> None:
-        """`transform` rewrites each record in the writer thread before it is stored (the
-        proxy's redact_at_capture); a record it fails on is rejected (counted, logged), never
-        stored as it was. `report_as`: the proxy name under which the writer keeps its
-        counters in proxy_stats, every REPORT_INTERVAL seconds while the database is up."""
-        if batch_size < 1 or queue_size < 1 or flush_interval < 0:
-            raise ValueError("batch_size and queue_size must be >= 1, flush_interval >= 0")
+        """`transform` rewrites each record in a writer thread before it is stored or spooled
+        (the proxy's redact_at_capture); a record it fails on is rejected (counted, logged),
+        never stored as it was. `report_as`: the proxy name under which the writer keeps its
+        counters in proxy_stats, every REPORT_INTERVAL seconds while the database is up.
+        `spool`: records pass through it (see the module's docstring); the writer owns it
+        from here on and closes it."""
+        if batch_size < 1 or queue_size < 1 or flush_interval < 0 or append_interval < 0:
+            raise ValueError("batch_size and queue_size must be >= 1, flush_interval and append_interval >= 0")
         self.store = store
         self._transform = transform
+        self._spool = spool
+        self._append_interval = append_interval
+        self._appender: threading.Thread | None = None
+        self._appended_all = threading.Event()  # the appender has spooled its last record
+        self._spool_ready = threading.Event()  # the appender has spooled something
+        self._spool_failures_logged = float("-inf")
         self._report_as = report_as
         self._started_at = dt.datetime.now(dt.UTC)
         self._last_report = 0.0
@@ -556,7 +579,7 @@ class ExchangeWriter:
         self._written = 0
         self._dropped = 0
         self._failed_batches = 0
-        self._lost = 0
+        self._lost = spool.lost_on_open if spool is not None else 0
         self._last_error: str | None = None
         self._drops_unlogged = 0
         self._last_drop_log = 0.0
@@ -580,13 +603,13 @@ class ExchangeWriter:
             self._full.set()
         return True
 
-    def _drop(self) -> None:
-        self._dropped += 1
-        self._drops_unlogged += 1
+    def _drop(self, count: int = 1, reason: str | None = None) -> None:
+        self._dropped += count
+        self._drops_unlogged += count
         now = time.monotonic()
-        if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
-            reason = "writer closed" if self._closed else f"queue full ({self._queue_size} records)"
-            log.warning("dropped %d exchange record(s): %s", self._drops_unlogged, reason)
+        if now - self._last_drop_log >= _DROP_LOG_INTERVAL or reason is not None:
+            reason = reason or ("writer closed" if self._closed else f"queue full ({self._queue_size} records)")
+            log.error("DROPPED %d exchange record(s): %s", self._drops_unlogged, reason)
             self._drops_unlogged = 0
             self._last_drop_log = now
 
@@ -600,6 +623,8 @@ class ExchangeWriter:
             queue_depth=len(self._queue),
             last_error=self._last_error,
             lost=self._lost,
+            spooled=self._spool.pending_records if self._spool is not None else 0,
+            spool_bytes=self._spool.pending_bytes if self._spool is not None else 0,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -608,7 +633,12 @@ class ExchangeWriter:
         with self._lock:
             if self._thread is not None or self._closed:
                 return
-            self._thread = threading.Thread(target=self._run, name="passageway-writer", daemon=True)
+            if self._spool is not None:
+                self._appender = threading.Thread(target=self._append_loop, name="passageway-spool", daemon=True)
+                self._appender.start()
+            self._thread = threading.Thread(
+                target=self._run if self._spool is None else self._drain_loop, name="passageway-writer", daemon=True
+            )
             self._thread.start()
         atexit.register(self.close)
 
@@ -624,17 +654,34 @@ class ExchangeWriter:
         self._closing.set()
         self._wake.set()
         self._full.set()
-        if thread is None:
-            self._run()  # never started: flush on the caller's thread
-            return
-        thread.join(timeout + 1.0)
-        if thread.is_alive():
-            log.error(
-                "exchange writer did not stop within %.1fs (stuck in a database call); "
-                "%d queued record(s) may be lost",
-                timeout,
-                len(self._queue),
-            )
+        if thread is None:  # never started: flush on the caller's thread
+            if self._spool is not None:
+                self._append_loop()
+                self._drain_loop()
+            else:
+                self._run()
+        else:
+            thread.join(timeout + 1.0)
+            if thread.is_alive():
+                log.error(
+                    "exchange writer did not stop within %.1fs (stuck in a database call); "
+                    "%d queued record(s) may be lost",
+                    timeout,
+                    len(self._queue),
+                )
+        if self._appender is not None:
+            self._appender.join(timeout + 1.0)
+        if self._spool is not None and not (self._appender and self._appender.is_alive()):
+            if self._spool.pending_records:
+                log.warning(
+                    "%d record(s) stay in the spool %s: the database %s did not take them before the proxy "
+                    "stopped; they are written at its next start",
+                    self._spool.pending_records,
+                    self._spool.directory,
+                    self.store.display_url,
+                )
+            self._maybe_report(stopping=True)
+            self._spool.close()
 
     # -- writer thread ----------------------------------------------------------------------
 
@@ -679,6 +726,87 @@ class ExchangeWriter:
                 self._lost += len(batch)
                 log.exception("LOST %d exchange record(s): unexpected error in the writer", len(batch))
 
+    def _append_loop(self) -> None:
+        """Queue -> spool, every append_interval: one write and one fdatasync for all."""
+        queue = self._queue
+        while True:
+            if not queue:
+                if self._closing.is_set():
+                    break
+                self._wake.clear()
+                if not queue:
+                    self._wake.wait(0.5)
+                    continue
+            if not self._closing.is_set():
+                self._closing.wait(self._append_interval)  # gather a few ms of records
+            records = [queue.popleft() for _ in range(len(queue))]
+            try:
+                self._append(records)
+            except Exception:  # a bug in encoding must not kill the appender
+                self._lost += len(records)
+                log.exception("LOST %d exchange record(s): unexpected error in the spool appender", len(records))
+        self._appended_all.set()
+        self._spool_ready.set()
+
+    def _append(self, records: list[Record]) -> None:
+        assert self._spool is not None
+        payloads = []
+        for record in records:
+            try:
+                payloads.append(encode_record(self._transform(record) if self._transform else record))
+            except Exception as exc:
+                self._reject([record], exc)
+        try:
+            taken = self._spool.append(payloads)
+        except OSError as exc:
+            self._drop(len(payloads), f"the spool {self._spool.directory} could not be written: {one_line(exc)}")
+            return
+        if taken < len(payloads):
+            self._drop(
+                len(payloads) - taken,
+                f"the spool {self._spool.directory} is full ({self._spool.max_bytes} bytes) while the database "
+                f"{self.store.display_url} does not keep up",
+            )
+        if taken:
+            self._spool_ready.set()
+
+    def _drain_loop(self) -> None:
+        """Spool -> database, in order; acknowledged once committed."""
+        spool = self._spool
+        assert spool is not None
+        while True:
+            self._maybe_report()
+            appended_all = self._appended_all.is_set()  # read before reading the spool: then nothing follows
+            self._spool_ready.clear()
+            frames, end = spool.read(self._batch_size)
+            if not frames:
+                if appended_all:
+                    return
+                self._spool_ready.wait(0.5)
+                continue
+            deadline = time.monotonic() + self._flush_interval
+            while len(frames) < self._batch_size and not self._closing.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._spool_ready.wait(remaining):
+                    break
+                self._spool_ready.clear()
+                more, more_end = spool.read(self._batch_size - len(frames))
+                if more:
+                    frames += more
+                    end = more_end
+            records = []
+            for payload in frames:
+                try:
+                    records.append(decode_record(payload))
+                except RecordDecodeError as exc:
+                    self._reject([payload], exc)
+            try:
+                if records:
+                    self._write(records)
+            except _GiveUp:
+                return  # closing with the database away: the records stay in the spool
+            spool.ack(end, len(frames))
+
     def _maybe_report(self, *, stopping: bool = False) -> None:
         """Keep this writer's counters in proxy_stats (never while the database is away:
         the records come first, and a report would only wait for the same timeout)."""
@@ -707,7 +835,8 @@ class ExchangeWriter:
 
     def _write(self, records: list[Record]) -> None:
         try:
-            prepared = [self._transform(record) for record in records] if self._transform else records
+            transform = self._transform if self._spool is None else None  # with a spool, the appender did it
+            prepared = [transform(record) for record in records] if transform else records
             batch = self.sink.prepare(prepared)
         except Exception as exc:
             if len(records) == 1:

@@ -24,10 +24,12 @@ PROXY_STALE = 30.0
 PROXY_METRICS = (
     ("passageway_captured_total", "counter", "Exchange records the proxy handed to its writer.", "submitted"),
     ("passageway_written_total", "counter", "Records committed to the database.", "written"),
-    ("passageway_dropped_total", "counter", "Records refused because the writer's queue was full.", "dropped"),
+    ("passageway_dropped_total", "counter", "Records dropped because the writer's queue or spool was full.", "dropped"),
     ("passageway_lost_total", "counter", "Records accepted but never written.", "lost"),
     ("passageway_database_errors_total", "counter", "Failed write attempts (each retry counts).", "failed_batches"),
     ("passageway_queue_depth", "gauge", "Records waiting in the writer's queue.", "queue_depth"),
+    ("passageway_spooled", "gauge", "Records in the proxy's spool that the database does not have yet.", "spooled"),
+    ("passageway_spool_bytes", "gauge", "Bytes of those records on disk.", "spool_bytes"),
     ("passageway_write_seconds_sum", "counter", "Time spent in committed batch writes.", "write_seconds"),
     ("passageway_write_seconds_count", "counter", "Committed batch writes.", "write_batches"),
 )  # fmt: skip

@@ -90,6 +90,10 @@ class ManagedProcess:
         base_env = dict(os.environ if env is None else env)
         base_env.setdefault("PYTHONUNBUFFERED", "1")
         base_env.update(extra_env or {})
+        # Each proxy its own spool: two proxies of one name (every test's) must not share one.
+        self._own_spool = None if "PASSAGEWAY_SPOOL_DIR" in base_env else tempfile.mkdtemp(prefix="passageway-spool-")
+        if self._own_spool:
+            base_env["PASSAGEWAY_SPOOL_DIR"] = self._own_spool
         self.env = base_env
         self.cwd = cwd
         self.sigint_timeout = sigint_timeout
@@ -150,6 +154,8 @@ class ManagedProcess:
         # Anything left in the group (children that ignored the signal) goes too.
         self._signal(signal.SIGKILL, quiet=True)
         self._read_output()
+        if self._own_spool:
+            shutil.rmtree(self._own_spool, ignore_errors=True)
         return proc.returncode
 
     def _signal(self, sig: signal.Signals, quiet: bool = False) -> None:
