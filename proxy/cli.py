@@ -59,6 +59,13 @@ def add_proxy_flags(parser: argparse.ArgumentParser) -> None:
         "--upstream-insecure", action="store_const", const=True,
         help="do not verify HTTPS upstreams' certificates",
     )
+    parser.add_argument(
+        "--spool-dir", metavar="DIR",
+        help="where records wait for the database (default ~/.local/state/passageway/spool/PROXY_NAME)",
+    )
+    parser.add_argument(
+        "--spool-max-bytes", metavar="BYTES", help="disk the spool may use (default 1GiB; 0: memory only)"
+    )
 
 
 def add_ui_flags(parser: argparse.ArgumentParser) -> None:
@@ -142,6 +149,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         for key in (
             "config", "db", "listen", "ui", "routes", "forward_port", "body_cap", "upstream_timeout",
             "proxy_name", "certs_dir", "upstream_ca", "upstream_insecure", "replay_via", "allow_any_replay_target",
+            "spool_dir", "spool_max_bytes",
         )
     }
     return load_settings(flags)

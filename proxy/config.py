@@ -317,13 +317,13 @@ def load_settings(
         ),
         spool_max_bytes=parse_size(merged.get("spool_max_bytes", DEFAULT_SPOOL_MAX_BYTES), what="spool size"),
         retention_max_age=parse_duration(merged["retention_max_age"], what="retention_max_age")
-        if merged.get("retention_max_age")
+        if merged.get("retention_max_age") is not None
         else None,
         retention_max_exchanges=_count(merged["retention_max_exchanges"], what="retention_max_exchanges")
-        if merged.get("retention_max_exchanges")
+        if merged.get("retention_max_exchanges") is not None
         else None,
         retention_max_body_bytes=parse_size(merged["retention_max_body_bytes"], what="retention_max_body_bytes")
-        if merged.get("retention_max_body_bytes")
+        if merged.get("retention_max_body_bytes") is not None
         else None,
         config_file=config_file,
     )

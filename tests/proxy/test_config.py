@@ -72,3 +72,37 @@ def test_bad_route_flag(tmp_path):
 @pytest.mark.parametrize(("text", "size"), [("1048576", 1048576), ("512k", 524288), ("1MiB", 1048576), ("2 mb", 2097152), (7, 7)])
 def test_parse_size(text, size):
     assert parse_size(text, what="x") == size
+
+
+def test_spool_defaults_to_a_private_directory_per_proxy_name(tmp_path):
+    environ = {"XDG_STATE_HOME": str(tmp_path / "state"), "PASSAGEWAY_PROXY_NAME": "../edge 1/"}
+    settings = load_settings(NO_FLAGS, environ=environ, cwd=tmp_path)
+    assert settings.spool_dir == tmp_path / "state" / "passageway" / "spool" / "_edge_1_"  # one safe path part
+    assert settings.spool_max_bytes == 1024**3
+
+
+def test_spool_and_retention_settings(tmp_path):
+    write(tmp_path, 'spool_dir = "/var/spool/pw"\nspool_max_bytes = "64MiB"\nretention_max_age = "30d"\n'
+          'retention_max_exchanges = 1000000\nretention_max_body_bytes = "10GiB"\n')  # fmt: skip
+    settings = load_settings({"spool_max_bytes": "0"}, environ={}, cwd=tmp_path)
+    assert (settings.spool_dir, settings.spool_max_bytes) == (Path("/var/spool/pw"), 0)
+    assert settings.retention_max_age == 30 * 86400
+    assert (settings.retention_max_exchanges, settings.retention_max_body_bytes) == (1_000_000, 10 * 1024**3)
+    assert load_settings(NO_FLAGS, environ={"PASSAGEWAY_RETENTION_MAX_AGE": "90m"}, cwd=tmp_path / "..").retention_max_age == 5400
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('retention_max_age = "soon"', "bad retention_max_age 'soon': expected a duration"),
+        ("retention_max_age = 0", "bad retention_max_age 0: must be more than 0"),
+        ("retention_max_exchanges = -5", "bad retention_max_exchanges -5: expected a whole number"),
+        ('retention_max_exchanges = "many"', "bad retention_max_exchanges 'many'"),
+        ('spool_max_bytes = "lots"', "bad spool size 'lots'"),
+    ],
+)
+def test_bad_spool_or_retention_setting_is_one_line(tmp_path, text, message):
+    write(tmp_path, text + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(NO_FLAGS, environ={}, cwd=tmp_path)
+    assert message in str(error.value) and "\n" not in str(error.value)
