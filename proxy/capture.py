@@ -124,7 +124,7 @@ class Capture:
             self.waiting[flow.id] = (time.monotonic() + self.upstream_timeout, flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        self.waiting.pop(flow.id, None)
+        deadline = self.waiting.pop(flow.id, None)
         response = flow.response
         assert response is not None
         if response.stream or flow.metadata.get(META_ERROR_KIND) == "no_route":
@@ -135,8 +135,15 @@ class Capture:
             tap = BodyTap(self.body_cap)
             flow.metadata[META_RESPONSE_TAP] = tap
             response.stream = tap
+        elif deadline is not None:
+            # A buffered body gets a timeout of its own: an upstream stalling mid-body would
+            # otherwise hold the exchange (and the client) forever. Streamed bodies (SSE, long
+            # downloads) may legitimately stay quiet, so they get none. Re-inserted at the end,
+            # the dict stays in deadline order.
+            self.waiting[flow.id] = (time.monotonic() + self.upstream_timeout, flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
+        self.waiting.pop(flow.id, None)
         self.record(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
@@ -169,25 +176,34 @@ class Capture:
         self.writer.submit(record)
 
     def expire(self, flow: http.HTTPFlow) -> None:
-        """The upstream has not answered in time: end the exchange with a 504, or a 502.
+        """The upstream has not answered (or not finished a buffered body) in time: end the
+        exchange with a 504, or a 502.
 
-        On a plain HTTP/1 upstream connection the 504 is handed to mitmproxy as
-        if the upstream had sent it (tagged X-Passageway-Error), so the client
-        and the record get it like any response; then the connection is closed.
-        Elsewhere (TLS, HTTP/2, still connecting) closing the connection makes
-        mitmproxy fail the flow with a 502. Either way the record says timeout.
+        When no response head has arrived on a plain upstream connection (always HTTP/1:
+        h2c is disabled), the 504 is handed to mitmproxy as if the upstream had sent it
+        (tagged X-Passageway-Error), so the client (HTTP/1 or HTTP/2) and the record get it
+        like any response; then the connection is closed. Elsewhere (TLS upstream, still
+        connecting, or mid-body) closing the connection makes mitmproxy fail the flow with
+        a 502 in its own words. Either way the record says timeout.
         """
-        if flow.response is not None or not flow.live:
+        if not flow.live:
             return
-        message = f"upstream did not respond within {self.upstream_timeout:g} s"
-        flow.metadata[META_ERROR_KIND] = "timeout"
-        flow.metadata[META_ERROR_MESSAGE] = message
         proxyserver = ctx.master.addons.get("proxyserver")
         handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
+        server = flow.server_conn
+        if flow.response is not None:
+            # Mid-body: the exchange is only stalled if its upstream connection is still open.
+            if handler is not None and server in handler.transports:
+                self.mark_timeout(flow, f"upstream did not send the whole response body within {self.upstream_timeout:g} s")
+                handler.close_connection(server)
+            return
+        message = f"upstream did not respond within {self.upstream_timeout:g} s"
+        self.mark_timeout(flow, message)
         if handler is None:
             return
-        server = flow.server_conn
-        if server in handler.transports and server.connected and not server.tls and flow.request.http_version == "HTTP/1.1":
+        # The client's HTTP version does not matter: mitmproxy translates the upstream's
+        # HTTP/1 answer for an HTTP/2 client (which otherwise got "502 server closed connection").
+        if server in handler.transports and server.connected and not server.tls:
             task = asyncio.ensure_future(self.answer_timeout(handler, server, message))
             self.answering.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self.answering.discard)
@@ -197,6 +213,11 @@ class Capture:
             if connection is server or (connection is not handler.client and connection.address == address):
                 handler.close_connection(connection)
                 return
+
+    @staticmethod
+    def mark_timeout(flow: http.HTTPFlow, message: str) -> None:
+        flow.metadata[META_ERROR_KIND] = "timeout"
+        flow.metadata[META_ERROR_MESSAGE] = message
 
     @staticmethod
     async def answer_timeout(handler, server, message: str) -> None:

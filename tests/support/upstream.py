@@ -34,7 +34,10 @@ Endpoints (all of them ignore the request's Accept-Encoding):
 ``running_fault_server(mode)`` is a raw asyncio TCP server for failures an ASGI server will not
 produce on purpose: ``"reset-mid-body"`` (headers + part of the body, then a TCP RST),
 ``"close-mid-body"`` (same with a clean FIN), ``"close-before-response"`` (reads the request, closes
-without a byte), ``"stall"`` (reads the request, never answers, until the server is stopped).
+without a byte), ``"stall"`` (reads the request, never answers, until the server is stopped),
+``"stall-mid-body"`` (headers + part of the body, then silence until the server is stopped),
+``"chunked-cut"`` (a chunked response: ``CHUNKED_CUT_CHUNKS`` chunks, then a clean FIN without the
+last, zero-length chunk).
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ DUP_HEADERS: list[tuple[str, str]] = [
 
 RESET_DECLARED_LENGTH = 1000
 RESET_SENT_BYTES = 100
+CHUNKED_CUT_CHUNKS = 3
+CHUNKED_CUT_CHUNK_SIZE = 100
 
 COMPRESSED_JSON: bytes = json.dumps(
     {
@@ -640,7 +645,9 @@ def running_upstream(*, tls: bool = False, http2: bool = False) -> Iterator[Upst
 
 # --- raw fault server ------------------------------------------------------------------------------
 
-FAULT_MODES = ("reset-mid-body", "close-mid-body", "close-before-response", "stall")
+FAULT_MODES = (
+    "reset-mid-body", "close-mid-body", "close-before-response", "stall", "stall-mid-body", "chunked-cut",
+)
 
 
 @dataclass
@@ -693,7 +700,8 @@ def running_fault_server(mode: str) -> Iterator[FaultServer]:
 
     Every connection: read the request head (up to the blank line), append it to
     ``server.request_heads``, then misbehave. Partial bodies are ``deterministic_bytes(RESET_SENT_BYTES)``
-    after ``Content-Length: RESET_DECLARED_LENGTH``.
+    after ``Content-Length: RESET_DECLARED_LENGTH``; "chunked-cut" sends
+    ``deterministic_bytes(CHUNKED_CUT_CHUNKS * CHUNKED_CUT_CHUNK_SIZE)`` in chunks.
     """
     if mode not in FAULT_MODES:
         raise ValueError(f"unknown fault mode {mode!r}; choose from {FAULT_MODES}")
@@ -707,6 +715,11 @@ def running_fault_server(mode: str) -> Iterator[FaultServer]:
         b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
         + f"Content-Length: {RESET_DECLARED_LENGTH}\r\n\r\n".encode()
         + deterministic_bytes(RESET_SENT_BYTES)
+    )
+    size = CHUNKED_CUT_CHUNK_SIZE
+    chunked_cut = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"".join(b"%x\r\n%s\r\n" % (size, deterministic_bytes(size, i * size)) for i in range(CHUNKED_CUT_CHUNKS))
     )
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -724,6 +737,15 @@ def running_fault_server(mode: str) -> Iterator[FaultServer]:
                     _reset(writer)
                 else:
                     writer.close()
+            elif mode == "stall-mid-body":
+                writer.write(partial)
+                await writer.drain()
+                await stop.wait()
+                _reset(writer)
+            elif mode == "chunked-cut":
+                writer.write(chunked_cut)
+                await _flush_to_wire(writer)
+                writer.close()
             elif mode == "close-before-response":
                 # Read the body too: closing with unread bytes makes the kernel send a reset,
                 # not the clean close this mode promises (clients then saw either, by timing).
