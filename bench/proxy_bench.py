@@ -6,7 +6,8 @@ Arms (each a fresh process per round, the order shuffled every round):
     mitmdump        mitmdump --mode reverse (flow log printed, to /dev/null)
     mitmdump -q     the same, quiet: the baseline every ratio is taken against
     mitmdump -q -w  the same, saving every flow to a file
-    passageway      passageway proxy, gateway routing, capturing to SQLite
+    passageway      passageway proxy, gateway routing, capturing to SQLite through its spool
+    passageway memory   the same without the spool (--spool-max-bytes 0): what the spool costs
 
 Load: wrk, one thread, N connections (default 10), keep-alive, GET of a ~1 KiB
 JSON body from a tiny asyncio upstream. Each arm gets a warm-up (discarded)
@@ -42,8 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
 HOST = "127.0.0.1"  # the only address this benchmark ever sends traffic to
 BASELINE = "mitmdump -q"
-ARMS = ("direct", "mitmdump", "mitmdump -q", "mitmdump -q -w", "passageway")
-STORING_ARMS = ("mitmdump -q -w", "passageway")
+ARMS = ("direct", "mitmdump", "mitmdump -q", "mitmdump -q -w", "passageway", "passageway memory")
+STORING_ARMS = ("mitmdump -q -w", "passageway", "passageway memory")
 CONNECTIONS_KEY = "__connections__"  # upstream's count of accepted connections
 TARGET_RPS_RATIO = 0.95
 TARGET_P99_RATIO = 1.10
@@ -349,9 +350,10 @@ def arm_command(arm: str, up_port: int, port: int, work: Path) -> list[str] | No
         return [mitmdump, "-q", *reverse]
     if arm == "mitmdump -q -w":
         return [mitmdump, "-q", "-w", str(work / "flows.mitm"), *reverse]
-    if arm == "passageway":
+    if arm in ("passageway", "passageway memory"):
+        spool = ["--spool-dir", str(work / "spool")] if arm == "passageway" else ["--spool-max-bytes", "0"]
         return [str(VENV_BIN / "passageway"), "proxy", "--db", f"sqlite:///{work / 'bench.db'}",
-                "--listen", f"{HOST}:{port}", "--route", f"bench=http://{HOST}:{up_port}"]
+                "--listen", f"{HOST}:{port}", "--route", f"bench=http://{HOST}:{up_port}", *spool]
     raise ValueError(arm)
 
 
@@ -374,7 +376,7 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
         base = f"http://{HOST}:{port}/bench/"
         if args.warmup > 0:
             run_wrk(wrk, lua, base + warm_key, args.warmup, args.connections)
-        if arm == "passageway":   # let the warm-up's rows land so they do not share the window
+        if arm.startswith("passageway"):   # let the warm-up's rows land so they do not share the window
             poll_until_stable(lambda: count_rows(work / "bench.db", warm_key), settle=0.5, timeout=15)
         spy = None
         if profile is not None and proc is not None:
@@ -393,7 +395,7 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
                 spy.kill()
                 spy.wait(timeout=5)
         stored = before_stop = None
-        if arm == "passageway":
+        if arm.startswith("passageway"):
             before_stop = poll_until_stable(lambda: count_rows(work / "bench.db", key))
         if proc is not None:
             stop(proc)
@@ -401,7 +403,7 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
                 print(f"  note: {arm} exited with {proc.returncode}{_log_tail(log, 5)}", file=sys.stderr)
         if arm == "mitmdump -q -w":
             stored = count_flows(work / "flows.mitm", key)
-        elif arm == "passageway":
+        elif arm.startswith("passageway"):
             stored = count_rows(work / "bench.db", key)
         served = upstream_count(up_port, key)
         secs = res["duration_us"] / 1e6
@@ -457,7 +459,7 @@ def report(results: list[ArmResult], arms: list[str], args) -> bool:
     print(f"Proxy benchmark: wrk -t1 -c{args.connections}, {args.duration:g}s per arm "
           f"(+{args.warmup:g}s warm-up), {args.rounds} round(s), medians over rounds; "
           f"ratios to `{BASELINE}`")
-    hdr = (f"{'arm':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x req/s':>8} {'x p99':>7} "
+    hdr = (f"{'arm':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x req/s':>8} {'x p99':>7} "
            f"{'CPU us/req':>15} {'x CPU':>6}  {'completed / stored-or-served':<30}")
     print(hdr)
     print("-" * len(hdr))
@@ -476,7 +478,7 @@ def report(results: list[ArmResult], arms: list[str], args) -> bool:
         cpu, loop_cpu = med(r.cpu_us_per_req for r in rs), med(r.loop_cpu_us_per_req for r in rs)
         cpu_s = "-" if cpu != cpu else f"{cpu:.0f} ({loop_cpu:.0f})"
         x_cpu = "-" if cpu != cpu or not base_cpu else f"{cpu / base_cpu:.2f}x"
-        print(f"{a:<16} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {x_rps:>7.2f}x {x_p99:>6.2f}x "
+        print(f"{a:<18} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {x_rps:>7.2f}x {x_p99:>6.2f}x "
               f"{cpu_s:>15} {x_cpu:>6}  {completed} / {got} {what}: {status}")
 
     print("CPU us/req: the proxy process's CPU time per completed request, all threads (event-loop thread);")
@@ -495,7 +497,7 @@ def report(results: list[ArmResult], arms: list[str], args) -> bool:
         paired = [r.rps / base_by_round[r.round].rps for r in by_arm[a]
                   if a != BASELINE and r.round in base_by_round and base_by_round[r.round].rps]
         tail = f"  (median paired {med(paired):.2f}x)" if len(paired) > 1 else ""
-        print(f"  {a:<16} " + " | ".join(cells) + tail)
+        print(f"  {a:<18} " + " | ".join(cells) + tail)
 
     print()
     print("Integrity (completed by wrk / answered by upstream / stored) per round:")
@@ -503,7 +505,7 @@ def report(results: list[ArmResult], arms: list[str], args) -> bool:
         for r in sorted(by_arm[a], key=lambda r: r.round):
             stored = "-" if r.stored is None else str(r.stored)
             before = "" if r.stored_before_stop is None else f" (before SIGINT: {r.stored_before_stop})"
-            print(f"  {a:<16} r{r.round}: {r.completed} / {r.served} / {stored}{before}  "
+            print(f"  {a:<18} r{r.round}: {r.completed} / {r.served} / {stored}{before}  "
                   f"{integrity(r, args.connections)}")
 
     ok = True
@@ -605,12 +607,12 @@ def main(argv=None) -> int:
                     try:
                         r = run_arm(arm, rnd, args, wrk, lua, up_port, tmp)
                     except BenchError as e:
-                        print(f"  {arm:<16} FAILED: {e}", flush=True)
+                        print(f"  {arm:<18} FAILED: {e}", flush=True)
                         failures.append(f"round {rnd} {arm}: {str(e).splitlines()[0]}")
                         continue
                     results.append(r)
                     extra = "" if r.stored is None else f", stored {r.stored}"
-                    print(f"  {arm:<16} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "
+                    print(f"  {arm:<18} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "
                           f"(completed {r.completed}, upstream {r.served}{extra})", flush=True)
             if args.profile is not None:
                 if not (VENV_BIN / "py-spy").exists():

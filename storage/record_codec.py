@@ -1,12 +1,14 @@
 """Records <-> bytes, for the spool (storage.spool). Pure: no I/O.
 
-msgpack arrays of the fields in a fixed order, tagged with the record kind and
+msgpack arrays of the fields in the dataclasses' order, tagged with the record kind and
 format version, so a proxy can read a spool an older version left behind. Strings
 pass surrogates through (mitmproxy decodes odd paths with surrogateescape), and
 bytes stay bytes. Never pickle: a spool file is data, not code.
 """
 
 from __future__ import annotations
+
+from dataclasses import fields
 
 import msgpack
 
@@ -16,6 +18,7 @@ __all__ = ["RecordDecodeError", "decode_record", "encode_record"]
 
 _EXCHANGE_V1 = 1
 _WEBSOCKET_V1 = 2
+_EXCHANGE_FIELDS = len(fields(ExchangeRecord))
 
 
 class RecordDecodeError(ValueError):
@@ -33,7 +36,7 @@ def _timings(t: Timings) -> list:
             t.response_end]  # fmt: skip
 
 
-def _fields(record: ExchangeRecord | WebSocketMessageRecord) -> list:
+def _values(record: ExchangeRecord | WebSocketMessageRecord) -> list:
     if isinstance(record, ExchangeRecord):
         r = record
         return [
@@ -50,38 +53,32 @@ def _fields(record: ExchangeRecord | WebSocketMessageRecord) -> list:
 
 
 def encode_record(record: ExchangeRecord | WebSocketMessageRecord) -> bytes:
-    return msgpack.packb(_fields(record), use_bin_type=True, unicode_errors="surrogatepass")
-
-
-def _headers(value: list | None) -> list[tuple[str, str]] | None:
-    return None if value is None else [(name, text) for name, text in value]
-
-
-def _captured(value: list | None) -> CapturedBody | None:
-    return None if value is None else CapturedBody(*value)
+    return msgpack.packb(_values(record), use_bin_type=True, unicode_errors="surrogatepass")
 
 
 def decode_record(data: bytes) -> ExchangeRecord | WebSocketMessageRecord:
     try:
-        fields = msgpack.unpackb(data, raw=False, unicode_errors="surrogatepass", strict_map_key=True)
+        fields = msgpack.unpackb(data, raw=False, unicode_errors="surrogatepass")
         kind = fields[0]
         if kind == _EXCHANGE_V1:
-            (_, uuid, captured_at, proxy, scheme, method, host, port, path, query, http_version, request_headers,
-             request_body, timings, service, realm, client_addr, status, reason, response_headers, response_body,
-             duration_ms, error_kind, error_message, trace_id, span_id, request_id, replay_of, tags,
-             websocket) = fields  # fmt: skip
-            return ExchangeRecord(
-                uuid=uuid, captured_at=captured_at, proxy=proxy, scheme=scheme, method=method, host=host, port=port,
-                path=path, query=query, http_version=http_version, request_headers=_headers(request_headers),
-                request_body=_captured(request_body), timings=Timings(*timings), service=service, realm=realm,
-                client_addr=client_addr, status=status, reason=reason, response_headers=_headers(response_headers),
-                response_body=_captured(response_body), duration_ms=duration_ms, error_kind=error_kind,
-                error_message=error_message, trace_id=trace_id, span_id=span_id, request_id=request_id,
-                replay_of=replay_of, tags=list(tags), websocket=websocket,
-            )  # fmt: skip
+            # The fields are in the dataclass's order: positional construction is the fast path.
+            _, *values = fields
+            if len(values) != _EXCHANGE_FIELDS:
+                raise RecordDecodeError(f"an exchange record has {_EXCHANGE_FIELDS} fields, not {len(values)}")
+            values[10] = list(map(tuple, values[10]))
+            if values[11] is not None:
+                values[11] = CapturedBody(*values[11])
+            values[12] = Timings(*values[12])
+            if values[18] is not None:
+                values[18] = list(map(tuple, values[18]))
+            if values[19] is not None:
+                values[19] = CapturedBody(*values[19])
+            return ExchangeRecord(*values)
         if kind == _WEBSOCKET_V1:
             _, *values = fields
             return WebSocketMessageRecord(*values)
+    except RecordDecodeError:
+        raise
     except Exception as exc:  # malformed msgpack, wrong shapes: one kind of error for the caller
         raise RecordDecodeError(f"not a spooled record: {exc}") from None
     raise RecordDecodeError(f"unknown record kind {kind!r}")

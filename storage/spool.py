@@ -16,6 +16,11 @@ On disk, in one directory per proxy (0700: records hold secrets):
 - `acked`: the position below which everything is in the database;
 - `lock`: held (flock) while a process owns the spool.
 
+Records the writer has not fallen behind on are also handed over in memory, as the
+objects they were encoded from, so the usual path never decodes what it just
+encoded; the disk is read after a restart and whenever the writer lags by more
+than RECENT_BYTES.
+
 A torn frame at the end (a crash in the middle of a write) is cut off on open;
 a corrupt frame elsewhere is skipped by searching for the next frame that checks
 out. Either loss is counted in `lost_on_open` and logged: never silent.
@@ -30,6 +35,7 @@ import os
 import struct
 import threading
 import zlib
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +50,8 @@ FRAME_OVERHEAD = _HEADER.size
 _SUFFIX = ".seg"
 _SEGMENT_BYTES = 32 * 1024 * 1024
 _MAX_FRAME = 1 << 31  # a length beyond this is corruption, not a record
+RECENT_BYTES = 64 * 1024 * 1024
+"""Encoded bytes of records the appender may keep in memory for a reader that keeps up."""
 
 
 class SpoolError(Exception):
@@ -56,6 +64,16 @@ class SpoolBusy(SpoolError):
 
 def frame(payload: bytes) -> bytes:
     return _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+@dataclass(slots=True)
+class _Recent:
+    """Appended records still in memory: items[i] ends at spool position ends[i]."""
+
+    start: int
+    ends: list[int]
+    items: list[object]
+    size: int
 
 
 @dataclass(slots=True)
@@ -91,6 +109,8 @@ class Spool:
             os.close(self._lock_fd)
             raise
         self._read_position = self._acked
+        self._recent: deque[_Recent] = deque()
+        self._recent_bytes = 0
         self._pending_records = self._count_pending()
         self._write_fd: int | None = None
         self._closed = False
@@ -176,10 +196,11 @@ class Spool:
 
     # -- appending (the appender thread) -----------------------------------------------------
 
-    def append(self, payloads: Sequence[bytes]) -> int:
+    def append(self, payloads: Sequence[bytes], items: Sequence[object] | None = None) -> int:
         """Append records, fdatasync'd; how many were taken (from the front), the rest
         did not fit under max_bytes. Raises OSError when the disk fails (nothing is half
-        written: a failed write is cut off again)."""
+        written: a failed write is cut off again). `items`: what each payload encodes,
+        which read() may then return instead of the payload."""
         frames = []
         size = 0
         with self._lock:
@@ -205,9 +226,27 @@ class Spool:
             os.ftruncate(fd, segment.size)  # a record half on disk would read as corruption
             raise
         with self._lock:
+            start = segment.end
             segment.size += len(data)
             self._pending_records += len(frames)
+            if items is not None:
+                self._keep_recent(start, frames, items)
         return len(frames)
+
+    def _keep_recent(self, start: int, frames: list[bytes], items: Sequence[object]) -> None:
+        """With the lock held: keep the items in memory when they continue what the reader
+        will read next from memory, and there is room."""
+        follows = self._recent[-1].ends[-1] == start if self._recent else self._read_position == start
+        size = sum(map(len, frames))
+        if not follows or self._recent_bytes + size > RECENT_BYTES:
+            return  # the reader catches up from disk; memory resumes once it has
+        ends = []
+        position = start
+        for framed in frames:
+            position += len(framed)
+            ends.append(position)
+        self._recent.append(_Recent(start, ends, list(items[: len(frames)]), size))
+        self._recent_bytes += size
 
     def _writable_segment(self, size: int) -> _Segment:
         with self._lock:
@@ -230,12 +269,32 @@ class Spool:
 
     # -- reading and acknowledging (the writer thread) ------------------------------------------
 
-    def read(self, max_records: int, max_bytes: int = 32 * 1024 * 1024) -> tuple[list[bytes], int]:
+    def read(self, max_records: int, max_bytes: int = 32 * 1024 * 1024) -> tuple[list[object], int]:
         """The next records after the last read (at least one if any is pending, up to the
-        limits), and the position after them, for ack()."""
-        frames, end = self._read_frames(self._read_position, max_records, max_bytes)
-        self._read_position = end
-        return frames, end
+        limits), and the position after them, for ack(). Each is the item given to append()
+        when it is still in memory, else the payload (bytes) read from disk."""
+        with self._lock:
+            if self._recent:
+                return self._take_recent(max_records)
+            position = self._read_position
+        frames, end = self._read_frames(position, max_records, max_bytes)
+        with self._lock:
+            self._read_position = end
+        return list(frames), end
+
+    def _take_recent(self, max_records: int) -> tuple[list[object], int]:
+        taken: list[object] = []
+        while self._recent and len(taken) < max_records:
+            chunk = self._recent[0]
+            count = min(max_records - len(taken), len(chunk.items))
+            taken += chunk.items[:count]
+            self._read_position = chunk.ends[count - 1]
+            if count == len(chunk.items):
+                self._recent.popleft()
+                self._recent_bytes -= chunk.size
+            else:
+                del chunk.items[:count], chunk.ends[:count]
+        return taken, self._read_position
 
     def ack(self, position: int, records: int) -> None:
         """Everything before `position` (`records` records since the last ack) is in the database."""

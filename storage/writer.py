@@ -67,6 +67,7 @@ _DECODED_LIMIT = 256 * 1024 * 1024  # beyond this the decoded size is recorded a
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 5.0
 _DROP_LOG_INTERVAL = 10.0
+_APPEND_MAX = 1000
 REPORT_INTERVAL = 5.0
 """Seconds between two reports of a writer's counters to proxy_stats."""
 
@@ -737,9 +738,10 @@ class ExchangeWriter:
                 if not queue:
                     self._wake.wait(0.5)
                     continue
-            if not self._closing.is_set():
+            if len(queue) < _APPEND_MAX and not self._closing.is_set():
                 self._closing.wait(self._append_interval)  # gather a few ms of records
-            records = [queue.popleft() for _ in range(len(queue))]
+            # A bounded append: a burst is written in slices the database writer can start on.
+            records = [queue.popleft() for _ in range(min(len(queue), _APPEND_MAX))]
             try:
                 self._append(records)
             except Exception:  # a bug in encoding must not kill the appender
@@ -750,14 +752,16 @@ class ExchangeWriter:
 
     def _append(self, records: list[Record]) -> None:
         assert self._spool is not None
-        payloads = []
+        payloads, kept = [], []
         for record in records:
             try:
-                payloads.append(encode_record(self._transform(record) if self._transform else record))
+                stored = self._transform(record) if self._transform else record
+                payloads.append(encode_record(stored))
+                kept.append(stored)
             except Exception as exc:
                 self._reject([record], exc)
         try:
-            taken = self._spool.append(payloads)
+            taken = self._spool.append(payloads, kept)
         except OSError as exc:
             self._drop(len(payloads), f"the spool {self._spool.directory} could not be written: {one_line(exc)}")
             return
@@ -795,11 +799,14 @@ class ExchangeWriter:
                     frames += more
                     end = more_end
             records = []
-            for payload in frames:
+            for entry in frames:  # records still in memory, or payloads read back from disk
+                if not isinstance(entry, bytes):
+                    records.append(entry)
+                    continue
                 try:
-                    records.append(decode_record(payload))
+                    records.append(decode_record(entry))
                 except RecordDecodeError as exc:
-                    self._reject([payload], exc)
+                    self._reject([entry], exc)
             try:
                 if records:
                     self._write(records)
