@@ -106,3 +106,9 @@ def test_bad_spool_or_retention_setting_is_one_line(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:
         load_settings(NO_FLAGS, environ={}, cwd=tmp_path)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).parents[2] / "examples").rglob("*.toml")), ids=str)
+def test_every_example_config_loads(example, tmp_path):
+    settings = load_settings({"config": str(example)}, environ={"XDG_STATE_HOME": str(tmp_path)}, cwd=tmp_path)
+    assert settings.config_file == example
