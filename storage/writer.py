@@ -672,7 +672,7 @@ class ExchangeWriter:
                 )
         if self._appender is not None:
             self._appender.join(timeout + 1.0)
-        if self._spool is not None and not (self._appender and self._appender.is_alive()):
+        if self._spool is not None and not any(t is not None and t.is_alive() for t in (thread, self._appender)):
             if self._spool.pending_records:
                 log.warning(
                     "%d record(s) stay in the spool %s: the database %s did not take them before the proxy "
