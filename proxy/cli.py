@@ -448,7 +448,7 @@ def run_ui(settings: Settings, *, verbose: bool) -> int:
     return 0
 
 
-PROXY_ONLY_FLAGS = {"--body-cap", "--upstream-timeout", "--proxy-name", "--upstream-ca"}
+PROXY_ONLY_FLAGS = {"--body-cap", "--upstream-timeout", "--proxy-name", "--upstream-ca", "--spool-dir", "--spool-max-bytes"}
 PROXY_ONLY_SWITCHES = {"--upstream-insecure"}
 UI_ONLY_FLAGS = {"--ui", "--replay-via"}
 UI_ONLY_SWITCHES = {"--allow-any-replay-target"}
