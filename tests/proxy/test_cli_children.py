@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.cli import PROXY_ONLY_FLAGS, UI_ONLY_FLAGS, UI_ONLY_SWITCHES, PROXY_ONLY_SWITCHES, build_parser, child_argv
+from proxy.cli import PROXY_ONLY_FLAGS, PROXY_ONLY_SWITCHES, UI_ONLY_FLAGS, UI_ONLY_SWITCHES, build_parser, child_argv
 
 UP = ["up", "--db", "sqlite:///x.db", "--spool-dir", "/s", "--spool-max-bytes=1GiB", "--body-cap", "2MiB",
       "--ui", "127.0.0.1:9", "--allow-any-replay-target", "--upstream-insecure", "--demo"]  # fmt: skip
