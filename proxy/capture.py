@@ -164,6 +164,9 @@ class Capture:
             return
         flow.metadata[META_RECORDED] = True
         self.submit(lambda: flow_to_record(flow, proxy=self.proxy_name, body_cap=self.body_cap))
+        for key in (META_REQUEST_TAP, META_RESPONSE_TAP):  # the record was built: it holds the bytes now
+            if (tap := flow.metadata.get(key)) is not None:
+                tap.release()
 
     def submit(self, build) -> None:
         try:

@@ -65,6 +65,12 @@ class BodyTap:
     def data(self) -> bytes:
         return b"".join(self.chunks)
 
+    def release(self) -> None:
+        """The record has the bytes: drop them, and keep no more (mitmproxy may hold the
+        flow, and so this tap, as long as the client's connection lives)."""
+        self.chunks = []
+        self.kept = self.cap
+
 
 def header_text(raw: bytes) -> str:
     """Header bytes as text: UTF-8 when valid, else Latin-1 (lossless for any byte)."""

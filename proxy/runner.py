@@ -18,6 +18,7 @@ from storage.spool import Spool, SpoolError
 from storage.store import open_store
 from storage.writer import ExchangeWriter
 
+from . import mitmproxy_fixes
 from .capture import Capture
 from .config import ConfigError, Settings
 from .router import Router, forward_mode, gateway_mode, service_mode
@@ -63,6 +64,7 @@ def run_proxy(settings: Settings, *, verbose: bool = False) -> None:
     """Run until SIGINT/SIGTERM. Raises ConfigError/StorageError for user mistakes."""
     for what, address in listen_addresses(settings):
         check_bindable(what, address)
+    mitmproxy_fixes.install()
     store = open_store(settings.db_url)
     transform = None
     if settings.redact_at_capture:
