@@ -113,6 +113,7 @@ class Spool:
         self._recent_bytes = 0
         self._pending_records = self._count_pending()
         self._write_fd: int | None = None
+        self._unsynced = False
         self._closed = False
 
     # -- opening ----------------------------------------------------------------------------
@@ -196,11 +197,12 @@ class Spool:
 
     # -- appending (the appender thread) -----------------------------------------------------
 
-    def append(self, payloads: Sequence[bytes], items: Sequence[object] | None = None) -> int:
-        """Append records, fdatasync'd; how many were taken (from the front), the rest
-        did not fit under max_bytes. Raises OSError when the disk fails (nothing is half
-        written: a failed write is cut off again). `items`: what each payload encodes,
-        which read() may then return instead of the payload."""
+    def append(self, payloads: Sequence[bytes], items: Sequence[object] | None = None, *, sync: bool = True) -> int:
+        """Append records; how many were taken (from the front), the rest did not fit under
+        max_bytes. Raises OSError when the disk fails (nothing is half written: a failed
+        write is cut off again). `items`: what each payload encodes, which read() may then
+        return instead of the payload. `sync`: fdatasync now (else at the next sync(): a
+        write alone survives the process, not the machine)."""
         frames = []
         size = 0
         with self._lock:
@@ -221,7 +223,9 @@ class Spool:
             written = 0
             while written < len(data):
                 written += os.write(fd, data[written:] if written else data)
-            os.fdatasync(fd)
+            self._unsynced = True
+            if sync:
+                self.sync()
         except OSError:
             os.ftruncate(fd, segment.size)  # a record half on disk would read as corruption
             raise
@@ -232,6 +236,12 @@ class Spool:
             if items is not None:
                 self._keep_recent(start, frames, items)
         return len(frames)
+
+    def sync(self) -> None:
+        """fdatasync what was appended since the last sync."""
+        if self._unsynced and self._write_fd is not None:
+            os.fdatasync(self._write_fd)
+        self._unsynced = False
 
     def _keep_recent(self, start: int, frames: list[bytes], items: Sequence[object]) -> None:
         """With the lock held: keep the items in memory when they continue what the reader
@@ -261,6 +271,7 @@ class Spool:
         fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         _fsync_directory(self.directory)
         if self._write_fd is not None:
+            self.sync()
             os.close(self._write_fd)
         self._write_fd = fd
         with self._lock:
@@ -381,7 +392,10 @@ class Spool:
             return
         self._closed = True
         if self._write_fd is not None:
-            os.close(self._write_fd)
+            try:
+                self.sync()
+            finally:
+                os.close(self._write_fd)
             self._write_fd = None
         os.close(self._lock_fd)
 

@@ -209,8 +209,9 @@ def test_kill_9_mid_burst_loses_at_most_the_last_100ms_and_restart_writes_the_sp
     assert late == {}, f"records of responses finished more than {KILL_LOSS_BOUND}s before the kill were lost: {late}"
     # What the restarted proxy found damaged in the spool it reports as lost; nothing else is missing.
     assert len(stored) + row["lost"] + len(missing) >= len(completed)
-    print(f"kill -9: {len(completed)} completed, {len(stored)} stored, {len(missing)} lost in the last "
-          f"{KILL_LOSS_BOUND}s, {row['lost']} reported lost")  # fmt: skip
+    oldest = max((killed_at - at for at in missing.values()), default=0.0)
+    print(f"kill -9: {len(completed)} completed, {len(stored)} stored, {len(missing)} lost (the oldest finished "
+          f"{oldest * 1000:.0f} ms before the kill), {row['lost']} reported lost")  # fmt: skip
 
 
 def _drained_since(store: Store, started: float) -> dict | None:

@@ -175,6 +175,21 @@ def test_the_writer_reports_its_counters_under_its_proxy_name(tmp_path):
     store.close()
 
 
+def test_a_spooling_writer_reports_what_its_spool_holds(sqlite_store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from storage.queries import proxy_stats
+    from storage.record_codec import encode_record
+
+    spool = _spool(tmp_path / "spool")
+    spool.append([encode_record(make_record()) for _ in range(3)])  # left by a previous run
+    writer = ExchangeWriter(sqlite_store, report_as="edge-8", spool=spool)
+    writer._maybe_report()  # the first report, before anything is written
+    (row,) = proxy_stats(sqlite_store)
+    assert (row["spooled"], row["written"]) == (3, 0) and row["spool_bytes"] > 0
+    writer.close()
+    (row,) = proxy_stats(sqlite_store)
+    assert (row["spooled"], row["spool_bytes"], row["written"]) == (0, 0, 3)
+
+
 # -- with a spool: every record passes through disk on its way to the database -------------------
 
 
