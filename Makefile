@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench venv clean browser
+.PHONY: run test bench soak venv clean browser
 
 venv: $(STAMP)
 
@@ -43,6 +43,11 @@ browser:
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# 10 minutes at 80% of the proxy's maximum on a fresh PostgreSQL database (bench/README.md);
+# e.g. make soak SOAK_ARGS='--duration 180 --db sqlite'
+soak: $(STAMP)
+	$(PY) bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) test-output
