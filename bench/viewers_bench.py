@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -34,6 +35,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from machine import scratch_postgres
 from proxy_bench import (
     HOST,
     VENV_BIN,
@@ -107,6 +109,7 @@ def parse_args(argv=None):
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per arm")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite", help="the store (default sqlite)")
     parser.add_argument("--seed", type=int, default=None, help="arm order")
     parser.add_argument("--quick", action="store_true", help="1 round, 3 s per arm")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not give the proxy a CPU of its own")
@@ -134,12 +137,17 @@ def main(argv=None) -> int:
     pin = args.pin and len(cpus) >= 2
     if pin:
         os.sched_setaffinity(0, cpus[1:])  # inherited by everything started from here but the proxy
-    with tempfile.TemporaryDirectory(prefix="passageway-viewers-bench-") as tmpdir:
+    with tempfile.TemporaryDirectory(prefix="passageway-viewers-bench-") as tmpdir, contextlib.ExitStack() as stack:
         tmp = Path(tmpdir)
         lua = tmp / "report.lua"
         lua.write_text(WRK_LUA)
         up_port, port, ui_port = free_port(), free_port(), free_port()
-        db = f"sqlite:///{tmp / 'bench.db'}"
+        if args.db == "postgresql":
+            db = stack.enter_context(scratch_postgres("passageway_viewers_bench"))
+            if db is None:
+                return 2
+        else:
+            db = f"sqlite:///{tmp / 'bench.db'}"
         logs = {name: tmp / f"{name}.log" for name in ("upstream", "proxy", "ui", "viewers")}
         commands = {
             "upstream": [sys.executable, str(Path(__file__).with_name("proxy_bench.py")), "--serve-upstream", str(up_port)],
@@ -155,7 +163,7 @@ def main(argv=None) -> int:
                                               stdout=logs[name].open("wb"), stderr=subprocess.STDOUT))  # fmt: skip
                 wait_for_port(listen, procs[-1], name, logs[name])
             url = f"http://{HOST}:{port}/bench/m"
-            print(f"proxy on {HOST}:{port} (SQLite{f', CPU {cpus[0]}' if pin else ''}), inspector on {HOST}:{ui_port}; wrk -t1 -c{args.connections}, "
+            print(f"proxy on {HOST}:{port} ({args.db}{f', CPU {cpus[0]}' if pin else ''}), inspector on {HOST}:{ui_port}; wrk -t1 -c{args.connections}, "
                   f"{args.warmup:g} s warm-up + {args.duration:g} s per arm, {args.rounds} round(s)")  # fmt: skip
             for rnd in range(1, args.rounds + 1):
                 for arm in rng.sample(ARMS, len(ARMS)):
