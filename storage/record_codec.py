@@ -58,11 +58,11 @@ def encode_record(record: ExchangeRecord | WebSocketMessageRecord) -> bytes:
 
 def decode_record(data: bytes) -> ExchangeRecord | WebSocketMessageRecord:
     try:
-        fields = msgpack.unpackb(data, raw=False, unicode_errors="surrogatepass")
-        kind = fields[0]
+        decoded = msgpack.unpackb(data, raw=False, unicode_errors="surrogatepass")
+        kind = decoded[0]
         if kind == _EXCHANGE_V1:
             # The fields are in the dataclass's order: positional construction is the fast path.
-            _, *values = fields
+            _, *values = decoded
             if len(values) != _EXCHANGE_FIELDS:
                 raise RecordDecodeError(f"an exchange record has {_EXCHANGE_FIELDS} fields, not {len(values)}")
             values[10] = list(map(tuple, values[10]))
@@ -75,7 +75,7 @@ def decode_record(data: bytes) -> ExchangeRecord | WebSocketMessageRecord:
                 values[19] = CapturedBody(*values[19])
             return ExchangeRecord(*values)
         if kind == _WEBSOCKET_V1:
-            _, *values = fields
+            _, *values = decoded
             return WebSocketMessageRecord(*values)
     except RecordDecodeError:
         raise
