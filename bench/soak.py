@@ -196,14 +196,20 @@ async def generate(a) -> dict:
     end = t0 + a.duration
     h2_rate = a.rate * a.h2_share
     h1_rate = a.rate - h2_rate
-    st = {"unsent": 0, "sent": 0, "ok": 0, "failed": 0, "new_conns": 0, "h2": 0, "bytes": 0, "errors": {}}
+    st = {"unsent": 0, "sent": 0, "ok": 0, "failed": 0, "new_conns": 0, "h2": 0, "bytes": 0, "errors": {},
+          "failures": []}
     lat = array("d")          # from the scheduled time (includes any queueing: no coordinated omission)
     counter = {"h1": 0, "h2": 0}
     base = f"/{SERVICE}/api/items"
 
-    def fail(kind: str) -> None:
+    def fail(kind: str, *, index: int, path: str, when: float) -> None:
+        """Counted; the first 20 also kept with what they were, to find a cause later."""
         st["failed"] += 1
         st["errors"][kind] = st["errors"].get(kind, 0) + 1
+        if len(st["failures"]) < 20:
+            st["failures"].append({"error": kind, "request": index, "path": path,
+                                   "scheduled_s": round(when - t0, 3), "gave_up_s": round(loop.time() - t0, 3),
+                                   "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")})
 
     def request_bytes(i: int, keep: bool) -> bytes:
         method, req, resp = pick(i)
@@ -267,9 +273,9 @@ async def generate(a) -> dict:
                 if 200 <= status < 300:
                     st["ok"] += 1
                 else:
-                    fail(f"status {status}")
+                    fail(f"status {status}", index=i, path="new connection" if new else "keep-alive", when=when)
             except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as e:
-                fail(type(e).__name__)
+                fail(type(e).__name__, index=i, path="new connection" if new else "keep-alive", when=when)
                 if writer is not None:
                     writer.close()
                 reader = writer = None
@@ -299,14 +305,14 @@ async def generate(a) -> dict:
                 st["bytes"] += len(r.content)
                 lat.append(loop.time() - when)
                 if r.http_version != "HTTP/2":
-                    fail(f"not h2 ({r.http_version})")
+                    fail(f"not h2 ({r.http_version})", index=i, path="http/2", when=when)
                 elif 200 <= r.status_code < 300:
                     st["ok"] += 1
                     st["h2"] += 1
                 else:
-                    fail(f"h2 status {r.status_code}")
+                    fail(f"h2 status {r.status_code}", index=i, path="http/2", when=when)
             except Exception as e:  # noqa: BLE001 - counted and reported
-                fail(f"h2 {type(e).__name__}")
+                fail(f"h2 {type(e).__name__}", index=i, path="http/2", when=when)
 
     async def progress() -> None:
         last = (t0, 0)
@@ -736,6 +742,8 @@ def soak(a, db_url: str, sqlite_path: Path | None, work: Path) -> int:
               f"high for this mix; the memory figures are for an overloaded proxy")
     print(f"  requests: {sent} sent, {result['failed']} failed {result['errors'] or ''}; "
           f"{result['new_conns']} on new connections, {result['h2']} over HTTP/2; upstream answered {answered}")
+    for failure in result.get("failures", []):
+        print(f"    failed: {failure}")
     print(f"  exchanges stored: {stored} after the writer flushed, {stored_after_stop} after SIGINT "
           f"(sent {sent}): {'EQUAL' if ok_rows else 'DIFFERENT'}; writer at the end: "
           f"submitted {stats_stop.get('submitted')}, written {stats_stop.get('written')}, "
