@@ -72,6 +72,26 @@ def _upstream_body() -> bytes:
     return (body + b" " * 1024)[:1024] if len(body) < 1024 else body
 
 
+def take_request(buf: bytearray) -> bytes | None:
+    """The head of the first whole HTTP/1.1 request in `buf` (its body skipped by Content-Length),
+    removed from `buf`; None while the request is incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buf[:end])
+    low = head.lower()
+    length = 0
+    i = low.find(b"\r\ncontent-length:")
+    if i >= 0:
+        j = low.find(b"\r\n", i + 2)
+        length = int(low[i + 17 : j if j >= 0 else None].strip() or 0)
+    total = end + 4 + length
+    if len(buf) < total:
+        return None
+    del buf[:total]
+    return head
+
+
 class _UpstreamProtocol(asyncio.Protocol):
     """Minimal HTTP/1.1 keep-alive server: fixed JSON body, counts requests per last path segment."""
 
@@ -86,20 +106,8 @@ class _UpstreamProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buf[:end]).lower()
-            length = 0
-            i = head.find(b"\r\ncontent-length:")
-            if i >= 0:
-                j = head.find(b"\r\n", i + 2)
-                length = int(head[i + 17 : j if j >= 0 else None].strip() or 0)
-            total = end + 4 + length
-            if len(self.buf) < total:
-                return
-            del self.buf[:total]
+        while (request_head := take_request(self.buf)) is not None:
+            head = request_head.lower()
             target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
             if target.startswith(b"/__bench/count"):
                 payload = json.dumps(_UpstreamProtocol.counts).encode()

@@ -47,7 +47,7 @@ sys.path.insert(0, str(BENCH))
 
 from machine import cpu_model, scratch_postgres  # noqa: E402
 from proxy_bench import (  # noqa: E402
-    HOST, VENV_BIN, WRK_LUA, BenchError, ensure_wrk, free_port, stop, wait_for_port,
+    HOST, VENV_BIN, WRK_LUA, BenchError, ensure_wrk, free_port, stop, take_request, wait_for_port,
 )
 
 SIZES = (200, 4096, 65536)
@@ -124,21 +124,8 @@ class _Upstream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buf[:end])
+        while (head := take_request(self.buf)) is not None:
             low = head.lower()
-            length = 0
-            i = low.find(b"\r\ncontent-length:")
-            if i >= 0:
-                j = low.find(b"\r\n", i + 2)
-                length = int(low[i + 17: j if j >= 0 else None].strip() or 0)
-            total = end + 4 + length
-            if len(self.buf) < total:
-                return
-            del self.buf[:total]
             target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
             _, _, query = target.partition(b"?")
             params = dict(p.partition(b"=")[::2] for p in query.split(b"&") if p)
