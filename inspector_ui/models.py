@@ -85,7 +85,9 @@ class ExchangeDetail(ExchangeSummary):
     """One exchange with headers, timings and body metadata."""
 
     client_addr: str | None
-    span_id: str | None
+    span_id: str | None = Field(description="This call's span (the traceparent parent-id the upstream received).")
+    parent_span_id: str | None = Field(description="The span of the call that caused this one.")
+    caller: str | None = Field(description="The calling service (X-Passageway-Caller).")
     request_id: str | None
     tags: list[str]
     request_headers: list[tuple[str, str]] = Field(description="[[name, value], ...] in wire order.")

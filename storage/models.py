@@ -263,6 +263,10 @@ class Exchange(Base):
     replay_of: Mapped[int | None] = mapped_column(BigInteger)
     tags: Mapped[list[str]] = mapped_column(JSON)
     websocket: Mapped[bool] = mapped_column(Boolean)
+    parent_span_id: Mapped[str | None] = mapped_column(SafeText())
+    """The span of the call that caused this one (see storage.record.ExchangeRecord)."""
+    caller: Mapped[str | None] = mapped_column(SafeText())
+    """The calling service, as its smart client named it (X-Passageway-Caller)."""
 
 
 class Body(Base):

@@ -374,6 +374,8 @@ def get_exchange(store: Store, *, exchange_id: int) -> dict | None:
     detail.update(
         client_addr=ex.client_addr,
         span_id=ex.span_id,
+        parent_span_id=ex.parent_span_id,
+        caller=ex.caller,
         request_id=ex.request_id,
         tags=[unescape_text(tag) for tag in ex.tags or []],
         request_headers=_headers(ex.request_headers) or [],

@@ -78,11 +78,17 @@ class ExchangeRecord:
     error_message: str | None = None
     trace_id: str | None = None
     span_id: str | None = None
-    """The span this request belongs to (traceparent's parent-id field)."""
+    """This call's span: the parent-id of the traceparent the upstream received (the proxy's
+    own span id when it gives each exchange one), or X-B3-SpanId."""
     request_id: str | None = None
     replay_of: int | None = None
     tags: list[str] = field(default_factory=list)
     websocket: bool = False
+    parent_span_id: str | None = None
+    """The span of the call that caused this one: the parent-id the proxy received when it gave
+    the exchange a span of its own, or X-B3-ParentSpanId."""
+    caller: str | None = None
+    """The calling service, from X-Passageway-Caller (set by passageway.Client)."""
 
 
 ERROR_KINDS = (

@@ -19,6 +19,9 @@ __all__ = ["RecordDecodeError", "decode_record", "encode_record"]
 _EXCHANGE_V1 = 1
 _WEBSOCKET_V1 = 2
 _EXCHANGE_FIELDS = len(fields(ExchangeRecord))
+# A spool written before parent_span_id and caller existed has this many fields; the
+# newer ones take their defaults.
+_EXCHANGE_FIELDS_BEFORE_TRACE_LINKS = _EXCHANGE_FIELDS - 2
 
 
 class RecordDecodeError(ValueError):
@@ -44,6 +47,7 @@ def _values(record: ExchangeRecord | WebSocketMessageRecord) -> list:
             r.http_version, r.request_headers, _body(r.request_body), _timings(r.timings), r.service, r.realm,
             r.client_addr, r.status, r.reason, r.response_headers, _body(r.response_body), r.duration_ms,
             r.error_kind, r.error_message, r.trace_id, r.span_id, r.request_id, r.replay_of, r.tags, r.websocket,
+            r.parent_span_id, r.caller,
         ]  # fmt: skip
     if isinstance(record, WebSocketMessageRecord):
         m = record
@@ -63,7 +67,7 @@ def decode_record(data: bytes) -> ExchangeRecord | WebSocketMessageRecord:
         if kind == _EXCHANGE_V1:
             # The fields are in the dataclass's order: positional construction is the fast path.
             _, *values = decoded
-            if len(values) != _EXCHANGE_FIELDS:
+            if not _EXCHANGE_FIELDS_BEFORE_TRACE_LINKS <= len(values) <= _EXCHANGE_FIELDS:
                 raise RecordDecodeError(f"an exchange record has {_EXCHANGE_FIELDS} fields, not {len(values)}")
             values[10] = list(map(tuple, values[10]))
             if values[11] is not None:

@@ -28,7 +28,7 @@ exchanges = st.builds(
     status=st.none() | st.integers(0, 999), reason=maybe_text, response_headers=st.none() | headers,
     response_body=bodies, duration_ms=st.none() | floats, error_kind=maybe_text, error_message=maybe_text,
     trace_id=maybe_text, span_id=maybe_text, request_id=maybe_text, replay_of=st.none() | st.integers(1, 2**62),
-    tags=st.lists(texts, max_size=3), websocket=st.booleans(),
+    tags=st.lists(texts, max_size=3), websocket=st.booleans(), parent_span_id=maybe_text, caller=maybe_text,
 )  # fmt: skip
 messages = st.builds(
     WebSocketMessageRecord, exchange_uuid=texts, seq=st.integers(0, 2**40), timestamp=floats,
@@ -47,6 +47,13 @@ def test_typical_records_round_trip() -> None:
     assert decode_record(encode_record(record)) == record
     message = websocket_message(record.uuid, 3, data=b"\x00binary")
     assert decode_record(encode_record(message)) == message
+
+
+def test_a_record_spooled_before_trace_links_still_reads() -> None:
+    """A proxy upgraded with records in its spool: the older array lacks parent_span_id and caller."""
+    record = make_record(path="/old")
+    older = msgpack.unpackb(encode_record(record))[:-2]
+    assert decode_record(msgpack.packb(older, use_bin_type=True)) == record
 
 
 @pytest.mark.parametrize(
