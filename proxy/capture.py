@@ -69,9 +69,18 @@ def next_websocket_seq(flow: http.HTTPFlow) -> int:
 
 
 class Capture:
-    def __init__(self, writer: ExchangeWriter, *, proxy_name: str, body_cap: int, upstream_timeout: float) -> None:
+    def __init__(
+        self,
+        writer: ExchangeWriter,
+        *,
+        proxy_name: str,
+        body_cap: int,
+        upstream_timeout: float,
+        realm: str | None = None,
+    ) -> None:
         self.writer = writer
         self.proxy_name = proxy_name
+        self.realm = realm
         self.body_cap = body_cap
         self.upstream_timeout = upstream_timeout
         self.conversion_failures = 0
@@ -163,7 +172,7 @@ class Capture:
         if flow.metadata.get(META_RECORDED):
             return
         flow.metadata[META_RECORDED] = True
-        self.submit(lambda: flow_to_record(flow, proxy=self.proxy_name, body_cap=self.body_cap))
+        self.submit(lambda: flow_to_record(flow, proxy=self.proxy_name, realm=self.realm, body_cap=self.body_cap))
         for key in (META_REQUEST_TAP, META_RESPONSE_TAP):  # the record was built: it holds the bytes now
             if (tap := flow.metadata.get(key)) is not None:
                 tap.release()

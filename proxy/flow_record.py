@@ -7,6 +7,7 @@ mitmproxy already holds: no hashing, no compression, no decoding.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from mitmproxy import http
 
@@ -19,6 +20,8 @@ META_REQUEST_TAP = "passageway.request_tap"
 META_RESPONSE_TAP = "passageway.response_tap"
 META_REPLAY_OF = "passageway.replay_of"
 META_UUID = "passageway.uuid"
+META_PARENT_SPAN = "passageway.parent_span"
+"""Set by proxy.tracing: the parent-id of the traceparent the client sent."""
 
 REPLAY_HEADER = "X-Passageway-Replay"
 """How the inspector marks a replay it sends through the proxy: `<exchange id>; <32 hex>`,
@@ -81,8 +84,9 @@ def header_text(raw: bytes) -> str:
 
 
 NOTED_HEADERS = frozenset(
-    {b"content-type", b"content-encoding", b"traceparent", b"x-request-id", b"x-b3-traceid", b"x-b3-spanid", b"b3"}
-)
+    {b"content-type", b"content-encoding", b"traceparent", b"x-request-id", b"x-b3-traceid", b"x-b3-spanid", b"b3",
+     b"x-b3-parentspanid", b"x-passageway-caller"}
+)  # fmt: skip
 
 
 def read_headers(message: http.Message) -> tuple[Headers, dict[bytes, str]]:
@@ -134,22 +138,39 @@ def captured_body(
     )
 
 
-def trace_ids(noted: dict[bytes, str]) -> tuple[str | None, str | None, str | None]:
-    """(trace_id, span_id, request_id) from traceparent, B3 or X-Request-ID."""
+class TraceIds(NamedTuple):
+    trace_id: str | None
+    span_id: str | None
+    parent_span_id: str | None
+    request_id: str | None
+
+
+def _id(value: str | None) -> str | None:
+    return value.strip().lower()[:MAX_ID_LENGTH] or None if value else None
+
+
+def trace_ids(noted: dict[bytes, str], parent_span_id: str | None = None) -> TraceIds:
+    """The trace ids from traceparent, B3 (multi or single header) or X-Request-ID.
+
+    `parent_span_id`: the parent-id the proxy received when it gave the exchange a span of
+    its own (proxy.tracing); the traceparent in `noted` is then the one it forwarded."""
     trace_id = span_id = None
     traceparent = noted.get(b"traceparent")
     if traceparent and (m := TRACEPARENT.fullmatch(traceparent.strip().lower())):
         trace_id, span_id = m.group(1), m.group(2)
     elif b3 := noted.get(b"x-b3-traceid"):
-        trace_id, span_id = b3.strip().lower()[:MAX_ID_LENGTH], noted.get(b"x-b3-spanid")
+        trace_id, span_id = _id(b3), _id(noted.get(b"x-b3-spanid"))
+        parent_span_id = _id(noted.get(b"x-b3-parentspanid"))
     elif b3 := noted.get(b"b3"):
+        # {TraceId}-{SpanId}-{SamplingState}-{ParentSpanId}
         parts = b3.strip().lower().split("-")
         if len(parts) >= 2:
-            trace_id, span_id = parts[0][:MAX_ID_LENGTH], parts[1][:MAX_ID_LENGTH]
+            trace_id, span_id = _id(parts[0]), _id(parts[1])
+            parent_span_id = _id(parts[3]) if len(parts) >= 4 else None
     request_id = noted.get(b"x-request-id")
     if request_id:
         request_id = request_id.strip()[:MAX_ID_LENGTH] or None
-    return trace_id or request_id, span_id, request_id
+    return TraceIds(trace_id or request_id, span_id, parent_span_id, request_id)
 
 
 def client_address(flow: http.HTTPFlow) -> str | None:
@@ -193,7 +214,7 @@ def classify_error(message: str) -> str:
     return "protocol_error"
 
 
-def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int) -> ExchangeRecord:
+def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int, realm: str | None = None) -> ExchangeRecord:
     """Turn a finished (or failed) HTTP flow into a record for storage."""
     request = flow.request
     response = flow.response
@@ -201,7 +222,8 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int) -> Exchang
     target = url_text(request.data.path)
     path, _, query = target.partition("?")
     request_headers, request_noted = read_headers(request)
-    trace_id, span_id, request_id = trace_ids(request_noted)
+    ids = trace_ids(request_noted, metadata.get(META_PARENT_SPAN))
+    caller = request_noted.get(b"x-passageway-caller")
     if response is not None:
         response_headers, response_noted = read_headers(response)
         response_body = captured_body(response, response_noted, metadata.get(META_RESPONSE_TAP), body_cap)
@@ -236,6 +258,7 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int) -> Exchang
         request_body=captured_body(request, request_noted, metadata.get(META_REQUEST_TAP), body_cap),
         timings=timings_of(flow),
         service=metadata.get(META_SERVICE),
+        realm=realm,
         client_addr=client_address(flow),
         status=response.status_code if response is not None else None,
         reason=header_text(response.data.reason) if response is not None else None,
@@ -244,9 +267,11 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int) -> Exchang
         duration_ms=duration_ms,
         error_kind=error_kind,
         error_message=error_message,
-        trace_id=trace_id,
-        span_id=span_id,
-        request_id=request_id,
+        trace_id=ids.trace_id,
+        span_id=ids.span_id,
+        parent_span_id=ids.parent_span_id,
+        request_id=ids.request_id,
+        caller=caller.strip()[:MAX_ID_LENGTH] or None if caller else None,
         websocket=flow.websocket is not None,
         replay_of=metadata.get(META_REPLAY_OF),
     )

@@ -22,6 +22,7 @@ from . import mitmproxy_fixes
 from .capture import Capture
 from .config import ConfigError, Settings
 from .router import Router, forward_mode, gateway_mode, service_mode
+from .tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +118,11 @@ async def _serve(settings: Settings, writer: ExchangeWriter, *, verbose: bool) -
     capture = Capture(
         writer,
         proxy_name=settings.proxy_name,
+        realm=settings.realm,
         body_cap=settings.body_cap,
         upstream_timeout=settings.upstream_timeout,
     )
-    master.addons.add(router, capture)
+    master.addons.add(router, Tracing(settings.tracing), capture)
     opts.update(
         mode=proxy_modes(settings),
         # Each request picks its upstream in `requestheaders`, so connect only then.

@@ -3,6 +3,7 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 
 from proxy.flow_record import (
+    META_PARENT_SPAN,
     META_REPLAY_OF,
     META_RESPONSE_TAP,
     META_SERVICE,
@@ -105,12 +106,34 @@ def noted(**headers: str) -> dict[bytes, str]:
 
 def test_trace_ids():
     headers = noted(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", X_Request_ID="r1")
-    assert trace_ids(headers) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "r1")
-    assert trace_ids(noted(x_request_id="abc")) == ("abc", None, "abc")
-    assert trace_ids(noted(b3="80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")) == (
-        "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1", None,
+    assert trace_ids(headers) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", None, "r1")
+    # The proxy gave the exchange its own span: the traceparent it forwarded, and the one it received.
+    assert trace_ids(headers, "b7ad6b7169203331") == (
+        "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "b7ad6b7169203331", "r1",
     )
-    assert trace_ids(noted(traceparent="garbage")) == (None, None, None)
+    assert trace_ids(noted(x_request_id="abc")) == ("abc", None, None, "abc")
+    assert trace_ids(noted(b3="80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")) == (
+        "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1", None, None,
+    )
+    assert trace_ids(noted(b3="80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90")) == (
+        "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1", "05e3ac9a4f6e3b90", None,
+    )
+    multi = noted(X_B3_TraceId="463AC35C9F6413AD48485A3953BB6124", X_B3_SpanId="A2FB4A1D1A96D312",
+                  X_B3_ParentSpanId="0020000000000001")  # fmt: skip
+    assert trace_ids(multi) == ("463ac35c9f6413ad48485a3953bb6124", "a2fb4a1d1a96d312", "0020000000000001", None)
+    assert trace_ids(noted(traceparent="garbage")) == (None, None, None, None)
+
+
+def test_the_caller_and_the_parent_span_are_recorded():
+    flow = tflow.tflow(resp=True)
+    flow.request.headers["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    flow.request.headers["X-Passageway-Caller"] = " orders "
+    flow.metadata[META_PARENT_SPAN] = "b7ad6b7169203331"
+    record = flow_to_record(flow, proxy="p", body_cap=CAP, realm="staging")
+    assert (record.trace_id, record.span_id, record.parent_span_id) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "b7ad6b7169203331",
+    )
+    assert (record.caller, record.realm) == ("orders", "staging")
 
 
 def test_noted_headers_take_the_first_value_case_insensitively():
