@@ -41,6 +41,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
 def add_routing_flags(parser: argparse.ArgumentParser) -> None:
     """The proxy's routes and addresses: the proxy serves them, the inspector replays through them."""
     parser.add_argument("--listen", metavar="HOST:PORT", help="gateway address (default 127.0.0.1:8080)")
+    parser.add_argument("--realm", metavar="NAME", help="the realm whose services to use ([realms.NAME] in passageway.toml)")
     parser.add_argument(
         "--route", metavar="NAME=URL", action="append", dest="routes",
         help="send /NAME/... to URL (repeatable)",
@@ -54,6 +55,10 @@ def add_proxy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--body-cap", metavar="BYTES", help="bytes of each body to store (default 1MiB)")
     parser.add_argument("--upstream-timeout", metavar="SECONDS", help="give up on an upstream after this long (default 30)")
     parser.add_argument("--proxy-name", metavar="NAME", help="name recorded with each exchange (default: host name)")
+    parser.add_argument(
+        "--tracing", choices=("off", "propagate", "start"),
+        help="give traced requests a span per exchange (propagate, the default), also start traces (start), or never touch trace headers (off)",
+    )
     parser.add_argument("--upstream-ca", metavar="PEM", help="also trust this CA bundle for HTTPS upstreams")
     parser.add_argument(
         "--upstream-insecure", action="store_const", const=True,
@@ -149,7 +154,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         for key in (
             "config", "db", "listen", "ui", "routes", "forward_port", "body_cap", "upstream_timeout",
             "proxy_name", "certs_dir", "upstream_ca", "upstream_insecure", "replay_via", "allow_any_replay_target",
-            "spool_dir", "spool_max_bytes",
+            "spool_dir", "spool_max_bytes", "realm", "tracing",
         )
     }
     return load_settings(flags)

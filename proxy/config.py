@@ -18,7 +18,17 @@ from typing import Any
 
 from storage.redaction import rules_from_config
 
-from .routing import RouteError, Service, check_service_name, parse_listen, parse_route, parse_upstream
+from .tracing import MODES as TRACING_MODES
+from .routing import (
+    HealthCheck,
+    RouteError,
+    Service,
+    check_service_name,
+    parse_health_path,
+    parse_listen,
+    parse_route,
+    parse_upstream,
+)
 
 DEFAULT_LISTEN = ("127.0.0.1", 8080)
 DEFAULT_UI = ("127.0.0.1", 8081)
@@ -54,6 +64,11 @@ class Settings:
     listen: tuple[str, int] = DEFAULT_LISTEN
     ui: tuple[str, int] = DEFAULT_UI
     services: dict[str, Service] = field(default_factory=dict)
+    """The services of the chosen realm: `[services]` overridden by `[realms.REALM.services]`."""
+    realm: str | None = None
+    """The environment this proxy serves (dev, staging, prod...), recorded with each exchange."""
+    realms: tuple[str, ...] = ()
+    """Every realm passageway.toml defines."""
     forward_port: int | None = None
     body_cap: int = DEFAULT_BODY_CAP
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
@@ -77,6 +92,8 @@ class Settings:
     """Where the proxy's writer keeps records until the database has them (storage.spool)."""
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     """Disk the spool may use; 0 keeps records in memory only (lost on a crash)."""
+    tracing: str = "propagate"
+    """proxy.tracing's mode: off, propagate (give each traced exchange a span) or start."""
     retention_max_age: float | None = None
     """Seconds: older exchanges are pruned (storage.retention)."""
     retention_max_exchanges: int | None = None
@@ -178,6 +195,47 @@ def _boolean(value: Any, *, what: str) -> bool:
     raise ConfigError(f"bad {what} {value!r}: expected true or false")
 
 
+SERVICE_KEYS = {"url", "listen", "health", "health_interval", "health_timeout"}
+
+
+def _health(name: str, spec: dict[str, Any], source: str) -> HealthCheck | None:
+    """`health = "/healthz"` with optional `health_interval` and `health_timeout` (seconds or 10s, 1m)."""
+    where = f"{source}: service {name!r}"
+    if "health" not in spec:
+        for key in ("health_interval", "health_timeout"):
+            if key in spec:
+                raise ConfigError(f"{where}: {key} needs health = \"/path\"")
+        return None
+    interval = parse_duration(spec.get("health_interval", 10), what=f"health_interval of {where}")
+    timeout = parse_duration(spec.get("health_timeout", 2), what=f"health_timeout of {where}")
+    if timeout > interval:
+        raise ConfigError(f"{where}: health_timeout ({timeout:g} s) is longer than health_interval ({interval:g} s)")
+    return HealthCheck(parse_health_path(str(spec["health"])), interval, timeout)
+
+
+def realm_services(table: Any, *, source: str) -> dict[str, dict[str, Service]]:
+    """The `[realms.REALM.services.NAME]` tables: realm -> its services."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: 'realms' must be a table of [realms.NAME.services]")
+    realms: dict[str, dict[str, Service]] = {}
+    for realm, spec in table.items():
+        try:
+            check_realm_name(realm)
+        except RouteError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        if not isinstance(spec, dict) or set(spec) - {"services"}:
+            raise ConfigError(f"{source}: realm {realm!r} may only hold [realms.{realm}.services]")
+        realms[realm] = services_from_table(spec.get("services", {}), source=f"{source}, realm {realm!r}")
+    return realms
+
+
+def check_realm_name(name: str) -> str:
+    try:
+        return check_service_name(name)
+    except RouteError:
+        raise RouteError(f"bad realm name {name!r}: use letters, digits, '_', '.' or '-' (at most 63)") from None
+
+
 def services_from_table(table: Any, *, source: str) -> dict[str, Service]:
     """The `[services.NAME]` tables of passageway.toml (or `NAME = "URL"` shorthand)."""
     if not isinstance(table, dict):
@@ -190,11 +248,11 @@ def services_from_table(table: Any, *, source: str) -> dict[str, Service]:
                 spec = {"url": spec}
             if not isinstance(spec, dict) or "url" not in spec:
                 raise ConfigError(f"{source}: service {name!r} needs url = \"http://host:port\"")
-            unknown = set(spec) - {"url", "listen"}
+            unknown = set(spec) - SERVICE_KEYS
             if unknown:
                 raise ConfigError(f"{source}: service {name!r} has unknown key {sorted(unknown)[0]!r}")
             listen = parse_listen(spec["listen"], what=f"listen of service {name!r}") if "listen" in spec else None
-            services[name] = Service(name, parse_upstream(str(spec["url"])), listen)
+            services[name] = Service(name, parse_upstream(str(spec["url"])), listen, _health(name, spec, source))
         except RouteError as e:
             raise ConfigError(f"{source}: {e}") from None
     return services
@@ -216,10 +274,13 @@ FILE_KEYS = {
     "db", "listen", "ui", "services", "forward_port", "body_cap", "upstream_timeout", "proxy_name",
     "certs_dir", "upstream_ca", "upstream_insecure", "replay_via", "allow_any_replay_target",
     "redact_add", "redact_remove", "ui_token", "redact_at_capture", "spool_dir", "spool_max_bytes",
-    "retention_max_age", "retention_max_exchanges", "retention_max_body_bytes",
+    "retention_max_age", "retention_max_exchanges", "retention_max_body_bytes", "realm", "realms",
+    "tracing",
 }
 ENV_KEYS = {
     "PASSAGEWAY_DB": "db",
+    "PASSAGEWAY_REALM": "realm",
+    "PASSAGEWAY_TRACING": "tracing",
     "PASSAGEWAY_LISTEN": "listen",
     "PASSAGEWAY_UI": "ui",
     "PASSAGEWAY_UI_TOKEN": "ui_token",
@@ -269,8 +330,14 @@ def load_settings(
     layers.append(("flags", {k: v for k, v in flags.items() if v is not None and k != "config"}))
 
     merged: dict[str, Any] = {}
-    services: dict[str, Service] = {}
+    # Per layer, the services it names; the chosen realm's come right after the file's own
+    # [services], so environment and flag routes still override them.
+    layer_services: list[dict[str, Service]] = []
+    realms: dict[str, dict[str, Service]] = {}
     for source, values in layers:
+        services: dict[str, Service] = {}
+        if "realms" in values:
+            realms = realm_services(values["realms"], source=source)
         if "services" in values:
             services.update(services_from_table(values["services"], source=source))
         routes = values.get("routes")
@@ -283,7 +350,13 @@ def load_settings(
                 except RouteError as e:
                     raise ConfigError(f"{source}: {e}") from None
                 services[service.name] = service
-        merged.update({k: v for k, v in values.items() if k not in ("services", "routes")})
+        layer_services.append(services)
+        merged.update({k: v for k, v in values.items() if k not in ("services", "routes", "realms")})
+
+    realm = _realm(merged.get("realm"), realms, config_file)
+    if realm is not None and realm in realms:
+        layer_services.insert(1 if config_file is not None else 0, realms[realm])
+    services = {name: service for layer in layer_services for name, service in layer.items()}
 
     try:
         listen = parse_listen(merged["listen"], what="listen address") if "listen" in merged else DEFAULT_LISTEN
@@ -297,6 +370,9 @@ def load_settings(
         listen=listen,
         ui=ui,
         services=services,
+        realm=realm,
+        realms=tuple(sorted(realms)),
+        tracing=_tracing(merged.get("tracing", "propagate")),
         forward_port=forward_port,
         body_cap=parse_size(merged.get("body_cap", DEFAULT_BODY_CAP), what="body cap"),
         upstream_timeout=_seconds(merged.get("upstream_timeout", DEFAULT_UPSTREAM_TIMEOUT), what="upstream timeout"),
@@ -333,6 +409,30 @@ def load_settings(
         raise ConfigError(f"redaction: {e}") from None
     check_addresses(settings)
     return settings
+
+
+def _tracing(value: Any) -> str:
+    mode = str(value).strip().lower()
+    if mode not in TRACING_MODES:
+        raise ConfigError(f"bad tracing {value!r}: expected one of {', '.join(TRACING_MODES)}")
+    return mode
+
+
+def _realm(value: Any, realms: dict[str, dict[str, Service]], config_file: Path | None) -> str | None:
+    """The chosen realm; with several realms configured one must be chosen (no silent default
+    that could point a developer's traffic at prod)."""
+    where = config_file or CONFIG_FILE_NAME
+    if value is None or str(value).strip() == "":
+        if len(realms) > 1:
+            raise ConfigError(f"{where} defines realms {', '.join(sorted(realms))}: pick one with --realm or realm = \"...\"")
+        return next(iter(realms), None)
+    try:
+        realm = check_realm_name(str(value).strip())
+    except RouteError as e:
+        raise ConfigError(str(e)) from None
+    if realms and realm not in realms:
+        raise ConfigError(f"unknown realm {realm!r}: {where} defines {', '.join(sorted(realms))}")
+    return realm
 
 
 def check_addresses(settings: Settings) -> None:

@@ -33,11 +33,22 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """A service's health endpoint, probed by the proxy (proxy.health)."""
+
+    path: str
+    """Path and query, from '/', appended to the upstream's base path."""
+    interval: float = 10.0
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class Service:
     name: str
     upstream: Upstream
     listen: tuple[str, int] | None = None
     """Own listen address: a plain reverse proxy for clients that cannot add a prefix."""
+    health: HealthCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,13 @@ def check_service_name(name: str) -> str:
             f"bad service name {name!r}: use letters, digits, '_', '.' or '-' (at most 63)"
         )
     return name
+
+
+def parse_health_path(path: str) -> str:
+    """A health check's path: from '/', printable, no fragment."""
+    if not path.startswith("/") or "#" in path or not path.isprintable() or " " in path:
+        raise RouteError(f"bad health path {path!r}: expected a path from '/', e.g. /healthz")
+    return path
 
 
 def parse_route(spec: str) -> Service:

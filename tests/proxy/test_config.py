@@ -112,3 +112,79 @@ def test_bad_spool_or_retention_setting_is_one_line(tmp_path, text, message):
 def test_every_example_config_loads(example, tmp_path):
     settings = load_settings({"config": str(example)}, environ={"XDG_STATE_HOME": str(tmp_path)}, cwd=tmp_path)
     assert settings.config_file == example
+
+
+REALMS = '''
+[services.identity]
+url = "http://127.0.0.1:9001"
+health = "/healthz"
+health_interval = "5s"
+
+[services.billing]
+url = "http://127.0.0.1:9002"
+
+[realms.dev.services]
+orders = "http://127.0.0.1:9003"
+
+[realms.prod.services.identity]
+url = "https://identity.prod.example"
+health = "/ready"
+'''
+
+
+def test_a_realm_adds_and_overrides_services(tmp_path):
+    write(tmp_path, REALMS)
+    prod = load_settings({"realm": "prod"}, environ={}, cwd=tmp_path)
+    assert prod.realm == "prod" and prod.realms == ("dev", "prod")
+    assert prod.services["identity"].upstream.url == "https://identity.prod.example:443"
+    assert prod.services["identity"].health.path == "/ready"
+    assert set(prod.services) == {"identity", "billing"}
+    dev = load_settings(NO_FLAGS, environ={"PASSAGEWAY_REALM": "dev"}, cwd=tmp_path)
+    assert set(dev.services) == {"identity", "billing", "orders"}
+    assert dev.services["identity"].health.interval == 5 and dev.services["identity"].health.timeout == 2
+
+
+def test_routes_from_flags_still_beat_the_realm(tmp_path):
+    write(tmp_path, REALMS)
+    settings = load_settings({"realm": "prod", "routes": ["identity=http://127.0.0.1:7000"]}, environ={}, cwd=tmp_path)
+    assert settings.services["identity"].upstream.port == 7000
+
+
+def test_realm_in_the_file_and_a_single_realm_need_no_flag(tmp_path):
+    write(tmp_path, 'realm = "dev"\n' + REALMS)
+    assert load_settings(NO_FLAGS, environ={}, cwd=tmp_path).realm == "dev"
+    write(tmp_path, '[realms.only.services]\na = "http://h:1"\n')
+    assert load_settings(NO_FLAGS, environ={}, cwd=tmp_path).realm == "only"
+    write(tmp_path, '[services]\na = "http://h:1"\n')
+    plain = load_settings(NO_FLAGS, environ={}, cwd=tmp_path)
+    assert (plain.realm, plain.realms) == (None, ())
+    assert load_settings({"realm": "laptop"}, environ={}, cwd=tmp_path).realm == "laptop"
+
+
+@pytest.mark.parametrize(
+    ("text", "flags", "message"),
+    [
+        (REALMS, {}, r"defines realms dev, prod: pick one with --realm"),
+        (REALMS, {"realm": "qa"}, r"unknown realm 'qa': .* defines dev, prod"),
+        (REALMS, {"realm": "bad realm"}, r"bad realm name 'bad realm'"),
+        ('[realms."a b".services]\nx = "http://h:1"\n', {}, r"bad realm name 'a b'"),
+        ('[realms.dev]\nurl = "http://h:1"\n', {}, r"realm 'dev' may only hold \[realms.dev.services\]"),
+        ('realms = 3\n', {}, r"'realms' must be a table"),
+        ('[services.a]\nurl = "http://h:1"\nhealth = "healthz"\n', {}, r"bad health path 'healthz'"),
+        ('[services.a]\nurl = "http://h:1"\nhealth_interval = "5s"\n', {}, r"service 'a': health_interval needs health"),
+        ('[services.a]\nurl = "http://h:1"\nhealth = "/h"\nhealth_interval = "soon"\n', {}, r"bad health_interval"),
+        ('[services.a]\nurl = "http://h:1"\nhealth = "/h"\nhealth_interval = "1s"\nhealth_timeout = "3s"\n', {},
+         r"health_timeout \(3 s\) is longer than health_interval \(1 s\)"),
+        ('tracing = "on"\n', {}, r"bad tracing 'on': expected one of off, propagate, start"),
+    ],
+)  # fmt: skip
+def test_bad_realms_health_and_tracing_are_one_line_errors(tmp_path, text, flags, message):
+    write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_settings(flags, environ={}, cwd=tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_tracing_defaults_to_propagate(tmp_path):
+    assert load_settings(NO_FLAGS, environ={}, cwd=tmp_path).tracing == "propagate"
+    assert load_settings({"tracing": "start"}, environ={"PASSAGEWAY_TRACING": "off"}, cwd=tmp_path).tracing == "start"
