@@ -15,35 +15,14 @@ inspector links the two. Modes (setting `tracing`):
 
 from __future__ import annotations
 
-import os
-import re
-
 from mitmproxy import http
 
+from passageway.tracecontext import new_parent_id, new_trace_id, parse_traceparent
+
 from .flow_record import META_PARENT_SPAN
+
 MODES = ("off", "propagate", "start")
-
-_TRACEPARENT = re.compile(r"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*")
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
 _OTHER_TRACE_HEADERS = ("b3", "x-b3-traceid", "x-request-id")
-
-
-def parse_traceparent(value: str) -> tuple[str, str, str] | None:
-    """(trace id, parent id, flags) of a valid traceparent, else None (W3C Trace Context:
-    version ff and all-zero ids are invalid; version 00 has exactly four fields, later
-    versions may append more)."""
-    match = _TRACEPARENT.fullmatch(value)
-    if match is None:
-        return None
-    version, trace_id, parent_id, flags, rest = match.groups()
-    if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
-        return None
-    return trace_id, parent_id, flags
-
-
-def new_span_id() -> str:
-    return os.urandom(8).hex()
 
 
 class Tracing:
@@ -58,11 +37,10 @@ class Tracing:
         headers = flow.request.headers
         value = headers.get("traceparent")
         if value is not None:
-            parsed = parse_traceparent(value)
-            if parsed is None:
+            received = parse_traceparent(value.strip(" \t"))
+            if received is None:
                 return  # not ours to repair: forwarded and recorded as received
-            trace_id, parent_id, flags = parsed
-            flow.metadata[META_PARENT_SPAN] = parent_id
-            headers["traceparent"] = f"00-{trace_id}-{new_span_id()}-{flags}"
+            flow.metadata[META_PARENT_SPAN] = received.parent_id
+            headers["traceparent"] = f"00-{received.trace_id}-{new_parent_id()}-{received.flags}"
         elif self.mode == "start" and not any(name in headers for name in _OTHER_TRACE_HEADERS):
-            headers["traceparent"] = f"00-{os.urandom(16).hex()}-{new_span_id()}-01"
+            headers["traceparent"] = f"00-{new_trace_id()}-{new_parent_id()}-01"

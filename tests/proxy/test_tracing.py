@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from mitmproxy.test import taddons, tflow
 
 from proxy.flow_record import META_PARENT_SPAN, flow_to_record
-from proxy.tracing import Tracing, parse_traceparent
+from passageway.tracecontext import parse_traceparent
+from proxy.tracing import Tracing
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -76,7 +75,8 @@ def test_an_invalid_traceparent_is_forwarded_as_received(value: str) -> None:
 
 
 def test_a_later_version_is_understood_and_forwarded_as_version_00() -> None:
-    assert parse_traceparent(f"01-{TRACE}-{PARENT}-01-more") == (TRACE, PARENT, "01")
+    received = parse_traceparent(f"01-{TRACE}-{PARENT}-01-more")
+    assert received and (received.trace_id, received.parent_id, received.flags) == (TRACE, PARENT, "01")
     flow = run("propagate", traced_flow(traceparent=f"01-{TRACE}-{PARENT}-03-more"))
     assert re.fullmatch(rf"00-{TRACE}-[0-9a-f]{{16}}-03", flow.request.headers["traceparent"])
 
@@ -85,12 +85,6 @@ def test_a_request_the_proxy_answers_itself_is_left_alone() -> None:
     flow = traced_flow(traceparent=f"00-{TRACE}-{PARENT}-01")
     flow.response = tflow.tresp()
     assert run("propagate", flow).request.headers["traceparent"] == f"00-{TRACE}-{PARENT}-01"
-
-
-@given(st.text(max_size=80))
-def test_parse_traceparent_never_raises(value: str) -> None:
-    parsed = parse_traceparent(value)
-    assert parsed is None or (len(parsed[0]), len(parsed[1])) == (32, 16)
 
 
 def test_an_unknown_mode_is_refused() -> None:
