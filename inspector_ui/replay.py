@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.concurrency import run_in_threadpool
 
+from passageway.service_url import ServiceURL, ServiceURLError, is_service_url, parse_service_url
 from storage.queries import StoredBody, exchange_id_for_uuid
 
 from .replay_targets import TargetRefused, check_target, system_resolver
@@ -186,6 +187,9 @@ def _target(exchange: Mapping, original, overrides: Overrides, routes: ReplayRou
     if overrides.url is not None:
         if overrides.target is not None or overrides.path is not None:
             raise ReplayError("give either url, or target and/or path")
+        if is_service_url(overrides.url):
+            named = _service_url(overrides.url, routes)
+            return named.name, "", named.path_and_query
         parts = _absolute(overrides.url, "url")
         path = parts.path or "/"
         path += f"?{parts.query}" if parts.query else ""
@@ -211,6 +215,11 @@ def _target(exchange: Mapping, original, overrides: Overrides, routes: ReplayRou
         return None, f"{original.scheme}://{original.netloc}", path
     if target in routes.services:
         return target, "", path
+    if is_service_url(target):
+        named = _service_url(target, routes)
+        if named.path_and_query != "/":
+            raise ReplayError(f"target {target!r} names a path: give the service alone, and the path as path")
+        return named.name, "", path
     if "://" in target:
         parts = _absolute(target, "target")
         origin = f"{parts.scheme}://{parts.netloc}"
@@ -221,6 +230,17 @@ def _target(exchange: Mapping, original, overrides: Overrides, routes: ReplayRou
         return None, origin + base_path, path
     known = ", ".join(sorted(routes.services)) or "none configured"
     raise ReplayError(f"unknown target {target!r}: not a configured service ({known}) or an http(s) URL")
+
+
+def _service_url(url: str, routes: ReplayRoutes) -> ServiceURL:
+    try:
+        named = parse_service_url(url)
+    except ServiceURLError as exc:
+        raise ReplayError(str(exc)) from None
+    if named.name not in routes.services:
+        known = ", ".join(sorted(routes.services)) or "none configured"
+        raise ReplayError(f"unknown service {named.name!r} in {url!r}: not a configured service ({known})")
+    return named
 
 
 def _absolute(url: str, what: str):

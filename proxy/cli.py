@@ -143,6 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(prune)
     prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
 
+    call = commands.add_parser(
+        "call", help="send one request through the gateway, e.g. service://identity/users/42 (the smart client's retries)"
+    )
+    add_common_flags(call)
+    add_routing_flags(call)
+    call.add_argument("url", metavar="URL", help="service://NAME/path, or an http(s) URL")
+    call.add_argument("-X", "--method", default="GET", metavar="METHOD")
+    call.add_argument("-H", "--header", action="append", default=[], metavar="NAME:VALUE", help="(repeatable)")
+    call.add_argument("--data", metavar="TEXT|@FILE", help="the body: text, or @FILE for a file's bytes")
+    call.add_argument("-i", "--include", action="store_true", help="also print the status line and response headers")
+    call.add_argument("--caller", metavar="SERVICE", help="the calling service's name (X-Passageway-Caller)")
+    call.add_argument("--attempts", type=int, default=3, metavar="N", help="tries for idempotent methods (default 3)")
+    call.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+    call.add_argument("--ui", metavar="HOST:PORT", help="the inspector whose trace link to print (default from config)")
+
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
     return parser
@@ -204,11 +219,81 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_status(settings)
         if args.command == "prune":
             return run_prune(args, settings)
+        if args.command == "call":
+            return run_call(args, settings)
         return run_up(args, argv, settings)
     except (ConfigError, StorageError) as e:
         return fail(str(e))
     except KeyboardInterrupt:
         return 130
+
+
+def call_request(args: argparse.Namespace, settings: Settings) -> tuple[str, list[tuple[str, str]], bytes | None]:
+    """(URL, headers, body) of `passageway call`; ValueError names a bad argument."""
+    from passageway import ServiceURLError, parse_service_url
+
+    url = args.url
+    if "://" not in url or url.lower().startswith("service://"):
+        try:
+            name = parse_service_url(url).name
+        except ServiceURLError as e:
+            raise ValueError(str(e)) from None
+        if settings.services and name not in settings.services:
+            realm = f" in realm {settings.realm!r}" if settings.realm else ""
+            raise ValueError(f"unknown service {name!r}{realm}: known are {', '.join(sorted(settings.services))}")
+    elif not url.lower().startswith(("http://", "https://")):
+        raise ValueError(f"URL must be service://NAME/path or http(s)://..., not {url!r}")
+    headers = []
+    for spec in args.header:
+        name, sep, value = spec.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"--header wants NAME:VALUE, not {spec!r}")
+        headers.append((name.strip(), value.strip()))
+    body = None
+    if args.data is not None:
+        if args.data.startswith("@"):
+            try:
+                body = Path(args.data[1:]).read_bytes()
+            except OSError as e:
+                raise ValueError(f"--data {args.data}: {e.strerror or e}") from None
+        else:
+            body = args.data.encode()
+    if args.attempts < 1:
+        raise ValueError(f"--attempts must be at least 1, not {args.attempts}")
+    return url, headers, body
+
+
+def run_call(args: argparse.Namespace, settings: Settings) -> int:
+    """One request through the gateway with the smart client: the body on stdout, the status,
+    time and trace link on stderr. Exit 0 for a 1xx-3xx answer, 1 for 4xx/5xx or no answer."""
+    import httpx
+
+    from passageway import Client, RetryPolicy, start_trace
+
+    try:
+        url, headers, body = call_request(args, settings)
+    except ValueError as e:
+        return fail(str(e))
+    gateway = client_url(settings.listen)
+    retry = RetryPolicy(attempts=args.attempts)
+    started = time.monotonic()
+    try:
+        with start_trace() as trace, Client(gateway=gateway, service=args.caller, retry=retry, timeout=args.timeout) as client:
+            response = client.request(args.method.upper(), url, headers=headers, content=body)
+    except httpx.HTTPError as e:
+        return fail(f"no answer from {url} through {gateway}: {e or type(e).__name__}", 1)
+    elapsed = (time.monotonic() - started) * 1000
+    if args.include:
+        print(f"HTTP/1.1 {response.status_code} {response.reason_phrase}")
+        for name, value in response.headers.multi_items():
+            print(f"{name}: {value}")
+        print()
+    sys.stdout.flush()
+    sys.stdout.buffer.write(response.content)
+    sys.stdout.flush()
+    trace_link = f"{client_url(settings.ui)}/traces/{trace.trace_id}"
+    print(f"{response.status_code} {response.reason_phrase} in {elapsed:.0f} ms; trace: {trace_link}", file=sys.stderr)
+    return 0 if response.status_code < 400 else 1
 
 
 def replay_request(args: argparse.Namespace) -> dict:

@@ -73,11 +73,30 @@ def test_edits_replace_remove_and_drop_the_stale_encoding():
         (Overrides(url="http://127.0.0.1:9001/api/users/1"), "http://127.0.0.1:8080/users/users/1", "users"),
         (Overrides(target="https://staging.example.com/base"), "https://staging.example.com/base/users/42?x=1", None),
         (Overrides(target="http://127.0.0.1:9001/api/v2"), "http://127.0.0.1:9001/api/v2/users/42?x=1", None),
+        (Overrides(target="service://orders"), "http://127.0.0.1:8080/orders/users/42?x=1", "orders"),
+        (Overrides(target="SERVICE://orders/"), "http://127.0.0.1:8080/orders/users/42?x=1", "orders"),
+        (Overrides(url="service://orders/v2/x?y=%2F"), "http://127.0.0.1:8080/orders/v2/x?y=%2F", "orders"),
+        (Overrides(url="service://users"), "http://127.0.0.1:8080/users/", "users"),
     ],
 )
 def test_targets(edits, send_url, service):
     plan = plan_replay(exchange(), BODY, edits, ROUTES)
     assert (plan.send_url, plan.service, plan.via_forward_proxy) == (send_url, service, service is None)
+
+
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        (Overrides(target="service://billing"), r"unknown service 'billing' in 'service://billing': .*\(orders, users\)"),
+        (Overrides(url="service://billing/x"), r"unknown service 'billing'"),
+        (Overrides(target="service://orders/v2"), r"names a path: give the service alone"),
+        (Overrides(url="service://orders:80/x"), r"has a port"),
+        (Overrides(url="service://orders/../users"), r"'\.' or '\.\.' segment"),
+    ],
+)  # fmt: skip
+def test_bad_service_urls_are_refused_before_anything_is_sent(edits, message):
+    with pytest.raises(ReplayError, match=message):
+        plan_replay(exchange(), BODY, edits, ROUTES)
 
 
 def test_a_capture_from_the_forward_proxy_is_replayed_to_its_host():
