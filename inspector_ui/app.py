@@ -25,7 +25,7 @@ from storage.store import StorageError, one_line, open_store
 from .broadcast import Broadcaster
 from .replay import ReplayClients, ReplayRoutes
 from .replay_jobs import ReplayJobs
-from .routers import diff, exchanges, health, metrics, replay, shares, stream, transfer
+from .routers import diff, exchanges, health, metrics, replay, service_stats, shares, stream, transfer
 from .security import HostGuardMiddleware, SecurityHeadersMiddleware, TokenMiddleware
 from .settings import InspectorSettings
 
@@ -103,6 +103,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(shares.router)
     app.include_router(transfer.router)
     app.include_router(metrics.router)
+    app.include_router(service_stats.router)
     _add_error_handlers(app)
 
     if settings.docs:
@@ -114,6 +115,23 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    # The other pages: static HTML whose script reads its name or id from the location.
+    @app.get("/services", include_in_schema=False)
+    async def services_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "services.html", media_type="text/html")
+
+    @app.get("/services/{name}", include_in_schema=False)
+    async def service_page(name: str) -> FileResponse:
+        return FileResponse(STATIC_DIR / "service.html", media_type="text/html")
+
+    @app.get("/traces", include_in_schema=False)
+    async def traces_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "traces.html", media_type="text/html")
+
+    @app.get("/traces/{trace_id}", include_in_schema=False)
+    async def trace_page(trace_id: str) -> FileResponse:
+        return FileResponse(STATIC_DIR / "trace.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -1,0 +1,348 @@
+"""Traffic figures per service and per endpoint over a time window: requests, req/s, errors,
+error rate and latency percentiles, as a time series and as tables.
+
+The pure part turns rows (`Sample`) into figures; the query part reads the rows of one window
+from the store. Definitions:
+
+- An error is an exchange answered with status >= 500, or not answered at all (any
+  `error_kind`: upstream failure, timeout, ...). A client error is a 4xx without an error
+  kind; it is counted apart and is not part of the error rate.
+- Percentiles use the nearest-rank method: pN is the smallest captured duration such that at
+  least N% of durations are at or below it (the value at 1-based rank ceil(N/100 * n) of the
+  sorted durations), so it is always a duration that was actually measured. Exchanges with no
+  duration (no response) count as requests, not in percentiles.
+- req/s divides by the seconds covered: the window, or for one bucket the part of it inside
+  the window (the first and last buckets may be partial, as buckets are aligned to multiples
+  of their length so that successive refreshes keep the same boundaries).
+- At most MAX_ROWS rows are read per request, newest first. When there were more, the answer
+  says `sampled` and the figures cover only the newest rows: from `sampled_since` on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, select
+
+from storage.endpoints import DEFAULT_MAX_LITERALS, infer_templates, search_pattern
+from storage.models import Exchange
+from storage.queries import iso_utc
+from storage.search import Query, QueryError, Term, parse_query
+from storage.search_sql import compile_query
+from storage.store import Store
+
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "MAX_BUCKETS",
+    "MAX_ENDPOINTS",
+    "MAX_ROWS",
+    "Sample",
+    "TimeWindow",
+    "WindowRows",
+    "endpoint_search",
+    "endpoint_table",
+    "figures",
+    "parse_since",
+    "percentile",
+    "read_samples",
+    "service_stats",
+    "service_summaries",
+    "summarize_services",
+    "time_series",
+]
+
+MAX_ROWS = 200_000
+"""Rows read per request at most: bounds the time and memory of one answer."""
+MAX_ENDPOINTS = 500
+"""Endpoints listed per answer at most (the most requested); `endpoints_total` counts them all."""
+DEFAULT_BUCKETS = 60
+MAX_BUCKETS = 1000
+PERCENTILES = (("p50", 50), ("p95", 95), ("p99", 99))
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The columns of one exchange that the figures need."""
+
+    captured_at: float
+    """Epoch seconds."""
+    status: int | None
+    duration_ms: float | None
+    error_kind: str | None
+    method: str = ""
+    path: str = ""
+    service: str | None = None
+
+
+def is_error(sample: Sample) -> bool:
+    return sample.error_kind is not None or (sample.status is not None and sample.status >= 500)
+
+
+def is_client_error(sample: Sample) -> bool:
+    return sample.error_kind is None and sample.status is not None and 400 <= sample.status < 500
+
+
+def percentile(sorted_values: Sequence[float], rank_percent: float) -> float | None:
+    """Nearest rank: the value at 1-based rank ceil(rank_percent/100 * n); None when empty."""
+    if not sorted_values:
+        return None
+    if not 0 < rank_percent <= 100:
+        raise ValueError(f"percentile must be in (0, 100], not {rank_percent}")
+    rank = math.ceil(rank_percent / 100 * len(sorted_values))
+    return sorted_values[max(rank, 1) - 1]
+
+
+def figures(samples: Iterable[Sample], seconds: float) -> dict[str, Any]:
+    """requests, errors, client_errors, rps, error_rate and p50/p95/p99 (ms) of `samples`
+    over `seconds`. error_rate is errors / requests (0..1), None without requests."""
+    requests = errors = client_errors = 0
+    durations: list[float] = []
+    for sample in samples:
+        requests += 1
+        if is_error(sample):
+            errors += 1
+        elif is_client_error(sample):
+            client_errors += 1
+        if sample.duration_ms is not None:
+            durations.append(sample.duration_ms)
+    durations.sort()
+    return {
+        "requests": requests,
+        "errors": errors,
+        "client_errors": client_errors,
+        "rps": requests / seconds if seconds > 0 else 0.0,
+        "error_rate": errors / requests if requests else None,
+        **{name: percentile(durations, rank) for name, rank in PERCENTILES},
+    }
+
+
+def parse_since(text: str) -> int:
+    """A window length in the search language's since: syntax (`15m`, `1h`, `7d`) -> seconds.
+
+    Raises ValueError with a one-line message."""
+    value = text.strip()
+    if not value or any(c.isspace() or c in "\"'" for c in value):
+        raise ValueError(f"since: expected a number and a unit (s, m, h, d, w), e.g. 1h, not {text!r}")
+    try:
+        terms = parse_query(f"since:{value}").terms
+    except QueryError as exc:
+        raise ValueError(exc.message) from None
+    if len(terms) != 1 or terms[0].field != "since" or terms[0].value <= 0:
+        raise ValueError(f"since: expected a number and a unit (s, m, h, d, w), e.g. 1h, not {text!r}")
+    return int(terms[0].value)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """[since, until) cut into buckets of `bucket_seconds`, aligned to multiples of it (the
+    first and last may be partial)."""
+
+    since: dt.datetime
+    until: dt.datetime
+    bucket_seconds: int
+
+    @classmethod
+    def ending(cls, until: dt.datetime, *, seconds: int, buckets: int = DEFAULT_BUCKETS) -> TimeWindow:
+        """The `seconds` before `until`, in about `buckets` buckets (at most buckets + 1)."""
+        if seconds <= 0:
+            raise ValueError("the window must be longer than 0 seconds")
+        if not 1 <= buckets <= MAX_BUCKETS:
+            raise ValueError(f"buckets must be between 1 and {MAX_BUCKETS}")
+        return cls(until - dt.timedelta(seconds=seconds), until, max(1, math.ceil(seconds / buckets)))
+
+    def bucket_starts(self) -> list[float]:
+        first = math.floor(self.since.timestamp() / self.bucket_seconds) * self.bucket_seconds
+        end = self.until.timestamp()
+        return [float(start) for start in range(int(first), math.ceil(end), self.bucket_seconds)]
+
+
+def time_series(samples: Iterable[Sample], window: TimeWindow) -> list[dict[str, Any]]:
+    """One entry per bucket of `window`, oldest first: {"t": ISO start, **figures}.
+
+    Samples outside [since, until) are ignored."""
+    starts = window.bucket_starts()
+    if not starts:
+        return []
+    first, size = starts[0], window.bucket_seconds
+    since, until = window.since.timestamp(), window.until.timestamp()
+    per_bucket: list[list[Sample]] = [[] for _ in starts]
+    for sample in samples:
+        if since <= sample.captured_at < until:
+            index = int((sample.captured_at - first) // size)
+            if 0 <= index < len(per_bucket):
+                per_bucket[index].append(sample)
+    series = []
+    for start, bucket in zip(starts, per_bucket, strict=True):
+        covered = min(start + size, until) - max(start, since)
+        series.append({"t": iso_utc(start), **figures(bucket, covered)})
+    return series
+
+
+def endpoint_search(service: str, method: str, template: str) -> str:
+    """The inspector search that lists an endpoint's exchanges, in canonical form."""
+    pattern = search_pattern(template)
+    path = Term("path", "glob" if "*" in pattern else "=", pattern)
+    terms = (Term("service", "=", service), Term("method", "=", method), path)
+    return str(Query(tuple((term,) for term in terms)))
+
+
+def endpoint_table(
+    samples: Sequence[Sample], seconds: float, *, service: str, max_literals: int = DEFAULT_MAX_LITERALS
+) -> list[dict[str, Any]]:
+    """Per (method, path template): figures, the most requested path as an example, and the
+    search listing its exchanges; most requested first (then by method and template)."""
+    path_counts = Counter(sample.path for sample in samples)
+    templates = infer_templates(path_counts, max_literals=max_literals)
+    groups: defaultdict[tuple[str, str], list[Sample]] = defaultdict(list)
+    for sample in samples:
+        groups[(sample.method, templates[sample.path])].append(sample)
+    table = []
+    for (method, template), group in groups.items():
+        examples = Counter(sample.path for sample in group)
+        example = min(examples, key=lambda path: (-examples[path], path))
+        table.append(
+            {
+                "method": method,
+                "template": template,
+                **figures(group, seconds),
+                "example_path": example,
+                "search": endpoint_search(service, method, template),
+            }
+        )
+    table.sort(key=lambda row: (-row["requests"], row["method"], row["template"]))
+    return table
+
+
+def summarize_services(samples: Iterable[Sample], seconds: float) -> list[dict[str, Any]]:
+    """Per service: figures; most requested first (then by name)."""
+    groups: defaultdict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        if sample.service is not None:
+            groups[sample.service].append(sample)
+    table = [{"service": service, **figures(group, seconds)} for service, group in groups.items()]
+    table.sort(key=lambda row: (-row["requests"], row["service"]))
+    return table
+
+
+# -- reading the window ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRows:
+    samples: list[Sample]
+    sampled: bool
+    """More rows matched than were read: `samples` are the newest `limit`."""
+
+    @property
+    def oldest(self) -> float | None:
+        return min((sample.captured_at for sample in self.samples), default=None)
+
+
+def read_samples(
+    store: Store,
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    service: str | None = None,
+    realm: str | None = None,
+    limit: int = MAX_ROWS,
+) -> WindowRows:
+    """The exchanges captured in [since, until), newest first, at most `limit`.
+
+    The time bounds also become id bounds (through capture_blocks, as for the search's
+    since:/before:), so an index range is read newest first and stops at the limit: on
+    SQLite ix_exchanges_service_id (service=? AND id>? AND id<?) or, for all services, the
+    rowid range; on PostgreSQL the primary key's id range or the (service, id) index, as
+    its statistics decide. Only the columns the figures need are selected."""
+    terms = [Term("after", ">=", since), Term("before", "<", until)]
+    if service is not None:
+        terms.insert(0, Term("service", "=", service))
+    where = [compile_query(Query(tuple((term,) for term in terms)), dialect=store.dialect)]
+    if realm is not None:
+        where.append(Exchange.realm == realm)
+    if service is None:
+        where.append(Exchange.service.isnot(None))
+    columns = [Exchange.captured_at, Exchange.status, Exchange.duration_ms, Exchange.error_kind]
+    columns += [Exchange.method, Exchange.path] if service is not None else [Exchange.service]
+    statement = select(*columns).where(and_(*where)).order_by(Exchange.id.desc()).limit(limit + 1)
+    with store.engine.connect() as conn:
+        rows = conn.execute(statement).all()
+    sampled = len(rows) > limit
+    if service is not None:
+        samples = [
+            Sample(row.captured_at.timestamp(), row.status, row.duration_ms, row.error_kind, row.method, row.path)
+            for row in rows[:limit]
+        ]
+    else:
+        samples = [
+            Sample(row.captured_at.timestamp(), row.status, row.duration_ms, row.error_kind, service=row.service)
+            for row in rows[:limit]
+        ]
+    return WindowRows(samples, sampled)
+
+
+def _covered_seconds(since: dt.datetime, until: dt.datetime, rows: WindowRows) -> float:
+    """The window's length, or when sampled the part the rows read cover (oldest read to until)."""
+    if rows.sampled and rows.oldest is not None:
+        return max(until.timestamp() - rows.oldest, 1e-3)
+    return (until - since).total_seconds()
+
+
+def _sampling(rows: WindowRows) -> dict[str, Any]:
+    return {
+        "sampled": rows.sampled,
+        "sampled_since": iso_utc(rows.oldest) if rows.sampled else None,
+        "rows": len(rows.samples),
+    }
+
+
+def service_stats(
+    store: Store,
+    *,
+    service: str,
+    window: TimeWindow,
+    realm: str | None = None,
+    limit: int = MAX_ROWS,
+    max_literals: int = DEFAULT_MAX_LITERALS,
+) -> dict[str, Any]:
+    """One service's series, totals and endpoint table over `window` (JSON-ready)."""
+    rows = read_samples(store, since=window.since, until=window.until, service=service, realm=realm, limit=limit)
+    seconds = _covered_seconds(window.since, window.until, rows)
+    endpoints = endpoint_table(rows.samples, seconds, service=service, max_literals=max_literals)
+    return {
+        "service": service,
+        "realm": realm,
+        "since": iso_utc(window.since),
+        "until": iso_utc(window.until),
+        "bucket_seconds": window.bucket_seconds,
+        "series": time_series(rows.samples, window),
+        "totals": figures(rows.samples, seconds),
+        "endpoints": endpoints[:MAX_ENDPOINTS],
+        "endpoints_total": len(endpoints),
+        **_sampling(rows),
+    }
+
+
+def service_summaries(
+    store: Store,
+    *,
+    since: dt.datetime,
+    until: dt.datetime | None = None,
+    realm: str | None = None,
+    limit: int = MAX_ROWS,
+) -> dict[str, Any]:
+    """Every service's figures over [since, until) (until: now), most requested first."""
+    until = until or dt.datetime.now(dt.UTC)
+    rows = read_samples(store, since=since, until=until, realm=realm, limit=limit)
+    return {
+        "since": iso_utc(since),
+        "until": iso_utc(until),
+        "realm": realm,
+        "services": summarize_services(rows.samples, _covered_seconds(since, until, rows)),
+        **_sampling(rows),
+    }

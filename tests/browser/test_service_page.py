@@ -1,0 +1,142 @@
+"""The service page (/services/<name>) in a real browser, over traffic captured by the real
+`passageway up`: charts and the endpoints table render, sorting works, a row opens the
+inspector's search for its endpoint, and a hostile path stays text."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.support import wait_for
+
+from .conftest import SCRIPT_CANARY, assert_nothing_ran, open_page, screenshot
+
+HOSTILE_PATH = "/missing/" + SCRIPT_CANARY.replace(" ", "%20")
+
+
+@pytest.fixture(scope="module")
+def stats_ui(stack) -> str:
+    """The stack's own inspector: it serves the stats API and the /services/{name} page."""
+    return stack.ui
+
+
+@pytest.fixture(scope="module")
+def traffic(stack, stats_ui) -> dict:
+    """Requests through the gateway to the `web` route: users by id, failures, 404s, a hostile path."""
+    for user in range(1, 13):
+        stack.send("GET", f"/json/users/{user}")
+    for n in range(3):
+        stack.send("GET", f"/fail/{n}")
+    stack.send("POST", "/json/users", json={"name": "Ada"})
+    assert stack.send_raw("GET", HOSTILE_PATH, headers={}, body=b"") == 404
+
+    def counted() -> dict | None:
+        body = httpx.get(f"{stats_ui}/api/services/web/stats", params={"since": "15m"}, timeout=10).json()
+        return body if body["totals"]["requests"] >= 17 else None
+
+    return wait_for(counted, timeout=15, message="the captured traffic should be counted")
+
+
+def test_the_page_renders_charts_and_endpoints(browser, stats_ui, traffic) -> None:
+    page, watched = open_page(browser, f"{stats_ui}/services/web?since=15m")
+    try:
+        expect(page.locator("body[data-loaded=true]")).to_have_count(1)
+        expect(page.locator("#service-name")).to_have_text("web")
+        expect(page.locator(".window-picker button[data-since='15m']")).to_have_attribute("aria-pressed", "true")
+        for chart in ("#chart-rps", "#chart-errors", "#chart-latency"):
+            expect(page.locator(f"{chart} svg.chart path.chart-line").first).to_be_attached()
+        assert page.locator("#chart-latency path.chart-line.series-p99").count() >= 1
+        assert page.locator("#health").get_attribute("hidden") is not None
+        assert page.locator("a[href='/services']").count() == 1 and page.locator("a[href='/']").count() >= 1
+
+        rows = page.locator("#endpoints tbody tr")
+        templates = rows.locator("td.endpoint a").all_text_contents()
+        assert templates[0] == "/json/users/{id}"  # the most requested first
+        assert "/fail/{id}" in templates and "/json/users" in templates
+        first_href = rows.first.locator("td.endpoint a").get_attribute("href")
+        assert parse_qs(urlsplit(first_href).query)["q"] == ["service:web method:GET path:/json/users/*"]
+
+        # Hostile path text is shown as text, never parsed as HTML.
+        hostile = page.locator("#endpoints td.endpoint", has_text="<script>")
+        expect(hostile).to_have_count(1)
+        assert page.locator("#endpoints script").count() == 0
+        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js"],
+                           no_elements="#endpoints img, #endpoints iframe, .service-main img")
+
+        # Hovering a chart shows the readout.
+        page.locator("#chart-rps svg").hover(position={"x": 400, "y": 80})
+        expect(page.locator("#chart-rps .chart-readout")).to_contain_text("req/s")
+        screenshot(page, "service-page")
+    finally:
+        page.context.close()
+
+
+def test_sorting_and_the_link_into_the_inspector(browser, stats_ui, traffic) -> None:
+    page, watched = open_page(browser, f"{stats_ui}/services/web?since=1h", color_scheme="dark")
+    try:
+        expect(page.locator("body[data-loaded=true]")).to_have_count(1)
+        errors_header = page.locator("#endpoints th[data-key=error_rate]")
+        errors_header.locator("button").click()
+        expect(errors_header).to_have_attribute("aria-sort", "descending")
+        expect(page.locator("#endpoints tbody tr").first.locator("td.endpoint a")).to_have_text("/fail/{id}")
+        template_header = page.locator("#endpoints th[data-key=template]")
+        template_header.locator("button").click()
+        expect(template_header).to_have_attribute("aria-sort", "ascending")
+        shown = page.locator("#endpoints tbody td.endpoint a").all_text_contents()
+        assert shown == sorted(shown, key=str.lower) or shown == sorted(shown)
+
+        page.locator(".window-picker button[data-since='6h']").click()
+        expect(page.locator(".window-picker button[data-since='6h']")).to_have_attribute("aria-pressed", "true")
+        assert "since=6h" in page.url
+        screenshot(page, "service-page-dark")
+
+        page.locator("#endpoints td.endpoint a", has_text="/fail/{id}").click()
+        page.wait_for_url("**/?q=*")
+        expect(page.locator("#search")).to_have_value("service:web method:GET path:/fail/*")
+        expect(page.locator("#list .row")).to_have_count(3)
+        assert watched.errors == []
+        assert [m for m in watched.console if m.startswith("error")] == []
+    finally:
+        page.context.close()
+
+
+def test_an_unknown_window_in_the_url_falls_back_and_errors_are_shown(browser, stats_ui, traffic) -> None:
+    page, watched = open_page(browser, f"{stats_ui}/services/web?since=bogus")
+    try:
+        expect(page.locator(".window-picker button[data-since='1h']")).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("body[data-loaded=true]")).to_have_count(1)
+    finally:
+        page.context.close()
+    page, watched = open_page(browser, f"{stats_ui}/services/{'x' * 300}")
+    try:
+        expect(page.locator("#service-problem")).to_be_visible()
+        expect(page.locator("#service-problem")).to_contain_text("Cannot load the figures")
+    finally:
+        page.context.close()
+
+
+def test_the_page_refreshes_itself_every_ten_seconds(browser, stack, stats_ui, traffic) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        page.clock.install()  # the page's timers run on a clock the test moves
+        page.goto(f"{stats_ui}/services/web?since=15m")
+        expect(page.locator("body[data-loaded=true]")).to_have_count(1)
+        users = page.locator("#endpoints tbody tr", has_text="/json/users/{id}").locator("td.num").first
+        before = int(users.text_content().replace(",", ""))
+        stack.send("GET", "/json/users/99")
+
+        def stored() -> bool:
+            body = httpx.get(f"{stats_ui}/api/services/web/stats", params={"since": "15m"}, timeout=10).json()
+            return any(e["template"] == "/json/users/{id}" and e["requests"] > before for e in body["endpoints"])
+
+        wait_for(stored, timeout=10, message="the new request should be stored")
+        page.clock.run_for(9_000)
+        assert int(users.text_content().replace(",", "")) == before  # not yet
+        page.clock.run_for(2_000)
+        expect(users).to_have_text(str(before + 1))
+    finally:
+        context.close()
