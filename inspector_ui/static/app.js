@@ -612,18 +612,27 @@ function renderHeadersTab(panel, x) {
   const facts = el("dl", "facts");
   const fact = (name, value) => {
     if (value === null || value === undefined || value === "") return;
-    facts.append(el("dt", null, name), el("dd", null, value));
+    facts.append(el("dt", null, name), value instanceof Node ? el("dd", null, null, value) : el("dd", null, value));
   };
   fact("Exchange", `#${x.id}`);
   fact("Captured", x.captured_at);
   fact("Service", x.service);
+  fact("Realm", x.realm);
+  fact("Called by", x.caller);
   fact("URL", x.url);
   fact("Status", x.status !== null ? `${x.status} ${x.reason ?? ""}`.trim() : null);
   if (x.error) fact("Error", `${x.error.kind}: ${x.error.message}`);
   fact("Duration", formatDuration(x.duration_ms));
   fact("HTTP version", x.http_version);
   fact("Client", x.client_addr);
-  fact("Trace", x.trace_id);
+  if (x.trace_id) {
+    const trace = el("a", "trace-link", x.trace_id);
+    trace.href = `/traces/${encodeURIComponent(x.trace_id)}`;
+    trace.title = "Show the whole trace as a waterfall";
+    fact("Trace", trace);
+  }
+  fact("Span", x.span_id);
+  fact("Parent span", x.parent_span_id);
   fact("Request id", x.request_id);
   if (x.replay_of) fact("Replay of", `#${x.replay_of}`);
   if (x.tags && x.tags.length) fact("Tags", x.tags.join(", "));
