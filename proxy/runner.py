@@ -21,6 +21,7 @@ from storage.writer import ExchangeWriter
 from . import mitmproxy_fixes
 from .capture import Capture
 from .config import ConfigError, Settings
+from .health import HealthProbes
 from .router import Router, forward_mode, gateway_mode, service_mode
 from .tracing import Tracing
 
@@ -122,7 +123,15 @@ async def _serve(settings: Settings, writer: ExchangeWriter, *, verbose: bool) -
         body_cap=settings.body_cap,
         upstream_timeout=settings.upstream_timeout,
     )
-    master.addons.add(router, Tracing(settings.tracing), capture)
+    health = HealthProbes(
+        writer.store,
+        proxy_name=settings.proxy_name,
+        realm=settings.realm,
+        services=settings.services,
+        upstream_ca=settings.upstream_ca,
+        upstream_insecure=settings.upstream_insecure,
+    )
+    master.addons.add(router, Tracing(settings.tracing), capture, health)
     opts.update(
         mode=proxy_modes(settings),
         # Each request picks its upstream in `requestheaders`, so connect only then.

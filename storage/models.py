@@ -39,11 +39,13 @@ __all__ = [
     "Exchange",
     "ExchangeHeader",
     "FILTER_COLUMNS",
+    "HealthSample",
     "InstallationSecret",
     "ProxyStat",
     "SLOW_MS",
     "SafeText",
     "SearchPending",
+    "ServiceRegistration",
     "Share",
     "Sha256",
     "UTCDateTime",
@@ -413,3 +415,53 @@ class ProxyStat(Base):
     last_error: Mapped[str | None] = mapped_column(SafeText())
     stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     """Set by the writer's last report, when the proxy stops cleanly."""
+
+
+class ServiceRegistration(Base):
+    """A service one proxy serves, in one realm: the registry the services overview is built from.
+
+    A proxy replaces its own rows when it starts (storage.services.register_services) and
+    refreshes updated_at every minute, so the rows of a proxy that stopped read as stale.
+    `realm` is "" for no realm, so it can be part of the key."""
+
+    __tablename__ = "service_registry"
+
+    proxy: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    realm: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    service: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    upstream: Mapped[str] = mapped_column(SafeText())
+    health_path: Mapped[str | None] = mapped_column(SafeText())
+    health_interval: Mapped[float | None] = mapped_column(Double)
+    """Seconds between probes; null without a health path."""
+    listen: Mapped[str | None] = mapped_column(SafeText())
+    """The service's own listen address (host:port), when it has one."""
+    registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class HealthSample(Base):
+    """One health probe of a service by one proxy (proxy.health).
+
+    Indexes: (service, checked_at) serves a service's recent samples and history across
+    proxies; (service, realm, proxy, ok, checked_at) finds the latest sample of one proxy in
+    a given state with a single probe, which is how the overview tells since when the
+    current up/down state holds without reading the run; checked_at alone serves pruning."""
+
+    __tablename__ = "health_samples"
+    __table_args__ = (
+        Index("ix_health_samples_service_checked_at", "service", "checked_at"),
+        Index("ix_health_samples_state", "service", "realm", "proxy", "ok", "checked_at"),
+        Index("ix_health_samples_checked_at", "checked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    proxy: Mapped[str] = mapped_column(SafeText())
+    realm: Mapped[str] = mapped_column(SafeText())
+    """"" for no realm, as in service_registry."""
+    service: Mapped[str] = mapped_column(SafeText())
+    checked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(SafeText())
+    """Why the probe failed, one line, capped (storage.services.ERROR_MAX)."""

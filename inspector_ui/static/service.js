@@ -5,6 +5,7 @@ import { el, clear } from "./dom.js";
 import { problemText } from "./api.js";
 import { formatDuration } from "./format.js";
 import { lineChart } from "./charts.js";
+import { renderHealthHistory } from "./health.js";
 
 const $ = (id) => document.getElementById(id);
 const WINDOWS = ["15m", "1h", "6h", "24h", "7d"];
@@ -169,6 +170,7 @@ function showProblem(text) {
 async function load() {
   if (state.loading) return;
   state.loading = true;
+  renderHealthHistory($("health"), state.service, state.realm || null, { since: state.since });
   $("refresh-state").textContent = "updating…";
   const query = new URLSearchParams({ since: state.since, buckets: String(BUCKETS) });
   if (state.realm) query.set("realm", state.realm);

@@ -1,0 +1,87 @@
+"""GET /api/services (the services overview) and GET /api/services/{name}/health (a service's probes).
+
+Both read storage.services in a worker thread. Each service in /api/services is a plain dict,
+so other figures (traffic) can be merged into it by name and realm."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from starlette.concurrency import run_in_threadpool
+
+from storage.services import HISTORY_MAX, health_history, known_realms, service_overview
+from storage.traffic_stats import parse_since as window_seconds
+from storage.traffic_stats import service_summaries
+
+from ..deps import StoreDep
+
+router = APIRouter(prefix="/api/services", tags=["services"])
+
+MAX_SINCE = dt.timedelta(days=31)
+TRAFFIC_WINDOW = dt.timedelta(minutes=15)
+# The overview refreshes every 10 s: its traffic figures read at most this many rows (the
+# newest; the figures then cover the stretch they span, see storage.traffic_stats).
+TRAFFIC_ROWS = 50_000
+
+RealmQuery = Annotated[str | None, Query(max_length=200, description="Only this realm (empty: services without a realm)")]
+
+
+def parse_since(value: str) -> dt.timedelta:
+    """`30m`, `1h`, `2d`... (the search language's since:) -> timedelta; ValueError naming the problem."""
+    span = dt.timedelta(seconds=window_seconds(value))
+    if span > MAX_SINCE:
+        raise ValueError(f"since: must be more than 0 and at most {MAX_SINCE.days}d")
+    return span
+
+
+def with_traffic(services: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each registered service with its last TRAFFIC_WINDOW's figures (None without traffic; `summaries`
+    are of the realm asked for, or of all realms), then the services seen in traffic that no
+    proxy registers (forward-proxy hosts, services since removed from the configuration)."""
+    by_name = {summary["service"]: summary for summary in summaries}
+    for service in services:
+        service["registered"] = True
+        service["traffic"] = by_name.get(service["name"])
+    registered = {service["name"] for service in services}
+    unregistered = [
+        {"name": name, "realm": None, "registered": False, "upstreams": [], "proxies": [], "health": None,
+         "history": [], "uptime": None, "traffic": summary}
+        for name, summary in sorted(by_name.items())
+        if name not in registered
+    ]  # fmt: skip
+    return services + unregistered
+
+
+@router.get("", summary="Registered services with their health, recent probes and uptime")
+async def services(
+    store: StoreDep,
+    realm: RealmQuery = None,
+    history: Annotated[int, Query(ge=1, le=HISTORY_MAX, description="Probes per service in `history`")] = 60,
+) -> Any:
+    def read() -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC)
+        summaries = service_summaries(
+            store, since=now - TRAFFIC_WINDOW, until=now, realm=realm or None, limit=TRAFFIC_ROWS
+        )["services"]
+        overview = service_overview(store, realm=realm, history=history)
+        return {"realms": known_realms(store), "services": with_traffic(overview, summaries)}
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/{name:path}/health", summary="A service's health probes since a time, oldest first")
+async def service_health(
+    store: StoreDep,
+    name: str,
+    since: Annotated[str, Query(max_length=20, description="How far back: 30m, 1h, 2d (at most 31d)")] = "1h",
+    realm: RealmQuery = None,
+) -> Any:
+    try:
+        span = parse_since(since)
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    start = dt.datetime.now(dt.UTC) - span
+    samples = await run_in_threadpool(lambda: health_history(store, service=name, realm=realm, since=start))
+    return {"service": name, "realm": realm, "since": start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "samples": samples}
