@@ -25,7 +25,19 @@ from storage.store import StorageError, one_line, open_store
 from .broadcast import Broadcaster
 from .replay import ReplayClients, ReplayRoutes
 from .replay_jobs import ReplayJobs
-from .routers import diff, exchanges, health, metrics, replay, service_stats, shares, stream, transfer
+from .routers import (
+    diff,
+    exchanges,
+    health,
+    metrics,
+    replay,
+    service_stats,
+    services,
+    shares,
+    stream,
+    traces,
+    transfer,
+)
 from .security import HostGuardMiddleware, SecurityHeadersMiddleware, TokenMiddleware
 from .settings import InspectorSettings
 
@@ -104,6 +116,8 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(transfer.router)
     app.include_router(metrics.router)
     app.include_router(service_stats.router)
+    app.include_router(services.router)
+    app.include_router(traces.router)
     _add_error_handlers(app)
 
     if settings.docs:

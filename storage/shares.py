@@ -3,6 +3,7 @@
 create_share() picks the exchanges (at most MAX_SHARED_EXCHANGES), copies each one's detail
 and decoded bodies (each cut at SHARED_BODY_LIMIT), redacts them (storage.redaction) with
 this installation's key, and stores the copy compressed with the SHA-256 of a fresh token.
+A trace's snapshot also holds its tree of calls (storage.traces), assembled from the copies.
 The token (256 bits from `secrets`) is returned once and never stored, so neither the
 database nor the share list can give out a working link. open_share() finds a share by
 the token's hash and says when it has expired or been revoked (the caller answers 410).
@@ -28,6 +29,7 @@ from storage.redaction import RedactionRules, redact_body, redact_exchange
 from storage.search import parse_query
 from storage.search_sql import is_text_content_type
 from storage.store import Store
+from storage.traces import assemble_trace, span_from_detail
 
 __all__ = [
     "DEFAULT_TTL",
@@ -119,6 +121,11 @@ def create_share(
         "cut": cut,
         "exchanges": [exchange for exchange in exchanges if exchange is not None],
     }
+    if kind == "trace":
+        # Assembled from the redacted copies: the shared page draws the same waterfall as
+        # the inspector without reading anything the snapshot does not hold.
+        spans = [span_from_detail(exchange) for exchange in snapshot["exchanges"]]
+        snapshot["trace"] = assemble_trace(spans, cut=cut).to_dict()
     token = secrets.token_urlsafe(32)
     values = dict(
         token_sha256=_token_hash(token),

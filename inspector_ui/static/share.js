@@ -3,6 +3,7 @@
 // only from a fixed list of raster types, as blob URLs.
 import { el, clear } from "./dom.js";
 import { formatDuration, formatSize, statusClass, statusText } from "./format.js";
+import { renderEdges, renderWaterfall, traceFacts } from "./waterfall.js";
 
 const $ = (id) => document.getElementById(id);
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
@@ -48,6 +49,7 @@ function bodyView(body) {
 
 function exchangeView(x, open) {
   const details = el("details", "shared-exchange");
+  details.id = `shared-${x.id}`;
   details.open = open;
   const status = el("span", `status-pill ${statusClass(x)}`, statusText(x));
   details.append(el("summary", null, null,
@@ -63,6 +65,27 @@ function exchangeView(x, open) {
   );
   details.append(inner);
   return details;
+}
+
+/** A shared trace's waterfall (assembled when the link was made); a call opens its exchange below. */
+function traceView(trace) {
+  const section = el("section", "share-trace");
+  section.setAttribute("aria-label", "The trace as a waterfall");
+  const waterfall = el("div", "trace-waterfall");
+  const edges = el("div");
+  section.append(el("h2", null, "Calls"), el("p", "meta", traceFacts(trace)), waterfall, edges);
+  renderWaterfall(waterfall, trace, {
+    onSelect(node) {
+      const details = document.getElementById(`shared-${node.exchange_id}`);
+      if (!details) return;
+      for (const other of document.querySelectorAll(".shared-exchange.highlighted")) other.classList.remove("highlighted");
+      details.open = true;
+      details.classList.add("highlighted");
+      details.scrollIntoView({ block: "start" });
+    },
+  });
+  renderEdges(edges, trace);
+  return section;
 }
 
 async function main() {
@@ -86,6 +109,7 @@ async function main() {
   if (snapshot.cut) head.append(el("p", "note", "More exchanges matched: this link holds the newest of them only."));
   if (snapshot.note) head.append(el("p", "share-note", snapshot.note));
   head.append(el("p", "redacted-note", "Credentials and other secrets were replaced by [redacted:…] markers when this link was made; equal markers stand for equal values."));
+  if (snapshot.trace) head.after(traceView(snapshot.trace));
   const list = clear($("share-exchanges"));
   snapshot.exchanges.forEach((x, index) => list.append(exchangeView(x, snapshot.exchanges.length === 1 || index === 0)));
 }

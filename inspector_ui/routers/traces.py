@@ -1,0 +1,58 @@
+"""Traces: GET /api/traces (the recent ones) and GET /api/traces/{trace_id} (one, assembled into
+its tree of calls). The pages /traces (traces.html) and /traces/{trace_id} (trace.html) show them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from storage.search import QueryError, parse_query
+from storage.traces import get_trace, list_traces
+
+from ..deps import StoreDep
+from ..trace_models import TraceDetail, TraceList
+
+router = APIRouter(tags=["traces"])
+
+TRACE_ID_MAX = 128
+MAX_TRACE_EXCHANGES = 2000
+
+
+@router.get(
+    "/api/traces",
+    response_model=TraceList,
+    responses={400: {"description": "`since` is not a duration such as 15m, 1h or 7d."}},
+    summary="The newest traces, each with its root call, duration, services and errors",
+)
+async def traces(
+    store: StoreDep,
+    since: Annotated[str, Query(description="How far back: a number and a unit (s, m, h, d, w), e.g. 1h.")] = "1h",
+    service: Annotated[str | None, Query(max_length=200, description="Only traces that call or are called by it.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Any:
+    try:
+        (term,) = parse_query(f"since:{since.strip()}").terms
+    except (QueryError, ValueError):
+        return JSONResponse({"detail": f"since must be a number and a unit (s, m, h, d, w), e.g. 1h, not {since!r}"}, status_code=400)
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(term.value))
+    data = await run_in_threadpool(lambda: list_traces(store, since=cutoff, service=service or None, limit=limit))
+    return {"data": data}
+
+
+@router.get(
+    "/api/traces/{trace_id}",
+    response_model=TraceDetail,
+    responses={404: {"description": "No exchange carries this trace id."}},
+    summary="One trace: its exchanges as a tree of calls, with timing, failures and who called whom",
+)
+async def trace(store: StoreDep, trace_id: str) -> Any:
+    if not 1 <= len(trace_id) <= TRACE_ID_MAX or any(c.isspace() for c in trace_id):
+        return JSONResponse({"detail": f"not a trace id: {trace_id[:TRACE_ID_MAX]!r}"}, status_code=422)
+    found = await run_in_threadpool(lambda: get_trace(store, trace_id=trace_id, limit=MAX_TRACE_EXCHANGES))
+    if found is None:
+        return JSONResponse({"detail": f"no exchange has trace id {trace_id!r}"}, status_code=404)
+    return found

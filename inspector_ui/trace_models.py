@@ -1,0 +1,93 @@
+"""Response models of /api/traces: storage.traces' dicts, documented and checked on the way out."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TraceCall(_Open):
+    """One exchange of a trace, as a row of its waterfall (depth first, children by start)."""
+
+    exchange_id: int
+    parent_id: int | None = Field(description="The exchange that made this call; null for a root.")
+    link: Literal["span", "nested", "replay"] | None = Field(
+        description="How the parent was found: its span id is this call's parent span id (span), "
+        "it contains this call in time (nested), or this is a replay placed beside its original (replay)."
+    )
+    depth: int
+    child_count: int
+    service: str | None
+    caller: str | None
+    method: str
+    host: str
+    path: str
+    status: int | None
+    error_kind: str | None
+    span_id: str | None
+    parent_span_id: str | None
+    start: str | None
+    offset_ms: float = Field(description="From the start of the trace.")
+    duration_ms: float
+    self_ms: float = Field(description="Duration less the time covered by its own calls.")
+    failed: bool = Field(description="Status 5xx, or no response (error_kind).")
+    slowest: bool = Field(description="The call with the most self time in the trace.")
+    critical: bool = Field(description="On the critical path of the longest root call.")
+    attempt: int | None = Field(description="X-Passageway-Attempt, when the smart client sent it.")
+    retry: bool = Field(description="An attempt after the first.")
+    replay_of: int | None
+
+
+class TraceEdge(BaseModel):
+    """Calls from one service to another within the trace."""
+
+    caller: str
+    service: str
+    calls: int
+    errors: int
+
+
+class TraceDetail(_Open):
+    """A trace assembled into its tree of calls."""
+
+    trace_id: str
+    start: str | None
+    end: str | None
+    duration_ms: float
+    exchange_count: int
+    error_count: int
+    services: list[str]
+    edges: list[TraceEdge]
+    cut: bool = Field(description="More exchanges carry this trace id than were read (the first 2000 are shown).")
+    nodes: list[TraceCall]
+
+
+class TraceRoot(_Open):
+    exchange_id: int
+    service: str | None
+    method: str
+    path: str
+    status: int | None
+    error_kind: str | None
+
+
+class TraceListItem(_Open):
+    trace_id: str
+    root: TraceRoot
+    start: str
+    duration_ms: float
+    exchange_count: int
+    error_count: int
+    services: list[str]
+    cut: bool
+
+
+class TraceList(BaseModel):
+    """The newest traces first."""
+
+    data: list[TraceListItem]

@@ -1,0 +1,512 @@
+"""Traces: the exchanges that share a trace id, assembled into a tree of inter-service calls.
+
+`assemble_trace` is pure. Each exchange's parent is, in order of preference:
+
+1. a replay's original's parent ("replay": a replay sits beside what it replayed);
+2. the exchange whose `span_id` is this one's `parent_span_id` ("span": the traceparent
+   the calling handler propagated). Several exchanges can share a span id (a proxy that
+   keeps headers as received): the one that contains this call in time wins, then the
+   one of the calling service, then the tightest;
+3. the tightest exchange that contains this one in time, within CLOCK_TOLERANCE (each
+   proxy has its own clock), preferring one of the calling service ("nested");
+4. none: a root.
+
+Captured ids are hostile (forged, repeated, cyclic), so a candidate that would close a
+cycle is passed over for the next one: the result is always a forest holding every
+exchange once. `get_trace` and `list_traces` read the rows (through the partial index
+ix_exchanges_trace_id) and assemble them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Row, func, select
+
+from storage.models import Exchange, unescape_text
+from storage.queries import iso_utc
+from storage.store import Store
+
+__all__ = [
+    "CLOCK_TOLERANCE",
+    "LIST_SCAN_ROWS",
+    "Trace",
+    "TraceNode",
+    "TraceSpan",
+    "assemble_trace",
+    "get_trace",
+    "list_traces",
+    "span_from_detail",
+]
+
+CLOCK_TOLERANCE = 0.010
+"""Seconds a call may seem to start before, or end after, the call that made it: the
+proxies that saw the two may run on hosts whose clocks differ by that much."""
+ATTEMPT_HEADER = "x-passageway-attempt"
+LIST_SCAN_ROWS = 20_000
+"""list_traces looks for traces among at most this many of the newest exchanges."""
+LIST_ROW_BUDGET = 20_000
+"""list_traces reads at most this many exchanges of the traces it found."""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSpan:
+    """One exchange as the assembly needs it: its interval, its links, what to show."""
+
+    exchange_id: int
+    start: float
+    """Epoch seconds."""
+    end: float
+    service: str | None = None
+    caller: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    method: str = ""
+    host: str = ""
+    path: str = ""
+    status: int | None = None
+    error_kind: str | None = None
+    attempt: int | None = None
+    """X-Passageway-Attempt (1-based) when the smart client sent it."""
+    replay_of: int | None = None
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    @property
+    def failed(self) -> bool:
+        return self.error_kind is not None or (self.status is not None and self.status >= 500)
+
+
+@dataclass(slots=True)
+class TraceNode:
+    span: TraceSpan
+    parent_id: int | None = None
+    link: str | None = None
+    """"span", "nested", "replay", or None for a root."""
+    depth: int = 0
+    children: list[TraceNode] = field(default_factory=list)
+    self_ms: float = 0.0
+    slowest: bool = False
+    critical: bool = False
+
+    def to_dict(self, trace_start: float) -> dict:
+        s = self.span
+        return {
+            "exchange_id": s.exchange_id,
+            "parent_id": self.parent_id,
+            "link": self.link,
+            "depth": self.depth,
+            "child_count": len(self.children),
+            "service": s.service,
+            "caller": s.caller,
+            "method": s.method,
+            "host": s.host,
+            "path": s.path,
+            "status": s.status,
+            "error_kind": s.error_kind,
+            "span_id": s.span_id,
+            "parent_span_id": s.parent_span_id,
+            "start": iso_utc(s.start),
+            "offset_ms": _ms(s.start - trace_start),
+            "duration_ms": _ms(s.duration),
+            "self_ms": round(self.self_ms, 3),
+            "failed": s.failed,
+            "slowest": self.slowest,
+            "critical": self.critical,
+            "attempt": s.attempt,
+            "retry": s.attempt is not None and s.attempt > 1,
+            "replay_of": s.replay_of,
+        }
+
+
+@dataclass(slots=True)
+class Trace:
+    nodes: list[TraceNode]
+    """Depth first, each node's children by start time: the waterfall's rows in order."""
+    start: float
+    end: float
+    cut: bool = False
+    """More exchanges carry this trace id than were read."""
+
+    @property
+    def roots(self) -> list[TraceNode]:
+        return [node for node in self.nodes if node.parent_id is None]
+
+    def services(self) -> list[str]:
+        """Every service involved (called or calling), in order of first appearance."""
+        seen: dict[str, None] = {}
+        for node in sorted(self.nodes, key=lambda n: (n.span.start, n.span.exchange_id)):
+            for name in (node.span.caller, node.span.service):
+                if name:
+                    seen.setdefault(name, None)
+        return list(seen)
+
+    def edges(self) -> list[dict]:
+        """Who called whom: caller service -> called service, with counts, most calls first.
+        The caller is the one the smart client named, else the parent call's service."""
+        by_id = {node.span.exchange_id: node for node in self.nodes}
+        calls: Counter[tuple[str, str]] = Counter()
+        errors: Counter[tuple[str, str]] = Counter()
+        for node in self.nodes:
+            parent = by_id.get(node.parent_id) if node.parent_id is not None else None
+            caller = node.span.caller or (parent.span.service if parent is not None else None)
+            if not caller or not node.span.service:
+                continue
+            edge = (caller, node.span.service)
+            calls[edge] += 1
+            errors[edge] += node.span.failed
+        return [
+            {"caller": caller, "service": service, "calls": count, "errors": errors[(caller, service)]}
+            for (caller, service), count in sorted(calls.items(), key=lambda item: (-item[1], item[0]))
+        ]
+
+    def to_dict(self) -> dict:
+        return {
+            "start": iso_utc(self.start) if self.nodes else None,
+            "end": iso_utc(self.end) if self.nodes else None,
+            "duration_ms": _ms(self.end - self.start),
+            "exchange_count": len(self.nodes),
+            "error_count": sum(node.span.failed for node in self.nodes),
+            "services": self.services(),
+            "edges": self.edges(),
+            "cut": self.cut,
+            "nodes": [node.to_dict(self.start) for node in self.nodes],
+        }
+
+
+def _ms(seconds: float) -> float:
+    return round(max(0.0, seconds) * 1000.0, 3)
+
+
+def assemble_trace(spans: Sequence[TraceSpan], *, cut: bool = False, tolerance: float = CLOCK_TOLERANCE) -> Trace:
+    """The forest of calls `spans` form (see the module docstring); pure."""
+    unique = {span.exchange_id: span for span in spans}
+    ordered = sorted(unique.values(), key=_time_order)
+    nodes = {span.exchange_id: TraceNode(span) for span in ordered}
+    parent: dict[int, int] = {}
+
+    def closes_cycle(child: int, candidate: int) -> bool:
+        at: int | None = candidate
+        while at is not None:
+            if at == child:
+                return True
+            at = parent.get(at)
+        return False
+
+    def attach(child: int, candidates: Iterable[int], link: str) -> bool:
+        for candidate in candidates:
+            if not closes_cycle(child, candidate):
+                parent[child] = candidate
+                nodes[child].link = link
+                return True
+        return False
+
+    by_span_id: dict[str, list[TraceSpan]] = {}
+    for span in ordered:
+        if span.span_id:
+            by_span_id.setdefault(span.span_id, []).append(span)
+    rank = {span.exchange_id: index for index, span in enumerate(sorted(ordered, key=_size_order))}
+    replays: dict[int, int] = {
+        span.exchange_id: span.replay_of
+        for span in ordered
+        if span.replay_of is not None and span.replay_of in nodes and span.replay_of != span.exchange_id
+    }
+
+    # A sweep in start order keeps the calls still open (a container must be), so a long
+    # run of sequential calls costs little.
+    open_calls: list[TraceSpan] = []
+    upcoming = 0
+    for span in ordered:
+        while upcoming < len(ordered) and ordered[upcoming].start <= span.start + tolerance:
+            open_calls.append(ordered[upcoming])
+            upcoming += 1
+        open_calls = [other for other in open_calls if other.end >= span.start - tolerance]
+        if span.exchange_id in replays:
+            continue  # placed after every original has its place
+        linked = [other for other in by_span_id.get(span.parent_span_id or "", ()) if other is not span]
+        if linked and attach(span.exchange_id, _best_linked(span, linked, tolerance), "span"):
+            continue
+        containers = [
+            other
+            for other in open_calls
+            if rank[other.exchange_id] > rank[span.exchange_id] and _contains(other, span, tolerance)
+        ]
+        containers.sort(key=lambda other: (other.service != span.caller or not span.caller, rank[other.exchange_id]))
+        attach(span.exchange_id, (other.exchange_id for other in containers), "nested")
+
+    # Replays in id order: a replay of a replay comes after its original. One of a root is
+    # a root too, still marked as a replay.
+    for replay_id in sorted(replays):
+        nodes[replay_id].link = "replay"
+        original_parent = parent.get(replays[replay_id])
+        if original_parent is not None:
+            attach(replay_id, [original_parent], "replay")
+
+    for child, parent_id in parent.items():
+        nodes[child].parent_id = parent_id
+        nodes[parent_id].children.append(nodes[child])
+    roots = [node for node in nodes.values() if node.parent_id is None]  # already in time order
+    start = min((span.start for span in ordered), default=0.0)
+    end = max((span.end for span in ordered), default=0.0)
+    trace = Trace(nodes=_depth_first(roots), start=start, end=end, cut=cut)
+    _measure(trace)
+    return trace
+
+
+def _time_order(span: TraceSpan) -> tuple[float, float, int]:
+    return (span.start, -span.end, span.exchange_id)
+
+
+def _size_order(span: TraceSpan) -> tuple[float, float, float, int]:
+    # A strict order in which a container always ranks above what it contains: longer, then
+    # earlier, then the lower id. Nesting only ever points up it, so it alone makes no cycle.
+    return (span.duration, -span.start, span.end, -span.exchange_id)
+
+
+def _contains(outer: TraceSpan, inner: TraceSpan, tolerance: float) -> bool:
+    return outer.start <= inner.start + tolerance and inner.end <= outer.end + tolerance
+
+
+def _best_linked(span: TraceSpan, linked: list[TraceSpan], tolerance: float) -> list[int]:
+    """Exchanges holding the parent span id, best first: containing this call in time, of
+    the calling service, tightest."""
+    linked = sorted(
+        linked,
+        key=lambda other: (
+            not _contains(other, span, tolerance),
+            not span.caller or other.service != span.caller,
+            other.duration,
+            other.exchange_id,
+        ),
+    )
+    return [other.exchange_id for other in linked]
+
+
+def _depth_first(roots: list[TraceNode]) -> list[TraceNode]:
+    out: list[TraceNode] = []
+    stack = [(root, 0) for root in reversed(roots)]
+    while stack:
+        node, depth = stack.pop()
+        node.depth = depth
+        node.children.sort(key=lambda child: _time_order(child.span))
+        out.append(node)
+        stack.extend((child, depth + 1) for child in reversed(node.children))
+    return out
+
+
+def _measure(trace: Trace) -> None:
+    """Self time (a call's time not spent waiting on its own calls), the slowest call (the
+    most self time: where the time went) and the critical path of the longest root."""
+    for node in trace.nodes:
+        span = node.span
+        covered = 0.0
+        cursor = span.start
+        for child in sorted(node.children, key=lambda c: c.span.start):
+            child_start = max(child.span.start, cursor)
+            child_end = min(child.span.end, span.end)
+            if child_end > child_start:
+                covered += child_end - child_start
+                cursor = child_end
+        node.self_ms = max(0.0, span.duration - covered) * 1000.0
+    if not trace.nodes:
+        return
+    max(trace.nodes, key=lambda n: (n.self_ms, -n.span.start, -n.span.exchange_id)).slowest = True
+    # Critical path (as Jaeger draws it): from the end of the longest root, step back through
+    # the child that finished last before the cursor, then the one before that child began.
+    root = max(trace.roots, key=lambda n: (n.span.duration, -n.span.start))
+    stack = [(root, root.span.end)]
+    while stack:
+        node, cursor = stack.pop()
+        node.critical = True
+        for child in sorted(node.children, key=lambda c: (-c.span.end, c.span.start)):
+            if child.span.start < cursor:
+                stack.append((child, min(child.span.end, cursor)))
+                cursor = child.span.start
+
+
+# ---------------------------------------------------------------- reading traces
+
+
+def span_from_detail(exchange: dict) -> TraceSpan:
+    """A TraceSpan from an exchange detail dict (storage.queries.get_exchange, maybe
+    redacted): what a shared trace is assembled from."""
+    timings = exchange.get("timings") or {}
+    start = _epoch(timings.get("request_start")) or _epoch(exchange.get("captured_at")) or 0.0
+    error = exchange.get("error") or None
+    return TraceSpan(
+        exchange_id=int(exchange["id"]),
+        start=start,
+        end=_end(start, _epoch(timings.get("response_end")), exchange.get("duration_ms")),
+        service=exchange.get("service"),
+        caller=exchange.get("caller"),
+        span_id=exchange.get("span_id"),
+        parent_span_id=exchange.get("parent_span_id"),
+        method=exchange.get("method") or "",
+        host=exchange.get("host") or "",
+        path=exchange.get("path") or "",
+        status=exchange.get("status"),
+        error_kind=error.get("kind") if isinstance(error, dict) else None,
+        attempt=_attempt(exchange.get("request_headers") or ()),
+        replay_of=exchange.get("replay_of"),
+    )
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value:
+        try:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _end(start: float, end: float | None, duration_ms: float | None) -> float:
+    if end is not None and end >= start:
+        return end
+    if duration_ms is not None and duration_ms >= 0:
+        return start + duration_ms / 1000.0
+    return start
+
+
+def _attempt(headers: Iterable[Sequence[str]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == ATTEMPT_HEADER:
+            value = value.strip()
+            return int(value) if value.isdigit() and len(value) < 6 else None
+    return None
+
+
+_SPAN_COLUMNS = (
+    Exchange.id,
+    Exchange.captured_at,
+    Exchange.trace_id,
+    Exchange.service,
+    Exchange.caller,
+    Exchange.span_id,
+    Exchange.parent_span_id,
+    Exchange.method,
+    Exchange.host,
+    Exchange.path,
+    Exchange.status,
+    Exchange.error_kind,
+    Exchange.duration_ms,
+    Exchange.timings,
+    Exchange.request_headers,
+    Exchange.replay_of,
+)
+
+
+def _span_from_row(row: Row[Any]) -> TraceSpan:
+    timings = row.timings or {}
+    start = _epoch(timings.get("request_start")) or row.captured_at.timestamp()
+    headers = [(unescape_text(name), unescape_text(value)) for name, value in row.request_headers or ()]
+    return TraceSpan(
+        exchange_id=row.id,
+        start=start,
+        end=_end(start, _epoch(timings.get("response_end")), row.duration_ms),
+        service=row.service,
+        caller=row.caller,
+        span_id=row.span_id,
+        parent_span_id=row.parent_span_id,
+        method=row.method,
+        host=row.host,
+        path=row.path,
+        status=row.status,
+        error_kind=row.error_kind,
+        attempt=_attempt(headers),
+        replay_of=row.replay_of,
+    )
+
+
+def get_trace(store: Store, *, trace_id: str, limit: int = 2000) -> dict | None:
+    """The assembled trace `trace_id` (exact) as plain data, or None when no exchange has it.
+    At most `limit` exchanges (the first captured); `cut` says when there were more."""
+    limit = max(1, int(limit))
+    query = (
+        select(*_SPAN_COLUMNS)
+        .where(Exchange.trace_id.isnot(None), Exchange.trace_id == trace_id)
+        .order_by(Exchange.id)
+        .limit(limit + 1)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    if not rows:
+        return None
+    trace = assemble_trace([_span_from_row(row) for row in rows[:limit]], cut=len(rows) > limit)
+    return {"trace_id": trace_id, **trace.to_dict()}
+
+
+def list_traces(store: Store, *, since: dt.datetime, service: str | None = None, limit: int = 50) -> list[dict]:
+    """The newest traces with an exchange captured at or after `since` (and, with `service`,
+    one to or from that service): a summary of each, newest first.
+
+    Bounded work on any table: the traces are looked for among the newest LIST_SCAN_ROWS
+    exchanges (by id, which follows capture order), and their exchanges are then read
+    through the trace_id index, at most LIST_ROW_BUDGET of them in all."""
+    limit = max(1, min(int(limit), 500))
+    with store.engine.connect() as conn:
+        top = conn.execute(select(func.max(Exchange.id))).scalar()
+        if top is None:
+            return []
+        # The id window is what bounds the work, so no other term may steer the plan to an
+        # index of its own: length() hides trace_id from the partial index (all traced rows,
+        # perhaps millions), and `since` is tested in Python (the captured_at index could
+        # cover days of traffic).
+        filters = [Exchange.id > top - LIST_SCAN_ROWS, func.length(Exchange.trace_id) > 0]
+        if service:
+            filters.append((Exchange.service == service) | (Exchange.caller == service))
+        window = select(Exchange.trace_id, Exchange.captured_at).where(*filters).order_by(Exchange.id.desc())
+        newest_first: dict[str, None] = {}
+        for row in conn.execute(window):
+            if row.captured_at >= since:
+                newest_first.setdefault(row.trace_id, None)
+                if len(newest_first) == limit:
+                    break
+        trace_ids = list(newest_first)
+        if not trace_ids:
+            return []
+        rows = conn.execute(
+            select(*_SPAN_COLUMNS)
+            .where(Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids))
+            .order_by(Exchange.id)
+            .limit(LIST_ROW_BUDGET + 1)
+        ).all()
+    grouped: dict[str, list[TraceSpan]] = {trace_id: [] for trace_id in trace_ids}
+    for row in rows[:LIST_ROW_BUDGET]:
+        grouped[row.trace_id].append(_span_from_row(row))
+    cut = len(rows) > LIST_ROW_BUDGET
+    out = []
+    for trace_id, spans in grouped.items():
+        if not spans:
+            continue  # its exchanges lay past the row budget
+        out.append(_trace_summary(trace_id, assemble_trace(spans, cut=cut)))
+    return out
+
+
+def _trace_summary(trace_id: str, trace: Trace) -> dict:
+    root = trace.roots[0].span
+    return {
+        "trace_id": trace_id,
+        "root": {
+            "exchange_id": root.exchange_id,
+            "service": root.service,
+            "method": root.method,
+            "path": root.path,
+            "status": root.status,
+            "error_kind": root.error_kind,
+        },
+        "start": iso_utc(trace.start),
+        "duration_ms": _ms(trace.end - trace.start),
+        "exchange_count": len(trace.nodes),
+        "error_count": sum(node.span.failed for node in trace.nodes),
+        "services": trace.services(),
+        "cut": trace.cut,
+    }

@@ -1,0 +1,89 @@
+"""GET /api/traces and /api/traces/{trace_id}, the trace pages, and a trace share's tree."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from ui_support import settings_for
+
+from inspector_ui import create_app
+from storage.writer import write_records
+from tests.storage.test_trace_queries import TRACE, three_level_trace
+from tests.support.records import make_record
+
+
+@pytest.fixture
+def trace_client(any_store: Any) -> Iterator[tuple[Any, TestClient]]:
+    app = create_app(settings_for(any_store), store=any_store)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        yield any_store, client
+
+
+def test_a_trace_as_a_tree(trace_client):
+    store, client = trace_client
+    ids = write_records(store, three_level_trace())
+    response = client.get(f"/api/traces/{TRACE}")
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+    trace = response.json()
+    assert [(n["exchange_id"], n["depth"], n["parent_id"]) for n in trace["nodes"]] == [
+        (ids[0], 0, None), (ids[1], 1, ids[0]), (ids[2], 2, ids[1]), (ids[3], 1, ids[0]), (ids[4], 1, ids[0]),
+    ]
+    assert trace["error_count"] == 2 and trace["exchange_count"] == 5
+    assert trace["edges"][0] == {"caller": "web", "service": "billing", "calls": 2, "errors": 2}
+    assert sum(n["slowest"] for n in trace["nodes"]) == 1
+
+
+def test_unknown_and_malformed_trace_ids(trace_client):
+    _, client = trace_client
+    missing = client.get("/api/traces/0123456789abcdef")
+    assert missing.status_code == 404 and missing.json() == {"detail": "no exchange has trace id '0123456789abcdef'"}
+    too_long = client.get("/api/traces/" + "a" * 200)
+    assert too_long.status_code == 422 and "not a trace id" in too_long.json()["detail"]
+
+
+def test_recent_traces(trace_client):
+    store, client = trace_client
+    write_records(store, [*three_level_trace(), make_record(trace_id="solo", service="search"), make_record()])
+    listed = client.get("/api/traces", params={"since": "1h"}).json()["data"]
+    assert [t["trace_id"] for t in listed] == ["solo", TRACE]
+    assert listed[1]["root"]["path"] == "/checkout" and listed[1]["error_count"] == 2
+    assert [t["trace_id"] for t in client.get("/api/traces", params={"service": "db"}).json()["data"]] == [TRACE]
+    assert len(client.get("/api/traces", params={"limit": 1}).json()["data"]) == 1
+
+
+@pytest.mark.parametrize("since", ["yesterday", "1h method:GET", "", "5y"])
+def test_a_bad_since_is_one_line(trace_client, since):
+    _, client = trace_client
+    response = client.get("/api/traces", params={"since": since})
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("since must be a number and a unit")
+
+
+def test_the_pages_are_served_with_the_strict_policy(trace_client):
+    _, client = trace_client
+    for path, marker in (("/traces", "traces.js"), (f"/traces/{TRACE}", "trace.js")):
+        page = client.get(path)
+        assert page.status_code == 200 and marker in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert "<script>" not in page.text and "style=" not in page.text
+
+
+def test_a_trace_share_carries_the_tree(trace_client):
+    store, client = trace_client
+    write_records(store, three_level_trace())
+    created = client.post("/api/shares", json={"trace_id": TRACE})
+    assert created.status_code == 201
+    snapshot = client.get(created.json()["url"] + "/snapshot.json").json()
+    assert snapshot["kind"] == "trace" and [n["depth"] for n in snapshot["trace"]["nodes"]] == [0, 1, 2, 1, 1]
+
+
+def test_listing_stays_quick_with_many_traces(trace_client):
+    store, client = trace_client
+    write_records(store, [make_record(trace_id=f"t{i % 300}", service=f"s{i % 7}") for i in range(1500)])
+    began = time.perf_counter()
+    listed = client.get("/api/traces", params={"limit": 100}).json()["data"]
+    assert len(listed) == 100 and time.perf_counter() - began < 2.0
