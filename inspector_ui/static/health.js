@@ -103,11 +103,6 @@ export async function renderHealthHistory(section, serviceName, realm, { since =
       el("td", null, s.proxy),
       el("td", null, s.error || (s.status ? `HTTP ${s.status}` : "down"))));
   }
-  clear(section).append(
-    el("h2", null, "Health"),
-    el("p", "note", summary),
-    sparkline(samples, { width: 480, height: 48 }),
-    failures.length ? el("h3", null, "Recent failures") : null,
-    failures.length ? list : null,
-  );
+  clear(section).append(el("h2", null, "Health"), el("p", "note", summary), sparkline(samples, { width: 480, height: 48 }));
+  if (failures.length) section.append(el("h3", null, "Recent failures"), list);
 }

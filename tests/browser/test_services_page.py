@@ -116,7 +116,7 @@ def test_every_state_with_colour_text_history_and_hostile_text_inert(services_pa
     colours = {state: page.locator(f".state-badge.state-{state}").first.evaluate("e => getComputedStyle(e).backgroundColor")
                for state in ("up", "down", "unknown", "stale")}  # fmt: skip
     assert len(set(colours.values())) == 4, colours
-    expect(page.locator("a#back")).to_have_attribute("href", "/")
+    expect(page.locator("nav.nav-links a", has_text="Exchanges")).to_have_attribute("href", "/")
     screenshot(page, "services-overview")
     assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/services.js"], no_elements="img, iframe, object")
 
@@ -173,4 +173,12 @@ def test_render_health_history_fills_the_detail_section(services_page) -> None: 
     expect(section.locator("svg.sparkline rect.down")).to_have_count(4)
     expect(section.locator("table.health-failures tr")).to_have_count(4)
     expect(section.locator("table.health-failures tr").first.locator("td").nth(2)).to_have_text(HOSTILE_ERROR)
+    # Without failures there is no failure list, and nothing stray ("null") in its place.
+    page.evaluate("""async () => {
+        const { renderHealthHistory } = await import("/static/health.js");
+        await renderHealthHistory(document.getElementById("health"), "plain", "prod");
+    }""")
+    expect(section.locator("p.note")).to_have_text("No probes in the last 1h.")
+    expect(section.locator("table.health-failures")).to_have_count(0)
+    assert "null" not in section.inner_text()
     assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/services.js"], no_elements="img, iframe, object")
