@@ -1,4 +1,8 @@
-"""A small demo upstream for `make run`: a users API with a few realistic behaviours."""
+"""A small demo upstream for `make run`: a users API with a few realistic behaviours.
+
+`/checkout/{user_id}` calls the demo service itself back through the gateway with the smart
+client (the user, then a flaky stock check that is retried), so one curl makes a trace of
+several exchanges to look at in the inspector."""
 
 from __future__ import annotations
 
@@ -9,11 +13,17 @@ import random
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from passageway import AsyncClient, TraceContextMiddleware
+
 from .routing import parse_listen
+
+# The gateway of `make run` (examples/demo.toml); PASSAGEWAY_URL overrides it.
+client = AsyncClient(service="demo", timeout=10)
 
 
 async def user(request: Request) -> Response:
@@ -49,6 +59,17 @@ async def flaky(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def checkout(request: Request) -> Response:
+    user_id = request.path_params["user_id"]
+    user = await client.get(f"service://demo/users/{user_id}")
+    stock = await client.get("service://demo/flaky")
+    return JSONResponse({"user": user.json(), "stock": stock.json(), "statuses": [user.status_code, stock.status_code]})
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
 async def events(request: Request) -> Response:
     async def stream():
         for i in range(5):
@@ -66,7 +87,10 @@ app = Starlette(
         Route("/slow", slow),
         Route("/flaky", flaky),
         Route("/events", events),
-    ]
+        Route("/checkout/{user_id:int}", checkout),
+        Route("/healthz", healthz),
+    ],
+    middleware=[Middleware(TraceContextMiddleware)],
 )
 
 
