@@ -99,7 +99,7 @@ INDEXED_FIELDS = frozenset({"text", "body", "header", "req.header", "res.header"
 class Term:
     """One condition. `field` is a FIELDS name or "text" (free text); `op` and `value` by field:
 
-    method/service/trace  op "="   value str (method upper-cased, trace lower-cased)
+    method/service/trace  op "="   value str (method upper-cased, a hex trace id lower-cased)
     host/path             op "=" or "glob" value str (host lower-cased; glob: `*` any run)
     status                op "range" value (low, high) inclusive, either None when open
     duration/size         op one of > >= < <= =  value float ms / int bytes
@@ -393,9 +393,13 @@ def _size(name: str, token: _Token) -> Term:
     return Term(name, op, int(size))
 
 
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
 def _plain(name: str, token: _Token) -> Term:
     value = token.value
-    if name == "trace":
+    if name == "trace" and _HEX.fullmatch(value):
+        # traceparent and B3 ids are recorded lower-case; an X-Request-ID as it came (any case).
         value = value.lower()
     return Term(name, "=", value)
 

@@ -69,6 +69,7 @@ def test_empty():
             dt.datetime(2026, 11, 1, 10, tzinfo=dt.UTC),
         ),
         ("trace:4BF92F35", "trace", "=", "4bf92f35"),
+        ("trace:Req-AB12", "trace", "=", "Req-AB12"),  # an X-Request-ID keeps its case
         ("is:error", "is", "=", "error"),
         ("is:Replay", "is", "=", "replay"),
         ("has:body", "has", "=", "body"),
