@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from storage.queries import index_backlog, proxy_stats
 from storage.retention import RetentionTotals
+from storage.services import service_overview
 
 from ..deps import StoreDep
 
@@ -51,6 +52,7 @@ def exposition(
     published: int,
     backlog: int,
     retention: RetentionTotals | None = None,
+    services: list[dict] = (),
 ) -> str:
     lines: list[str] = []
     for name, kind, text, column in PROXY_METRICS:
@@ -59,6 +61,7 @@ def exposition(
     lines += ["# HELP passageway_proxy_up 1 when the proxy runs and reported in the last 30 s.",
               "# TYPE passageway_proxy_up gauge"]  # fmt: skip
     lines += [f'passageway_proxy_up{{proxy="{_label(p["proxy"])}"}} {int(proxy_up(p))}' for p in proxies]
+    lines += _service_metrics([s for s in services if s["health"]["state"] in ("up", "down")])
     for name, kind, text, value in (
         ("passageway_live_viewers", "gauge", "WebSocket viewers of /api/stream on this inspector.", viewers),
         ("passageway_viewers_dropped_total", "counter", "Viewers disconnected for falling behind.", dropped_viewers),
@@ -68,6 +71,20 @@ def exposition(
     ):
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
     return "\n".join(lines) + "\n"
+
+
+def _service_metrics(services: list[dict]) -> list[str]:
+    """Each probed service's state and last probe latency (unknown and stale ones are left out)."""
+    lines = ["# HELP passageway_service_up 1 when the service's last health probes succeeded, 0 when one failed.",
+             "# TYPE passageway_service_up gauge"]  # fmt: skip
+    latencies = ["# HELP passageway_service_probe_seconds The last health probe's latency.",
+                 "# TYPE passageway_service_probe_seconds gauge"]  # fmt: skip
+    for service in services:
+        labels = f'service="{_label(service["name"])}",realm="{_label(service["realm"] or "")}"'
+        lines.append(f"passageway_service_up{{{labels}}} {int(service['health']['state'] == 'up')}")
+        if service["health"]["latency_ms"] is not None:
+            latencies.append(f"passageway_service_probe_seconds{{{labels}}} {service['health']['latency_ms'] / 1000:.6f}")
+    return lines + latencies
 
 
 def _retention_metrics(totals: RetentionTotals) -> tuple[tuple[str, str, str, int | float], ...]:
@@ -85,7 +102,9 @@ def _retention_metrics(totals: RetentionTotals) -> tuple[tuple[str, str, str, in
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics: proxies' writers and this inspector")
 async def metrics(store: StoreDep, request: Request) -> Any:
-    proxies, backlog = await run_in_threadpool(lambda: (proxy_stats(store), index_backlog(store)))
+    proxies, backlog, services = await run_in_threadpool(
+        lambda: (proxy_stats(store), index_backlog(store), service_overview(store, history=1))
+    )
     broadcaster = request.app.state.broadcaster
     text = exposition(
         proxies,
@@ -94,5 +113,6 @@ async def metrics(store: StoreDep, request: Request) -> Any:
         published=broadcaster.published,
         backlog=backlog,
         retention=getattr(request.app.state, "retention", None),
+        services=services,
     )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

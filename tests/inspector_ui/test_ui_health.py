@@ -77,8 +77,23 @@ def test_metrics_are_prometheus_text_with_escaped_labels():
     assert 'passageway_spooled{proxy="edge \\"1\\"\\\\"} 6' in text
     assert "passageway_live_viewers 2\n" in text and "passageway_index_backlog 7\n" in text
     names = re.findall(r"^# TYPE (\S+) (counter|gauge)$", text, flags=re.MULTILINE)
-    assert len(names) == len({name for name, _ in names}) == 15
+    assert len(names) == len({name for name, _ in names}) == 17
     assert text.endswith("\n")
+
+
+def test_metrics_give_each_probed_service_its_state_and_latency():
+    from inspector_ui.routers.metrics import exposition
+
+    def service(name, realm, state, latency):
+        return {"name": name, "realm": realm, "health": {"state": state, "latency_ms": latency}}
+
+    services = [service("identity", "prod", "up", 12.5), service('a"b', None, "down", None),
+                service("new", "prod", "unknown", None), service("gone", "prod", "stale", 3.0)]  # fmt: skip
+    text = exposition([], viewers=0, dropped_viewers=0, published=0, backlog=0, services=services)
+    assert 'passageway_service_up{service="identity",realm="prod"} 1\n' in text
+    assert 'passageway_service_up{service="a\\"b",realm=""} 0\n' in text
+    assert 'passageway_service_probe_seconds{service="identity",realm="prod"} 0.012500\n' in text
+    assert 'service="new"' not in text and 'service="gone"' not in text
 
 
 def test_metrics_endpoint(client):
