@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,26 +126,9 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
         async def docs() -> HTMLResponse:
             return HTMLResponse(_SWAGGER_PAGE)
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
-
-    # The other pages: static HTML whose script reads its name or id from the location.
-    @app.get("/services", include_in_schema=False)
-    async def services_page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "services.html", media_type="text/html")
-
-    @app.get("/services/{name}", include_in_schema=False)
-    async def service_page(name: str) -> FileResponse:
-        return FileResponse(STATIC_DIR / "service.html", media_type="text/html")
-
-    @app.get("/traces", include_in_schema=False)
-    async def traces_page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "traces.html", media_type="text/html")
-
-    @app.get("/traces/{trace_id}", include_in_schema=False)
-    async def trace_page(trace_id: str) -> FileResponse:
-        return FileResponse(STATIC_DIR / "trace.html", media_type="text/html")
+    # The pages: static HTML whose script reads its name or id from the location.
+    for path, page in PAGES.items():
+        app.add_api_route(path, _page(STATIC_DIR / page), methods=["GET"], include_in_schema=False)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -179,6 +162,22 @@ async def _prune_periodically(
             if pruned.exchanges:
                 log.info("retention: %s [%s]", pruned.summary(), policy.describe())
         await asyncio.sleep(interval)
+
+
+PAGES = {
+    "/": "index.html",
+    "/services": "services.html",
+    "/services/{name}": "service.html",
+    "/traces": "traces.html",
+    "/traces/{trace_id}": "trace.html",
+}
+
+
+def _page(file: Path) -> Callable[[], Awaitable[FileResponse]]:
+    async def page() -> FileResponse:
+        return FileResponse(file, media_type="text/html")
+
+    return page
 
 
 def _add_error_handlers(app: FastAPI) -> None:

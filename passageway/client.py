@@ -94,12 +94,8 @@ class _SmartClientSettings:
         return self.retry.delay(retry, retry_after=retry_after, now=datetime.now(UTC), random=random.random)
 
 
-class Client(httpx.Client):
-    """A synchronous httpx.Client that sends `service://` URLs through Passageway, retries, and traces.
-
-    `gateway` defaults to $PASSAGEWAY_URL, else http://127.0.0.1:8080; `service` (this service's
-    own name, sent as X-Passageway-Caller) to $PASSAGEWAY_SERVICE. Other arguments are httpx's.
-    """
+class _SmartClient:
+    """The arguments and properties both clients add to httpx's."""
 
     def __init__(self, *, gateway: str | None = None, service: str | None = None,
                  retry: RetryPolicy | None = None, **httpx_kwargs: Any) -> None:
@@ -117,6 +113,14 @@ class Client(httpx.Client):
     @property
     def retry_policy(self) -> RetryPolicy:
         return self._smart.retry
+
+
+class Client(_SmartClient, httpx.Client):
+    """A synchronous httpx.Client that sends `service://` URLs through Passageway, retries, and traces.
+
+    `gateway` defaults to $PASSAGEWAY_URL, else http://127.0.0.1:8080; `service` (this service's
+    own name, sent as X-Passageway-Caller) to $PASSAGEWAY_SERVICE. Other arguments are httpx's.
+    """
 
     def send(self, request: httpx.Request, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
         attempts = self._smart.prepare(request)
@@ -145,28 +149,11 @@ class Client(httpx.Client):
         return response
 
 
-class AsyncClient(httpx.AsyncClient):
+class AsyncClient(_SmartClient, httpx.AsyncClient):
     """The asyncio twin of Client: same arguments, same behaviour; waits never block the event loop.
 
     Safe for concurrent use: a call's state lives in the call (and its trace in its task's context).
     """
-
-    def __init__(self, *, gateway: str | None = None, service: str | None = None,
-                 retry: RetryPolicy | None = None, **httpx_kwargs: Any) -> None:
-        self._smart = _SmartClientSettings(gateway, service, retry)
-        super().__init__(**httpx_kwargs)
-
-    @property
-    def gateway(self) -> str:
-        return self._smart.gateway
-
-    @property
-    def service(self) -> str | None:
-        return self._smart.service
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return self._smart.retry
 
     async def send(self, request: httpx.Request, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
         attempts = self._smart.prepare(request)

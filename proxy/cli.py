@@ -228,6 +228,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def header_pairs(specs: Sequence[str], *, flag: str) -> list[tuple[str, str]]:
+    """`NAME:VALUE` flags -> (name, value) pairs; ValueError names a malformed one."""
+    pairs = []
+    for spec in specs:
+        name, sep, value = spec.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"{flag} wants NAME:VALUE, not {spec!r}")
+        pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def data_flag(value: str) -> bytes:
+    """`--data TEXT` or `--data @FILE` -> the bytes; ValueError when the file cannot be read."""
+    if not value.startswith("@"):
+        return value.encode()
+    try:
+        return Path(value[1:]).read_bytes()
+    except OSError as e:
+        raise ValueError(f"--data {value}: {e.strerror or e}") from None
+
+
 def call_request(args: argparse.Namespace, settings: Settings) -> tuple[str, list[tuple[str, str]], bytes | None]:
     """(URL, headers, body) of `passageway call`; ValueError names a bad argument."""
     from passageway import ServiceURLError, parse_service_url
@@ -243,21 +264,8 @@ def call_request(args: argparse.Namespace, settings: Settings) -> tuple[str, lis
             raise ValueError(f"unknown service {name!r}{realm}: known are {', '.join(sorted(settings.services))}")
     elif not url.lower().startswith(("http://", "https://")):
         raise ValueError(f"URL must be service://NAME/path or http(s)://..., not {url!r}")
-    headers = []
-    for spec in args.header:
-        name, sep, value = spec.partition(":")
-        if not sep or not name.strip():
-            raise ValueError(f"--header wants NAME:VALUE, not {spec!r}")
-        headers.append((name.strip(), value.strip()))
-    body = None
-    if args.data is not None:
-        if args.data.startswith("@"):
-            try:
-                body = Path(args.data[1:]).read_bytes()
-            except OSError as e:
-                raise ValueError(f"--data {args.data}: {e.strerror or e}") from None
-        else:
-            body = args.data.encode()
+    headers = header_pairs(args.header, flag="--header")
+    body = data_flag(args.data) if args.data is not None else None
     if args.attempts < 1:
         raise ValueError(f"--attempts must be at least 1, not {args.attempts}")
     return url, headers, body
@@ -305,23 +313,14 @@ def replay_request(args: argparse.Namespace) -> dict:
         edits["method"] = args.method
     if args.path:
         edits["path"] = args.path
-    headers = []
-    for spec in args.set_header:
-        name, sep, value = spec.partition(":")
-        if not sep or not name.strip():
-            raise ValueError(f"--set-header wants NAME:VALUE, not {spec!r}")
-        headers.append([name.strip(), value.strip()])
+    headers = header_pairs(args.set_header, flag="--set-header")
     if headers:
-        edits["set_headers"] = headers
+        edits["set_headers"] = [list(pair) for pair in headers]
     if args.remove_header:
         edits["remove_headers"] = args.remove_header
     if args.data is not None:
         if args.data.startswith("@"):
-            try:
-                data = Path(args.data[1:]).read_bytes()
-            except OSError as e:
-                raise ValueError(f"--data {args.data}: {e.strerror or e}") from None
-            edits["body_base64"] = base64.b64encode(data).decode("ascii")
+            edits["body_base64"] = base64.b64encode(data_flag(args.data)).decode("ascii")
         else:
             edits["body"] = args.data
     return edits
