@@ -45,6 +45,7 @@ def _hello(ws) -> dict:
     return hello
 
 
+@pytest.mark.exclusive  # a timing bound: nothing else runs beside it under xdist
 @pytest.mark.parametrize("q", [None, "orders"], ids=["all", "free-text"])
 def test_exchange_written_by_another_process_arrives_within_250ms(any_store, db_url, q):
     """A `?q=` viewer's exchange is indexed (by the inspector) before it is matched: still fast."""

@@ -229,6 +229,7 @@ def test_http2_end_to_end_with_tls_upstream(proxy, h2_upstream):
     assert record["timings"]["tls_ms"] is not None
 
 
+@pytest.mark.exclusive  # a timing bound: nothing else runs beside it under xdist
 def test_sse_streams_through_without_buffering(proxy):
     trace = unique()
     started = time.monotonic()

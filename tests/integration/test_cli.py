@@ -66,6 +66,7 @@ def test_port_in_use(tmp_path):
     assert_one_line_error(result, f"127.0.0.1:{port} is already in use")
 
 
+@pytest.mark.exclusive  # a timing bound: nothing else runs beside it under xdist
 def test_up_runs_both_streams_live_and_stops_on_ctrl_c(tmp_path):
     gateway, ui = free_port(), free_port()
     with running_upstream() as upstream:

@@ -182,6 +182,7 @@ def test_database_away_for_20s_under_load_loses_and_fails_nothing(outage: Outage
           f"spool {spooled_at_end} bytes at its end; {len(stored)} stored, each once")  # fmt: skip
 
 
+@pytest.mark.exclusive  # a timing bound: nothing else runs beside it under xdist
 def test_kill_9_mid_burst_loses_at_most_the_last_100ms_and_restart_writes_the_spool(tmp_path) -> None:
     port, db_url, spool = free_port(), f"sqlite:///{tmp_path}/kill.db", str(tmp_path / "spool")
     with running_upstream() as upstream:

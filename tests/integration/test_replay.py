@@ -228,6 +228,7 @@ def test_a_replay_compared_with_its_original(stack, client):
     assert client.get("/api/diff", params={"a": original, "b": 10**9}).status_code == 404
 
 
+@pytest.mark.exclusive  # a timing bound: nothing else runs beside it under xdist
 def test_a_bulk_replay_keeps_its_rate_and_counts_what_differs(stack, client):
     token = uuid.uuid4().hex[:10]
     with httpx.Client(base_url=stack.gateway, timeout=10) as http:

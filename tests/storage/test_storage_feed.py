@@ -6,13 +6,18 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from tests.support.records import make_record
 
 from storage import open_change_feed, write_records
 
 
+@pytest.mark.exclusive  # a timing bound: nothing else runs beside it under xdist
 def test_feed_yields_new_ids(store) -> None:  # type: ignore[no-untyped-def]
     write_records(store, [make_record()])  # existing rows are not replayed
+
+    timers: list[threading.Timer] = []
 
     async def main() -> tuple[list[int], list[int], float]:
         async with open_change_feed(store, poll_interval=0.05) as feed:
@@ -25,7 +30,8 @@ def test_feed_yields_new_ids(store) -> None:  # type: ignore[no-untyped-def]
                 started = time.monotonic()
                 ids.extend(write_records(store, [make_record() for _ in range(3)]))
 
-            threading.Timer(0.1, writer).start()
+            timers.append(threading.Timer(0.1, writer))
+            timers[0].start()
             async for batch in feed:
                 result += batch
                 if len(result) >= 3:
@@ -33,6 +39,7 @@ def test_feed_yields_new_ids(store) -> None:  # type: ignore[no-untyped-def]
             return ids, result, time.monotonic() - started
 
     ids, result, latency = asyncio.run(asyncio.wait_for(main(), 10))
+    timers[0].join(10)  # the feed may see the commit before write_records() has returned the ids
     assert result == sorted(ids)
     assert latency < 0.25, latency
 
