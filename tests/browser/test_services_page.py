@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -141,7 +142,9 @@ def test_refreshes_every_ten_seconds_while_visible(services_page, inspector, bro
     context = browser.new_context()
     page = context.new_page()
     try:
-        page.clock.install()
+        start = time.time()
+        page.clock.install(time=start)
+        page.clock.pause_at(start + 1)  # only the test moves the page's clock
         page.goto(inspector.url + "/services?realm=dev")
         expect(page.locator("tr.service-row .state-badge")).to_have_text("down")
         record_health(inspector.store, samples=probes("edge-dev", "dev", "identity", "u"))
