@@ -132,8 +132,9 @@ def test_tls_follows_the_upstream_settings(store: Store, start_probes) -> None: 
         try:
             wait_for(lambda: len(trusted.states) + len(untrusted.states) + len(insecure.states) == 3, timeout=3)
         finally:
-            untrusted.done()
-            insecure.done()
+            # All stopped before the upstream is: a probe after it would find it gone.
+            for probes in (trusted, untrusted, insecure):
+                probes.done()
     assert trusted.states == {"trusted": True} and insecure.states == {"insecure": True}
     assert untrusted.states == {"untrusted": False}
     [sample] = health_history(store, service="untrusted", since=dt.datetime.min.replace(tzinfo=dt.UTC))[:1]
