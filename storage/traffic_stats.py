@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,12 +192,18 @@ def endpoint_search(service: str, method: str, template: str) -> str:
 
 
 def endpoint_table(
-    samples: Sequence[Sample], seconds: float, *, service: str, max_literals: int = DEFAULT_MAX_LITERALS
+    samples: Sequence[Sample],
+    seconds: float,
+    *,
+    service: str,
+    max_literals: int = DEFAULT_MAX_LITERALS,
+    templates: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Per (method, path template): figures, the most requested path as an example, and the
-    search listing its exchanges; most requested first (then by method and template)."""
-    path_counts = Counter(sample.path for sample in samples)
-    templates = infer_templates(path_counts, max_literals=max_literals)
+    search listing its exchanges; most requested first (then by method and template).
+    `templates` (path -> template) when the caller has inferred them already."""
+    if templates is None:
+        templates = infer_templates(Counter(sample.path for sample in samples), max_literals=max_literals)
     groups: defaultdict[tuple[str, str], list[Sample]] = defaultdict(list)
     for sample in samples:
         groups[(sample.method, templates[sample.path])].append(sample)
@@ -309,19 +315,27 @@ def service_stats(
     realm: str | None = None,
     limit: int = MAX_ROWS,
     max_literals: int = DEFAULT_MAX_LITERALS,
+    endpoint: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One service's series, totals and endpoint table over `window` (JSON-ready)."""
+    """One service's series, totals and endpoint table over `window` (JSON-ready). With
+    `endpoint` (method, template), the series and totals are that endpoint's alone; the table
+    still lists every endpoint."""
     rows = read_samples(store, since=window.since, until=window.until, service=service, realm=realm, limit=limit)
     seconds = _covered_seconds(window.since, window.until, rows)
-    endpoints = endpoint_table(rows.samples, seconds, service=service, max_literals=max_literals)
+    templates = infer_templates(Counter(sample.path for sample in rows.samples), max_literals=max_literals)
+    endpoints = endpoint_table(rows.samples, seconds, service=service, templates=templates)
+    charted = rows.samples
+    if endpoint is not None:
+        charted = [sample for sample in rows.samples if (sample.method, templates[sample.path]) == endpoint]
     return {
         "service": service,
         "realm": realm,
+        "endpoint": {"method": endpoint[0], "template": endpoint[1]} if endpoint is not None else None,
         "since": iso_utc(window.since),
         "until": iso_utc(window.until),
         "bucket_seconds": window.bucket_seconds,
-        "series": time_series(rows.samples, window),
-        "totals": figures(rows.samples, seconds),
+        "series": time_series(charted, window),
+        "totals": figures(charted, seconds),
         "endpoints": endpoints[:MAX_ENDPOINTS],
         "endpoints_total": len(endpoints),
         **_sampling(rows),

@@ -74,9 +74,15 @@ class Sampling(BaseModel):
     rows: int = Field(description="Exchanges read.")
 
 
+class EndpointKey(BaseModel):
+    method: str
+    template: str
+
+
 class ServiceStats(Sampling):
     service: str
     realm: str | None
+    endpoint: EndpointKey | None = Field(description="The endpoint the series and totals are of; null: all.")
     since: str
     until: str
     bucket_seconds: int
@@ -138,10 +144,21 @@ async def one_service(
         int, Query(ge=1, le=MAX_BUCKETS, description="About this many points in the series (at most one more).")
     ] = DEFAULT_BUCKETS,
     realm: Realm = None,
+    endpoint: Annotated[
+        str | None,
+        Query(max_length=2100, description="Chart one endpoint: its method and template, e.g. `GET /users/{id}`."),
+    ] = None,
 ) -> Any:
     seconds, _, end = _window_bounds(since, until)
     window = TimeWindow.ending(end, seconds=seconds, buckets=buckets)
-    return await run_in_threadpool(functools.partial(service_stats, store, service=name, window=window, realm=realm))
+    chosen = None
+    if endpoint:
+        method, _, template = endpoint.strip().partition(" ")
+        if not method or not template.startswith("/"):
+            raise HTTPException(422, f"endpoint: expected METHOD TEMPLATE, e.g. 'GET /users/{{id}}', not {endpoint!r}")
+        chosen = (method, template.strip())
+    stats = functools.partial(service_stats, store, service=name, window=window, realm=realm, endpoint=chosen)
+    return await run_in_threadpool(stats)
 
 
 @router.get(

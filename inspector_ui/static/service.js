@@ -25,6 +25,7 @@ const params = new URLSearchParams(location.search);
 const state = {
   service: serviceFromPath(),
   realm: params.get("realm") || "",
+  endpoint: params.get("endpoint") || "", // "METHOD TEMPLATE": the charts show that endpoint alone
   since: WINDOWS.includes(params.get("since")) ? params.get("since") : "1h",
   sortKey: "requests",
   sortDescending: true,
@@ -59,7 +60,18 @@ function searchHref(query) {
 
 // ---------------------------------------------------------------- rendering
 
+function renderChartedEndpoint(stats) {
+  const box = clear($("charted-endpoint"));
+  box.hidden = !stats.endpoint;
+  if (!stats.endpoint) return;
+  const all = el("button", "link-button", "all endpoints");
+  all.type = "button";
+  all.addEventListener("click", () => chartEndpoint(""));
+  box.append("Charts and totals of ", el("code", null, `${stats.endpoint.method} ${stats.endpoint.template}`), " · show ", all);
+}
+
 function renderHead(stats) {
+  renderChartedEndpoint(stats);
   $("service-name").textContent = stats.service;
   document.title = `${stats.service} · Passageway`;
   const realm = stats.realm ? ` · realm ${stats.realm}` : "";
@@ -131,7 +143,13 @@ function renderEndpoints() {
     const link = el("a", "endpoint-link", endpoint.template);
     link.href = searchHref(endpoint.search);
     link.title = `Show these exchanges in the inspector: ${endpoint.search}`;
-    const template = el("td", "endpoint", null, link, el("span", "example", `e.g. ${endpoint.example_path}`));
+    const key = `${endpoint.method} ${endpoint.template}`;
+    const chart = el("button", "chart-endpoint", "chart");
+    chart.type = "button";
+    chart.title = `Chart ${key} alone`;
+    chart.setAttribute("aria-pressed", String(key === state.endpoint));
+    chart.addEventListener("click", () => chartEndpoint(key === state.endpoint ? "" : key));
+    const template = el("td", "endpoint", null, link, chart, el("span", "example", `e.g. ${endpoint.example_path}`));
     const errors = el("td", "num", formatPercent(endpoint.error_rate));
     if (endpoint.errors) errors.classList.add("has-errors");
     errors.title = `${endpoint.errors} errors, ${endpoint.client_errors} client errors (4xx)`;
@@ -174,6 +192,7 @@ async function load() {
   $("refresh-state").textContent = "updating…";
   const query = new URLSearchParams({ since: state.since, buckets: String(BUCKETS) });
   if (state.realm) query.set("realm", state.realm);
+  if (state.endpoint) query.set("endpoint", state.endpoint);
   try {
     const response = await fetch(`/api/services/${encodeURIComponent(state.service)}/stats?${query}`, {
       headers: { Accept: "application/json" },
@@ -197,6 +216,15 @@ async function load() {
   } finally {
     state.loading = false;
   }
+}
+
+function chartEndpoint(key) {
+  state.endpoint = key;
+  const url = new URL(location.href);
+  if (key) url.searchParams.set("endpoint", key);
+  else url.searchParams.delete("endpoint");
+  history.replaceState(null, "", url);
+  load();
 }
 
 function selectWindow(since) {

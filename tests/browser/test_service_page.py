@@ -105,6 +105,25 @@ def test_sorting_and_the_link_into_the_inspector(browser, stats_ui, traffic) -> 
         page.context.close()
 
 
+def test_one_endpoint_can_be_charted_alone(browser, stats_ui, traffic) -> None:
+    page, watched = open_page(browser, f"{stats_ui}/services/web?since=1h")
+    try:
+        expect(page.locator("body[data-loaded=true]")).to_have_count(1)
+        fails = page.locator("#endpoints tbody tr", has_text="/fail/{id}")
+        fails.locator("button.chart-endpoint").click()
+        expect(page.locator("#charted-endpoint")).to_have_text("Charts and totals of GET /fail/{id} · show all endpoints")
+        expect(page.locator("#service-totals .total", has_text="Requests").locator("dd")).to_have_text("3")
+        expect(fails.locator("button.chart-endpoint")).to_have_attribute("aria-pressed", "true")
+        assert "endpoint=GET+%2Ffail%2F%7Bid%7D" in page.url
+        screenshot(page, "service-page-endpoint")
+        page.locator("#charted-endpoint button").click()
+        expect(page.locator("#charted-endpoint")).to_be_hidden()
+        assert "endpoint=" not in page.url
+        assert watched.errors == []
+    finally:
+        page.context.close()
+
+
 def test_an_unknown_window_in_the_url_falls_back_and_errors_are_shown(browser, stats_ui, traffic) -> None:
     page, watched = open_page(browser, f"{stats_ui}/services/web?since=bogus")
     try:

@@ -65,6 +65,19 @@ def test_one_service(stats_client: TestClient, filled: float) -> None:
     assert endpoints[0]["example_path"] in {"/users/7", "/users/8", "/users/9"}
 
 
+def test_one_endpoint_charted(stats_client: TestClient, filled: float) -> None:
+    body = stats_client.get("/api/services/identity/stats", params={"endpoint": "GET /users/{id}"}).json()
+    assert body["endpoint"] == {"method": "GET", "template": "/users/{id}"}
+    assert (body["totals"]["requests"], body["totals"]["errors"], body["totals"]["client_errors"]) == (3, 1, 1)
+    assert sum(point["requests"] for point in body["series"]) == 3
+    assert [e["template"] for e in body["endpoints"]] == ["/users/{id}", "/users"]  # the table stays whole
+    unknown = stats_client.get("/api/services/identity/stats", params={"endpoint": "DELETE /nothing"}).json()
+    assert unknown["totals"]["requests"] == 0
+    assert stats_client.get("/api/services/identity/stats").json()["endpoint"] is None
+    bad = stats_client.get("/api/services/identity/stats", params={"endpoint": "users"})
+    assert bad.status_code == 422 and "expected METHOD TEMPLATE" in bad.json()["detail"]
+
+
 def test_the_endpoint_search_lists_its_exchanges(stats_client: TestClient, filled: float) -> None:
     endpoint = stats_client.get("/api/services/identity/stats").json()["endpoints"][0]
     listed = stats_client.get("/api/exchanges", params={"q": endpoint["search"]}).json()["data"]
