@@ -448,13 +448,16 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_status(settings: Settings) -> int:
-    """What /api/metrics shows, for a terminal: one line per proxy that ever wrote to this store."""
+    """What /api/metrics shows, for a terminal: one line per proxy that ever wrote to this store,
+    and one per registered service with its health."""
     from storage.queries import index_backlog, proxy_stats
+    from storage.services import service_overview
     from storage.store import open_store
 
     store = open_store(settings.db_url)
     try:
         proxies, backlog = proxy_stats(store), index_backlog(store)
+        services = service_overview(store, history=1)
     finally:
         store.close()
     print(f"store: {store.display_url}")
@@ -473,6 +476,14 @@ def run_status(settings: Settings) -> int:
             f"database errors {p['failed_batches']}, mean batch write {mean:.1f} ms"
             + (f"; last error: {p['last_error']}" if p["last_error"] else "")
         )
+    for service in services:
+        health = service["health"]
+        realm = f" ({service['realm']})" if service["realm"] else ""
+        detail = f", {health['latency_ms']:.0f} ms" if health["latency_ms"] is not None else ""
+        if health["error"] and health["state"] == "down":
+            detail += f": {health['error']}"
+        since = f" since {health['since']}" if health["since"] else ""
+        print(f"service {service['name']}{realm}: {health['state']}{since}{detail}")
     print(f"search index backlog: {backlog} exchange(s)")
     return 0
 

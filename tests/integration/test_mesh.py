@@ -121,6 +121,12 @@ def test_services_are_listed_with_health_and_a_stopped_one_flips_down_and_back(m
     # Down, and still forwarded: the gateway tries the upstream and reports its failure.
     failed = httpx.get(f"{mesh.gateway}/identity/users/1", timeout=10)
     assert failed.status_code == 502
+    assert 'passageway_service_up{service="identity",realm="dev"} 0' in mesh.api("/api/metrics").text
+    status = subprocess.run([sys.executable, "-m", "proxy", "status", "--db", mesh.db_url],
+                            capture_output=True, text=True, timeout=30, cwd=REPO)  # fmt: skip
+    assert re.search(r"^service identity \(dev\): down since \S+: cannot connect: connection refused$",
+                     status.stdout, re.MULTILINE), status.stdout  # fmt: skip
+    assert re.search(r"^service orders \(dev\): up since \S+, \d+ ms$", status.stdout, re.MULTILINE), status.stdout
 
     mesh.start_service("identity")
     wait_for(lambda: states()["identity"] == "up", timeout=10, message=lambda: str(states()))
