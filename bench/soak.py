@@ -223,20 +223,26 @@ async def generate(a) -> dict:
         st["bytes"] += len(head) + n
         return status, b"\r\nconnection: close" in low
 
-    async def h1_worker() -> None:
-        reader = writer = None
+    async def scheduled(kind: str, rate: float):  # type: ignore[no-untyped-def]
+        """(index, scheduled time) of each request of `kind`, yielded at that time; the
+        workers of a kind share its counter."""
         while True:
-            i = counter["h1"]
-            counter["h1"] += 1
-            when = t0 + i / h1_rate
+            i = counter[kind]
+            counter[kind] += 1
+            when = t0 + i / rate
             if when >= end:
-                break
+                return
             if loop.time() > end + a.grace:  # overloaded: do not run on past the window
                 st["unsent"] += 1
                 continue
             delay = when - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            yield i, when
+
+    async def h1_worker() -> None:
+        reader = writer = None
+        async for i, when in scheduled("h1", h1_rate):
             new = a.new_conn_every > 0 and i % a.new_conn_every == 0
             st["sent"] += 1
             try:
@@ -270,18 +276,7 @@ async def generate(a) -> dict:
             writer.close()
 
     async def h2_worker(client) -> None:
-        while True:
-            i = counter["h2"]
-            counter["h2"] += 1
-            when = t0 + i / h2_rate
-            if when >= end:
-                break
-            if loop.time() > end + a.grace:  # overloaded: do not run on past the window
-                st["unsent"] += 1
-                continue
-            delay = when - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for i, when in scheduled("h2", h2_rate):
             method, req, resp = pick(i)
             url = f"https://{HOST}:{a.port}{base}/h2-{i}?r={resp}&t={a.tag}"
             body = stamp(pools[req][i % 16], i) if req else None

@@ -252,9 +252,10 @@ def data_flag(value: str) -> bytes:
 def call_request(args: argparse.Namespace, settings: Settings) -> tuple[str, list[tuple[str, str]], bytes | None]:
     """(URL, headers, body) of `passageway call`; ValueError names a bad argument."""
     from passageway import ServiceURLError, parse_service_url
+    from passageway.service_url import is_service_url
 
     url = args.url
-    if "://" not in url or url.lower().startswith("service://"):
+    if is_service_url(url) or "://" not in url:  # a bare name/path gets parse_service_url's message
         try:
             name = parse_service_url(url).name
         except ServiceURLError as e:

@@ -7,11 +7,11 @@ may also have a listen port of its own, where every path goes to it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# One definition of a service name, shared with the smart client's service:// URLs.
+from passageway.service_url import SERVICE_NAME
 
 
 class RouteError(ValueError):
