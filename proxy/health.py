@@ -108,9 +108,14 @@ def failure_reason(exc: BaseException, *, timeout: float) -> str:
     return f"{type(exc).__name__}: {one_line(exc)}"
 
 
+FIRST_PROBE_SPREAD = 2.0
+"""Seconds over which the first probes of all services are spread: soon after start (a fresh
+proxy's services are not "unknown" for a whole interval), yet not all at once."""
+
+
 def first_delay(interval: float, rng: random.Random) -> float:
-    """A random start within the first interval, so many services are not probed at once."""
-    return rng.uniform(0, interval)
+    """A random start within the first interval, at most FIRST_PROBE_SPREAD seconds."""
+    return rng.uniform(0, min(interval, FIRST_PROBE_SPREAD))
 
 
 def tls_verify(upstream_ca: Path | None, upstream_insecure: bool) -> ssl.SSLContext | bool:

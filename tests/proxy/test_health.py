@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -12,7 +13,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from proxy.health import HealthProbes, failure_reason, probe_url, registration, status_is_up, tls_verify
+from proxy.health import (
+    FIRST_PROBE_SPREAD,
+    HealthProbes,
+    failure_reason,
+    first_delay,
+    probe_url,
+    registration,
+    status_is_up,
+    tls_verify,
+)
 from proxy.routing import HealthCheck, Service, parse_upstream
 from storage.services import health_history, service_overview
 from storage.store import Store, open_store
@@ -178,3 +188,10 @@ def test_a_database_that_is_away_at_start_registers_later(store: Store, tmp_path
         lock.close()
     wait_for(probes.registered.is_set, timeout=3)
     assert [row["name"] for row in service_overview(store, realm="dev")] == ["quiet"]
+
+
+def test_first_probes_come_soon_after_start_and_spread() -> None:
+    rng = random.Random(3)
+    delays = [first_delay(60.0, rng) for _ in range(200)]
+    assert all(0 <= d <= FIRST_PROBE_SPREAD for d in delays) and max(delays) - min(delays) > 1
+    assert all(first_delay(0.3, rng) <= 0.3 for _ in range(50))
