@@ -779,6 +779,12 @@ def _redact_text_body(text: str, media: str, rules: RedactionRules, marks: _Mark
     return _text_secrets(text, rules, marks)
 
 
+def _declared_binary(media: str) -> bool:
+    """A type that says binary (octet-stream, protobuf, an image...): on the way out it is not
+    read as text even when its bytes happen to be UTF-8, since their names cannot be known."""
+    return bool(media) and not _is_text_type(media) and not media.startswith("multipart/")
+
+
 def _binary_note(size: int, media: str) -> str:
     return f"binary ({media or 'no content type'}, {size} bytes): redaction cannot read it"
 
@@ -819,7 +825,7 @@ def _redact_part(data: bytes, content_type: str | None, rules: RedactionRules, m
     if boundary:
         return _redact_multipart(data, boundary, rules, marks, withhold=withhold)
     try:
-        decoded = _decode_text(data, content_type)
+        decoded = None if withhold and _declared_binary(media) else _decode_text(data, content_type)
     except _Unreadable:
         decoded = None
     if decoded is None:
@@ -861,7 +867,7 @@ def _first_pass_body(
     if boundary:
         return _PendingBody(data=_redact_multipart(data, boundary, rules, marks, withhold=out))
     try:
-        decoded = _decode_text(data, content_type)
+        decoded = None if out and _declared_binary(media) else _decode_text(data, content_type)
     except _Unreadable as exc:
         return _PendingBody(note=f"withheld: {exc}")
     if decoded is None:

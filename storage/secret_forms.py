@@ -8,20 +8,22 @@ value redacted by name is followed: `echo_forms()` lists the forms it can take a
 `SecretScrubber` replaces every one of them, anywhere in the text, by the marker of the
 value itself (the same keyed hash, so one secret reads the same everywhere).
 
-The forms, combined as a service would combine them (a URL inside a JSON string inside
-a JSON body...):
+The forms, combined as services combine them:
 - as is;
 - URL-encoded the ways encoders do it: every reserved character (`quote(s, safe="")`),
   Python's default (`/` kept), JavaScript's encodeURIComponent and encodeURI, form
-  encoding (space as `+`, and the WHATWG variant that also encodes `~`), every byte;
-  with upper- or lower-case hex; and encoded twice (a URL in another URL's query);
+  encoding (space as `+`, and the WHATWG variant that also encodes `~`); with upper- or
+  lower-case hex; and encoded twice (a URL in another URL's query);
 - JSON-string-escaped, one to three levels deep (a JSON document in a JSON string in a
   body), with non-ASCII as `\\uXXXX` (either hex case) or raw, and `/` as `\\/` or raw;
-- HTML-escaped (`&quot;`, `&#x27;`...);
+  a URL-encoded form JSON-escaped one or two levels deep (httpbin's "url" echoed in
+  another JSON string); a JSON-escaped form URL-encoded (JSON in a query parameter);
+- HTML-escaped, as is or URL-encoded (`&quot;`, `&#x27;`...);
 - base64 and base64url, with and without padding, of the whole value (Basic
-  credentials are `base64(user:pass)`), and, for values of 8 characters or more, the
-  part of the base64 text that the value alone decides at each of the three
-  alignments, so the value is found inside any base64 blob that holds it.
+  credentials are `base64(user:pass)`), as is, URL-encoded or JSON-escaped; and, for
+  values of 8 characters or more, the part of the base64 text that the value alone
+  decides at each of the three alignments, so the value is found inside any base64
+  blob that holds it.
 
 Limits (the README says them too): a value shorter than MIN_FOLLOWED characters is not
 followed (every "a" or "42" would go); nor are the words true, false, null and
@@ -40,12 +42,18 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, quote_plus
 
+import ahocorasick
+
 __all__ = ["MIN_FOLLOWED", "SecretScrubber", "echo_forms", "is_followed"]
 
 MIN_FOLLOWED = 4
 """Values shorter than this (after trimming) are redacted where they stand but not followed."""
 
-MAX_FORMS_PER_SECRET = 256
+MAX_FORMS_PER_SECRET = 512
+LONG_SECRET = 4096
+MAX_FORM_CHARS = 4_000_000
+"""Characters of forms one scrubber holds (its automaton's memory): every secret's own form
+always, the encoded forms while they fit, secret by secret (`SecretScrubber.complete`)."""
 _MIN_BASE64_FRAGMENT = 8
 _FEW_FORMS = 64
 _NOT_FOLLOWED = frozenset(("true", "false", "null", "none", "bearer", "basic", "digest", "negotiate", "token"))
@@ -68,16 +76,10 @@ _JSON_PLAIN_RE = re.compile(r"[ !#-.0-\[\]-~]*")
 _UNICODE_ESCAPE_RE = re.compile(r"\\u[0-9a-f]{4}")
 
 
-def _every_byte(value: str) -> str:
-    data = value.encode("utf-8", "surrogatepass")
-    return "%" + data.hex("%").upper() if data else ""
-
-
 def _url_forms(value: str) -> set[str]:
     """`value` as the common URL and form encoders write it (upper- and lower-case hex)."""
-    if _UNRESERVED_RE.fullmatch(value):  # most tokens: only the encode-everything encoder changes them
-        every = _every_byte(value)
-        return {value, every, every.lower()}
+    if _UNRESERVED_RE.fullmatch(value):  # most tokens: no encoder changes them
+        return {value}
     forms = {
         quote(value, safe="", errors="surrogatepass"),
         quote(value, safe="/", errors="surrogatepass"),
@@ -85,7 +87,6 @@ def _url_forms(value: str) -> set[str]:
         quote(value, safe=";,/?:@&=+$!'()*#", errors="surrogatepass"),  # encodeURI
         quote_plus(value, safe="", errors="surrogatepass"),
         quote_plus(value, safe="*", errors="surrogatepass").replace("~", "%7E"),  # WHATWG forms
-        _every_byte(value),
     }
     forms |= {_HEX_RE.sub(lambda m: m.group().lower(), form) for form in forms}
     return forms
@@ -122,10 +123,18 @@ def _base64_forms(value: str) -> set[str]:
     return forms
 
 
-@functools.lru_cache(maxsize=4096)
 def echo_forms(secret: str) -> tuple[str, ...]:
-    """The forms `secret` may take in an echo (see the module doc), longest first, at most
-    MAX_FORMS_PER_SECRET (the likeliest are made first)."""
+    """The forms `secret` may take in an echo (see the module doc), the likeliest first, at
+    most MAX_FORMS_PER_SECRET. A value longer than LONG_SECRET (a key file, a large blob)
+    is followed as is, JSON-escaped and in base64 only."""
+    if len(secret) > LONG_SECRET:
+        forms = dict.fromkeys((secret, *_json_forms(secret), *_base64_forms(secret)))
+        return tuple(forms)
+    return _echo_forms(secret)
+
+
+@functools.lru_cache(maxsize=4096)
+def _echo_forms(secret: str) -> tuple[str, ...]:
     forms: dict[str, None] = {secret: None}
 
     def add(values: Iterable[str]) -> None:
@@ -133,85 +142,58 @@ def echo_forms(secret: str) -> tuple[str, ...]:
             if len(forms) < MAX_FORMS_PER_SECRET:
                 forms.setdefault(value)
 
+    def json_levels(values: Iterable[str], depth: int) -> None:
+        level = set(values)
+        for _ in range(depth):
+            level = {escaped for value in level for escaped in _json_forms(value)}
+            add(sorted(level))
+
     url_once = _url_forms(secret)
     add(sorted(url_once))
-    level = {secret}
-    for _ in range(3):  # JSON in a JSON string in a JSON string
-        level = {escaped for value in level for escaped in _json_forms(value)}
-        add(sorted(level))
-    add(sorted(html.escape(form) for form in (secret, *url_once)))
-    json_once = _json_forms(secret)
-    add(sorted(escaped for form in url_once for escaped in _json_forms(form)))  # a URL in JSON
-    add(sorted(encoded for form in json_once for encoded in _url_forms(form)))  # JSON in a query
-    add(sorted(quote(form, safe="") for form in url_once))  # a URL in another URL's query
+    json_levels([secret], 3)  # JSON in a JSON string in a JSON string
     base64_forms = _base64_forms(secret)
     add(sorted(base64_forms))
-    add(sorted(quote(form, safe="") for form in base64_forms))
-    return tuple(sorted(forms, key=len, reverse=True))
+    add(sorted(html.escape(form) for form in (secret, *url_once)))
+    json_levels(url_once, 2)  # a URL in a JSON body, itself echoed in a JSON string
+    add(sorted(encoded for form in _json_forms(secret) for encoded in _url_forms(form)))  # JSON in a query
+    add(sorted(twice for form in url_once for twice in _url_forms(form)))  # a URL in another URL's query
+    add(sorted(encoded for form in base64_forms for encoded in _url_forms(form)))
+    json_levels(base64_forms, 1)  # PHP's json_encode writes "/" as "\\/"
+    return tuple(forms)
 
 
 # --- scrubbing -----------------------------------------------------------------------------------
 
 
-def _trie_pattern(words: Iterable[str]) -> str:
-    """A regular expression matching any of `words`, longest first at each position, shaped as
-    a trie so that a position is rejected on its first character (built without recursion)."""
-    root: dict = {}
-    for word in words:
-        node = root
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = None
-
-    def chain(node: dict) -> tuple[str, dict]:
-        """Single-child runs collapsed into one literal: (run, the node after it)."""
-        run = []
-        while len(node) == 1 and "" not in node:
-            (ch, child), = node.items()
-            run.append(ch)
-            node = child
-        return re.escape("".join(run)), node
-
-    # Post-order over branching nodes, each rendered once its children are.
-    rendered: dict[int, str] = {}
-    stack: list[tuple[dict, bool]] = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        branches = {ch: child for ch, child in node.items() if ch != ""}
-        if not children_done:
-            stack.append((node, True))
-            for child in branches.values():
-                _, after = chain(child)
-                stack.append((after, False))
-            continue
-        alternatives = []
-        for ch, child in sorted(branches.items()):
-            run, after = chain(child)
-            alternatives.append(re.escape(ch) + run + rendered[id(after)])
-        if not alternatives:
-            rendered[id(node)] = ""
-            continue
-        body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
-        rendered[id(node)] = f"(?:{body})?" if "" in node else body
-    return rendered[id(root)]
-
-
 class SecretScrubber:
     """Replaces every echo form of the given secrets by the secret's marker.
 
-    `markers` maps each secret (as redacted) to its marker. Existing markers are left as
-    they are, so a secret that happens to look like part of a marker cannot mangle one.
+    `markers` maps each secret (as redacted) to its marker. Forms are found by one
+    Aho-Corasick automaton (pyahocorasick), leftmost-longest, in time linear in the text
+    whatever the secrets (hostile traffic chooses them). Existing markers are left as they
+    are, so a secret that happens to look like part of a marker cannot mangle one.
     """
 
-    __slots__ = ("_by_form", "_text", "_latin1")
+    __slots__ = ("_by_form", "_text", "_latin1", "complete")
 
     def __init__(self, markers: Mapping[str, str]) -> None:
-        self._by_form: dict[str, str] = {}
-        for secret, marker in markers.items():
-            if is_followed(secret):
-                for form in echo_forms(secret):
-                    self._by_form.setdefault(form, marker)
-        self._text: _Matcher | None = _Matcher(self._by_form) if self._by_form else None
+        followed = [(secret, marker) for secret, marker in markers.items() if is_followed(secret)]
+        by_form = {secret: marker for secret, marker in followed}
+        budget = MAX_FORM_CHARS - sum(map(len, by_form))
+        self.complete = True
+        """False when some encoded forms did not fit in MAX_FORM_CHARS (each secret is still
+        followed as it is)."""
+        for secret, marker in followed:
+            for form in echo_forms(secret):
+                if form in by_form:
+                    continue
+                if len(form) > budget:
+                    self.complete = False
+                    break
+                by_form[form] = marker
+                budget -= len(form)
+        self._by_form = by_form
+        self._text: _Matcher | None = _Matcher(by_form) if by_form else None
         self._latin1: _Matcher | None = None
 
     def __bool__(self) -> bool:
@@ -240,44 +222,54 @@ class SecretScrubber:
         return self._text is not None and self.bytes(data) != data
 
 
-class _Matcher:
-    """Forms -> markers. A few forms are looked for one by one (str.find is fast, and most
-    text holds none of them); the expression (markers first, so they stay whole) is compiled
-    only when one is found, or at once for many forms."""
+_MARKER_SPLIT_RE = re.compile(f"({_MARKER})")
 
-    __slots__ = ("by_form", "forms", "_pattern", "_sorted")
+
+class _Matcher:
+    """Forms -> markers. A few forms are looked for one by one first (str `in` is fast, and
+    most text holds none of them); the automaton is built on first need."""
+
+    __slots__ = ("by_form", "_automaton", "_sorted", "_longest")
 
     def __init__(self, by_form: Mapping[str, str]) -> None:
         self.by_form = dict(by_form)
-        self.forms = sorted(self.by_form, key=len, reverse=True)
-        self._pattern: re.Pattern[str] | None = None
+        self._automaton: ahocorasick.Automaton | None = None
         self._sorted: list[str] | None = None
+        self._longest = max(map(len, self.by_form))
 
     def scrub(self, value: str, *, cut: bool) -> str:
-        if len(self.forms) > _FEW_FORMS or any(form in value for form in self.forms):
-            if self._pattern is None:
-                self._pattern = _compile(self.forms)
-            value = self._pattern.sub(self._replace, value)
+        if len(self.by_form) > _FEW_FORMS or any(form in value for form in self.by_form):
+            pieces = _MARKER_SPLIT_RE.split(value)  # odd pieces are markers: kept whole
+            value = "".join(piece if i % 2 else self._replace(piece) for i, piece in enumerate(pieces))
         return self._cut_tail(value) if cut else value
 
-    def _replace(self, match: re.Match[str]) -> str:
-        return match.group(1) or self.by_form[match.group()]
+    def _replace(self, text: str) -> str:
+        if not text:
+            return text
+        if self._automaton is None:
+            self._automaton = ahocorasick.Automaton()
+            for form, marker in self.by_form.items():
+                self._automaton.add_word(form, (len(form), marker))
+            self._automaton.make_automaton()
+        out = []
+        pos = 0
+        for end, (length, marker) in self._automaton.iter_long(text):
+            start = end - length + 1
+            out.append(text[pos:start])
+            out.append(marker)
+            pos = end + 1
+        if not out:
+            return text
+        out.append(text[pos:])
+        return "".join(out)
 
     def _cut_tail(self, value: str) -> str:
         """A form's first MIN_FOLLOWED or more characters ending `value`: replaced from there."""
         if self._sorted is None:
-            self._sorted = sorted(self.forms)
-        for start in range(max(0, len(value) - len(self.forms[0])), len(value) - MIN_FOLLOWED + 1):
+            self._sorted = sorted(self.by_form)
+        for start in range(max(0, len(value) - self._longest), len(value) - MIN_FOLLOWED + 1):
             tail = value[start:]
             i = bisect.bisect_left(self._sorted, tail)
             if i < len(self._sorted) and self._sorted[i].startswith(tail):
                 return value[:start] + self.by_form[self._sorted[i]]
         return value
-
-
-def _compile(forms: list[str]) -> re.Pattern[str]:
-    try:
-        return re.compile(f"({_MARKER})|" + _trie_pattern(forms))
-    except (RecursionError, re.error, OverflowError):
-        # Hostile values nesting thousands of prefixes deep: a flat alternation, slower but sure.
-        return re.compile(f"({_MARKER})|" + "|".join(re.escape(form) for form in forms))
