@@ -589,6 +589,7 @@ _KEY_GAP_RE = re.compile(r"\s*:")
 _VALUE_START_RE = re.compile(r"\s*:\s*")
 _GAP_ITEM_RE = re.compile(r"[\[\]{}]|-?[0-9][0-9.eE+-]*")
 _NUMBER_RE = re.compile(r"-?[0-9][0-9.eE+-]*")
+_CONTAINER_STARTS = frozenset("{[ \t\r\n\ufeff")
 _UNENCODABLE_RE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 _MAX_JSON_NESTING = 8
 """JSON documents kept in JSON strings are redacted this many levels deep (each level
@@ -623,7 +624,9 @@ def _string_marker(token: str, marks: _Marks) -> str:
 
 def _nested_document(token: str, rules: RedactionRules, marks: _Marks, depth: int) -> str:
     """A string token holding a JSON document (an echoed body), with that document redacted."""
-    if depth >= _MAX_JSON_NESTING or not _closed(token) or not _LEADING_CONTAINER_RE.match(token, 1):
+    if len(token) < 3 or token[1] not in _CONTAINER_STARTS or depth >= _MAX_JSON_NESTING:
+        return token  # the common case, decided by one character
+    if not _LEADING_CONTAINER_RE.match(token, 1) or not _closed(token):
         return token
     value = _json_string(token)
     redacted = _redact_json(value, rules, marks, depth + 1)
