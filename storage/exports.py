@@ -1,20 +1,21 @@
 """Traffic out and in as HAR: the stored side of storage.har (which is pure).
 
 har_of() reads exchanges (by id, at most MAX_EXPORT) and their bodies and builds a HAR
-1.2 log, redacted with storage.redaction unless asked for raw; import_records() writes
+1.2 log, redacted unless asked for raw: all of them by one storage.redaction.Redaction, so a
+secret of one exchange is also scrubbed from the others; import_records() writes
 what storage.har.import_har made through the one write path.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from importlib import metadata
 
 from storage.har import HarBody, HarSource, export_har, har_body
-from storage.queries import get_body, get_exchange, list_exchanges
+from storage.outgoing import out_exchange
+from storage.queries import StoredBody, get_body, get_exchange, list_exchanges
 from storage.record import ExchangeRecord
-from storage.redaction import RedactionRules, redact_body, redact_exchange
+from storage.redaction import OutBody, Redaction, RedactionRules
 from storage.search import Query
 from storage.shares import redaction_key
 from storage.store import Store
@@ -42,16 +43,29 @@ def search_ids(store: Store, query: Query | None, *, limit: int = MAX_EXPORT) ->
 
 def har_of(store: Store, ids: Sequence[int], *, rules: RedactionRules | None) -> dict:
     """A HAR log of the exchanges `ids` (missing ones skipped); redacted unless rules is None."""
-    key = redaction_key(store) if rules is not None else b""
-    sources = []
+    if rules is None:
+        sources = []
+        for exchange_id in ids[:MAX_EXPORT]:
+            detail = get_exchange(store, exchange_id=exchange_id)
+            if detail is not None:
+                bodies = {side: _raw_body(store, exchange_id, side) for side in ("request", "response")}
+                sources.append(HarSource(detail, request_body=bodies["request"], response_body=bodies["response"]))
+        return export_har(sources, creator_version=_version())
+    redaction = Redaction(rules, redaction_key(store))
+    stored_bodies = []
     for exchange_id in ids[:MAX_EXPORT]:
-        detail = get_exchange(store, exchange_id=exchange_id)
-        if detail is None:
-            continue
-        bodies = {side: _body(store, exchange_id, side, rules, key) for side in ("request", "response")}
-        if rules is not None:
-            detail = redact_exchange(detail, rules, key)
-        sources.append(HarSource(detail, request_body=bodies["request"], response_body=bodies["response"]))
+        found = out_exchange(store, exchange_id, decode_limit=_DECODE_LIMIT)
+        if found is not None:
+            redaction.add(found[0])
+            stored_bodies.append(found[1])
+    sources = [
+        HarSource(
+            exchange.detail,
+            request_body=_redacted_body(exchange.request_body, stored["request"]),
+            response_body=_redacted_body(exchange.response_body, stored["response"]),
+        )
+        for exchange, stored in zip(redaction.finish(), stored_bodies, strict=True)
+    ]
     return export_har(sources, creator_version=_version())
 
 
@@ -71,11 +85,11 @@ def _newest_id(store: Store) -> int:
     return page.data[0]["id"] if page.data else 0
 
 
-def _body(store: Store, exchange_id: int, side: str, rules: RedactionRules | None, key: bytes) -> HarBody | None:
+def _raw_body(store: Store, exchange_id: int, side: str) -> HarBody | None:
     stored = get_body(store, exchange_id=exchange_id, side=side)
     if stored is None:
         return None
-    body = har_body(
+    return har_body(
         stored.data,
         size=stored.size,
         truncated=stored.truncated,
@@ -83,9 +97,12 @@ def _body(store: Store, exchange_id: int, side: str, rules: RedactionRules | Non
         content_type=stored.content_type,
         limit=_DECODE_LIMIT,
     )
-    if rules is not None and body.data is not None:
-        body = dataclasses.replace(body, data=redact_body(body.data, stored.content_type, rules, key))
-    return body
+
+
+def _redacted_body(body: OutBody | None, stored: StoredBody | None) -> HarBody | None:
+    if body is None or stored is None:
+        return None
+    return HarBody(body.data, stored.content_type, stored.size, stored.truncated, stored.encoding, note=body.note)
 
 
 def _version() -> str:

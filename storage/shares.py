@@ -1,8 +1,10 @@
 """Share links: a redacted snapshot of one exchange, a search or a trace, behind an unguessable token.
 
 create_share() picks the exchanges (at most MAX_SHARED_EXCHANGES), copies each one's detail
-and decoded bodies (each cut at SHARED_BODY_LIMIT), redacts them (storage.redaction) with
-this installation's key, and stores the copy compressed with the SHA-256 of a fresh token.
+and decoded bodies (each cut at SHARED_BODY_LIMIT), redacts them together (one
+storage.redaction.Redaction, so a secret of one is also scrubbed from the others) with
+this installation's key, redacts the search it was made from the same way, and stores
+the copy compressed with the SHA-256 of a fresh token.
 A trace's snapshot also holds its tree of calls (storage.traces), assembled from the copies.
 The token (256 bits from `secrets`) is returned once and never stored, so neither the
 database nor the share list can give out a working link. open_share() finds a share by
@@ -12,6 +14,7 @@ the token's hash and says when it has expired or been revoked (the caller answer
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -24,10 +27,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.models import InstallationSecret, Share
-from storage.queries import get_body, get_exchange, iso_utc, list_exchanges
-from storage.redaction import RedactionRules, redact_body, redact_exchange
-from storage.search import parse_query
-from storage.search_sql import is_text_content_type
+from storage.outgoing import out_exchange
+from storage.queries import get_exchange, iso_utc, list_exchanges
+from storage.redaction import OutBody, OutExchange, Redaction, RedactionRules
+from storage.search import Query, parse_query
 from storage.store import Store
 from storage.traces import assemble_trace, span_from_detail
 
@@ -54,6 +57,7 @@ SHARED_BODY_LIMIT = 256 * 1024
 """Decoded bytes of each body a snapshot keeps (a share is for reading, not for replaying)."""
 _DECODE_LIMIT = 64 * 1024 * 1024
 _KEY_NAME = "redaction_key"
+_HEADER_FIELDS = ("header", "req.header", "res.header")
 
 
 class ShareError(ValueError):
@@ -110,8 +114,14 @@ def create_share(
     ids, cut = _exchange_ids(store, kind, selector)
     if not ids:
         raise ShareError(f"nothing to share: no exchange matches {kind} {selector!r}")
-    key = redaction_key(store)
-    exchanges = [_snapshot_exchange(store, exchange_id, rules, key) for exchange_id in ids]
+    redaction = Redaction(rules, redaction_key(store))
+    shown_selector = _selector_by_names(kind, selector, redaction)
+    for exchange_id in ids:
+        found = out_exchange(store, exchange_id, decode_limit=_DECODE_LIMIT, cut_at=SHARED_BODY_LIMIT)
+        if found is not None:  # else deleted between the search and now
+            redaction.add(found[0])
+    exchanges = [_snapshot_exchange(exchange) for exchange in redaction.finish()]
+    selector = redaction.scrub(shown_selector)
     snapshot = {
         "kind": kind,
         "selector": selector,
@@ -119,7 +129,7 @@ def create_share(
         "created_at": iso_utc(now),
         "expires_at": iso_utc(now + ttl),
         "cut": cut,
-        "exchanges": [exchange for exchange in exchanges if exchange is not None],
+        "exchanges": exchanges,
     }
     if kind == "trace":
         # Assembled from the redacted copies: the shared page draws the same waterfall as
@@ -239,46 +249,49 @@ def _exchange_ids(store: Store, kind: str, selector: str) -> tuple[list[int], bo
         before = page.next
 
 
-def _snapshot_exchange(store: Store, exchange_id: int, rules: RedactionRules, key: bytes) -> dict | None:
-    detail = get_exchange(store, exchange_id=exchange_id)
-    if detail is None:
-        return None  # deleted between the search and now
-    shared = redact_exchange(detail, rules, key)
-    for side in ("request", "response"):
-        shared[f"{side}_body"] = _snapshot_body(store, exchange_id, side, detail[f"{side}_body"], rules, key)
+def _selector_by_names(kind: str, selector: str, redaction: Redaction) -> str:
+    """A search with the values of its secret header terms redacted (`header:x-api-key=...`);
+    re-written in its canonical form only when one changed. Pass 2 follows later."""
+    if kind != "search":
+        return selector
+    query = parse_query(selector)
+    changed = False
+    groups = []
+    for group in query.groups:
+        terms = []
+        for term in group:
+            if term.field in _HEADER_FIELDS and term.op == "=":
+                name, value = term.value
+                redacted = redaction.header_value(name, value)
+                if redacted != value:
+                    term, changed = dataclasses.replace(term, value=(name, redacted)), True
+            terms.append(term)
+        groups.append(tuple(terms))
+    return str(Query(tuple(groups))) if changed else selector
+
+
+def _snapshot_exchange(exchange: OutExchange) -> dict:
+    shared = dict(exchange.detail)
+    shared["request_body"] = _snapshot_body(exchange.detail.get("request_body"), exchange.request_body)
+    shared["response_body"] = _snapshot_body(exchange.detail.get("response_body"), exchange.response_body)
     return shared
 
 
-def _snapshot_body(store: Store, exchange_id: int, side: str, meta: dict | None, rules: RedactionRules, key: bytes) -> dict | None:
-    if meta is None:
+def _snapshot_body(meta: dict | None, body: OutBody | None) -> dict | None:
+    if meta is None or body is None:
         return None
-    stored = get_body(store, exchange_id=exchange_id, side=side)
-    if stored is None:
-        return None
-    data = stored.decoded(limit=_DECODE_LIMIT)
-    if data is None:
-        data = b""  # never share bytes that could not be checked for secrets
-    cut = len(data) > SHARED_BODY_LIMIT
-    body: dict[str, Any] = {
-        "size": stored.size,
-        "content_type": stored.content_type,
-        "truncated": stored.truncated or cut,
+    shared: dict[str, Any] = {
+        "size": meta.get("size"),
+        "content_type": body.content_type,
+        "truncated": body.truncated,
         "text": None,
         "base64": None,
-        "withheld": False,
+        "withheld": body.data is None,
+        "note": body.note,
     }
-    if not (is_text_content_type(stored.content_type) or _is_image(stored.content_type)):
-        # Bytes redaction cannot read (octet-stream, protobuf, ...) could hold any secret.
-        body["withheld"] = True
-        return body
-    data = redact_body(data[:SHARED_BODY_LIMIT], stored.content_type, rules, key)
-    try:
-        body["text"] = data.decode("utf-8")
-    except UnicodeDecodeError:
-        body["base64"] = base64.b64encode(data).decode("ascii")
-    return body
-
-
-def _is_image(content_type: str | None) -> bool:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media in ("image/png", "image/jpeg", "image/gif", "image/webp")
+    if body.data is not None:
+        try:
+            shared["text"] = body.data.decode("utf-8")
+        except UnicodeDecodeError:
+            shared["base64"] = base64.b64encode(body.data).decode("ascii")
+    return shared

@@ -53,6 +53,8 @@ class SnippetRequest:
     """Decoded body bytes, or None for no body."""
     body_is_text: bool = True
     """False forces binary handling even when the bytes happen to be UTF-8."""
+    body_note: str | None = None
+    """Why the body is missing (withheld by redaction): written as a comment."""
 
 
 def snippet_headers(request: SnippetRequest) -> list[tuple[str, str]]:
@@ -115,6 +117,16 @@ def _check_file(body_file: str) -> None:
         raise ValueError("body_file must be a plain file name (letters, digits, '.', '_', '-', '/')")
 
 
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _note_comment(request: SnippetRequest, prefix: str) -> list[str]:
+    """The body note as one comment line: captured text in it cannot end the comment."""
+    if request.body_note is None:
+        return []
+    return [f"{prefix} The request body is left out: {_LINE_BREAKING.sub('?', request.body_note)}"]
+
+
 def _binary_comment(request: SnippetRequest, body_file: str) -> str:
     size = len(request.body or b"")
     return f"# The request body is binary ({size} bytes): save it as {body_file} first."
@@ -124,6 +136,7 @@ def as_curl(request: SnippetRequest, *, body_file: str = BODY_FILE) -> str:
     """A curl command, one option a line; a binary body is read from `body_file`."""
     _check_file(body_file)
     sh = _Shell()
+    sh.comments.extend(_note_comment(request, "#"))
     text = _body_text(request)
     if text is not None and "\x00" in text:
         text = None  # cannot be an argument: send it from the file
@@ -171,6 +184,7 @@ def as_httpie(request: SnippetRequest, *, body_file: str = BODY_FILE) -> str:
     """An HTTPie (3.x) command; a text body goes in --raw, a binary one on stdin from `body_file`."""
     _check_file(body_file)
     sh = _Shell()
+    sh.comments.extend(_note_comment(request, "#"))
     text = _body_text(request)
     if text is not None and "\x00" in text:
         text = None
@@ -194,6 +208,7 @@ def as_python_httpx(request: SnippetRequest) -> str:
     lines = [
         "import httpx",
         "",
+        *_note_comment(request, "#"),
         "response = httpx.request(",
         f"    {request.method!r},",
         f"    {request.url!r},",
@@ -219,6 +234,7 @@ def as_fetch(request: SnippetRequest) -> str:
     """JavaScript using fetch (browser or Node 18+); every value is a JSON string literal."""
     lines = [
         "// Browsers drop forbidden headers (Cookie, Accept-Encoding, Origin, ...); Node.js sends them.",
+        *_note_comment(request, "//"),
         f"const response = await fetch({_js(request.url)}, {{",
         f"  method: {_js(request.method)},",
     ]

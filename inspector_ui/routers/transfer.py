@@ -12,8 +12,9 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from storage.exports import har_of, search_ids
+from storage.outgoing import out_exchange
 from storage.queries import get_body, get_exchange
-from storage.redaction import redact_body, redact_exchange
+from storage.redaction import redact_outgoing
 from storage.search import QueryError, parse_query
 from storage.search_sql import is_text_content_type
 from storage.shares import redaction_key
@@ -79,10 +80,14 @@ async def snippet(
     redact: Annotated[bool, Query(description="Replace secrets by markers (for pasting elsewhere).")] = False,
 ) -> Any:
     """The body goes in decoded (its Content-Encoding header dropped); a binary body is read
-    from a file the snippet names (download it with the body endpoint)."""
+    from a file the snippet names (download it with the body endpoint). With redact=true,
+    the exchange is redacted as a share link is, and a body redaction cannot read (binary,
+    an unknown charset) is left out with a comment saying why."""
     settings = request.app.state.settings
 
     def build() -> str:
+        if redact:
+            return redacted_snippet()
         exchange = get_exchange(store, exchange_id=exchange_id)
         if exchange is None:
             raise HTTPException(404, f"exchange {exchange_id} not found")
@@ -95,21 +100,41 @@ async def snippet(
                 body = stored.data  # sent as stored, with its encoding header
             elif stored.encoding:
                 headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]
-        url = exchange["url"]
-        if redact:
-            rules, key = settings.redaction_rules(), redaction_key(store)
-            redacted = redact_exchange(exchange, rules, key)
-            url, headers = redacted["url"], [tuple(pair) for pair in redacted["request_headers"]]
-            if body is not None:
-                body = redact_body(body, stored.content_type if stored else None, rules, key)
-        text_body = body is not None and is_text_content_type(stored.content_type if stored else None)
-        if text_body:
-            try:
-                body.decode("utf-8")
-            except UnicodeDecodeError:
-                text_body = False
+        content_type = stored.content_type if stored else None
         return SNIPPETS[format](
-            SnippetRequest(method=exchange["method"], url=url, headers=headers, body=body, body_is_text=text_body)
-        )
+            SnippetRequest(
+                method=exchange["method"], url=exchange["url"], headers=headers, body=body,
+                body_is_text=_is_text(body, content_type),
+            )
+        )  # fmt: skip
+
+    def redacted_snippet() -> str:
+        found = out_exchange(store, exchange_id, decode_limit=settings.max_decoded_body)
+        if found is None:
+            raise HTTPException(404, f"exchange {exchange_id} not found")
+        [exchange] = redact_outgoing([found[0]], settings.redaction_rules(), redaction_key(store))
+        headers = [tuple(pair) for pair in exchange.detail["request_headers"]]
+        body = exchange.request_body
+        if body is not None and found[1]["request"] and found[1]["request"].encoding:
+            headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]  # the body goes decoded
+        return SNIPPETS[format](
+            SnippetRequest(
+                method=exchange.detail["method"], url=exchange.detail["url"], headers=headers,
+                body=None if body is None else body.data,
+                body_is_text=body is not None and _is_text(body.data, body.content_type),
+                body_note=None if body is None else body.note,
+            )
+        )  # fmt: skip
 
     return PlainTextResponse(await run_in_threadpool(build))
+
+
+def _is_text(body: bytes | None, content_type: str | None) -> bool:
+    """Whether a snippet may write the body as text: a text type, and UTF-8."""
+    if body is None or not is_text_content_type(content_type):
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

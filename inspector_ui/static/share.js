@@ -26,7 +26,8 @@ function bodyView(body) {
   if (body.truncated) facts.push("cut: only the start is shared");
   wrap.append(el("p", "note", facts.join(" · ")));
   if (body.withheld) {
-    wrap.append(el("p", "note", "Binary body not shared: it cannot be checked for secrets."));
+    // The note says why (binary, an unknown charset, an image holding a secret...).
+    wrap.append(el("p", "note", body.note ? `Body ${body.note}.` : "Body not shared: it cannot be checked for secrets."));
     return wrap;
   }
   const type = mediaType(body.content_type);

@@ -20,7 +20,8 @@ from storage.redaction import (
     MARKER_RE,
     RedactionRules,
     redact_body,
-    redact_exchange,
+    OutExchange,
+    redact_outgoing,
     redact_headers,
     redact_record,
     redact_text,
@@ -197,10 +198,11 @@ def test_form_body() -> None:
 
 
 def test_text_and_binary_bodies() -> None:
-    text = f"log line: got {jwt(1)} from client, password=notmatched\n".encode()
-    out = redact_body(text, "text/plain", R, KEY)
-    assert_clean(out)
-    assert b"password=notmatched" in out  # free text: JWT signatures only
+    text = f"log line: got {jwt(1)} from client, password={canary(3)}, user=ada; see https://u:{canary(4)}@h/\n"
+    out = redact_body(text.encode(), "text/plain", R, KEY)
+    assert_clean(out)  # free text: JWT signatures, secret name=value pairs, URL userinfo
+    assert out.startswith(f"log line: got {JWT_HEAD}.{JWT_BODY}.[redacted:".encode())
+    assert b", password=[redacted:" in out and b" user=ada; see https://[redacted:" in out  # the comma went with it
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
     assert redact_body(png, "image/png", R, KEY) is png
     proto = b"\x0a\x80" + jwt(2).encode() + b"\xff\xfe"
@@ -312,7 +314,8 @@ def test_redact_exchange_detail() -> None:
         "tags": ["a"],
         "request_body": {"size": 10, "sha256": "ab"},
     }
-    out = redact_exchange(detail, R, KEY)
+    [redacted] = redact_outgoing([OutExchange(detail)], R, KEY)
+    out = redacted.detail
     assert_clean(json.dumps(out))
     assert "CANARY" in json.dumps(detail)  # the input is untouched
     assert out["response_headers"] is None and out["tags"] == ["a"] and out["request_body"] == detail["request_body"]
