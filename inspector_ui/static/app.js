@@ -4,6 +4,7 @@ import { releaseObjectUrls, renderBody } from "./bodies.js";
 import { loadDiff, renderDiff } from "./diff.js";
 import { curlCommand, formatDuration, formatSize, formatTime, statusClass, statusText } from "./format.js";
 import { renderEditor, replayAsCaptured } from "./replay.js";
+import { closeHarDialog, harDialogOpen, openHarDialog } from "./har.js";
 import { closeShareUi, openShareDialog, openSharesList, shareUiOpen } from "./shares.js";
 
 const ROW_HEIGHT = 28; // px; must match .row in app.css (the list is virtualized on it)
@@ -31,6 +32,7 @@ const state = {
   ws: null,
   reconnectDelay: 500,
   queryError: false,
+  listed: false, // the first page of the current search has loaded
   diff: null, // [a, b] while the diff view is shown (?diff=A,B)
   editing: false, // the replay editor is in the detail pane
   compareA: null, // the exchange "Compare…" marked, waiting for a second one
@@ -177,7 +179,8 @@ async function reload() {
   state.newCount = 0;
   state.pausedQueue = [];
   state.queryError = false;
-  updateShareSearch();
+  state.listed = false;
+  updateSearchActions();
   listEl.scrollTop = 0;
   showQueryError(null);
   updateNewCount();
@@ -187,12 +190,13 @@ async function reload() {
     if (generation !== state.generation) return;
     state.rows = page.data;
     state.next = page.next;
+    state.listed = true;
     if (state.selectedId === null && state.rows.length) state.selectedId = state.rows[0].id;
   } catch (error) {
     if (generation !== state.generation) return;
     if (error.queryError) {
       state.queryError = true;
-      updateShareSearch();
+      updateSearchActions();
       showQueryError(error);
     } else {
       $("list-footer").textContent = `Could not load: ${error.message}`;
@@ -401,13 +405,28 @@ function search(q, { push = true } = {}) {
   reload();
 }
 
-/** "Share search" shares the applied search: the box must hold it, unedited and valid. */
-function updateShareSearch() {
-  const button = $("share-search");
-  const applied = state.q !== "" && searchInput.value.trim() === state.q && !state.queryError;
-  button.disabled = !applied;
-  button.title = applied ? `Make a read-only link to what “${state.q}” matches now`
+/** "Share search" and "Download HAR…" act on the applied search: the box must hold it,
+ * unedited and valid. An empty search downloads everything (the newest 10,000), but shares nothing. */
+function updateSearchActions() {
+  const applied = searchInput.value.trim() === state.q && !state.queryError;
+  const share = $("share-search");
+  share.disabled = !(applied && state.q !== "");
+  share.title = !share.disabled ? `Make a read-only link to what “${state.q}” matches now`
     : "Make a read-only link to what a search matches now (run a search first)";
+  const har = $("har-search");
+  har.disabled = !applied;
+  if (!applied) har.title = state.queryError ? "Fix the search to download what it matches"
+    : "Download what the search matches as a HAR file (press Enter to run the search first)";
+  else har.title = state.q ? `Download what “${state.q}” matches as a HAR file (redacted)`
+    : "Download everything captured (the newest 10,000) as a HAR file (redacted)";
+}
+
+/** How many exchanges the applied search matches, as far as the list knows:
+ * {count, more}; count null before the first page. */
+function listedCount() {
+  if (!state.listed) return { count: null, more: true };
+  const count = state.rows.length + state.pausedQueue.length;
+  return { count, more: state.next !== null || state.pausedQueue.length >= MAX_PAUSED };
 }
 
 // ---------------------------------------------------------------- selection and detail
@@ -929,11 +948,11 @@ function typing(target) {
 
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
-  if (shareUiOpen()) {
-    // A share dialog is modal: Esc closes it (and nothing behind it); other keys stay in it.
+  if (shareUiOpen() || harDialogOpen()) {
+    // A dialog is modal: Esc closes it (and nothing behind it); other keys stay in it.
     if (event.key === "Escape") {
       event.preventDefault();
-      closeShareUi();
+      if (!closeShareUi()) closeHarDialog();
     }
     return;
   }
@@ -1014,7 +1033,12 @@ $("share-search").addEventListener("click", (event) => {
   if (state.q && !state.queryError) openShareDialog({ q: state.q }, event.currentTarget);
 });
 $("shares-open").addEventListener("click", (event) => openSharesList(event.currentTarget));
-searchInput.addEventListener("input", updateShareSearch);
+$("har-search").addEventListener("click", (event) => {
+  if (searchInput.value.trim() === state.q && !state.queryError) {
+    openHarDialog({ q: state.q, ...listedCount() }, event.currentTarget);
+  }
+});
+searchInput.addEventListener("input", updateSearchActions);
 $("replay").addEventListener("click", replayNow);
 $("edit-replay").addEventListener("click", openEditor);
 $("compare").addEventListener("click", compareClicked);

@@ -3,6 +3,7 @@
 import { el, clear } from "./dom.js";
 import { getJson, postJson } from "./api.js";
 import { formatDuration } from "./format.js";
+import { openHarDialog } from "./har.js";
 import { renderEdges, renderWaterfall, traceFacts } from "./waterfall.js";
 
 const $ = (id) => document.getElementById(id);
@@ -19,7 +20,7 @@ function traceIdFromLocation() {
 }
 
 function shareControls(traceId) {
-  const wrap = el("div", "trace-actions");
+  const wrap = el("div", "trace-share");
   const button = el("button", "share-trace", "Share trace");
   button.type = "button";
   button.title = "Make a read-only, redacted link to this trace";
@@ -59,6 +60,18 @@ function shareControls(traceId) {
   return wrap;
 }
 
+/** "Download HAR…": every exchange of the trace, redacted unless the dialog's raw box is ticked. */
+function harControl(trace) {
+  const button = el("button", "har-trace", "Download HAR…");
+  button.type = "button";
+  button.setAttribute("aria-haspopup", "dialog");
+  button.title = "Download this trace's exchanges as a HAR file (redacted)";
+  button.addEventListener("click", () => {
+    openHarDialog({ trace: trace.trace_id, count: trace.exchange_count, more: Boolean(trace.cut) }, button);
+  });
+  return button;
+}
+
 function showHead(trace) {
   const head = clear($("trace-head"));
   document.title = `Trace ${trace.trace_id} · Passageway`;
@@ -69,7 +82,7 @@ function showHead(trace) {
   for (const name of trace.services) services.append(el("span", null, name));
   head.append(services);
   if (trace.cut) head.append(el("p", "warning", `This trace has more exchanges than shown: the first ${trace.exchange_count} are drawn.`));
-  head.append(shareControls(trace.trace_id));
+  head.append(el("div", "trace-actions", null, shareControls(trace.trace_id), harControl(trace)));
 }
 
 function fact(list, name, value) {
