@@ -32,7 +32,7 @@ from storage.queries import get_exchange, iso_utc, list_exchanges
 from storage.redaction import OutBody, OutExchange, Redaction, RedactionRules
 from storage.search import Query, parse_query
 from storage.store import Store
-from storage.traces import assemble_trace, span_from_detail
+from storage.traces import assemble_trace, span_from_detail, trace_exchange_ids
 
 __all__ = [
     "DEFAULT_TTL",
@@ -234,9 +234,10 @@ def _exchange_ids(store: Store, kind: str, selector: str) -> tuple[list[int], bo
     if kind == "trace":
         if not selector or len(selector) > 128 or any(c.isspace() or c == '"' for c in selector):
             raise ShareError(f"bad trace id {selector!r}")
-        query = parse_query(f"trace:{selector}")
-    else:
-        query = parse_query(selector)  # QueryError: the caller answers with its position
+        # Exactly this trace, as its page shows it: `trace:` in a search is a prefix, which for a
+        # short id (B3's 16 digits, an X-Request-ID) could take in other traces.
+        return trace_exchange_ids(store, trace_id=selector, limit=MAX_SHARED_EXCHANGES)
+    query = parse_query(selector)  # QueryError: the caller answers with its position
     ids: list[int] = []
     before = None
     while True:

@@ -444,6 +444,20 @@ def get_trace(store: Store, *, trace_id: str, limit: int = 2000) -> dict | None:
     return {"trace_id": trace_id, **trace.to_dict()}
 
 
+def trace_exchange_ids(store: Store, *, trace_id: str, limit: int) -> tuple[list[int], bool]:
+    """The ids of trace `trace_id`'s exchanges (exact, unlike the search's `trace:` prefix),
+    the first `limit` captured, oldest first; and whether there were more."""
+    query = (
+        select(Exchange.id)
+        .where(Exchange.trace_id.isnot(None), Exchange.trace_id == trace_id)
+        .order_by(Exchange.id)
+        .limit(max(1, int(limit)) + 1)
+    )
+    with store.engine.connect() as conn:
+        ids = list(conn.execute(query).scalars())
+    return ids[:limit], len(ids) > limit
+
+
 def list_traces(store: Store, *, since: dt.datetime, service: str | None = None, limit: int = 50) -> list[dict]:
     """The newest traces with an exchange captured at or after `since` (and, with `service`,
     one to or from that service): a summary of each, newest first.

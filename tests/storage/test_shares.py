@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import text
 
+from storage.indexer import index_pending
 from storage.redaction import DEFAULT_RULES
 from storage.shares import ShareError, ShareGone, create_share, list_shares, open_share, redaction_key, revoke_share
 from storage.writer import write_records
@@ -65,3 +66,24 @@ def test_a_search_share_says_when_it_was_cut(clean, monkeypatch):
     assert [x["id"] for x in snapshot["exchanges"]] == ids[-3:]  # the newest, oldest first
     monkeypatch.setattr(storage.shares, "MAX_SHARED_EXCHANGES", 5)
     assert create_share(clean, kind="search", selector="service:users", rules=DEFAULT_RULES).info["cut"] is False
+
+
+def test_a_trace_share_holds_exactly_that_trace(clean):
+    # A B3 trace id has 16 hex digits; `trace:` in a search is a prefix, so a share by it could
+    # take in another trace that starts with the same digits.
+    short, longer = "80f198ee56343ba8", "80f198ee56343ba864fe8b2a57d3eff7"
+    ids = write_records(clean, [make_record(trace_id=short), make_record(trace_id=longer), make_record(trace_id=short)])
+    created = create_share(clean, kind="trace", selector=short, rules=DEFAULT_RULES)
+    snapshot = open_share(clean, token=created.token)
+    assert [x["id"] for x in snapshot["exchanges"]] == [ids[0], ids[2]]
+    assert snapshot["trace"]["exchange_count"] == 2
+
+
+def test_a_search_share_redacts_its_secret_header_terms(clean):
+    ids = write_records(clean, [make_record(request_headers=[("X-Api-Key", "k3y-canary-1234")])])
+    index_pending(clean, ids=ids)  # header terms and free text read the search index
+    made = create_share(clean, kind="search", selector="header:x-api-key=k3y-canary-1234 OR k3y-canary-1234",
+                        rules=DEFAULT_RULES)  # fmt: skip
+    snapshot = open_share(clean, token=made.token)
+    assert "k3y-canary" not in snapshot["selector"] and "k3y-canary" not in str(list_shares(clean))
+    assert snapshot["selector"].startswith("header:x-api-key=[redacted:")
