@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -173,7 +173,9 @@ class TokenMiddleware:
         offered = next((value for name, value in query if name == "token"), None)
         if scope["type"] == "http" and scope["method"] == "GET" and self._valid(offered):
             rest = urlencode([(name, value) for name, value in query if name != "token"])
-            location = scope["path"] + (f"?{rest}" if rest else "")
+            # raw_path: the path as sent, escapes and all (`path` is decoded).
+            sent_path = scope.get("raw_path") or quote(scope["path"]).encode()
+            location = same_site_path(sent_path.decode("latin-1")) + (f"?{rest}" if rest else "")
             secure = "; Secure" if scope.get("scheme") == "https" else ""
             await _respond(send, 303, b"", [
                 (b"location", location.encode("latin-1", "replace")),
@@ -188,6 +190,18 @@ class TokenMiddleware:
             "or send Authorization: Bearer <token>"
         )
         await _respond(send, 401, json.dumps({"detail": problem}).encode(), [(b"content-type", b"application/json")])
+
+
+PATH_CHARACTERS = "/%!$&'()*+,;=:@"
+"""Kept as they are in a redirect's path (with letters, digits and -._~): RFC 3986's pchar, and `%`
+so that the client's own escapes stay escapes."""
+
+
+def same_site_path(path: str) -> str:
+    """`path` as a Location that stays on this site. A browser reads `//evil.example/x`, and
+    `/\\evil.example/x` or `/<tab>/evil.example/x` the same way, as another site: everything outside
+    PATH_CHARACTERS is percent-encoded and the leading slashes become one."""
+    return "/" + quote(path, safe=PATH_CHARACTERS).lstrip("/")
 
 
 def _cookie(header: str, name: str) -> str | None:

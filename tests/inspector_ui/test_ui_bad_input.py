@@ -1,7 +1,9 @@
 """Bad input is answered with a 4xx, never a 500: ids past what a database row can hold, blank
-optional fields."""
+optional fields, and the token link's redirect (which must stay on this site)."""
 
 from __future__ import annotations
+
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -9,6 +11,7 @@ from ui_support import settings_for
 
 from inspector_ui import create_app
 from inspector_ui.params import MAX_ROW_ID
+from inspector_ui.security import same_site_path
 from storage.writer import write_records
 
 from tests.support.records import make_record
@@ -81,3 +84,40 @@ def test_a_blank_until_means_now(store, client, path):
     assert blank.status_code == absent.status_code == 200, blank.text
     assert blank.json()["rows"] == absent.json()["rows"] == 1
     assert client.get(path, params={"until": "x" * 65}).status_code == 422  # still bounded
+
+
+TOKEN = "t0ken-for-tests-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("sent", "location"),
+    [
+        ("//evil.example/x", "/evil.example/x"),
+        ("///evil.example/x", "/evil.example/x"),
+        ("/%2F%2Fevil.example/x", "/%2F%2Fevil.example/x"),
+        ("/services/a%2Fb", "/services/a%2Fb"),
+    ],
+)
+def test_the_token_link_redirects_only_within_the_inspector(store, sent, location):
+    settings = settings_for(store, host="0.0.0.0", token=TOKEN)
+    with TestClient(create_app(settings, store=store), base_url="http://inspector.example") as client:
+        answer = client.get(f"http://inspector.example{sent}?q=a&token={TOKEN}", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"{location}?q=a"
+    assert urlsplit(urljoin("http://inspector.example/", answer.headers["location"])).netloc == "inspector.example"
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/\\evil.example/x", "/%5Cevil.example/x"),  # browsers read a backslash as a slash
+        ("/\t/evil.example", "/%09/evil.example"),  # and drop tabs and newlines
+        ("/\x01x", "/%01x"),
+        ("/caf\u00e9", "/caf%C3%A9"),
+        ("/a b", "/a%20b"),
+        ("/", "/"),
+        ("", "/"),
+    ],
+)
+def test_same_site_path_leaves_nothing_a_browser_reads_as_another_site(path, location):
+    assert same_site_path(path) == location
