@@ -117,7 +117,9 @@ def cross_site_problem(method: str, headers: Headers, host_header: str) -> str |
     A browser's Origin and Sec-Fetch-Site, when sent, must say same origin (API clients such
     as curl and the CLI send neither). A POST must also carry a JSON body type, which a plain
     HTML form cannot send and a cross-origin fetch can only send after a CORS preflight this
-    app never approves; other methods already need that preflight."""
+    app never approves; other methods already need that preflight. Even an empty POST (a
+    replay as captured): a page elsewhere can send one with no type and no preflight, and
+    then only Origin would stand in its way, which privacy tools and old browsers may drop."""
     origin = headers.get("origin")
     if origin is not None and urlsplit(origin).netloc.lower() != host_header.lower():
         return f"cross-site request refused: origin {origin!r} is not this inspector"
@@ -125,7 +127,7 @@ def cross_site_problem(method: str, headers: Headers, host_header: str) -> str |
         return f"cross-site request refused (Sec-Fetch-Site: {headers['sec-fetch-site']})"
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if method == "POST" and media_type != "application/json":
-        return "a POST must have Content-Type: application/json (cross-site form posts are refused)"
+        return "a POST must have Content-Type: application/json, even with no body (cross-site form posts are refused)"
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -118,6 +119,19 @@ def test_same_origin_and_api_clients_may_change_things(store, client):
         response = client.post(f"/api/exchanges/{exchange_id}/replay", json={}, headers=headers)
         assert response.status_code == 503  # past the guard: replay is not configured in this app
     assert client.delete("/api/replays/x").status_code == 404
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_posts_pass_the_guard(store, client):
+    """The README's curl examples work as written: each POST sends the JSON type the rule asks for,
+    and an empty JSON-typed POST (replay as captured) needs no body."""
+    commands = re.findall(r"curl -X POST \S*:8081/api/.*", README.read_text())  # 8081: the inspector
+    assert commands and all("-H 'Content-Type: application/json'" in command for command in commands)
+    (exchange_id,) = write_records(store, [make_record()])
+    response = client.post(f"/api/exchanges/{exchange_id}/replay", headers={"content-type": "application/json"})
+    assert response.status_code == 503  # past the guard and the body: replay is not configured in this app
 
 
 TOKEN = "t0ken-for-tests-0123456789"
