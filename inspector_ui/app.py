@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import logging
 import threading
 import time
@@ -46,7 +47,10 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 OPENAPI_URL = "/api/openapi.json"
 DOCS_URL = "/docs"
-SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
+SWAGGER_UI_URL = "/static/swagger-ui"
+SWAGGER_UI_DIR = Path(str(importlib.resources.files("fastapi_offline") / "static"))
+"""Swagger UI's bundle and stylesheet from the pinned fastapi-offline package: /docs loads nothing
+from another site (and works offline), so its CSP can stay 'self'."""
 
 
 def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
@@ -125,6 +129,8 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
         @app.get(DOCS_URL, include_in_schema=False)
         async def docs() -> HTMLResponse:
             return HTMLResponse(_SWAGGER_PAGE)
+
+        app.mount(SWAGGER_UI_URL, StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
 
     # The pages: static HTML whose script reads its name or id from the location.
     for path, page in PAGES.items():
@@ -212,11 +218,12 @@ _SWAGGER_PAGE = f"""<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Passageway inspector API</title>
-<link rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="{SWAGGER_UI_URL}/swagger-ui.css">
 </head>
 <body>
 <div id="swagger-ui" data-openapi-url="{OPENAPI_URL}"></div>
-<script src="{SWAGGER_UI}/swagger-ui-bundle.js"></script>
+<script src="{SWAGGER_UI_URL}/swagger-ui-bundle.js"></script>
 <script src="/static/swagger-init.js"></script>
 </body>
 </html>

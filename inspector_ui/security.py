@@ -19,12 +19,11 @@ API_CSP = (
 for captured PNG/JPEG/GIF/WebP bodies (never SVG), built from fetched bytes."""
 
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net; "
-    "style-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    "default-src 'self'; script-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
 )
-"""/docs only: Swagger UI's bundle and stylesheet come from the jsDelivr CDN (no inline script:
-the page's init script is served from /static). Nothing captured is rendered there."""
+"""/docs only: Swagger UI is served from here (no inline script: the page's init script is a file);
+its stylesheet draws its icons as `data:` images. Nothing captured is rendered there."""
 
 BODY_CSP = "default-src 'none'; sandbox"
 """Captured bodies: even if a browser ignored the attachment disposition, nothing may run."""

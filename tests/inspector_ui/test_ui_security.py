@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from inspector_ui import InspectorSettings, create_app
-from inspector_ui.security import API_CSP
+from inspector_ui.security import API_CSP, DOCS_CSP
 from storage.writer import write_records
 
 from tests.support.records import make_record
@@ -50,20 +50,30 @@ def test_index_page_has_no_inline_script(client):
     assert not re.search(r"\son[a-z]+\s*=", response.text, re.I), "no inline event handlers"
 
 
-def test_docs_page_uses_its_own_csp_and_no_inline_script(client):
+def test_docs_page_loads_only_from_the_inspector(client):
+    """Swagger UI comes from the pinned fastapi-offline package, not a CDN: /docs works offline and
+    its CSP names no other site (tests/browser/test_docs.py loads it in Chromium)."""
     response = client.get("/docs")
     assert response.status_code == 200
-    csp = response.headers["content-security-policy"]
-    assert "script-src 'self' https://cdn.jsdelivr.net;" in csp
-    assert "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";", 1)[0]
-    # every script on the page has a src; the init script is ours, from /static
-    assert response.text.count("<script") == response.text.count("<script src=") == 2
-    assert client.get("/static/swagger-init.js").status_code == 200
+    assert response.headers["content-security-policy"] == DOCS_CSP
+    assert "http" not in DOCS_CSP and "unsafe" not in DOCS_CSP
+    assert "http" not in response.text and "//" not in response.text  # no other site's address
+    sources = re.findall(r'<(?:script|link)\b[^>]*\b(?:src|href)="([^"]+)"', response.text)
+    assert sources == [
+        "/static/favicon.svg",
+        "/static/swagger-ui/swagger-ui.css",
+        "/static/swagger-ui/swagger-ui-bundle.js",
+        "/static/swagger-init.js",
+    ]
+    assert response.text.count("<script") == response.text.count("<script src=")  # no inline script
+    for source in sources:
+        assert client.get(source).status_code == 200
 
 
 def test_docs_can_be_turned_off(make_client):
     client = make_client(docs=False)
     assert client.get("/docs").status_code == 404
+    assert client.get("/static/swagger-ui/swagger-ui-bundle.js").status_code == 404
     assert client.get("/api/openapi.json").status_code == 404
 
 
