@@ -24,6 +24,7 @@ from storage.retention import RetentionPolicy, RetentionTotals, prune
 from storage.store import StorageError, one_line, open_store
 
 from .broadcast import Broadcaster
+from .models import Invalid
 from .replay import ReplayClients, ReplayRoutes
 from .replay_jobs import ReplayJobs
 from .routers import (
@@ -123,6 +124,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(services.router)
     app.include_router(traces.router)
     _add_error_handlers(app)
+    _document_invalid_requests(app)
 
     if settings.docs:
 
@@ -210,6 +212,29 @@ def _add_error_handlers(app: FastAPI) -> None:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         log.warning("database error on %s: %s", request.url.path, first_line)
         return JSONResponse({"detail": f"database unavailable: {first_line}"[:500]}, status_code=503)
+
+
+def _document_invalid_requests(app: FastAPI) -> None:
+    """Every 422 in /api/openapi.json is documented as Invalid, the shape the handlers above give
+    it: FastAPI's default (a list in `detail`) misses the routes' own refusals (a string), and a
+    route's own 422 model misses the validation errors; a plain-text route's, the JSON type."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = FastAPI.openapi(app)
+            invalid = Invalid.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = document["components"]["schemas"]
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            schemas.update(invalid.pop("$defs"), Invalid=invalid)
+            for operations in document["paths"].values():
+                for operation in operations.values():
+                    if "422" in operation["responses"]:
+                        content = {"application/json": {"schema": {"$ref": "#/components/schemas/Invalid"}}}
+                        operation["responses"]["422"]["content"] = content
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 _SWAGGER_PAGE = f"""<!DOCTYPE html>

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from ui_support import settings_for
 
 from inspector_ui import create_app
+from inspector_ui.models import Invalid
 from inspector_ui.params import MAX_ROW_ID
 from inspector_ui.security import same_site_path
 from storage.writer import write_records
@@ -121,3 +122,18 @@ def test_the_token_link_redirects_only_within_the_inspector(store, sent, locatio
 )
 def test_same_site_path_leaves_nothing_a_browser_reads_as_another_site(path, location):
     assert same_site_path(path) == location
+
+
+def test_every_422_is_documented_with_the_shape_it_has(client):
+    """A parameter that does not validate gets a list in `detail`, a route's own refusal a string:
+    /api/openapi.json says both, for every route that can answer 422 (schemathesis checks it)."""
+    document = client.get("/api/openapi.json").json()
+    documented = [op["responses"]["422"] for ops in document["paths"].values() for op in ops.values()
+                  if "422" in op["responses"]]  # fmt: skip
+    assert len(documented) > 15
+    assert all(answer["content"] == {"application/json": {"schema": {"$ref": "#/components/schemas/Invalid"}}}
+               for answer in documented)  # fmt: skip
+    not_valid, refused = client.get("/api/exchanges/0"), client.get("/api/har", params={"q": "a", "ids": "1"})
+    assert not_valid.status_code == refused.status_code == 422
+    assert isinstance(Invalid.model_validate(not_valid.json()).detail, list)
+    assert isinstance(Invalid.model_validate(refused.json()).detail, str)
