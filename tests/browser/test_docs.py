@@ -18,8 +18,8 @@ from .conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 
 HOST = "inspector.test"
 TOKEN = "t0ken-for-docs-0123456789"
-PLAIN_HTTP_WARNING = "The Cross-Origin-Opener-Policy header has been ignored, because the URL's origin was untrustworthy"
-"""Chromium's note on every page of an inspector served over plain http by a name other than localhost."""
+PLAIN_HTTP_WARNING = "The Cross-Origin-Opener-Policy header has been ignored"
+"""Chromium's note on every page served over plain http by a name other than localhost: no problem of /docs."""
 VIOLATIONS = """
 window.__violations = [];
 document.addEventListener("securitypolicyviolation",
