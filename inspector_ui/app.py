@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from storage.retention import RetentionPolicy, RetentionTotals, prune
 from storage.store import StorageError, one_line, open_store
 
 from .broadcast import Broadcaster
+from .models import Invalid
 from .replay import ReplayClients, ReplayRoutes
 from .replay_jobs import ReplayJobs
 from .routers import (
@@ -46,7 +48,10 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 OPENAPI_URL = "/api/openapi.json"
 DOCS_URL = "/docs"
-SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
+SWAGGER_UI_URL = "/static/swagger-ui"
+SWAGGER_UI_DIR = Path(str(importlib.resources.files("fastapi_offline") / "static"))
+"""Swagger UI's bundle and stylesheet from the pinned fastapi-offline package: /docs loads nothing
+from another site (and works offline), so its CSP can stay 'self'."""
 
 
 def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
@@ -119,12 +124,15 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(services.router)
     app.include_router(traces.router)
     _add_error_handlers(app)
+    _document_invalid_requests(app)
 
     if settings.docs:
 
         @app.get(DOCS_URL, include_in_schema=False)
         async def docs() -> HTMLResponse:
             return HTMLResponse(_SWAGGER_PAGE)
+
+        app.mount(SWAGGER_UI_URL, StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
 
     # The pages: static HTML whose script reads its name or id from the location.
     for path, page in PAGES.items():
@@ -206,17 +214,41 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": f"database unavailable: {first_line}"[:500]}, status_code=503)
 
 
+def _document_invalid_requests(app: FastAPI) -> None:
+    """Every 422 in /api/openapi.json is documented as Invalid, the shape the handlers above give
+    it: FastAPI's default (a list in `detail`) misses the routes' own refusals (a string), and a
+    route's own 422 model misses the validation errors; a plain-text route's, the JSON type."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = FastAPI.openapi(app)
+            invalid = Invalid.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = document["components"]["schemas"]
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            schemas.update(invalid.pop("$defs"), Invalid=invalid)
+            for operations in document["paths"].values():
+                for operation in operations.values():
+                    if "422" in operation["responses"]:
+                        content = {"application/json": {"schema": {"$ref": "#/components/schemas/Invalid"}}}
+                        operation["responses"]["422"]["content"] = content
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 _SWAGGER_PAGE = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Passageway inspector API</title>
-<link rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="{SWAGGER_UI_URL}/swagger-ui.css">
 </head>
 <body>
 <div id="swagger-ui" data-openapi-url="{OPENAPI_URL}"></div>
-<script src="{SWAGGER_UI}/swagger-ui-bundle.js"></script>
+<script src="{SWAGGER_UI_URL}/swagger-ui-bundle.js"></script>
 <script src="/static/swagger-init.js"></script>
 </body>
 </html>

@@ -150,6 +150,22 @@ class Problem(BaseModel):
     detail: str
 
 
+class FieldProblem(BaseModel):
+    """One reason a request did not validate."""
+
+    loc: list[str | int] = Field(description='Where, e.g. ["query", "before"] or ["body", "exchange_id"].')
+    msg: str
+    type: str
+
+
+class Invalid(BaseModel):
+    """A request that cannot be acted on (422). Parameters or a body that do not validate: `detail`
+    lists each problem and `message` says them in one line. Anything else: `detail` says why."""
+
+    detail: str | list[FieldProblem]
+    message: str | None = Field(None, description="With a list in `detail`: the problems as one line.")
+
+
 class SearchProblem(BaseModel):
     """A search query that cannot be parsed."""
 

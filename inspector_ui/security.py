@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,12 +19,11 @@ API_CSP = (
 for captured PNG/JPEG/GIF/WebP bodies (never SVG), built from fetched bytes."""
 
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net; "
-    "style-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    "default-src 'self'; script-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
 )
-"""/docs only: Swagger UI's bundle and stylesheet come from the jsDelivr CDN (no inline script:
-the page's init script is served from /static). Nothing captured is rendered there."""
+"""/docs only: Swagger UI is served from here (no inline script: the page's init script is a file);
+its stylesheet draws its icons as `data:` images. Nothing captured is rendered there."""
 
 BODY_CSP = "default-src 'none'; sandbox"
 """Captured bodies: even if a browser ignored the attachment disposition, nothing may run."""
@@ -117,7 +116,9 @@ def cross_site_problem(method: str, headers: Headers, host_header: str) -> str |
     A browser's Origin and Sec-Fetch-Site, when sent, must say same origin (API clients such
     as curl and the CLI send neither). A POST must also carry a JSON body type, which a plain
     HTML form cannot send and a cross-origin fetch can only send after a CORS preflight this
-    app never approves; other methods already need that preflight."""
+    app never approves; other methods already need that preflight. Even an empty POST (a
+    replay as captured): a page elsewhere can send one with no type and no preflight, and
+    then only Origin would stand in its way, which privacy tools and old browsers may drop."""
     origin = headers.get("origin")
     if origin is not None and urlsplit(origin).netloc.lower() != host_header.lower():
         return f"cross-site request refused: origin {origin!r} is not this inspector"
@@ -125,7 +126,7 @@ def cross_site_problem(method: str, headers: Headers, host_header: str) -> str |
         return f"cross-site request refused (Sec-Fetch-Site: {headers['sec-fetch-site']})"
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if method == "POST" and media_type != "application/json":
-        return "a POST must have Content-Type: application/json (cross-site form posts are refused)"
+        return "a POST must have Content-Type: application/json, even with no body (cross-site form posts are refused)"
     return None
 
 
@@ -173,7 +174,9 @@ class TokenMiddleware:
         offered = next((value for name, value in query if name == "token"), None)
         if scope["type"] == "http" and scope["method"] == "GET" and self._valid(offered):
             rest = urlencode([(name, value) for name, value in query if name != "token"])
-            location = scope["path"] + (f"?{rest}" if rest else "")
+            # raw_path: the path as sent, escapes and all (`path` is decoded).
+            sent_path = scope.get("raw_path") or quote(scope["path"]).encode()
+            location = same_site_path(sent_path.decode("latin-1")) + (f"?{rest}" if rest else "")
             secure = "; Secure" if scope.get("scheme") == "https" else ""
             await _respond(send, 303, b"", [
                 (b"location", location.encode("latin-1", "replace")),
@@ -188,6 +191,18 @@ class TokenMiddleware:
             "or send Authorization: Bearer <token>"
         )
         await _respond(send, 401, json.dumps({"detail": problem}).encode(), [(b"content-type", b"application/json")])
+
+
+PATH_CHARACTERS = "/%!$&'()*+,;=:@"
+"""Kept as they are in a redirect's path (with letters, digits and -._~): RFC 3986's pchar, and `%`
+so that the client's own escapes stay escapes."""
+
+
+def same_site_path(path: str) -> str:
+    """`path` as a Location that stays on this site. A browser reads `//evil.example/x`, and
+    `/\\evil.example/x` or `/<tab>/evil.example/x` the same way, as another site: everything outside
+    PATH_CHARACTERS is percent-encoded and the leading slashes become one."""
+    return "/" + quote(path, safe=PATH_CHARACTERS).lstrip("/")
 
 
 def _cookie(header: str, name: str) -> str | None:

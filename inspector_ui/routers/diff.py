@@ -11,6 +11,7 @@ from storage.diff import DEFAULT_NOISE_HEADERS, DiffBody, diff_exchanges
 from storage.queries import get_body, get_exchange
 
 from ..deps import StoreDep
+from ..params import RowId
 
 router = APIRouter(prefix="/api", tags=["diff"])
 
@@ -70,8 +71,8 @@ def _names(value: str | None) -> list[str]:
 async def diff(
     store: StoreDep,
     request: Request,
-    a: Annotated[int, Query(ge=1, description="The old exchange (e.g. the original).")],
-    b: Annotated[int, Query(ge=1, description="The new exchange (e.g. its replay).")],
+    a: Annotated[RowId, Query(description="The old exchange (e.g. the original).")],
+    b: Annotated[RowId, Query(description="The new exchange (e.g. its replay).")],
     ignore: Annotated[
         str | None,
         Query(max_length=4000, description="JSON keys (at any depth) or paths like `$.meta.ts` to ignore, comma-separated."),

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from storage.decoding import DecodeError, decode_body
@@ -29,6 +29,7 @@ from ..models import (
     SearchProblem,
     WebSocketMessages,
 )
+from ..params import Blankable, RowId
 from ..security import BODY_CSP
 
 router = APIRouter(prefix="/api/exchanges", tags=["exchanges"])
@@ -36,14 +37,7 @@ router = APIRouter(prefix="/api/exchanges", tags=["exchanges"])
 MAX_PAGE = 1000
 NOT_FOUND = {404: {"model": Problem, "description": "No such exchange."}}
 
-
-def _blank_is_none(value: Any) -> Any:
-    """`?service=` (an empty form field) means no filter, not an empty match."""
-    return None if value == "" else value
-
-
-ExchangeId = Annotated[int, Path(ge=1, description="Exchange id.")]
-Blankable = BeforeValidator(_blank_is_none)
+ExchangeId = Annotated[RowId, Path(description="Exchange id.")]
 
 
 def search_problem(exc: QueryError) -> JSONResponse:
@@ -63,7 +57,7 @@ async def list_(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
     before: Annotated[
-        Annotated[int, Field(ge=1)] | None,
+        RowId | None,
         Blankable,
         Query(description="Cursor: only exchanges with a smaller id (a page's `next`)."),
     ] = None,

@@ -8,7 +8,7 @@ import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from storage.traffic_stats import (
@@ -22,6 +22,7 @@ from storage.traffic_stats import (
 
 from ..deps import StoreDep
 from ..models import Problem
+from ..params import Blankable
 
 router = APIRouter(tags=["stats"])
 
@@ -30,16 +31,13 @@ MAX_WINDOW_SECONDS = 366 * 86400
 BAD_WINDOW = {422: {"model": Problem, "description": "`since`, `until` or `buckets` is not valid."}}
 
 
-def _blank_is_none(value: Any) -> Any:
-    return None if value == "" else value
-
-
-Blankable = BeforeValidator(_blank_is_none)
 Since = Annotated[
     str, Query(max_length=32, description="Window length before `until`, as in the search's since: (15m, 1h, 24h, 7d).")
 ]
 Until = Annotated[
-    str | None, Blankable, Query(max_length=64, description="End of the window, ISO 8601 (default: now; naive = UTC).")
+    Annotated[str, Field(max_length=64)] | None,
+    Blankable,
+    Query(description="End of the window, ISO 8601 (default: now; naive = UTC)."),
 ]
 Realm = Annotated[
     Annotated[str, Field(max_length=200)] | None, Blankable, Query(description="Only this realm (default: all).")

@@ -22,6 +22,7 @@ from storage.search import QueryError
 from storage.shares import ShareError, ShareGone, create_share, list_shares, open_share, revoke_share, share_exists
 
 from ..deps import StoreDep
+from ..params import RowId
 from .exchanges import search_problem
 
 router = APIRouter(tags=["shares"])
@@ -39,7 +40,7 @@ class ShareRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    exchange_id: Annotated[int, Field(ge=1)] | None = None
+    exchange_id: RowId | None = None
     q: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
     trace_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     expires_in_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 24 * 7
@@ -86,7 +87,7 @@ async def shares(store: StoreDep) -> Any:
 
 
 @router.delete("/api/shares/{share_id}", summary="Revoke a share: its link answers 410 from now on")
-async def revoke(store: StoreDep, share_id: int) -> Any:
+async def revoke(store: StoreDep, share_id: RowId) -> Any:
     info = await run_in_threadpool(lambda: revoke_share(store, share_id=share_id))
     if info is None:
         return JSONResponse({"detail": f"no share {share_id}"}, status_code=404)

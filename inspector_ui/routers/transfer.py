@@ -21,6 +21,7 @@ from storage.shares import redaction_key
 from storage.snippets import SnippetRequest, as_curl, as_fetch, as_httpie, as_python_httpx
 
 from ..deps import StoreDep
+from ..params import MAX_ROW_ID, parse_row_ids
 from .exchanges import ExchangeId, search_problem
 
 router = APIRouter(prefix="/api", tags=["export"])
@@ -44,7 +45,7 @@ async def har(
         raise HTTPException(422, f"bad trace id {trace!r}")
     try:
         if ids is not None:
-            wanted = sorted({int(part) for part in ids.split(",") if part.strip()})
+            wanted = parse_row_ids(ids)
             query = None
         else:
             query = parse_query(f"trace:{trace}" if trace is not None else q) if (q or trace) else None
@@ -52,7 +53,7 @@ async def har(
     except QueryError as exc:
         return search_problem(exc)
     except ValueError:
-        raise HTTPException(422, "ids must be comma-separated integers") from None
+        raise HTTPException(422, f"ids must be comma-separated exchange ids (1 to {MAX_ROW_ID})") from None
     rules = None if raw else request.app.state.settings.redaction_rules()
 
     def build() -> dict:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from inspector_ui import InspectorSettings, create_app
-from inspector_ui.security import API_CSP
+from inspector_ui.security import API_CSP, DOCS_CSP
 from storage.writer import write_records
 
 from tests.support.records import make_record
@@ -49,20 +50,30 @@ def test_index_page_has_no_inline_script(client):
     assert not re.search(r"\son[a-z]+\s*=", response.text, re.I), "no inline event handlers"
 
 
-def test_docs_page_uses_its_own_csp_and_no_inline_script(client):
+def test_docs_page_loads_only_from_the_inspector(client):
+    """Swagger UI comes from the pinned fastapi-offline package, not a CDN: /docs works offline and
+    its CSP names no other site (tests/browser/test_docs.py loads it in Chromium)."""
     response = client.get("/docs")
     assert response.status_code == 200
-    csp = response.headers["content-security-policy"]
-    assert "script-src 'self' https://cdn.jsdelivr.net;" in csp
-    assert "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";", 1)[0]
-    # every script on the page has a src; the init script is ours, from /static
-    assert response.text.count("<script") == response.text.count("<script src=") == 2
-    assert client.get("/static/swagger-init.js").status_code == 200
+    assert response.headers["content-security-policy"] == DOCS_CSP
+    assert "http" not in DOCS_CSP and "unsafe" not in DOCS_CSP
+    assert "http" not in response.text and "//" not in response.text  # no other site's address
+    sources = re.findall(r'<(?:script|link)\b[^>]*\b(?:src|href)="([^"]+)"', response.text)
+    assert sources == [
+        "/static/favicon.svg",
+        "/static/swagger-ui/swagger-ui.css",
+        "/static/swagger-ui/swagger-ui-bundle.js",
+        "/static/swagger-init.js",
+    ]
+    assert response.text.count("<script") == response.text.count("<script src=")  # no inline script
+    for source in sources:
+        assert client.get(source).status_code == 200
 
 
 def test_docs_can_be_turned_off(make_client):
     client = make_client(docs=False)
     assert client.get("/docs").status_code == 404
+    assert client.get("/static/swagger-ui/swagger-ui-bundle.js").status_code == 404
     assert client.get("/api/openapi.json").status_code == 404
 
 
@@ -118,6 +129,19 @@ def test_same_origin_and_api_clients_may_change_things(store, client):
         response = client.post(f"/api/exchanges/{exchange_id}/replay", json={}, headers=headers)
         assert response.status_code == 503  # past the guard: replay is not configured in this app
     assert client.delete("/api/replays/x").status_code == 404
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_posts_pass_the_guard(store, client):
+    """The README's curl examples work as written: each POST sends the JSON type the rule asks for,
+    and an empty JSON-typed POST (replay as captured) needs no body."""
+    commands = re.findall(r"curl -X POST \S*:8081/api/.*", README.read_text())  # 8081: the inspector
+    assert commands and all("-H 'Content-Type: application/json'" in command for command in commands)
+    (exchange_id,) = write_records(store, [make_record()])
+    response = client.post(f"/api/exchanges/{exchange_id}/replay", headers={"content-type": "application/json"})
+    assert response.status_code == 503  # past the guard and the body: replay is not configured in this app
 
 
 TOKEN = "t0ken-for-tests-0123456789"
