@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from storage.exports import har_of, search_ids
+from storage.exports import MAX_EXPORT, har_of, search_ids
 from storage.outgoing import out_exchange
 from storage.queries import get_body, get_exchange
 from storage.redaction import redact_outgoing
@@ -19,9 +19,11 @@ from storage.search import QueryError, parse_query
 from storage.search_sql import is_text_content_type
 from storage.shares import redaction_key
 from storage.snippets import SnippetRequest, as_curl, as_fetch, as_httpie, as_python_httpx
+from storage.traces import trace_exchange_ids
 
 from ..deps import StoreDep
 from ..params import MAX_ROW_ID, parse_row_ids
+from ..security import BODY_CSP
 from .exchanges import ExchangeId, search_problem
 
 router = APIRouter(prefix="/api", tags=["export"])
@@ -39,17 +41,14 @@ async def har(
     raw: Annotated[bool, Query(description="Leave secrets in (default: redacted as share links are).")] = False,
 ) -> Any:
     """An attachment: import it in Chrome or Firefox DevTools, or `passageway import`."""
+    q = q or None  # a blank search is no search, as everywhere else
     if sum(value is not None for value in (q, ids, trace)) > 1:
         raise HTTPException(422, "give at most one of q, ids or trace")
     if trace is not None and (not trace or any(c.isspace() or c == '"' for c in trace)):
         raise HTTPException(422, f"bad trace id {trace!r}")
     try:
-        if ids is not None:
-            wanted = parse_row_ids(ids)
-            query = None
-        else:
-            query = parse_query(f"trace:{trace}" if trace is not None else q) if (q or trace) else None
-            wanted = None
+        wanted = parse_row_ids(ids) if ids is not None else None
+        query = parse_query(q) if q else None
     except QueryError as exc:
         return search_problem(exc)
     except ValueError:
@@ -57,14 +56,20 @@ async def har(
     rules = None if raw else request.app.state.settings.redaction_rules()
 
     def build() -> dict:
-        return har_of(store, wanted if wanted is not None else search_ids(store, query), rules=rules)
+        if wanted is not None:
+            chosen = wanted
+        elif trace is not None:  # exactly this trace: the search's trace: is a prefix
+            chosen, _ = trace_exchange_ids(store, trace_id=trace, limit=MAX_EXPORT)
+        else:
+            chosen = search_ids(store, query)
+        return har_of(store, chosen, rules=rules)
 
     log = await run_in_threadpool(build)
     name = f"passageway-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}{'-raw' if raw else ''}.har"
     return Response(
         json.dumps(log, ensure_ascii=False, indent=1),
         media_type="application/json",
-        headers={"content-disposition": f'attachment; filename="{name}"'},
+        headers={"content-disposition": f'attachment; filename="{name}"', "content-security-policy": BODY_CSP},
     )
 
 

@@ -155,7 +155,18 @@ def test_har_export_is_redacted_unless_raw_and_imports_back(store, client, tmp_p
     assert [(r.method, r.path) for r in records] == [("POST", "/login")]
     by_trace = client.get("/api/har", params={"trace": "4bf92f3577b34da6a3ce929d0e0e4736"}).json()["log"]["entries"]
     assert len(by_trace) == 1
+    assert redacted.headers["content-security-policy"] == "default-src 'none'; sandbox"  # a download: nothing runs
     assert client.get("/api/har", params={"q": "x", "ids": "1"}).status_code == 422
+    assert client.get("/api/har", params={"q": "", "ids": str(ids[0])}).status_code == 200  # blank is no search
+
+
+def test_har_of_a_short_trace_id_holds_exactly_that_trace(store, client):
+    # `trace:` in a search is a prefix; a download of one trace must not take in another that
+    # starts with the same digits (a 16-digit B3 id here).
+    short, longer = "80f198ee56343ba8", "80f198ee56343ba864fe8b2a57d3eff7"
+    ids = write_records(store, [make_record(trace_id=short), make_record(trace_id=longer), make_record(trace_id=short)])
+    entries = client.get("/api/har", params={"trace": short}).json()["log"]["entries"]
+    assert sorted(e["_passageway"]["id"] for e in entries) == [ids[0], ids[2]]
     assert client.get("/api/har", params={"q": "stauts:1"}).json()["position"] == 0
 
 
