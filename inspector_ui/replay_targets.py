@@ -70,9 +70,10 @@ class ApprovedTarget:
 
     @property
     def origin(self) -> str:
-        """scheme://host:port as approved, in canonical form: what a sender puts in the URL it sends."""
+        """scheme://host[:port] as approved, in canonical form (no default port): what the sender sends to."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        port = "" if _DEFAULT_PORTS[self.scheme] == self.port else f":{self.port}"
+        return f"{self.scheme}://{host}{port}"
 
 
 def parse_host_address(host: str) -> IPAddress | None:
