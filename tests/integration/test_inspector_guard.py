@@ -60,6 +60,8 @@ class Stack:
     ui: int
     spellings: list[str]
     db_url: str
+    service_port: int | None = None
+    """A service's own listen port whose upstream is the inspector (the config-file stack only)."""
     processes: list[ManagedProcess] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     """What a direct client of the inspector sends (a token when it listens beyond loopback)."""
@@ -96,12 +98,20 @@ def stack(request, tmp_path_factory) -> Iterator[Stack]:
         elif way == WAYS[1]:
             env["PASSAGEWAY_UI"] = f"127.0.0.1:{ui}"
         else:
-            (tmp / "passageway.toml").write_text(f'ui = "127.0.0.1:{ui}"\n')
+            service_port = free_port()
+            (tmp / "passageway.toml").write_text(
+                f'ui = "127.0.0.1:{ui}"\n\n[services.own-port]\nurl = "http://2130706433:{ui}"\n'
+                f'listen = "127.0.0.1:{service_port}"\n'
+            )
             args += ["--config", str(tmp / "passageway.toml")]
         with start_process(args, port=gateway, name="passageway up", timeout=30, extra_env=env, cwd=tmp) as up:
             up.wait_for_port(ui)
             up.wait_for_port(forward)
-            yield Stack(way, gateway, forward, ui, spellings, db_url, [up])
+            stack = Stack(way, gateway, forward, ui, spellings, db_url, processes=[up])
+            if way == WAYS[2]:
+                up.wait_for_port(service_port)
+                stack.service_port = service_port
+            yield stack
         return
     # The inspector listens on every interface and the proxy is told nothing about it: it must
     # learn it from the database, and also refuse this machine's own addresses.
@@ -114,7 +124,7 @@ def stack(request, tmp_path_factory) -> Iterator[Stack]:
             proxy_args = [*PASSAGEWAY, "proxy", "--db", db_url, *common, *routes(spellings, ui)]
             with start_process(proxy_args, port=gateway, name="passageway proxy", timeout=30, cwd=tmp) as proxy:
                 proxy.wait_for_port(forward)
-                stack = Stack(way, gateway, forward, ui, spellings, db_url, [inspector, proxy])
+                stack = Stack(way, gateway, forward, ui, spellings, db_url, processes=[inspector, proxy])
                 stack.headers = {"Authorization": f"Bearer {TOKEN}"}
                 yield stack
 
@@ -165,6 +175,13 @@ def test_the_gateway_refuses_a_route_whose_url_is_the_inspector(stack):
     for index, host in enumerate(stack.spellings):
         answer = exchange(stack.gateway, get(f"/s{index}/api/health", f"127.0.0.1:{stack.gateway}"))
         assert_refused(answer, stack, f"gateway route to {host}")
+
+
+def test_a_service_port_whose_upstream_is_the_inspector_refuses(stack):
+    if stack.service_port is None:
+        pytest.skip("the config-file stack has the service with its own port")
+    answer = exchange(stack.service_port, get("/api/health", f"127.0.0.1:{stack.service_port}"))
+    assert_refused(answer, stack, "a service's own port")
 
 
 def test_the_forward_proxy_refuses_absolute_form_requests(stack):
