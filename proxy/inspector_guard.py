@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from mitmproxy import http
 from mitmproxy.proxy import server_hooks
-from sqlalchemy.exc import SQLAlchemyError
 
 from passageway.addresses import (
     IPAddress,
@@ -95,9 +94,9 @@ class InspectorGuard:
         self.is_own = is_own
         self.listeners = Listeners(self.configured)
         """Everything refused now; replaced whole by reload(), never changed in place."""
-        self.refused = 0
         self._registered: tuple[Listener, ...] = ()
-        self._resolved: tuple[Listener, ...] = ()
+        self._resolved: dict[Listener, tuple[Listener, ...]] = {}
+        """Each configured name's addresses, as last resolved (kept while resolving fails)."""
         self._database_down = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -106,33 +105,32 @@ class InspectorGuard:
 
     def reload(self) -> None:
         """Read the registered inspectors and resolve configured names (blocking: DNS and the
-        database), then swap the new set in. Raises SQLAlchemyError when the store cannot be read;
+        database), then swap the new set in. Raises what the store raises when it cannot be read;
         the previous registrations stay refused meanwhile."""
-        self._resolved = tuple(self._resolve_configured())
+        self._resolve_configured()
         if self.store is not None:
             rows = live_inspector_addresses(self.store)
             self._registered = tuple(listener for host, port in rows for listener in listeners_of(host, port))
-        listeners = Listeners([*self.configured, *self._resolved, *self._registered])
+        resolved = [listener for addresses in self._resolved.values() for listener in addresses]
+        listeners = Listeners([*self.configured, *resolved, *self._registered])
         if listeners != self.listeners:
             self.listeners = listeners
             logger.info("refusing to forward to inspectors at %s", ", ".join(sorted(map(str, listeners))))
 
-    def _resolve_configured(self) -> list[Listener]:
-        found = []
+    def _resolve_configured(self) -> None:
         for listener in self.configured:
             if isinstance(listener.host, str):
                 try:
                     answers = self.lookup(listener.host, listener.port)
                 except (OSError, UnicodeError):
-                    continue  # refused by name until it resolves
-                found += [Listener(_address(answer), listener.port) for answer in answers]
-        return found
+                    continue  # the last answer (or the name alone) stays refused
+                self._resolved[listener] = tuple(Listener(_address(answer), listener.port) for answer in answers)
 
     def _refresh_forever(self) -> None:
         while not self._stop.wait(self.refresh_interval):
             try:
                 self.reload()
-            except SQLAlchemyError as exc:
+            except Exception as exc:  # noqa: BLE001 - the database may be away; the last known stay refused
                 if not self._database_down:
                     logger.warning("cannot read the inspectors' addresses: %s (still refusing the last known)", one_line(exc))
                 self._database_down = True
@@ -179,7 +177,6 @@ class InspectorGuard:
         return None, answers
 
     def refuse(self, flow: http.HTTPFlow, listener: Listener) -> None:
-        self.refused += 1
         request = flow.request
         logger.warning(
             "refused %s %s from %s: it reaches the inspector at %s",
@@ -248,7 +245,6 @@ class InspectorGuard:
         server.address = (answers[0], port)
 
     def _kill(self, data: server_hooks.ServerConnectionHookData, listener: Listener) -> None:
-        self.refused += 1
         address = _authority(*data.server.address)
         logger.warning("refused a connection to %s from %s: it reaches the inspector at %s", address, data.client.peername, listener)
         data.server.error = f"refused: {address} is an inspector ({listener})"

@@ -202,3 +202,19 @@ def test_the_refresh_thread_swaps_in_new_registrations(tmp_path):
         guard.done()
         guard.done()  # twice is fine
         store.close()
+
+
+def test_a_configured_name_keeps_its_last_addresses_while_it_does_not_resolve():
+    answers = [["198.51.100.9"]]
+
+    def flaky(host: str, port: int) -> list[str]:
+        if not answers:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return answers.pop()
+
+    guard = InspectorGuard(None, configured=[("ui.example", 8081)], lookup=flaky, is_own=lambda a: False)
+    guard.reload()
+    guard.reload()  # DNS fails this time
+    flow = request_to("198.51.100.9", 8081)
+    run(guard.requestheaders(flow))
+    assert_refused(flow)
