@@ -3,8 +3,10 @@
 A replay goes to a configured service, to the exchange's original host, or, when
 the inspector runs with allow-any-target, to a public address. It never goes to
 the inspector itself. Loopback, private and other internal addresses are allowed
-only for configured services. Parsing and classification are pure; the only I/O
-is the `resolve` function the caller passes in.
+only for configured services. What an address is, its class and whether it reaches
+the inspector are passageway.addresses' answers, the same the proxy's guard uses;
+the only I/O is the `resolve` function the caller passes in (and a bind() test of
+this machine's addresses when the inspector listens on every interface).
 
 An approval covers one request to the approved addresses. The sender must connect
 only to `ApprovedTarget.addresses`: resolving the name again could give a
