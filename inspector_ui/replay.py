@@ -26,15 +26,16 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.concurrency import run_in_threadpool
 
+from passageway.addresses import AddressError, format_host, parse_host
 from passageway.service_url import ServiceURL, ServiceURLError, is_service_url, parse_service_url
 from storage.queries import StoredBody, exchange_id_for_uuid
 
-from .replay_targets import TargetRefused, check_target, system_resolver
+from .replay_targets import ApprovedTarget, TargetRefused, check_target, system_resolver
 
 __all__ = [
     "HOP_BY_HOP", "NOT_CONFIGURED", "Overrides", "ReplayClients", "ReplayError", "ReplayPlan", "ReplayResult",
-    "ReplayRoutes", "SentReplay", "capture_of", "decode_body_override", "dispatch_replay", "plan_replay",
-    "replay_template", "send_replay",
+    "ReplayRoutes", "SentReplay", "capture_of", "decode_body_override", "dispatch_replay", "header_bytes",
+    "plan_replay", "replay_template", "send_replay",
 ]  # fmt: skip
 
 REPLAY_HEADER = "X-Passageway-Replay"  # proxy.flow_record.REPLAY_HEADER (the proxy's side of it)
@@ -45,6 +46,8 @@ HOP_BY_HOP = frozenset({
 })  # fmt: skip
 """Not copied from the capture: they describe the captured connection, or are recomputed."""
 
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 NOT_CONFIGURED = "replay is not configured: the inspector does not know the proxy's address"
 
@@ -138,6 +141,7 @@ def plan_replay(
     for name, value in overrides.set_headers:
         _check_header(name, value)
         headers.append((name, value))
+    header_bytes(headers)  # every header, captured or edited, can be sent as it stands
     return ReplayPlan(
         method=method,
         target_url=target_url,
@@ -193,8 +197,8 @@ def _target(exchange: Mapping, original, overrides: Overrides, routes: ReplayRou
         parts = _absolute(overrides.url, "url")
         path = parts.path or "/"
         path += f"?{parts.query}" if parts.query else ""
-        origin = f"{parts.scheme}://{parts.netloc}"
-        service = _service_at(overrides.url, routes.services)
+        origin = _canonical_origin(parts)
+        service = _service_at(origin + (parts.path or "/"), routes.services)
         if service is not None:
             path = _strip_base(path, routes.services[service])
         return service, origin, path
@@ -222,7 +226,7 @@ def _target(exchange: Mapping, original, overrides: Overrides, routes: ReplayRou
         return named.name, "", path
     if "://" in target:
         parts = _absolute(target, "target")
-        origin = f"{parts.scheme}://{parts.netloc}"
+        origin = _canonical_origin(parts)
         base_path = parts.path.rstrip("/")
         service = _service_at(origin + base_path, routes.services)
         if service is not None and urlsplit(routes.services[service]).path.rstrip("/") == base_path:
@@ -256,10 +260,26 @@ def _absolute(url: str, what: str):
     return parts
 
 
+def _canonical_origin(parts) -> str:
+    """scheme://host[:port] with the host as passageway.addresses reads it (0177.0.0.1 and
+    [::ffff:127.0.0.1] are 127.0.0.1): the one spelling the guard approves and the sender sends.
+    A host that is no address or name stays as written, for the guard to refuse."""
+    host = _canonical_host(parts.hostname or "")
+    port = f":{parts.port}" if parts.port is not None and parts.port != _DEFAULT_PORTS[parts.scheme] else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _canonical_host(host: str) -> str:
+    try:
+        return format_host(parse_host(host))
+    except AddressError:
+        return host.lower()
+
+
 def _origin_key(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, (parts.hostname or "").lower(), port
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 80)
+    return parts.scheme, _canonical_host(parts.hostname or ""), port
 
 
 def _service_at(url: str, services: Mapping[str, str]) -> str | None:
@@ -293,6 +313,32 @@ def _check_header(name: str, value: str) -> None:
         raise ReplayError(f"bad value for header {name!r}: it contains a line break or NUL")
 
 
+def header_bytes(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Headers as the bytes sent: names in ASCII, values in UTF-8 without surrounding blanks.
+
+    UTF-8, because the proxy records header bytes as UTF-8 text when they are valid UTF-8
+    (proxy.flow_record.header_text), so a replay as captured sends the captured bytes; HTTP
+    carries bytes above 0x7F as opaque obs-text. ReplayError (422) for what no request can carry:
+    a lone surrogate (JSON allows "\\udc80", no encoding does), a form feed or vertical tab.
+    """
+    encoded = []
+    for name, value in headers:
+        _check_header(name, value)
+        value = value.strip(" \t")
+        if "\f" in value or "\v" in value:
+            raise ReplayError(f"bad value for header {name!r}: it contains a form feed or vertical tab", 422)
+        try:
+            encoded.append((name.encode("ascii"), value.encode("utf-8")))
+        except UnicodeEncodeError as exc:
+            character = value[exc.start]
+            raise ReplayError(
+                f"bad value for header {name!r}: it holds a lone surrogate (U+{ord(character):04X}) at character "
+                f"{exc.start}, which no encoding can send",
+                422,
+            ) from None
+    return encoded
+
+
 def decode_body_override(text: str | None, base64_text: str | None) -> bytes | None:
     """The body an API caller supplied, as text (UTF-8) or base64; None when neither."""
     if text is not None and base64_text is not None:
@@ -302,7 +348,16 @@ def decode_body_override(text: str | None, base64_text: str | None) -> bytes | N
             return base64.b64decode(base64_text, validate=True)
         except (binascii.Error, ValueError):
             raise ReplayError("body_base64 is not valid base64") from None
-    return text.encode("utf-8") if text is not None else None
+    if text is None:
+        return None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ReplayError(
+            f"body holds a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start}, which UTF-8 cannot "
+            "carry: send a binary body as body_base64",
+            422,
+        ) from None
 
 
 class ReplayClients:
@@ -373,7 +428,7 @@ async def dispatch_replay(
     try:
         # The proxy makes the connection, so the addresses approved here cannot be pinned
         # for it; for configured services they are fixed by configuration anyway.
-        await run_in_threadpool(
+        approved = await run_in_threadpool(
             lambda: check_target(
                 plan.target_url,
                 services=routes.services,
@@ -391,20 +446,30 @@ async def dispatch_replay(
             "proxy's forward port: set forward_port in passageway.toml",
             409,
         )
+    send_url = sent_url(plan, approved)
     nonce = secrets.token_hex(16)
-    headers = [*plan.headers, (REPLAY_HEADER, f"{exchange_id}; {nonce}")]
+    headers = header_bytes([*plan.headers, (REPLAY_HEADER, f"{exchange_id}; {nonce}")])
     client = clients.get(plan.via_forward_proxy)
     if send_at is not None and (delay := send_at - time.monotonic()) > 0:
         await asyncio.sleep(delay)
     sent_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     try:
-        response = await client.request(plan.method, plan.send_url, headers=headers, content=plan.body)
+        response = await client.request(plan.method, send_url, headers=headers, content=plan.body)
     except httpx.TimeoutException:
         raise ReplayError(f"the replay got no answer within {client.timeout.read:g} s", 504) from None
     except httpx.HTTPError as exc:
         via = routes.forward_proxy if plan.via_forward_proxy else routes.gateway
         raise ReplayError(f"cannot send the replay through the proxy at {via}: {exc}", 502) from None
     return SentReplay(uuid=nonce, status=response.status_code, sent_at=sent_at)
+
+
+def sent_url(plan: ReplayPlan, approved: ApprovedTarget) -> str:
+    """The URL to send: through the forward proxy, the approved origin (canonical) and the
+    plan's path, so what the guard approved is exactly what goes; to a service, the gateway's."""
+    if not plan.via_forward_proxy:
+        return plan.send_url
+    parts = urlsplit(plan.target_url)
+    return approved.origin + (plan.target_url[len(f"{parts.scheme}://{parts.netloc}") :] or "/")
 
 
 async def capture_of(store, sent: SentReplay, *, record_wait: float = 10.0) -> int:

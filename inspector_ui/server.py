@@ -14,9 +14,10 @@ from typing import Any
 
 import uvicorn
 
-from storage.store import open_store
+from storage.store import one_line, open_store
 
 from .app import create_app
+from .registration import InspectorRegistration
 from .settings import InspectorSettings
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,17 @@ class InspectorServer:
         self.port = sock.getsockname()[1]
         owned = self._store is None
         store = self._store
+        registration: InspectorRegistration | None = None
         try:
             if owned:  # opened here, not in the lifespan, so StorageError reaches the caller as itself
                 store = await asyncio.to_thread(open_store, settings.db_url)
+            # Before serving: proxies that share the database learn here never to forward to us.
+            registration = InspectorRegistration(store, sock)
+            try:
+                await registration.start()
+            except Exception as exc:  # noqa: BLE001 - any database failure: say it in one line
+                registration = None
+                raise InspectorError(f"cannot register the inspector's address in the database: {one_line(exc)}") from None
             self.app = create_app(settings, store=store)
             config = uvicorn.Config(
                 self.app,
@@ -103,6 +112,8 @@ class InspectorServer:
                 raise InspectorError("the inspector failed to start (see the log above)")
         finally:
             sock.close()
+            if registration is not None:
+                await registration.stop()
             if owned and store is not None:
                 await asyncio.to_thread(store.close)
 

@@ -5,7 +5,8 @@ Depends only on the standard library and httpx, so a service can use it without 
 Exports: Client, AsyncClient, RetryPolicy, ServiceURLError, TraceContext, TraceContextMiddleware,
 current_trace, start_trace, parse_service_url, gateway_url, parse_traceparent, format_traceparent,
 and the header and extension names ATTEMPT_HEADER, CALLER_HEADER, TRACEPARENT_HEADER,
-RETRY_EXTENSION.
+RETRY_EXTENSION. passageway.addresses (imported on its own) is what an address is, for the guards
+of the proxy and of replay.
 """
 
 from __future__ import annotations

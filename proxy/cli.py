@@ -98,11 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     proxy = commands.add_parser("proxy", help="run the capturing proxy alone")
     add_common_flags(proxy)
     add_proxy_flags(proxy)
+    proxy.add_argument(
+        "--ui", metavar="HOST:PORT",
+        help="the inspector this proxy never forwards to (default 127.0.0.1:8081); "
+        "inspectors running on the same database are refused too",
+    )
 
     ui = commands.add_parser("ui", help="run the inspector alone")
     add_common_flags(ui)
     add_routing_flags(ui)
     add_ui_flags(ui)
+    ui.add_argument(
+        "--upstream-timeout", metavar="SECONDS", help="the proxy's upstream timeout: a replay waits 5 s longer (default 30)"
+    )
 
     replay = commands.add_parser(
         "replay", help="send a captured request again, through the proxy (asks the inspector)",
@@ -549,9 +557,11 @@ def run_ui(settings: Settings, *, verbose: bool) -> int:
     return 0
 
 
-PROXY_ONLY_FLAGS = {"--body-cap", "--upstream-timeout", "--proxy-name", "--upstream-ca", "--spool-dir", "--spool-max-bytes"}
+# What `up` keeps from each child. Both get --ui: the proxy must know the inspector it never
+# forwards to. Both get --upstream-timeout: the inspector's replays wait for the proxy's answer.
+PROXY_ONLY_FLAGS = {"--body-cap", "--proxy-name", "--upstream-ca", "--spool-dir", "--spool-max-bytes", "--tracing"}
 PROXY_ONLY_SWITCHES = {"--upstream-insecure"}
-UI_ONLY_FLAGS = {"--ui", "--replay-via"}
+UI_ONLY_FLAGS = {"--replay-via"}
 UI_ONLY_SWITCHES = {"--allow-any-replay-target"}
 
 

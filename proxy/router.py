@@ -1,10 +1,10 @@
-"""Router: sends each request to its service's upstream, or answers 404 itself."""
+"""Router: sends each request to its service's upstream, or answers 404 itself.
+
+Where a request may not go (an inspector) is proxy.inspector_guard's business; it runs after this."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
 
 from mitmproxy import http
 from mitmproxy.net.http.url import hostport
@@ -58,48 +58,10 @@ def point_at(request: http.Request, upstream: Upstream, authority: str, path: st
     request.host_header = authority
 
 
-def is_address_of(host: str, port: int, listener: tuple[str, int]) -> bool:
-    """Whether host:port reaches `listener` (a listen address): the same port, and the same
-    host, or any loopback or unspecified address when the listener is on loopback or on
-    every interface. IPv4 in any spelling libc accepts (2130706433, 0x7f.1) counts; other
-    names than localhost are not resolved (no DNS on the event loop)."""
-    if port != listener[1]:
-        return False
-    target, own = _address(host), _address(listener[0])
-    if target is None or own is None:
-        return host.strip("[]").lower().rstrip(".") == listener[0].strip("[]").lower()
-    if target == own:
-        return True
-    local = own.is_loopback or own.is_unspecified
-    return local and (target.is_loopback or target.is_unspecified)
-
-
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return ipaddress.ip_address("127.0.0.1")
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def inspector_refusal(inspector: str) -> http.Response:
-    body = json.dumps({"error": "refused", "message": f"Passageway does not forward requests to its own inspector ({inspector})."})
-    return http.Response.make(403, body.encode(), {"Content-Type": "application/json"})
-
-
 class Router:
-    def __init__(self, *, services: dict[str, Service], gateway: str, inspector: tuple[str, int] | None = None) -> None:
+    def __init__(self, *, services: dict[str, Service], gateway: str) -> None:
         self.services = services
         self.gateway = gateway
-        self.inspector = inspector
         self.by_mode = {service_mode(s): s for s in services.values() if s.listen is not None}
         self.authorities = {
             name: hostport(s.upstream.scheme, s.upstream.host, s.upstream.port) for name, s in services.items()
@@ -126,7 +88,3 @@ class Router:
         else:
             # Forward proxy: the service is the host the client asked for.
             flow.metadata[META_SERVICE] = request.pretty_host
-        if self.inspector is not None and is_address_of(request.host, request.port, self.inspector):
-            flow.metadata[META_ERROR_KIND] = "killed"
-            flow.metadata[META_ERROR_MESSAGE] = "refused: the target is the inspector"
-            flow.response = inspector_refusal(format_address(*self.inspector))

@@ -11,17 +11,19 @@ import socket
 from mitmproxy import options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig, update_alt_svc
 from mitmproxy.master import Master
+from sqlalchemy.exc import SQLAlchemyError
 
 from storage.redaction import record_redactor, rules_from_config
 from storage.shares import redaction_key
 from storage.spool import Spool, SpoolError
-from storage.store import open_store
+from storage.store import StorageError, Store, one_line, open_store
 from storage.writer import ExchangeWriter
 
 from . import mitmproxy_fixes
 from .capture import Capture
 from .config import ConfigError, Settings
 from .health import HealthProbes
+from .inspector_guard import InspectorGuard
 from .router import Router, forward_mode, gateway_mode, service_mode
 from .tracing import Tracing
 
@@ -84,12 +86,32 @@ def run_proxy(settings: Settings, *, verbose: bool = False) -> None:
             logger.warning(
                 "writing %d record(s) left in the spool %s by the last run", spool.pending_records, spool.directory
             )
+    try:
+        guard = inspector_guard(settings, store)
+    except StorageError:
+        store.close()
+        raise
     writer = ExchangeWriter(store, transform=transform, report_as=settings.proxy_name, spool=spool)
     try:
-        asyncio.run(_serve(settings, writer, verbose=verbose))
+        asyncio.run(_serve(settings, writer, guard, verbose=verbose))
     finally:
         writer.close()
         store.close()
+
+
+def inspector_guard(settings: Settings, store: Store) -> InspectorGuard:
+    """The guard, with every inspector known at start loaded before anything is served."""
+    guard = InspectorGuard(store, configured=[settings.ui])
+    try:
+        guard.reload()
+    except SQLAlchemyError as e:
+        raise StorageError(f"cannot read the inspectors' addresses from {store.display_url}: {one_line(e)}") from None
+    for service in settings.services.values():
+        upstream = service.upstream
+        if upstream.port in guard.listeners.ports and (listener := guard.reached(upstream.host, upstream.port)):
+            if not isinstance(listener, str):  # a name is judged per request, once resolved
+                logger.warning("service %r points at an inspector (%s): its requests will be refused", service.name, listener)
+    return guard
 
 
 def mitmproxy_addons() -> list[object]:
@@ -110,12 +132,12 @@ def mitmproxy_addons() -> list[object]:
     ]
 
 
-async def _serve(settings: Settings, writer: ExchangeWriter, *, verbose: bool) -> None:
+async def _serve(settings: Settings, writer: ExchangeWriter, guard: InspectorGuard, *, verbose: bool) -> None:
     opts = options.Options()
     master = Master(opts, with_termlog=True)
     check = errorcheck.ErrorCheck(repeat_errors_on_stderr=True)
     master.addons.add(check, *mitmproxy_addons())
-    router = Router(services=settings.services, gateway=gateway_mode(settings.listen), inspector=settings.ui)
+    router = Router(services=settings.services, gateway=gateway_mode(settings.listen))
     capture = Capture(
         writer,
         proxy_name=settings.proxy_name,
@@ -131,7 +153,8 @@ async def _serve(settings: Settings, writer: ExchangeWriter, *, verbose: bool) -
         upstream_ca=settings.upstream_ca,
         upstream_insecure=settings.upstream_insecure,
     )
-    master.addons.add(router, Tracing(settings.tracing), capture, health)
+    # The guard right after the Router: it judges where the Router sent each request.
+    master.addons.add(router, guard, Tracing(settings.tracing), capture, health)
     opts.update(
         mode=proxy_modes(settings),
         # Each request picks its upstream in `requestheaders`, so connect only then.

@@ -40,6 +40,7 @@ __all__ = [
     "ExchangeHeader",
     "FILTER_COLUMNS",
     "HealthSample",
+    "InspectorAddress",
     "InstallationSecret",
     "ProxyStat",
     "SLOW_MS",
@@ -465,3 +466,22 @@ class HealthSample(Base):
     latency_ms: Mapped[float | None] = mapped_column(Double)
     error: Mapped[str | None] = mapped_column(SafeText())
     """Why the probe failed, one line, capped (storage.services.ERROR_MAX)."""
+
+
+class InspectorAddress(Base):
+    """An address a running inspector listens on (storage.inspectors): proxies sharing the
+    database never forward there.
+
+    An inspector replaces its rows when it starts, refreshes updated_at while it runs and
+    deletes them when it stops; rows that stopped being refreshed belong to one that died."""
+
+    __tablename__ = "inspector_addresses"
+
+    inspector: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    """The running instance: machine, process id and a random part."""
+    host: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    """An IP address as text (0.0.0.0 or :: for a wildcard bind, which also lists the machine's own)."""
+    port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    machine: Mapped[str] = mapped_column(SafeText())
+    registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

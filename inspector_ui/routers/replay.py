@@ -21,6 +21,7 @@ from ..replay import (
     ReplayError,
     ReplayRoutes,
     decode_body_override,
+    header_bytes,
     plan_replay,
     replay_template,
     send_replay,
@@ -48,7 +49,9 @@ class ReplayEdits(BaseModel):
     body_base64: str | None = Field(None, description="New body as base64, for binary bodies.")
 
     def overrides(self, url: str | None = None) -> Overrides:
-        """ReplayError when the body fields are contradictory or not base64."""
+        """ReplayError when the body fields are contradictory or not base64, or a header or the
+        body cannot be sent (checked here too, so a bulk job is refused before it starts)."""
+        header_bytes(self.set_headers)
         return Overrides(
             method=self.method,
             url=url,
@@ -168,7 +171,7 @@ async def replay(store: StoreDep, request: Request, exchange_id: ExchangeId, edi
 @router.post(
     "/replays",
     status_code=202,
-    responses={400: {"model": ReplayProblem}, 503: {"model": ReplayProblem}},
+    responses={code: {"model": ReplayProblem} for code in (400, 422, 503)},
     summary="Replay every exchange a search matches, at a rate",
 )
 async def start_bulk_replay(request: Request, job: BulkReplayRequest) -> Any:

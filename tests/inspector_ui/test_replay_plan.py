@@ -13,9 +13,12 @@ from inspector_ui.replay import (
     ReplayRoutes,
     decode_body_override,
     dispatch_replay,
+    header_bytes,
     plan_replay,
     replay_template,
+    sent_url,
 )
+from inspector_ui.replay_targets import check_target
 from storage.queries import StoredBody
 
 ROUTES = ReplayRoutes(
@@ -77,6 +80,13 @@ def test_edits_replace_remove_and_drop_the_stale_encoding():
         (Overrides(target="SERVICE://orders/"), "http://127.0.0.1:8080/orders/users/42?x=1", "orders"),
         (Overrides(url="service://orders/v2/x?y=%2F"), "http://127.0.0.1:8080/orders/v2/x?y=%2F", "orders"),
         (Overrides(url="service://users"), "http://127.0.0.1:8080/users/", "users"),
+        # Any spelling of a service's address is that service (as the guard reads it).
+        (Overrides(url="http://0177.0.0.1:9002/x"), "http://127.0.0.1:8080/orders/x", "orders"),
+        (Overrides(url="http://[::ffff:127.0.0.1]:9002/x"), "http://127.0.0.1:8080/orders/x", "orders"),
+        (Overrides(target="http://2130706433:9001/api"), "http://127.0.0.1:8080/users/users/42?x=1", "users"),
+        (Overrides(url="http://0x7f.1:7777/x?y"), "http://127.0.0.1:7777/x?y", None),
+        (Overrides(url="http://[0:0::1]:7777/"), "http://[::1]:7777/", None),
+        (Overrides(url="HTTP://Api.Example.COM.:80/"), "http://api.example.com/", None),
     ],
 )
 def test_targets(edits, send_url, service):
@@ -97,6 +107,42 @@ def test_targets(edits, send_url, service):
 def test_bad_service_urls_are_refused_before_anything_is_sent(edits, message):
     with pytest.raises(ReplayError, match=message):
         plan_replay(exchange(), BODY, edits, ROUTES)
+
+
+def test_what_the_guard_approves_is_what_is_sent():
+    captured = exchange(service=None, url="http://0x5db8d822:7777/v1/items?a=1")  # 93.184.216.34
+    plan = plan_replay(captured, BODY, Overrides(), ROUTES)
+    approved = check_target(plan.target_url, services={}, original_url=captured["url"],
+                            inspector_addresses=[("127.0.0.1", 8081)], allow_any=False, resolve=lambda h, p: [])  # fmt: skip
+    assert sent_url(plan, approved) == "http://93.184.216.34:7777/v1/items?a=1"
+    service = plan_replay(exchange(), BODY, Overrides(), ROUTES)
+    assert sent_url(service, approved) == service.send_url  # to a service: the gateway
+
+
+def test_header_values_are_sent_as_utf8_without_surrounding_blanks():
+    assert header_bytes([("X-Name", " café ☕\t"), ("X-Latin", "\xff")]) == [
+        (b"X-Name", "café ☕".encode()), (b"X-Latin", b"\xc3\xbf")
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [("a\udc80b", r"'X-Bad'.*lone surrogate \(U\+DC80\) at character 1"), ("a\vb", "vertical tab"),
+     ("a\fb", "form feed")],
+)  # fmt: skip
+def test_header_values_no_request_can_carry_are_422(value, fragment):
+    with pytest.raises(ReplayError, match=fragment) as refused:
+        plan_replay(exchange(), BODY, Overrides(set_headers=(("X-Bad", value),)), ROUTES)
+    assert refused.value.status == 422
+    captured = exchange(request_headers=[["X-Bad", value]])
+    with pytest.raises(ReplayError, match=fragment):
+        plan_replay(captured, BODY, Overrides(), ROUTES)
+
+
+def test_a_body_with_a_lone_surrogate_is_422():
+    with pytest.raises(ReplayError, match=r"lone surrogate \(U\+D800\) at character 2.*body_base64") as refused:
+        decode_body_override("ab\ud800", None)
+    assert refused.value.status == 422
 
 
 def test_a_capture_from_the_forward_proxy_is_replayed_to_its_host():

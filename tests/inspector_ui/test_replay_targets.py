@@ -411,9 +411,31 @@ def test_a_service_on_the_inspectors_host_but_another_port_is_allowed():
     assert approved.reason == "service:users"
 
 
-def test_a_different_loopback_address_is_not_the_inspector():
-    approved = check("http://127.0.0.2:8081/", services={"other": "http://127.0.0.2:8081"})
-    assert approved.addresses == ("127.0.0.2",)
+def test_any_loopback_address_counts_as_an_inspector_on_loopback():
+    # One rule for the proxy and the replay guard (passageway.addresses.reaches): on loopback,
+    # "which socket answers" is left to the kernel, so every loopback address is refused.
+    for url in ("http://127.0.0.2:8081/", "http://[::1]:8081/"):
+        assert "is the inspector itself" in refusal(url, services={"other": url})
+
+
+def test_this_machines_own_address_is_the_inspector_when_it_listens_on_every_address():
+    services = {"lan": "http://10.0.0.7:8081"}
+    message = refusal(
+        "http://10.0.0.7:8081/", services=services, inspector_addresses=[("0.0.0.0", 8081)],
+        is_own=lambda address: str(address) == "10.0.0.7",
+    )  # fmt: skip
+    assert message == "refused: 10.0.0.7:8081 is the inspector itself"
+    other = check("http://10.0.0.7:8081/", services=services, inspector_addresses=[("0.0.0.0", 8081)],
+                  is_own=lambda address: False)  # fmt: skip
+    assert other.reason == "service:lan"
+
+
+def test_the_approved_origin_is_canonical():
+    services = {"users": "http://127.0.0.1:9001"}
+    assert check("http://0177.0.0.1:9001/x", services=services).origin == "http://127.0.0.1:9001"
+    assert check("http://[::ffff:127.0.0.1]:9001/", services=services).origin == "http://127.0.0.1:9001"
+    assert check("http://[0:0::1]:9001/", services={"v6": "http://[::1]:9001"}).origin == "http://[::1]:9001"
+    assert check("HTTPS://BÜCHER.example./", allow_any=True).origin == "https://xn--bcher-kva.example"
 
 
 # -- check_target: malformed targets and resolution failures ---------------------------------

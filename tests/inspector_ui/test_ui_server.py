@@ -13,7 +13,10 @@ import urllib.request
 import pytest
 
 from inspector_ui import InspectorSettings, PortInUseError
+from inspector_ui.registration import registered_addresses
 from inspector_ui.server import InspectorServer, bind_socket
+from passageway.addresses import local_addresses
+from storage.inspectors import live_inspector_addresses
 
 from ui_support import live_inspector
 
@@ -36,6 +39,21 @@ def test_live_server_answers_and_stops(store):
             assert json.load(response)["status"] == "ok"
             assert response.headers["x-frame-options"] == "DENY"
             assert response.headers.get("server") is None
+
+
+def test_a_running_inspector_registers_where_it_listens_until_it_stops(store):
+    with live_inspector(store) as inspector:
+        assert ("127.0.0.1", inspector.server.port) in live_inspector_addresses(store)
+    assert ("127.0.0.1", inspector.server.port) not in live_inspector_addresses(store)
+
+
+def test_a_wildcard_bind_also_registers_this_machines_own_addresses():
+    own = local_addresses()
+    registered = registered_addresses("0.0.0.0", 8081, own)
+    assert registered[0] == ("0.0.0.0", 8081)
+    assert {host for host, _ in registered[1:]} == {str(a) for a in own if not a.is_loopback}
+    assert registered_addresses("127.0.0.1", 8081, own) == [("127.0.0.1", 8081)]
+    assert registered_addresses("::", 8081, ()) == [("::", 8081)]
 
 
 SERVE = """

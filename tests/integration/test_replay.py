@@ -293,3 +293,46 @@ def test_a_replay_as_captured_sends_exactly_the_captured_headers(stack, client):
     replayed = replay(client, original).json()["id"]
     diff = client.get("/api/diff", params={"a": original, "b": replayed}).json()
     assert diff["request_headers"] == {"added": [], "removed": [], "changed": [], "noise": []}, diff["request_headers"]
+
+
+@pytest.mark.parametrize("host", ["0177.0.0.1", "[::ffff:127.0.0.1]", "2130706433", "0x7f.1"])
+def test_any_spelling_of_a_services_address_replays_to_that_service(stack, client, host):
+    # The guard reads these as the service's 127.0.0.1; the replay goes where the guard approved.
+    original = stack.send("GET", "/users/echo")
+    response = replay(client, original, url=f"http://{host}:{stack.first.port}/echo?spelled=1")
+    assert response.status_code == 201, response.text
+    assert get_exchange(stack.store, exchange_id=response.json()["id"])["service"] == "users"
+    assert stack.first.requests.last.query == "spelled=1"
+
+
+def test_non_ascii_header_values_are_sent_as_utf8(stack, client):
+    original = stack.send("GET", "/users/echo", headers={"X-Name": "café".encode()})
+    as_captured = replay(client, original)
+    assert as_captured.status_code == 201, as_captured.text
+    assert stack.first.requests.last.header("x-name").encode("latin-1") == "café".encode()
+    edited = replay(client, original, set_headers=[["X-Name", "naïve ☕"]])
+    assert edited.status_code == 201, edited.text
+    assert stack.first.requests.last.header("x-name").encode("latin-1") == "naïve ☕".encode()
+
+
+@pytest.mark.parametrize(
+    ("edits", "fragment"),
+    [
+        ({"set_headers": [["X-Bad", "a\udc80"]]}, "header 'X-Bad': it holds a lone surrogate (U+DC80)"),
+        ({"body": "ab\ud800"}, "body holds a lone surrogate (U+D800)"),
+    ],
+)
+def test_what_http_cannot_carry_is_a_422_and_nothing_is_sent(stack, client, edits, fragment):
+    original = stack.send("GET", "/users/echo")
+    sent = len(stack.first.requests)
+    # As JSON allows it (an escaped lone surrogate); httpx's json= would not encode it.
+    response = client.post(f"/api/exchanges/{original}/replay", content=json.dumps(edits),
+                           headers={"Content-Type": "application/json"})  # fmt: skip
+    assert response.status_code == 422 and fragment in response.json()["detail"], response.text
+    assert len(stack.first.requests) == sent
+
+
+def test_a_bulk_replay_with_an_unsendable_header_is_refused_before_it_starts(stack, client):
+    job = {"q": "method:GET", "set_headers": [["X-Bad", "\udc80"]]}
+    response = client.post("/api/replays", content=json.dumps(job), headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and "lone surrogate" in response.json()["detail"], response.text

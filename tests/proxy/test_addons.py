@@ -70,22 +70,6 @@ def test_forward_mode_names_service_after_host(router):
     assert flow.metadata[META_SERVICE] == "api.example.test"
 
 
-def test_the_proxy_refuses_to_forward_to_its_inspector():
-    router = Router(services=SERVICES, gateway=GATEWAY, inspector=("127.0.0.1", 8081))
-    for host in ("127.0.0.1", "localhost", "2130706433"):
-        flow = flow_via(forward_mode("127.0.0.1", 8082), "/api/exchanges")
-        flow.request.host, flow.request.port = host, 8081
-        with taddons.context(router):
-            router.requestheaders(flow)
-        assert flow.response is not None and flow.response.status_code == 403, host
-        assert b"its own inspector" in flow.response.content
-    allowed = flow_via(forward_mode("127.0.0.1", 8082), "/x")
-    allowed.request.host, allowed.request.port = "127.0.0.1", 9001
-    with taddons.context(router):
-        router.requestheaders(allowed)
-    assert allowed.response is None
-
-
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [({"content-length": "10"}, False), ({"content-length": "2000"}, True), ({}, True), ({"content-length": "x"}, False)],

@@ -72,26 +72,3 @@ def test_route_by_prefix_never_crashes(path):
     if target is not None:
         assert target.path.startswith("/") or target.path.startswith("/base")
         assert path.startswith("/" + target.service)
-
-
-@pytest.mark.parametrize(
-    ("host", "port", "listener", "expected"),
-    [
-        ("127.0.0.1", 8081, ("127.0.0.1", 8081), True),
-        ("localhost", 8081, ("127.0.0.1", 8081), True),
-        ("127.0.0.2", 8081, ("127.0.0.1", 8081), True),
-        ("2130706433", 8081, ("127.0.0.1", 8081), True),
-        ("0x7f.1", 8081, ("127.0.0.1", 8081), True),
-        ("::ffff:127.0.0.1", 8081, ("127.0.0.1", 8081), True),
-        ("[::1]", 8081, ("0.0.0.0", 8081), True),
-        ("0.0.0.0", 8081, ("127.0.0.1", 8081), True),
-        ("127.0.0.1", 8082, ("127.0.0.1", 8081), False),
-        ("10.0.0.5", 8081, ("127.0.0.1", 8081), False),
-        ("inspector.corp", 8081, ("inspector.corp", 8081), True),
-        ("other.corp", 8081, ("inspector.corp", 8081), False),
-    ],
-)
-def test_is_address_of(host, port, listener, expected):
-    from proxy.router import is_address_of
-
-    assert is_address_of(host, port, listener) is expected
