@@ -86,7 +86,7 @@ class HarBody:
 
 @dataclass(frozen=True, slots=True)
 class HarSource:
-    """One exchange to export: its get_exchange detail dict and its bodies."""
+    """One exchange to export: its get_exchange(har=True) detail dict and its bodies."""
 
     exchange: Mapping[str, Any]
     request_body: HarBody | None = None
@@ -353,8 +353,10 @@ def _truncated_note(body: HarBody | None) -> str | None:
 def _content(body: HarBody | None, meta: Mapping[str, Any] | None, headers: list, written: Mapping[str, Any]) -> dict:
     content_type = (body.content_type if body else None) or (meta or {}).get("content_type")
     content_type = content_type or _header(headers, "content-type")
-    mime_type = _str(written.get("mimeType"))
-    content: dict[str, Any] = {"size": 0, "mimeType": content_type or "x-unknown" if mime_type is None else mime_type}
+    mime_type = _str(written.get("mimeType"))  # the imported HAR's, as it wrote it
+    if mime_type is None:
+        mime_type = content_type or "x-unknown"
+    content: dict[str, Any] = {"size": 0, "mimeType": mime_type}
     if body is None:
         if meta is not None:
             content["size"] = meta.get("decoded_size") or meta.get("size") or 0
@@ -456,7 +458,9 @@ def _entry(source: HarSource) -> tuple[dict, dict | None]:
             "httpVersion": version,
             "cookies": [_set_cookie(v) for n, v in response_headers if n.lower() == "set-cookie"],
             "headers": _name_values(response_headers),
-            "content": _content(resp_body, ex.get("response_body"), response_headers, _written(written_response, "content")),
+            "content": _content(
+                resp_body, ex.get("response_body"), response_headers, _written(written_response, "content")
+            ),
             "redirectURL": _header(response_headers, "location") or "",
             "headersSize": _size(written_response, "headersSize", -1),
             "bodySize": resp_body.size if resp_body is not None else (ex.get("response_body") or {}).get("size", 0),
@@ -829,7 +833,9 @@ def _pages(log: dict) -> dict[str, dict]:
         kept = {k: page[k] for k in _PAGE_FIELDS if isinstance(page.get(k), str)}
         timings = page.get("pageTimings")
         if isinstance(timings, dict):
-            kept["pageTimings"] = {k: v for k, v in timings.items() if _number(v) is not None or k == "comment" and isinstance(v, str)}
+            kept["pageTimings"] = {
+                k: v for k, v in timings.items() if _number(v) is not None or (k == "comment" and isinstance(v, str))
+            }
         out.setdefault(page["id"], kept)
     return out
 

@@ -17,7 +17,9 @@ from sqlalchemy import Connection, Row, and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.decoding import DecodeError, decode_body
-from storage.models import Body, Exchange, ProxyStat, SearchPending, WebSocketMessage, unescape_json_strings, unescape_text
+from storage.models import (
+    Body, Exchange, ProxyStat, SearchPending, WebSocketMessage, unescape_json_strings, unescape_text,
+)  # fmt: skip
 from storage.search import Query, parse_query
 from storage.search_sql import FTS, compile_query, fts_required_match, required_text_ids
 from storage.store import Store, one_line

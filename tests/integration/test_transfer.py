@@ -106,7 +106,7 @@ def test_bad_files_are_one_line_errors(tmp_path):
     junk.write_bytes(b"\x00\x01not a flow")
     broken = tmp_path / "broken.har"
     broken.write_text('{"log": {"entries": [{"request": {}}]}}')
-    empty, blank, no_entries, status_text = (tmp_path / name for name in ("empty.har", "blank.har", "none.har", "ok.har"))
+    empty, blank, no_entries, status_text = (tmp_path / f"{name}.har" for name in ("empty", "blank", "none", "ok"))
     empty.write_bytes(b"")
     blank.write_bytes(b"\xef\xbb\xbf \n")
     no_entries.write_text('{"log": {"version": "1.2", "entries": []}}')
@@ -215,10 +215,11 @@ def test_a_search_right_after_an_import_finds_what_it_imported(tmp_path):
     """Free text and header: terms read the search index, which no inspector built here."""
     url = f"sqlite:///{tmp_path}/search.db"
     har = tmp_path / "words.har"
-    entry = {"startedDateTime": "2026-11-28T09:15:02Z", "request": {"method": "GET", "url": "http://a.example/x",
-             "headers": [{"name": "X-Colour", "value": "teal"}]},
+    entry = {"startedDateTime": "2026-11-28T09:15:02Z",
+             "request": {"method": "GET", "url": "http://a.example/x", "headers": [{"name": "X-Colour", "value": "teal"}]},
              "response": {"status": 200, "content": {"mimeType": "text/plain", "text": "a zebracorn appears"}}}  # fmt: skip
-    har.write_text(json.dumps({"log": {"entries": [entry, {**entry, "request": {**entry["request"], "url": "http://a.example/y"}}]}}))
+    other = {**entry, "request": {**entry["request"], "url": "http://a.example/y"}}
+    har.write_text(json.dumps({"log": {"entries": [entry, other]}}))
     assert run("import", "--db", url, str(har)).returncode == 0
     for query in ("zebracorn", "header:x-colour=teal", "zebracorn path:/y"):
         done = run("export", "--db", url, "--query", query, "--har", "-")
@@ -226,7 +227,8 @@ def test_a_search_right_after_an_import_finds_what_it_imported(tmp_path):
         entries = json.loads(done.stdout)["log"]["entries"]
         assert len(entries) == (1 if "path:" in query else 2), query
     store = open_store(url)  # captured while no inspector ran: the export catches the index up
-    write_records(store, [make_record(path="/captured", response_body=CapturedBody(b"zebracorn too", 13, False, content_type="text/plain"))])
+    body = CapturedBody(b"zebracorn too", 13, False, content_type="text/plain")
+    write_records(store, [make_record(path="/captured", response_body=body)])
     store.close()
     done = run("export", "--db", url, "--query", "zebracorn", "--har", "-")
     assert len(json.loads(done.stdout)["log"]["entries"]) == 3
@@ -251,7 +253,8 @@ def odd_import(tmp_path) -> Iterator[tuple[dict, TestClient, int]]:
     assert run("import", "--db", url, str(har)).returncode == 0
     store = open_store(url)
     try:
-        with TestClient(create_app(InspectorSettings(db_url=url, port=0), store=store), base_url="http://127.0.0.1") as client:
+        app = create_app(InspectorSettings(db_url=url, port=0), store=store)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
             (summary,) = client.get("/api/exchanges").json()["data"]
             yield entry, client, summary["id"]
     finally:

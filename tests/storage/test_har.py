@@ -799,7 +799,7 @@ def test_mitmproxy_reads_our_bodies_back(request_data: bytes, request_type: str 
     assert flow.response.content == response_data
     text = entry["request"]["postData"]["text"]
     binary = any("\udc80" <= char <= "\udcff" for char in text)  # mitmproxy's own convention
-    declared = request_type is not None and ("charset" in request_type or "json" in request_type or "css" in request_type)
+    declared = request_type is not None and any(word in request_type for word in ("charset", "json", "css"))
     if "request_body_base64" not in entry["_passageway"] and (binary or text.isascii() or declared):
         assert flow.request.content == request_data
     (record,) = import_har({"log": {"entries": [entry]}}, proxy_name="x")
@@ -822,7 +822,8 @@ def test_the_store_keeps_what_an_import_said(store: Any) -> None:
     detail = get_exchange(store, exchange_id=exchange_id, har=True)
     assert detail is not None and detail["har"] == record.har
     assert detail["har"]["page"] == page and detail["har"]["serverIPAddress"] == "\x00\ud83d\ue000[::1]"
-    assert (detail["timings"]["blocked_ms"], detail["timings"]["dns_ms"], detail["timings"]["send_ms"]) == (1.5, None, 2.0)
+    timings = detail["timings"]
+    assert (timings["blocked_ms"], timings["dns_ms"], timings["send_ms"]) == (1.5, None, 2.0)
     assert "har" not in get_exchange(store, exchange_id=exchange_id)  # not in the API, shares, ...
     entry = only_entry(export_har([HarSource(detail)], creator_version="x"))
     assert entry["serverIPAddress"] == "\x00\ud83d\ue000[::1]" and entry["timings"]["_queued\udcff"] == 0.25
@@ -836,3 +837,17 @@ def test_captured_records_spool_as_before() -> None:
     from tests.support.records import make_record
 
     assert len(msgpack.unpackb(encode_record(make_record()))) == 1 + 31
+
+
+def test_a_redacted_export_redacts_page_titles_as_urls(sqlite_store: Any) -> None:
+    """Chrome titles a page with its URL, query string and all."""
+    from storage.exports import har_of, import_records
+    from storage.redaction import rules_from_config
+
+    page = {"id": "p", "title": "https://shop.example/cart?token=s3cr3t-page&x=1",
+            "startedDateTime": "2026-11-28T09:15:02Z"}
+    records = import_har({"log": {"pages": [page], "entries": [_entry(pageref="p")]}}, proxy_name="x")
+    ids = import_records(sqlite_store, records)
+    (redacted,) = har_of(sqlite_store, ids, rules=rules_from_config([], []))["log"]["pages"]
+    assert "s3cr3t-page" not in redacted["title"] and redacted["title"].startswith("https://shop.example/cart?token=")
+    assert har_of(sqlite_store, ids, rules=None)["log"]["pages"] == [page]

@@ -88,7 +88,8 @@ def check_trips(name: str, exports: list[dict], first: list[ExchangeRecord]) -> 
             assert {k: written.get(k) for k in kept(was)} == kept(was), where  # HAR's required ones may be added
             assert [sha256(record.request_body), sha256(record.response_body)] == [
                 sha256(imported.request_body), sha256(imported.response_body)], where  # fmt: skip
-            assert (record.method, url_of(record), record.status) == (imported.method, url_of(imported), imported.status)
+            assert (record.method, url_of(record), record.status) == (
+                imported.method, url_of(imported), imported.status), where  # fmt: skip
 
 
 def check_mitmproxy_reads(name: str, har: dict, records: list[ExchangeRecord]) -> None:
