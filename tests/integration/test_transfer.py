@@ -312,3 +312,25 @@ def test_sharing_an_import_with_lone_surrogates(odd_import):
 def test_the_har_endpoint_with_lone_surrogates(odd_import):
     _, client, _ = odd_import
     assert client.get("/api/har", params={"raw": "true"}).status_code == 200
+
+
+def test_the_live_stream_carries_an_import_with_lone_surrogates(odd_import, tmp_path):
+    """WS /api/stream: the summary of an exchange whose URL holds \\ud83d arrives, escaped."""
+    from websockets.sync.client import connect
+
+    from tests.inspector_ui.ui_support import live_inspector
+
+    entry, client, _ = odd_import
+    db = str(client.app.state.settings.db_url)
+    store = open_store(db)
+    try:
+        with live_inspector(store) as inspector, connect(inspector.ws) as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+            har = tmp_path / "again.har"
+            again = {**entry, "startedDateTime": "2026-11-28T10:00:00Z"}
+            har.write_text(json.dumps({"log": {"entries": [again]}}))
+            assert run("import", "--db", db, str(har)).returncode == 0
+            message = ws.recv(timeout=10)
+            assert "\\ud83d" in message and json.loads(message)["data"]["url"] == entry["request"]["url"]
+    finally:
+        store.close()
