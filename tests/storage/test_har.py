@@ -851,3 +851,42 @@ def test_a_redacted_export_redacts_page_titles_as_urls(sqlite_store: Any) -> Non
     (redacted,) = har_of(sqlite_store, ids, rules=rules_from_config([], []))["log"]["pages"]
     assert "s3cr3t-page" not in redacted["title"] and redacted["title"].startswith("https://shop.example/cart?token=")
     assert har_of(sqlite_store, ids, rules=None)["log"]["pages"] == [page]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *_strings(v))]
+    return [s for item in value for s in _strings(item)] if isinstance(value, list) else []
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["real/chrome.har", "real/firefox.har", "real/safari.har", "chrome.har"]), st.randoms(),
+       st.lists(st.tuples(JSON_VALUES | st.just("\x00\ud83d"), st.booleans()), min_size=1, max_size=4))  # fmt: skip
+def test_what_damaged_real_files_keep_is_storable(name: str, rnd: Any, changes: list) -> None:
+    """Whatever an entry holds, ExchangeRecord.har becomes strict JSON (no NaN) both databases
+    take: no NUL and no lone surrogate left in its strings."""
+    from storage.writer import EXCHANGE_COLUMNS, _RowBuilder
+
+    har = json.loads(load(name).decode("utf-8-sig"))
+    for value, delete in changes:
+        paths = _paths(har)
+        if not paths:
+            break
+        path = rnd.choice(paths)
+        parent = har
+        for key in path[:-1]:
+            parent = parent[key]
+        if delete and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
+    try:
+        records = import_har(har, proxy_name="x")
+    except HarError:
+        return
+    batch = _RowBuilder("postgresql").prepare(records)
+    for row in batch.exchanges:
+        stored = json.loads(row[EXCHANGE_COLUMNS.index("timings")], parse_constant=lambda c: pytest.fail(c))
+        assert not [s for s in _strings(stored) if "\x00" in s or any("\ud800" <= c <= "\udfff" for c in s)]
