@@ -336,7 +336,8 @@ def timings_dict(stored: dict[str, Any]) -> dict:
     """Epoch timings -> ISO instants plus phase durations in ms (null when unknown).
 
     blocked_ms and dns_ms are known only for an imported exchange whose HAR had them; its
-    send_ms is the HAR's send (a HAR's phases run connect, then send)."""
+    send_ms, wait_ms and receive_ms are the HAR's own (a HAR's phases run connect, then send,
+    and a tool's time need not be their sum)."""
     t = {name: stored.get(name) for name in _TIMING_FIELDS}
     out: dict[str, Any] = {name: iso_utc(t[name]) for name in _TIMING_FIELDS}
     # The proxy connects upstream once it has the request (lazily), so the phases are:
@@ -352,8 +353,9 @@ def timings_dict(stored: dict[str, Any]) -> dict:
     written = har.get("timings") if isinstance(har, dict) else None
     written = written if isinstance(written, dict) else {}
     out["blocked_ms"], out["dns_ms"] = _written_ms(written, "blocked"), _written_ms(written, "dns")
-    if "send" in written:
-        out["send_ms"] = _written_ms(written, "send")
+    for phase in ("send", "wait", "receive"):
+        if phase in written:
+            out[f"{phase}_ms"] = _written_ms(written, phase)
     return out
 
 

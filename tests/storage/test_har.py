@@ -651,6 +651,11 @@ def test_imported_phases_in_the_api_and_on_the_timeline() -> None:
     assert t["blocked_ms"] == 89.0 and t["connect_ms"] == pytest.approx(32.0) and t["tls_ms"] == pytest.approx(66.0)
     assert t["wait_ms"] == pytest.approx(60.0)
     assert (firefox.timings.response_end - firefox.timings.request_start) * 1000 == pytest.approx(247.0, abs=1e-3)
+    (safari,) = import_har({"log": {"entries": [_entry(time=11.5, timings={"blocked": 1, "send": 0.5, "wait": 6,
+                                                                           "receive": 3})]}}, proxy_name="x")  # fmt: skip
+    t = _detail_of(safari)["timings"]  # Safari's time is 1 ms more than its phases: both kept as written
+    assert (t["blocked_ms"], t["send_ms"], t["wait_ms"], t["receive_ms"]) == (1.0, 0.5, 6.0, 3.0)
+    assert (safari.timings.response_end - safari.timings.request_start) * 1000 == pytest.approx(11.5, abs=1e-3)
 
 
 PHASE_VALUES = st.one_of(st.none(), st.just(-1), st.integers(0, 10_000), st.floats(0, 1e5, allow_nan=False))
