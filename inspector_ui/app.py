@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from storage.retention import RetentionPolicy, RetentionTotals, prune
 from storage.store import StorageError, one_line, open_store
+from storage.surrogates import json_text
 
 from .broadcast import Broadcaster
 from .models import Invalid
@@ -52,6 +53,14 @@ SWAGGER_UI_URL = "/static/swagger-ui"
 SWAGGER_UI_DIR = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 """Swagger UI's bundle and stylesheet from the pinned fastapi-offline package: /docs loads nothing
 from another site (and works offline), so its CSP can stay 'self'."""
+
+
+class SafeJSONResponse(JSONResponse):
+    """The app's JSON: as Starlette writes it, but a lone surrogate in captured text is a
+    \\uXXXX escape (storage.surrogates) instead of an encoding error and a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json_text(content, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
@@ -107,6 +116,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
         summary="Browse the HTTP traffic captured by Passageway.",
         version="1",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
         openapi_url=OPENAPI_URL if settings.docs else None,
         docs_url=None,  # our own /docs below: Swagger UI without inline script
         redoc_url=None,
@@ -191,7 +201,7 @@ def _page(file: Path) -> Callable[[], Awaitable[FileResponse]]:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return SafeJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -204,14 +214,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         detail = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors
         ]
-        return JSONResponse({"detail": detail, "message": "; ".join(parts)}, status_code=422)
+        return SafeJSONResponse({"detail": detail, "message": "; ".join(parts)}, status_code=422)
 
     @app.exception_handler(StorageError)
     @app.exception_handler(DBAPIError)
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         log.warning("database error on %s: %s", request.url.path, first_line)
-        return JSONResponse({"detail": f"database unavailable: {first_line}"[:500]}, status_code=503)
+        return SafeJSONResponse({"detail": f"database unavailable: {first_line}"[:500]}, status_code=503)
 
 
 def _document_invalid_requests(app: FastAPI) -> None:

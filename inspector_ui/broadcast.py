@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from storage.feed import open_change_feed
 from storage.indexer import index_pending, pending_ids, refresh_statistics
 from storage.queries import match_ids, summaries_for_ids
 from storage.search import Query
+from storage.surrogates import json_text
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class Broadcaster:
         message only when message["data"]["id"] matched its search."""
         if not self._subscribers:
             return
-        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        text = json_text(message, separators=(",", ":"))  # lone surrogates escaped, or the send would fail
         self.published += 1
         for subscriber in list(self._subscribers if viewers is None else viewers):
             if subscriber not in self._subscribers:

@@ -11,7 +11,6 @@ import base64
 import ctypes
 import dataclasses
 import ipaddress
-import json
 import logging
 import os
 import secrets
@@ -404,7 +403,8 @@ def run_bulk_replay(args: argparse.Namespace, ui: str, edits: dict, auth: dict[s
 
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
-    from storage.exports import har_of, search_ids
+    from storage.exports import catch_up_search_index, har_of, search_ids
+    from storage.har import har_text
     from storage.redaction import rules_from_config
     from storage.search import QueryError, parse_query
     from storage.store import open_store
@@ -416,16 +416,23 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     rules = None if args.raw else rules_from_config(settings.redact_add, settings.redact_remove)
     store = open_store(settings.db_url)
     try:
+        # Free text and header: terms read the search index, which only a running inspector keeps
+        # current: catch it up first, so what was just captured or imported is found.
+        behind = catch_up_search_index(store) if query is not None and query.needs_index else 0
         log = har_of(store, search_ids(store, query), rules=rules)
     finally:
         store.close()
-    text = json.dumps(log, ensure_ascii=False, indent=1)
+    if behind:
+        note = f"{behind} exchange(s) are not indexed for search yet; --query may miss them"
+        print(f"{PROG}: note: {note}", file=sys.stderr)
+    data = har_text(log).encode("utf-8")  # encoded before the file is opened: an error never leaves it empty
     count = len(log["log"]["entries"])
     if args.har == "-":
-        print(text)
+        sys.stdout.buffer.write(data + b"\n")
+        sys.stdout.flush()
     else:
         try:
-            Path(args.har).write_text(text, encoding="utf-8")
+            Path(args.har).write_bytes(data)
         except OSError as e:
             return fail(f"--har {args.har}: {e.strerror or e}")
         print(f"exported {count} exchange(s) to {args.har} ({'raw: secrets included' if args.raw else 'redacted'})")
@@ -446,7 +453,7 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
         return fail(f"{args.file}: nothing to import ({skipped[0]}{'; ...' if len(skipped) > 1 else ''})")
     store = open_store(settings.db_url)
     try:
-        new = import_records(store, records)
+        new = len(import_records(store, records))
     finally:
         store.close()
     already = f", {len(records) - new} already stored" if new < len(records) else ""

@@ -4,7 +4,8 @@ A HAR (from browser devtools, Charles, HTTP Toolkit, mitmproxy's HAR export, or 
 goes through storage.har; a mitmproxy flow file (`mitmdump -w`, mitmweb's save) through the
 same flow -> record conversion the proxy uses, so its bodies, timings and errors come out
 as if Passageway had captured them. Flow ids become exchange uuids, so importing the same
-flow file twice adds nothing the second time.
+flow file twice adds nothing the second time. Either way bodies are kept up to `body_cap`,
+as the proxy keeps them.
 """
 
 from __future__ import annotations
@@ -29,17 +30,24 @@ class UnreadableFile(ValueError):
 
 
 def read_records(path: Path, *, proxy_name: str, body_cap: int) -> tuple[list[ExchangeRecord], list[str]]:
-    """(records, one message per skipped entry) from a HAR or mitmproxy flow file."""
+    """(records, one message per skipped entry) from a HAR or mitmproxy flow file; at least
+    one record or one skipped entry, else UnreadableFile."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise UnreadableFile(f"{path}: {exc.strerror or exc}") from None
-    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
+    start = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if not start:
+        raise UnreadableFile(f"{path}: the file is empty")
+    if start == b"{":
         skipped: list[str] = []
         try:
-            return import_har(data, proxy_name=proxy_name, skipped=skipped), skipped
+            records = import_har(data, proxy_name=proxy_name, skipped=skipped, body_cap=body_cap)
         except HarError as exc:
             raise UnreadableFile(f"{path}: {exc}") from None
+        if not records and not skipped:
+            raise UnreadableFile(f"{path}: the HAR has no entries")
+        return records, skipped
     return _flow_records(path, data, proxy_name=proxy_name, body_cap=body_cap), []
 
 
@@ -55,6 +63,6 @@ def _flow_records(path: Path, data: bytes, *, proxy_name: str, body_cap: int) ->
             records.append(record)
     except FlowReadException as exc:
         raise UnreadableFile(f"{path}: neither a HAR nor a mitmproxy flow file ({exc})") from None
-    if not records and data:
+    if not records:
         raise UnreadableFile(f"{path}: no HTTP flows in it")
     return records

@@ -2,8 +2,12 @@
 
 har_of() reads exchanges (by id, at most MAX_EXPORT) and their bodies and builds a HAR
 1.2 log, redacted unless asked for raw: all of them by one storage.redaction.Redaction, so a
-secret of one exchange is also scrubbed from the others; import_records() writes
-what storage.har.import_har made through the one write path.
+secret of one exchange is also scrubbed from the others; import_records() writes what
+storage.har.import_har made through the one write path and indexes it for search.
+
+The search index is built by the inspector's indexer (storage.indexer), which may not be
+running when a command searches: imports index what they wrote, and a command whose
+search reads the index first catches it up (catch_up_search_index).
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from collections.abc import Sequence
 from importlib import metadata
 
 from storage.har import HarBody, HarSource, export_har, har_body
+from storage.indexer import index_pending
 from storage.outgoing import out_exchange
-from storage.queries import StoredBody, get_body, get_exchange, list_exchanges
+from storage.queries import StoredBody, get_body, get_exchange, index_backlog, list_exchanges
 from storage.record import ExchangeRecord
 from storage.redaction import OutBody, Redaction, RedactionRules
 from storage.search import Query
@@ -21,11 +26,12 @@ from storage.shares import redaction_key
 from storage.store import Store
 from storage.writer import write_records
 
-__all__ = ["MAX_EXPORT", "har_of", "import_records", "search_ids"]
+__all__ = ["MAX_EXPORT", "catch_up_search_index", "har_of", "import_records", "search_ids"]
 
 MAX_EXPORT = 10_000
 """Exchanges one export holds at most (the newest the search matched)."""
 _DECODE_LIMIT = 64 * 1024 * 1024
+_BATCH = 500
 
 
 def search_ids(store: Store, query: Query | None, *, limit: int = MAX_EXPORT) -> list[int]:
@@ -46,7 +52,7 @@ def har_of(store: Store, ids: Sequence[int], *, rules: RedactionRules | None) ->
     if rules is None:
         sources = []
         for exchange_id in ids[:MAX_EXPORT]:
-            detail = get_exchange(store, exchange_id=exchange_id)
+            detail = get_exchange(store, exchange_id=exchange_id, har=True)
             if detail is not None:
                 bodies = {side: _raw_body(store, exchange_id, side) for side in ("request", "response")}
                 sources.append(HarSource(detail, request_body=bodies["request"], response_body=bodies["response"]))
@@ -54,7 +60,7 @@ def har_of(store: Store, ids: Sequence[int], *, rules: RedactionRules | None) ->
     redaction = Redaction(rules, redaction_key(store))
     stored_bodies = []
     for exchange_id in ids[:MAX_EXPORT]:
-        found = out_exchange(store, exchange_id, decode_limit=_DECODE_LIMIT)
+        found = out_exchange(store, exchange_id, decode_limit=_DECODE_LIMIT, har=True)
         if found is not None:
             redaction.add(found[0])
             stored_bodies.append(found[1])
@@ -69,15 +75,28 @@ def har_of(store: Store, ids: Sequence[int], *, rules: RedactionRules | None) ->
     return export_har(sources, creator_version=_version())
 
 
-def import_records(store: Store, records: Sequence[ExchangeRecord]) -> int:
-    """Store imported records (one transaction per 500); how many were new. A record already
-    stored (the same file imported again) keeps its row: ids are given in insert order, so
-    the new ones are those above the newest id before the import."""
+def import_records(store: Store, records: Sequence[ExchangeRecord]) -> list[int]:
+    """Store imported records (one transaction per 500) and index them for search; the ids
+    of those that were new. A record already stored (the same file imported again, or an
+    export of this store) keeps its row: ids are given in insert order, so the new ones
+    are those above the newest id before the import."""
     newest_before = _newest_id(store)
-    ids: list[int] = []
-    for start in range(0, len(records), 500):
-        ids.extend(write_records(store, records[start : start + 500]))
-    return sum(1 for id_ in ids if id_ > newest_before)
+    new: list[int] = []
+    for start in range(0, len(records), _BATCH):
+        written = write_records(store, records[start : start + _BATCH])
+        fresh = list(dict.fromkeys(id_ for id_ in written if id_ > newest_before))
+        index_pending(store, ids=fresh, limit=len(fresh))
+        new.extend(fresh)
+    return new
+
+
+def catch_up_search_index(store: Store, *, most: int = 100_000) -> int:
+    """Index up to `most` exchanges waiting for the search index, as the inspector's indexer
+    would; how many still wait after (more than `most`, or held by another indexer)."""
+    done = 0
+    while done < most and (batch := index_pending(store, limit=min(_BATCH, most - done))):
+        done += len(batch)
+    return index_backlog(store)
 
 
 def _newest_id(store: Store) -> int:

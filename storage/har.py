@@ -1,17 +1,26 @@
 """HAR 1.2 export and import: pure functions between exchanges and HAR logs.
 
-Export starts from the detail dicts of storage.queries.get_exchange plus the
-decoded bodies; import gives ExchangeRecords ready for the writer. Nothing here
-does I/O.
+Export starts from the detail dicts of storage.queries.get_exchange (with har=True)
+plus the decoded bodies; import gives ExchangeRecords ready for the writer. Nothing
+here does I/O; har_text() is the JSON to write.
 
 Choices worth knowing:
-- HAR content is decoded. Export writes decoded bodies (text when they decode
-  under their charset, else base64); import stores them as identity-encoded
-  (CapturedBody.encoding None) but keeps every header as it was, a
-  Content-Encoding header included: the header tells what was on the wire,
-  the stored bytes are what HAR holds.
+- HAR content is decoded. Export writes decoded bodies: text when every HAR reader
+  gets the same bytes back from it, else base64; import stores them as
+  identity-encoded (CapturedBody.encoding None) but keeps every header as it was, a
+  Content-Encoding header included: the header tells what was on the wire, the
+  stored bytes are what HAR holds.
+- HAR has no binary postData: a request body that is not text under its charset
+  is written as mitmproxy does, UTF-8 with each undecodable byte as a surrogate
+  escape (U+DC80..U+DCFF), which mitmproxy's reader and ours turn back into bytes.
+- What an imported entry said that has no column of its own (its timings as
+  written, wire sizes, server address, connection, page) is kept in
+  ExchangeRecord.har and written back as it was, so imports and exports can go
+  round any number of times without drifting. Captured exchanges get timings
+  from their instants.
 - Our own facts without a HAR field go under `_passageway` (entry) and
-  `_error` (response, as Chrome writes for failed requests).
+  `_error` (response, as Chrome writes for failed requests). Its uuid makes a
+  re-imported export add nothing to the store it came from.
 - A failed exchange (no response) is exported as Chrome does: status 0,
   empty headers, bodySize -1, and `response._error`.
 """
@@ -25,6 +34,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -34,9 +44,11 @@ from urllib.parse import parse_qsl, unquote, urlencode
 
 from storage.decoding import DecodeError, decode_body
 from storage.record import CapturedBody, ExchangeRecord, Headers, Timings
+from storage.surrogates import json_text
 
 __all__ = [
-    "IMPORTED_ERROR", "HarBody", "HarError", "HarSource", "export_har", "first_label", "har_body", "import_har", "url_of",
+    "IMPORTED_ERROR", "HarBody", "HarError", "HarSource", "export_har", "first_label", "har_body", "har_text",
+    "import_har", "url_of",
 ]  # fmt: skip
 
 IMPORTED_ERROR = "imported_error"
@@ -44,6 +56,12 @@ IMPORTED_ERROR = "imported_error"
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _FORM = "application/x-www-form-urlencoded"
+_PHASES = ("blocked", "dns", "connect", "ssl", "send", "wait", "receive")
+"""HAR timings in the order they happen. HAR 1.2 counts ssl inside connect; Firefox and
+mitmproxy write it apart (and count it in `time`)."""
+_UTF8_BY_DEFAULT = ("json", "html", "xml", "javascript", "ecmascript", "text/css")
+"""Types read as UTF-8 when no charset is given (their specifications say so, and HAR
+readers such as mitmproxy's follow them); readers take other types without one as Latin-1."""
 
 
 class HarError(ValueError):
@@ -68,7 +86,7 @@ class HarBody:
 
 @dataclass(frozen=True, slots=True)
 class HarSource:
-    """One exchange to export: its get_exchange detail dict and its bodies."""
+    """One exchange to export: its get_exchange(har=True) detail dict and its bodies."""
 
     exchange: Mapping[str, Any]
     request_body: HarBody | None = None
@@ -112,9 +130,12 @@ def _parse_instant(text: str) -> float:
     return base.timestamp() + (float("0." + fraction) if fraction else 0.0)
 
 
-def _iso_ms(epoch: float) -> str:
+def _iso(epoch: float) -> str:
+    """ISO 8601 in UTC: milliseconds, as browsers write it, or microseconds when there are
+    any (a captured exchange's; its re-import then keeps the same capture time)."""
     value = dt.datetime.fromtimestamp(epoch, dt.UTC)
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    timespec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
+    return value.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def _charset(content_type: str | None) -> str | None:
@@ -129,6 +150,28 @@ def _charset(content_type: str | None) -> str | None:
             except LookupError:
                 return None
     return None
+
+
+def _number(value: Any) -> int | float | None:
+    """A finite JSON number as it is (not a bool); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
+
+
+def _text_to_bytes(text: str, content_type: str | None) -> bytes:
+    """HAR text -> the bytes it stands for: encoded under its charset (else UTF-8). Text that
+    will not encode so holds surrogate escapes of undecodable bytes (see the module
+    docstring), which become those bytes again; any other lone surrogate is spelled as
+    UTF-8 would spell it."""
+    try:
+        return text.encode(_charset(content_type) or "utf-8")
+    except UnicodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def _str(value: Any) -> str | None:
@@ -150,15 +193,27 @@ def _header(headers: Iterable[Any], name: str) -> str | None:
 # --- export -------------------------------------------------------------------------------------
 
 
-def _as_text(data: bytes, content_type: str | None) -> str | None:
-    """The body as text when it decodes under its charset (else UTF-8) and encodes back to the same bytes."""
-    codec = _charset(content_type) or "utf-8"
+def _decoded(data: bytes, codec: str) -> str | None:
+    """`data` as text under `codec` when it encodes back to the same bytes, else None."""
     try:
         text = data.decode(codec)
         if text.encode(codec) == data:
             return text
     except (UnicodeError, LookupError):
         pass
+    return None
+
+
+def _content_text(data: bytes, content_type: str | None) -> str | None:
+    """Response content as text when every HAR reader gets the same bytes back from it:
+    it decodes under its charset (else UTF-8), and it is ASCII, or its charset is
+    declared, or its type is UTF-8 by default. Else None (written as base64)."""
+    charset = _charset(content_type)
+    text = _decoded(data, charset or "utf-8")
+    if text is None:
+        return None
+    if text.isascii() or charset or any(kind in _mime(content_type) for kind in _UTF8_BY_DEFAULT):
+        return text
     return None
 
 
@@ -218,7 +273,8 @@ def _set_cookie(value: str) -> dict:
 
 
 def _timings(ex: Mapping[str, Any], failed: bool) -> tuple[float, dict]:
-    """(time, HAR timings): phases from timings_dict, the unexplained rest as `blocked`, so they sum to time."""
+    """A captured exchange's (time, HAR timings): phases from timings_dict, the unexplained
+    rest as `blocked`, so they sum to time."""
     t = ex.get("timings") or {}
 
     def ms(name: str) -> float | None:
@@ -254,22 +310,37 @@ def _timings(ex: Mapping[str, Any], failed: bool) -> tuple[float, dict]:
     return round(known + har["blocked"], 3), har
 
 
-def _post_data(body: HarBody, truncated_note: str | None) -> dict:
-    post: dict[str, Any] = {"mimeType": body.content_type or ""}
+def _written_timings(ex: Mapping[str, Any], written: Mapping[str, Any]) -> tuple[float, dict]:
+    """An imported exchange's (time, HAR timings) as its HAR had them; send, wait and
+    receive, which HAR requires, are 0 where it left them out."""
+    timings = dict(written)
+    for phase in ("send", "wait", "receive"):
+        timings.setdefault(phase, 0)
+    if ex.get("duration_ms") is not None:
+        return ex["duration_ms"], timings
+    return sum(v for k, v in timings.items() if k in _PHASES and k != "ssl" and v >= 0), timings
+
+
+def _post_data(body: HarBody, content_type: str | None, mime_type: str | None) -> tuple[dict, bytes | None]:
+    """(postData, the bytes again when its text would not read back as them, else None)."""
+    post: dict[str, Any] = {"mimeType": mime_type if mime_type is not None else content_type or ""}
+    unreadable = None
     if body.data is not None:
-        text = _as_text(body.data, body.content_type)
+        text = _decoded(body.data, _charset(content_type) or "utf-8")
         if text is None:
-            # HAR 1.2 has no encoding field for postData; mark base64 the way content does, prefixed.
-            post["text"] = base64.b64encode(body.data).decode("ascii")
-            post["_encoding"] = "base64"
+            post["text"] = body.data.decode("utf-8", "surrogateescape")
+            # Under a multi-byte charset (UTF-16, Shift JIS...) such text may encode without error
+            # into other bytes: rare enough to carry the bytes under _passageway too.
+            if _text_to_bytes(post["text"], content_type) != body.data:
+                unreadable = body.data
         else:
             post["text"] = text
-            if _mime(body.content_type) == _FORM:
+            if _mime(content_type) == _FORM:
                 post["params"] = _name_values(parse_qsl(text, keep_blank_values=True))
-    comments = [c for c in (truncated_note, body.note) if c]
+    comments = [c for c in (_truncated_note(body), body.note) if c]
     if comments:
         post["comment"] = "; ".join(comments)
-    return post
+    return post, unreadable
 
 
 def _truncated_note(body: HarBody | None) -> str | None:
@@ -279,50 +350,71 @@ def _truncated_note(body: HarBody | None) -> str | None:
     return f"truncated by Passageway: {kept} decoded bytes kept of {body.size} bytes on the wire"
 
 
-def _content(body: HarBody | None, meta: Mapping[str, Any] | None, headers: list) -> dict:
+def _content(body: HarBody | None, meta: Mapping[str, Any] | None, headers: list, written: Mapping[str, Any]) -> dict:
     content_type = (body.content_type if body else None) or (meta or {}).get("content_type")
     content_type = content_type or _header(headers, "content-type")
-    content: dict[str, Any] = {"size": 0, "mimeType": content_type or "x-unknown"}
+    mime_type = _str(written.get("mimeType"))  # the imported HAR's, as it wrote it
+    if mime_type is None:
+        mime_type = content_type or "x-unknown"
+    content: dict[str, Any] = {"size": 0, "mimeType": mime_type}
     if body is None:
         if meta is not None:
             content["size"] = meta.get("decoded_size") or meta.get("size") or 0
             content["comment"] = "body not exported"
-        return content
-    if body.data is not None:
+    elif body.data is not None and (body.data or not body.truncated):
         content["size"] = len(body.data)
         if body.encoding and not body.truncated and len(body.data) >= body.size:
             content["compression"] = len(body.data) - body.size
-        text = _as_text(body.data, content_type)
+        text = _content_text(body.data, content_type)
         if text is None:
             content["text"] = base64.b64encode(body.data).decode("ascii")
             content["encoding"] = "base64"
         else:
             content["text"] = text
-    comments = [c for c in (_truncated_note(body), body.note) if c]
-    if comments:
-        content["comment"] = "; ".join(comments)
+    for name in ("size", "compression"):  # an imported HAR's own figures, as it wrote them
+        if _number(written.get(name)) is not None:
+            content[name] = written[name]
+    comments = [c for c in (_truncated_note(body), body.note if body else None) if c]
+    if comments or isinstance(written.get("comment"), str):
+        content["comment"] = "; ".join(comments) if comments else written["comment"]
     return content
 
 
 def _http_version(version: str | None) -> str:
-    """Our versions ("HTTP/1.1", "HTTP/2.0", "HTTP/3") as browsers write them."""
+    """Our versions ("HTTP/1.1", "HTTP/2.0", "HTTP/3") as browsers write them: HTTP/2, HTTP/3."""
     v = (version or "").strip().upper()
-    return {"HTTP/2": "HTTP/2.0", "HTTP/3.0": "HTTP/3"}.get(v, v or "HTTP/1.1")
+    return {"HTTP/2.0": "HTTP/2", "HTTP/3.0": "HTTP/3"}.get(v, v or "HTTP/1.1")
 
 
-def _entry(source: HarSource) -> dict:
+def _written(facts: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = facts.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _size(written: Mapping[str, Any], key: str, default: int) -> int | float:
+    value = _number(written.get(key))
+    return default if value is None else value
+
+
+def _entry(source: HarSource) -> tuple[dict, dict | None]:
+    """(HAR entry, the page it belongs to or None)."""
     ex = source.exchange
+    facts = ex.get("har") if isinstance(ex.get("har"), dict) else {}
     request_headers = [tuple(pair) for pair in ex.get("request_headers") or []]
     error = ex.get("error")
     failed = ex.get("status") is None
     version = _http_version(ex.get("http_version"))
     query = ex.get("query") or ""
-    time, timings = _timings(ex, failed)
+    if isinstance(facts.get("timings"), dict):
+        time, timings = _written_timings(ex, facts["timings"])
+    else:
+        time, timings = _timings(ex, failed)
     start = (ex.get("timings") or {}).get("request_start") or ex.get("captured_at")
     if start is None:
         raise ValueError(f"exchange {ex.get('id')}: no start time")
 
     req_body, resp_body = source.request_body, source.response_body
+    written_request, written_response = _written(facts, "request"), _written(facts, "response")
     request: dict[str, Any] = {
         "method": ex["method"],
         "url": ex["url"],
@@ -330,16 +422,20 @@ def _entry(source: HarSource) -> dict:
         "cookies": _request_cookies(request_headers),
         "headers": _name_values(request_headers),
         "queryString": _name_values(_query_pairs(query)),
-        "headersSize": -1,
+        "headersSize": _size(written_request, "headersSize", -1),
         "bodySize": 0,
     }
+    unreadable_request_body = None
     has_request_body = req_body is not None and (req_body.size or req_body.data or req_body.note)
     if req_body is not None and has_request_body:
-        request["postData"] = _post_data(req_body, _truncated_note(req_body))
+        content_type = req_body.content_type or _header(request_headers, "content-type")
+        mime_type = _str(_written(written_request, "postData").get("mimeType"))
+        request["postData"], unreadable_request_body = _post_data(req_body, content_type, mime_type)
         request["bodySize"] = req_body.size
     elif ex.get("request_body"):
         request["bodySize"] = ex["request_body"].get("size") or 0
         request["comment"] = "body not exported"
+    request["bodySize"] = _size(written_request, "bodySize", request["bodySize"])
 
     if failed:
         response: dict[str, Any] = {
@@ -348,7 +444,7 @@ def _entry(source: HarSource) -> dict:
             "httpVersion": "",
             "cookies": [],
             "headers": [],
-            "content": {"size": 0, "mimeType": "x-unknown"},
+            "content": _content(None, None, [], _written(written_response, "content")),
             "redirectURL": "",
             "headersSize": -1,
             "bodySize": -1,
@@ -362,13 +458,18 @@ def _entry(source: HarSource) -> dict:
             "httpVersion": version,
             "cookies": [_set_cookie(v) for n, v in response_headers if n.lower() == "set-cookie"],
             "headers": _name_values(response_headers),
-            "content": _content(resp_body, ex.get("response_body"), response_headers),
+            "content": _content(
+                resp_body, ex.get("response_body"), response_headers, _written(written_response, "content")
+            ),
             "redirectURL": _header(response_headers, "location") or "",
-            "headersSize": -1,
+            "headersSize": _size(written_response, "headersSize", -1),
             "bodySize": resp_body.size if resp_body is not None else (ex.get("response_body") or {}).get("size", 0),
         }
         if error:  # a response came but the exchange did not finish (e.g. the client went away)
             response["_error"] = error.get("message") or error.get("kind")
+    response["bodySize"] = _size(written_response, "bodySize", response["bodySize"])
+    if _number(written_response.get("_transferSize")) is not None:
+        response["_transferSize"] = written_response["_transferSize"]
 
     custom: dict[str, Any] = {
         "id": ex.get("id"),
@@ -382,32 +483,66 @@ def _entry(source: HarSource) -> dict:
         "trace_id": ex.get("trace_id"),
         "tags": list(ex.get("tags") or []),
     }
+    if unreadable_request_body is not None:
+        custom["request_body_base64"] = base64.b64encode(unreadable_request_body).decode("ascii")
     entry: dict[str, Any] = {
-        "startedDateTime": _iso_ms(_parse_instant(start)),
+        "startedDateTime": _iso(_parse_instant(start)),
         "time": time,
         "request": request,
         "response": response,
         "cache": {},
         "timings": timings,
-        "_passageway": custom,
     }
+    for name in ("serverIPAddress", "connection"):
+        if isinstance(facts.get(name), str):
+            entry[name] = facts[name]
+    entry["_passageway"] = custom
     if custom["request_truncated"] or custom["response_truncated"]:
         entry["comment"] = "body truncated by Passageway: only the first bytes were kept"
-    return entry
+    page = facts.get("page")
+    if isinstance(page, dict) and isinstance(page.get("id"), str):
+        return entry, page
+    if isinstance(facts.get("pageref"), str):  # a page the file referred to but did not describe
+        entry = {"pageref": facts["pageref"], **entry}
+    return entry, None
+
+
+def _page_id(pages: dict[str, dict], page: dict) -> str:
+    """The id `page` has in the export: its own, or a new one when another page (from
+    another file) already has that id."""
+    wanted = candidate = page["id"]
+    n = 1
+    while candidate in pages and pages[candidate] != {**page, "id": candidate}:
+        n += 1
+        candidate = f"{wanted}-{n}"
+    pages.setdefault(candidate, {**page, "id": candidate})
+    return candidate
 
 
 def export_har(entries: Iterable[HarSource], *, creator_version: str) -> dict:
-    """A HAR 1.2 log (a JSON-ready dict) of the given exchanges, in the order given.
+    """A HAR 1.2 log (a JSON-ready dict) of the given exchanges, in the order given, with
+    the pages imported entries belonged to.
 
     ValueError for a detail dict with neither timings.request_start nor captured_at.
     """
-    return {
-        "log": {
-            "version": "1.2",
-            "creator": {"name": "Passageway", "version": creator_version},
-            "entries": [_entry(source) for source in entries],
-        }
-    }
+    pages: dict[str, dict] = {}
+    out = []
+    for source in entries:
+        entry, page = _entry(source)
+        if page is not None:
+            entry = {"pageref": _page_id(pages, page), **entry}
+        out.append(entry)
+    log: dict[str, Any] = {"version": "1.2", "creator": {"name": "Passageway", "version": creator_version}}
+    if pages:
+        log["pages"] = list(pages.values())
+    log["entries"] = out
+    return {"log": log}
+
+
+def har_text(log: dict) -> str:
+    """A HAR log as the JSON to write: UTF-8-encodable whatever captured text it holds
+    (lone surrogates as \\uXXXX escapes, storage.surrogates)."""
+    return json_text(log, indent=1)
 
 
 # --- import -------------------------------------------------------------------------------------
@@ -540,10 +675,7 @@ def _text_bytes(e: _Entry, holder: dict, where: str, content_type: str | None) -
             return base64.b64decode("".join(text.split()), validate=True)
         except (binascii.Error, ValueError):
             raise e.fail(f"{where}.text is not valid base64") from None
-    try:
-        return text.encode(_charset(content_type) or "utf-8")
-    except UnicodeError:
-        return text.encode("utf-8", "surrogatepass")
+    return _text_to_bytes(text, content_type)
 
 
 def _multipart(params: list[dict], boundary: str) -> bytes:
@@ -560,12 +692,16 @@ def _multipart(params: list[dict], boundary: str) -> bytes:
     return bytes(out)
 
 
-def _request_body(e: _Entry, request: dict, headers: Headers, truncated: bool) -> CapturedBody | None:
+def _request_body(e: _Entry, request: dict, headers: Headers, ours: dict) -> CapturedBody | None:
     post = e.obj(request.get("postData"), "request.postData", required=False)
     if not post:
         return None
+    truncated = bool(ours.get("request_truncated"))
     content_type = _str(post.get("mimeType")) or _header(headers, "content-type") or None
-    if post.get("text") is not None:
+    if isinstance(ours.get("request_body_base64"), str):  # our export's bytes its text could not carry
+        exact = {"text": ours["request_body_base64"], "encoding": "base64"}
+        data = _text_bytes(e, exact, "_passageway.request_body_base64", None)
+    elif post.get("text") is not None:
         data = _text_bytes(e, post, "request.postData", content_type)
     elif post.get("params"):
         params = post["params"]
@@ -603,21 +739,34 @@ def _response_body(e: _Entry, response: dict, headers: Headers, truncated: bool)
     return CapturedBody(data=data, size=size, truncated=truncated, encoding=None, content_type=content_type)
 
 
-def _import_timings(
-    e: _Entry, entry: dict, start: float, failed: bool, ssl_in_connect: bool
-) -> tuple[Timings, float | None]:
+def _written_timings_of(har: dict) -> dict:
+    """The entry's timings as written: its phases and tools' own (`_blocked_queueing`), numbers only."""
+    return {k: v for k, v in har.items() if (k in _PHASES or k.startswith("_")) and _number(v) is not None}
+
+
+def _import_timings(e: _Entry, entry: dict, start: float, failed: bool) -> tuple[Timings, float | None]:
+    """The instants of a HAR entry's phases (in HAR order: connect before send) and its time."""
     har = e.obj(entry.get("timings"), "timings", required=False)
 
     def phase(name: str) -> float | None:
         value = e.number(har, name)
         return None if value is None or value < 0 else value / 1000.0
 
+    total = e.number(entry, "time")
+    duration = total if total is not None and total >= 0 else None
+    connect, ssl = phase("connect"), phase("ssl")
+    ssl_in_connect = False
+    if connect and ssl and ssl <= connect:
+        # HAR 1.2 counts ssl inside connect and time without it; Firefox and mitmproxy count
+        # it apart, in time too. Whichever sum comes closer to time says which this tool did.
+        spent = sum(phase(name) or 0.0 for name in _PHASES if name != "ssl") * 1000.0
+        ssl_in_connect = duration is None or abs(duration - spent) <= abs(duration - spent - ssl * 1000.0)
+
     timings = Timings(request_start=start)
     t = start + (phase("blocked") or 0.0) + (phase("dns") or 0.0)
-    connect, ssl = phase("connect"), phase("ssl")
     if connect:
         timings.connect_start = t
-        if ssl and ssl <= connect and ssl_in_connect:  # HAR 1.2: connect includes ssl
+        if ssl and ssl_in_connect:
             timings.connect_end, timings.tls_end = t + connect - ssl, t + connect
         else:
             timings.connect_end = t + connect
@@ -628,8 +777,6 @@ def _import_timings(
     if send is not None:
         t += send
         timings.request_end = t
-    total = e.number(entry, "time")
-    duration = total if total is not None and total >= 0 else None
     if not failed:
         wait, receive = phase("wait"), phase("receive")
         if wait is not None:
@@ -637,7 +784,7 @@ def _import_timings(
             timings.response_start = t
             if receive is not None:
                 timings.response_end = t + receive
-        if timings.response_end is None and duration is not None:
+        if duration is not None:
             timings.response_end = start + duration / 1000.0
     if duration is None and har:
         duration = round((t - start) * 1000.0, 3)
@@ -666,8 +813,70 @@ def _entry_uuid(index: int, entry: dict) -> str:
     return hashlib.sha256(f"{index}\0{canonical}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+_UUID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_PAGE_FIELDS = ("startedDateTime", "id", "title", "pageTimings", "comment")
+
+
+def _numbers(holder: Any, names: Iterable[str]) -> dict[str, Any]:
+    if not isinstance(holder, dict):
+        return {}
+    return {name: holder[name] for name in names if _number(holder.get(name)) is not None}
+
+
+def _pages(log: dict) -> dict[str, dict]:
+    """log.pages by id, each with the fields HAR 1.2 names (JSON-safe: no NaN)."""
+    pages = log.get("pages")
+    out: dict[str, dict] = {}
+    for page in pages if isinstance(pages, list) else []:
+        if not isinstance(page, dict) or not isinstance(page.get("id"), str):
+            continue
+        kept = {k: page[k] for k in _PAGE_FIELDS if isinstance(page.get(k), str)}
+        timings = page.get("pageTimings")
+        if isinstance(timings, dict):
+            kept["pageTimings"] = {
+                k: v for k, v in timings.items() if _number(v) is not None or (k == "comment" and isinstance(v, str))
+            }
+        out.setdefault(page["id"], kept)
+    return out
+
+
+def _facts(entry: dict, request: dict, response: dict, pages: Mapping[str, dict]) -> dict[str, Any]:
+    """ExchangeRecord.har: what the entry says that no other field of the record holds."""
+    timings = entry.get("timings")
+    # Always there, if empty: an imported exchange's export writes its timings and time as they came.
+    facts: dict[str, Any] = {"timings": _written_timings_of(timings) if isinstance(timings, dict) else {}}
+    for name in ("serverIPAddress", "connection", "pageref"):
+        if isinstance(entry.get(name), str):
+            facts[name] = entry[name]
+    if facts.get("pageref") in pages:
+        facts["page"] = pages[facts["pageref"]]
+    written_request = _numbers(request, ("headersSize", "bodySize"))
+    post = request.get("postData")
+    if isinstance(post, dict) and isinstance(post.get("mimeType"), str):
+        written_request["postData"] = {"mimeType": post["mimeType"]}
+    written_response = _numbers(response, ("headersSize", "bodySize", "_transferSize"))
+    content = response.get("content")
+    written_content = _numbers(content, ("size", "compression"))
+    for name in ("mimeType", "comment"):
+        if isinstance(content, dict) and isinstance(content.get(name), str):
+            written_content[name] = content[name]
+    if written_content:
+        written_response["content"] = written_content
+    for name, written in (("request", written_request), ("response", written_response)):
+        if written:
+            facts[name] = written
+    return facts
+
+
+def _capped(body: CapturedBody | None, body_cap: int | None) -> CapturedBody | None:
+    """The store's rule for every body, captured or imported: the first body_cap bytes, the size kept."""
+    if body is None or body_cap is None or len(body.data) <= body_cap:
+        return body
+    return CapturedBody(body.data[:body_cap], max(body.size, len(body.data)), True, body.encoding, body.content_type)
+
+
 def _import_entry(
-    e: _Entry, entry: Any, proxy_name: str, service_for_host: Callable[[str], str | None], ssl_in_connect: bool
+    e: _Entry, entry: Any, proxy_name: str, service_for_host: Callable[[str], str | None], pages: Mapping[str, dict]
 ) -> ExchangeRecord:
     entry = e.obj(entry, "the entry")
     request = e.obj(entry.get("request"), "request")
@@ -683,13 +892,17 @@ def _import_entry(
 
     response = e.obj(entry.get("response"), "response", required=False)
     status = e.number(response, "status") if response else None
-    if status is not None and (status != int(status) or not 0 <= status < 1000):
+    if (status is None and response.get("status") is not None) or (
+        status is not None and (status != int(status) or not 0 <= status < 1000)
+    ):
         raise e.fail(f"response.status is not an HTTP status: {response.get('status')!r}")
     failed = not status
     request_headers = e.headers(request, "request")
+    uuid = ours.get("uuid")
 
     record = ExchangeRecord(
-        uuid=_entry_uuid(e.index, entry),
+        # A Passageway export carries the exchange's uuid: importing it where it came from adds nothing.
+        uuid=uuid if isinstance(uuid, str) and _UUID.fullmatch(uuid) else _entry_uuid(e.index, entry),
         captured_at=start,
         proxy=proxy_name,
         scheme=scheme,
@@ -702,10 +915,11 @@ def _import_entry(
         or _normalize_version(response.get("httpVersion"))
         or "HTTP/1.1",
         request_headers=request_headers,
-        request_body=_request_body(e, request, request_headers, bool(ours.get("request_truncated"))),
+        request_body=_request_body(e, request, request_headers, ours),
         timings=Timings(request_start=start),
+        har=_facts(entry, request, response, pages),
     )
-    record.timings, record.duration_ms = _import_timings(e, entry, start, failed, ssl_in_connect)
+    record.timings, record.duration_ms = _import_timings(e, entry, start, failed)
     service = ours.get("service")
     record.service = service if isinstance(service, str) and service else service_for_host(host)
     if isinstance(ours.get("realm"), str):
@@ -743,12 +957,14 @@ def import_har(
     proxy_name: str,
     service_for_host: Callable[[str], str | None] | None = None,
     skipped: list[str] | None = None,
+    body_cap: int | None = None,
 ) -> list[ExchangeRecord]:
     """HAR log (parsed, or JSON text/bytes) -> one ExchangeRecord per entry, in file order.
 
     An unusable entry raises HarError naming it; pass a list as `skipped` to
     import the rest instead and collect one message per skipped entry there.
-    A log that is not a HAR at all always raises.
+    A log that is not a HAR at all always raises. Bodies longer than `body_cap`
+    are cut to it, as captured ones are (size kept, marked truncated).
     """
     if isinstance(data, bytes):
         try:
@@ -768,18 +984,19 @@ def import_har(
     if not isinstance(entries, list):
         raise HarError("not a HAR log: log.entries is not a list")
     services = service_for_host or first_label
-    creator = data["log"].get("creator")
-    creator_name = creator.get("name") if isinstance(creator, dict) else None
-    # mitmproxy's savehar writes ssl apart from connect (TCP only), against HAR 1.2.
-    ssl_in_connect = not (isinstance(creator_name, str) and creator_name.startswith("mitmproxy"))
+    pages = _pages(data["log"])
     records = []
     for index, entry in enumerate(entries):
         try:
-            records.append(_import_entry(_Entry(index), entry, proxy_name, services, ssl_in_connect))
+            record = _import_entry(_Entry(index), entry, proxy_name, services, pages)
         except HarError as exc:
             if skipped is None:
                 raise
             skipped.append(str(exc))
+            continue
+        record.request_body = _capped(record.request_body, body_cap)
+        record.response_body = _capped(record.response_body, body_cap)
+        records.append(record)
     return records
 
 

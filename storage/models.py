@@ -51,7 +51,9 @@ __all__ = [
     "Sha256",
     "UTCDateTime",
     "WebSocketMessage",
+    "escape_json_strings",
     "escape_text",
+    "unescape_json_strings",
     "unescape_text",
 ]
 
@@ -77,6 +79,28 @@ def unescape_text(value: str) -> str:
     """Inverse of escape_text."""
     if value[:1] == _MARK:
         return json.loads(value[1:])
+    return value
+
+
+def escape_json_strings(value: Any) -> Any:
+    """A JSON-ready value with every string in it (dict keys too) escape_text'ed."""
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, dict):
+        return {escape_text(str(key)): escape_json_strings(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [escape_json_strings(item) for item in value]
+    return value
+
+
+def unescape_json_strings(value: Any) -> Any:
+    """Inverse of escape_json_strings."""
+    if isinstance(value, str):
+        return unescape_text(value)
+    if isinstance(value, dict):
+        return {unescape_text(key): unescape_json_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unescape_json_strings(item) for item in value]
     return value
 
 
@@ -256,8 +280,9 @@ class Exchange(Base):
     response_content_type: Mapped[str | None] = mapped_column(SafeText())
     response_body_decoded_size: Mapped[int | None] = mapped_column(BigInteger)
 
-    timings: Mapped[dict[str, float | None]] = mapped_column(JSON)
-    """Epoch seconds per phase (storage.record.Timings field names)."""
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """Epoch seconds per phase (storage.record.Timings field names); for an imported exchange
+    also `har`: ExchangeRecord.har, its strings escape_json_strings'ed."""
     error_kind: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(SafeText())
     trace_id: Mapped[str | None] = mapped_column(SafeText())

@@ -31,11 +31,11 @@ def out_body(stored: StoredBody, *, decode_limit: int, cut_at: int | None = None
 
 
 def out_exchange(
-    store: Store, exchange_id: int, *, decode_limit: int, cut_at: int | None = None
+    store: Store, exchange_id: int, *, decode_limit: int, cut_at: int | None = None, har: bool = False
 ) -> tuple[OutExchange, dict[str, StoredBody | None]] | None:
     """The exchange and its decoded bodies, with the stored bodies (for their wire facts);
-    None when there is no such exchange."""
-    detail = get_exchange(store, exchange_id=exchange_id)
+    None when there is no such exchange. `har`: with what an imported HAR said (get_exchange)."""
+    detail = get_exchange(store, exchange_id=exchange_id, har=har)
     if detail is None:
         return None
     stored = {side: get_body(store, exchange_id=exchange_id, side=side) for side in ("request", "response")}

@@ -17,7 +17,9 @@ from sqlalchemy import Connection, Row, and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.decoding import DecodeError, decode_body
-from storage.models import Body, Exchange, ProxyStat, SearchPending, WebSocketMessage, unescape_text
+from storage.models import (
+    Body, Exchange, ProxyStat, SearchPending, WebSocketMessage, unescape_json_strings, unescape_text,
+)  # fmt: skip
 from storage.search import Query, parse_query
 from storage.search_sql import FTS, compile_query, fts_required_match, required_text_ids
 from storage.store import Store, one_line
@@ -330,8 +332,12 @@ def _ms(end: float | None, start: float | None) -> float | None:
     return round((end - start) * 1000.0, 3)
 
 
-def timings_dict(stored: dict[str, float | None]) -> dict:
-    """Epoch timings -> ISO instants plus phase durations in ms (null when unknown)."""
+def timings_dict(stored: dict[str, Any]) -> dict:
+    """Epoch timings -> ISO instants plus phase durations in ms (null when unknown).
+
+    blocked_ms and dns_ms are known only for an imported exchange whose HAR had them; its
+    send_ms, wait_ms and receive_ms are the HAR's own (a HAR's phases run connect, then send,
+    and a tool's time need not be their sum)."""
     t = {name: stored.get(name) for name in _TIMING_FIELDS}
     out: dict[str, Any] = {name: iso_utc(t[name]) for name in _TIMING_FIELDS}
     # The proxy connects upstream once it has the request (lazily), so the phases are:
@@ -343,7 +349,19 @@ def timings_dict(stored: dict[str, float | None]) -> dict:
     out["send_ms"] = _ms(t["request_end"], t["request_start"])
     out["wait_ms"] = _ms(t["response_start"], ready)
     out["receive_ms"] = _ms(t["response_end"], t["response_start"])
+    har = stored.get("har")
+    written = har.get("timings") if isinstance(har, dict) else None
+    written = written if isinstance(written, dict) else {}
+    out["blocked_ms"], out["dns_ms"] = _written_ms(written, "blocked"), _written_ms(written, "dns")
+    for phase in ("send", "wait", "receive"):
+        if phase in written:
+            out[f"{phase}_ms"] = _written_ms(written, phase)
     return out
+
+
+def _written_ms(timings: dict, phase: str) -> float | None:
+    value = timings.get(phase)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _body_meta(ex: Row[Any], side: str) -> dict | None:
@@ -361,8 +379,10 @@ def _body_meta(ex: Row[Any], side: str) -> dict | None:
     }
 
 
-def get_exchange(store: Store, *, exchange_id: int) -> dict | None:
-    """The detail dict of one exchange, or None."""
+def get_exchange(store: Store, *, exchange_id: int, har: bool = False) -> dict | None:
+    """The detail dict of one exchange, or None. With `har`, also "har": what an imported
+    HAR said that has no column (storage.record.ExchangeRecord.har), None for captured
+    traffic; only HAR export asks for it (a page title may hold a URL's secrets)."""
     with store.engine.connect() as conn:
         ex = conn.execute(select(Exchange.__table__).where(Exchange.id == exchange_id)).one_or_none()
         if ex is None:
@@ -385,6 +405,9 @@ def get_exchange(store: Store, *, exchange_id: int) -> dict | None:
         response_body=_body_meta(ex, "response"),
         websocket_messages=messages,
     )
+    if har:
+        facts = (ex.timings or {}).get("har")
+        detail["har"] = unescape_json_strings(facts) if isinstance(facts, dict) else None
     return detail
 
 

@@ -8,6 +8,7 @@ nothing here knows mitmproxy, SQL or HTTP frameworks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 Headers = list[tuple[str, str]]
 """Header fields in wire order, duplicates kept, names as sent."""
@@ -89,6 +90,10 @@ class ExchangeRecord:
     the exchange a span of its own, or X-B3-ParentSpanId."""
     caller: str | None = None
     """The calling service, from X-Passageway-Caller (set by passageway.Client)."""
+    har: dict[str, Any] | None = None
+    """What an imported HAR entry said that the fields above do not hold, at its HAR path
+    (timings as written, wire sizes, server address, connection, page), so an export
+    writes it back as it was (storage.har); None for captured traffic."""
 
 
 ERROR_KINDS = (

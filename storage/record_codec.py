@@ -19,9 +19,9 @@ __all__ = ["RecordDecodeError", "decode_record", "encode_record"]
 _EXCHANGE_V1 = 1
 _WEBSOCKET_V1 = 2
 _EXCHANGE_FIELDS = len(fields(ExchangeRecord))
-# A spool written before parent_span_id and caller existed has this many fields; the
-# newer ones take their defaults.
-_EXCHANGE_FIELDS_BEFORE_TRACE_LINKS = _EXCHANGE_FIELDS - 2
+# A spool written before parent_span_id and caller existed lacks them; `har` is left out
+# when None. Missing fields take their defaults.
+_EXCHANGE_FIELDS_OLDEST = _EXCHANGE_FIELDS - 3
 
 
 class RecordDecodeError(ValueError):
@@ -42,13 +42,16 @@ def _timings(t: Timings) -> list:
 def _values(record: ExchangeRecord | WebSocketMessageRecord) -> list:
     if isinstance(record, ExchangeRecord):
         r = record
-        return [
+        values = [
             _EXCHANGE_V1, r.uuid, r.captured_at, r.proxy, r.scheme, r.method, r.host, r.port, r.path, r.query,
             r.http_version, r.request_headers, _body(r.request_body), _timings(r.timings), r.service, r.realm,
             r.client_addr, r.status, r.reason, r.response_headers, _body(r.response_body), r.duration_ms,
             r.error_kind, r.error_message, r.trace_id, r.span_id, r.request_id, r.replay_of, r.tags, r.websocket,
             r.parent_span_id, r.caller,
         ]  # fmt: skip
+        if r.har is not None:  # only imports have it: captured records stay readable by older versions
+            values.append(r.har)
+        return values
     if isinstance(record, WebSocketMessageRecord):
         m = record
         return [_WEBSOCKET_V1, m.exchange_uuid, m.seq, m.timestamp, m.from_client, m.kind, bytes(m.data), m.size,
@@ -67,7 +70,7 @@ def decode_record(data: bytes) -> ExchangeRecord | WebSocketMessageRecord:
         if kind == _EXCHANGE_V1:
             # The fields are in the dataclass's order: positional construction is the fast path.
             _, *values = decoded
-            if not _EXCHANGE_FIELDS_BEFORE_TRACE_LINKS <= len(values) <= _EXCHANGE_FIELDS:
+            if not _EXCHANGE_FIELDS_OLDEST <= len(values) <= _EXCHANGE_FIELDS:
                 raise RecordDecodeError(f"an exchange record has {_EXCHANGE_FIELDS} fields, not {len(values)}")
             values[10] = list(map(tuple, values[10]))
             if values[11] is not None:

@@ -99,6 +99,7 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass
 from urllib.parse import unquote_plus, unquote_to_bytes
 
@@ -967,7 +968,20 @@ def _first_pass_detail(detail: dict, rules: RedactionRules, marks: _Marks) -> di
     error = out.get("error")
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         error["message"] = _text_secrets(error["message"], rules, marks)
+    if isinstance(out.get("har"), dict):  # an imported HAR's own facts: a page title is often a URL
+        out["har"] = _map_strings(out["har"], lambda text: _text_secrets(text, rules, marks))
     return out
+
+
+def _map_strings(value: object, change: Callable[[str], str]) -> Any:
+    """Every string in a JSON-like value changed (dict keys are names, left as they are)."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {key: _map_strings(item, change) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(item, change) for item in value]
+    return value
 
 
 def _scrub_headers(headers: list, scrubber: SecretScrubber) -> list:
@@ -991,6 +1005,8 @@ def _second_pass_detail(detail: dict, scrubber: SecretScrubber) -> dict:
         error["message"] = scrubber.text(error["message"])
     if isinstance(detail.get("tags"), list):
         detail["tags"] = [scrubber.text(tag) if isinstance(tag, str) else tag for tag in detail["tags"]]
+    if isinstance(detail.get("har"), dict):
+        detail["har"] = _map_strings(detail["har"], scrubber.text)
     return detail
 
 

@@ -32,6 +32,7 @@ from storage.queries import get_exchange, iso_utc, list_exchanges
 from storage.redaction import OutBody, OutExchange, Redaction, RedactionRules
 from storage.search import Query, parse_query
 from storage.store import Store
+from storage.surrogates import json_text
 from storage.traces import assemble_trace, span_from_detail, trace_exchange_ids
 
 __all__ = [
@@ -146,7 +147,7 @@ def create_share(
         expires_at=now + ttl,
         revoked_at=None,
         exchange_count=len(snapshot["exchanges"]),
-        snapshot=zstandard.ZstdCompressor(level=6).compress(json.dumps(snapshot, ensure_ascii=False).encode()),
+        snapshot=zstandard.ZstdCompressor(level=6).compress(json_text(snapshot).encode()),
     )
     with store.engine.begin() as conn:
         share_id = conn.execute(insert(Share).values(**values).returning(Share.id)).scalar_one()

@@ -10,6 +10,11 @@ A shell argument cannot carry NUL, so NUL characters are left out of arguments
 file, never written raw. Python and JavaScript snippets use
 repr() and JSON string literals, so no value can end its literal.
 
+Lone surrogates (storage.surrogates) stay escapes in every language, so a snippet always
+encodes as UTF-8: repr() and ASCII JSON write them as \\uXXXX already; a shell word
+holding one is $'...' quoted with the byte a surrogateescape'd one stands for (\\xHH,
+what was on the wire) or, for any other, \\uXXXX.
+
 Hop-by-hop headers, Host (the tool derives it from the URL), Content-Length
 and HTTP/2 pseudo-headers are left out; duplicates and order are kept.
 """
@@ -22,6 +27,8 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from storage.surrogates import LONE_SURROGATE, escape_surrogates
 
 __all__ = [
     "BODY_FILE", "SKIPPED_HEADERS", "SnippetRequest", "as_curl", "as_fetch", "as_httpie", "as_python_httpx",
@@ -88,7 +95,12 @@ def _ansi_c_quote(value: str) -> str:
             out.append(f"\\u{ord(ch):04x}")  # a C1 control as its character, not a raw byte
         else:
             out.append(ch)
-    return "$'" + "".join(out) + "'"
+    return "$'" + escape_surrogates("".join(out), _shell_surrogate) + "'"
+
+
+def _shell_surrogate(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 class _Shell:
@@ -103,7 +115,7 @@ class _Shell:
         if "\x00" in value:
             self.dropped_nul = True
             value = value.replace("\x00", "")
-        if _CONTROL.search(value.replace("\n", "")):
+        if _CONTROL.search(value.replace("\n", "")) or LONE_SURROGATE.search(value):
             return _ansi_c_quote(value)
         return shlex.quote(value)
 

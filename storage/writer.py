@@ -49,7 +49,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from storage.decoding import decoded_size
-from storage.models import CAPTURE_BLOCK_IDS, Body, Exchange, ProxyStat, WebSocketMessage, escape_text
+from storage.models import (
+    CAPTURE_BLOCK_IDS, Body, Exchange, ProxyStat, WebSocketMessage, escape_json_strings, escape_text,
+)  # fmt: skip
 from storage.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
 from storage.record_codec import RecordDecodeError, decode_record, encode_record
 from storage.spool import Spool
@@ -258,6 +260,8 @@ class _RowBuilder:
         (proxy, service, realm, client_addr, scheme, method, host, path, query, http_version, reason,
          error_message, trace_id, span_id, request_id, parent_span_id, caller) = scalars  # fmt: skip
         timings = _timings_json(rec.timings)
+        if rec.har:  # an import's own facts ride in the timings column (storage.models.Exchange.timings)
+            timings = f'{timings[:-1]},"har":{_json(escape_json_strings(rec.har))}}}'
         return (
             rec.uuid, self.timestamp(rec.captured_at), proxy, service, realm, client_addr, scheme, method, host,
             rec.port, path, query, http_version, rec.status, reason, rec.duration_ms,

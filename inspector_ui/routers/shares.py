@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from storage.search import QueryError
 from storage.shares import ShareError, ShareGone, create_share, list_shares, open_share, revoke_share, share_exists
+from storage.surrogates import json_text
 
 from ..deps import StoreDep
 from ..params import RowId
@@ -110,7 +111,8 @@ async def share_snapshot(store: StoreDep, token: str) -> Any:
         return JSONResponse({"detail": f"this link has been {gone.reason}"}, status_code=410, headers=SHARE_HEADERS)
     if snapshot is None:
         return JSONResponse({"detail": "no such link"}, status_code=404, headers=SHARE_HEADERS)
-    return JSONResponse(snapshot, headers=SHARE_HEADERS)
+    # Captured text may hold lone surrogates: escaped, or the snapshot would not encode.
+    return Response(json_text(snapshot, separators=(",", ":")), media_type="application/json", headers=SHARE_HEADERS)
 
 
 async def _check(store: Any, token: str) -> HTMLResponse | None:

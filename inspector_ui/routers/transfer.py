@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -12,6 +11,7 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from storage.exports import MAX_EXPORT, har_of, search_ids
+from storage.har import har_text
 from storage.outgoing import out_exchange
 from storage.queries import get_body, get_exchange
 from storage.redaction import redact_outgoing
@@ -67,7 +67,7 @@ async def har(
     log = await run_in_threadpool(build)
     name = f"passageway-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}{'-raw' if raw else ''}.har"
     return Response(
-        json.dumps(log, ensure_ascii=False, indent=1),
+        har_text(log),
         media_type="application/json",
         headers={"content-disposition": f'attachment; filename="{name}"', "content-security-policy": BODY_CSP},
     )

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from inspector_ui import broadcast
 from inspector_ui.broadcast import Broadcaster, SubscriberGone
 
 
@@ -16,8 +17,8 @@ def _run(coro):
 
 def test_each_message_is_serialized_once(monkeypatch):
     calls = []
-    real_dumps = json.dumps
-    monkeypatch.setattr("inspector_ui.broadcast.json.dumps", lambda *a, **k: calls.append(1) or real_dumps(*a, **k))
+    real_json_text = broadcast.json_text
+    monkeypatch.setattr(broadcast, "json_text", lambda *a, **k: calls.append(1) or real_json_text(*a, **k))
 
     async def main():
         broadcaster = Broadcaster(store=None, queue_size=10)

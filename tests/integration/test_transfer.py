@@ -1,24 +1,34 @@
-"""passageway export / import: a HAR round trip between two stores, browser HARs, mitmproxy flow files."""
+"""passageway export / import: a HAR round trip between two stores, browser HARs, real tools'
+HARs again and again, mitmproxy flow files, and what the inspector makes of an import."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
 from mitmproxy import io as mitmproxy_io
+from mitmproxy.io.har import request_to_flow
 from mitmproxy.test import tflow
 
+from inspector_ui import InspectorSettings, create_app
 from storage.queries import get_body, get_exchange, list_exchanges
 from storage.record import CapturedBody
 from storage.store import open_store
 from storage.writer import write_records
+from tests.support.postgres import fresh_postgres_database
 from tests.support.records import make_record
 
 PASSAGEWAY = [sys.executable, "-m", "proxy"]
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "har"
+REAL = SAMPLES / "real"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -96,8 +106,16 @@ def test_bad_files_are_one_line_errors(tmp_path):
     junk.write_bytes(b"\x00\x01not a flow")
     broken = tmp_path / "broken.har"
     broken.write_text('{"log": {"entries": [{"request": {}}]}}')
+    empty, blank, no_entries, status_text = (tmp_path / f"{name}.har" for name in ("empty", "blank", "none", "ok"))
+    empty.write_bytes(b"")
+    blank.write_bytes(b"\xef\xbb\xbf \n")
+    no_entries.write_text('{"log": {"version": "1.2", "entries": []}}')
+    status_text.write_text(json.dumps({"log": {"entries": [{"startedDateTime": "2026-11-28T09:15:02Z",
+        "request": {"method": "GET", "url": "http://a/"}, "response": {"status": "OK"}}]}}))  # fmt: skip
     for path, fragment in ((junk, "neither a HAR nor a mitmproxy flow file"), (broken, "request.method"),
-                           (tmp_path / "missing.har", "No such file")):  # fmt: skip
+                           (tmp_path / "missing.har", "No such file"), (empty, "the file is empty"),
+                           (blank, "the file is empty"), (no_entries, "the HAR has no entries"),
+                           (status_text, "response.status is not an HTTP status: 'OK'")):  # fmt: skip
         done = run("import", "--db", f"sqlite:///{tmp_path}/x.db", str(path))
         assert done.returncode == 2 and fragment in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.count("\n") == 1
@@ -137,3 +155,172 @@ def test_redact_at_capture_keeps_secrets_out_of_the_database(tmp_path):
     assert [v[:17] for n, v in request_headers if n.lower() == "authorization"] == ["Bearer [redacted:"]
     assert json.loads(request_body)["user"] == "ada"  # stored decoded (bodies are compressed in the file)
     assert all(secret.encode() not in request_body for secret in secrets)
+
+
+# --- real tools' HARs, again and again -----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def database(kind: str, tmp_path: Path, name: str) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/{name}.db"
+    else:
+        with fresh_postgres_database("passageway_transfer") as url:
+            yield url
+
+
+def stored_bodies(url: str) -> list[list[str | None]]:
+    """SHA-256 of each stored request and response body, oldest exchange first."""
+    store = open_store(url)
+    try:
+        ids = sorted(row["id"] for row in list_exchanges(store, limit=1000).data)
+        return [[hashlib.sha256(b.data).hexdigest() if (b := get_body(store, exchange_id=i, side=side)) else None
+                 for side in ("request", "response")] for i in ids]  # fmt: skip
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("name", "kind"), [("firefox.har", "sqlite"), ("chrome.har", "postgresql")])
+def test_a_real_har_goes_round_and_round_through_the_commands(name, kind, tmp_path):
+    """Import, export, import elsewhere, export: equal counts, times, phases and bodies; mitmproxy
+    reads the export; and the export imported where it came from adds nothing."""
+    source = json.loads((REAL / name).read_bytes().decode("utf-8-sig"))["log"]["entries"]
+    files, bodies = [REAL / name], []
+    for trip in (1, 2):
+        with database(kind, tmp_path, f"trip{trip}") as url:
+            done = run("import", "--db", url, str(files[-1]))
+            assert done.returncode == 0 and f"imported {len(source)} exchange(s)" in done.stdout, done.stderr
+            files.append(tmp_path / f"trip{trip}.har")
+            done = run("export", "--db", url, "--raw", "--har", str(files[-1]))
+            assert done.returncode == 0 and f"exported {len(source)} exchange(s)" in done.stdout, done.stderr
+            bodies.append(stored_bodies(url))
+            if trip == 1:
+                again = run("import", "--db", url, str(files[-1]))
+                assert f"imported 0 exchange(s) from {files[-1]}, {len(source)} already stored" in again.stdout
+    first, second = (json.loads(path.read_text(encoding="utf-8"))["log"]["entries"] for path in files[1:])
+    assert bodies[0] == bodies[1]
+    for was, one, two in zip(source, first, second, strict=True):
+        assert abs(one["time"] - was["time"]) <= 1.0 and two["time"] == one["time"]
+        assert two["timings"] == one["timings"]
+        assert {k: one["timings"][k] for k in was.get("timings") or {}} == was.get("timings", {})
+        assert two["request"]["url"] == one["request"]["url"] == request_to_flow(two).request.url
+    stored = [body for pair in bodies[0] for body in pair if body]
+    read = [hashlib.sha256(flow.request.content).hexdigest() for flow in map(request_to_flow, second)
+            if flow.request.content] + [hashlib.sha256(flow.response.content).hexdigest()
+                                         for flow in map(request_to_flow, second) if flow.response.content]
+    assert sorted(read) == sorted(stored)
+
+
+def test_a_search_right_after_an_import_finds_what_it_imported(tmp_path):
+    """Free text and header: terms read the search index, which no inspector built here."""
+    url = f"sqlite:///{tmp_path}/search.db"
+    har = tmp_path / "words.har"
+    entry = {"startedDateTime": "2026-11-28T09:15:02Z",
+             "request": {"method": "GET", "url": "http://a.example/x", "headers": [{"name": "X-Colour", "value": "teal"}]},
+             "response": {"status": 200, "content": {"mimeType": "text/plain", "text": "a zebracorn appears"}}}  # fmt: skip
+    other = {**entry, "request": {**entry["request"], "url": "http://a.example/y"}}
+    har.write_text(json.dumps({"log": {"entries": [entry, other]}}))
+    assert run("import", "--db", url, str(har)).returncode == 0
+    for query in ("zebracorn", "header:x-colour=teal", "zebracorn path:/y"):
+        done = run("export", "--db", url, "--query", query, "--har", "-")
+        assert done.returncode == 0 and done.stderr == "", (query, done.stderr)
+        entries = json.loads(done.stdout)["log"]["entries"]
+        assert len(entries) == (1 if "path:" in query else 2), query
+    store = open_store(url)  # captured while no inspector ran: the export catches the index up
+    body = CapturedBody(b"zebracorn too", 13, False, content_type="text/plain")
+    write_records(store, [make_record(path="/captured", response_body=body)])
+    store.close()
+    done = run("export", "--db", url, "--query", "zebracorn", "--har", "-")
+    assert len(json.loads(done.stdout)["log"]["entries"]) == 3
+
+
+SURROGATE = "\ud83d"
+
+
+@pytest.fixture
+def odd_import(tmp_path) -> Iterator[tuple[dict, TestClient, int]]:
+    """An imported HAR entry with \\ud83d in its URL, a header name and value and the bodies;
+    an inspector on its store: (the entry, a client, its exchange id)."""
+    url = f"sqlite:///{tmp_path}/odd.db"
+    har = tmp_path / "odd.har"
+    entry = {"startedDateTime": "2026-11-28T09:15:02Z",
+             "request": {"method": "POST", "url": f"http://a.example/{SURROGATE}?q={SURROGATE}",
+                         "headers": [{"name": f"X-{SURROGATE}", "value": f"v{SURROGATE}"}],
+                         "postData": {"mimeType": "text/plain", "text": f"sent{SURROGATE}"}},
+             "response": {"status": 200, "headers": [{"name": "X-Odd", "value": SURROGATE}],
+                          "content": {"mimeType": "text/plain", "text": f"got{SURROGATE}"}}}  # fmt: skip
+    har.write_text(json.dumps({"log": {"entries": [entry]}}))  # ASCII: \\ud83d escapes
+    assert run("import", "--db", url, str(har)).returncode == 0
+    store = open_store(url)
+    try:
+        app = create_app(InspectorSettings(db_url=url, port=0), store=store)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            (summary,) = client.get("/api/exchanges").json()["data"]
+            yield entry, client, summary["id"]
+    finally:
+        store.close()
+
+
+def test_lone_surrogates_export_escaped(odd_import, tmp_path):
+    """It used to die with a UnicodeEncodeError traceback and leave a 0-byte file."""
+    entry, client, _ = odd_import
+    db = str(client.app.state.settings.db_url)
+    out = tmp_path / "out.har"
+    for args in (["--har", str(out), "--raw"], ["--har", "-"]):
+        done = run("export", "--db", db, *args)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    text = out.read_text(encoding="utf-8")
+    assert "\\ud83d" in text
+    exported = json.loads(text)["log"]["entries"][0]
+    assert exported["request"]["url"] == entry["request"]["url"]
+    assert exported["request"]["headers"] == entry["request"]["headers"]
+    assert exported["response"]["headers"] == entry["response"]["headers"]
+
+
+def test_lone_surrogates_in_the_json_api_and_snippets(odd_import):
+    entry, client, exchange_id = odd_import
+    detail = client.get(f"/api/exchanges/{exchange_id}")
+    assert detail.status_code == 200 and "\\ud83d" in detail.text
+    assert detail.json()["url"] == entry["request"]["url"]
+    assert [f"X-{SURROGATE}", f"v{SURROGATE}"] in detail.json()["request_headers"]
+    for fmt in ("curl", "httpie", "python", "fetch"):
+        snippet = client.get(f"/api/exchanges/{exchange_id}/snippet", params={"format": fmt})
+        assert snippet.status_code == 200 and "a.example" in snippet.text, fmt
+
+
+def test_sharing_an_import_with_lone_surrogates(odd_import):
+    entry, client, exchange_id = odd_import
+    share = client.post("/api/shares", json={"exchange_id": exchange_id})
+    assert share.status_code == 201
+    snapshot = client.get(share.json()["url"] + "/snapshot.json")
+    assert snapshot.status_code == 200 and "\\ud83d" in snapshot.text
+    assert snapshot.json()["exchanges"][0]["url"] == entry["request"]["url"]
+
+
+def test_the_har_endpoint_with_lone_surrogates(odd_import):
+    _, client, _ = odd_import
+    for params in ({"raw": "true"}, {}):
+        answer = client.get("/api/har", params=params)
+        assert answer.status_code == 200 and answer.json()["log"]["entries"], params
+
+
+def test_the_live_stream_carries_an_import_with_lone_surrogates(odd_import, tmp_path):
+    """WS /api/stream: the summary of an exchange whose URL holds \\ud83d arrives, escaped."""
+    from websockets.sync.client import connect
+
+    from tests.inspector_ui.ui_support import live_inspector
+
+    entry, client, _ = odd_import
+    db = str(client.app.state.settings.db_url)
+    store = open_store(db)
+    try:
+        with live_inspector(store) as inspector, connect(inspector.ws) as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+            har = tmp_path / "again.har"
+            again = {**entry, "startedDateTime": "2026-11-28T10:00:00Z"}
+            har.write_text(json.dumps({"log": {"entries": [again]}}))
+            assert run("import", "--db", db, str(har)).returncode == 0
+            message = ws.recv(timeout=10)
+            assert "\\ud83d" in message and json.loads(message)["data"]["url"] == entry["request"]["url"]
+    finally:
+        store.close()

@@ -13,8 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage.har import IMPORTED_ERROR, HarBody, HarError, HarSource, export_har, har_body, import_har, url_of
+from mitmproxy.io.har import request_to_flow
+
+from storage.har import (
+    IMPORTED_ERROR, HarBody, HarError, HarSource, export_har, har_body, har_text, import_har, url_of,
+)  # fmt: skip
 from storage.queries import exchange_url, iso_utc, timings_dict
+from storage.record import ExchangeRecord
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "har"
 T0 = 1_795_857_302.25  # 2026-11-28T09:15:02.250Z
@@ -165,11 +170,38 @@ def test_export_form_post_has_params() -> None:
     }
 
 
-def test_export_binary_request_body() -> None:
-    ex = detail(method="PUT")
-    body = HarBody(b"\xff\x00\xfe", "application/octet-stream", 3)
-    post = only_entry(export_har([HarSource(ex, request_body=body)], creator_version="x"))["request"]["postData"]
-    assert post["_encoding"] == "base64" and base64.b64decode(post["text"]) == b"\xff\x00\xfe"
+def test_export_binary_request_body_as_mitmproxy_writes_it() -> None:
+    """HAR has no binary postData: UTF-8 text with each undecodable byte as a surrogate escape,
+    which mitmproxy's reader and ours turn back into the same bytes."""
+    ex = detail(method="PUT", request_headers=[["Content-Type", "application/octet-stream"]])
+    data = b"\xff\x00\xfe caf\xc3\xa9"
+    body = HarBody(data, "application/octet-stream", len(data))
+    har = json.loads(har_text(export_har([HarSource(ex, request_body=body)], creator_version="x")))
+    post = only_entry(har)["request"]["postData"]
+    assert set(post) == {"mimeType", "text"} and post["text"] == "\udcff\x00\udcfe café"
+    assert "_passageway" not in json.dumps(post) and "request_body_base64" not in only_entry(har)["_passageway"]
+    assert request_to_flow(only_entry(har)).request.content == data
+    (record,) = import_har(har, proxy_name="x")
+    assert record.request_body is not None and record.request_body.data == data
+
+
+def test_export_request_body_that_no_text_reads_back_carries_its_bytes() -> None:
+    """Bytes that are UTF-8 but not UTF-16, declared UTF-16: no text stands for them under that
+    charset, so they also go under _passageway for our own import."""
+    ex = detail(method="POST")
+    body = HarBody(b"abc", "text/plain; charset=utf-16", 3)
+    har = export_har([HarSource(ex, request_body=body)], creator_version="x")
+    assert only_entry(har)["_passageway"]["request_body_base64"] == "YWJj"
+    (record,) = import_har(har, proxy_name="x")
+    assert record.request_body is not None and record.request_body.data == b"abc"
+
+
+def test_an_older_export_with_base64_post_data_still_imports() -> None:
+    har = {"log": {"entries": [{"startedDateTime": "2026-11-28T09:15:02Z", "request": {
+        "method": "PUT", "url": "http://a/", "postData": {"mimeType": "x/y", "text": "/wD+", "_encoding": "base64"}},
+        "response": {"status": 204}}]}}  # fmt: skip
+    (record,) = import_har(har, proxy_name="x")
+    assert record.request_body is not None and record.request_body.data == b"\xff\x00\xfe"
 
 
 def test_export_failed_exchange_like_chrome() -> None:
@@ -215,9 +247,16 @@ def test_export_undecodable_body_has_a_note() -> None:
     assert "text" not in content and "body not exported" in content["comment"]
 
 
-def test_export_http2_version() -> None:
-    entry = only_entry(export_har([HarSource(detail(http_version="HTTP/2.0"))], creator_version="x"))
-    assert entry["request"]["httpVersion"] == entry["response"]["httpVersion"] == "HTTP/2.0"
+@pytest.mark.parametrize(("stored", "written", "mitmproxy"), [
+    ("HTTP/2.0", "HTTP/2", "HTTP/2"), ("HTTP/3", "HTTP/3", "HTTP/3"), ("HTTP/1.1", "HTTP/1.1", "HTTP/1.1"),
+])  # fmt: skip
+def test_export_http_versions_as_browsers_write_them(stored: str, written: str, mitmproxy: str) -> None:
+    entry = only_entry(export_har([HarSource(detail(http_version=stored))], creator_version="x"))
+    assert entry["request"]["httpVersion"] == entry["response"]["httpVersion"] == written
+    flow = request_to_flow(entry)
+    assert flow.request.http_version == flow.response.http_version == mitmproxy
+    (record,) = import_har({"log": {"entries": [entry]}}, proxy_name="x")
+    assert record.http_version == stored
 
 
 # --- import of real-world shapes ---------------------------------------------------------------
@@ -390,11 +429,14 @@ def test_export_then_import_samples_keep_everything() -> None:
 
 
 def _detail_of(record: Any) -> dict:
-    """What get_exchange would give for a stored record (as far as export needs)."""
+    """What get_exchange(har=True) would give for a stored record (as far as export needs)."""
     t = record.timings
     stored = {name: getattr(t, name) for name in ("request_start", "connect_start", "connect_end", "tls_end",
                                                   "request_end", "response_start", "response_end")}  # fmt: skip
+    if record.har is not None:
+        stored["har"] = record.har
     return detail(
+        uuid=record.uuid, har=record.har,
         method=record.method, scheme=record.scheme, host=record.host, port=record.port, path=record.path,
         query=record.query, http_version=record.http_version, status=record.status, reason=record.reason,
         request_headers=[list(h) for h in record.request_headers],
@@ -554,3 +596,302 @@ def test_damaged_samples_import_or_raise_har_error(name: str, rnd: Any, changes:
         import_har(har, proxy_name="x")
     except HarError:
         pass
+
+
+# --- what an import keeps, so exports write it back as it was ---------------------------------
+
+
+def _entry(**overrides: Any) -> dict:
+    entry: dict[str, Any] = {
+        "startedDateTime": "2026-11-28T09:15:02.250Z",
+        "time": 107,
+        "request": {"method": "GET", "url": "https://mitmproxy.org/", "httpVersion": "HTTP/1.1", "headers": [],
+                    "headersSize": 68, "bodySize": 0},
+        "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                     "headers": [{"name": "Content-Type", "value": "text/html; charset=utf-8"}],
+                     "content": {"size": 11, "mimeType": "text/html", "text": "hello world"},
+                     "headersSize": 0, "bodySize": 5},
+        "timings": {"dns": 43, "connect": 37, "ssl": 26, "send": 1, "wait": 24, "receive": 2},
+    }  # fmt: skip
+    entry.update(overrides)
+    return entry
+
+
+def trip(har: dict | bytes, trips: int = 1) -> list[dict]:
+    """The HAR through import and export `trips` times: every export, parsed from its text."""
+    out = []
+    for _ in range(trips):
+        records = import_har(har, proxy_name="x")
+        har = json.loads(har_text(export_har([HarSource(_detail_of(r), *_bodies_of(r)) for r in records],
+                                             creator_version="x")))  # fmt: skip
+        out.append(har)
+    return out
+
+
+def test_timings_go_back_as_they_came_however_often() -> None:
+    """Charles: no `blocked`, ssl inside connect. It used to gain 37 ms (connect) per trip."""
+    original = _entry()
+    for har in trip({"log": {"entries": [original]}}, trips=4):
+        entry = only_entry(har)
+        assert entry["time"] == 107 and entry["timings"] == original["timings"]
+
+
+def test_imported_phases_in_the_api_and_on_the_timeline() -> None:
+    charles, firefox = import_har({"log": {"entries": [
+        _entry(),
+        _entry(time=247, timings={"blocked": 89, "dns": 0, "connect": 32, "ssl": 66, "send": 0, "wait": 60,
+                                  "receive": 0}),
+    ]}}, proxy_name="x")  # fmt: skip
+    t = _detail_of(charles)["timings"]
+    assert (t["blocked_ms"], t["dns_ms"], t["send_ms"], t["receive_ms"]) == (None, 43.0, 1.0, 2.0)
+    assert t["connect_ms"] == pytest.approx(11.0) and t["tls_ms"] == pytest.approx(26.0)  # HAR 1.2: connect holds ssl
+    assert t["wait_ms"] == pytest.approx(24.0)
+    assert (charles.timings.response_end - charles.timings.request_start) * 1000 == pytest.approx(107.0, abs=1e-3)
+    t = _detail_of(firefox)["timings"]  # Firefox writes ssl apart, and counts it in time
+    assert t["blocked_ms"] == 89.0 and t["connect_ms"] == pytest.approx(32.0) and t["tls_ms"] == pytest.approx(66.0)
+    assert t["wait_ms"] == pytest.approx(60.0)
+    assert (firefox.timings.response_end - firefox.timings.request_start) * 1000 == pytest.approx(247.0, abs=1e-3)
+    (safari,) = import_har({"log": {"entries": [_entry(time=11.5, timings={"blocked": 1, "send": 0.5, "wait": 6,
+                                                                           "receive": 3})]}}, proxy_name="x")  # fmt: skip
+    t = _detail_of(safari)["timings"]  # Safari's time is 1 ms more than its phases: both kept as written
+    assert (t["blocked_ms"], t["send_ms"], t["wait_ms"], t["receive_ms"]) == (1.0, 0.5, 6.0, 3.0)
+    assert (safari.timings.response_end - safari.timings.request_start) * 1000 == pytest.approx(11.5, abs=1e-3)
+
+
+PHASE_VALUES = st.one_of(st.none(), st.just(-1), st.integers(0, 10_000), st.floats(0, 1e5, allow_nan=False))
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({}, optional={name: PHASE_VALUES for name in
+                                           ("blocked", "dns", "connect", "ssl", "send", "wait", "receive",
+                                            "_blocked_queueing")}),  # fmt: skip
+       st.one_of(st.none(), st.floats(0, 1e6, allow_nan=False)), st.booleans())
+def test_any_timings_survive_any_number_of_trips(timings: dict, time: float | None, failed: bool) -> None:
+    timings = {name: value for name, value in timings.items() if value is not None}
+    entry = _entry(timings=timings, **({"time": time} if time is not None else {}))
+    if time is None:
+        del entry["time"]
+    if failed:
+        entry["response"] = {"status": 0, "_error": "net::ERR_FAILED"}
+    first, *later = trip({"log": {"entries": [entry]}}, trips=3)
+    written = only_entry(first)
+    assert written["timings"] == {"send": 0, "wait": 0, "receive": 0, **timings}  # HAR requires these three
+    if time is not None:
+        assert written["time"] == time
+    for har in later:
+        assert only_entry(har)["timings"] == written["timings"] and only_entry(har)["time"] == written["time"]
+
+
+def test_what_has_no_column_goes_back_as_it_came() -> None:
+    """Wire sizes, the MIME type of content the tool left out, server address, connection, pages."""
+    pages = [{"startedDateTime": "2026-11-28T09:15:02.100Z", "id": "page_1", "title": "https://shop.example/?t=s3",
+              "pageTimings": {"onContentLoad": 412.5, "onLoad": 640.2}, "_custom": "dropped"}]  # fmt: skip
+    entries = [
+        _entry(serverIPAddress="13.35.121.50", connection="443", pageref="page_1",
+               response={**_entry()["response"], "_transferSize": 253}),
+        _entry(pageref="page_1", response={"status": 200, "headers": [], "bodySize": -1, "headersSize": -1,
+               "content": {"mimeType": "image/png", "comment": "Response bodies are not included."}}),
+        _entry(pageref="page_9", request={**_entry()["request"], "method": "POST", "bodySize": 7,
+               "postData": {"mimeType": "", "text": "a=1&b=2"}}),
+    ]  # fmt: skip
+    original = {"log": {"version": "1.2", "pages": pages, "entries": entries}}
+    for har in trip(original, trips=3):
+        log = har["log"]
+        assert log["pages"] == [{k: v for k, v in pages[0].items() if k != "_custom"}]
+        first, no_body, post = log["entries"]
+        assert (first["serverIPAddress"], first["connection"], first["pageref"]) == ("13.35.121.50", "443", "page_1")
+        assert (first["request"]["headersSize"], first["request"]["bodySize"]) == (68, 0)
+        response = first["response"]
+        assert (response["headersSize"], response["bodySize"], response["_transferSize"]) == (0, 5, 253)
+        assert response["content"] == {"size": 11, "mimeType": "text/html", "text": "hello world"}
+        assert no_body["pageref"] == "page_1" and no_body["response"]["bodySize"] == -1
+        assert no_body["response"]["content"] == {"size": 0, "mimeType": "image/png",
+                                                  "comment": "Response bodies are not included."}  # fmt: skip
+        assert post["pageref"] == "page_9"  # the file named no such page: kept as it was
+        assert post["request"]["postData"]["mimeType"] == "" and post["request"]["bodySize"] == 7
+
+
+def test_pages_of_two_files_keep_apart() -> None:
+    def one(title: str) -> list[ExchangeRecord]:
+        page = {"startedDateTime": "2026-11-28T09:15:02Z", "id": "page_1", "title": title, "pageTimings": {}}
+        return import_har({"log": {"pages": [page], "entries": [_entry(pageref="page_1")] * 2}}, proxy_name="x")
+
+    records = one("first") + one("second")
+    log = export_har([HarSource(_detail_of(r), *_bodies_of(r)) for r in records], creator_version="x")["log"]
+    assert [(p["id"], p["title"]) for p in log["pages"]] == [("page_1", "first"), ("page_1-2", "second")]
+    assert [e["pageref"] for e in log["entries"]] == ["page_1", "page_1", "page_1-2", "page_1-2"]
+
+
+def test_a_passageway_export_carries_the_uuid_and_the_exact_start() -> None:
+    """Re-imported where it came from, an export adds nothing: same uuid, same capture time
+    ((captured_at, uuid) is the store's key), to the microsecond."""
+    ex = detail(uuid="c0ffee" * 5 + "00", timings=timings_dict({"request_start": T0 + 0.000123}))
+    entry = only_entry(export_har([HarSource(ex)], creator_version="x"))
+    assert entry["startedDateTime"] == "2026-11-28T09:15:02.250123Z"
+    (record,) = import_har({"log": {"entries": [entry]}}, proxy_name="x")
+    assert record.uuid == ex["uuid"] and iso_utc(record.captured_at) == "2026-11-28T09:15:02.250123Z"
+    entry["_passageway"]["uuid"] = "not a uuid!"
+    (record,) = import_har({"log": {"entries": [entry]}}, proxy_name="x")
+    assert len(record.uuid) == 32 and record.uuid != ex["uuid"]
+
+
+@pytest.mark.parametrize(("status", "expected"), [("200", 200), (204.0, 204), (0, None)])
+def test_import_status_numbers(status: Any, expected: int | None) -> None:
+    (record,) = import_har({"log": {"entries": [_entry(response={"status": status})]}}, proxy_name="x")
+    assert record.status == expected
+
+
+@pytest.mark.parametrize("status", ["OK", True, [200], {"code": 200}])
+def test_import_rejects_a_status_that_is_not_a_number(status: Any) -> None:
+    """`"status": "OK"` used to become a failed request."""
+    with pytest.raises(HarError, match=r"^entry 0: response.status is not an HTTP status"):
+        import_har({"log": {"entries": [_entry(response={"status": status})]}}, proxy_name="x")
+
+
+def test_import_keeps_bodies_up_to_the_body_cap() -> None:
+    entry = _entry(request={**_entry()["request"], "method": "POST", "postData": {"mimeType": "text/plain",
+                                                                                  "text": "x" * 100}})  # fmt: skip
+    (record,) = import_har({"log": {"entries": [entry]}}, proxy_name="x", body_cap=8)
+    request, response = record.request_body, record.response_body
+    assert request is not None and (request.data, request.size, request.truncated) == (b"x" * 8, 100, True)
+    assert response is not None and (response.data, response.size, response.truncated) == (b"hello wo", 11, True)
+    (whole,) = import_har({"log": {"entries": [entry]}}, proxy_name="x", body_cap=100)
+    assert whole.request_body is not None and not whole.request_body.truncated
+
+
+SURROGATE = "\ud83d"
+
+
+def test_lone_surrogates_export_as_escapes_and_come_back() -> None:
+    """A HAR may spell a lone surrogate (\\ud83d) anywhere; the export must still encode as UTF-8."""
+    entry = _entry(
+        request={"method": "POST", "url": f"https://a.example/{SURROGATE}?q={SURROGATE}",
+                 "headers": [{"name": f"X-{SURROGATE}", "value": f"v{SURROGATE}"}],
+                 "postData": {"mimeType": "text/plain", "text": f"body{SURROGATE}"}},
+        response={"status": 200, "statusText": f"OK{SURROGATE}", "headers": [],
+                  "content": {"mimeType": "text/plain", "text": f"answer{SURROGATE}"}},
+    )  # fmt: skip
+    (record,) = import_har(json.dumps({"log": {"entries": [entry]}}), proxy_name="x")
+    assert record.path == f"/{SURROGATE}" and record.request_headers == [(f"X-{SURROGATE}", f"v{SURROGATE}")]
+    text = har_text(export_har([HarSource(_detail_of(record), *_bodies_of(record))], creator_version="x"))
+    assert "\\ud83d" in text and text.encode("utf-8")
+    (again,) = import_har(text.encode("utf-8"), proxy_name="x")
+    assert _essence(again) == _essence(record) and again.reason == f"OK{SURROGATE}"
+
+
+BODY_TYPES = st.sampled_from([None, "application/json", "text/plain", "text/plain; charset=iso-8859-1",
+                              "text/html; charset=utf-16", "application/octet-stream", "image/png", "text/css",
+                              "application/x-www-form-urlencoded", "text/plain; charset=shift_jis"])  # fmt: skip
+BODY_BYTES = st.one_of(st.binary(min_size=1, max_size=40), st.text(min_size=1, max_size=20).map(str.encode))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(BODY_BYTES, BODY_TYPES, BODY_BYTES, BODY_TYPES)
+def test_mitmproxy_reads_our_bodies_back(request_data: bytes, request_type: str | None, response_data: bytes,
+                                         response_type: str | None) -> None:  # fmt: skip
+    """mitmproxy's own HAR reader gets our bytes back: every response body, and every request
+    body but text it decodes another way than its sender (HAR has no binary postData, and
+    mitmproxy takes text of a type it does not know and without a charset for Latin-1).
+    Our import gets every body back."""
+    def typed(content_type: str | None) -> list[list[str]]:
+        return [] if content_type is None else [["Content-Type", content_type]]
+
+    ex = detail(method="POST", request_headers=typed(request_type), response_headers=typed(response_type))
+    sources = [HarSource(ex, HarBody(request_data, request_type, len(request_data)),
+                         HarBody(response_data, response_type, len(response_data)))]  # fmt: skip
+    entry = only_entry(json.loads(har_text(export_har(sources, creator_version="x"))))
+    flow = request_to_flow(entry)
+    assert flow.response.content == response_data
+    text = entry["request"]["postData"]["text"]
+    binary = any("\udc80" <= char <= "\udcff" for char in text)  # mitmproxy's own convention
+    declared = request_type is not None and any(word in request_type for word in ("charset", "json", "css"))
+    if "request_body_base64" not in entry["_passageway"] and (binary or text.isascii() or declared):
+        assert flow.request.content == request_data
+    (record,) = import_har({"log": {"entries": [entry]}}, proxy_name="x")
+    assert record.request_body is not None and record.request_body.data == request_data
+    assert record.response_body is not None and record.response_body.data == response_data
+
+
+def test_the_store_keeps_what_an_import_said(store: Any) -> None:
+    """ExchangeRecord.har rides in the timings column: any text (NUL, lone surrogates, the
+    store's own escape mark) on SQLite and PostgreSQL; only HAR export asks for it."""
+    from storage import get_exchange, write_records
+    from storage.record_codec import decode_record, encode_record
+
+    entry = _entry(serverIPAddress="\x00\ud83d\ue000[::1]", connection="7", pageref="p",
+                   timings={"blocked": 1.5, "dns": -1, "send": 2, "_queued\udcff": 0.25})  # fmt: skip
+    page = {"id": "p", "title": "t\x00\ud83d", "startedDateTime": "2026-11-28T09:15:02Z", "pageTimings": {"onLoad": 1}}
+    (record,) = import_har({"log": {"pages": [page], "entries": [entry]}}, proxy_name="x")
+    assert decode_record(encode_record(record)) == record
+    (exchange_id,) = write_records(store, [record])
+    detail = get_exchange(store, exchange_id=exchange_id, har=True)
+    assert detail is not None and detail["har"] == record.har
+    assert detail["har"]["page"] == page and detail["har"]["serverIPAddress"] == "\x00\ud83d\ue000[::1]"
+    timings = detail["timings"]
+    assert (timings["blocked_ms"], timings["dns_ms"], timings["send_ms"]) == (1.5, None, 2.0)
+    assert "har" not in get_exchange(store, exchange_id=exchange_id)  # not in the API, shares, ...
+    entry = only_entry(export_har([HarSource(detail)], creator_version="x"))
+    assert entry["serverIPAddress"] == "\x00\ud83d\ue000[::1]" and entry["timings"]["_queued\udcff"] == 0.25
+
+
+def test_captured_records_spool_as_before() -> None:
+    """No `har` slot for captured traffic: an older version can still read the spool."""
+    import msgpack
+
+    from storage.record_codec import encode_record
+    from tests.support.records import make_record
+
+    assert len(msgpack.unpackb(encode_record(make_record()))) == 1 + 31
+
+
+def test_a_redacted_export_redacts_page_titles_as_urls(sqlite_store: Any) -> None:
+    """Chrome titles a page with its URL, query string and all."""
+    from storage.exports import har_of, import_records
+    from storage.redaction import rules_from_config
+
+    page = {"id": "p", "title": "https://shop.example/cart?token=s3cr3t-page&x=1",
+            "startedDateTime": "2026-11-28T09:15:02Z"}
+    records = import_har({"log": {"pages": [page], "entries": [_entry(pageref="p")]}}, proxy_name="x")
+    ids = import_records(sqlite_store, records)
+    (redacted,) = har_of(sqlite_store, ids, rules=rules_from_config([], []))["log"]["pages"]
+    assert "s3cr3t-page" not in redacted["title"] and redacted["title"].startswith("https://shop.example/cart?token=")
+    assert har_of(sqlite_store, ids, rules=None)["log"]["pages"] == [page]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *_strings(v))]
+    return [s for item in value for s in _strings(item)] if isinstance(value, list) else []
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["real/chrome.har", "real/firefox.har", "real/safari.har", "chrome.har"]), st.randoms(),
+       st.lists(st.tuples(JSON_VALUES | st.just("\x00\ud83d"), st.booleans()), min_size=1, max_size=4))  # fmt: skip
+def test_what_damaged_real_files_keep_is_storable(name: str, rnd: Any, changes: list) -> None:
+    """Whatever an entry holds, ExchangeRecord.har becomes strict JSON (no NaN) both databases
+    take: no NUL and no lone surrogate left in its strings."""
+    from storage.writer import EXCHANGE_COLUMNS, _RowBuilder
+
+    har = json.loads(load(name).decode("utf-8-sig"))
+    for value, delete in changes:
+        paths = _paths(har)
+        if not paths:
+            break
+        path = rnd.choice(paths)
+        parent = har
+        for key in path[:-1]:
+            parent = parent[key]
+        if delete and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
+    try:
+        records = import_har(har, proxy_name="x")
+    except HarError:
+        return
+    batch = _RowBuilder("postgresql").prepare(records)
+    for row in batch.exchanges:
+        stored = json.loads(row[EXCHANGE_COLUMNS.index("timings")], parse_constant=lambda c: pytest.fail(c))
+        assert not [s for s in _strings(stored) if "\x00" in s or any("\ud800" <= c <= "\udfff" for c in s)]
