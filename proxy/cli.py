@@ -453,6 +453,12 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
         return fail(f"{args.file}: nothing to import ({skipped[0]}{'; ...' if len(skipped) > 1 else ''})")
     store = open_store(settings.db_url)
     try:
+        if settings.redact_at_capture:  # "before anything is written" holds for imports too
+            from storage.redaction import redact_record, rules_from_config
+            from storage.shares import redaction_key
+
+            rules, key = rules_from_config(settings.redact_add, settings.redact_remove), redaction_key(store)
+            records = [redact_record(record, rules, key) for record in records]
         new = len(import_records(store, records))
     finally:
         store.close()

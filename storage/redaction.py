@@ -1133,10 +1133,10 @@ def _finish_captured(
 
 
 def redact_record(record: ExchangeRecord, rules: RedactionRules, key: bytes) -> ExchangeRecord:
-    """A copy of `record` redacted for storage (redact_at_capture), by the same two passes as
-    everything that goes out: path, query, host, reason, headers, bodies (see
-    _pending_captured for how a redacted body is recorded), error message and tags. The
-    input record is not changed."""
+    """A copy of `record` redacted for storage (redact_at_capture, and imports under it), by the
+    same two passes as everything that goes out: path, query, host, reason, headers, bodies
+    (see _pending_captured for how a redacted body is recorded), error message, tags and an
+    imported HAR's own facts. The input record is not changed."""
     marks = _Marks(_check_key(key))
     try:
         request_headers = _redact_headers(record.request_headers, rules, marks)
@@ -1146,6 +1146,7 @@ def redact_record(record: ExchangeRecord, rules: RedactionRules, key: bytes) -> 
         query = _redact_query(record.query, rules, marks)
         path = _jwt(record.path, rules, marks)
         error = None if record.error_message is None else _text_secrets(record.error_message, rules, marks)
+        har = None if record.har is None else _map_strings(record.har, lambda text: _text_secrets(text, rules, marks))
         request_body = _pending_captured(record.request_body, rules, marks)
         response_body = _pending_captured(record.response_body, rules, marks)
         scrub = marks.scrubber()
@@ -1161,6 +1162,7 @@ def redact_record(record: ExchangeRecord, rules: RedactionRules, key: bytes) -> 
             response_body=_finish_captured(response_body, scrub),
             error_message=None if error is None else scrub.text(error),
             tags=[scrub.text(tag) for tag in record.tags],
+            har=None if har is None else _map_strings(har, scrub.text),
         )
     except Exception:  # pragma: no cover - a bug must not let secrets through: keep no data
         return dataclasses.replace(

@@ -324,3 +324,34 @@ def test_the_live_stream_carries_an_import_with_lone_surrogates(odd_import, tmp_
             assert "\\ud83d" in message and json.loads(message)["data"]["url"] == entry["request"]["url"]
     finally:
         store.close()
+
+
+def test_an_import_under_redact_at_capture_stores_no_secret(tmp_path):
+    """redact_at_capture means nothing secret is written: a HAR imported into that store too."""
+    canaries = ("Bearer imp0rt-bearer-canary", "imp0rt-json-canary", "imp0rt-title-canary")
+    har = {"log": {"version": "1.2", "creator": {"name": "test", "version": "1"},
+                   "pages": [{"id": "p", "title": f"https://shop.local/?token={canaries[2]}",
+                              "startedDateTime": "2026-11-28T09:15:02Z", "pageTimings": {}}],
+                   "entries": [{
+        "startedDateTime": "2026-11-28T09:15:02Z", "time": 5, "pageref": "p",
+        "request": {"method": "POST", "url": "https://shop.local/login", "httpVersion": "HTTP/1.1",
+                    "headers": [{"name": "Authorization", "value": canaries[0]}], "cookies": [], "queryString": [],
+                    "headersSize": -1, "bodySize": 40,
+                    "postData": {"mimeType": "application/json", "text": json.dumps({"password": canaries[1]})}},
+        "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1", "headers": [], "cookies": [],
+                     "content": {"size": 40, "mimeType": "application/json",
+                                 "text": json.dumps({"echo": {"password": canaries[1]}, "seen": canaries[1]})},
+                     "redirectURL": "", "headersSize": -1, "bodySize": 40},
+        "cache": {}, "timings": {"send": 1, "wait": 3, "receive": 1}}]}}  # fmt: skip
+    source = tmp_path / "secrets.har"
+    source.write_text(json.dumps(har))
+    config = tmp_path / "passageway.toml"
+    config.write_text("redact_at_capture = true\n")
+    db = f"sqlite:///{tmp_path}/redacted.db"
+    done = run("import", "--config", str(config), "--db", db, str(source))
+    assert done.returncode == 0, done.stderr
+    raw = tmp_path / "raw.har"
+    assert run("export", "--db", db, "--raw", "--har", str(raw)).returncode == 0
+    stored = raw.read_text(encoding="utf-8")
+    assert "shop.local/login" in stored and "[redacted:" in stored
+    assert [c for c in canaries if c.split()[-1] in stored] == []
