@@ -4,12 +4,11 @@
 // attachment), so no captured byte passes through this page and the inspector's cookie goes
 // with it.
 import { el, clear } from "./dom.js";
+import { dialogHead, showModal, wireDialog } from "./dialogs.js";
 
 const $ = (id) => document.getElementById(id);
 
 const MAX_EXPORT = 10_000; // storage.exports.MAX_EXPORT: the newest a HAR holds at most
-
-let opener = null; // the button that opened the dialog gets the focus back
 
 function exchanges(n) {
   return `${n.toLocaleString("en-US")} exchange${n === 1 ? "" : "s"}`;
@@ -47,21 +46,6 @@ function subject(target) {
   return line;
 }
 
-function wire(dialog) {
-  if (dialog.dataset.wired) return;
-  dialog.dataset.wired = "1";
-  // A click on the backdrop lands on the <dialog> itself: it closes, like Esc.
-  dialog.addEventListener("click", (event) => {
-    if (event.target === dialog) dialog.close();
-  });
-  dialog.addEventListener("close", () => {
-    if (dialog.open) return; // "close" is dispatched later: the dialog may be open again already
-    clear(dialog); // the raw choice goes with it: every opening starts redacted
-    if (opener && opener.isConnected && !opener.disabled) opener.focus();
-    opener = null;
-  });
-}
-
 export function harDialogOpen() {
   const dialog = $("har-dialog");
   return Boolean(dialog && dialog.open);
@@ -80,16 +64,9 @@ export function closeHarDialog() {
  */
 export function openHarDialog(target, from) {
   const dialog = $("har-dialog");
-  wire(dialog);
+  wireDialog(dialog);
   clear(dialog);
-
-  const close = el("button", "icon dialog-close", "✕");
-  close.type = "button";
-  close.title = "Close (Esc)";
-  close.addEventListener("click", () => dialog.close());
   const what = target.trace !== undefined ? "trace" : "search";
-  const heading = el("h2", "dialog-title", `Download this ${what} as HAR`);
-  heading.id = "har-dialog-title";
 
   const body = el("div", "share-form har-form");
   body.append(subject(target));
@@ -134,8 +111,7 @@ export function openHarDialog(target, from) {
   show();
 
   body.append(redactedNote, rawLabel, warning, el("div", "dialog-actions", null, download, cancel));
-  dialog.append(el("div", "dialog-head", null, heading, close), body);
-  opener = from || document.activeElement;
-  if (!dialog.open) dialog.showModal();
+  dialog.append(dialogHead(dialog, "har-dialog-title", `Download this ${what} as HAR`), body);
+  showModal(dialog, from);
   download.focus(); // Enter gets the redacted file; raw needs the box ticked first
 }

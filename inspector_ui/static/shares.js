@@ -3,6 +3,7 @@
 // right after it is made, and the list can never show one.
 import { el, clear } from "./dom.js";
 import { postJson, getJson, problemText } from "./api.js";
+import { dialogHead, showModal, wireDialog } from "./dialogs.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -17,7 +18,6 @@ const NOTE_MAX = 2000;
 const MAX_SHARED = 500; // storage.shares.MAX_SHARED_EXCHANGES
 const KIND_LABELS = { exchange: "Exchange", search: "Search", trace: "Trace" };
 
-let opener = null; // the button that opened a dialog gets the focus back
 
 /** A server date as the reader's local time (the ISO value stays in the title). */
 function when(iso) {
@@ -34,35 +34,6 @@ function field(label, control) {
   const wrap = el("label", "field");
   wrap.append(el("span", "field-label", label), control);
   return wrap;
-}
-
-function dialogHead(dialog, titleId, title) {
-  const close = el("button", "icon dialog-close", "✕");
-  close.type = "button";
-  close.title = "Close (Esc)";
-  close.addEventListener("click", () => dialog.close());
-  const heading = el("h2", "dialog-title", title);
-  heading.id = titleId;
-  return el("div", "dialog-head", null, heading, close);
-}
-
-function showModal(dialog, from) {
-  opener = from || document.activeElement;
-  if (!dialog.open) dialog.showModal();
-}
-
-function wire(dialog) {
-  if (dialog.dataset.wired) return;
-  dialog.dataset.wired = "1";
-  // A click on the backdrop lands on the <dialog> itself: it closes, like Esc.
-  dialog.addEventListener("click", (event) => {
-    if (event.target === dialog) dialog.close();
-  });
-  dialog.addEventListener("close", () => {
-    clear(dialog);
-    if (opener && opener.isConnected && !opener.disabled) opener.focus();
-    opener = null;
-  });
 }
 
 /** Esc: close an open share dialog; true when one was open (nothing else should close then). */
@@ -88,7 +59,7 @@ export function shareUiOpen() {
  */
 export function openShareDialog(target, from) {
   const dialog = $("share-dialog");
-  wire(dialog);
+  wireDialog(dialog);
   clear(dialog);
   const x = target.exchange || null;
   const title = x ? `Share exchange #${x.id}` : "Share this search";
@@ -289,7 +260,7 @@ function revokeCell(share, refresh, problem) {
 
 export function openSharesList(from) {
   const dialog = $("shares-dialog");
-  wire(dialog);
+  wireDialog(dialog);
   clear(dialog);
   const problem = el("p", "form-error");
   problem.setAttribute("role", "alert");

@@ -197,18 +197,24 @@ def open_page(browser, url: str, *, color_scheme: str = "light"):
 
 
 @pytest.fixture
-def ui_page(browser, stack):
-    """(page, watched) on the inspector, light scheme; closes the context after the test."""
+def opened(browser):
+    """opened(url, color_scheme="light") -> (page, watched); closes every context after the test."""
     pages = []
 
-    def opener(path: str = "/", color_scheme: str = "light"):
-        page, watched = open_page(browser, stack.ui + path, color_scheme=color_scheme)
+    def opener(url: str, color_scheme: str = "light"):
+        page, watched = open_page(browser, url, color_scheme=color_scheme)
         pages.append(page)
         return page, watched
 
     yield opener
     for page in pages:
         page.context.close()
+
+
+@pytest.fixture
+def ui_page(opened, stack):
+    """(page, watched) on the shared stack's inspector, at `path`."""
+    return lambda path="/", color_scheme="light": opened(stack.ui + path, color_scheme)
 
 
 def assert_nothing_ran(page, watched, *, scripts: list[str], no_elements: str) -> None:

@@ -25,7 +25,7 @@ from tests.inspector_ui.ui_support import live_inspector
 from tests.support import wait_for
 from tests.support.records import make_record
 
-from .conftest import SCRIPT_CANARY, open_page
+from .conftest import SCRIPT_CANARY
 
 SHOTS = Path("/tmp/har-ui")
 REDACTED_NAME = re.compile(r"^passageway-\d{8}-\d{6}\.har$")
@@ -261,20 +261,6 @@ def guarded(tmp_path_factory) -> Iterator[tuple[str, list[int]]]:
             yield live.http, ids
     finally:
         store.close()
-
-
-@pytest.fixture
-def opened(browser) -> Iterator:
-    pages = []
-
-    def opener(url: str, color_scheme: str = "light"):
-        page, watched = open_page(browser, url, color_scheme=color_scheme)
-        pages.append(page)
-        return page, watched
-
-    yield opener
-    for page in pages:
-        page.context.close()
 
 
 def test_the_trace_page_downloads_the_traces_exchanges_with_the_inspector_cookie(guarded, opened):

@@ -20,7 +20,7 @@ from storage.writer import write_records
 from tests.inspector_ui.ui_support import live_inspector
 from tests.support.records import make_record
 
-from .conftest import IMG_CANARY, SCRIPT_CANARY, assert_nothing_ran, open_page, screenshot
+from .conftest import IMG_CANARY, SCRIPT_CANARY, assert_nothing_ran, screenshot
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 LINK = re.compile(r"^http://127\.0\.0\.1:\d+/s/[A-Za-z0-9_-]{16,}$")
@@ -59,20 +59,6 @@ def site(tmp_path_factory) -> Iterator[tuple[str, list[int]]]:
             yield live.http, ids
     finally:
         store.close()
-
-
-@pytest.fixture
-def opened(browser) -> Iterator:
-    pages = []
-
-    def opener(url: str):
-        page, watched = open_page(browser, url)
-        pages.append(page)
-        return page, watched
-
-    yield opener
-    for page in pages:
-        page.context.close()
 
 
 def test_a_three_level_trace_is_a_waterfall(site, opened):

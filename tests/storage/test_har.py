@@ -575,11 +575,8 @@ def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     return found
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(["chrome.har", "firefox.har", "mitmproxy.har"]), st.randoms(),
-       st.lists(st.tuples(JSON_VALUES, st.booleans()), min_size=1, max_size=3))  # fmt: skip
-def test_damaged_samples_import_or_raise_har_error(name: str, rnd: Any, changes: list) -> None:
-    har = json.loads(load(name))
+def _damage(har: Any, rnd: Any, changes: list) -> None:
+    """Each change sets a random field of `har` to a value, or deletes it."""
     for value, delete in changes:
         paths = _paths(har)
         if not paths:
@@ -592,6 +589,14 @@ def test_damaged_samples_import_or_raise_har_error(name: str, rnd: Any, changes:
             del parent[path[-1]]
         else:
             parent[path[-1]] = value
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["chrome.har", "firefox.har", "mitmproxy.har"]), st.randoms(),
+       st.lists(st.tuples(JSON_VALUES, st.booleans()), min_size=1, max_size=3))  # fmt: skip
+def test_damaged_samples_import_or_raise_har_error(name: str, rnd: Any, changes: list) -> None:
+    har = json.loads(load(name))
+    _damage(har, rnd, changes)
     try:
         import_har(har, proxy_name="x")
     except HarError:
@@ -875,18 +880,7 @@ def test_what_damaged_real_files_keep_is_storable(name: str, rnd: Any, changes: 
     from storage.writer import EXCHANGE_COLUMNS, _RowBuilder
 
     har = json.loads(load(name).decode("utf-8-sig"))
-    for value, delete in changes:
-        paths = _paths(har)
-        if not paths:
-            break
-        path = rnd.choice(paths)
-        parent = har
-        for key in path[:-1]:
-            parent = parent[key]
-        if delete and isinstance(parent, dict):
-            del parent[path[-1]]
-        else:
-            parent[path[-1]] = value
+    _damage(har, rnd, changes)
     try:
         records = import_har(har, proxy_name="x")
     except HarError:
