@@ -177,9 +177,9 @@ def test_the_gateway_refuses_a_route_whose_url_is_the_inspector(stack):
         assert_refused(answer, stack, f"gateway route to {host}")
 
 
+@pytest.mark.parametrize("stack", [WAYS[2]], indirect=True)  # the stack whose file gives a service its own port
 def test_a_service_port_whose_upstream_is_the_inspector_refuses(stack):
-    if stack.service_port is None:
-        pytest.skip("the config-file stack has the service with its own port")
+    assert stack.service_port is not None
     answer = exchange(stack.service_port, get("/api/health", f"127.0.0.1:{stack.service_port}"))
     assert_refused(answer, stack, "a service's own port")
 
@@ -215,9 +215,8 @@ def test_a_share_asked_for_through_the_proxy_never_reaches_the_inspector(stack):
     assert stack.shares() == []
 
 
+@pytest.mark.parametrize("stack", [WAYS[3]], indirect=True)  # the stack that learns inspectors from the database
 def test_an_inspector_started_after_the_proxy_is_refused_within_the_refresh_window(stack, tmp_path):
-    if stack.way != WAYS[3]:
-        pytest.skip("once is enough: the stack that learns inspectors from the database")
     late = free_port()
     args = [*PASSAGEWAY, "ui", "--db", stack.db_url, "--ui", f"127.0.0.1:{late}", "--listen", f"127.0.0.1:{stack.gateway}"]
     with start_process(args, port=late, name="late passageway ui", timeout=30, cwd=tmp_path):
@@ -233,11 +232,10 @@ def test_an_inspector_started_after_the_proxy_is_refused_within_the_refresh_wind
         assert httpx.get(f"http://127.0.0.1:{late}/api/shares", timeout=5).json()["data"] == []
 
 
+@pytest.mark.parametrize("stack", [WAYS[3]], indirect=True)
 def test_a_tunnel_opened_before_an_inspector_registered_is_killed_at_connect(stack):
     """The backstop (server_connect): the CONNECT was allowed, the port became an inspector's
     before the first bytes went through, so the connection to it is never opened."""
-    if stack.way != WAYS[3]:
-        pytest.skip("once is enough: the stack that learns inspectors from the database")
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.settimeout(0.5)
         port = listener.getsockname()[1]
