@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import quote, quote_plus
 
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.secret_forms import LONG_SECRET, MIN_FOLLOWED, SecretScrubber, echo_forms, is_followed
