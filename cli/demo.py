@@ -19,7 +19,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from passageway import AsyncClient, TraceContextMiddleware
-
 from proxy.routing import parse_listen
 
 # The gateway of `make run` (examples/demo.toml); PASSAGEWAY_URL overrides it.

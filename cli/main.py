@@ -7,12 +7,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from proxy.routing import format_address
 from proxy.errors import StartError
+from proxy.routing import format_address
 from storage.store import StorageError
 
-from .settings import ConfigError, add_flags, flag_values, load_settings
 from .commands import fail
+from .settings import ConfigError, add_flags, flag_values, load_settings
 from .supervisor import DEMO_ADDRESS
 
 PROG = "passageway"
