@@ -5,17 +5,16 @@ Depends only on the standard library and httpx, so a service can use it without 
 Exports: Client, AsyncClient, RetryPolicy, ServiceURLError, TraceContext, TraceContextMiddleware,
 current_trace, start_trace, parse_service_url, gateway_url, parse_traceparent, format_traceparent,
 and the header and extension names ATTEMPT_HEADER, CALLER_HEADER, TRACEPARENT_HEADER,
-RETRY_EXTENSION. passageway.addresses (imported on its own) is what an address is, for the guards
-of the proxy and of replay.
+RETRY_EXTENSION. Imported on their own: passageway.addresses, what an address is (for the guards
+of the proxy and of replay), and passageway.wire, every header Passageway itself sends.
 """
 
 from __future__ import annotations
 
 from .client import AsyncClient, Client
-from .retry import ATTEMPT_HEADER, RETRY_EXTENSION, RetryPolicy
+from .retry import RETRY_EXTENSION, RetryPolicy
 from .service_url import ServiceURL, ServiceURLError, gateway_url, parse_service_url
 from .tracecontext import (
-    CALLER_HEADER,
     TRACEPARENT_HEADER,
     TraceContext,
     TraceContextMiddleware,
@@ -24,6 +23,7 @@ from .tracecontext import (
     parse_traceparent,
     start_trace,
 )
+from .wire import ATTEMPT_HEADER, CALLER_HEADER
 
 __all__ = [
     "ATTEMPT_HEADER",

@@ -41,9 +41,10 @@ from typing import Any
 
 import httpx
 
-from .retry import ATTEMPT_HEADER, RETRY_EXTENSION, RetryPolicy
+from .retry import RETRY_EXTENSION, RetryPolicy
 from .service_url import check_gateway, check_service_name, gateway_url, is_service_url
-from .tracecontext import CALLER_HEADER, TRACEPARENT_HEADER, current_trace, new_trace
+from .tracecontext import TRACEPARENT_HEADER, current_trace, new_trace
+from .wire import ATTEMPT_HEADER, CALLER_HEADER
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 GATEWAY_ENV = "PASSAGEWAY_URL"

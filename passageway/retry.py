@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-ATTEMPT_HEADER = "X-Passageway-Attempt"
 """Sent on every attempt: 1 on the first, 2 on the first retry, ..."""
 
 RETRY_EXTENSION = "passageway.retry"

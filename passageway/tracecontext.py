@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .service_url import SERVICE_NAME
+from .wire import CALLER_HEADER
 
 TRACEPARENT_HEADER = "traceparent"
-CALLER_HEADER = "X-Passageway-Caller"
-"""The calling service's name, sent by the smart client when it knows it."""
 
 SAMPLED = "01"
 

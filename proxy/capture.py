@@ -16,6 +16,7 @@ import time
 from mitmproxy import ctx, http
 from mitmproxy.proxy import events
 
+from passageway.wire import ERROR_HEADER, REPLAY_HEADER
 from storage.writer import ExchangeWriter
 
 from .flow_record import (
@@ -25,7 +26,6 @@ from .flow_record import (
     META_REQUEST_TAP,
     META_RESPONSE_TAP,
     META_UUID,
-    REPLAY_HEADER,
     BodyTap,
     flow_to_record,
     parse_replay_mark,
@@ -244,7 +244,7 @@ def gateway_timeout(message: str) -> bytes:
     head = (
         "HTTP/1.1 504 Gateway Timeout\r\n"
         "Content-Type: application/json\r\n"
-        "X-Passageway-Error: timeout\r\n"
+        f"{ERROR_HEADER}: timeout\r\n"
         f"Content-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     )

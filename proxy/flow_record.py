@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from mitmproxy import http
 
+from passageway.tracecontext import parse_traceparent
 from storage.record import CapturedBody, ExchangeRecord, Headers, Timings, WebSocketMessageRecord
 
 META_SERVICE = "passageway.service"
@@ -23,11 +24,10 @@ META_UUID = "passageway.uuid"
 META_PARENT_SPAN = "passageway.parent_span"
 """Set by proxy.tracing: the parent-id of the traceparent the client sent."""
 
-REPLAY_HEADER = "X-Passageway-Replay"
-"""How the inspector marks a replay it sends through the proxy: `<exchange id>; <32 hex>`,
-the id replayed and the uuid the new exchange is to be stored under (so the inspector
-can find it). The proxy removes the header before forwarding; it is never recorded.
-A client could send it too: it then only labels that client's own exchange."""
+# passageway.wire.REPLAY_HEADER: how the inspector marks a replay it sends through the proxy,
+# `<exchange id>; <32 hex>`, the id replayed and the uuid the new exchange is to be stored under
+# (so the inspector can find it). The proxy removes the header before forwarding; it is never
+# recorded. A client could send it too: it then only labels that client's own exchange.
 _REPLAY_MARK = re.compile(r"\s*([1-9][0-9]{0,17})\s*;\s*([0-9a-f]{32})\s*")
 
 
@@ -41,7 +41,6 @@ def exchange_uuid(flow: http.HTTPFlow) -> str:
     """The uuid the flow's exchange is stored under: the replay's, or mitmproxy's flow id."""
     return flow.metadata.get(META_UUID) or flow.id
 
-TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 MAX_ID_LENGTH = 128
 
 
@@ -156,8 +155,8 @@ def trace_ids(noted: dict[bytes, str], parent_span_id: str | None = None) -> Tra
     its own (proxy.tracing); the traceparent in `noted` is then the one it forwarded."""
     trace_id = span_id = None
     traceparent = noted.get(b"traceparent")
-    if traceparent and (m := TRACEPARENT.fullmatch(traceparent.strip().lower())):
-        trace_id, span_id = m.group(1), m.group(2)
+    if traceparent and (context := parse_traceparent(traceparent.strip().lower())):
+        trace_id, span_id = context.trace_id, context.parent_id
     elif b3 := noted.get(b"x-b3-traceid"):
         trace_id, span_id = _id(b3), _id(noted.get(b"x-b3-spanid"))
         parent_span_id = _id(noted.get(b"x-b3-parentspanid"))

@@ -38,6 +38,7 @@ from passageway.addresses import (
     is_own_address,
     listeners_of,
 )
+from passageway.wire import ERROR_HEADER
 from storage.inspectors import live_inspector_addresses
 from storage.store import Store, one_line
 
@@ -54,7 +55,7 @@ STOP_TIMEOUT = 5.0
 def refusal_response(listener: Listener) -> http.Response:
     body = {"error": "refused", "message": f"Passageway does not forward requests to an inspector ({listener})."}
     return http.Response.make(
-        403, json.dumps(body).encode() + b"\n", {"Content-Type": "application/json", "X-Passageway-Error": "refused"}
+        403, json.dumps(body).encode() + b"\n", {"Content-Type": "application/json", ERROR_HEADER: "refused"}
     )
 
 

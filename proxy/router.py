@@ -9,6 +9,8 @@ import json
 from mitmproxy import http
 from mitmproxy.net.http.url import hostport
 
+from passageway.wire import ERROR_HEADER
+
 from .flow_record import META_ERROR_KIND, META_ERROR_MESSAGE, META_SERVICE, url_text
 from .routing import Service, Upstream, format_address, route_by_prefix
 
@@ -43,7 +45,7 @@ def no_route_response(path: str, services: dict[str, Service]) -> http.Response:
     return http.Response.make(
         404,
         json.dumps(body, indent=2).encode() + b"\n",
-        {"Content-Type": "application/json", "X-Passageway-Error": "no_route"},
+        {"Content-Type": "application/json", ERROR_HEADER: "no_route"},
     )
 
 

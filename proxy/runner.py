@@ -21,16 +21,17 @@ from storage.writer import ExchangeWriter
 
 from . import mitmproxy_fixes
 from .capture import Capture
-from .config import ConfigError, Settings
+from .errors import StartError
 from .health import HealthProbes
 from .inspector_guard import InspectorGuard
 from .router import Router, forward_mode, gateway_mode, service_mode
+from .settings import ProxySettings
 from .tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
 
-def proxy_modes(settings: Settings) -> list[str]:
+def proxy_modes(settings: ProxySettings) -> list[str]:
     modes = [gateway_mode(settings.listen)]
     modes += [service_mode(s) for s in settings.services.values() if s.listen is not None]
     if settings.forward_port is not None:
@@ -38,7 +39,7 @@ def proxy_modes(settings: Settings) -> list[str]:
     return modes
 
 
-def listen_addresses(settings: Settings) -> list[tuple[str, tuple[str, int]]]:
+def listen_addresses(settings: ProxySettings) -> list[tuple[str, tuple[str, int]]]:
     addresses = [("gateway", settings.listen)]
     addresses += [(f"service {s.name!r}", s.listen) for s in settings.services.values() if s.listen is not None]
     if settings.forward_port is not None:
@@ -52,7 +53,7 @@ def check_bindable(what: str, address: tuple[str, int]) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
-        raise ConfigError(f"{what}: cannot resolve listen host {host!r}: {e.strerror}") from None
+        raise StartError(f"{what}: cannot resolve listen host {host!r}: {e.strerror}") from None
     family, kind, proto, _, sockaddr = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -60,16 +61,16 @@ def check_bindable(what: str, address: tuple[str, int]) -> None:
             sock.bind(sockaddr)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                raise ConfigError(f"{what}: {host}:{port} is already in use") from None
-            raise ConfigError(f"{what}: cannot listen on {host}:{port}: {e.strerror}") from None
+                raise StartError(f"{what}: {host}:{port} is already in use") from None
+            raise StartError(f"{what}: cannot listen on {host}:{port}: {e.strerror}") from None
 
 
-def run_proxy(settings: Settings, *, verbose: bool = False) -> None:
-    """Run until SIGINT/SIGTERM. Raises ConfigError/StorageError for user mistakes."""
+def run_proxy(settings: ProxySettings) -> None:
+    """Run until SIGINT/SIGTERM. Raises StartError/StorageError for user mistakes."""
     for what, address in listen_addresses(settings):
         check_bindable(what, address)
     mitmproxy_fixes.install()
-    store = open_store(settings.db_url)
+    store = open_store(settings.db)
     transform = None
     if settings.redact_at_capture:
         # In the writer thread, not on the event loop: redaction decodes and scans bodies.
@@ -81,7 +82,7 @@ def run_proxy(settings: Settings, *, verbose: bool = False) -> None:
             spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
         except SpoolError as e:
             store.close()
-            raise ConfigError(str(e)) from None
+            raise StartError(str(e)) from None
         if spool.pending_records:
             logger.warning(
                 "writing %d record(s) left in the spool %s by the last run", spool.pending_records, spool.directory
@@ -93,13 +94,13 @@ def run_proxy(settings: Settings, *, verbose: bool = False) -> None:
         raise
     writer = ExchangeWriter(store, transform=transform, report_as=settings.proxy_name, spool=spool)
     try:
-        asyncio.run(_serve(settings, writer, guard, verbose=verbose))
+        asyncio.run(_serve(settings, writer, guard))
     finally:
         writer.close()
         store.close()
 
 
-def inspector_guard(settings: Settings, store: Store) -> InspectorGuard:
+def inspector_guard(settings: ProxySettings, store: Store) -> InspectorGuard:
     """The guard, with every inspector known at start loaded before anything is served."""
     guard = InspectorGuard(store, configured=[settings.ui])
     try:
@@ -132,7 +133,7 @@ def mitmproxy_addons() -> list[object]:
     ]
 
 
-async def _serve(settings: Settings, writer: ExchangeWriter, guard: InspectorGuard, *, verbose: bool) -> None:
+async def _serve(settings: ProxySettings, writer: ExchangeWriter, guard: InspectorGuard) -> None:
     opts = options.Options()
     master = Master(opts, with_termlog=True)
     check = errorcheck.ErrorCheck(repeat_errors_on_stderr=True)
@@ -159,7 +160,7 @@ async def _serve(settings: Settings, writer: ExchangeWriter, guard: InspectorGua
         mode=proxy_modes(settings),
         # Each request picks its upstream in `requestheaders`, so connect only then.
         connection_strategy="lazy",
-        termlog_verbosity="info" if verbose else "warn",
+        termlog_verbosity="info" if settings.verbose else "warn",
         confdir=str(settings.certs_dir),
         ssl_insecure=settings.upstream_insecure,
         ssl_verify_upstream_trusted_ca=str(settings.upstream_ca) if settings.upstream_ca else None,

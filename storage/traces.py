@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Row, func, select
 
+from passageway.wire import ATTEMPT_HEADER
 from storage.models import Exchange, unescape_text
 from storage.queries import iso_utc
 from storage.store import Store
@@ -43,10 +44,10 @@ __all__ = [
     "span_from_detail",
 ]
 
+_ATTEMPT = ATTEMPT_HEADER.lower()
 CLOCK_TOLERANCE = 0.010
 """Seconds a call may seem to start before, or end after, the call that made it: the
 proxies that saw the two may run on hosts whose clocks differ by that much."""
-ATTEMPT_HEADER = "x-passageway-attempt"
 LIST_SCAN_ROWS = 20_000
 """list_traces looks for traces among at most this many of the newest exchanges."""
 LIST_ROW_BUDGET = 20_000
@@ -378,7 +379,7 @@ def _end(start: float, end: float | None, duration_ms: float | None) -> float:
 
 def _attempt(headers: Iterable[Sequence[str]]) -> int | None:
     for name, value in headers:
-        if name.lower() == ATTEMPT_HEADER:
+        if name.lower() == _ATTEMPT:
             value = value.strip()
             return int(value) if value.isdigit() and len(value) < 6 else None
     return None

@@ -136,7 +136,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     gateway, ui = free_port(), free_port()
     db_url = f"sqlite:///{tmp / 'capture.db'}"
     args = [
-        sys.executable, "-m", "proxy", "up", "--db", db_url,
+        sys.executable, "-m", "cli", "up", "--db", db_url,
         "--listen", f"127.0.0.1:{gateway}", "--ui", f"127.0.0.1:{ui}",
         "--route", f"web=http://127.0.0.1:{server.server_address[1]}", "--certs-dir", str(tmp / "certs"),
         "--body-cap", "64KiB",

@@ -429,7 +429,7 @@ def test_async_streaming_and_exhausted_errors():
 def test_through_a_real_passageway_gateway_retries_are_exchanges_of_one_trace(upstream, tmp_path):
     port = free_port()
     db_url = f"sqlite:///{tmp_path / 'capture.db'}"
-    args = [sys.executable, "-m", "proxy", "proxy", "--db", db_url, "--listen", f"127.0.0.1:{port}",
+    args = [sys.executable, "-m", "cli", "proxy", "--db", db_url, "--listen", f"127.0.0.1:{port}",
             "--route", f"identity={upstream.url}", "--certs-dir", str(tmp_path / "certs"), "--proxy-name", "client-test"]
     k = key()
     with start_process(args, port=port, name="passageway proxy", timeout=30) as process:

@@ -22,7 +22,7 @@ from tests.support import (
     wait_for,
 )
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

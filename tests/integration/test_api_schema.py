@@ -37,7 +37,7 @@ from tests.inspector_ui.ui_support import LiveInspector, live_inspector
 from tests.support import free_port, start_process, wait_for
 from tests.support.records import make_record, websocket_message
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 TOKEN = "t0ken-for-the-fuzzer-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -17,7 +17,7 @@ import websockets
 
 from tests.support import free_port, running_upstream, start_process, wait_for
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 
 
 def run(*args: str, cwd=None, timeout: float = 30) -> subprocess.CompletedProcess:

@@ -30,7 +30,7 @@ from storage.store import Store, open_store
 from tests.support import ManagedProcess, deterministic_bytes, free_port, running_fault_server, start_process, wait_for
 from tests.support.upstream import CHUNKED_CUT_CHUNK_SIZE, CHUNKED_CUT_CHUNKS
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 UPSTREAM_TIMEOUT = 2.0
 MARGIN = 3.0
 """Slack on top of the upstream timeout for the client's answer: a bound on waiting on a busy

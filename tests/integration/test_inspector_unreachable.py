@@ -29,7 +29,7 @@ from storage.inspectors import register_inspector, unregister_inspector
 from storage.store import open_store
 from tests.support import ManagedProcess, free_port, fresh_postgres_database, require_or_skip_postgres, start_process, wait_for
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 TOKEN = "guard-test-token-0123456789"
 REFUSAL = b"does not forward requests to an inspector"
 LOOPBACK_SPELLINGS = ["127.0.0.1", "localhost", "2130706433", "0x7f.0.0.1", "0177.0.0.1", "[::ffff:127.0.0.1]", "127.1"]

@@ -60,7 +60,7 @@ def mesh(tmp_path_factory) -> Iterator[Mesh]:
         for name, port in ports.items()
     ))  # fmt: skip
     db_url = f"sqlite:///{tmp / 'capture.db'}"
-    args = [sys.executable, "-m", "proxy", "up", "--config", str(config), "--realm", "dev", "--db", db_url,
+    args = [sys.executable, "-m", "cli", "up", "--config", str(config), "--realm", "dev", "--db", db_url,
             "--listen", f"127.0.0.1:{gateway}", "--ui", f"127.0.0.1:{ui}", "--certs-dir", str(tmp / "certs"),
             "--proxy-name", "mesh-proxy"]  # fmt: skip
     with start_process(args, port=gateway, name="passageway up", timeout=30, cwd=tmp) as proxy:
@@ -122,7 +122,7 @@ def test_services_are_listed_with_health_and_a_stopped_one_flips_down_and_back(m
     failed = httpx.get(f"{mesh.gateway}/identity/users/1", timeout=10)
     assert failed.status_code == 502
     assert 'passageway_service_up{service="identity",realm="dev"} 0' in mesh.api("/api/metrics").text
-    status = subprocess.run([sys.executable, "-m", "proxy", "status", "--db", mesh.db_url],
+    status = subprocess.run([sys.executable, "-m", "cli", "status", "--db", mesh.db_url],
                             capture_output=True, text=True, timeout=30, cwd=REPO)  # fmt: skip
     assert re.search(r"^service identity \(dev\): down since \S+: cannot connect: connection refused$",
                      status.stdout, re.MULTILINE), status.stdout  # fmt: skip
@@ -137,7 +137,7 @@ def test_services_are_listed_with_health_and_a_stopped_one_flips_down_and_back(m
 
 def test_the_cli_calls_a_service_by_name(mesh: Mesh) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "proxy", "call", "--config", str(mesh.config), "--realm", "dev",
+        [sys.executable, "-m", "cli", "call", "--config", str(mesh.config), "--realm", "dev",
          "--listen", mesh.gateway.removeprefix("http://"), "--ui", mesh.inspector.removeprefix("http://"),
          "--caller", "cli", "service://identity/users/7"],
         capture_output=True, text=True, timeout=30, cwd=REPO,
@@ -153,6 +153,6 @@ def test_the_cli_calls_a_service_by_name(mesh: Mesh) -> None:
 
     [node] = wait_for(the_call, timeout=10)
     assert (node["caller"], node["service"], node["path"], node["status"]) == ("cli", "identity", "/users/7", 200)
-    bad = subprocess.run([sys.executable, "-m", "proxy", "call", "--config", str(mesh.config), "--realm", "dev",
+    bad = subprocess.run([sys.executable, "-m", "cli", "call", "--config", str(mesh.config), "--realm", "dev",
                           "service://nowhere:80/x"], capture_output=True, text=True, timeout=30, cwd=REPO)  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "has a port" in bad.stderr

@@ -15,7 +15,7 @@ from storage.queries import proxy_stats
 from storage.store import open_store
 from tests.support import free_port, running_upstream, start_process, wait_for
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 
 
 def test_proxy_counters_reach_metrics_and_status(tmp_path):

@@ -30,7 +30,7 @@ from tests.support import free_port, fresh_postgres_database, require_or_skip_po
 from tests.support import wait_for
 from tests.support.relay import TcpRelay
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 OUTAGE_SECONDS = 20.0
 KILL_LOSS_BOUND = 0.1
 """Documented (README): a kill -9 loses at most the records of the last ~100 ms."""

@@ -11,7 +11,7 @@ from storage.store import open_store
 from storage.writer import write_records
 from tests.support.records import make_record
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 
 
 def run(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -31,7 +31,7 @@ from storage.store import Store, open_store
 from tests.support import fresh_postgres_database, free_port, require_or_skip_postgres, start_process, wait_for
 from tests.support.httpbin import running_httpbin
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 MARKER_RE = re.compile(r"\[redacted:[0-9a-f]{8}\]")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"

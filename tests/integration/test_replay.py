@@ -29,7 +29,7 @@ from storage.queries import get_exchange, list_exchanges
 from storage.store import Store, open_store
 from tests.support import ManagedProcess, free_port, running_upstream, start_process, wait_for
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 
 
 @dataclass

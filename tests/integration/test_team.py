@@ -14,7 +14,7 @@ import websockets
 
 from tests.support import free_port, fresh_postgres_database, require_or_skip_postgres, running_upstream, start_process
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 PROXIES = ("edge-a", "edge-b", "edge-c")
 PER_PROXY = 30
 

@@ -26,7 +26,7 @@ from storage.writer import write_records
 from tests.support.postgres import fresh_postgres_database
 from tests.support.records import make_record
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "har"
 REAL = SAMPLES / "real"
 

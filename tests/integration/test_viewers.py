@@ -35,7 +35,7 @@ from tests.support import (
     wait_for,
 )
 
-PASSAGEWAY = [sys.executable, "-m", "proxy"]
+PASSAGEWAY = [sys.executable, "-m", "cli"]
 VIEWERS = 50
 REQUESTS = 2000
 CONCURRENCY = 20

@@ -1,6 +1,6 @@
 """Subprocess helpers for integration tests: start, wait for a port, stop politely, keep output.
 
-    with ManagedProcess([sys.executable, "-m", "proxy.cli", "proxy", ...], name="proxy") as proc:
+    with ManagedProcess([sys.executable, "-m", "cli", "proxy", ...], name="proxy") as proc:
         proc.wait_for_port(port)             # fails fast, with stderr, if the process dies
         ...
     print(proc.stderr)                       # output is kept after the block

@@ -19,8 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from passageway import AsyncClient, TraceContextMiddleware
-
-from .routing import parse_listen
+from proxy.routing import parse_listen
 
 # The gateway of `make run` (examples/demo.toml); PASSAGEWAY_URL overrides it.
 client = AsyncClient(service="demo", timeout=10)

@@ -1,8 +1,10 @@
+"""cli.settings.load_settings: flags beat the environment beat the file; every mistake is one line."""
+
 from pathlib import Path
 
 import pytest
 
-from proxy.config import ConfigError, load_settings, parse_size
+from cli.settings import ConfigError, load_settings, parse_size
 
 NO_FLAGS: dict = {}
 
@@ -18,7 +20,7 @@ def test_defaults(tmp_path):
     assert settings.listen == ("127.0.0.1", 8080)
     assert settings.ui == ("127.0.0.1", 8081)
     assert settings.body_cap == 1024 * 1024
-    assert settings.db_url == f"sqlite:///{tmp_path}/passageway/passageway.db"
+    assert settings.db == f"sqlite:///{tmp_path}/passageway/passageway.db"
     assert settings.services == {}
 
 
@@ -27,9 +29,9 @@ def test_flags_beat_environment_beat_file(tmp_path):
           '[services.a]\nurl = "http://h:1"\n[services.b]\nurl = "http://h:2"\nlisten = "127.0.0.1:7002"\n')
     environ = {"PASSAGEWAY_LISTEN": "127.0.0.1:1002", "PASSAGEWAY_ROUTES": "a=http://env:1,c=http://h:3",
                "PASSAGEWAY_DB": "sqlite:///env.db"}
-    settings = load_settings({"listen": "127.0.0.1:1003", "routes": ["c=http://flag:3"]}, environ=environ, cwd=tmp_path)
+    settings = load_settings({"listen": "127.0.0.1:1003", "services": ["c=http://flag:3"]}, environ=environ, cwd=tmp_path)
     assert settings.listen == ("127.0.0.1", 1003)
-    assert settings.db_url == "sqlite:///env.db"
+    assert settings.db == "sqlite:///env.db"
     assert settings.body_cap == 2 * 1024 * 1024
     assert settings.services["a"].upstream.host == "env"
     assert settings.services["b"].listen == ("127.0.0.1", 7002)
@@ -61,12 +63,12 @@ def test_bad_config_is_one_line_naming_the_problem(tmp_path, text, message):
 
 def test_missing_config_file_named(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        load_settings({"config": str(tmp_path / "nope.toml")}, environ={}, cwd=tmp_path)
+        load_settings({"config_file": str(tmp_path / "nope.toml")}, environ={}, cwd=tmp_path)
 
 
 def test_bad_route_flag(tmp_path):
     with pytest.raises(ConfigError, match="flags: bad route"):
-        load_settings({"routes": ["oops"]}, environ={}, cwd=tmp_path)
+        load_settings({"services": ["oops"]}, environ={}, cwd=tmp_path)
 
 
 @pytest.mark.parametrize(("text", "size"), [("1048576", 1048576), ("512k", 524288), ("1MiB", 1048576), ("2 mb", 2097152), (7, 7)])
@@ -110,7 +112,7 @@ def test_bad_spool_or_retention_setting_is_one_line(tmp_path, text, message):
 
 @pytest.mark.parametrize("example", sorted((Path(__file__).parents[2] / "examples").rglob("*.toml")), ids=str)
 def test_every_example_config_loads(example, tmp_path):
-    settings = load_settings({"config": str(example)}, environ={"XDG_STATE_HOME": str(tmp_path)}, cwd=tmp_path)
+    settings = load_settings({"config_file": str(example)}, environ={"XDG_STATE_HOME": str(tmp_path)}, cwd=tmp_path)
     assert settings.config_file == example
 
 
@@ -146,7 +148,7 @@ def test_a_realm_adds_and_overrides_services(tmp_path):
 
 def test_routes_from_flags_still_beat_the_realm(tmp_path):
     write(tmp_path, REALMS)
-    settings = load_settings({"realm": "prod", "routes": ["identity=http://127.0.0.1:7000"]}, environ={}, cwd=tmp_path)
+    settings = load_settings({"realm": "prod", "services": ["identity=http://127.0.0.1:7000"]}, environ={}, cwd=tmp_path)
     assert settings.services["identity"].upstream.port == 7000
 
 

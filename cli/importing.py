@@ -17,10 +17,9 @@ from mitmproxy import http
 from mitmproxy import io as mitmproxy_io
 from mitmproxy.exceptions import FlowReadException
 
+from proxy.flow_record import flow_to_record
 from storage.har import HarError, first_label, import_har
 from storage.record import ExchangeRecord
-
-from .flow_record import flow_to_record
 
 __all__ = ["UnreadableFile", "read_records"]
 

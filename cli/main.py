@@ -1,0 +1,134 @@
+"""The `passageway` command line: parses arguments, reads the settings once, runs the command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from proxy.errors import StartError
+from proxy.routing import format_address
+from storage.store import StorageError
+
+from .commands import fail
+from .settings import ConfigError, add_flags, flag_values, load_settings
+from .supervisor import DEMO_ADDRESS
+
+PROG = "passageway"
+
+
+# The roles each command runs (its flags are those of the settings these roles use).
+COMMAND_ROLES = {
+    "up": ("proxy", "inspector"),
+    "proxy": ("proxy",),
+    "ui": ("inspector",),
+    "call": ("client",),
+    "replay": ("client",),
+    "export": ("store",),
+    "import": ("store",),
+    "status": ("store",),
+    "prune": ("store",),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="HTTP traffic-inspecting reverse proxy.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, **how: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, **how)
+        add_flags(sub, COMMAND_ROLES[name])
+        return sub
+
+    up = command("up", help="run the proxy and the inspector")
+    up.add_argument("--demo", action="store_true", help="also run a demo upstream service on 127.0.0.1:9001")
+    command("proxy", help="run the capturing proxy alone")
+    command("ui", help="run the inspector alone")
+
+    replay = command(
+        "replay", help="send a captured request again, through the proxy (asks the inspector)",
+        description="Replay exchange ID (or every exchange --query matches) through the proxy, as captured or "
+        "edited; prints the new exchange's id (or the job's progress and summary).",
+    )  # fmt: skip
+    replay.add_argument("id", type=int, nargs="?", metavar="ID", help="the exchange to replay")
+    replay.add_argument("--query", metavar="SEARCH", help="replay every exchange this search matches now")
+    replay.add_argument("--rate", type=float, default=10.0, metavar="PER_SECOND", help="with --query (default 10)")
+    replay.add_argument("--concurrency", type=int, default=4, metavar="N", help="with --query (default 4)")
+    replay.add_argument("--to", metavar="SERVICE|URL", help="another configured service, or a base URL")
+    replay.add_argument("--method", metavar="METHOD")
+    replay.add_argument("--path", metavar="PATH", help="path and query, from '/'")
+    replay.add_argument(
+        "--set-header", metavar="NAME:VALUE", action="append", default=[], help="replace a header (repeatable)"
+    )
+    replay.add_argument("--remove-header", metavar="NAME", action="append", default=[], help="(repeatable)")
+    replay.add_argument("--data", metavar="TEXT|@FILE", help="the body: text, or @FILE for a file's bytes")
+
+    export = command("export", help="write exchanges to a HAR file (redacted unless --raw)")
+    export.add_argument("--query", metavar="SEARCH", default="", help="what to export (default: everything)")
+    export.add_argument("--har", metavar="FILE", required=True, help="the HAR file to write ('-': standard output)")
+    export.add_argument("--raw", action="store_true", help="leave secrets in (default: redacted like share links)")
+
+    importer = command("import", help="read a HAR file or a mitmproxy flow file into the store")
+    importer.add_argument("file", metavar="FILE", help="a .har, or a mitmproxy flow file (mitmdump -w)")
+
+    command("status", help="every proxy's writer counters and the search backlog, from the store")
+    prune = command(
+        "prune", help="remove exchanges beyond the retention limits now (the inspector also does it every minute)"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+
+    call = command(
+        "call", help="send one request through the gateway, e.g. service://identity/users/42 (the smart client's retries)"
+    )
+    call.add_argument("url", metavar="URL", help="service://NAME/path, or an http(s) URL")
+    call.add_argument("-X", "--method", default="GET", metavar="METHOD")
+    call.add_argument("-H", "--header", action="append", default=[], metavar="NAME:VALUE", help="(repeatable)")
+    call.add_argument("--data", metavar="TEXT|@FILE", help="the body: text, or @FILE for a file's bytes")
+    call.add_argument("-i", "--include", action="store_true", help="also print the status line and response headers")
+    call.add_argument("--caller", metavar="SERVICE", help="the calling service's name (X-Passageway-Caller)")
+    call.add_argument("--attempts", type=int, default=3, metavar="N", help="tries for idempotent methods (default 3)")
+    call.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+
+    demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
+    demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.command != "proxy":  # the proxy logs through mitmproxy's own handler
+        logging.basicConfig(
+            level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
+    try:
+        if args.command == "demo-upstream":
+            from . import demo
+
+            demo.serve(args.listen)
+            return 0
+        settings = load_settings(flag_values(args))
+        if args.command in ("proxy", "ui"):
+            from . import roles
+
+            return roles.run_proxy(settings) if args.command == "proxy" else roles.run_ui(settings)
+        if args.command == "up":
+            from .supervisor import run_up
+
+            return run_up(argv, settings, demo=args.demo)
+        from . import commands
+
+        return {
+            "replay": commands.run_replay,
+            "export": commands.run_export,
+            "import": commands.run_import,
+            "status": commands.run_status,
+            "prune": commands.run_prune,
+            "call": commands.run_call,
+        }[args.command](args, settings)
+    except (ConfigError, StorageError, StartError) as e:
+        return fail(str(e))
+    except KeyboardInterrupt:
+        return 130

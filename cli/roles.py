@@ -1,0 +1,78 @@
+"""Each role's view of the settings, and running the long-lived roles (`passageway proxy`, `ui`).
+
+A view is filled from the schema by field name (cli.settings.view). What a role needs that no
+setting holds as such (the inspector's replay gateway, say) is derived here, in one place, and
+INSPECTOR_DERIVED says which settings each derived field comes from, so that
+tests/cli/test_settings.py can check that every setting a role uses reaches its view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.routing import format_address
+
+from .commands import fail
+from .settings import Settings, client_url, view
+from .supervisor import inspector_token, shown_host
+
+INSPECTOR_DERIVED = {
+    "db_url": ("db",),
+    "host": ("ui",),
+    "port": ("ui",),
+    "token": ("ui_token",),
+    "log_level": ("verbose",),
+    "replay_gateway": ("replay_via", "listen"),
+    "replay_forward_proxy": ("listen", "forward_port"),
+    "replay_services": ("services", "realm", "realms"),
+    "replay_ca": ("certs_dir",),
+    "replay_timeout": ("upstream_timeout",),
+}
+"""The inspector's fields that are not settings of the same name, and the settings they come from."""
+
+
+def proxy_view(settings: Settings) -> Any:
+    from proxy.settings import ProxySettings
+
+    return view(ProxySettings, settings)
+
+
+def inspector_view(settings: Settings, *, token: str | None) -> Any:
+    from inspector_ui.settings import InspectorSettings
+
+    host, port = settings.ui
+    ca = settings.certs_dir / "mitmproxy-ca-cert.pem"
+    derived = {
+        "db_url": settings.db,
+        "host": host,
+        "port": port,
+        "token": token,
+        "log_level": "info" if settings.verbose else "warning",
+        "replay_gateway": settings.replay_via or client_url(settings.listen),
+        "replay_forward_proxy": client_url((settings.listen[0], settings.forward_port)) if settings.forward_port else None,
+        "replay_services": {name: service.upstream.url for name, service in settings.services.items()},
+        "replay_ca": str(ca) if ca.is_file() else None,
+        "replay_timeout": settings.upstream_timeout + 5,
+    }
+    return view(InspectorSettings, settings, **derived)
+
+
+def run_proxy(settings: Settings) -> int:
+    from proxy.runner import run_proxy as run
+
+    run(proxy_view(settings))
+    return 0
+
+
+def run_ui(settings: Settings) -> int:
+    from inspector_ui.server import InspectorError, serve
+
+    token = inspector_token(settings)
+    if token and not settings.ui_token:
+        host, port = settings.ui
+        print(f"inspector token (made now): open http://{format_address(shown_host(host), port)}/?token={token}", flush=True)
+    try:
+        serve(inspector_view(settings, token=token))
+    except InspectorError as e:
+        return fail(f"inspector: {e}")
+    return 0

@@ -1,0 +1,652 @@
+"""Passageway's settings: one schema, read from flags, then PASSAGEWAY_* environment variables,
+then passageway.toml (the one named by --config or PASSAGEWAY_CONFIG, else ./passageway.toml).
+
+Each field of `Settings` is declared once, with its type, default and a `Setting` record: its
+flag, environment variable and file key, its help text, how the README shows its default, and
+which roles use it. Everything else is derived from that one declaration:
+
+- the flags each command offers (`add_flags`, by the roles the command runs);
+- what `passageway up` hands each child process (`child_arguments`);
+- the README's settings table (`settings_table`; tests/cli/test_settings.py fails when the two
+  disagree);
+- each role's view: `proxy_settings` (proxy.settings.ProxySettings) and `inspector_settings`
+  (inspector_ui.settings.InspectorSettings), filled field by field from the same names.
+
+Values are converted by the fields' validators; a malformed one becomes a `ConfigError` of one
+line naming the setting and the problem. Layering is a short explicit loader rather than a
+pydantic-settings source chain because services merge across the layers (a file's
+[services], the chosen realm's, PASSAGEWAY_ROUTES and --route all add up, the later winning for
+one name), where pydantic-settings replaces a whole value per key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from proxy.routing import (
+    HealthCheck,
+    RouteError,
+    Service,
+    check_service_name,
+    format_address,
+    parse_health_path,
+    parse_listen,
+    parse_route,
+    parse_upstream,
+)
+from proxy.tracing import MODES as TRACING_MODES
+from storage.redaction import RedactionRules, rules_from_config
+from storage.retention import RetentionPolicy
+
+__all__ = [
+    "ROLES", "ConfigError", "Setting", "Settings", "add_flags", "child_arguments", "client_url", "load_settings",
+    "parse_duration", "parse_size", "settings_table",
+]  # fmt: skip
+
+CONFIG_FILE_NAME = "passageway.toml"
+ROLES = ("proxy", "inspector", "client", "store")
+"""Who uses a setting: the capturing proxy, the inspector, the commands that talk to running
+processes (`call`, `replay`), and the commands that work on the store (export, import, status, prune)."""
+EVERY_ROLE = frozenset(ROLES)
+
+
+class ConfigError(ValueError):
+    """A setting is malformed; the message is one line naming it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """How one setting is given and shown; attached to its field of `Settings`."""
+
+    help: str
+    roles: frozenset[str]
+    flag: str | None = None
+    """`--listen`; None: no flag."""
+    env: str | None = None
+    file: str | None = None
+    """Its key in passageway.toml; None: not in the file."""
+    metavar: str | None = None
+    default: str = ""
+    """The README's default column (the code's default may depend on the machine)."""
+    switch: bool = False
+    """A flag without a value (true when given)."""
+    repeatable: bool = False
+    choices: tuple[str, ...] | None = None
+    short: str | None = None
+    """A one-letter flag besides `flag` (-v)."""
+    shown_env: str = ""
+    """The README's environment cell, when more than the variable's name (a format)."""
+    shown_file: str = ""
+    """The README's file cell, when more than the key."""
+
+
+def setting(help: str, *roles: str, **how: Any) -> Setting:  # noqa: A002 - argparse's word for it
+    unknown = set(roles) - EVERY_ROLE
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}")
+    return Setting(help=help, roles=frozenset(roles), **how)
+
+
+# --- values -----------------------------------------------------------------------------------
+
+SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
+              "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}  # fmt: skip
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_size(value: Any, *, what: str) -> int:
+    """`1048576`, `512k`, `1MiB`, `2 mb` -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match and SIZE_UNITS.get(match.group(2).lower())
+        if not match or unit is None:
+            raise ConfigError(f"bad {what} {value!r}: expected bytes, e.g. 1048576 or 1MiB")
+        size = int(match.group(1)) * unit
+    if size < 0:
+        raise ConfigError(f"bad {what} {value!r}: must not be negative")
+    return size
+
+
+def parse_duration(value: Any, *, what: str) -> float:
+    """`3600`, `90m`, `12h`, `30d`, `2w` -> seconds (more than 0)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match and DURATION_UNITS.get(match.group(2).lower())
+    if not match or unit is None:
+        raise ConfigError(f"bad {what} {value!r}: expected a duration, e.g. 3600, 12h or 30d")
+    seconds = float(match.group(1)) * unit
+    if not seconds > 0:
+        raise ConfigError(f"bad {what} {value!r}: must be more than 0")
+    return seconds
+
+
+def _count(value: Any, *, what: str) -> int:
+    if isinstance(value, bool) or not re.fullmatch(r"\s*\d+\s*", str(value)) or int(value) < 1:
+        raise ConfigError(f"bad {what} {value!r}: expected a whole number of at least 1")
+    return int(value)
+
+
+def _port(value: Any, *, what: str) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bad {what} {value!r}: expected a port number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"bad {what} {value!r}: port must be 1-65535")
+    return port
+
+
+def _seconds(value: Any, *, what: str) -> float:
+    try:
+        seconds = float(str(value).removesuffix("s"))
+    except ValueError:
+        raise ConfigError(f"bad {what} {value!r}: expected seconds, e.g. 30 or 2.5") from None
+    if not seconds > 0:
+        raise ConfigError(f"bad {what} {value!r}: must be more than 0")
+    return seconds
+
+
+def _address(value: Any, *, what: str) -> tuple[str, int]:
+    if isinstance(value, tuple):
+        return value
+    try:
+        return parse_listen(value, what=what)
+    except RouteError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _boolean(value: Any, *, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"bad {what} {value!r}: expected true or false")
+
+
+def _names(value: Any, *, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):  # the environment's comma-separated form
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{what} must be a list of names, e.g. [\"x-session\"]")
+    return tuple(value)
+
+
+def _token(value: Any, *, what: str) -> str:
+    token = str(value)
+    if len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigError(f"{what} must be at least 16 printable ASCII characters without spaces")
+    return token
+
+
+def _http_url(value: Any, *, what: str) -> str:
+    try:
+        return parse_upstream(str(value)).url
+    except RouteError as e:
+        raise ConfigError(f"{what}: {e}") from None
+
+
+def _existing_file(value: Any, *, what: str) -> Path:
+    path = Path(str(value)).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"bad {what} {str(value)!r}: no such file")
+    return path
+
+
+def _directory(value: Any, *, what: str) -> Path:
+    return Path(str(value)).expanduser()
+
+
+def _tracing(value: Any, *, what: str) -> str:
+    mode = str(value).strip().lower()
+    if mode not in TRACING_MODES:
+        raise ConfigError(f"bad {what} {value!r}: expected one of {', '.join(TRACING_MODES)}")
+    return mode
+
+
+def _optional(convert: Callable[..., Any]) -> Callable[..., Any]:
+    def optional(value: Any, *, what: str) -> Any:
+        return None if value is None or value == "" else convert(value, what=what)
+
+    return optional
+
+
+def _as(convert: Callable[..., Any], what: str) -> BeforeValidator:
+    return BeforeValidator(lambda value: convert(value, what=what))
+
+
+# --- the schema -------------------------------------------------------------------------------
+
+DEFAULT_LISTEN = ("127.0.0.1", 8080)
+DEFAULT_UI = ("127.0.0.1", 8081)
+_NETWORK = ("proxy", "inspector", "client")
+
+
+class Settings(BaseModel):
+    """Every setting of every role, read once at start-up (load_settings) and passed down."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    config_file: Annotated[Path | None, setting(
+        "settings file", *ROLES, flag="--config", env="PASSAGEWAY_CONFIG", metavar="FILE",
+        default="`./passageway.toml`")] = None
+    db: Annotated[str, setting(
+        "`sqlite:///path.db` or `postgresql://user@host/db`", *ROLES, flag="--db", env="PASSAGEWAY_DB", file="db",
+        metavar="URL", default="`sqlite:///$XDG_DATA_HOME/passageway/passageway.db` (`~/.local/share/...`)")]
+    listen: Annotated[tuple[str, int], _as(_address, "listen address"), setting(
+        "the gateway", *_NETWORK, flag="--listen", env="PASSAGEWAY_LISTEN", file="listen", metavar="HOST:PORT",
+        default="`127.0.0.1:8080`")] = DEFAULT_LISTEN
+    ui: Annotated[tuple[str, int], _as(_address, "ui address"), setting(
+        "the inspector (a proxy never forwards to it)", *_NETWORK, flag="--ui", env="PASSAGEWAY_UI", file="ui",
+        metavar="HOST:PORT", default="`127.0.0.1:8081`")] = DEFAULT_UI
+    services: Annotated[dict[str, Service], setting(
+        "a service behind the gateway; `listen = \"HOST:PORT\"` in the file gives it its own port, "
+        "`health = \"/path\"` a health probe", *_NETWORK, flag="--route", env="PASSAGEWAY_ROUTES", file="services",
+        metavar="NAME=URL", repeatable=True, shown_env="`PASSAGEWAY_ROUTES` (`a=URL,b=URL`)",
+        shown_file="`[services.NAME] url = ...`")] = {}
+    realm: Annotated[str | None, setting(
+        "which `[realms.NAME.services]` to add to (and override) `[services]`, see "
+        "[Services, realms, health and traces](#services-realms-health-and-traces)", *_NETWORK, flag="--realm",
+        env="PASSAGEWAY_REALM", file="realm", metavar="NAME", default="the only realm, if one")] = None
+    realms: Annotated[tuple[str, ...], setting(
+        "the services of each realm (dev, staging, prod...)", *_NETWORK, file="realms",
+        shown_file="`[realms.NAME.services]`")] = ()
+    tracing: Annotated[str, _as(_tracing, "tracing"), setting(
+        "`propagate`: each traced exchange gets a span of its own; `start`: also start traces; `off`: never "
+        "change a request", "proxy", flag="--tracing", env="PASSAGEWAY_TRACING", file="tracing", metavar="MODE",
+        choices=TRACING_MODES, default="`propagate`")] = "propagate"
+    forward_port: Annotated[int | None, _as(_optional(_port), "forward port"), setting(
+        "also run a forward proxy on the gateway's host", *_NETWORK, flag="--forward-port",
+        env="PASSAGEWAY_FORWARD_PORT", file="forward_port", metavar="PORT", default="off")] = None
+    body_cap: Annotated[int, _as(parse_size, "body cap"), setting(
+        "bytes of each body stored (`512k`, `4MiB`, ...)", "proxy", "store", flag="--body-cap",
+        env="PASSAGEWAY_BODY_CAP", file="body_cap", metavar="BYTES", default="`1MiB`")] = 1024 * 1024
+    upstream_timeout: Annotated[float, _as(_seconds, "upstream timeout"), setting(
+        "give up on an upstream that has not answered (a replay gets 5 s more)", "proxy", "inspector", "client",
+        flag="--upstream-timeout", env="PASSAGEWAY_UPSTREAM_TIMEOUT", file="upstream_timeout", metavar="SECONDS",
+        default="`30`")] = 30.0
+    proxy_name: Annotated[str, setting(
+        "recorded with each exchange", "proxy", "store", flag="--proxy-name", env="PASSAGEWAY_PROXY_NAME",
+        file="proxy_name", metavar="NAME", default="host name")]
+    certs_dir: Annotated[Path, _as(_directory, "certs_dir"), setting(
+        "mitmproxy's CA and certificates", *_NETWORK, flag="--certs-dir", env="PASSAGEWAY_CERTS_DIR",
+        file="certs_dir", metavar="DIR", default="`~/.mitmproxy`")]
+    upstream_ca: Annotated[Path | None, _as(_optional(_existing_file), "upstream CA"), setting(
+        "extra CA trusted for HTTPS upstreams", "proxy", flag="--upstream-ca", env="PASSAGEWAY_UPSTREAM_CA",
+        file="upstream_ca", metavar="PEM")] = None
+    upstream_insecure: Annotated[bool, _as(_boolean, "upstream_insecure"), setting(
+        "do not verify HTTPS upstreams", "proxy", flag="--upstream-insecure", env="PASSAGEWAY_UPSTREAM_INSECURE",
+        file="upstream_insecure", switch=True, default="`false`")] = False
+    replay_via: Annotated[str | None, _as(_optional(_http_url), "replay_via"), setting(
+        "the gateway the inspector sends replays through (an inspector on another machine)", "inspector",
+        flag="--replay-via", env="PASSAGEWAY_REPLAY_VIA", file="replay_via", metavar="URL",
+        default="`http://` the `--listen` address")] = None
+    allow_any_replay_target: Annotated[bool, _as(_boolean, "allow_any_replay_target"), setting(
+        "also replay to public addresses that are neither services nor the captured host", "inspector",
+        flag="--allow-any-replay-target", env="PASSAGEWAY_ALLOW_ANY_REPLAY_TARGET", file="allow_any_replay_target",
+        switch=True, default="`false`")] = False
+    ui_token: Annotated[str | None, _as(_optional(_token), "ui_token"), setting(
+        "the inspector's token (at least 16 characters)", "inspector", "client", env="PASSAGEWAY_UI_TOKEN",
+        file="ui_token", default="made at start beyond loopback")] = None
+    redact_at_capture: Annotated[bool, _as(_boolean, "redact_at_capture"), setting(
+        "redact before anything is written (captures and imports)", "proxy", "store",
+        env="PASSAGEWAY_REDACT_AT_CAPTURE", file="redact_at_capture", default="`false`")] = False
+    redact_add: Annotated[tuple[str, ...], _as(_names, "redact_add"), setting(
+        "names redacted on top of the defaults, see [Redaction](#redaction)", "proxy", "inspector", "store",
+        env="PASSAGEWAY_REDACT_ADD", file="redact_add", shown_env="`PASSAGEWAY_REDACT_ADD` (`a,b`)")] = ()
+    redact_remove: Annotated[tuple[str, ...], _as(_names, "redact_remove"), setting(
+        "default rules left out, see [Redaction](#redaction)", "proxy", "inspector", "store",
+        env="PASSAGEWAY_REDACT_REMOVE", file="redact_remove", shown_env="`PASSAGEWAY_REDACT_REMOVE` (`a,b`)")] = ()
+    retention_max_age: Annotated[float | None, _as(_optional(parse_duration), "retention_max_age"), setting(
+        "prune exchanges captured longer ago (`3600`, `12h`, `30d`, `2w`), see [Retention](#retention)",
+        "inspector", "store", env="PASSAGEWAY_RETENTION_MAX_AGE", file="retention_max_age",
+        default="keep everything")] = None
+    retention_max_exchanges: Annotated[int | None, _as(_optional(_count), "retention_max_exchanges"), setting(
+        "keep only the newest this many exchanges", "inspector", "store", env="PASSAGEWAY_RETENTION_MAX_EXCHANGES",
+        file="retention_max_exchanges", default="keep everything")] = None
+    retention_max_body_bytes: Annotated[int | None, _as(_optional(parse_size), "retention_max_body_bytes"), setting(
+        "stored (compressed) size of all bodies (`512MiB`, `10GiB`); the oldest exchanges go until it fits",
+        "inspector", "store", env="PASSAGEWAY_RETENTION_MAX_BODY_BYTES", file="retention_max_body_bytes",
+        default="keep everything")] = None
+    spool_dir: Annotated[Path, _as(_directory, "spool_dir"), setting(
+        "where the proxy keeps records until the database has them; one proxy per directory", "proxy",
+        flag="--spool-dir", env="PASSAGEWAY_SPOOL_DIR", file="spool_dir", metavar="DIR",
+        default="`$XDG_STATE_HOME/passageway/spool/PROXY_NAME` (`~/.local/state/...`)")]
+    spool_max_bytes: Annotated[int, _as(parse_size, "spool size"), setting(
+        "disk the spool may use; when full, new records are dropped (counted, logged). `0`: no spool, records wait "
+        "in memory only", "proxy", flag="--spool-max-bytes", env="PASSAGEWAY_SPOOL_MAX_BYTES", file="spool_max_bytes",
+        metavar="BYTES", default="`1GiB`")] = 1024**3
+    verbose: Annotated[bool, setting(
+        "log connections", *ROLES, flag="--verbose", short="-v", switch=True)] = False
+
+    def redaction_rules(self) -> RedactionRules:
+        return rules_from_config(self.redact_add, self.redact_remove)
+
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            max_age=self.retention_max_age,
+            max_exchanges=self.retention_max_exchanges,
+            max_body_bytes=self.retention_max_body_bytes,
+        )
+
+
+def described() -> Iterator[tuple[str, Setting]]:
+    """(field name, Setting) of every setting, in the schema's order."""
+    for name, info in Settings.model_fields.items():
+        yield name, next(item for item in info.metadata if isinstance(item, Setting))
+
+
+SETTINGS = dict(described())
+_BY_FILE_KEY = {meta.file: name for name, meta in SETTINGS.items() if meta.file}
+_BY_FLAG = {flag: name for name, meta in SETTINGS.items() for flag in (meta.flag, meta.short) if flag}
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def default_database_url(environ: Mapping[str, str] = os.environ) -> str:
+    """An SQLite file under $XDG_DATA_HOME (default ~/.local/share)/passageway/."""
+    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite:///{Path(data_home) / 'passageway' / 'passageway.db'}"
+
+
+def default_spool_dir(proxy_name: str, environ: Mapping[str, str] = os.environ) -> Path:
+    """$XDG_STATE_HOME (default ~/.local/state)/passageway/spool/PROXY_NAME (made safe as one path part)."""
+    state_home = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    part = re.sub(r"[^A-Za-z0-9_.-]", "_", proxy_name).lstrip(".") or "proxy"
+    return Path(state_home) / "passageway" / "spool" / part
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def load_settings(flags: Mapping[str, Any], *, environ: Mapping[str, str] = os.environ, cwd: Path | None = None) -> Settings:
+    """Flags (field names; None = not given), then the environment, then the file, into Settings.
+
+    Services add up across the layers (a file's [services], then the chosen realm's, then
+    PASSAGEWAY_ROUTES, then --route), the later winning for a service of the same name.
+    """
+    config = flags.get("config_file") or environ.get("PASSAGEWAY_CONFIG")
+    if config:
+        config_file: Path | None = Path(config)
+    else:
+        candidate = (cwd or Path.cwd()) / CONFIG_FILE_NAME
+        config_file = candidate if candidate.is_file() else None
+
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if config_file is not None:
+        data = read_config_file(config_file)
+        unknown = sorted(set(data) - set(_BY_FILE_KEY))
+        if unknown:
+            raise ConfigError(f"{config_file}: unknown setting {unknown[0]!r}")
+        layers.append((str(config_file), {_BY_FILE_KEY[key]: value for key, value in data.items()}))
+    layers.append(("environment", {
+        name: environ[meta.env] for name, meta in SETTINGS.items() if meta.env and environ.get(meta.env)
+    }))  # fmt: skip
+    layers.append(("flags", {name: value for name, value in flags.items() if value is not None}))
+
+    merged: dict[str, Any] = {"config_file": config_file}
+    layer_services: list[dict[str, Service]] = []
+    realms: dict[str, dict[str, Service]] = {}
+    for source, values in layers:
+        values = dict(values)
+        values.pop("config_file", None)
+        if "realms" in values:
+            realms = realm_services(values.pop("realms"), source=source)
+        if "services" in values:
+            layer_services.append(_layer_services(values.pop("services"), source=source))
+        merged.update(values)
+    realm = _realm(merged.get("realm"), realms, config_file)
+    if realm is not None and realm in realms:
+        # Right after the file's own [services]: environment and flag routes still override them.
+        layer_services.insert(1 if config_file is not None and layer_services else 0, realms[realm])
+    merged.update(
+        services={name: service for layer in layer_services for name, service in layer.items()},
+        realm=realm,
+        realms=tuple(sorted(realms)),
+    )
+    merged.setdefault("db", default_database_url(environ))
+    merged["proxy_name"] = str(merged.get("proxy_name") or socket.gethostname())
+    merged.setdefault("certs_dir", Path.home() / ".mitmproxy")
+    merged.setdefault("spool_dir", default_spool_dir(merged["proxy_name"], environ))
+    merged["db"] = str(merged["db"])
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e)) from None
+    try:
+        settings.redaction_rules()
+    except ValueError as e:
+        raise ConfigError(f"redaction: {e}") from None
+    check_addresses(settings)
+    return settings
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):
+        return str(cause)
+    name = ".".join(str(part) for part in first["loc"])
+    return f"bad {name} {first.get('input')!r}: {first['msg']}"
+
+
+def _layer_services(value: Any, *, source: str) -> dict[str, Service]:
+    """A layer's services: the file's [services.NAME] tables, or NAME=URL routes (a list from
+    flags, a comma-separated string from the environment)."""
+    if isinstance(value, dict):
+        return services_from_table(value, source=source)
+    routes = [part for part in value.split(",") if part.strip()] if isinstance(value, str) else list(value)
+    services = {}
+    for spec in routes:
+        try:
+            service = parse_route(spec)
+        except RouteError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        services[service.name] = service
+    return services
+
+
+SERVICE_KEYS = {"url", "listen", "health", "health_interval", "health_timeout"}
+
+
+def _health(name: str, spec: dict[str, Any], source: str) -> HealthCheck | None:
+    """`health = "/healthz"` with optional `health_interval` and `health_timeout` (seconds or 10s, 1m)."""
+    where = f"{source}: service {name!r}"
+    if "health" not in spec:
+        for key in ("health_interval", "health_timeout"):
+            if key in spec:
+                raise ConfigError(f"{where}: {key} needs health = \"/path\"")
+        return None
+    interval = parse_duration(spec.get("health_interval", 10), what=f"health_interval of {where}")
+    timeout = parse_duration(spec.get("health_timeout", 2), what=f"health_timeout of {where}")
+    if timeout > interval:
+        raise ConfigError(f"{where}: health_timeout ({timeout:g} s) is longer than health_interval ({interval:g} s)")
+    return HealthCheck(parse_health_path(str(spec["health"])), interval, timeout)
+
+
+def services_from_table(table: Any, *, source: str) -> dict[str, Service]:
+    """The `[services.NAME]` tables of passageway.toml (or `NAME = "URL"` shorthand)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: 'services' must be a table of [services.NAME]")
+    services: dict[str, Service] = {}
+    for name, spec in table.items():
+        try:
+            check_service_name(name)
+            if isinstance(spec, str):
+                spec = {"url": spec}
+            if not isinstance(spec, dict) or "url" not in spec:
+                raise ConfigError(f"{source}: service {name!r} needs url = \"http://host:port\"")
+            unknown = set(spec) - SERVICE_KEYS
+            if unknown:
+                raise ConfigError(f"{source}: service {name!r} has unknown key {sorted(unknown)[0]!r}")
+            listen = parse_listen(spec["listen"], what=f"listen of service {name!r}") if "listen" in spec else None
+            services[name] = Service(name, parse_upstream(str(spec["url"])), listen, _health(name, spec, source))
+        except RouteError as e:
+            raise ConfigError(f"{source}: {e}") from None
+    return services
+
+
+def check_realm_name(name: str) -> str:
+    try:
+        return check_service_name(name)
+    except RouteError:
+        raise RouteError(f"bad realm name {name!r}: use letters, digits, '_', '.' or '-' (at most 63)") from None
+
+
+def realm_services(table: Any, *, source: str) -> dict[str, dict[str, Service]]:
+    """The `[realms.REALM.services.NAME]` tables: realm -> its services."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: 'realms' must be a table of [realms.NAME.services]")
+    realms: dict[str, dict[str, Service]] = {}
+    for realm, spec in table.items():
+        try:
+            check_realm_name(realm)
+        except RouteError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        if not isinstance(spec, dict) or set(spec) - {"services"}:
+            raise ConfigError(f"{source}: realm {realm!r} may only hold [realms.{realm}.services]")
+        realms[realm] = services_from_table(spec.get("services", {}), source=f"{source}, realm {realm!r}")
+    return realms
+
+
+def _realm(value: Any, realms: dict[str, dict[str, Service]], config_file: Path | None) -> str | None:
+    """The chosen realm; with several realms configured one must be chosen (no silent default
+    that could point a developer's traffic at prod)."""
+    where = config_file or CONFIG_FILE_NAME
+    if value is None or str(value).strip() == "":
+        if len(realms) > 1:
+            raise ConfigError(f"{where} defines realms {', '.join(sorted(realms))}: pick one with --realm or realm = \"...\"")
+        return next(iter(realms), None)
+    try:
+        realm = check_realm_name(str(value).strip())
+    except RouteError as e:
+        raise ConfigError(str(e)) from None
+    if realms and realm not in realms:
+        raise ConfigError(f"unknown realm {realm!r}: {where} defines {', '.join(sorted(realms))}")
+    return realm
+
+
+def check_addresses(settings: Settings) -> None:
+    """No two listeners may share an address."""
+    seen: dict[tuple[str, int], str] = {}
+
+    def claim(address: tuple[str, int], what: str) -> None:
+        if address in seen:
+            raise ConfigError(f"{what} and {seen[address]} both use {address[0]}:{address[1]}")
+        seen[address] = what
+
+    claim(settings.listen, "the gateway")
+    claim(settings.ui, "the inspector")
+    if settings.forward_port is not None:
+        claim((settings.listen[0], settings.forward_port), "the forward proxy")
+    for service in settings.services.values():
+        if service.listen is not None:
+            claim(service.listen, f"service {service.name!r}")
+
+
+# --- flags and child processes ------------------------------------------------------------------
+
+
+def add_flags(parser: argparse.ArgumentParser, roles: Sequence[str]) -> None:
+    """The flags of every setting one of `roles` uses (values stay text: load_settings converts)."""
+    wanted = set(roles)
+    for name, meta in SETTINGS.items():
+        if meta.flag is None or not meta.roles & wanted:
+            continue
+        names = [meta.short, meta.flag] if meta.short else [meta.flag]
+        options: dict[str, Any] = {"dest": name, "help": meta.help.split(", see [")[0].replace("`", "")}
+        if meta.switch:
+            options.update(action="store_const", const=True)
+        else:
+            options["metavar"] = meta.metavar
+            if meta.repeatable:
+                options["action"] = "append"
+            if meta.choices:
+                options["choices"] = meta.choices
+        parser.add_argument(*names, **options)
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags in parsed arguments (field name -> value, None when absent)."""
+    return {name: getattr(args, name, None) for name in SETTINGS}
+
+
+def child_arguments(argv: Sequence[str], role: str) -> list[str]:
+    """The flags of `argv` (a command's arguments) that `role` uses, in their order; every other
+    word (the command, its own options) is left out."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        flag, has_value, _ = word.partition("=")
+        name = _BY_FLAG.get(flag)
+        if name is None:
+            continue
+        meta = SETTINGS[name]
+        taken = [word] if has_value or meta.switch else [word, next(words, "")]
+        if role in meta.roles:
+            out += taken
+    return out
+
+
+def client_url(address: tuple[str, int]) -> str:
+    """http:// URL a local client uses to reach a listen address (a wildcard bind means loopback)."""
+    host, port = address
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://{format_address(host, port)}"
+
+
+# --- the README's table -----------------------------------------------------------------------
+
+
+def settings_table() -> str:
+    """The README's settings table (Markdown), from the schema."""
+    rows = ["| flag | environment | passageway.toml | default | used by | meaning |", "|---|---|---|---|---|---|"]
+    for meta in SETTINGS.values():
+        flag = ""
+        if meta.flag:
+            flag = f"`{meta.short}`, " if meta.short else ""
+            flag += f"`{meta.flag}`" if meta.switch else f"`{meta.flag} {meta.metavar}`"
+            if meta.repeatable:
+                flag += " (repeatable)"
+        env = meta.shown_env or (f"`{meta.env}`" if meta.env else "")
+        file = meta.shown_file or (f"`{meta.file}`" if meta.file else "")
+        roles = ", ".join(role for role in ROLES if role in meta.roles) if meta.roles != EVERY_ROLE else "all"
+        rows.append(f"| {flag} | {env} | {file} | {meta.default} | {roles} | {meta.help} |")
+    return "\n".join(rows)
+
+
+# --- each role's view -----------------------------------------------------------------------
+
+
+def view(cls: Any, settings: Settings, **given: Any) -> Any:
+    """An instance of a role's settings class (a dataclass or a pydantic model): each of its
+    fields that the schema has, from `settings`; the others from `given`."""
+    names = (
+        [field.name for field in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else list(cls.model_fields)
+    )
+    values = {name: getattr(settings, name) for name in names if name in SETTINGS and name not in given}
+    return cls(**values, **given)

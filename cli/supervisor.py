@@ -1,0 +1,154 @@
+"""`passageway up`: the proxy and the inspector as two child processes that meet only in the
+database, started with the settings each uses (cli.settings.child_arguments) and stopped together."""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from proxy.routing import format_address
+
+from .settings import Settings, child_arguments
+
+PROG = "passageway"
+DEMO_ADDRESS = ("127.0.0.1", 9001)
+COMMAND = (sys.executable, "-m", "cli")
+"""How `up` starts its children: this same command."""
+
+
+def inspector_token(settings: Settings) -> str | None:
+    """The configured token, or a new one when the inspector listens beyond loopback."""
+    if settings.ui_token or not listens_beyond_loopback(settings.ui[0]):
+        return settings.ui_token
+    return secrets.token_urlsafe(32)
+
+
+def shown_host(host: str) -> str:
+    """The host to print for a listen address: this machine's name for a wildcard bind."""
+    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+
+
+def listens_beyond_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a child of `up` that only `up` stops.
+
+    Its own process group keeps a terminal's Ctrl-C from reaching it twice
+    (directly and forwarded); on Linux it also dies when `up` is killed outright.
+    """
+    if not sys.platform.startswith("linux"):
+        return subprocess.Popen(args, process_group=0, env=env)
+
+    def die_with_parent() -> None:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return subprocess.Popen(args, process_group=0, preexec_fn=die_with_parent, env=env)
+
+
+def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
+    """Start the proxy and the inspector; stop both when either stops or on Ctrl-C."""
+    # Fail here, in one line, on what a child would otherwise fail on.
+    from proxy.runner import check_bindable, listen_addresses
+    from storage.store import open_store
+
+    from .roles import proxy_view
+
+    addresses = [*listen_addresses(proxy_view(settings)), ("inspector", settings.ui)]
+    if demo:
+        addresses.append(("demo upstream", DEMO_ADDRESS))
+    for what, address in addresses:
+        check_bindable(what, address)
+    store = open_store(settings.db)
+    database = store.display_url  # password masked
+    store.close()
+
+    children: dict[str, subprocess.Popen] = {}
+    if demo:
+        children["demo upstream"] = spawn([*COMMAND, "demo-upstream", "--listen", format_address(*DEMO_ADDRESS)])
+    children["proxy"] = spawn([*COMMAND, "proxy", *child_arguments(argv, "proxy")])
+    token = inspector_token(settings)
+    children["inspector"] = spawn(
+        [*COMMAND, "ui", *child_arguments(argv, "inspector")],
+        env={**os.environ, "PASSAGEWAY_UI_TOKEN": token} if token else None,
+    )
+    settings = settings.model_copy(update={"ui_token": token})
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    waiting_for = [settings.listen, settings.ui]
+    exit_code = 0
+    while not stopping:
+        if waiting_for and accepts_connections(waiting_for[0]):
+            waiting_for.pop(0)
+            if not waiting_for:
+                print_banner(settings, database=database, demo=demo)
+        for name, child in children.items():
+            if child.poll() is not None:
+                if child.returncode != 0:
+                    print(f"{PROG}: {name} exited with status {child.returncode}; stopping", file=sys.stderr)
+                    exit_code = 1
+                stopping = True
+        time.sleep(0.1)
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 10
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return exit_code
+
+
+def accepts_connections(address: tuple[str, int]) -> bool:
+    try:
+        socket.create_connection(address, timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+def print_banner(settings: Settings, *, database: str, demo: bool) -> None:
+    gateway = format_address(*settings.listen)
+    lines = [
+        f"Passageway is up. Database: {database}",
+        f"  inspector:  http://{format_address(shown_host(settings.ui[0]), settings.ui[1])}/"
+        + (f"?token={settings.ui_token}  (the token is needed from beyond this machine)" if settings.ui_token else ""),
+        f"  gateway:    http://{gateway}/SERVICE/path",
+    ]
+    for service in settings.services.values():
+        where = f"http://{gateway}/{service.name}/"
+        if service.listen:
+            where += f"  and  http://{format_address(*service.listen)}/"
+        lines.append(f"    {service.name:<12} {where}  ->  {service.upstream.url}")
+    if settings.forward_port:
+        lines.append(f"  forward proxy: http://{format_address(settings.listen[0], settings.forward_port)}")
+    if demo:
+        lines.append(f"Try:  curl http://{gateway}/demo/users/42")
+    lines.append("Ctrl-C stops both.")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,12 @@
+"""Passageway's own HTTP headers: one definition for the smart client, the proxy and the inspector."""
+
+from __future__ import annotations
+
+CALLER_HEADER = "X-Passageway-Caller"
+"""The calling service's name, sent by the smart client when it knows it."""
+ATTEMPT_HEADER = "X-Passageway-Attempt"
+"""Which try of one call a request is (1, 2, ...), sent by the smart client."""
+REPLAY_HEADER = "X-Passageway-Replay"
+"""`<exchange id>; <nonce>` on a replay the inspector sends; the proxy takes it off and records replay_of."""
+ERROR_HEADER = "X-Passageway-Error"
+"""On an answer the proxy gives itself: why (no_route, refused, timeout...)."""

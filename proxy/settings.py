@@ -1,0 +1,41 @@
+"""What the capturing proxy needs to run: its view of Passageway's settings.
+
+The command line (cli.settings) reads and checks every setting once and fills this view by
+field name (cli.roles.proxy_view); tests/cli/test_settings.py checks that it holds exactly
+the settings whose roles include "proxy".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .routing import Service
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    db: str
+    listen: tuple[str, int]
+    ui: tuple[str, int]
+    """The inspector this proxy must never forward to (proxy.inspector_guard)."""
+    proxy_name: str
+    certs_dir: Path
+    """mitmproxy's confdir: its CA, which clients of HTTPS through the proxy must trust."""
+    spool_dir: Path
+    """Where the writer keeps records until the database has them (storage.spool)."""
+    services: dict[str, Service] = field(default_factory=dict)
+    realm: str | None = None
+    realms: tuple[str, ...] = ()
+    tracing: str = "propagate"
+    forward_port: int | None = None
+    body_cap: int = 1024 * 1024
+    upstream_timeout: float = 30.0
+    upstream_ca: Path | None = None
+    upstream_insecure: bool = False
+    redact_at_capture: bool = False
+    redact_add: tuple[str, ...] = ()
+    redact_remove: tuple[str, ...] = ()
+    spool_max_bytes: int = 1024**3
+    """0: no spool on disk; records wait in memory only."""
+    verbose: bool = False
