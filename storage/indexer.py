@@ -11,8 +11,9 @@ database's single write lock, and only the ids it returns are indexed. A crash r
 the claim back with the rest. Ids are never tracked as "greater than the last seen":
 PostgreSQL commits them out of order.
 
-The inspector runs it (inspector_ui.broadcast): on every batch the change feed
-reports, and once at start for what was captured while no inspector ran.
+The maintenance role runs it (storage.maintenance, in each inspector or in `passageway
+maintain`): on every batch the change feed reports, and in sweeps of the whole queue for
+what was captured while none ran.
 """
 
 from __future__ import annotations
