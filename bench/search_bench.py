@@ -319,7 +319,7 @@ def load(store, rows: int, t0: float, indexers: int = 1) -> dict:
                 next_report[0] += 100_000
                 print(f"  {store.dialect}: {sum(counts):,} indexed ({time.perf_counter() - t:.0f} s)", flush=True)
 
-    # index_pending is safe to run concurrently (disjoint claims); the inspector runs one.
+    # index_pending is safe to run concurrently (disjoint claims), as several maintenance runners do.
     threads = [threading.Thread(target=run_indexer, args=(slot,), daemon=True) for slot in range(indexers)]
     for thread in threads:
         thread.start()
@@ -462,7 +462,7 @@ def bench(url: str, rows: int, repeat: int, cache_ok: bool, indexers: int = 1) -
             meta = load(store, rows, t0, indexers)
             if cache_ok:
                 _remember_t0(store, url, t0, rows)
-        refresh_statistics(store)  # a kept database from an older schema gets what the inspector would do
+        refresh_statistics(store)  # a kept database from an older schema gets what maintenance would do
         now = dt.datetime.fromtimestamp(t0 + SPAN, dt.UTC)
         results = time_queries(store, query_kinds(rows, t0), repeat, now)
         return meta, results, t0

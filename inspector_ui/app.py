@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import importlib.resources
 import logging
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,8 @@ from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from storage.retention import RetentionPolicy, RetentionTotals, prune
-from storage.store import StorageError, one_line, open_store
+from storage.maintenance import Maintenance
+from storage.store import StorageError, open_store
 from storage.surrogates import json_text
 
 from .broadcast import Broadcaster
@@ -63,8 +61,12 @@ class SafeJSONResponse(JSONResponse):
         return json_text(content, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
-def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
-    """Build the app. Without `store`, the lifespan opens one from settings.db_url and closes it after."""
+def create_app(settings: InspectorSettings, *, store: Any = None, maintenance: bool = True) -> FastAPI:
+    """Build the app. Without `store`, the lifespan opens one from settings.db_url and closes it after.
+
+    maintenance: also run the database's maintenance role (storage.maintenance: search indexing,
+    planner statistics, retention) for as long as the app runs; False where another process
+    (`passageway maintain`, another inspector) does it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,27 +83,30 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
         )
         app.state.replay_clients = ReplayClients(routes, timeout=settings.replay_timeout, proxy_ca=settings.replay_ca)
         app.state.replay_jobs = ReplayJobs(app.state.store, routes=routes, publish=broadcaster.publish)
-        # Also the search indexer: catches up at start, then indexes each batch the feed reports.
         feed_task = asyncio.create_task(broadcaster.run(), name="passageway-change-feed")
-        policy = settings.retention_policy()
-        app.state.retention = RetentionTotals() if policy.enabled else None  # /api/metrics shows it when set
-        stop_pruning = threading.Event()
-        retention_task = (
-            asyncio.create_task(
-                _prune_periodically(app.state.store, policy, settings.retention_interval, app.state.retention, stop_pruning),
-                name="passageway-retention",
+        app.state.maintenance = (
+            Maintenance(
+                app.state.store,
+                retention_policy=settings.retention_policy(),
+                retention_interval=settings.retention_interval,
+                poll_interval=settings.stream_poll_interval,
+                on_indexed=broadcaster.indexed,
             )
-            if policy.enabled
+            if maintenance
+            else None
+        )
+        maintenance_task = (
+            asyncio.create_task(app.state.maintenance.run(), name="passageway-maintenance")
+            if app.state.maintenance is not None
             else None
         )
         try:
             yield
         finally:
-            stop_pruning.set()
-            if retention_task is not None:
-                retention_task.cancel()
+            if maintenance_task is not None:
+                maintenance_task.cancel()  # returns once no job uses the store
                 with contextlib.suppress(asyncio.CancelledError):
-                    await retention_task
+                    await maintenance_task
             await app.state.replay_jobs.close()
             await app.state.replay_clients.close()
             broadcaster.close()  # ends every /api/stream connection with 1001
@@ -156,30 +161,6 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.add_middleware(HostGuardMiddleware, allowed_hosts=settings.effective_allowed_hosts())
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=frozenset({DOCS_URL}))
     return app
-
-
-async def _prune_periodically(
-    store: Any, policy: RetentionPolicy, interval: float, totals: RetentionTotals, stop: threading.Event
-) -> None:
-    """A retention pass every `interval` seconds, in a worker thread (never on the event loop)."""
-    while True:
-        # Shielded: on shutdown the pass sees `stop` and ends after its current batch, and
-        # the store is closed only after that.
-        work = asyncio.ensure_future(asyncio.to_thread(prune, store, policy, stop=stop))
-        try:
-            pruned = await asyncio.shield(work)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await work
-            raise
-        except Exception as exc:  # noqa: BLE001 - the database may be away; the next pass tries again
-            totals.failures += 1
-            log.warning("retention pass failed: %s", one_line(exc))
-        else:
-            totals.record(pruned, at=time.time())
-            if pruned.exchanges:
-                log.info("retention: %s [%s]", pruned.summary(), policy.describe())
-        await asyncio.sleep(interval)
 
 
 PAGES = {

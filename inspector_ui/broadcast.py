@@ -5,17 +5,19 @@ and offered to every subscriber's bounded queue without waiting; a viewer that
 falls more than `queue_size` messages behind is marked overflowed and dropped,
 so a slow viewer never delays the others (nor the feed).
 
-The broadcaster is also the inspector's search indexer (storage.indexer): it indexes
-each batch the feed reports before matching it against viewers' searches (so a `?q=`
-viewer sees an exchange only once its headers and text are searchable), and a
-catch-up task indexes what was captured while no inspector ran. Indexing runs in
-worker threads; the event loop never waits on it.
+Viewers with no search, or a search the search index plays no part in, get each new
+exchange as soon as the feed reports it. Viewers whose search needs the index (free text,
+header:) get it once it is indexed, whoever indexed it (storage.maintenance, in this process
+or another): this process's maintenance says so at once (`indexed`), and what it did not
+index is looked up in the search queue every INDEX_POLL seconds while such viewers wait.
+The broadcaster itself writes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import time
@@ -25,7 +27,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from storage.feed import open_change_feed
-from storage.indexer import index_pending, pending_ids, refresh_statistics
+from storage.indexer import pending_ids
 from storage.queries import match_ids, summaries_for_ids
 from storage.search import Query
 from storage.surrogates import json_text
@@ -34,12 +36,14 @@ log = logging.getLogger(__name__)
 
 FETCH_CHUNK = 500
 """Ids per summaries_for_ids call, so one huge batch does not become one huge query."""
-INDEX_CHUNK = 500
-"""Exchanges per index_pending transaction (SQLite: the write lock is held for its inserts)."""
-STATISTICS_INTERVAL = 300.0
-"""Seconds between checks that the planner statistics still fit the table."""
-INDEX_WAIT = 2.0
-"""Seconds to wait for new ids another inspector is indexing before publishing without them."""
+INDEX_POLL = 0.25
+"""Seconds between two looks at which awaited exchanges left the search queue (indexed by
+another process), while viewers whose search needs the index wait for some."""
+INDEX_WAIT = 10.0
+"""Seconds an exchange is awaited for those viewers; one not indexed by then (no maintenance
+runs, or it is failing) is not streamed to them. A search over REST finds it once indexed."""
+INDEXED_AHEAD_KEPT = 10_000
+"""Ids this process's maintenance indexed before the feed reported them, remembered at most."""
 
 
 class SubscriberGone(Exception):
@@ -108,9 +112,14 @@ class Broadcaster:
         self.running = False
         self.published = 0
         self.dropped = 0
-        self.indexed = 0
-        self._behind = False  # some queued exchanges were left unindexed: catch up again
-        self._statistics_checked = 0.0
+        self.unindexed = 0
+        """Exchanges given up on for viewers whose search needs the index (INDEX_WAIT)."""
+        self._newest = 0  # the newest id the feed reported
+        self._awaited: dict[int, float] = {}  # id -> when it arrived (monotonic), while not known indexed
+        self._last_look = 0.0  # when the search queue was last looked at for awaited ids
+        self._indexed_ahead: set[int] = set()  # indexed here before the feed reported them
+        self._indexed_ready: list[int] = []  # known indexed, to publish to the viewers that need the index
+        self._index_news = asyncio.Event()
 
     @property
     def clients(self) -> int:
@@ -155,52 +164,83 @@ class Broadcaster:
         for subscriber in list(self._subscribers):
             self.unsubscribe(subscriber)
 
-    async def index_ids(self, ids: Sequence[int]) -> None:
-        """Index those of `ids` still queued for search; wait (briefly) for any another indexer holds."""
-        deadline = time.monotonic() + INDEX_WAIT
-        for start in range(0, len(ids), INDEX_CHUNK):
-            chunk = list(ids[start : start + INDEX_CHUNK])
-            while True:
-                try:
-                    done = await run_in_threadpool(
-                        functools.partial(index_pending, self._store, ids=chunk, limit=len(chunk))
-                    )
-                    self.indexed += len(done)
-                    if len(done) == len(chunk):
-                        break
-                    # Fewer than asked: already indexed, or another indexer holds them right now.
-                    if not await run_in_threadpool(functools.partial(pending_ids, self._store, ids=chunk)):
-                        break
-                except Exception as exc:  # noqa: BLE001 - publish anyway; a catch-up retries after the next batch
-                    log.warning("indexing new exchanges failed: %s", _one_line(exc))
-                    self._behind = True
-                    return
-                if time.monotonic() > deadline:
-                    return
-                await asyncio.sleep(0.02)
+    def indexed(self, ids: Sequence[int]) -> None:
+        """This process's maintenance indexed `ids` (called on the event loop): the viewers whose
+        search needs the index get those they wait for without a look at the queue."""
+        for id_ in ids:
+            if self._awaited.pop(id_, None) is not None:
+                self._indexed_ready.append(id_)
+            elif self.running and id_ > self._newest:  # indexed before this broadcaster's feed reported it
+                self._indexed_ahead.add(id_)
+        if len(self._indexed_ahead) > INDEXED_AHEAD_KEPT:
+            self._indexed_ahead.clear()  # never reported (pruned meanwhile?): INDEX_POLL covers the rest
+        if self._indexed_ready:
+            self._index_news.set()
 
-    async def catch_up(self) -> None:
-        """Index everything still queued (captured while no inspector ran), a chunk per thread call."""
+    def _await_index(self, ids: Sequence[int]) -> None:
+        """The feed reported `ids`: those viewers needing the index wait for them to be indexed."""
+        self._newest = max(self._newest, ids[-1])
+        waiting = any(s.query is not None and s.query.needs_index for s in self._subscribers)
+        now = time.monotonic()
+        if waiting and not self._awaited:
+            self._last_look = now  # the first look comes INDEX_POLL later: this process's maintenance is quicker
+        for id_ in ids:
+            if id_ in self._indexed_ahead:
+                self._indexed_ahead.discard(id_)
+                if waiting:
+                    self._indexed_ready.append(id_)
+            elif waiting:
+                self._awaited[id_] = now
+        if waiting:
+            self._index_news.set()
+
+    async def publish_indexed(self) -> None:
+        """Publish each awaited exchange to the viewers whose search needs the index once it is
+        indexed: at once when this process's maintenance says so, else when a look at the search
+        queue (every INDEX_POLL while some are awaited) finds it gone from there."""
+        failing = giving_up = False
         while True:
-            try:
-                done = await run_in_threadpool(functools.partial(index_pending, self._store, limit=INDEX_CHUNK))
-            except Exception as exc:  # noqa: BLE001 - tried again after the next feed batch
-                log.warning("indexing queued exchanges failed: %s", _one_line(exc))
-                self._behind = True
-                return
-            self.indexed += len(done)
-            if len(done) < INDEX_CHUNK:
-                await self.refresh_statistics()
-                return
-
-    async def refresh_statistics(self) -> None:
-        """Keep the database's planner statistics current (storage.indexer.refresh_statistics):
-        checked after each catch-up and then at most once per STATISTICS_INTERVAL."""
-        self._statistics_checked = time.monotonic()
-        try:
-            await run_in_threadpool(refresh_statistics, self._store)
-        except Exception as exc:  # noqa: BLE001 - plans only get slower; tried again later
-            log.warning("refreshing planner statistics failed: %s", _one_line(exc))
+            timeout = max(INDEX_POLL - (time.monotonic() - self._last_look), 0.0) if self._awaited else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._index_news.wait(), timeout)
+            self._index_news.clear()
+            now = time.monotonic()
+            if self._awaited and now - self._last_look >= INDEX_POLL:
+                self._last_look = now
+                awaited = list(self._awaited)
+                try:
+                    queued = await run_in_threadpool(functools.partial(pending_ids, self._store, ids=awaited))
+                except Exception as exc:  # noqa: BLE001 - looked at again after INDEX_POLL
+                    if not failing:
+                        log.warning("looking for newly indexed exchanges failed: %s", _one_line(exc))
+                    failing = True
+                else:
+                    failing = False
+                    for id_ in awaited:
+                        if id_ not in queued and self._awaited.pop(id_, None) is not None:
+                            self._indexed_ready.append(id_)
+                expired = []
+                for id_, since in self._awaited.items():  # in arrival order: the expired ones lead
+                    if now - since <= INDEX_WAIT:
+                        break
+                    expired.append(id_)
+                for id_ in expired:
+                    del self._awaited[id_]
+                if expired and not giving_up:
+                    giving_up = True  # logged again only after something was indexed in time
+                    log.warning(
+                        "%d new exchange(s) were not indexed for search within %.0fs: live viewers whose search "
+                        "needs the index (free text, header:) miss them (is maintenance running?)",
+                        len(expired), INDEX_WAIT,
+                    )  # fmt: skip
+                self.unindexed += len(expired)
+            ready, self._indexed_ready = sorted(self._indexed_ready), []
+            if ready:
+                giving_up = False
+                try:
+                    await self.publish_ids(ready, indexed=True)
+                except Exception as exc:  # noqa: BLE001 - those viewers miss these; the next ones may pass
+                    log.warning("publishing indexed exchanges failed: %s", _one_line(exc))
 
     async def publish_ids(self, ids: Sequence[int], *, indexed: bool) -> None:
         """Fetch the summaries of newly committed ids (in a thread) and publish them in id order
@@ -228,38 +268,31 @@ class Broadcaster:
         """Follow the change feed until cancelled, reopening it after failures."""
         backoff = 0.5
         last_logged = 0.0
-        while True:
-            try:
-                async with open_change_feed(self._store, poll_interval=self._poll_interval) as feed:
-                    self.running = True
-                    backoff = 0.5
-                    catching_up = asyncio.create_task(self.catch_up(), name="passageway-index-catch-up")
-                    try:
+        publishing_indexed = asyncio.create_task(self.publish_indexed(), name="passageway-stream-indexed")
+        try:
+            while True:
+                try:
+                    async with open_change_feed(self._store, poll_interval=self._poll_interval) as feed:
+                        self._newest = max(self._newest, feed.start_id)
+                        self.running = True
+                        backoff = 0.5
                         async for ids in feed:
                             if ids:
-                                # Viewers that need no search index see new exchanges at once;
-                                # free-text and header searches wait until they are indexed.
                                 await self.publish_ids(ids, indexed=False)
-                                await self.index_ids(ids)
-                                await self.publish_ids(ids, indexed=True)
-                                if time.monotonic() - self._statistics_checked > STATISTICS_INTERVAL:
-                                    await self.refresh_statistics()
-                            if self._behind and catching_up.done():
-                                self._behind = False
-                                catching_up = asyncio.create_task(self.catch_up(), name="passageway-index-catch-up")
-                    finally:
-                        catching_up.cancel()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the feed reconnects itself; this is the safety net
-                now = time.monotonic()
-                if now - last_logged > 30:
-                    log.warning("change feed failed (%s); retrying", _one_line(exc))
-                    last_logged = now
-            finally:
-                self.running = False
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+                                self._await_index(ids)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the feed reconnects itself; this is the safety net
+                    now = time.monotonic()
+                    if now - last_logged > 30:
+                        log.warning("change feed failed (%s); retrying", _one_line(exc))
+                        last_logged = now
+                finally:
+                    self.running = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+        finally:
+            publishing_indexed.cancel()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,8 +1,9 @@
-"""Storage: models, migrations, the one write path, the search indexer, queries and the change feed."""
+"""Storage: models, migrations, the one write path, the search indexer, queries, the change feed and the maintenance role."""
 
 from storage.decoding import DecodeError, decode_body
 from storage.feed import ChangeFeed, open_change_feed
 from storage.indexer import index_pending
+from storage.maintenance import Maintenance, run_maintenance
 from storage.queries import (
     ExchangePage,
     StoredBody,
@@ -25,6 +26,7 @@ __all__ = [
     "ExchangePage",
     "ExchangeRecord",
     "ExchangeWriter",
+    "Maintenance",
     "StorageError",
     "Store",
     "StoredBody",
@@ -40,6 +42,7 @@ __all__ = [
     "list_websocket_messages",
     "open_change_feed",
     "open_store",
+    "run_maintenance",
     "summaries_for_ids",
     "write_records",
 ]

@@ -5,7 +5,7 @@ har_of() reads exchanges (by id, at most MAX_EXPORT) and their bodies and builds
 secret of one exchange is also scrubbed from the others; import_records() writes what
 storage.har.import_har made through the one write path and indexes it for search.
 
-The search index is built by the inspector's indexer (storage.indexer), which may not be
+The search index is built by the maintenance role (storage.maintenance), which may not be
 running when a command searches: imports index what they wrote, and a command whose
 search reads the index first catches it up (catch_up_search_index).
 """
@@ -91,7 +91,7 @@ def import_records(store: Store, records: Sequence[ExchangeRecord]) -> list[int]
 
 
 def catch_up_search_index(store: Store, *, most: int = 100_000) -> int:
-    """Index up to `most` exchanges waiting for the search index, as the inspector's indexer
+    """Index up to `most` exchanges waiting for the search index, as maintenance's indexing
     would; how many still wait after (more than `most`, or held by another indexer)."""
     done = 0
     while done < most and (batch := index_pending(store, limit=min(_BATCH, most - done))):

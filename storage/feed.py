@@ -74,6 +74,11 @@ class ChangeFeed:
             except psycopg.Error:
                 pass
 
+    @property
+    def start_id(self) -> int:
+        """The newest exchange id when the feed was entered: it reports only ids above it."""
+        return self._start_id
+
     def __aiter__(self) -> AsyncIterator[list[int]]:
         if self.store.dialect == "postgresql":
             return self._listen()

@@ -11,8 +11,9 @@ database's single write lock, and only the ids it returns are indexed. A crash r
 the claim back with the rest. Ids are never tracked as "greater than the last seen":
 PostgreSQL commits them out of order.
 
-The inspector runs it (inspector_ui.broadcast): on every batch the change feed
-reports, and once at start for what was captured while no inspector ran.
+The maintenance role runs it (storage.maintenance, in each inspector or in `passageway
+maintain`): on every batch the change feed reports, and in sweeps of the whole queue for
+what was captured while none ran.
 """
 
 from __future__ import annotations
@@ -118,27 +119,39 @@ def refresh_statistics(store: Store) -> bool:
     Without statistics SQLite's planner takes any indexed equality as good as another,
     and `service:billing method:POST` may scan every POST for the few billing ones
     (100 ms on a million). ANALYZE of this one table reads only its indexes (0.4 s on a
-    million rows, under the write lock); doubling bounds how often that is paid."""
+    million rows, under the write lock); doubling bounds how often that is paid.
+
+    Several maintenance runners may share the file: the decision is taken again under the
+    write lock (BEGIN IMMEDIATE), so only the first of them pays for the ANALYZE."""
     if store.dialect != "sqlite":
         return False
     with store.engine.connect() as conn:
-        newest = conn.exec_driver_sql("SELECT max(id) FROM exchanges").scalar() or 0
-        if newest < _STATISTICS_MIN_ROWS:
+        if not _statistics_stale(conn):
             return False
-        has_stats = conn.exec_driver_sql(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'"
-        ).scalar()
-        rows = None
-        if has_stats:
-            stat = conn.exec_driver_sql(
-                "SELECT stat FROM sqlite_stat1 WHERE tbl = 'exchanges' AND idx = 'ix_exchanges_service_id'"
-            ).scalar()
-            rows = int(stat.split()[0]) if stat else None
-    if rows is not None and newest < 2 * rows:
+        conn.commit()  # end the read transaction the check began (pysqlite: no BEGIN was sent)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            ran = _statistics_stale(conn)
+            if ran:
+                conn.exec_driver_sql("ANALYZE exchanges")
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+    return ran
+
+
+def _statistics_stale(conn: Connection) -> bool:
+    """SQLite: exchanges is big enough to need statistics and has none, or has doubled since."""
+    newest = conn.exec_driver_sql("SELECT max(id) FROM exchanges").scalar() or 0
+    if newest < _STATISTICS_MIN_ROWS:
         return False
-    with store.engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE exchanges")
-    return True
+    if not conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'").scalar():
+        return True
+    stat = conn.exec_driver_sql(
+        "SELECT stat FROM sqlite_stat1 WHERE tbl = 'exchanges' AND idx = 'ix_exchanges_service_id'"
+    ).scalar()
+    return stat is None or newest >= 2 * int(stat.split()[0])
 
 
 _STATISTICS_MIN_ROWS = 10_000

@@ -1,5 +1,5 @@
 """GET /api/metrics: Prometheus text exposition of every proxy's writer and of this inspector
-(with its retention counters when a retention limit is set).
+(with its maintenance's failures, and retention counters when a retention limit is set).
 
 Proxy figures come from proxy_stats (each proxy's writer reports every few seconds); a proxy
 that has not reported for PROXY_STALE seconds is shown with passageway_proxy_up 0."""
@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from storage.maintenance import JobStats
 from storage.queries import index_backlog, proxy_stats
 from storage.retention import RetentionTotals
 from storage.services import service_overview
@@ -52,6 +53,7 @@ def exposition(
     published: int,
     backlog: int,
     retention: RetentionTotals | None = None,
+    maintenance_jobs: dict[str, JobStats] | None = None,
     services: list[dict] = (),
 ) -> str:
     lines: list[str] = []
@@ -70,6 +72,10 @@ def exposition(
         *(_retention_metrics(retention) if retention is not None else ()),
     ):
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+    if maintenance_jobs is not None:
+        lines += ["# HELP passageway_maintenance_failures_total Failed runs of this inspector's maintenance jobs.",
+                  "# TYPE passageway_maintenance_failures_total counter"]  # fmt: skip
+        lines += [f'passageway_maintenance_failures_total{{job="{job}"}} {stats.failures}' for job, stats in maintenance_jobs.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -106,13 +112,15 @@ async def metrics(store: StoreDep, request: Request) -> Any:
         lambda: (proxy_stats(store), index_backlog(store), service_overview(store, history=1))
     )
     broadcaster = request.app.state.broadcaster
+    maintenance = request.app.state.maintenance
     text = exposition(
         proxies,
         viewers=broadcaster.clients,
         dropped_viewers=broadcaster.dropped,
         published=broadcaster.published,
         backlog=backlog,
-        retention=getattr(request.app.state, "retention", None),
+        retention=maintenance.retention if maintenance is not None else None,
+        maintenance_jobs=maintenance.jobs if maintenance is not None else None,
         services=services,
     )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -100,3 +100,19 @@ def test_metrics_endpoint(client):
     response = client.get("/api/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     assert "passageway_live_viewers 0" in response.text
+
+
+def test_metrics_count_maintenance_failures_per_job_only_where_maintenance_runs(store, make_client):
+    with_maintenance = make_client().get("/api/metrics").text
+    assert 'passageway_maintenance_failures_total{job="indexing"} 0\n' in with_maintenance
+    assert 'passageway_maintenance_failures_total{job="statistics"} 0\n' in with_maintenance
+    assert "passageway_retention_" not in with_maintenance  # no retention limit: no retention job
+    pruning = make_client(retention_max_exchanges=10).get("/api/metrics").text
+    assert 'passageway_maintenance_failures_total{job="retention"} 0\n' in pruning
+    assert "passageway_retention_pruned_exchanges_total 0\n" in pruning
+
+    app = create_app(settings_for(store, retention_max_exchanges=10), store=store, maintenance=False)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        without = client.get("/api/metrics").text
+    assert "passageway_maintenance_" not in without and "passageway_retention_" not in without
+    assert "passageway_index_backlog 0\n" in without  # the backlog is the store's, whoever indexes it

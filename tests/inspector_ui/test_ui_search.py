@@ -189,9 +189,107 @@ def test_viewers_without_index_terms_are_not_held_back_by_indexing(store):
     asyncio.run(broadcaster.publish_ids([new_id], indexed=False))
     assert (everything.pending, structured.pending, free_text.pending) == (1, 1, 0)
 
-    asyncio.run(broadcaster.index_ids([new_id]))
+    index_pending(store, ids=[new_id])
     asyncio.run(broadcaster.publish_ids([new_id], indexed=True))
     assert (everything.pending, structured.pending, free_text.pending) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("indexer", ["this process", "another process"])
+def test_a_free_text_viewer_gets_a_new_exchange_once_it_is_indexed_by_whoever_indexes_it(store, indexer):
+    """This process's maintenance tells the broadcaster (`indexed`) what it indexed; what another
+    process indexed, the broadcaster finds gone from the search queue (INDEX_POLL)."""
+    import asyncio
+
+    from inspector_ui.broadcast import INDEX_POLL, Broadcaster
+    from storage.search import parse_query
+
+    async def main() -> float:
+        broadcaster = Broadcaster(store, poll_interval=0.02)
+        viewer = broadcaster.subscribe(parse_query("orders"))
+        running = asyncio.create_task(broadcaster.run())
+        try:
+            while not broadcaster.running:
+                await asyncio.sleep(0.01)
+            (new_id,) = await asyncio.to_thread(write_records, store, [make_record(path="/orders/7")])
+            await asyncio.sleep(0.3)  # reported by the feed, awaited: not indexed, not sent
+            assert viewer.pending == 0
+            start = time.monotonic()
+            assert await asyncio.to_thread(index_pending, store, ids=[new_id]) == [new_id]
+            if indexer == "this process":
+                broadcaster.indexed([new_id])
+            message = json.loads(await asyncio.wait_for(viewer.next(), 5))
+            assert message["data"]["id"] == new_id
+            return time.monotonic() - start
+        finally:
+            running.cancel()
+
+    latency = asyncio.run(main())
+    assert latency < (0.1 if indexer == "this process" else INDEX_POLL + 0.5), latency
+
+
+def test_exchanges_indexed_here_before_the_feed_reports_them_are_not_awaited(store):
+    """This process's maintenance follows its own feed and may index an exchange before the
+    broadcaster's feed reports it: the broadcaster remembers it and does not wait for a poll."""
+    import asyncio
+
+    from inspector_ui import broadcast
+    from storage.search import parse_query
+
+    async def main() -> None:
+        broadcaster = broadcast.Broadcaster(store, poll_interval=0.5)
+        viewer = broadcaster.subscribe(parse_query("orders"))
+        running = asyncio.create_task(broadcaster.run())
+        try:
+            while not broadcaster.running:
+                await asyncio.sleep(0.01)
+            (new_id,) = await asyncio.to_thread(write_records, store, [make_record(path="/orders/8")])
+            broadcaster.indexed(await asyncio.to_thread(index_pending, store, ids=[new_id]))
+            message = json.loads(await asyncio.wait_for(viewer.next(), 5))
+            assert message["data"]["id"] == new_id
+        finally:
+            running.cancel()
+
+    looks: list[list[int]] = []
+    real_pending_ids = broadcast.pending_ids
+
+    def counting(store_, *, ids):  # type: ignore[no-untyped-def]
+        looks.append(list(ids))
+        return real_pending_ids(store_, ids=ids)
+
+    broadcast.pending_ids = counting
+    try:
+        asyncio.run(main())
+    finally:
+        broadcast.pending_ids = real_pending_ids
+    assert looks == []
+
+
+def test_exchanges_nobody_indexes_are_given_up_after_index_wait(store, monkeypatch, caplog):
+    import asyncio
+
+    from inspector_ui import broadcast
+    from storage.search import parse_query
+
+    monkeypatch.setattr(broadcast, "INDEX_WAIT", 0.5)
+
+    async def main() -> broadcast.Broadcaster:
+        broadcaster = broadcast.Broadcaster(store, poll_interval=0.02)
+        viewer = broadcaster.subscribe(parse_query("orders"))
+        running = asyncio.create_task(broadcaster.run())
+        try:
+            while not broadcaster.running:
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(write_records, store, [make_record(path="/orders/9") for _ in range(3)])
+            deadline = time.monotonic() + 5
+            while broadcaster.unindexed < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert viewer.pending == 0
+            return broadcaster
+        finally:
+            running.cancel()
+
+    assert asyncio.run(main()).unindexed == 3
+    assert "were not indexed for search within" in caplog.text
 
 
 def test_inspector_indexes_what_was_captured_before_it_started(store, make_client):

@@ -48,7 +48,8 @@ def _hello(ws) -> dict:
 @pytest.mark.exclusive  # a timing bound: nothing else runs beside it under xdist
 @pytest.mark.parametrize("q", [None, "orders"], ids=["all", "free-text"])
 def test_exchange_written_by_another_process_arrives_within_250ms(any_store, db_url, q):
-    """A `?q=` viewer's exchange is indexed (by the inspector) before it is matched: still fast."""
+    """A `?q=` viewer's exchange is indexed (by this inspector's maintenance, which tells the
+    broadcaster at once) before it is matched: still fast."""
     write_records(any_store, [make_record()])
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, db_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -80,6 +81,49 @@ def test_exchange_written_by_another_process_arrives_within_250ms(any_store, db_
     finally:
         writer.stdin.close()
         writer.wait(10)
+
+
+@pytest.mark.exclusive  # a timing bound: the cross-process delivery within 1.5 s
+def test_a_free_text_viewer_of_an_inspector_without_maintenance_gets_what_a_separate_maintain_indexes(
+    any_store, monkeypatch
+):
+    """An inspector that leaves maintenance to `passageway maintain`: it indexes nothing itself,
+    and its `?q=` viewers still get each exchange once the other process has indexed it."""
+    import functools
+
+    import inspector_ui.server
+    from storage.maintenance import run_maintenance
+    from storage.queries import index_backlog
+    from storage.retention import RetentionPolicy
+
+    monkeypatch.setattr(inspector_ui.server, "create_app", functools.partial(inspector_ui.server.create_app, maintenance=False))
+    with live_inspector(any_store) as inspector, connect(inspector.ws + "?q=orders") as ws:
+        assert inspector.server.app.state.maintenance is None
+        _hello(ws)
+        (waiting,) = write_records(any_store, [make_record(path="/orders/1")])
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=1)
+        assert index_backlog(any_store) == 1  # nobody indexes it
+
+        other = open_store(any_store.url)  # the maintain process's own connections
+        stop = threading.Event()
+        maintain = threading.Thread(
+            target=run_maintenance, args=(other,), kwargs={"retention_policy": RetentionPolicy(), "stop": stop}
+        )
+        maintain.start()
+        try:
+            # Its sweep indexes what waits, and the stream (still awaiting it: INDEX_WAIT) sends it.
+            assert json.loads(ws.recv(timeout=5))["data"]["id"] == waiting
+            for path in ("/orders/2", "/orders/3"):
+                (new_id,) = write_records(any_store, [make_record(path=path)])
+                written_at = time.monotonic()
+                assert json.loads(ws.recv(timeout=5))["data"]["id"] == new_id
+                latency = time.monotonic() - written_at
+                assert latency < 1.5, latency
+        finally:
+            stop.set()
+            maintain.join(10)
+            other.close()
 
 
 def test_every_exchange_of_a_batch_arrives_in_order(any_store):

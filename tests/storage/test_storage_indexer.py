@@ -129,3 +129,32 @@ def test_sqlite_statistics_are_taken_once_the_table_is_big_and_again_when_it_dou
 
 def test_postgresql_keeps_its_own_statistics(pg_store):
     assert refresh_statistics(pg_store) is False
+
+
+def test_sqlite_statistics_taken_by_another_runner_meanwhile_are_not_taken_again(sqlite_store, monkeypatch):
+    """Two maintenance runners on one file: the one that finds the statistics stale but gets the
+    write lock second decides again under the lock and skips its ANALYZE."""
+    import storage.indexer
+
+    monkeypatch.setattr(storage.indexer, "_STATISTICS_MIN_ROWS", 20)
+    write_records(sqlite_store, [make_record(service=f"s{i % 3}") for i in range(25)])
+    other = open_store(sqlite_store.url)
+    real_stale = storage.indexer._statistics_stale
+    checks = []
+
+    def stale_then_refreshed_by_the_other(conn):  # type: ignore[no-untyped-def]
+        checks.append(1)
+        found = real_stale(conn)
+        if len(checks) == 1:  # between this runner's check and its lock, the other one runs
+            conn.commit()
+            monkeypatch.setattr(storage.indexer, "_statistics_stale", real_stale)
+            assert refresh_statistics(other)
+            monkeypatch.setattr(storage.indexer, "_statistics_stale", stale_then_refreshed_by_the_other)
+        return found
+
+    monkeypatch.setattr(storage.indexer, "_statistics_stale", stale_then_refreshed_by_the_other)
+    try:
+        assert refresh_statistics(sqlite_store) is False
+    finally:
+        other.close()
+    assert len(checks) == 2
