@@ -12,24 +12,10 @@ from proxy.routing import format_address
 from storage.store import StorageError
 
 from .commands import fail
-from .settings import ConfigError, add_flags, flag_values, load_settings
+from .settings import COMMAND_ROLES, ConfigError, add_flags, flag_values, load_settings
 from .supervisor import DEMO_ADDRESS
 
 PROG = "passageway"
-
-
-# The roles each command runs (its flags are those of the settings these roles use).
-COMMAND_ROLES = {
-    "up": ("proxy", "inspector"),
-    "proxy": ("proxy",),
-    "ui": ("inspector",),
-    "call": ("client",),
-    "replay": ("client",),
-    "export": ("store",),
-    "import": ("store",),
-    "status": ("store",),
-    "prune": ("store",),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = command("up", help="run the proxy and the inspector")
     up.add_argument("--demo", action="store_true", help="also run a demo upstream service on 127.0.0.1:9001")
     command("proxy", help="run the capturing proxy alone")
-    command("ui", help="run the inspector alone")
+    command("ui", help="run the inspector alone (and, unless --no-maintenance, the database's maintenance)")
+    command("maintain", help="run the database's maintenance alone: search indexing, statistics, retention")
 
     replay = command(
         "replay", help="send a captured request again, through the proxy (asks the inspector)",
@@ -73,9 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("file", metavar="FILE", help="a .har, or a mitmproxy flow file (mitmdump -w)")
 
     command("status", help="every proxy's writer counters and the search backlog, from the store")
-    prune = command(
-        "prune", help="remove exchanges beyond the retention limits now (the inspector also does it every minute)"
-    )
+    prune = command("prune", help="remove exchanges beyond the retention limits now (maintenance does it every minute)")
     prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
 
     call = command(
@@ -110,10 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo.serve(args.listen)
             return 0
         settings = load_settings(flag_values(args))
-        if args.command in ("proxy", "ui"):
+        if args.command in ("proxy", "ui", "maintain"):
             from . import roles
 
-            return roles.run_proxy(settings) if args.command == "proxy" else roles.run_ui(settings)
+            return {"proxy": roles.run_proxy, "ui": roles.run_ui, "maintain": roles.run_maintain}[args.command](settings)
         if args.command == "up":
             from .supervisor import run_up
 

@@ -76,3 +76,24 @@ def run_ui(settings: Settings) -> int:
     except InspectorError as e:
         return fail(f"inspector: {e}")
     return 0
+
+
+def run_maintain(settings: Settings) -> int:
+    """The database's maintenance alone, until SIGINT or SIGTERM (see storage.maintenance)."""
+    import signal
+    import threading
+
+    from storage.maintenance import run_maintenance
+    from storage.store import open_store
+
+    store = open_store(settings.db)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"maintaining {store.display_url}: search indexing, statistics, retention "
+          f"[{settings.retention_policy().describe()}]; Ctrl-C stops", flush=True)  # fmt: skip
+    try:
+        run_maintenance(store, retention_policy=settings.retention_policy(), stop=stop)
+    finally:
+        store.close()
+    return 0

@@ -50,15 +50,30 @@ from storage.redaction import RedactionRules, rules_from_config
 from storage.retention import RetentionPolicy
 
 __all__ = [
-    "ROLES", "ConfigError", "Setting", "Settings", "add_flags", "child_arguments", "client_url", "load_settings",
+    "COMMAND_ROLES", "ROLES", "ConfigError", "Setting", "Settings", "add_flags", "child_arguments", "client_url", "load_settings",
     "parse_duration", "parse_size", "settings_table",
 ]  # fmt: skip
 
 CONFIG_FILE_NAME = "passageway.toml"
-ROLES = ("proxy", "inspector", "client", "store")
-"""Who uses a setting: the capturing proxy, the inspector, the commands that talk to running
-processes (`call`, `replay`), and the commands that work on the store (export, import, status, prune)."""
+ROLES = ("proxy", "inspector", "maintenance", "client", "store")
+"""Who uses a setting: the capturing proxy, the inspector, the database's maintenance (run by each
+inspector, or alone by `passageway maintain`), the commands that talk to running processes
+(`call`, `replay`), and the commands that work on the store (export, import, status, prune)."""
 EVERY_ROLE = frozenset(ROLES)
+
+# The roles each command runs (its flags are those of the settings these roles use).
+COMMAND_ROLES = {
+    "up": ("proxy", "inspector", "maintenance"),
+    "proxy": ("proxy",),
+    "ui": ("inspector", "maintenance"),
+    "maintain": ("maintenance",),
+    "call": ("client",),
+    "replay": ("client",),
+    "export": ("store",),
+    "import": ("store",),
+    "status": ("store",),
+    "prune": ("store",),
+}
 
 
 class ConfigError(ValueError):
@@ -80,7 +95,8 @@ class Setting:
     default: str = ""
     """The README's default column (the code's default may depend on the machine)."""
     switch: bool = False
-    """A flag without a value (true when given)."""
+    """A flag without a value: it sets `switch_sets`."""
+    switch_sets: bool = True
     repeatable: bool = False
     choices: tuple[str, ...] | None = None
     short: str | None = None
@@ -311,16 +327,21 @@ class Settings(BaseModel):
     redact_remove: Annotated[tuple[str, ...], _as(_names, "redact_remove"), setting(
         "default rules left out, see [Redaction](#redaction)", "proxy", "inspector", "store",
         env="PASSAGEWAY_REDACT_REMOVE", file="redact_remove", shown_env="`PASSAGEWAY_REDACT_REMOVE` (`a,b`)")] = ()
+    maintenance: Annotated[bool, _as(_boolean, "maintenance"), setting(
+        "the inspector also runs the database's maintenance (search indexing, statistics, retention); off where "
+        "`passageway maintain` or another inspector does it, see [Maintenance](#maintenance)", "inspector",
+        flag="--no-maintenance", env="PASSAGEWAY_MAINTENANCE", file="maintenance", switch=True, switch_sets=False,
+        default="`true`")] = True
     retention_max_age: Annotated[float | None, _as(_optional(parse_duration), "retention_max_age"), setting(
         "prune exchanges captured longer ago (`3600`, `12h`, `30d`, `2w`), see [Retention](#retention)",
-        "inspector", "store", env="PASSAGEWAY_RETENTION_MAX_AGE", file="retention_max_age",
+        "maintenance", "store", env="PASSAGEWAY_RETENTION_MAX_AGE", file="retention_max_age",
         default="keep everything")] = None
     retention_max_exchanges: Annotated[int | None, _as(_optional(_count), "retention_max_exchanges"), setting(
-        "keep only the newest this many exchanges", "inspector", "store", env="PASSAGEWAY_RETENTION_MAX_EXCHANGES",
+        "keep only the newest this many exchanges", "maintenance", "store", env="PASSAGEWAY_RETENTION_MAX_EXCHANGES",
         file="retention_max_exchanges", default="keep everything")] = None
     retention_max_body_bytes: Annotated[int | None, _as(_optional(parse_size), "retention_max_body_bytes"), setting(
         "stored (compressed) size of all bodies (`512MiB`, `10GiB`); the oldest exchanges go until it fits",
-        "inspector", "store", env="PASSAGEWAY_RETENTION_MAX_BODY_BYTES", file="retention_max_body_bytes",
+        "maintenance", "store", env="PASSAGEWAY_RETENTION_MAX_BODY_BYTES", file="retention_max_body_bytes",
         default="keep everything")] = None
     spool_dir: Annotated[Path, _as(_directory, "spool_dir"), setting(
         "where the proxy keeps records until the database has them; one proxy per directory", "proxy",
@@ -580,7 +601,7 @@ def add_flags(parser: argparse.ArgumentParser, roles: Sequence[str]) -> None:
         names = [meta.short, meta.flag] if meta.short else [meta.flag]
         options: dict[str, Any] = {"dest": name, "help": meta.help.split(", see [")[0].replace("`", "")}
         if meta.switch:
-            options.update(action="store_const", const=True)
+            options.update(action="store_const", const=meta.switch_sets)
         else:
             options["metavar"] = meta.metavar
             if meta.repeatable:
@@ -595,9 +616,9 @@ def flag_values(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name, None) for name in SETTINGS}
 
 
-def child_arguments(argv: Sequence[str], role: str) -> list[str]:
-    """The flags of `argv` (a command's arguments) that `role` uses, in their order; every other
-    word (the command, its own options) is left out."""
+def child_arguments(argv: Sequence[str], roles: Sequence[str]) -> list[str]:
+    """The flags of `argv` (a command's arguments) that any of `roles` uses, in their order; every
+    other word (the command, its own options) is left out."""
     out: list[str] = []
     words = iter(argv)
     for word in words:
@@ -607,7 +628,7 @@ def child_arguments(argv: Sequence[str], role: str) -> list[str]:
             continue
         meta = SETTINGS[name]
         taken = [word] if has_value or meta.switch else [word, next(words, "")]
-        if role in meta.roles:
+        if meta.roles & set(roles):
             out += taken
     return out
 

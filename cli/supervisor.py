@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from proxy.routing import format_address
 
-from .settings import Settings, child_arguments
+from .settings import COMMAND_ROLES, Settings, child_arguments
 
 PROG = "passageway"
 DEMO_ADDRESS = ("127.0.0.1", 9001)
@@ -82,10 +82,10 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
     children: dict[str, subprocess.Popen] = {}
     if demo:
         children["demo upstream"] = spawn([*COMMAND, "demo-upstream", "--listen", format_address(*DEMO_ADDRESS)])
-    children["proxy"] = spawn([*COMMAND, "proxy", *child_arguments(argv, "proxy")])
+    children["proxy"] = spawn([*COMMAND, "proxy", *child_arguments(argv, COMMAND_ROLES["proxy"])])
     token = inspector_token(settings)
     children["inspector"] = spawn(
-        [*COMMAND, "ui", *child_arguments(argv, "inspector")],
+        [*COMMAND, "ui", *child_arguments(argv, COMMAND_ROLES["ui"])],
         env={**os.environ, "PASSAGEWAY_UI_TOKEN": token} if token else None,
     )
     settings = settings.model_copy(update={"ui_token": token})

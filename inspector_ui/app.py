@@ -61,12 +61,10 @@ class SafeJSONResponse(JSONResponse):
         return json_text(content, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
-def create_app(settings: InspectorSettings, *, store: Any = None, maintenance: bool = True) -> FastAPI:
+def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     """Build the app. Without `store`, the lifespan opens one from settings.db_url and closes it after.
-
-    maintenance: also run the database's maintenance role (storage.maintenance: search indexing,
-    planner statistics, retention) for as long as the app runs; False where another process
-    (`passageway maintain`, another inspector) does it."""
+    With settings.maintenance it also runs the database's maintenance role (storage.maintenance)
+    for as long as it runs."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,7 +90,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None, maintenance: b
                 poll_interval=settings.stream_poll_interval,
                 on_indexed=broadcaster.indexed,
             )
-            if maintenance
+            if settings.maintenance
             else None
         )
         maintenance_task = (

@@ -73,6 +73,11 @@ class InspectorSettings(BaseModel):
     retention_interval: float = Field(
         60.0, gt=0, le=86400, description="Seconds between two retention passes (when a limit is set)."
     )
+    maintenance: bool = Field(
+        True,
+        description="Also run the database's maintenance (storage.maintenance: search indexing, planner "
+        "statistics, retention); false where `passageway maintain` or another inspector does it.",
+    )
     docs: bool = Field(True, description="Serve the OpenAPI document and Swagger UI at /docs.")
     log_level: str = Field("warning", description="uvicorn log level.")
     access_log: bool = Field(False, description="Log one line per request.")

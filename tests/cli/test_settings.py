@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import COMMAND_ROLES, build_parser
+from cli.main import build_parser
 from cli.roles import INSPECTOR_DERIVED, inspector_view, proxy_view
-from cli.settings import ROLES, SETTINGS, child_arguments, load_settings, settings_table
+from cli.settings import COMMAND_ROLES, ROLES, SETTINGS, child_arguments, load_settings, settings_table
 from inspector_ui.settings import InspectorSettings
 from proxy.settings import ProxySettings
 
@@ -40,8 +40,8 @@ def test_the_proxys_view_holds_every_setting_the_proxy_uses():
     assert {field.name for field in dataclasses.fields(ProxySettings)} == used
 
 
-def test_every_setting_the_inspector_uses_reaches_its_view():
-    used = {name for name, meta in SETTINGS.items() if "inspector" in meta.roles} - {"config_file"}
+def test_every_setting_the_inspector_and_its_maintenance_use_reaches_its_view():
+    used = {name for name, meta in SETTINGS.items() if meta.roles & {"inspector", "maintenance"}} - {"config_file"}
     same_name = used & set(InspectorSettings.model_fields)
     derived_from = {source for sources in INSPECTOR_DERIVED.values() for source in sources}
     assert used - same_name - derived_from == set()
@@ -86,23 +86,25 @@ def every_up_flag() -> list[str]:
     return argv
 
 
-@pytest.mark.parametrize(("role", "command"), [("proxy", "proxy"), ("inspector", "ui")])
-def test_each_child_of_up_gets_exactly_the_flags_its_role_uses(role, command):
+@pytest.mark.parametrize("command", ["proxy", "ui"])
+def test_each_child_of_up_gets_exactly_the_flags_its_roles_use(command):
     argv = every_up_flag()
-    given = child_arguments(argv, role)
+    given = child_arguments(argv, COMMAND_ROLES[command])
     build_parser().parse_args([command, *given])  # the child accepts every flag it is given
     flags = {word.partition("=")[0] for word in given if word.startswith("-")}
-    expected = {meta.flag for meta in SETTINGS.values() if meta.flag and role in meta.roles}
+    short = {meta.short: meta.flag for meta in SETTINGS.values() if meta.short}
+    flags = {short.get(flag, flag) for flag in flags}
+    expected = {meta.flag for meta in SETTINGS.values() if meta.flag and meta.roles & set(COMMAND_ROLES[command])}
     assert flags == expected and "--demo" not in given
 
 
 def test_the_proxy_child_is_told_the_inspectors_address_however_it_is_written():
     for written in (["--ui", "127.0.0.1:9"], ["--ui=127.0.0.1:9"]):
         argv = ["up", "--upstream-insecure", *written, "--allow-any-replay-target", "--body-cap", "2MiB"]
-        proxy = child_arguments(argv, "proxy")
+        proxy = child_arguments(argv, COMMAND_ROLES["proxy"])
         assert build_parser().parse_args(["proxy", *proxy]).ui == "127.0.0.1:9"
         assert "--allow-any-replay-target" not in proxy and "--upstream-insecure" in proxy
-        inspector = child_arguments(argv, "inspector")
+        inspector = child_arguments(argv, COMMAND_ROLES["ui"])
         assert inspector == [*written, "--allow-any-replay-target"]
 
 
@@ -116,7 +118,7 @@ def test_every_setting_is_read_from_its_variable_and_its_file_key(name, tmp_path
         "replay_via": "http://h:2", "allow_any_replay_target": "true", "ui_token": "x" * 16,
         "redact_at_capture": "true", "redact_add": "x-pin", "redact_remove": "cookie", "retention_max_age": "1h",
         "retention_max_exchanges": "5", "retention_max_body_bytes": "1k", "spool_dir": str(tmp_path),
-        "spool_max_bytes": "0",
+        "spool_max_bytes": "0", "maintenance": "false",
     }[name]  # fmt: skip
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -111,7 +111,7 @@ def test_metrics_count_maintenance_failures_per_job_only_where_maintenance_runs(
     assert 'passageway_maintenance_failures_total{job="retention"} 0\n' in pruning
     assert "passageway_retention_pruned_exchanges_total 0\n" in pruning
 
-    app = create_app(settings_for(store, retention_max_exchanges=10), store=store, maintenance=False)
+    app = create_app(settings_for(store, retention_max_exchanges=10, maintenance=False), store=store)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         without = client.get("/api/metrics").text
     assert "passageway_maintenance_" not in without and "passageway_retention_" not in without

@@ -84,20 +84,14 @@ def test_exchange_written_by_another_process_arrives_within_250ms(any_store, db_
 
 
 @pytest.mark.exclusive  # a timing bound: the cross-process delivery within 1.5 s
-def test_a_free_text_viewer_of_an_inspector_without_maintenance_gets_what_a_separate_maintain_indexes(
-    any_store, monkeypatch
-):
+def test_a_free_text_viewer_of_an_inspector_without_maintenance_gets_what_a_separate_maintain_indexes(any_store):
     """An inspector that leaves maintenance to `passageway maintain`: it indexes nothing itself,
     and its `?q=` viewers still get each exchange once the other process has indexed it."""
-    import functools
-
-    import inspector_ui.server
     from storage.maintenance import run_maintenance
     from storage.queries import index_backlog
     from storage.retention import RetentionPolicy
 
-    monkeypatch.setattr(inspector_ui.server, "create_app", functools.partial(inspector_ui.server.create_app, maintenance=False))
-    with live_inspector(any_store) as inspector, connect(inspector.ws + "?q=orders") as ws:
+    with live_inspector(any_store, maintenance=False) as inspector, connect(inspector.ws + "?q=orders") as ws:
         assert inspector.server.app.state.maintenance is None
         _hello(ws)
         (waiting,) = write_records(any_store, [make_record(path="/orders/1")])

@@ -82,3 +82,24 @@ def test_a_store_that_cannot_be_opened_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("passageway: error: ") and "127.0.0.1:1" in lines[0]
+
+
+def test_maintain_indexes_and_prunes_alone_until_stopped(tmp_path):
+    """`passageway maintain`: the maintenance role with no inspector, stopped by SIGINT."""
+    from storage.queries import index_backlog, list_exchanges
+    from tests.support import start_process, wait_for
+
+    url = _store_with_old_and_new(tmp_path / "m.db")
+    env = {"PASSAGEWAY_RETENTION_MAX_AGE": "1d"}
+    with start_process([*PASSAGEWAY, "maintain", "--db", url], name="passageway maintain", cwd=tmp_path,
+                       extra_env=env) as maintain:  # fmt: skip
+        maintain.wait_for_output("Ctrl-C stops", stream="stdout")
+        wait_for(lambda: _exchanges(url) == 1, timeout=20, message=maintain.describe)
+        store = open_store(url)
+        try:
+            wait_for(lambda: index_backlog(store) == 0, timeout=20, message=maintain.describe)
+            assert [x["path"] for x in list_exchanges(store, q="new").data] == ["/new"]  # free text: indexed
+        finally:
+            store.close()
+        assert maintain.stop() == 0 and maintain.stop_signal == "SIGINT"  # Ctrl-C ends it cleanly
+    assert "Traceback" not in maintain.stderr
