@@ -90,9 +90,6 @@ def test_list_traces_on_an_empty_store(store):
 
 
 def test_a_shared_trace_carries_its_tree_built_from_redacted_copies(store):
-    if store.dialect == "postgresql":
-        with store.engine.begin() as conn:
-            conn.execute(text("TRUNCATE shares, installation_secrets RESTART IDENTITY"))
     records = three_level_trace(path_prefix="/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJlLWNhbmFyeQ")
     ids = write_records(store, records)
     snapshot = open_share(store, token=create_share(store, kind="trace", selector=TRACE, rules=DEFAULT_RULES).token)
