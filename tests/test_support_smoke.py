@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import struct
 import sys
 import textwrap
 import time
@@ -36,7 +37,16 @@ from tests.support import (
     wait_for,
 )
 from tests.support.postgres import database_exists, name_of
-from tests.support.upstream import RESET_DECLARED_LENGTH, RESET_SENT_BYTES, MIB
+from tests.support.upstream import (
+    CANARIES,
+    IMG_CANARY,
+    MIB,
+    NESTED_JSON,
+    RESET_DECLARED_LENGTH,
+    RESET_SENT_BYTES,
+    SCRIPT_CANARY,
+    tiny_png,
+)
 
 DECODERS = {
     "gzip": gzip.decompress,
@@ -226,6 +236,31 @@ def test_status_rejects_bad_codes_and_unknown_path_is_404(upstream):
     with client_for(upstream) as c:
         assert c.get(upstream.url_for("/status/100")).status_code == 400
         assert c.get(upstream.url_for("/nope")).status_code == 404
+
+
+def test_pages_an_inspector_must_only_show(upstream):
+    with client_for(upstream) as c:
+        assert c.get(upstream.url_for("/json/users/7")).json() == NESTED_JSON
+        png = c.get(upstream.url_for("/image.png"))
+        assert png.headers["content-type"] == "image/png" and png.content == tiny_png()
+        assert struct.unpack(">II", png.content[16:24]) == (24, 16)
+        svg = c.get(upstream.url_for("/svg"))
+        assert svg.headers["content-type"] == "image/svg+xml" and b"<script>" in svg.content
+        assert (c.get(upstream.url_for("/fail/3")).status_code, c.get(upstream.url_for("/missing/x")).status_code) == (503, 404)
+        assert c.get(upstream.url_for("/binary?counting=1&size=300")).content == bytes(range(256)) + bytes(range(44))
+        text = c.get(upstream.url_for("/big?bytes=200000&text=1"))
+        assert text.headers["content-type"].startswith("text/plain") and text.content == (b"0123456789abcdef" * 12500)
+        chunked = c.get(upstream.url_for("/chunked?bytes=100000&text=1")).content  # pieces of 64 KiB: 16 | 65536
+        assert len(chunked) == 100000 and chunked == (b"0123456789abcdef" * 6250)
+
+
+def test_the_hostile_mode_answers_unknown_paths_with_canaries():
+    with running_upstream(hostile=True) as up, client_for(up) as c:
+        page = c.post(up.url_for("/anything/<at all>"), content=b"sent <b>body</b>")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert all(canary in page.text for canary in CANARIES) and page.text.endswith("sent <b>body</b>")
+        assert page.headers["x-script"] == SCRIPT_CANARY and page.headers["x-img"] == IMG_CANARY
+        assert c.get(up.url_for("/echo")).json()["path"] == "/echo"  # what it knows, it answers as ever
 
 
 @pytest.mark.parametrize("which", ["h1", "h1-tls"])

@@ -1,23 +1,19 @@
-"""Browser fixtures: the real `passageway up` (proxy + inspector) on SQLite, a hostile upstream,
-and Debian's Chromium driven by Playwright. Nothing here downloads a browser."""
+"""Browser fixtures: the real `passageway up` (proxy + inspector) on SQLite, tests.support's upstream
+in its hostile mode, and Debian's Chromium driven by Playwright. Nothing here downloads a browser."""
 
 from __future__ import annotations
 
 import http.client
-import json
-import struct
 import sys
-import threading
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support import free_port, running_upstream, start_process
+from tests.support.upstream import CANARIES, IMG_CANARY, SCRIPT_CANARY  # noqa: F401 - the tests import them from here
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -27,79 +23,12 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
 
-# Each canary, if it ever ran, would set window.__pwned and open a dialog.
-SCRIPT_CANARY = "<script>window.__pwned=1;alert(1)</script>"
-IMG_CANARY = "<img src=x onerror=window.__pwned=1;alert(1)>"
-JS_URL_CANARY = "javascript:window.__pwned=1;alert(1)"
-CANARIES = (SCRIPT_CANARY, IMG_CANARY, JS_URL_CANARY)
-
-NESTED_JSON = {"user": {"id": 42, "name": "Ada Lovelace", "roles": ["admin", "dev"], "address": {"city": "London"}},
-               "ok": True, "note": None}
-
-
-def tiny_png(width: int = 24, height: int = 16) -> bytes:
-    """A valid RGB PNG (a blue-to-orange gradient), built with zlib alone."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\0" + bytes(v for x in range(width) for v in (x * 10 % 256, 90, 255 - x * 10 % 256))
-                    for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-class HostileHandler(BaseHTTPRequestHandler):
-    """Answers by path: JSON, an image, binary, SVG with script, and HTML full of canaries."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args) -> None:  # noqa: A002 - quiet
-        pass
-
-    def _send(self, status: int, body: bytes, content_type: str, extra: list[tuple[str, str]] = ()) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in extra:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        request_body = self.rfile.read(length) if length else b""
-        path = self.path.split("?", 1)[0]
-        if path.startswith("/json"):
-            self._send(200, json.dumps(NESTED_JSON).encode(), "application/json")
-        elif path == "/image.png":
-            self._send(200, tiny_png(), "image/png")
-        elif path == "/big":
-            self._send(200, b"0123456789abcdef" * 12800, "text/plain")  # 200 KiB: over the 64 KiB cap
-        elif path == "/binary":
-            self._send(200, bytes(range(256)) * 2, "application/octet-stream")
-        elif path == "/svg":
-            svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="window.__pwned=1;alert(1)"><script>alert(1)</script></svg>'
-            self._send(200, svg, "image/svg+xml")
-        elif path.startswith("/fail"):
-            self._send(503, b"upstream says no\n", "text/plain")
-        elif path.startswith("/missing"):
-            self._send(404, b"not here\n", "text/plain")
-        else:
-            html = ("<!doctype html><h1>hi</h1>" + "".join(CANARIES) + "<a href=\"" + JS_URL_CANARY + "\">x</a>"
-                    + "<!-- echo -->" + request_body.decode("utf-8", "replace")).encode()
-            self._send(200, html, "text/html; charset=utf-8", [
-                ("X-Script", SCRIPT_CANARY), ("X-Img", IMG_CANARY), ("Link", f"<{JS_URL_CANARY}>; rel=next"),
-                ("Location", JS_URL_CANARY),
-            ])
-
-    do_GET = do_POST = do_PUT = do_DELETE = _answer
-
 
 @dataclass
 class Stack:
-    """`passageway up` with two routes: `web` to the hostile upstream, `echo` to tests.support's
-    upstream (for WebSockets); bodies are capped at 64 KiB."""
+    """`passageway up` with two routes to tests.support's upstream, in its hostile mode: `web`, for
+    pages full of canaries (any path it does not know), and `echo` (its /echo, /ws); bodies are
+    capped at 64 KiB."""
 
     gateway: str
     ui: str
@@ -130,28 +59,18 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("browser")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), HostileHandler)
-    thread = threading.Thread(target=server.serve_forever, name="hostile-upstream", daemon=True)
-    thread.start()
     gateway, ui = free_port(), free_port()
     db_url = f"sqlite:///{tmp / 'capture.db'}"
-    args = [
-        sys.executable, "-m", "cli", "up", "--db", db_url,
-        "--listen", f"127.0.0.1:{gateway}", "--ui", f"127.0.0.1:{ui}",
-        "--route", f"web=http://127.0.0.1:{server.server_address[1]}", "--certs-dir", str(tmp / "certs"),
-        "--body-cap", "64KiB",
-    ]
-    try:
-        with (
-            running_upstream() as echo,
-            start_process([*args, "--route", f"echo={echo.url}"], port=gateway, name="passageway up", timeout=30,
-                          cwd=tmp) as process,
-        ):
+    with running_upstream(hostile=True) as upstream:
+        args = [
+            sys.executable, "-m", "cli", "up", "--db", db_url,
+            "--listen", f"127.0.0.1:{gateway}", "--ui", f"127.0.0.1:{ui}",
+            "--route", f"web={upstream.url}", "--route", f"echo={upstream.url}", "--certs-dir", str(tmp / "certs"),
+            "--body-cap", "64KiB",
+        ]  # fmt: skip
+        with start_process(args, port=gateway, name="passageway up", timeout=30, cwd=tmp) as process:
             process.wait_for_port(ui)
             yield Stack(f"http://127.0.0.1:{gateway}", f"http://127.0.0.1:{ui}", db_url, process)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # Module scope, not session: Playwright's sync API keeps an event loop running in this thread

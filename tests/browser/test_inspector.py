@@ -169,7 +169,7 @@ def test_an_open_exchange_is_a_link(stack, ui_page):
 
 
 def test_images_hex_and_svg_as_text(stack, ui_page):
-    for path in ("/image.png", "/binary", "/svg"):
+    for path in ("/image.png", "/binary?counting=1&size=512", "/svg"):
         stack.send("GET", path)
     page, watched = ui_page("/")
     row_for(page, "/image.png").first.click()
@@ -225,7 +225,7 @@ def test_hostile_content_is_shown_as_text_and_runs_nothing(stack, ui_page):
 
 
 def test_truncated_body_says_so_and_offers_what_was_kept(stack, ui_page):
-    stack.send("GET", "/big")
+    stack.send("GET", "/big?bytes=204800&text=1")  # 200 KiB of text: over the 64 KiB cap
     page, _ = ui_page("/")
     row_for(page, "/big").first.click()
     panel = page.locator(".response-body")

@@ -71,16 +71,24 @@ def test_a_raw_har_round_trip_keeps_the_exchanges(tmp_path):
     assert json.loads(redacted.stdout)["log"]["version"] == "1.2"
 
 
-def test_browser_and_mitmproxy_hars_import_once(tmp_path):
-    for sample in sorted(SAMPLES.glob("*.har")):
-        url = f"sqlite:///{tmp_path}/{sample.stem}.db"
-        done = run("import", "--db", url, str(sample))
-        assert done.returncode == 0, (sample.name, done.stderr)
-        count = len(exchanges(url))
-        assert count >= 2, sample.name
-        again = run("import", "--db", url, str(sample))
-        assert again.returncode == 0 and f"imported 0 exchange(s) from {sample}, {count} already stored" in again.stdout
-        assert len(exchanges(url)) == count, f"{sample.name}: a second import added exchanges"
+SAMPLE_FILES = ("chrome.har", "firefox.har", "mitmproxy.har")
+
+
+def test_the_samples_are_the_ones_tested():
+    assert sorted(path.name for path in SAMPLES.glob("*.har")) == sorted(SAMPLE_FILES)
+
+
+@pytest.mark.parametrize("name", SAMPLE_FILES)
+def test_browser_and_mitmproxy_hars_import_once(name, tmp_path):
+    sample = SAMPLES / name
+    url = f"sqlite:///{tmp_path}/{sample.stem}.db"
+    done = run("import", "--db", url, str(sample))
+    assert done.returncode == 0, done.stderr
+    count = len(exchanges(url))
+    assert count >= 2
+    again = run("import", "--db", url, str(sample))
+    assert again.returncode == 0 and f"imported 0 exchange(s) from {sample}, {count} already stored" in again.stdout
+    assert len(exchanges(url)) == count, "a second import added exchanges"
 
 
 def test_a_mitmproxy_flow_file_imports_once(tmp_path):
@@ -185,6 +193,7 @@ def test_a_real_har_goes_round_and_round_through_the_commands(name, kind, tmp_pa
     """Import, export, import elsewhere, export: equal counts, times, phases and bodies; mitmproxy
     reads the export; and the export imported where it came from adds nothing."""
     source = json.loads((REAL / name).read_bytes().decode("utf-8-sig"))["log"]["entries"]
+    assert source, "the per-entry comparisons below need entries"
     files, bodies = [REAL / name], []
     for trip in (1, 2):
         with database(kind, tmp_path, f"trip{trip}") as url:
@@ -205,6 +214,7 @@ def test_a_real_har_goes_round_and_round_through_the_commands(name, kind, tmp_pa
         assert {k: one["timings"][k] for k in was.get("timings") or {}} == was.get("timings", {})
         assert two["request"]["url"] == one["request"]["url"] == request_to_flow(two).request.url
     stored = [body for pair in bodies[0] for body in pair if body]
+    assert stored, "the body comparison below needs bodies"
     read = [hashlib.sha256(flow.request.content).hexdigest() for flow in map(request_to_flow, second)
             if flow.request.content] + [hashlib.sha256(flow.response.content).hexdigest()
                                          for flow in map(request_to_flow, second) if flow.response.content]

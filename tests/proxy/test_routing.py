@@ -66,9 +66,17 @@ def test_ipv6_upstream_url():
     assert parse_upstream("http://[::1]:9001").url == "http://[::1]:9001"
 
 
-@given(st.text())
-def test_route_by_prefix_never_crashes(path):
+BASES = {"a": "", "b.c-d": "/base"}
+# Any text, and text after each service's prefix (and near misses), so most examples route.
+any_path = st.one_of(st.text(), st.builds(lambda name, rest: "/" + name + rest, st.sampled_from(["a", "b.c-d", "b", "ab"]), st.text()))
+
+
+@given(any_path)
+def test_route_by_prefix_sends_the_rest_under_the_base_path(path):
     target = route_by_prefix(services("a=http://h:1", "b.c-d=http://h:2/base"), path)
-    if target is not None:
-        assert target.path.startswith("/") or target.path.startswith("/base")
-        assert path.startswith("/" + target.service)
+    if target is None:
+        return
+    prefix = "/" + target.service
+    rest = path.removeprefix(prefix)
+    assert path.startswith(prefix) and rest[:1] in ("", "/", "?"), "the whole first segment names the service"
+    assert target.path == BASES[target.service] + ("" if rest.startswith("/") else "/") + rest

@@ -1,5 +1,5 @@
 """Storage fixtures: a Store on SQLite (fresh file per test) and on PostgreSQL
-(one fresh database per session, emptied before each test).
+(one fresh database per session, emptied before each test by tests.support.stores.reset_store).
 
 PostgreSQL comes from tests/support/postgres.py: 127.0.0.1:5432, user postgres,
 trust auth (PASSAGEWAY_TEST_PG_URL overrides); unreachable -> skip, or fail
@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
 
 from storage import open_store
 from storage.store import Store
 from tests.support.postgres import fresh_postgres_database
+from tests.support.stores import reset_store
 
 
 @pytest.fixture(scope="session")
@@ -38,10 +38,7 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type:
         yield s
         s.close()
         return
-    s = request.getfixturevalue("pg_store")
-    with s.engine.begin() as conn:
-        conn.execute(text("TRUNCATE exchanges, bodies, websocket_messages, exchange_headers, exchange_search, search_pending, capture_blocks RESTART IDENTITY"))
-    yield s
+    yield reset_store(request.getfixturevalue("pg_store"))
 
 
 @pytest.fixture

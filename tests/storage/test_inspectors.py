@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -22,11 +21,9 @@ T0 = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def db(store: Store) -> Iterator[Store]:
-    """The shared fixture's store with this module's table emptied (PostgreSQL is reused)."""
-    with store.engine.begin() as conn:
-        conn.execute(text("DELETE FROM inspector_addresses"))
-    yield store
+def db(store: Store) -> Store:
+    """The shared fixture's store (emptied before each test, PostgreSQL's too: tests/storage/conftest.py)."""
+    return store
 
 
 def test_registered_addresses_are_live_until_they_go_stale(db: Store) -> None:

@@ -7,7 +7,6 @@ import os
 import threading
 import time
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -20,17 +19,9 @@ from storage.retention import Candidate, PassLimits, RetentionPolicy, choose, pr
 from storage.shares import create_share, open_share
 from storage.writer import ExchangeWriter, write_records
 from tests.support.records import make_record, websocket_message
+from tests.support.stores import reset_store
 
 DAY = 86400.0
-TABLES = ("exchanges", "bodies", "websocket_messages", "exchange_headers", "search_pending", "capture_blocks", "shares")
-
-
-@pytest.fixture
-def clean(store):  # type: ignore[no-untyped-def]
-    if store.dialect == "postgresql":
-        with store.engine.begin() as conn:
-            conn.execute(text("TRUNCATE shares, installation_secrets RESTART IDENTITY"))
-    return store
 
 
 def _json(word: str) -> CapturedBody:
@@ -200,8 +191,7 @@ def test_websocket_messages_go_with_their_exchange(store) -> None:  # type: igno
         assert set(conn.execute(text("SELECT exchange_uuid FROM websocket_messages")).scalars()) == {new.uuid}
 
 
-def test_a_share_link_still_serves_its_snapshot_after_its_exchange_is_pruned(clean) -> None:  # type: ignore[no-untyped-def]
-    store = clean
+def test_a_share_link_still_serves_its_snapshot_after_its_exchange_is_pruned(store) -> None:  # type: ignore[no-untyped-def]
     [exchange_id] = write_records(store, [make_record(captured_at=_ago(3), response_body=_json("shared-secretless"))])
     share = create_share(store, kind="exchange", selector=str(exchange_id), rules=DEFAULT_RULES)
     before = open_share(store, token=share.token)
@@ -263,16 +253,6 @@ def test_only_one_pruner_at_a_time_on_postgresql(pg_store) -> None:  # type: ign
 # -- the invariant, over random sharing ----------------------------------------------------------
 
 
-def _empty(store) -> None:  # type: ignore[no-untyped-def]
-    with store.engine.begin() as conn:
-        if store.dialect == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(TABLES)}, exchange_search RESTART IDENTITY"))
-        else:
-            for table in TABLES:
-                conn.execute(text(f"DELETE FROM {table}"))
-            conn.execute(text("INSERT INTO exchange_fts (exchange_fts) VALUES ('delete-all')"))
-
-
 _exchange = st.tuples(
     st.booleans(),  # old
     st.one_of(st.none(), st.integers(0, 5)),  # request body (one of six)
@@ -285,7 +265,7 @@ _exchange = st.tuples(
 @given(exchanges=st.lists(_exchange, min_size=1, max_size=25), batch=st.integers(1, 7),
        max_exchanges=st.one_of(st.none(), st.integers(1, 30)))  # fmt: skip
 def test_every_kept_exchange_keeps_its_bodies_and_nothing_else_stays(store, exchanges, batch, max_exchanges) -> None:  # type: ignore[no-untyped-def]
-    _empty(store)
+    reset_store(store)  # each example starts from an empty store
     bodies = [_json(f"body{n}") for n in range(6)]
     records = [
         make_record(

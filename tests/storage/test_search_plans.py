@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
 
 import storage.queries
 import storage.search_sql
@@ -30,6 +29,7 @@ from storage.search import text_tokens
 from storage.store import open_store
 from storage.writer import capture_blocks, write_records
 from tests.support.records import make_record
+from tests.support.stores import reset_store
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 WORDS = ("alpha", "beta", "gamma", "alphabet")
@@ -113,8 +113,7 @@ def test_every_page_matches_the_records_postgresql(pg_store):
     import random
 
     rng = random.Random(5)
-    with pg_store.engine.begin() as conn:
-        conn.execute(text("TRUNCATE exchanges, bodies, exchange_headers, exchange_search, search_pending, capture_blocks RESTART IDENTITY"))
+    reset_store(pg_store)
     batches = [[(rng.randrange(3600), rng.choice(SERVICES), rng.sample(WORDS, rng.randrange(3))) for _ in range(7)] for _ in range(6)]
     queries = ["after:2026-11-01T00:30:00+00:00", "before:2026-11-01T00:20:00+00:00 service:orders",
                "alpha after:2026-11-01T00:10:00+00:00 before:2026-11-01T00:50:00+00:00", "gamma"]  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select, text
@@ -28,12 +27,9 @@ T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def db(store: Store) -> Iterator[Store]:
-    """The shared fixture's store with this module's tables emptied (PostgreSQL is reused)."""
-    with store.engine.begin() as conn:
-        conn.execute(text("DELETE FROM health_samples"))
-        conn.execute(text("DELETE FROM service_registry"))
-    yield store
+def db(store: Store) -> Store:
+    """The shared fixture's store (emptied before each test, PostgreSQL's too: tests/storage/conftest.py)."""
+    return store
 
 
 def spec(service: str, upstream: str = "http://127.0.0.1:9001", health: str | None = "/healthz") -> dict:

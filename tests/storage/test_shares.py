@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import text
 
 from storage.indexer import index_pending
 from storage.redaction import DEFAULT_RULES
@@ -14,16 +13,7 @@ from storage.writer import write_records
 from tests.support.records import make_record
 
 
-@pytest.fixture
-def clean(store):
-    if store.dialect == "postgresql":
-        with store.engine.begin() as conn:
-            conn.execute(text("TRUNCATE shares, installation_secrets RESTART IDENTITY"))
-    return store
-
-
-def test_share_lifecycle(clean):
-    store = clean
+def test_share_lifecycle(store):
     ids = write_records(store, [make_record(request_headers=[("Authorization", "Bearer s3cr3t-canary")]), make_record()])
     created = create_share(store, kind="search", selector="service:users", note="two calls", rules=DEFAULT_RULES)
     snapshot = open_share(store, token=created.token)
@@ -37,8 +27,7 @@ def test_share_lifecycle(clean):
     assert open_share(store, token="x" * 43) is None
 
 
-def test_expiry(clean):
-    store = clean
+def test_expiry(store):
     (exchange_id,) = write_records(store, [make_record()])
     now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     created = create_share(store, kind="exchange", selector=str(exchange_id), ttl=dt.timedelta(hours=1), rules=DEFAULT_RULES, now=now)
@@ -50,40 +39,40 @@ def test_expiry(clean):
         create_share(store, kind="exchange", selector=str(exchange_id), ttl=dt.timedelta(days=400), rules=DEFAULT_RULES)
 
 
-def test_one_redaction_key_per_database(clean):
-    first = redaction_key(clean)
-    assert len(first) == 32 and redaction_key(clean) == first
+def test_one_redaction_key_per_database(store):
+    first = redaction_key(store)
+    assert len(first) == 32 and redaction_key(store) == first
 
 
-def test_a_search_share_says_when_it_was_cut(clean, monkeypatch):
+def test_a_search_share_says_when_it_was_cut(store, monkeypatch):
     import storage.shares
 
     monkeypatch.setattr(storage.shares, "MAX_SHARED_EXCHANGES", 3)
-    ids = write_records(clean, [make_record() for _ in range(5)])
-    created = create_share(clean, kind="search", selector="service:users", rules=DEFAULT_RULES)
-    snapshot = open_share(clean, token=created.token)
+    ids = write_records(store, [make_record() for _ in range(5)])
+    created = create_share(store, kind="search", selector="service:users", rules=DEFAULT_RULES)
+    snapshot = open_share(store, token=created.token)
     assert created.info["cut"] is True and snapshot["cut"] is True
     assert [x["id"] for x in snapshot["exchanges"]] == ids[-3:]  # the newest, oldest first
     monkeypatch.setattr(storage.shares, "MAX_SHARED_EXCHANGES", 5)
-    assert create_share(clean, kind="search", selector="service:users", rules=DEFAULT_RULES).info["cut"] is False
+    assert create_share(store, kind="search", selector="service:users", rules=DEFAULT_RULES).info["cut"] is False
 
 
-def test_a_trace_share_holds_exactly_that_trace(clean):
+def test_a_trace_share_holds_exactly_that_trace(store):
     # A B3 trace id has 16 hex digits; `trace:` in a search is a prefix, so a share by it could
     # take in another trace that starts with the same digits.
     short, longer = "80f198ee56343ba8", "80f198ee56343ba864fe8b2a57d3eff7"
-    ids = write_records(clean, [make_record(trace_id=short), make_record(trace_id=longer), make_record(trace_id=short)])
-    created = create_share(clean, kind="trace", selector=short, rules=DEFAULT_RULES)
-    snapshot = open_share(clean, token=created.token)
+    ids = write_records(store, [make_record(trace_id=short), make_record(trace_id=longer), make_record(trace_id=short)])
+    created = create_share(store, kind="trace", selector=short, rules=DEFAULT_RULES)
+    snapshot = open_share(store, token=created.token)
     assert [x["id"] for x in snapshot["exchanges"]] == [ids[0], ids[2]]
     assert snapshot["trace"]["exchange_count"] == 2
 
 
-def test_a_search_share_redacts_its_secret_header_terms(clean):
-    ids = write_records(clean, [make_record(request_headers=[("X-Api-Key", "k3y-canary-1234")])])
-    index_pending(clean, ids=ids)  # header terms and free text read the search index
-    made = create_share(clean, kind="search", selector="header:x-api-key=k3y-canary-1234 OR k3y-canary-1234",
+def test_a_search_share_redacts_its_secret_header_terms(store):
+    ids = write_records(store, [make_record(request_headers=[("X-Api-Key", "k3y-canary-1234")])])
+    index_pending(store, ids=ids)  # header terms and free text read the search index
+    made = create_share(store, kind="search", selector="header:x-api-key=k3y-canary-1234 OR k3y-canary-1234",
                         rules=DEFAULT_RULES)  # fmt: skip
-    snapshot = open_share(clean, token=made.token)
-    assert "k3y-canary" not in snapshot["selector"] and "k3y-canary" not in str(list_shares(clean))
+    snapshot = open_share(store, token=made.token)
+    assert "k3y-canary" not in snapshot["selector"] and "k3y-canary" not in str(list_shares(store))
     assert snapshot["selector"].startswith("header:x-api-key=[redacted:")

@@ -7,6 +7,7 @@ import threading
 import pytest
 from sqlalchemy import text
 from tests.support.records import make_record
+from tests.support.stores import reset_store
 
 from storage import open_store
 from storage.indexer import index_pending, pending_ids, refresh_statistics
@@ -52,10 +53,7 @@ def test_ids_filter_indexes_only_those(store) -> None:  # type: ignore[no-untype
 
 
 def test_two_indexers_at_once_index_each_exchange_once(pg_store) -> None:  # type: ignore[no-untyped-def]
-    store = pg_store
-    with store.engine.begin() as conn:
-        conn.execute(text("TRUNCATE exchanges, bodies, websocket_messages, exchange_headers, exchange_search, "
-                          "search_pending, capture_blocks RESTART IDENTITY"))  # fmt: skip
+    store = reset_store(pg_store)
     ids = write_records(store, [make_record(path=f"/n/{i}", response_body=_json(f"w{i}")) for i in range(600)])
     other = open_store(store.url)
     results: list[list[int]] = [[], []]

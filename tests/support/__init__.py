@@ -2,6 +2,9 @@
 managed subprocesses. Import from here or from the submodules:
 
     from tests.support import running_upstream, fresh_postgres_database, ManagedProcess, wait_for
+
+Storage helpers load SQLAlchemy and the models, so they are imported from their modules:
+tests.support.records (make_record) and tests.support.stores (reset_store: empty a store).
 """
 
 from .certs import TestCerts, generate_test_certs, shared_test_certs

@@ -14,9 +14,10 @@ Endpoints (all of them ignore the request's Accept-Encoding):
 * ``/gzip``, ``/deflate`` (zlib-wrapped; ``?raw=1`` for raw deflate), ``/br``, ``/zstd``:
   ``COMPRESSED_JSON`` encoded with that Content-Encoding, with Content-Length.
 * ``/binary?size=N`` (default 1024): ``deterministic_bytes(N)``, application/octet-stream,
-  never valid UTF-8 (the first byte is 0xFF).
+  never valid UTF-8 (the first byte is 0xFF). ``&counting=1``: bytes 00 01 .. ff 00 01 .. instead.
 * ``/big?mib=5`` (or ``?bytes=N``): ``deterministic_bytes(N)`` with Content-Length, sent in 64 KiB
   pieces. ``/chunked?mib=5``: the same bytes without Content-Length (chunked on HTTP/1.1).
+  ``&text=1``: ``TEXT_PATTERN`` repeated instead, as text/plain.
 * ``/dup-headers``: a response whose headers are exactly ``DUP_HEADERS`` in that order
   (two Set-Cookie, two X-Dup), body ``b"dup"``.
 * ``/sse?n=5&interval=0.1``: text/event-stream, ``n`` events ``id: i / event: tick / data: {"i": i}``
@@ -25,11 +26,15 @@ Endpoints (all of them ignore the request's Accept-Encoding):
   ``"close:CODE"`` makes the server close with that code. The first offered subprotocol is accepted.
 * ``/slow?seconds=S``: waits S seconds (returns early if the client goes away), then 200 ``slow``.
 * ``/status/{code}``: that status (200..599), body ``status {code}\\n`` (none for 204/304).
+* What an inspector has to show without running any of it: ``/json`` and any path under it
+  (``NESTED_JSON``), ``/image.png`` (``tiny_png()``, 24x16), ``/svg`` (SVG with an onload and a
+  script), ``/fail...`` (503) and ``/missing...`` (404), each with a line of plain text.
 * ``/reset``: headers with ``Content-Length: RESET_DECLARED_LENGTH``, then ``RESET_SENT_BYTES`` of
   body, then the server closes the connection (uvicorn logs an error line for this: expected).
   Only on the HTTP/1.1 (uvicorn) upstream: the http2 upstream answers 501, because hypercorn
   would leave the stream open and the client hanging.
-* anything else: 404.
+* anything else: 404; with ``running_upstream(hostile=True)``, 200 and ``hostile_page(body)``: HTML
+  full of ``CANARIES`` with the request body after it, and the canaries in its headers too.
 
 ``running_fault_server(mode)`` is a raw asyncio TCP server for failures an ASGI server will not
 produce on purpose: ``"reset-mid-body"`` (headers + part of the body, then a TCP RST),
@@ -98,6 +103,52 @@ COMPRESSED_JSON: bytes = json.dumps(
 ).encode()
 
 ENCODINGS = ("gzip", "deflate", "br", "zstd")
+
+TEXT_PATTERN = b"0123456789abcdef"
+
+# Each canary, if a page ever ran it, would set window.__pwned and open a dialog.
+SCRIPT_CANARY = "<script>window.__pwned=1;alert(1)</script>"
+IMG_CANARY = "<img src=x onerror=window.__pwned=1;alert(1)>"
+JS_URL_CANARY = "javascript:window.__pwned=1;alert(1)"
+CANARIES = (SCRIPT_CANARY, IMG_CANARY, JS_URL_CANARY)
+HOSTILE_HEADERS = [
+    ("x-script", SCRIPT_CANARY), ("x-img", IMG_CANARY), ("link", f"<{JS_URL_CANARY}>; rel=next"),
+    ("location", JS_URL_CANARY),
+]  # fmt: skip
+HOSTILE_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" onload="window.__pwned=1;alert(1)">'
+               b"<script>alert(1)</script></svg>")  # fmt: skip
+
+NESTED_JSON = {"user": {"id": 42, "name": "Ada Lovelace", "roles": ["admin", "dev"], "address": {"city": "London"}},
+               "ok": True, "note": None}  # fmt: skip
+
+
+def hostile_page(request_body: bytes = b"") -> bytes:
+    """The HTML a hostile upstream answers with: every canary, a javascript: link, the request body."""
+    return ("<!doctype html><h1>hi</h1>" + "".join(CANARIES) + f'<a href="{JS_URL_CANARY}">x</a><!-- echo -->'
+            + request_body.decode("utf-8", "replace")).encode()  # fmt: skip
+
+
+def tiny_png(width: int = 24, height: int = 16) -> bytes:
+    """A valid RGB PNG (a blue-to-orange gradient), built with zlib alone."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + bytes(v for x in range(width) for v in (x * 10 % 256, 90, 255 - x * 10 % 256))
+                    for _ in range(height))  # fmt: skip
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def counting_bytes(size: int, offset: int = 0) -> bytes:
+    """00 01 .. ff 00 01 ..: ``size`` bytes from ``offset``."""
+    return bytes((offset + i) % 256 for i in range(size))
+
+
+def text_bytes(size: int, offset: int = 0) -> bytes:
+    """``TEXT_PATTERN`` repeated: ``size`` bytes from ``offset``."""
+    start = offset % len(TEXT_PATTERN)
+    return (TEXT_PATTERN * ((start + size) // len(TEXT_PATTERN) + 1))[start : start + size]
 
 
 def encode_payload(data: bytes, encoding: str, *, raw_deflate: bool = False) -> bytes:
@@ -286,9 +337,10 @@ def _size_param(query: dict[str, list[str]], default_mib: float) -> int:
 class UpstreamApp:
     """Raw ASGI app (no framework: exact control over header order, duplicates and streaming)."""
 
-    def __init__(self, requests: RequestLog, server_kind: str = "uvicorn") -> None:
+    def __init__(self, requests: RequestLog, server_kind: str = "uvicorn", *, hostile: bool = False) -> None:
         self.requests = requests
         self.server_kind = server_kind  # "uvicorn" or "hypercorn"
+        self.hostile = hostile  # unknown paths: the hostile page rather than 404
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -359,16 +411,18 @@ class UpstreamApp:
             await _respond(send, 200, data, "application/json",
                            [("content-encoding", encoding), ("vary", "Accept-Encoding")])
         elif path == "/binary":
-            await _respond(send, 200, deterministic_bytes(int(_q(query, "size", "1024"))),
-                           "application/octet-stream")
+            fill = counting_bytes if _q(query, "counting", "0") == "1" else deterministic_bytes
+            await _respond(send, 200, fill(int(_q(query, "size", "1024"))), "application/octet-stream")
         elif path in ("/big", "/chunked"):
             size = _size_param(query, 5)
-            headers = [("content-type", "application/octet-stream")]
+            text = _q(query, "text", "0") == "1"
+            fill = text_bytes if text else deterministic_bytes
+            headers = [("content-type", "text/plain; charset=utf-8" if text else "application/octet-stream")]
             if path == "/big":
                 headers.append(("content-length", str(size)))
             await _start(send, 200, headers)
             for pos in range(0, size, CHUNK):
-                piece = deterministic_bytes(min(CHUNK, size - pos), pos)
+                piece = fill(min(CHUNK, size - pos), pos)
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         elif path == "/dup-headers":
@@ -414,6 +468,18 @@ class UpstreamApp:
             # Returning now, with the response incomplete, makes uvicorn close the connection (it logs
             # "ASGI callable returned without completing response.": expected).
             return
+        elif path == "/json" or path.startswith("/json/"):
+            await _respond(send, 200, json.dumps(NESTED_JSON).encode(), "application/json")
+        elif path == "/image.png":
+            await _respond(send, 200, tiny_png(), "image/png")
+        elif path == "/svg":
+            await _respond(send, 200, HOSTILE_SVG, "image/svg+xml")
+        elif path.startswith("/fail"):
+            await _respond(send, 503, b"upstream says no\n")
+        elif path.startswith("/missing"):
+            await _respond(send, 404, b"not here\n")
+        elif self.hostile:
+            await _respond(send, 200, hostile_page(req.body), "text/html; charset=utf-8", HOSTILE_HEADERS)
         else:
             await _respond(send, 404, b"not found\n")
 
@@ -626,18 +692,19 @@ def _hypercorn_server(app, sock: socket.socket, certs: TestCerts | None) -> Iter
 
 
 @contextlib.contextmanager
-def running_upstream(*, tls: bool = False, http2: bool = False) -> Iterator[Upstream]:
+def running_upstream(*, tls: bool = False, http2: bool = False, hostile: bool = False) -> Iterator[Upstream]:
     """Start the test upstream on 127.0.0.1 (free port) for the duration of the block.
 
     ``tls=True`` serves HTTPS with a certificate for localhost/127.0.0.1 signed by a throwaway CA
     (``upstream.ca_cert``). ``http2=True`` serves with hypercorn: with TLS it offers h2 then
-    http/1.1 by ALPN; without TLS it accepts h2c (prior knowledge) and HTTP/1.1.
+    http/1.1 by ALPN; without TLS it accepts h2c (prior knowledge) and HTTP/1.1. ``hostile=True``
+    answers paths it does not know with ``hostile_page()`` (200) instead of 404.
     """
     requests = RequestLog()
     certs = shared_test_certs() if tls else None
     sock = _listening_socket()
     port = sock.getsockname()[1]
-    app = UpstreamApp(requests, "hypercorn" if http2 else "uvicorn")
+    app = UpstreamApp(requests, "hypercorn" if http2 else "uvicorn", hostile=hostile)
     server = _hypercorn_server if http2 else _uvicorn_server
     with server(app, sock, certs):
         yield Upstream(host=HOST, port=port, tls=tls, http2=http2, requests=requests, certs=certs)
