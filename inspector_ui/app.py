@@ -16,12 +16,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from storage.errors import DatabaseError, Unavailable
 from storage.retention import RetentionPolicy, RetentionTotals, prune
-from storage.store import StorageError, one_line, open_store
+from storage.store import one_line, open_store
 from storage.surrogates import json_text
 
 from .broadcast import Broadcaster
@@ -216,12 +216,15 @@ def _add_error_handlers(app: FastAPI) -> None:
         ]
         return SafeJSONResponse({"detail": detail, "message": "; ".join(parts)}, status_code=422)
 
-    @app.exception_handler(StorageError)
-    @app.exception_handler(DBAPIError)
-    async def database_down(request: Request, exc: Exception) -> JSONResponse:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        log.warning("database error on %s: %s", request.url.path, first_line)
-        return SafeJSONResponse({"detail": f"database unavailable: {first_line}"[:500]}, status_code=503)
+    @app.exception_handler(Unavailable)
+    async def database_down(request: Request, exc: Unavailable) -> JSONResponse:
+        log.warning("database unavailable on %s: %s", request.url.path, exc)
+        return SafeJSONResponse({"detail": f"database unavailable: {exc}"[:500]}, status_code=503)
+
+    @app.exception_handler(DatabaseError)
+    async def database_error(request: Request, exc: DatabaseError) -> JSONResponse:
+        log.error("database error on %s: %s", request.url.path, exc, exc_info=exc)  # a bug: keep the traceback
+        return SafeJSONResponse({"detail": f"database error: {exc}"[:500]}, status_code=500)
 
 
 def _document_invalid_requests(app: FastAPI) -> None:

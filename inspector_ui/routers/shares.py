@@ -18,8 +18,9 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from storage.errors import Gone, Invalid, NotFound
 from storage.search import QueryError
-from storage.shares import ShareError, ShareGone, create_share, list_shares, open_share, revoke_share, share_exists
+from storage.shares import create_share, list_shares, open_share, revoke_share, share_exists
 from storage.surrogates import json_text
 
 from ..deps import StoreDep
@@ -77,8 +78,10 @@ async def share(store: StoreDep, request: Request, wanted: ShareRequest) -> Any:
         )
     except QueryError as exc:
         return search_problem(exc)
-    except ShareError as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=422 if "nothing to share" not in str(exc) else 404)
+    except NotFound as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+    except Invalid as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
     return {**created.info, "url": f"/s/{created.token}"}
 
 
@@ -107,8 +110,8 @@ async def share_page(store: StoreDep, token: str) -> Any:
 async def share_snapshot(store: StoreDep, token: str) -> Any:
     try:
         snapshot = await run_in_threadpool(lambda: open_share(store, token=token))
-    except ShareGone as gone:
-        return JSONResponse({"detail": f"this link has been {gone.reason}"}, status_code=410, headers=SHARE_HEADERS)
+    except Gone as gone:
+        return JSONResponse({"detail": f"this link has been {gone}"}, status_code=410, headers=SHARE_HEADERS)
     if snapshot is None:
         return JSONResponse({"detail": "no such link"}, status_code=404, headers=SHARE_HEADERS)
     # Captured text may hold lone surrogates: escaped, or the snapshot would not encode.
@@ -118,8 +121,8 @@ async def share_snapshot(store: StoreDep, token: str) -> Any:
 async def _check(store: Any, token: str) -> HTMLResponse | None:
     try:
         found = await run_in_threadpool(lambda: share_exists(store, token=token))
-    except ShareGone as gone:
-        return _plain_page(410, f"This link has been {gone.reason}.", "Ask whoever sent it for a new one.")
+    except Gone as gone:
+        return _plain_page(410, f"This link has been {gone}.", "Ask whoever sent it for a new one.")
     if not found:
         return _plain_page(404, "No such link.", "Check that it was copied whole.")
     return None
