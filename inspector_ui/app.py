@@ -19,15 +19,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from storage.errors import DatabaseError, Unavailable
+from storage.errors import DatabaseError, NotFound, Unavailable
 from storage.retention import RetentionPolicy, RetentionTotals, prune
 from storage.store import one_line, open_store
 from storage.surrogates import json_text
 
 from .broadcast import Broadcaster
 from .models import Invalid
-from .replay import ReplayClients, ReplayRoutes
-from .replay_jobs import ReplayJobs
+from .replay import ReplayClients, ReplayJobs, ReplayRoutes
 from .routers import (
     diff,
     exchanges,
@@ -215,6 +214,10 @@ def _add_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors
         ]
         return SafeJSONResponse({"detail": detail, "message": "; ".join(parts)}, status_code=422)
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return SafeJSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(Unavailable)
     async def database_down(request: Request, exc: Unavailable) -> JSONResponse:

@@ -18,7 +18,7 @@ from inspector_ui.replay import (
     replay_template,
     sent_url,
 )
-from inspector_ui.replay_targets import check_target
+from inspector_ui.replay.targets import check_target
 from storage.queries import StoredBody
 
 ROUTES = ReplayRoutes(

@@ -21,11 +21,13 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from storage.comparison import compare_exchanges
+from storage.diff import responses_differ
 from storage.queries import exchange_ids_for_uuids, get_body, get_exchange, list_exchanges
 from storage.search import Query
 
-from .replay import Overrides, ReplayError, ReplayRoutes, SentReplay, dispatch_replay, plan_replay
-from .routers.diff import compare_exchanges
+from .plan import Overrides, ReplayError, ReplayRoutes, plan_replay
+from .sending import SentReplay, dispatch_replay
 
 __all__ = ["MAX_JOB_EXCHANGES", "ReplayJob", "ReplayJobs"]
 
@@ -222,7 +224,8 @@ class ReplayJobs:
 
     async def _compare(self, result: dict, new_id: int) -> None:
         try:
-            result["differs"] = await run_in_threadpool(self._responses_differ, result["of"], new_id)
+            diff = await run_in_threadpool(compare_exchanges, self._store, result["of"], new_id)
+            result["differs"] = responses_differ(diff)
             result["id"] = new_id
         except Exception as exc:  # noqa: BLE001 - counted as failed, the job goes on
             log.warning("comparing the replay of exchange %s failed: %s", result["of"], exc)
@@ -251,14 +254,3 @@ class ReplayJobs:
             log.warning("replay of exchange %s failed: %s", exchange_id, exc)
             result["error"] = f"{type(exc).__name__}: {exc}"
         return result, None
-
-    def _responses_differ(self, original: int, replay: int) -> bool:
-        diff = compare_exchanges(self._store, original, replay)
-        headers = diff["response_headers"]
-        return bool(
-            diff["status"]["changed"]
-            or headers["added"]
-            or headers["removed"]
-            or headers["changed"]
-            or diff["response_body"]["kind"] not in ("same", "none")
-        )
