@@ -5,7 +5,6 @@ from .jobs import MAX_JOB_EXCHANGES, ReplayJob, ReplayJobs
 from .plan import (
     NOT_CONFIGURED,
     Overrides,
-    ReplayError,
     ReplayPlan,
     ReplayRoutes,
     decode_body_override,
@@ -17,7 +16,7 @@ from .sending import ReplayClients, ReplayResult, SentReplay, dispatch_replay, s
 from .targets import ApprovedTarget, TargetRefused, check_target
 
 __all__ = [
-    "MAX_JOB_EXCHANGES", "NOT_CONFIGURED", "ApprovedTarget", "Overrides", "ReplayClients", "ReplayError", "ReplayJob",
+    "MAX_JOB_EXCHANGES", "NOT_CONFIGURED", "ApprovedTarget", "Overrides", "ReplayClients", "ReplayJob",
     "ReplayJobs", "ReplayPlan", "ReplayResult", "ReplayRoutes", "SentReplay", "TargetRefused", "check_target",
     "decode_body_override", "dispatch_replay", "header_bytes", "plan_replay", "replay_template", "send_replay",
     "sent_url",

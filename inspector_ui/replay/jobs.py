@@ -26,7 +26,8 @@ from storage.diff import responses_differ
 from storage.queries import exchange_ids_for_uuids, get_body, get_exchange, list_exchanges
 from storage.search import Query
 
-from .plan import Overrides, ReplayError, ReplayRoutes, plan_replay
+from ..errors import ApiError, NotFound
+from .plan import Overrides, ReplayRoutes, plan_replay
 from .sending import SentReplay, dispatch_replay
 
 __all__ = ["MAX_JOB_EXCHANGES", "ReplayJob", "ReplayJobs"]
@@ -237,7 +238,7 @@ class ReplayJobs:
         try:
             exchange = await run_in_threadpool(get_exchange, self._store, exchange_id=exchange_id)
             if exchange is None:
-                raise ReplayError(f"exchange {exchange_id} is gone", 404)
+                raise NotFound(f"exchange {exchange_id} is gone")
             body = None
             if overrides.body is None and exchange["request_body"] is not None:
                 body = await run_in_threadpool(get_body, self._store, exchange_id=exchange_id, side="request")
@@ -248,8 +249,8 @@ class ReplayJobs:
             )  # fmt: skip
             result["status"] = sent.status
             return result, sent
-        except ReplayError as exc:
-            result["error"] = exc.message
+        except ApiError as exc:
+            result["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - one failed exchange must not end the job
             log.warning("replay of exchange %s failed: %s", exchange_id, exc)
             result["error"] = f"{type(exc).__name__}: {exc}"

@@ -19,8 +19,9 @@ from starlette.concurrency import run_in_threadpool
 
 from storage.queries import exchange_id_for_uuid
 
-from .plan import REPLAY_HEADER, ReplayError, ReplayPlan, ReplayRoutes, header_bytes
-from .targets import ApprovedTarget, TargetRefused, check_target, system_resolver
+from ..errors import Conflict, ProxyUnreachable, TimedOut
+from .plan import REPLAY_HEADER, ReplayPlan, ReplayRoutes, header_bytes
+from .targets import ApprovedTarget, check_target, system_resolver
 
 __all__ = ["ReplayClients", "ReplayResult", "SentReplay", "capture_of", "dispatch_replay", "send_replay", "sent_url"]
 
@@ -88,28 +89,24 @@ async def dispatch_replay(
     resolve: Callable[[str, int], list[str]] = system_resolver,
     send_at: float | None = None,
 ) -> SentReplay:
-    """Check the target, then send the request through the proxy (no redirects followed);
-    with `send_at` (time.monotonic()), not before then: a paced job does its checks early."""
-    try:
-        # The proxy makes the connection, so the addresses approved here cannot be pinned
-        # for it; for configured services they are fixed by configuration anyway.
-        approved = await run_in_threadpool(
-            lambda: check_target(
-                plan.target_url,
-                services=routes.services,
-                original_url=original_url,
-                inspector_addresses=inspector_addresses,
-                allow_any=allow_any,
-                resolve=resolve,
-            )
+    """Check the target (TargetRefused), then send the request through the proxy (no redirects
+    followed); with `send_at` (time.monotonic()), not before then: a paced job does its checks early."""
+    # The proxy makes the connection, so the addresses approved here cannot be pinned
+    # for it; for configured services they are fixed by configuration anyway.
+    approved = await run_in_threadpool(
+        lambda: check_target(
+            plan.target_url,
+            services=routes.services,
+            original_url=original_url,
+            inspector_addresses=inspector_addresses,
+            allow_any=allow_any,
+            resolve=resolve,
         )
-    except TargetRefused as exc:
-        raise ReplayError(str(exc), 403) from None
+    )
     if plan.via_forward_proxy and routes.forward_proxy is None:
-        raise ReplayError(
+        raise Conflict(
             f"{plan.target_url} is not a configured service, and replaying to any other URL goes through the "
-            "proxy's forward port: set forward_port in passageway.toml",
-            409,
+            "proxy's forward port: set forward_port in passageway.toml"
         )
     send_url = sent_url(plan, approved)
     nonce = secrets.token_hex(16)
@@ -121,10 +118,10 @@ async def dispatch_replay(
     try:
         response = await client.request(plan.method, send_url, headers=headers, content=plan.body)
     except httpx.TimeoutException:
-        raise ReplayError(f"the replay got no answer within {client.timeout.read:g} s", 504) from None
+        raise TimedOut(f"the replay got no answer within {client.timeout.read:g} s") from None
     except httpx.HTTPError as exc:
         via = routes.forward_proxy if plan.via_forward_proxy else routes.gateway
-        raise ReplayError(f"cannot send the replay through the proxy at {via}: {exc}", 502) from None
+        raise ProxyUnreachable(f"cannot send the replay through the proxy at {via}: {exc}") from None
     return SentReplay(uuid=nonce, status=response.status_code, sent_at=sent_at)
 
 
@@ -145,9 +142,8 @@ async def capture_of(store, sent: SentReplay, *, record_wait: float = 10.0) -> i
         if new_id is not None:
             return new_id
         if time.monotonic() > deadline:
-            raise ReplayError(
+            raise TimedOut(
                 f"the replay was sent (status {sent.status}) but its capture did not reach the database "
-                f"within {record_wait:g} s",
-                504,
+                f"within {record_wait:g} s"
             )
         await asyncio.sleep(0.05)

@@ -7,18 +7,18 @@ import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from storage.queries import get_body, get_exchange
-from storage.search import QueryError, parse_query
+from storage.search import parse_query
 
 from ..deps import StoreDep
+from ..errors import NotConfigured, NotFound
+from ..params import ExchangeId
 from ..replay import (
     NOT_CONFIGURED,
     Overrides,
-    ReplayError,
     ReplayRoutes,
     decode_body_override,
     header_bytes,
@@ -26,7 +26,6 @@ from ..replay import (
     replay_template,
     send_replay,
 )
-from .exchanges import ExchangeId, search_problem
 
 router = APIRouter(prefix="/api", tags=["replay"])
 
@@ -49,7 +48,7 @@ class ReplayEdits(BaseModel):
     body_base64: str | None = Field(None, description="New body as base64, for binary bodies.")
 
     def overrides(self, url: str | None = None) -> Overrides:
-        """ReplayError when the body fields are contradictory or not base64, or a header or the
+        """BadRequest or Unprocessable when the body fields are contradictory or not base64, or a header or the
         body cannot be sent (checked here too, so a bulk job is refused before it starts)."""
         header_bytes(self.set_headers)
         return Overrides(
@@ -124,20 +123,17 @@ async def template(store: StoreDep, request: Request, exchange_id: ExchangeId) -
     targets (the configured services), allow_any_target."""
     exchange = await run_in_threadpool(get_exchange, store, exchange_id=exchange_id)
     if exchange is None:
-        return JSONResponse({"detail": f"exchange {exchange_id} not found"}, status_code=404)
+        raise NotFound(f"exchange {exchange_id} not found")
     routes = routes_of(request)
     if routes.gateway is None:
-        return JSONResponse({"detail": NOT_CONFIGURED}, 503)
+        raise NotConfigured(NOT_CONFIGURED)
     body = decoded = None
     if exchange["request_body"] is not None:
         body = await run_in_threadpool(get_body, store, exchange_id=exchange_id, side="request")
         if body is not None and body.encoding:
             limit = request.app.state.settings.max_decoded_body
             decoded = await run_in_threadpool(lambda: body.decoded(limit=limit))
-    try:
-        answer = replay_template(exchange, body, decoded, routes)
-    except ReplayError as exc:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+    answer = replay_template(exchange, body, decoded, routes)
     return {**answer, "allow_any_target": request.app.state.settings.allow_any_replay_target}
 
 
@@ -152,19 +148,16 @@ async def replay(store: StoreDep, request: Request, exchange_id: ExchangeId, edi
     edits = edits or ReplayRequest()
     exchange = await run_in_threadpool(get_exchange, store, exchange_id=exchange_id)
     if exchange is None:
-        return JSONResponse({"detail": f"exchange {exchange_id} not found"}, status_code=404)
-    try:
-        overrides = edits.overrides(url=edits.url)
-        body = None
-        if overrides.body is None and exchange["request_body"] is not None:
-            body = await run_in_threadpool(get_body, store, exchange_id=exchange_id, side="request")
-        routes = routes_of(request)
-        plan = plan_replay(exchange, body, overrides, routes)
-        result = await send_replay(
-            store, exchange_id, plan, routes=routes, original_url=exchange["url"], **send_options(request)
-        )
-    except ReplayError as exc:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        raise NotFound(f"exchange {exchange_id} not found")
+    overrides = edits.overrides(url=edits.url)
+    body = None
+    if overrides.body is None and exchange["request_body"] is not None:
+        body = await run_in_threadpool(get_body, store, exchange_id=exchange_id, side="request")
+    routes = routes_of(request)
+    plan = plan_replay(exchange, body, overrides, routes)
+    result = await send_replay(
+        store, exchange_id, plan, routes=routes, original_url=exchange["url"], **send_options(request)
+    )
     return {"id": result.id, "replay_of": exchange_id, "status": result.status}
 
 
@@ -177,16 +170,10 @@ async def replay(store: StoreDep, request: Request, exchange_id: ExchangeId, edi
 async def start_bulk_replay(request: Request, job: BulkReplayRequest) -> Any:
     """A job: progress as {"type": "replay-job"} messages on /api/stream and at
     GET /api/replays/{id}; DELETE cancels it."""
-    try:
-        query = parse_query(job.q)
-    except QueryError as exc:
-        return search_problem(exc)
+    query = parse_query(job.q)
     if request.app.state.settings.replay_gateway is None:
-        return JSONResponse({"detail": NOT_CONFIGURED}, 503)
-    try:
-        overrides = job.overrides()
-    except ReplayError as exc:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        raise NotConfigured(NOT_CONFIGURED)
+    overrides = job.overrides()
     started = await request.app.state.replay_jobs.start(
         query, job.q, rate=job.rate, concurrency=job.concurrency, overrides=overrides, send_options=send_options(request)
     )
@@ -203,7 +190,7 @@ async def list_bulk_replays(request: Request) -> Any:
 async def get_bulk_replay(request: Request, job_id: str) -> Any:
     job = request.app.state.replay_jobs.jobs.get(job_id)
     if job is None:
-        return JSONResponse({"detail": f"no replay job {job_id!r}"}, status_code=404)
+        raise NotFound(f"no replay job {job_id!r}")
     return {**job.summary(), "results": job.results}
 
 
@@ -211,7 +198,7 @@ async def get_bulk_replay(request: Request, job_id: str) -> Any:
 async def cancel_bulk_replay(request: Request, job_id: str) -> Any:
     job = request.app.state.replay_jobs.cancel(job_id)
     if job is None:
-        return JSONResponse({"detail": f"no replay job {job_id!r}"}, status_code=404)
+        raise NotFound(f"no replay job {job_id!r}")
     if job.task is not None:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(job.task)

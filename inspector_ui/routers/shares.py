@@ -14,18 +14,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from storage.errors import Gone, Invalid, NotFound
-from storage.search import QueryError
+from storage.errors import Gone
 from storage.shares import create_share, list_shares, open_share, revoke_share, share_exists
 from storage.surrogates import json_text
 
 from ..deps import StoreDep
+from ..errors import NotFound
 from ..params import RowId
-from .exchanges import search_problem
+from ..problems import problem
 
 router = APIRouter(tags=["shares"])
 
@@ -65,23 +65,16 @@ async def share(store: StoreDep, request: Request, wanted: ShareRequest) -> Any:
     else:
         kind, selector = "trace", str(wanted.trace_id)
     rules = request.app.state.settings.redaction_rules()
-    try:
-        created = await run_in_threadpool(
-            lambda: create_share(
-                store,
-                kind=kind,
-                selector=selector,
-                note=wanted.note,
-                ttl=dt.timedelta(hours=wanted.expires_in_hours),
-                rules=rules,
-            )
+    created = await run_in_threadpool(
+        lambda: create_share(
+            store,
+            kind=kind,
+            selector=selector,
+            note=wanted.note,
+            ttl=dt.timedelta(hours=wanted.expires_in_hours),
+            rules=rules,
         )
-    except QueryError as exc:
-        return search_problem(exc)
-    except NotFound as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-    except Invalid as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    )
     return {**created.info, "url": f"/s/{created.token}"}
 
 
@@ -94,7 +87,7 @@ async def shares(store: StoreDep) -> Any:
 async def revoke(store: StoreDep, share_id: RowId) -> Any:
     info = await run_in_threadpool(lambda: revoke_share(store, share_id=share_id))
     if info is None:
-        return JSONResponse({"detail": f"no share {share_id}"}, status_code=404)
+        raise NotFound(f"no share {share_id}")
     return info
 
 
@@ -111,9 +104,9 @@ async def share_snapshot(store: StoreDep, token: str) -> Any:
     try:
         snapshot = await run_in_threadpool(lambda: open_share(store, token=token))
     except Gone as gone:
-        return JSONResponse({"detail": f"this link has been {gone}"}, status_code=410, headers=SHARE_HEADERS)
+        return problem(410, f"this link has been {gone}", headers=SHARE_HEADERS)
     if snapshot is None:
-        return JSONResponse({"detail": "no such link"}, status_code=404, headers=SHARE_HEADERS)
+        return problem(404, "no such link", headers=SHARE_HEADERS)
     # Captured text may hold lone surrogates: escaped, or the snapshot would not encode.
     return Response(json_text(snapshot, separators=(",", ":")), media_type="application/json", headers=SHARE_HEADERS)
 

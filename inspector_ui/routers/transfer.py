@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -15,16 +15,16 @@ from storage.har import har_text
 from storage.outgoing import out_exchange
 from storage.queries import get_body, get_exchange
 from storage.redaction import redact_outgoing
-from storage.search import QueryError, parse_query
+from storage.search import parse_query
 from storage.search_sql import is_text_content_type
 from storage.shares import redaction_key
 from storage.snippets import SnippetRequest, as_curl, as_fetch, as_httpie, as_python_httpx
 from storage.traces import trace_exchange_ids
 
 from ..deps import StoreDep
-from ..params import MAX_ROW_ID, parse_row_ids
+from ..errors import NotFound, Unprocessable
+from ..params import MAX_ROW_ID, ExchangeId, parse_row_ids
 from ..security import BODY_CSP
-from .exchanges import ExchangeId, search_problem
 
 router = APIRouter(prefix="/api", tags=["export"])
 
@@ -43,16 +43,14 @@ async def har(
     """An attachment: import it in Chrome or Firefox DevTools, or `passageway import`."""
     q = q or None  # a blank search is no search, as everywhere else
     if sum(value is not None for value in (q, ids, trace)) > 1:
-        raise HTTPException(422, "give at most one of q, ids or trace")
+        raise Unprocessable("give at most one of q, ids or trace")
     if trace is not None and (not trace or any(c.isspace() or c == '"' for c in trace)):
-        raise HTTPException(422, f"bad trace id {trace!r}")
+        raise Unprocessable(f"bad trace id {trace!r}")
     try:
         wanted = parse_row_ids(ids) if ids is not None else None
-        query = parse_query(q) if q else None
-    except QueryError as exc:
-        return search_problem(exc)
     except ValueError:
-        raise HTTPException(422, f"ids must be comma-separated exchange ids (1 to {MAX_ROW_ID})") from None
+        raise Unprocessable(f"ids must be comma-separated exchange ids (1 to {MAX_ROW_ID})") from None
+    query = parse_query(q) if q else None
     rules = None if raw else request.app.state.settings.redaction_rules()
 
     def build() -> dict:
@@ -96,7 +94,7 @@ async def snippet(
             return redacted_snippet()
         exchange = get_exchange(store, exchange_id=exchange_id)
         if exchange is None:
-            raise HTTPException(404, f"exchange {exchange_id} not found")
+            raise NotFound(f"exchange {exchange_id} not found")
         headers = [(name, value) for name, value in exchange["request_headers"]]
         body = None
         stored = get_body(store, exchange_id=exchange_id, side="request")
@@ -117,7 +115,7 @@ async def snippet(
     def redacted_snippet() -> str:
         found = out_exchange(store, exchange_id, decode_limit=settings.max_decoded_body)
         if found is None:
-            raise HTTPException(404, f"exchange {exchange_id} not found")
+            raise NotFound(f"exchange {exchange_id} not found")
         [exchange] = redact_outgoing([found[0]], settings.redaction_rules(), redaction_key(store))
         headers = [tuple(pair) for pair in exchange.detail["request_headers"]]
         body = exchange.request_body
