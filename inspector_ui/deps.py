@@ -1,22 +1,48 @@
-"""Request dependencies: the store and the broadcaster live on app.state, set up in the lifespan."""
+"""Request dependencies: the one way routes reach what lives on app.state (the settings, set in
+create_app; the store, the broadcaster, the replay clients and jobs, set up in the lifespan)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from storage.retention import RetentionTotals
+
 from .broadcast import Broadcaster
+from .replay import ReplayClients, ReplayJobs
+from .settings import InspectorSettings
 
 
-def get_store(request: Request) -> Any:
-    return request.app.state.store
+def get_settings(connection: HTTPConnection) -> InspectorSettings:
+    return connection.app.state.settings
+
+
+def get_store(connection: HTTPConnection) -> Any:
+    return connection.app.state.store
 
 
 def get_broadcaster(connection: HTTPConnection) -> Broadcaster:
     return connection.app.state.broadcaster
 
 
+def get_replay_clients(connection: HTTPConnection) -> ReplayClients:
+    return connection.app.state.replay_clients
+
+
+def get_replay_jobs(connection: HTTPConnection) -> ReplayJobs:
+    return connection.app.state.replay_jobs
+
+
+def get_retention(connection: HTTPConnection) -> RetentionTotals | None:
+    """This inspector's retention counters; None when no retention limit is set."""
+    return getattr(connection.app.state, "retention", None)
+
+
+SettingsDep = Annotated[InspectorSettings, Depends(get_settings)]
 StoreDep = Annotated[Any, Depends(get_store)]
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
+ReplayClientsDep = Annotated[ReplayClients, Depends(get_replay_clients)]
+ReplayJobsDep = Annotated[ReplayJobs, Depends(get_replay_jobs)]
+RetentionDep = Annotated[RetentionTotals | None, Depends(get_retention)]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from storage.comparison import DIFF_DECODE_LIMIT, compare_exchanges
 from storage.diff import DEFAULT_NOISE_HEADERS
 
-from ..deps import StoreDep
+from ..deps import SettingsDep, StoreDep
 from ..params import RowId
 
 router = APIRouter(prefix="/api", tags=["diff"])
@@ -23,7 +23,7 @@ def _names(value: str | None) -> list[str]:
 @router.get("/diff", summary="Compare two exchanges")
 async def diff(
     store: StoreDep,
-    request: Request,
+    settings: SettingsDep,
     a: Annotated[RowId, Query(description="The old exchange (e.g. the original).")],
     b: Annotated[RowId, Query(description="The new exchange (e.g. its replay).")],
     ignore: Annotated[
@@ -48,6 +48,6 @@ async def diff(
             b,
             ignore=_names(ignore),
             noise=DEFAULT_NOISE_HEADERS | {name.lower() for name in _names(noise)},
-            decode_limit=min(DIFF_DECODE_LIMIT, request.app.state.settings.max_decoded_body),
+            decode_limit=min(DIFF_DECODE_LIMIT, settings.max_decoded_body),
         )
     )

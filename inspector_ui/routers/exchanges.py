@@ -7,7 +7,7 @@ import mimetypes
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +21,7 @@ from storage.queries import (
 )
 from storage.search import parse_query
 
-from ..deps import StoreDep
+from ..deps import SettingsDep, StoreDep
 from ..errors import NotFound, Unprocessable
 from ..models import (
     ExchangeDetail,
@@ -125,8 +125,8 @@ BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
     summary="Download a request or response body",
 )
 async def body(
-    request: Request,
     store: StoreDep,
+    settings: SettingsDep,
     exchange_id: ExchangeId,
     side: Literal["request", "response"],
     decoded: Annotated[bool, Query(description="Undo Content-Encoding (partially, for a truncated body).")] = False,
@@ -146,7 +146,7 @@ async def body(
                     data,
                     stored.encoding,
                     partial=stored.truncated,
-                    limit=request.app.state.settings.max_decoded_body,
+                    limit=settings.max_decoded_body,
                 )
             )
         except DecodeError as exc:

@@ -13,7 +13,7 @@ import html
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +22,7 @@ from storage.errors import Gone
 from storage.shares import create_share, list_shares, open_share, revoke_share, share_exists
 from storage.surrogates import json_text
 
-from ..deps import StoreDep
+from ..deps import SettingsDep, StoreDep
 from ..errors import NotFound
 from ..params import RowId
 from ..problems import problem
@@ -56,7 +56,7 @@ class ShareRequest(BaseModel):
 
 
 @router.post("/api/shares", status_code=201, summary="Share an exchange, a search or a trace as a read-only link")
-async def share(store: StoreDep, request: Request, wanted: ShareRequest) -> Any:
+async def share(store: StoreDep, settings: SettingsDep, wanted: ShareRequest) -> Any:
     """The answer's `url` (/s/<token>) is shown once: only a hash of the token is kept."""
     if wanted.exchange_id is not None:
         kind, selector = "exchange", str(wanted.exchange_id)
@@ -64,7 +64,7 @@ async def share(store: StoreDep, request: Request, wanted: ShareRequest) -> Any:
         kind, selector = "search", wanted.q
     else:
         kind, selector = "trace", str(wanted.trace_id)
-    rules = request.app.state.settings.redaction_rules()
+    rules = settings.redaction_rules()
     created = await run_in_threadpool(
         lambda: create_share(
             store,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -21,7 +21,7 @@ from storage.shares import redaction_key
 from storage.snippets import SnippetRequest, as_curl, as_fetch, as_httpie, as_python_httpx
 from storage.traces import trace_exchange_ids
 
-from ..deps import StoreDep
+from ..deps import SettingsDep, StoreDep
 from ..errors import NotFound, Unprocessable
 from ..params import MAX_ROW_ID, ExchangeId, parse_row_ids
 from ..security import BODY_CSP
@@ -34,7 +34,7 @@ SNIPPETS = {"curl": as_curl, "httpie": as_httpie, "python": as_python_httpx, "fe
 @router.get("/har", summary="Export exchanges as HAR 1.2 (redacted unless raw=true)")
 async def har(
     store: StoreDep,
-    request: Request,
+    settings: SettingsDep,
     q: Annotated[str | None, Query(description="A search: its matches (at most 10,000, the newest).")] = None,
     ids: Annotated[str | None, Query(description="Exchange ids, comma-separated.")] = None,
     trace: Annotated[str | None, Query(max_length=128, description="Every exchange of one trace.")] = None,
@@ -51,7 +51,7 @@ async def har(
     except ValueError:
         raise Unprocessable(f"ids must be comma-separated exchange ids (1 to {MAX_ROW_ID})") from None
     query = parse_query(q) if q else None
-    rules = None if raw else request.app.state.settings.redaction_rules()
+    rules = None if raw else settings.redaction_rules()
 
     def build() -> dict:
         if wanted is not None:
@@ -78,7 +78,7 @@ async def har(
 )
 async def snippet(
     store: StoreDep,
-    request: Request,
+    settings: SettingsDep,
     exchange_id: ExchangeId,
     format: Annotated[Literal["curl", "httpie", "python", "fetch"], Query(description="Which tool.")] = "curl",  # noqa: A002
     redact: Annotated[bool, Query(description="Replace secrets by markers (for pasting elsewhere).")] = False,
@@ -87,8 +87,6 @@ async def snippet(
     from a file the snippet names (download it with the body endpoint). With redact=true,
     the exchange is redacted as a share link is, and a body redaction cannot read (binary,
     an unknown charset) is left out with a comment saying why."""
-    settings = request.app.state.settings
-
     def build() -> str:
         if redact:
             return redacted_snippet()
