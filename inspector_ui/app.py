@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -44,6 +44,7 @@ from .routers import (
 )
 from .security import HostGuardMiddleware, SecurityHeadersMiddleware, TokenMiddleware
 from .settings import InspectorSettings
+from .shell import PAGES, Page
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,8 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
 
         app.mount(SWAGGER_UI_URL, StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
 
-    # The pages: static HTML whose script reads its name or id from the location.
     for path, page in PAGES.items():
-        app.add_api_route(path, _page(STATIC_DIR / page), methods=["GET"], include_in_schema=False)
+        app.add_api_route(path, _serve(page), methods=["GET"], include_in_schema=False)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -175,20 +175,11 @@ async def _prune_periodically(
         await asyncio.sleep(interval)
 
 
-PAGES = {
-    "/": "index.html",
-    "/services": "services.html",
-    "/services/{name}": "service.html",
-    "/traces": "traces.html",
-    "/traces/{trace_id}": "trace.html",
-}
+def _serve(page: Page) -> Callable[[], Awaitable[HTMLResponse]]:
+    async def serve() -> HTMLResponse:
+        return HTMLResponse(page.render())  # read each time, as a static file is: edit, reload
 
-
-def _page(file: Path) -> Callable[[], Awaitable[FileResponse]]:
-    async def page() -> FileResponse:
-        return FileResponse(file, media_type="text/html")
-
-    return page
+    return serve
 
 
 ERROR_STATUS: dict[type[Exception], int] = {

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -26,10 +25,10 @@ from ..deps import SettingsDep, StoreDep
 from ..errors import NotFound
 from ..params import RowId
 from ..problems import problem
+from ..shell import SHARE_PAGE
 
 router = APIRouter(tags=["shares"])
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 SHARE_HEADERS = {
     "referrer-policy": "no-referrer",
     "cache-control": "no-store",
@@ -96,7 +95,7 @@ async def share_page(store: StoreDep, token: str) -> Any:
     problem = await _check(store, token)
     if problem is not None:
         return problem
-    return FileResponse(STATIC_DIR / "share.html", media_type="text/html", headers=SHARE_HEADERS)
+    return HTMLResponse(SHARE_PAGE.render(), headers=SHARE_HEADERS)
 
 
 @router.get("/s/{token}/snapshot.json", include_in_schema=False)
