@@ -99,7 +99,7 @@ class ReplayJobs:
         self, query: Query, text: str, *, rate: float, concurrency: int, overrides: Overrides, send_options: dict
     ) -> ReplayJob:
         """Start replaying what `query` matches now. `send_options`: dispatch_replay's keyword
-        arguments beyond the exchange (inspector addresses, allow_any, timeout, proxy_ca)."""
+        arguments beyond the exchange (inspector addresses, allow_any, clients)."""
         ids = await run_in_threadpool(self._matching_ids, query)
         job = ReplayJob(
             id=secrets.token_hex(6), query=text, rate=rate, concurrency=concurrency, exchange_ids=ids,
