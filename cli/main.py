@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from proxy.errors import StartError
 from proxy.routing import format_address
-from storage.store import StorageError
+from storage.errors import StorageError
 
 from .commands import fail
 from .settings import COMMAND_ROLES, ConfigError, add_flags, flag_values, load_settings

@@ -12,20 +12,21 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from storage import errors as storage_errors
 from storage.maintenance import Maintenance
-from storage.store import StorageError, open_store
-from storage.surrogates import json_text
+from storage.search import QueryError
+from storage.store import open_store
 
+from . import errors
 from .broadcast import Broadcaster
-from .models import Invalid
-from .replay import ReplayClients, ReplayRoutes
-from .replay_jobs import ReplayJobs
+from .problems import document_invalid_requests, invalid_request, problem, search_problem
+from .replay import ReplayClients, ReplayJobs, ReplayRoutes
+from .responses import SafeJSONResponse
 from .routers import (
     diff,
     exchanges,
@@ -41,6 +42,7 @@ from .routers import (
 )
 from .security import HostGuardMiddleware, SecurityHeadersMiddleware, TokenMiddleware
 from .settings import InspectorSettings
+from .shell import PAGES, Page
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +53,6 @@ SWAGGER_UI_URL = "/static/swagger-ui"
 SWAGGER_UI_DIR = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 """Swagger UI's bundle and stylesheet from the pinned fastapi-offline package: /docs loads nothing
 from another site (and works offline), so its CSP can stay 'self'."""
-
-
-class SafeJSONResponse(JSONResponse):
-    """The app's JSON: as Starlette writes it, but a lone surrogate in captured text is a
-    \\uXXXX escape (storage.surrogates) instead of an encoding error and a 500."""
-
-    def render(self, content: Any) -> bytes:
-        return json_text(content, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
@@ -136,8 +130,8 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(service_stats.router)
     app.include_router(services.router)
     app.include_router(traces.router)
-    _add_error_handlers(app)
-    _document_invalid_requests(app)
+    _answer_errors(app)
+    document_invalid_requests(app)
 
     if settings.docs:
 
@@ -147,9 +141,8 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
 
         app.mount(SWAGGER_UI_URL, StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
 
-    # The pages: static HTML whose script reads its name or id from the location.
     for path, page in PAGES.items():
-        app.add_api_route(path, _page(STATIC_DIR / page), methods=["GET"], include_in_schema=False)
+        app.add_api_route(path, _serve(page), methods=["GET"], include_in_schema=False)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -161,69 +154,62 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     return app
 
 
-PAGES = {
-    "/": "index.html",
-    "/services": "services.html",
-    "/services/{name}": "service.html",
-    "/traces": "traces.html",
-    "/traces/{trace_id}": "trace.html",
+def _serve(page: Page) -> Callable[[], Awaitable[HTMLResponse]]:
+    async def serve() -> HTMLResponse:
+        return HTMLResponse(page.render())  # read each time, as a static file is: edit, reload
+
+    return serve
+
+
+ERROR_STATUS: dict[type[Exception], int] = {
+    errors.BadRequest: 400,
+    errors.Refused: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Unprocessable: 422,
+    errors.ProxyUnreachable: 502,
+    errors.NotConfigured: 503,
+    errors.TimedOut: 504,
+    storage_errors.NotFound: 404,
+    storage_errors.Gone: 410,
+    storage_errors.Invalid: 422,
 }
+"""The status each error a request can end with is answered with (as inspector_ui.problems.problem);
+a bad search, parameters that do not validate and the database's errors have handlers of their own."""
 
 
-def _page(file: Path) -> Callable[[], Awaitable[FileResponse]]:
-    async def page() -> FileResponse:
-        return FileResponse(file, media_type="text/html")
+def _answer_errors(app: FastAPI) -> None:
+    def refusal(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+        async def answer(request: Request, exc: Exception) -> Response:
+            return problem(status, str(exc))
 
-    return page
+        return answer
 
+    # Starlette picks the handler of the most specific class: QueryError's over Invalid's.
+    for kind, status in ERROR_STATUS.items():
+        app.add_exception_handler(kind, refusal(status))
 
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return SafeJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    @app.exception_handler(QueryError)
+    async def bad_search(request: Request, exc: QueryError) -> Response:
+        return search_problem(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # One readable sentence in `message`; FastAPI's usual list stays in `detail` for tools.
-        errors = exc.errors()
-        parts = []
-        for error in errors:
-            loc = [str(p) for p in error.get("loc", ()) if p not in ("query", "path", "body")]
-            parts.append(f"{'.'.join(loc) or 'request'}: {error.get('msg', 'invalid')}")
-        detail = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors
-        ]
-        return SafeJSONResponse({"detail": detail, "message": "; ".join(parts)}, status_code=422)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        return invalid_request(exc.errors())
 
-    @app.exception_handler(StorageError)
-    @app.exception_handler(DBAPIError)
-    async def database_down(request: Request, exc: Exception) -> JSONResponse:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        log.warning("database error on %s: %s", request.url.path, first_line)
-        return SafeJSONResponse({"detail": f"database unavailable: {first_line}"[:500]}, status_code=503)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return problem(exc.status_code, exc.detail, headers=exc.headers)
 
+    @app.exception_handler(storage_errors.Unavailable)
+    async def database_down(request: Request, exc: storage_errors.Unavailable) -> Response:
+        log.warning("database unavailable on %s: %s", request.url.path, exc)
+        return problem(503, f"database unavailable: {exc}"[:500])
 
-def _document_invalid_requests(app: FastAPI) -> None:
-    """Every 422 in /api/openapi.json is documented as Invalid, the shape the handlers above give
-    it: FastAPI's default (a list in `detail`) misses the routes' own refusals (a string), and a
-    route's own 422 model misses the validation errors; a plain-text route's, the JSON type."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = FastAPI.openapi(app)
-            invalid = Invalid.model_json_schema(ref_template="#/components/schemas/{model}")
-            schemas = document["components"]["schemas"]
-            schemas.pop("HTTPValidationError", None)
-            schemas.pop("ValidationError", None)
-            schemas.update(invalid.pop("$defs"), Invalid=invalid)
-            for operations in document["paths"].values():
-                for operation in operations.values():
-                    if "422" in operation["responses"]:
-                        content = {"application/json": {"schema": {"$ref": "#/components/schemas/Invalid"}}}
-                        operation["responses"]["422"]["content"] = content
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    @app.exception_handler(storage_errors.StorageError)
+    async def storage_error(request: Request, exc: storage_errors.StorageError) -> Response:
+        log.error("storage error on %s: %s", request.url.path, exc, exc_info=exc)  # a bug: keep the traceback
+        return problem(500, f"storage error: {exc}"[:500])
 
 
 _SWAGGER_PAGE = f"""<!DOCTYPE html>

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BeforeValidator, Field, TypeAdapter
 
 MAX_ROW_ID = 2**63 - 1
@@ -12,6 +13,9 @@ looked up (the driver overflows), so it is refused as invalid (422) like 0 or -1
 
 RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 """An exchange's or a share's id, wherever a request carries one: path, query or JSON body."""
+
+ExchangeId = Annotated[RowId, Path(description="Exchange id.")]
+"""The {exchange_id} of a route's path."""
 
 _ROW_IDS = TypeAdapter(list[RowId])
 

@@ -5,11 +5,12 @@ changing anything (CSRF)."""
 from __future__ import annotations
 
 import hmac
-import json
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import problems
 
 API_CSP = (
     "default-src 'self'; script-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; "
@@ -96,15 +97,7 @@ class HostGuardMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": problem[:120]})
             return
-        body = json.dumps({"detail": problem}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await problems.problem(status, problem)(scope, receive, send)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -190,7 +183,7 @@ class TokenMiddleware:
             "this inspector needs its token: open the address printed when it started (it ends in ?token=...), "
             "or send Authorization: Bearer <token>"
         )
-        await _respond(send, 401, json.dumps({"detail": problem}).encode(), [(b"content-type", b"application/json")])
+        await problems.problem(401, problem)(scope, receive, send)
 
 
 PATH_CHARACTERS = "/%!$&'()*+,;=:@"

@@ -11,12 +11,12 @@ import socket
 from mitmproxy import options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig, update_alt_svc
 from mitmproxy.master import Master
-from sqlalchemy.exc import SQLAlchemyError
 
+from storage.errors import StorageError
 from storage.redaction import record_redactor, rules_from_config
 from storage.shares import redaction_key
 from storage.spool import Spool, SpoolError
-from storage.store import StorageError, Store, one_line, open_store
+from storage.store import Store, open_store
 from storage.writer import ExchangeWriter
 
 from . import mitmproxy_fixes
@@ -105,8 +105,8 @@ def inspector_guard(settings: ProxySettings, store: Store) -> InspectorGuard:
     guard = InspectorGuard(store, configured=[settings.ui])
     try:
         guard.reload()
-    except SQLAlchemyError as e:
-        raise StorageError(f"cannot read the inspectors' addresses from {store.display_url}: {one_line(e)}") from None
+    except StorageError as e:
+        raise type(e)(f"cannot read the inspectors' addresses from {store.display_url}: {e}") from None
     for service in settings.services.values():
         upstream = service.upstream
         if upstream.port in guard.listeners.ports and (listener := guard.reached(upstream.host, upstream.port)):

@@ -1,6 +1,7 @@
 """Storage: models, migrations, the one write path, the search indexer, queries, the change feed and the maintenance role."""
 
 from storage.decoding import DecodeError, decode_body
+from storage.errors import StorageError
 from storage.feed import ChangeFeed, open_change_feed
 from storage.indexer import index_pending
 from storage.maintenance import Maintenance, run_maintenance
@@ -15,7 +16,7 @@ from storage.queries import (
     summaries_for_ids,
 )
 from storage.record import ERROR_KINDS, CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
-from storage.store import StorageError, Store, open_store
+from storage.store import Store, open_store
 from storage.writer import ExchangeWriter, WriterStats, write_records
 
 __all__ = [

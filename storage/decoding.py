@@ -14,13 +14,15 @@ from collections.abc import Iterable, Iterator
 import brotli
 import zstandard
 
+from storage.errors import Invalid
+
 __all__ = ["DecodeError", "decode_body", "decoded_size", "parse_encodings"]
 
 _CHUNK = 64 * 1024
 """Output produced per step by each decoder; bounds memory between layers."""
 
 
-class DecodeError(ValueError):
+class DecodeError(Invalid):
     """The body cannot be decoded (unknown, malformed or truncated encoding)."""
 
 

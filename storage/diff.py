@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_NOISE_HEADERS", "DiffBody", "diff_exchanges"]
+__all__ = ["DEFAULT_NOISE_HEADERS", "DiffBody", "diff_exchanges", "responses_differ"]
 
 DEFAULT_NOISE_HEADERS = frozenset(
     {
@@ -144,6 +144,19 @@ def diff_exchanges(
         "response_body": response_body,
         "timing": _diff_timings(a, b),
     }
+
+
+def responses_differ(diff: dict) -> bool:
+    """Whether a diff_exchanges result says the responses differ: the status, a response header
+    (noise apart), or the response body's bytes."""
+    headers = diff["response_headers"]
+    return bool(
+        diff["status"]["changed"]
+        or headers["added"]
+        or headers["removed"]
+        or headers["changed"]
+        or diff["response_body"]["kind"] not in ("same", "none")
+    )
 
 
 def _pair_if_changed(a: Any, b: Any) -> list | None:

@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
 from storage.decoding import DecodeError, decode_body
+from storage.errors import Invalid
 from storage.record import CapturedBody, ExchangeRecord, Headers, Timings
 from storage.surrogates import json_text
 
@@ -64,7 +65,7 @@ _UTF8_BY_DEFAULT = ("json", "html", "xml", "javascript", "ecmascript", "text/css
 readers such as mitmproxy's follow them); readers take other types without one as Latin-1."""
 
 
-class HarError(ValueError):
+class HarError(Invalid):
     """A HAR log that cannot be imported; the message names the entry and field."""
 
 

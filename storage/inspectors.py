@@ -51,7 +51,7 @@ def register_inspector(
         {"inspector": inspector, "host": host, "port": port, "machine": machine, "registered_at": now, "updated_at": now}
         for host, port in dict.fromkeys(addresses)
     ]
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         conn.execute(
             delete(table).where((table.c.inspector == inspector) | (table.c.updated_at < now - FORGET_AFTER))
         )
@@ -62,7 +62,7 @@ def register_inspector(
 def touch_inspector(store: Store, *, inspector: str, now: dt.datetime | None = None) -> int:
     """Mark `inspector`'s rows as current; the number of rows touched (0: register again)."""
     table = InspectorAddress.__table__
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         result = conn.execute(
             update(table).where(table.c.inspector == inspector).values(updated_at=now or dt.datetime.now(dt.UTC))
         )
@@ -71,7 +71,7 @@ def touch_inspector(store: Store, *, inspector: str, now: dt.datetime | None = N
 
 def unregister_inspector(store: Store, *, inspector: str) -> None:
     table = InspectorAddress.__table__
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         conn.execute(delete(table).where(table.c.inspector == inspector))
 
 
@@ -80,5 +80,5 @@ def live_inspector_addresses(store: Store, *, now: dt.datetime | None = None) ->
     table = InspectorAddress.__table__
     cutoff = (now or dt.datetime.now(dt.UTC)) - STALE_AFTER
     query = select(table.c.host, table.c.port).where(table.c.updated_at >= cutoff).distinct()
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return sorted((host, port) for host, port in conn.execute(query))

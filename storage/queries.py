@@ -14,7 +14,6 @@ from typing import Any
 
 import zstandard
 from sqlalchemy import Connection, Row, and_, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from storage.decoding import DecodeError, decode_body
 from storage.models import (
@@ -193,7 +192,7 @@ def list_exchanges(
     if status is not None:
         filters.append(Exchange.status == status)
     match = fts_required_match(parsed) if parsed is not None and store.dialect == "sqlite" else None
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         if match is not None:
             rows = _text_first(conn, parsed, match, filters, before, limit + 1, now)
         else:
@@ -281,7 +280,7 @@ def match_ids(store: Store, *, ids: Sequence[int], q: str | Query, now: dt.datet
     clause = _search_clause(store, q, now)
     wanted = sorted({int(i) for i in ids})
     out: list[int] = []
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             out.extend(conn.execute(select(Exchange.id).where(Exchange.id.in_(chunk), clause).order_by(Exchange.id)).scalars())
@@ -304,7 +303,7 @@ def exchange_ids_for_uuids(store: Store, *, uuids: Sequence[str], since: dt.date
         .where(Exchange.captured_at >= since, Exchange.uuid.in_(list(uuids)))
         .order_by(Exchange.id)
     )
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return {uuid: id_ for uuid, id_ in conn.execute(query)}
 
 
@@ -312,7 +311,7 @@ def summaries_for_ids(store: Store, *, ids: Sequence[int]) -> list[dict]:
     """Summaries of the exchanges among `ids` that exist, ascending id."""
     wanted = sorted({int(i) for i in ids})
     out: list[dict] = []
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             rows = conn.execute(select(*_SUMMARY_COLUMNS).where(Exchange.id.in_(chunk)).order_by(Exchange.id))
@@ -383,7 +382,7 @@ def get_exchange(store: Store, *, exchange_id: int, har: bool = False) -> dict |
     """The detail dict of one exchange, or None. With `har`, also "har": what an imported
     HAR said that has no column (storage.record.ExchangeRecord.har), None for captured
     traffic; only HAR export asks for it (a page title may hold a URL's secrets)."""
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         ex = conn.execute(select(Exchange.__table__).where(Exchange.id == exchange_id)).one_or_none()
         if ex is None:
             return None
@@ -436,7 +435,7 @@ def get_body(store: Store, *, exchange_id: int, side: str) -> StoredBody | None:
         .join(Body, Body.sha256 == sha_col)
         .where(Exchange.id == exchange_id)
     )
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         row = conn.execute(query).one_or_none()
     if row is None:
         return None
@@ -456,7 +455,7 @@ def list_websocket_messages(store: Store, *, exchange_id: int) -> list[dict] | N
     Each: id, seq, timestamp (ISO), from_client, kind, size, truncated, close_code,
     text (UTF-8 payload for text/close, invalid bytes replaced; else null), data_b64.
     """
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         uuid = conn.execute(select(Exchange.uuid).where(Exchange.id == exchange_id)).scalar_one_or_none()
         if uuid is None:
             return None
@@ -485,7 +484,7 @@ def list_websocket_messages(store: Store, *, exchange_id: int) -> list[dict] | N
 def proxy_stats(store: Store) -> list[dict]:
     """Every proxy's last reported writer counters (storage.writer), by name, with the
     seconds since it reported; and how many exchanges wait for the search indexer."""
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(select(ProxyStat.__table__).order_by(ProxyStat.proxy)).all()
     now = dt.datetime.now(dt.UTC)
     return [
@@ -502,17 +501,15 @@ def proxy_stats(store: Store) -> list[dict]:
 
 def index_backlog(store: Store) -> int:
     """Exchanges stored but not yet indexed for search."""
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(SearchPending)).scalar_one())
 
 
 def database_health(store: Store) -> dict:
     """{"ok", "dialect", "exchanges", "error"}; never raises."""
     try:
-        with store.engine.connect() as conn:
+        with store.connect() as conn:
             count = conn.execute(select(func.count()).select_from(Exchange)).scalar_one()
         return {"ok": True, "dialect": store.dialect, "exchanges": int(count), "error": None}
-    except (SQLAlchemyError, OSError) as exc:
-        return {"ok": False, "dialect": store.dialect, "exchanges": 0, "error": one_line(exc)}
     except Exception as exc:  # noqa: BLE001 - health must never raise
         return {"ok": False, "dialect": store.dialect, "exchanges": 0, "error": one_line(exc)}

@@ -12,6 +12,7 @@ from dataclasses import fields
 
 import msgpack
 
+from .errors import StorageError
 from .record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
 
 __all__ = ["RecordDecodeError", "decode_record", "encode_record"]
@@ -24,7 +25,7 @@ _EXCHANGE_FIELDS = len(fields(ExchangeRecord))
 _EXCHANGE_FIELDS_OLDEST = _EXCHANGE_FIELDS - 3
 
 
-class RecordDecodeError(ValueError):
+class RecordDecodeError(StorageError, ValueError):
     """The bytes are not a record this version can read."""
 
 

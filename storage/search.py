@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from storage.errors import Invalid
+
 __all__ = ["FIELDS", "MAX_QUERY_LENGTH", "Query", "QueryError", "Term", "parse_query", "text_tokens", "words_only"]
 
 FIELDS = (
@@ -55,7 +57,7 @@ _MAX_SINCE = 1000 * 366 * 86400
 _MAX_NUMBER = 1e15
 
 
-class QueryError(ValueError):
+class QueryError(Invalid):
     """A search query that cannot be parsed: a one-line message and where (0-based)."""
 
     def __init__(self, message: str, position: int) -> None:

@@ -103,7 +103,7 @@ def register_services(
         }
         for spec in services
     ]
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         conn.execute(delete(table).where(table.c.proxy == proxy))
         if rows:
             conn.execute(insert(table), rows)
@@ -112,7 +112,7 @@ def register_services(
 def touch_registrations(store: Store, *, proxy: str, now: dt.datetime | None = None) -> int:
     """Mark `proxy`'s registrations as current; the number of rows touched (0: register again)."""
     table = ServiceRegistration.__table__
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         result = conn.execute(
             update(table).where(table.c.proxy == proxy).values(updated_at=now or dt.datetime.now(dt.UTC))
         )
@@ -136,7 +136,7 @@ def record_health(store: Store, *, samples: Sequence[ProbeSample]) -> None:
         }
         for s in samples
     ]
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         conn.execute(insert(HealthSample.__table__), rows)
 
 
@@ -147,7 +147,7 @@ def prune_health(store: Store, *, older_than: dt.datetime, batch_size: int = 100
     deleted = 0
     for _ in range(max_batches):
         oldest = select(table.c.id).where(table.c.checked_at < older_than).order_by(table.c.checked_at).limit(batch_size)
-        with store.engine.begin() as conn:
+        with store.begin() as conn:
             count = conn.execute(delete(table).where(table.c.id.in_(oldest.scalar_subquery()))).rowcount
         deleted += count
         if count < batch_size:
@@ -158,7 +158,7 @@ def prune_health(store: Store, *, older_than: dt.datetime, batch_size: int = 100
 def known_realms(store: Store) -> list[str]:
     """Every realm in the registry, sorted ("no realm" left out)."""
     table = ServiceRegistration.__table__
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         realms = conn.execute(select(table.c.realm).distinct()).scalars().all()
     return sorted(realm for realm in realms if realm)
 
@@ -268,7 +268,7 @@ def service_overview(
     if realm is not None:
         query = query.where(reg.c.realm == _realm_key(realm))
     services: dict[tuple[str, str], list[Any]] = {}
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         for row in conn.execute(query):
             services.setdefault((row.realm, row.service), []).append(row)
         return [_overview_row(conn, realm_key, name, rows, history, now) for (realm_key, name), rows in services.items()]
@@ -314,6 +314,6 @@ def health_history(
     query = select(t).where(t.c.service == service, t.c.checked_at >= since)
     if realm is not None:
         query = query.where(t.c.realm == _realm_key(realm))
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = list(conn.execute(query.order_by(t.c.checked_at.desc()).limit(limit)))
     return [{**_sample_out(row), "realm": _realm_out(row.realm)} for row in reversed(rows)]

@@ -8,7 +8,7 @@ the copy compressed with the SHA-256 of a fresh token.
 A trace's snapshot also holds its tree of calls (storage.traces), assembled from the copies.
 The token (256 bits from `secrets`) is returned once and never stored, so neither the
 database nor the share list can give out a working link. open_share() finds a share by
-the token's hash and says when it has expired or been revoked (the caller answers 410).
+the token's hash and raises storage.errors.Gone when it has expired or been revoked.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import zstandard
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from storage.errors import Gone, Invalid, NotFound
 from storage.models import InstallationSecret, Share
 from storage.outgoing import out_exchange
 from storage.queries import get_exchange, iso_utc, list_exchanges
@@ -40,8 +41,6 @@ __all__ = [
     "MAX_SHARED_EXCHANGES",
     "MAX_TTL",
     "SHARED_BODY_LIMIT",
-    "ShareError",
-    "ShareGone",
     "create_share",
     "list_shares",
     "open_share",
@@ -61,18 +60,6 @@ _KEY_NAME = "redaction_key"
 _HEADER_FIELDS = ("header", "req.header", "res.header")
 
 
-class ShareError(ValueError):
-    """A share that cannot be made as asked (the message names why)."""
-
-
-class ShareGone(Exception):
-    """The share exists but has expired or been revoked."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 @dataclass(frozen=True, slots=True)
 class CreatedShare:
     token: str
@@ -84,7 +71,7 @@ def redaction_key(store: Store) -> bytes:
     """This database's key for redaction markers, made (32 random bytes) on first use."""
     table = InstallationSecret.__table__
     dialect_insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         conn.execute(
             dialect_insert(table)
             .values(name=_KEY_NAME, value=secrets.token_bytes(32))
@@ -104,17 +91,18 @@ def create_share(
     now: dt.datetime | None = None,
 ) -> CreatedShare:
     """Snapshot what `kind`/`selector` name (an exchange id, a search, a trace id) and store it
-    redacted; ShareError when there is nothing to share or the request is malformed."""
+    redacted. NotFound when nothing matches the search or trace, Invalid when the request is
+    malformed or names an exchange that does not exist; QueryError (an Invalid) for a bad search."""
     now = now or dt.datetime.now(dt.UTC)
     if kind not in KINDS:
-        raise ShareError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        raise Invalid(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if not dt.timedelta(minutes=1) <= ttl <= MAX_TTL:
-        raise ShareError(f"expiry must be between 1 minute and {MAX_TTL.days} days")
+        raise Invalid(f"expiry must be between 1 minute and {MAX_TTL.days} days")
     if len(note) > 2000:
-        raise ShareError("the note is longer than 2000 characters")
+        raise Invalid("the note is longer than 2000 characters")
     ids, cut = _exchange_ids(store, kind, selector)
     if not ids:
-        raise ShareError(f"nothing to share: no exchange matches {kind} {selector!r}")
+        raise NotFound(f"nothing to share: no exchange matches {kind} {selector!r}")
     redaction = Redaction(rules, redaction_key(store))
     shown_selector = _selector_by_names(kind, selector, redaction)
     for exchange_id in ids:
@@ -149,7 +137,7 @@ def create_share(
         exchange_count=len(snapshot["exchanges"]),
         snapshot=zstandard.ZstdCompressor(level=6).compress(json_text(snapshot).encode()),
     )
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         share_id = conn.execute(insert(Share).values(**values).returning(Share.id)).scalar_one()
     return CreatedShare(token=token, info={**_info(share_id, values), "cut": cut})
 
@@ -162,21 +150,21 @@ def list_shares(store: Store, *, now: dt.datetime | None = None) -> list[dict]:
         .where(Share.revoked_at.is_(None), Share.expires_at > now)
         .order_by(Share.id.desc())
     )
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return [_info(row.id, row._asdict()) for row in conn.execute(query)]
 
 
 def revoke_share(store: Store, *, share_id: int, now: dt.datetime | None = None) -> dict | None:
     """Revoke a share (at once; its link answers 410 from now on); None when there is no such share."""
     now = now or dt.datetime.now(dt.UTC)
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         conn.execute(update(Share).where(Share.id == share_id, Share.revoked_at.is_(None)).values(revoked_at=now))
         row = conn.execute(select(*_INFO_COLUMNS).where(Share.id == share_id)).one_or_none()
     return None if row is None else _info(row.id, row._asdict())
 
 
 def open_share(store: Store, *, token: str, now: dt.datetime | None = None) -> dict | None:
-    """The snapshot behind a link; None for an unknown token; ShareGone when expired or revoked."""
+    """The snapshot behind a link; None for an unknown token; Gone ("expired", "revoked") when it is no more."""
     row = _live_share(store, token, now, Share.snapshot)
     return None if row is None else json.loads(zstandard.ZstdDecompressor().decompress(row.snapshot))
 
@@ -190,16 +178,16 @@ def _live_share(store: Store, token: str, now: dt.datetime | None, *columns: Any
     now = now or dt.datetime.now(dt.UTC)
     if not 20 <= len(token) <= 100:
         return None
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         row = conn.execute(
             select(Share.revoked_at, Share.expires_at, *columns).where(Share.token_sha256 == _token_hash(token))
         ).one_or_none()
     if row is None:
         return None
     if row.revoked_at is not None:
-        raise ShareGone("revoked")
+        raise Gone("revoked")
     if row.expires_at <= now:
-        raise ShareGone("expired")
+        raise Gone("expired")
     return row
 
 
@@ -230,11 +218,11 @@ def _exchange_ids(store: Store, kind: str, selector: str) -> tuple[list[int], bo
     """The ids to share, oldest first, and whether more matched than MAX_SHARED_EXCHANGES."""
     if kind == "exchange":
         if not selector.isdigit() or get_exchange(store, exchange_id=int(selector)) is None:
-            raise ShareError(f"no exchange {selector!r}")
+            raise Invalid(f"no exchange {selector!r}")
         return [int(selector)], False
     if kind == "trace":
         if not selector or len(selector) > 128 or any(c.isspace() or c == '"' for c in selector):
-            raise ShareError(f"bad trace id {selector!r}")
+            raise Invalid(f"bad trace id {selector!r}")
         # Exactly this trace, as its page shows it: `trace:` in a search is a prefix, which for a
         # short id (B3's 16 digits, an X-Request-ID) could take in other traces.
         return trace_exchange_ids(store, trace_id=selector, limit=MAX_SHARED_EXCHANGES)

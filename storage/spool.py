@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage.errors import StorageError
+
 __all__ = ["FRAME_OVERHEAD", "Spool", "SpoolBusy", "SpoolError", "frame"]
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ RECENT_BYTES = 64 * 1024 * 1024
 """Encoded bytes of records the appender may keep in memory for a reader that keeps up."""
 
 
-class SpoolError(Exception):
+class SpoolError(StorageError):
     """The spool directory cannot be used; the message is one line."""
 
 

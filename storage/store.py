@@ -1,35 +1,45 @@
-"""Opening the database: URL checks, engine, SQLite pragmas, migrations.
+"""Opening the database (URL checks, engine, SQLite pragmas, migrations), and the boundary
+where the driver's errors become storage's (Store.connect, Store.begin).
 
-Every failure becomes a StorageError with a one-line message that names the
-database (password masked) and the problem, so the CLI can print it as is.
+Every failure to open becomes a storage.errors.CannotOpen or Unavailable with a one-line
+message that names the database (password masked) and the problem, so the CLI can print it as is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-__all__ = ["Store", "StorageError", "open_store", "one_line"]
+from storage.errors import CannotOpen, DatabaseError, StorageError, Unavailable
+
+# StorageError: proxy.cli imports it from here until it imports storage.errors.
+__all__ = ["Store", "StorageError", "open_store", "one_line", "storage_error"]
 
 log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK = 0x70617373  # "pass": PostgreSQL advisory lock key serialising upgrades
-
-
-class StorageError(Exception):
-    """The database cannot be used (bad URL, unreachable, failed migration)."""
 
 
 def one_line(exc: BaseException) -> str:
@@ -56,6 +66,19 @@ class Store:
         self.display_url = engine.url.render_as_string(hide_password=True)
         self.dialect = engine.dialect.name
 
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """engine.connect(), with the driver's errors inside the block raised as storage errors."""
+        with _translated(), self.engine.connect() as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """engine.begin() (committed at the end, rolled back on an error), with the driver's
+        errors inside the block raised as storage errors."""
+        with _translated(), self.engine.begin() as connection:
+            yield connection
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -63,18 +86,43 @@ class Store:
         return f"<Store {self.display_url}>"
 
 
+_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, DisconnectionError)
+_SQLITE_UNUSABLE = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+"""SQLite's primary result codes for a database that cannot be used now, whatever the statement:
+BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB."""
+
+
+def storage_error(exc: SQLAlchemyError) -> StorageError:
+    """The storage error a driver error means: Unavailable when the database cannot be reached or
+    used (a lost connection, a lock, a broken file: trying later may work), else DatabaseError."""
+    sqlite_code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
+    if sqlite_code is not None:  # SQLite calls a syntax error an OperationalError too: its code tells
+        unavailable = sqlite_code & 0xFF in _SQLITE_UNUSABLE
+    else:
+        unavailable = isinstance(exc, _UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    return Unavailable(one_line(exc)) if unavailable else DatabaseError(one_line(exc))
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise storage_error(exc) from exc
+
+
 def _normalise(url: str) -> URL:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
-        raise StorageError(f"invalid database URL {url!r}: {one_line(exc)}") from None
+        raise CannotOpen(f"invalid database URL {url!r}: {one_line(exc)}") from None
     name = parsed.drivername
     if name in ("postgresql", "postgres", "postgresql+psycopg", "postgres+psycopg"):
         return parsed.set(drivername="postgresql+psycopg")
     if name in ("sqlite", "sqlite+pysqlite"):
         return parsed.set(drivername="sqlite+pysqlite")
     shown = parsed.render_as_string(hide_password=True)
-    raise StorageError(
+    raise CannotOpen(
         f"unsupported database URL scheme {name!r} in {shown}: use sqlite:///path.db or postgresql://user@host/db"
     )
 
@@ -82,7 +130,7 @@ def _normalise(url: str) -> URL:
 def _sqlite_file(url: URL) -> Path:
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:") and "mode=memory" in database:
-        raise StorageError(
+        raise CannotOpen(
             "in-memory SQLite is not supported: the writer thread and the readers need a shared file "
             "(use sqlite:///passageway.db)"
         )
@@ -91,11 +139,11 @@ def _sqlite_file(url: URL) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = exc.strerror.lower() if exc.strerror else one_line(exc)
-        raise StorageError(f"cannot create directory {path.parent} for {url}: {reason}") from None
+        raise CannotOpen(f"cannot create directory {path.parent} for {url}: {reason}") from None
     if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise StorageError(f"cannot write to directory {path.parent} for {url}: permission denied")
+        raise CannotOpen(f"cannot write to directory {path.parent} for {url}: permission denied")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        raise StorageError(f"cannot open {url}: permission denied on {path}")
+        raise CannotOpen(f"cannot open {url}: permission denied on {path}")
     return path
 
 
@@ -178,13 +226,13 @@ def open_store(url: str, *, migrate: bool = True, busy_timeout: float = 5.0) -> 
     try:
         engine = _make_engine(parsed, busy_timeout)
     except (ArgumentError, SQLAlchemyError, ImportError) as exc:
-        raise StorageError(f"cannot use {shown}: {one_line(exc)}") from None
+        raise CannotOpen(f"cannot use {shown}: {one_line(exc)}") from None
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except DBAPIError as exc:
         engine.dispose()
-        raise StorageError(f"cannot connect to {shown}: {one_line(exc)}") from None
+        raise Unavailable(f"cannot connect to {shown}: {one_line(exc)}") from None
     if migrate:
         try:
             _migrate(engine)
@@ -193,8 +241,8 @@ def open_store(url: str, *, migrate: bool = True, busy_timeout: float = 5.0) -> 
             message = one_line(exc)
             if "Can't locate revision" in message:
                 message += " (the database was migrated by a newer passageway)"
-            raise StorageError(f"migration of {shown} failed: {message}") from None
+            raise CannotOpen(f"migration of {shown} failed: {message}") from None
         except (SQLAlchemyError, OSError) as exc:
             engine.dispose()
-            raise StorageError(f"migration of {shown} failed: {one_line(exc)}") from None
+            raise CannotOpen(f"migration of {shown} failed: {one_line(exc)}") from None
     return Store(url, engine)

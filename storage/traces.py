@@ -437,7 +437,7 @@ def get_trace(store: Store, *, trace_id: str, limit: int = 2000) -> dict | None:
         .order_by(Exchange.id)
         .limit(limit + 1)
     )
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(query).all()
     if not rows:
         return None
@@ -454,7 +454,7 @@ def trace_exchange_ids(store: Store, *, trace_id: str, limit: int) -> tuple[list
         .order_by(Exchange.id)
         .limit(max(1, int(limit)) + 1)
     )
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         ids = list(conn.execute(query).scalars())
     return ids[:limit], len(ids) > limit
 
@@ -467,7 +467,7 @@ def list_traces(store: Store, *, since: dt.datetime, service: str | None = None,
     exchanges (by id, which follows capture order), and their exchanges are then read
     through the trace_id index, at most LIST_ROW_BUDGET of them in all."""
     limit = max(1, min(int(limit), 500))
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         top = conn.execute(select(func.max(Exchange.id))).scalar()
         if top is None:
             return []

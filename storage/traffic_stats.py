@@ -276,7 +276,7 @@ def read_samples(
     columns = [Exchange.captured_at, Exchange.status, Exchange.duration_ms, Exchange.error_kind]
     columns += [Exchange.method, Exchange.path] if service is not None else [Exchange.service]
     statement = select(*columns).where(and_(*where)).order_by(Exchange.id.desc()).limit(limit + 1)
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(statement).all()
     sampled = len(rows) > limit
     if service is not None:

@@ -1,1 +1,2 @@
-"""One router per resource: exchanges, the live stream, health."""
+"""One router per resource. None imports another: shared parameters are inspector_ui.params',
+error answers inspector_ui.problems'."""

@@ -7,8 +7,8 @@ import mimetypes
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
@@ -19,9 +19,10 @@ from storage.queries import (
     list_exchanges,
     list_websocket_messages,
 )
-from storage.search import QueryError, parse_query
+from storage.search import parse_query
 
-from ..deps import StoreDep
+from ..deps import SettingsDep, StoreDep
+from ..errors import NotFound, Unprocessable
 from ..models import (
     ExchangeDetail,
     ExchangePage,
@@ -29,22 +30,13 @@ from ..models import (
     SearchProblem,
     WebSocketMessages,
 )
-from ..params import Blankable, RowId
+from ..params import Blankable, ExchangeId, RowId
 from ..security import BODY_CSP
 
 router = APIRouter(prefix="/api/exchanges", tags=["exchanges"])
 
 MAX_PAGE = 1000
 NOT_FOUND = {404: {"model": Problem, "description": "No such exchange."}}
-
-ExchangeId = Annotated[RowId, Path(description="Exchange id.")]
-
-
-def search_problem(exc: QueryError) -> JSONResponse:
-    """400 for a bad `q`: the message and where, so the UI can point at the term."""
-    return JSONResponse(
-        {"detail": exc.message, "message": exc.message, "position": exc.position}, status_code=400
-    )
 
 
 @router.get(
@@ -81,10 +73,7 @@ async def list_(
         ),
     ] = None,
 ) -> Any:
-    try:
-        query = parse_query(q) if q is not None else None
-    except QueryError as exc:
-        return search_problem(exc)
+    query = parse_query(q) if q is not None else None
     page = await run_in_threadpool(
         functools.partial(
             list_exchanges, store, limit=limit, before=before, service=service, method=method, status=status, q=query
@@ -97,7 +86,7 @@ async def list_(
 async def detail(store: StoreDep, exchange_id: ExchangeId) -> Any:
     exchange = await run_in_threadpool(get_exchange, store, exchange_id=exchange_id)
     if exchange is None:
-        raise HTTPException(404, f"exchange {exchange_id} not found")
+        raise NotFound(f"exchange {exchange_id} not found")
     return exchange
 
 
@@ -110,7 +99,7 @@ async def detail(store: StoreDep, exchange_id: ExchangeId) -> Any:
 async def websocket_messages(store: StoreDep, exchange_id: ExchangeId) -> Any:
     messages = await run_in_threadpool(list_websocket_messages, store, exchange_id=exchange_id)
     if messages is None:
-        raise HTTPException(404, f"exchange {exchange_id} not found")
+        raise NotFound(f"exchange {exchange_id} not found")
     return {"data": messages}
 
 
@@ -136,8 +125,8 @@ BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
     summary="Download a request or response body",
 )
 async def body(
-    request: Request,
     store: StoreDep,
+    settings: SettingsDep,
     exchange_id: ExchangeId,
     side: Literal["request", "response"],
     decoded: Annotated[bool, Query(description="Undo Content-Encoding (partially, for a truncated body).")] = False,
@@ -146,8 +135,8 @@ async def body(
     if stored is None:
         exists = await run_in_threadpool(get_exchange, store, exchange_id=exchange_id)
         if exists is None:
-            raise HTTPException(404, f"exchange {exchange_id} not found")
-        raise HTTPException(404, f"exchange {exchange_id} has no {side} body")
+            raise NotFound(f"exchange {exchange_id} not found")
+        raise NotFound(f"exchange {exchange_id} has no {side} body")
     data = stored.data
     if decoded and stored.encoding:
         try:
@@ -157,11 +146,11 @@ async def body(
                     data,
                     stored.encoding,
                     partial=stored.truncated,
-                    limit=request.app.state.settings.max_decoded_body,
+                    limit=settings.max_decoded_body,
                 )
             )
         except DecodeError as exc:
-            raise HTTPException(422, f"cannot decode the {side} body ({stored.encoding}): {exc}") from None
+            raise Unprocessable(f"cannot decode the {side} body ({stored.encoding}): {exc}") from None
     filename = _filename(exchange_id, side, stored.content_type, None if decoded else stored.encoding)
     headers = {
         # The captured Content-Type is never used: the body is hostile and must not render.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -17,7 +17,7 @@ from storage.queries import index_backlog, proxy_stats
 from storage.retention import RetentionTotals
 from storage.services import service_overview
 
-from ..deps import StoreDep
+from ..deps import BroadcasterDep, MaintenanceDep, StoreDep
 
 router = APIRouter(prefix="/api", tags=["metrics"])
 
@@ -107,12 +107,10 @@ def _retention_metrics(totals: RetentionTotals) -> tuple[tuple[str, str, str, in
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics: proxies' writers and this inspector")
-async def metrics(store: StoreDep, request: Request) -> Any:
+async def metrics(store: StoreDep, broadcaster: BroadcasterDep, maintenance: MaintenanceDep) -> Any:
     proxies, backlog, services = await run_in_threadpool(
         lambda: (proxy_stats(store), index_backlog(store), service_overview(store, history=1))
     )
-    broadcaster = request.app.state.broadcaster
-    maintenance = request.app.state.maintenance
     text = exposition(
         proxies,
         viewers=broadcaster.clients,

@@ -6,19 +6,19 @@ import asyncio
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from storage.queries import get_body, get_exchange
-from storage.search import QueryError, parse_query
+from storage.search import parse_query
 
-from ..deps import StoreDep
+from ..deps import ReplayClientsDep, ReplayJobsDep, SettingsDep, StoreDep
+from ..errors import NotConfigured, NotFound
+from ..params import ExchangeId
 from ..replay import (
     NOT_CONFIGURED,
     Overrides,
-    ReplayError,
     ReplayRoutes,
     decode_body_override,
     header_bytes,
@@ -26,7 +26,6 @@ from ..replay import (
     replay_template,
     send_replay,
 )
-from .exchanges import ExchangeId, search_problem
 
 router = APIRouter(prefix="/api", tags=["replay"])
 
@@ -49,7 +48,7 @@ class ReplayEdits(BaseModel):
     body_base64: str | None = Field(None, description="New body as base64, for binary bodies.")
 
     def overrides(self, url: str | None = None) -> Overrides:
-        """ReplayError when the body fields are contradictory or not base64, or a header or the
+        """BadRequest or Unprocessable when the body fields are contradictory or not base64, or a header or the
         body cannot be sent (checked here too, so a bulk job is refused before it starts)."""
         header_bytes(self.set_headers)
         return Overrides(
@@ -87,16 +86,7 @@ class ReplayProblem(BaseModel):
     detail: str
 
 
-def send_options(request: Request) -> dict:
-    return {
-        "inspector_addresses": inspector_addresses(request),
-        "allow_any": request.app.state.settings.allow_any_replay_target,
-        "clients": request.app.state.replay_clients,
-    }
-
-
-def routes_of(request: Request) -> ReplayRoutes:
-    settings = request.app.state.settings
+def replay_routes(settings: SettingsDep) -> ReplayRoutes:
     return ReplayRoutes(
         services=settings.replay_services,
         gateway=settings.replay_gateway,
@@ -104,14 +94,19 @@ def routes_of(request: Request) -> ReplayRoutes:
     )
 
 
-def inspector_addresses(request: Request) -> list[tuple[str, int]]:
-    """Where this inspector listens: never a replay target."""
-    settings = request.app.state.settings
+def send_options(request: Request, settings: SettingsDep, clients: ReplayClientsDep) -> dict:
+    """dispatch_replay's keyword arguments beyond the exchange and its plan. The inspector's own
+    addresses (where it is configured to listen, and where this request reached it) are never a
+    replay target."""
     server = request.scope.get("server")
     addresses = [(settings.host, settings.port)]
     if server and server[1]:
         addresses.append((settings.host, int(server[1])))
-    return addresses
+    return {"inspector_addresses": addresses, "allow_any": settings.allow_any_replay_target, "clients": clients}
+
+
+RoutesDep = Annotated[ReplayRoutes, Depends(replay_routes)]
+SendOptionsDep = Annotated[dict, Depends(send_options)]
 
 
 @router.get(
@@ -119,26 +114,21 @@ def inspector_addresses(request: Request) -> list[tuple[str, int]]:
     responses={404: {"model": ReplayProblem}, 503: {"model": ReplayProblem}},
     summary="What a replay of an exchange would send: a starting point for editing",
 )
-async def template(store: StoreDep, request: Request, exchange_id: ExchangeId) -> Any:
+async def template(store: StoreDep, settings: SettingsDep, routes: RoutesDep, exchange_id: ExchangeId) -> Any:
     """method, target (service or base URL), path, headers, body (text) or body_base64, body_truncated,
     targets (the configured services), allow_any_target."""
     exchange = await run_in_threadpool(get_exchange, store, exchange_id=exchange_id)
     if exchange is None:
-        return JSONResponse({"detail": f"exchange {exchange_id} not found"}, status_code=404)
-    routes = routes_of(request)
+        raise NotFound(f"exchange {exchange_id} not found")
     if routes.gateway is None:
-        return JSONResponse({"detail": NOT_CONFIGURED}, 503)
+        raise NotConfigured(NOT_CONFIGURED)
     body = decoded = None
     if exchange["request_body"] is not None:
         body = await run_in_threadpool(get_body, store, exchange_id=exchange_id, side="request")
         if body is not None and body.encoding:
-            limit = request.app.state.settings.max_decoded_body
-            decoded = await run_in_threadpool(lambda: body.decoded(limit=limit))
-    try:
-        answer = replay_template(exchange, body, decoded, routes)
-    except ReplayError as exc:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
-    return {**answer, "allow_any_target": request.app.state.settings.allow_any_replay_target}
+            decoded = await run_in_threadpool(lambda: body.decoded(limit=settings.max_decoded_body))
+    answer = replay_template(exchange, body, decoded, routes)
+    return {**answer, "allow_any_target": settings.allow_any_replay_target}
 
 
 @router.post(
@@ -148,23 +138,23 @@ async def template(store: StoreDep, request: Request, exchange_id: ExchangeId) -
     responses={code: {"model": ReplayProblem} for code in (400, 403, 404, 409, 422, 502, 503, 504)},
     summary="Replay an exchange, as captured or edited",
 )
-async def replay(store: StoreDep, request: Request, exchange_id: ExchangeId, edits: ReplayRequest | None = None) -> Any:
+async def replay(
+    store: StoreDep,
+    routes: RoutesDep,
+    options: SendOptionsDep,
+    exchange_id: ExchangeId,
+    edits: ReplayRequest | None = None,
+) -> Any:
     edits = edits or ReplayRequest()
     exchange = await run_in_threadpool(get_exchange, store, exchange_id=exchange_id)
     if exchange is None:
-        return JSONResponse({"detail": f"exchange {exchange_id} not found"}, status_code=404)
-    try:
-        overrides = edits.overrides(url=edits.url)
-        body = None
-        if overrides.body is None and exchange["request_body"] is not None:
-            body = await run_in_threadpool(get_body, store, exchange_id=exchange_id, side="request")
-        routes = routes_of(request)
-        plan = plan_replay(exchange, body, overrides, routes)
-        result = await send_replay(
-            store, exchange_id, plan, routes=routes, original_url=exchange["url"], **send_options(request)
-        )
-    except ReplayError as exc:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        raise NotFound(f"exchange {exchange_id} not found")
+    overrides = edits.overrides(url=edits.url)
+    body = None
+    if overrides.body is None and exchange["request_body"] is not None:
+        body = await run_in_threadpool(get_body, store, exchange_id=exchange_id, side="request")
+    plan = plan_replay(exchange, body, overrides, routes)
+    result = await send_replay(store, exchange_id, plan, routes=routes, original_url=exchange["url"], **options)
     return {"id": result.id, "replay_of": exchange_id, "status": result.status}
 
 
@@ -174,44 +164,40 @@ async def replay(store: StoreDep, request: Request, exchange_id: ExchangeId, edi
     responses={code: {"model": ReplayProblem} for code in (400, 422, 503)},
     summary="Replay every exchange a search matches, at a rate",
 )
-async def start_bulk_replay(request: Request, job: BulkReplayRequest) -> Any:
+async def start_bulk_replay(
+    jobs: ReplayJobsDep, routes: RoutesDep, options: SendOptionsDep, job: BulkReplayRequest
+) -> Any:
     """A job: progress as {"type": "replay-job"} messages on /api/stream and at
     GET /api/replays/{id}; DELETE cancels it."""
-    try:
-        query = parse_query(job.q)
-    except QueryError as exc:
-        return search_problem(exc)
-    if request.app.state.settings.replay_gateway is None:
-        return JSONResponse({"detail": NOT_CONFIGURED}, 503)
-    try:
-        overrides = job.overrides()
-    except ReplayError as exc:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
-    started = await request.app.state.replay_jobs.start(
-        query, job.q, rate=job.rate, concurrency=job.concurrency, overrides=overrides, send_options=send_options(request)
+    query = parse_query(job.q)
+    if routes.gateway is None:
+        raise NotConfigured(NOT_CONFIGURED)
+    overrides = job.overrides()
+    started = await jobs.start(
+        query, job.q, rate=job.rate, concurrency=job.concurrency, overrides=overrides, send_options=options
     )
     return started.summary()
 
 
 @router.get("/replays", summary="Bulk replay jobs, newest first")
-async def list_bulk_replays(request: Request) -> Any:
-    jobs = sorted(request.app.state.replay_jobs.jobs.values(), key=lambda job: job.started, reverse=True)
-    return {"data": [job.summary() for job in jobs]}
+async def list_bulk_replays(jobs: ReplayJobsDep) -> Any:
+    newest_first = sorted(jobs.jobs.values(), key=lambda job: job.started, reverse=True)
+    return {"data": [job.summary() for job in newest_first]}
 
 
 @router.get("/replays/{job_id}", summary="A bulk replay job, with each exchange's result")
-async def get_bulk_replay(request: Request, job_id: str) -> Any:
-    job = request.app.state.replay_jobs.jobs.get(job_id)
+async def get_bulk_replay(jobs: ReplayJobsDep, job_id: str) -> Any:
+    job = jobs.jobs.get(job_id)
     if job is None:
-        return JSONResponse({"detail": f"no replay job {job_id!r}"}, status_code=404)
+        raise NotFound(f"no replay job {job_id!r}")
     return {**job.summary(), "results": job.results}
 
 
 @router.delete("/replays/{job_id}", summary="Cancel a bulk replay job")
-async def cancel_bulk_replay(request: Request, job_id: str) -> Any:
-    job = request.app.state.replay_jobs.cancel(job_id)
+async def cancel_bulk_replay(jobs: ReplayJobsDep, job_id: str) -> Any:
+    job = jobs.cancel(job_id)
     if job is None:
-        return JSONResponse({"detail": f"no replay job {job_id!r}"}, status_code=404)
+        raise NotFound(f"no replay job {job_id!r}")
     if job.task is not None:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(job.task)

@@ -7,7 +7,7 @@ import datetime as dt
 import functools
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -21,6 +21,7 @@ from storage.traffic_stats import (
 )
 
 from ..deps import StoreDep
+from ..errors import Unprocessable
 from ..models import Problem
 from ..params import Blankable
 
@@ -102,13 +103,13 @@ class ServiceSummaries(Sampling):
 
 
 def _window_bounds(since: str, until: str | None) -> tuple[int, dt.datetime, dt.datetime]:
-    """(seconds, start, end) from the query parameters; HTTPException 422 with one line when bad."""
+    """(seconds, start, end) from the query parameters; Unprocessable (one line) when bad."""
     try:
         seconds = parse_since(since)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise Unprocessable(str(exc)) from None
     if seconds > MAX_WINDOW_SECONDS:
-        raise HTTPException(422, f"since: at most {MAX_WINDOW_SECONDS // 86400}d, not {since!r}")
+        raise Unprocessable(f"since: at most {MAX_WINDOW_SECONDS // 86400}d, not {since!r}")
     if until is None:
         end = dt.datetime.now(dt.UTC)
         return seconds, end - dt.timedelta(seconds=seconds), end
@@ -116,14 +117,14 @@ def _window_bounds(since: str, until: str | None) -> tuple[int, dt.datetime, dt.
         end = dt.datetime.fromisoformat(until.strip())
     except ValueError:
         example = "2026-11-28T10:00:00Z"
-        raise HTTPException(422, f"until: expected an ISO 8601 date-time, e.g. {example}, not {until!r}") from None
+        raise Unprocessable(f"until: expected an ISO 8601 date-time, e.g. {example}, not {until!r}") from None
     if end.tzinfo is None:
         end = end.replace(tzinfo=dt.UTC)
     try:
         end = end.astimezone(dt.UTC)
         start = end - dt.timedelta(seconds=seconds)
     except (OverflowError, ValueError):
-        raise HTTPException(422, f"until: out of range, or the window starts before year 1: {until!r}") from None
+        raise Unprocessable(f"until: out of range, or the window starts before year 1: {until!r}") from None
     return seconds, start, end
 
 
@@ -153,7 +154,7 @@ async def one_service(
     if endpoint:
         method, _, template = endpoint.strip().partition(" ")
         if not method or not template.startswith("/"):
-            raise HTTPException(422, f"endpoint: expected METHOD TEMPLATE, e.g. 'GET /users/{{id}}', not {endpoint!r}")
+            raise Unprocessable(f"endpoint: expected METHOD TEMPLATE, e.g. 'GET /users/{{id}}', not {endpoint!r}")
         chosen = (method, template.strip())
     stats = functools.partial(service_stats, store, service=name, window=window, realm=realm, endpoint=chosen)
     return await run_in_threadpool(stats)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from storage.services import HISTORY_MAX, health_history, known_realms, service_overview
@@ -16,6 +16,7 @@ from storage.traffic_stats import parse_since as window_seconds
 from storage.traffic_stats import service_summaries
 
 from ..deps import StoreDep
+from ..errors import BadRequest
 
 router = APIRouter(prefix="/api/services", tags=["services"])
 
@@ -81,7 +82,7 @@ async def service_health(
     try:
         span = parse_since(since)
     except ValueError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
+        raise BadRequest(str(exc)) from None
     start = dt.datetime.now(dt.UTC) - span
     samples = await run_in_threadpool(lambda: health_history(store, service=name, realm=realm, since=start))
     return {"service": name, "realm": realm, "since": start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "samples": samples}

@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from storage.search import QueryError
-from storage.shares import ShareError, ShareGone, create_share, list_shares, open_share, revoke_share, share_exists
+from storage.errors import Gone
+from storage.shares import create_share, list_shares, open_share, revoke_share, share_exists
 from storage.surrogates import json_text
 
-from ..deps import StoreDep
+from ..deps import SettingsDep, StoreDep
+from ..errors import NotFound
 from ..params import RowId
-from .exchanges import search_problem
+from ..problems import problem
+from ..shell import SHARE_PAGE
 
 router = APIRouter(tags=["shares"])
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 SHARE_HEADERS = {
     "referrer-policy": "no-referrer",
     "cache-control": "no-store",
@@ -55,7 +55,7 @@ class ShareRequest(BaseModel):
 
 
 @router.post("/api/shares", status_code=201, summary="Share an exchange, a search or a trace as a read-only link")
-async def share(store: StoreDep, request: Request, wanted: ShareRequest) -> Any:
+async def share(store: StoreDep, settings: SettingsDep, wanted: ShareRequest) -> Any:
     """The answer's `url` (/s/<token>) is shown once: only a hash of the token is kept."""
     if wanted.exchange_id is not None:
         kind, selector = "exchange", str(wanted.exchange_id)
@@ -63,22 +63,17 @@ async def share(store: StoreDep, request: Request, wanted: ShareRequest) -> Any:
         kind, selector = "search", wanted.q
     else:
         kind, selector = "trace", str(wanted.trace_id)
-    rules = request.app.state.settings.redaction_rules()
-    try:
-        created = await run_in_threadpool(
-            lambda: create_share(
-                store,
-                kind=kind,
-                selector=selector,
-                note=wanted.note,
-                ttl=dt.timedelta(hours=wanted.expires_in_hours),
-                rules=rules,
-            )
+    rules = settings.redaction_rules()
+    created = await run_in_threadpool(
+        lambda: create_share(
+            store,
+            kind=kind,
+            selector=selector,
+            note=wanted.note,
+            ttl=dt.timedelta(hours=wanted.expires_in_hours),
+            rules=rules,
         )
-    except QueryError as exc:
-        return search_problem(exc)
-    except ShareError as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=422 if "nothing to share" not in str(exc) else 404)
+    )
     return {**created.info, "url": f"/s/{created.token}"}
 
 
@@ -91,7 +86,7 @@ async def shares(store: StoreDep) -> Any:
 async def revoke(store: StoreDep, share_id: RowId) -> Any:
     info = await run_in_threadpool(lambda: revoke_share(store, share_id=share_id))
     if info is None:
-        return JSONResponse({"detail": f"no share {share_id}"}, status_code=404)
+        raise NotFound(f"no share {share_id}")
     return info
 
 
@@ -100,17 +95,17 @@ async def share_page(store: StoreDep, token: str) -> Any:
     problem = await _check(store, token)
     if problem is not None:
         return problem
-    return FileResponse(STATIC_DIR / "share.html", media_type="text/html", headers=SHARE_HEADERS)
+    return HTMLResponse(SHARE_PAGE.render(), headers=SHARE_HEADERS)
 
 
 @router.get("/s/{token}/snapshot.json", include_in_schema=False)
 async def share_snapshot(store: StoreDep, token: str) -> Any:
     try:
         snapshot = await run_in_threadpool(lambda: open_share(store, token=token))
-    except ShareGone as gone:
-        return JSONResponse({"detail": f"this link has been {gone.reason}"}, status_code=410, headers=SHARE_HEADERS)
+    except Gone as gone:
+        return problem(410, f"this link has been {gone}", headers=SHARE_HEADERS)
     if snapshot is None:
-        return JSONResponse({"detail": "no such link"}, status_code=404, headers=SHARE_HEADERS)
+        return problem(404, "no such link", headers=SHARE_HEADERS)
     # Captured text may hold lone surrogates: escaped, or the snapshot would not encode.
     return Response(json_text(snapshot, separators=(",", ":")), media_type="application/json", headers=SHARE_HEADERS)
 
@@ -118,8 +113,8 @@ async def share_snapshot(store: StoreDep, token: str) -> Any:
 async def _check(store: Any, token: str) -> HTMLResponse | None:
     try:
         found = await run_in_threadpool(lambda: share_exists(store, token=token))
-    except ShareGone as gone:
-        return _plain_page(410, f"This link has been {gone.reason}.", "Ask whoever sent it for a new one.")
+    except Gone as gone:
+        return _plain_page(410, f"This link has been {gone}.", "Ask whoever sent it for a new one.")
     if not found:
         return _plain_page(404, "No such link.", "Check that it was copied whole.")
     return None

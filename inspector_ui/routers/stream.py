@@ -24,6 +24,7 @@ from storage.queries import list_exchanges
 from storage.search import QueryError, parse_query
 
 from ..broadcast import Subscriber, SubscriberGone
+from ..deps import BroadcasterDep, SettingsDep, StoreDep
 
 router = APIRouter(tags=["stream"])
 log = logging.getLogger(__name__)
@@ -40,9 +41,7 @@ def _latest_id(store: Any) -> int | None:
 
 
 @router.websocket("/api/stream")
-async def stream(websocket: WebSocket) -> None:
-    app = websocket.app
-    broadcaster = app.state.broadcaster
+async def stream(websocket: WebSocket, store: StoreDep, broadcaster: BroadcasterDep, settings: SettingsDep) -> None:
     await websocket.accept()
     try:
         q = websocket.query_params.get("q") or None
@@ -54,12 +53,12 @@ async def stream(websocket: WebSocket) -> None:
     subscriber = broadcaster.subscribe(query)
     try:
         try:
-            last_id = await run_in_threadpool(_latest_id, app.state.store)
+            last_id = await run_in_threadpool(_latest_id, store)
         except Exception:  # the stream still works while the database blips
             last_id = None
         hello = {"type": "hello", "protocol": PROTOCOL, "last_id": last_id}
         await websocket.send_text(json.dumps(hello, separators=(",", ":")))
-        await _pump(websocket, subscriber, close_timeout=app.state.settings.stream_close_timeout)
+        await _pump(websocket, subscriber, close_timeout=settings.stream_close_timeout)
     except WebSocketDisconnect:
         pass
     finally:

@@ -7,13 +7,13 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from storage.search import QueryError, parse_query
 from storage.traces import get_trace, list_traces
 
 from ..deps import StoreDep
+from ..errors import BadRequest, NotFound, Unprocessable
 from ..trace_models import TraceDetail, TraceList
 
 router = APIRouter(tags=["traces"])
@@ -37,7 +37,7 @@ async def traces(
     try:
         (term,) = parse_query(f"since:{since.strip()}").terms
     except (QueryError, ValueError):
-        return JSONResponse({"detail": f"since must be a number and a unit (s, m, h, d, w), e.g. 1h, not {since!r}"}, status_code=400)
+        raise BadRequest(f"since must be a number and a unit (s, m, h, d, w), e.g. 1h, not {since!r}") from None
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(term.value))
     data = await run_in_threadpool(lambda: list_traces(store, since=cutoff, service=service or None, limit=limit))
     return {"data": data}
@@ -51,8 +51,8 @@ async def traces(
 )
 async def trace(store: StoreDep, trace_id: str) -> Any:
     if not 1 <= len(trace_id) <= TRACE_ID_MAX or any(c.isspace() for c in trace_id):
-        return JSONResponse({"detail": f"not a trace id: {trace_id[:TRACE_ID_MAX]!r}"}, status_code=422)
+        raise Unprocessable(f"not a trace id: {trace_id[:TRACE_ID_MAX]!r}")
     found = await run_in_threadpool(lambda: get_trace(store, trace_id=trace_id, limit=MAX_TRACE_EXCHANGES))
     if found is None:
-        return JSONResponse({"detail": f"no exchange has trace id {trace_id!r}"}, status_code=404)
+        raise NotFound(f"no exchange has trace id {trace_id!r}")
     return found

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -15,16 +15,16 @@ from storage.har import har_text
 from storage.outgoing import out_exchange
 from storage.queries import get_body, get_exchange
 from storage.redaction import redact_outgoing
-from storage.search import QueryError, parse_query
+from storage.search import parse_query
 from storage.search_sql import is_text_content_type
 from storage.shares import redaction_key
 from storage.snippets import SnippetRequest, as_curl, as_fetch, as_httpie, as_python_httpx
 from storage.traces import trace_exchange_ids
 
-from ..deps import StoreDep
-from ..params import MAX_ROW_ID, parse_row_ids
+from ..deps import SettingsDep, StoreDep
+from ..errors import NotFound, Unprocessable
+from ..params import MAX_ROW_ID, ExchangeId, parse_row_ids
 from ..security import BODY_CSP
-from .exchanges import ExchangeId, search_problem
 
 router = APIRouter(prefix="/api", tags=["export"])
 
@@ -34,7 +34,7 @@ SNIPPETS = {"curl": as_curl, "httpie": as_httpie, "python": as_python_httpx, "fe
 @router.get("/har", summary="Export exchanges as HAR 1.2 (redacted unless raw=true)")
 async def har(
     store: StoreDep,
-    request: Request,
+    settings: SettingsDep,
     q: Annotated[str | None, Query(description="A search: its matches (at most 10,000, the newest).")] = None,
     ids: Annotated[str | None, Query(description="Exchange ids, comma-separated.")] = None,
     trace: Annotated[str | None, Query(max_length=128, description="Every exchange of one trace.")] = None,
@@ -43,17 +43,15 @@ async def har(
     """An attachment: import it in Chrome or Firefox DevTools, or `passageway import`."""
     q = q or None  # a blank search is no search, as everywhere else
     if sum(value is not None for value in (q, ids, trace)) > 1:
-        raise HTTPException(422, "give at most one of q, ids or trace")
+        raise Unprocessable("give at most one of q, ids or trace")
     if trace is not None and (not trace or any(c.isspace() or c == '"' for c in trace)):
-        raise HTTPException(422, f"bad trace id {trace!r}")
+        raise Unprocessable(f"bad trace id {trace!r}")
     try:
         wanted = parse_row_ids(ids) if ids is not None else None
-        query = parse_query(q) if q else None
-    except QueryError as exc:
-        return search_problem(exc)
     except ValueError:
-        raise HTTPException(422, f"ids must be comma-separated exchange ids (1 to {MAX_ROW_ID})") from None
-    rules = None if raw else request.app.state.settings.redaction_rules()
+        raise Unprocessable(f"ids must be comma-separated exchange ids (1 to {MAX_ROW_ID})") from None
+    query = parse_query(q) if q else None
+    rules = None if raw else settings.redaction_rules()
 
     def build() -> dict:
         if wanted is not None:
@@ -80,7 +78,7 @@ async def har(
 )
 async def snippet(
     store: StoreDep,
-    request: Request,
+    settings: SettingsDep,
     exchange_id: ExchangeId,
     format: Annotated[Literal["curl", "httpie", "python", "fetch"], Query(description="Which tool.")] = "curl",  # noqa: A002
     redact: Annotated[bool, Query(description="Replace secrets by markers (for pasting elsewhere).")] = False,
@@ -89,14 +87,12 @@ async def snippet(
     from a file the snippet names (download it with the body endpoint). With redact=true,
     the exchange is redacted as a share link is, and a body redaction cannot read (binary,
     an unknown charset) is left out with a comment saying why."""
-    settings = request.app.state.settings
-
     def build() -> str:
         if redact:
             return redacted_snippet()
         exchange = get_exchange(store, exchange_id=exchange_id)
         if exchange is None:
-            raise HTTPException(404, f"exchange {exchange_id} not found")
+            raise NotFound(f"exchange {exchange_id} not found")
         headers = [(name, value) for name, value in exchange["request_headers"]]
         body = None
         stored = get_body(store, exchange_id=exchange_id, side="request")
@@ -117,7 +113,7 @@ async def snippet(
     def redacted_snippet() -> str:
         found = out_exchange(store, exchange_id, decode_limit=settings.max_decoded_body)
         if found is None:
-            raise HTTPException(404, f"exchange {exchange_id} not found")
+            raise NotFound(f"exchange {exchange_id} not found")
         [exchange] = redact_outgoing([found[0]], settings.redaction_rules(), redaction_key(store))
         headers = [tuple(pair) for pair in exchange.detail["request_headers"]]
         body = exchange.request_body

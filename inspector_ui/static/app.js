@@ -2,7 +2,7 @@
 import { el, clear } from "./dom.js";
 import { releaseObjectUrls, renderBody } from "./bodies.js";
 import { loadDiff, renderDiff } from "./diff.js";
-import { curlCommand, formatDuration, formatSize, formatTime, statusClass, statusText } from "./format.js";
+import { formatDuration, formatSize, formatTime, statusClass, statusText } from "./format.js";
 import { renderEditor, replayAsCaptured } from "./replay.js";
 import { closeHarDialog, harDialogOpen, openHarDialog } from "./har.js";
 import { closeShareUi, openShareDialog, openSharesList, shareUiOpen } from "./shares.js";
@@ -732,17 +732,13 @@ async function copySnippet() {
   if (!x) return;
   const format = $("copy-format").value;
   let command;
-  if (format === "curl") {
-    command = await curlFor(x);
-  } else {
-    // HTTPie, Python and fetch come from the server (storage/snippets.py), which quotes every captured value.
-    try {
-      const response = await fetch(`/api/exchanges/${encodeURIComponent(x.id)}/snippet?format=${encodeURIComponent(format)}`);
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      command = await response.text();
-    } catch (error) {
-      command = `# could not build the snippet: ${error.message}`;
-    }
+  // Every format comes from the server (storage/snippets.py), which quotes every captured value.
+  try {
+    const response = await fetch(`/api/exchanges/${encodeURIComponent(x.id)}/snippet?format=${encodeURIComponent(format)}`);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    command = await response.text();
+  } catch (error) {
+    command = `# could not build the snippet: ${error.message}`;
   }
   const button = $("copy-curl");
   let copied = false;
@@ -758,25 +754,6 @@ async function copySnippet() {
     $("detail-body").prepend(pre);
   }
   pre.textContent = command;
-}
-
-async function curlFor(x) {
-  let body = null;
-  let bodyFile = null;
-  const info = x.request_body;
-  if (info && info.size > 0) {
-    bodyFile = `exchange-${x.id}-request.bin`;
-    if (!info.truncated && info.size <= 65536) {
-      try {
-        const response = await fetch(`/api/exchanges/${x.id}/request/body?decoded=true`);
-        const bytes = new Uint8Array(await response.arrayBuffer());
-        const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-        body = text;
-        bodyFile = null;
-      } catch (_) { /* binary: refer to the downloadable file */ }
-    }
-  }
-  return curlCommand(x, { body, bodyFile });
 }
 
 // ---------------------------------------------------------------- replay, compare, diff

@@ -33,50 +33,6 @@ export function statusText(summary) {
   return summary.error ? summary.error.kind : "…";
 }
 
-/** Quote one word for a POSIX shell: '...' normally, $'...' when it holds control characters. */
-export function shellQuote(value) {
-  const text = String(value);
-  if (text !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(text)) return text;
-  if (/[\x00-\x1f\x7f]/.test(text)) {
-    const escaped = Array.from(text, (ch) => {
-      const code = ch.codePointAt(0);
-      if (ch === "\\") return "\\\\";
-      if (ch === "'") return "\\'";
-      if (ch === "\n") return "\\n";
-      if (ch === "\r") return "\\r";
-      if (ch === "\t") return "\\t";
-      if (code < 0x20 || code === 0x7f) return `\\x${code.toString(16).padStart(2, "0")}`;
-      return ch;
-    }).join("");
-    return `$'${escaped}'`;
-  }
-  return `'${text.replaceAll("'", `'\\''`)}'`;
-}
-
-// curl writes these itself (Host from the URL).
-const CURL_SKIPPED_HEADERS = new Set(["host", "content-length", "transfer-encoding", "connection"]);
-
-/**
- * curl command for a captured request, one option a line. `body` is the decoded request body as
- * text, or null; `bodyFile` names a file to send instead (binary or truncated bodies).
- */
-export function curlCommand(exchange, { body = null, bodyFile = null } = {}) {
-  let first = "curl";
-  if (exchange.method !== "GET" || body !== null || bodyFile !== null) first += ` -X ${shellQuote(exchange.method)}`;
-  const lines = [`${first} ${shellQuote(exchange.url)}`];
-  let compressed = false;
-  for (const [name, value] of exchange.request_headers || []) {
-    const lower = name.toLowerCase();
-    if (name.startsWith(":") || CURL_SKIPPED_HEADERS.has(lower)) continue;
-    if (lower === "accept-encoding" && /gzip|deflate|br|zstd/i.test(value)) compressed = true;
-    lines.push(`-H ${shellQuote(`${name}: ${value}`)}`);
-  }
-  if (compressed) lines.push("--compressed");
-  if (body !== null) lines.push(`--data-binary ${shellQuote(body)}`);
-  else if (bodyFile !== null) lines.push(`--data-binary ${shellQuote(`@${bodyFile}`)}`);
-  return lines.join(" \\\n  ");
-}
-
 /** Classic 16-bytes-a-line hex dump of a Uint8Array. */
 export function hexDump(bytes, limit = 65536) {
   const shown = Math.min(bytes.length, limit);

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inspector_ui.replay_targets import (
+from inspector_ui.replay.targets import (
     ApprovedTarget,
     TargetRefused,
     check_target,

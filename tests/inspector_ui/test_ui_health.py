@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from inspector_ui import create_app
 from storage.store import open_store
@@ -50,6 +51,17 @@ def test_health_503_when_the_sqlite_file_is_destroyed(tmp_path):
             assert listing.json()["detail"].startswith("database unavailable")
     finally:
         store.close()
+
+
+def test_a_statement_the_database_refuses_is_a_500_not_a_503(store, client):
+    """Only a database that cannot be reached or used is "unavailable"; a statement it refuses
+    (here: a table this version needs is gone) is a bug, answered 500 with the reason."""
+    (exchange_id,) = write_records(store, [make_record()])
+    with store.begin() as conn:
+        conn.execute(text("DROP TABLE websocket_messages"))
+    response = client.get(f"/api/exchanges/{exchange_id}/websocket")
+    assert response.status_code == 500
+    assert response.json()["detail"] == "storage error: no such table: websocket_messages"
 
 
 def test_health_503_when_postgresql_database_is_dropped(pg_url):

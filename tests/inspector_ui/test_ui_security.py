@@ -18,7 +18,7 @@ from tests.support.records import make_record
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/api/exchanges", "/api/exchanges/12345", "/api/exchanges?limit=0", "/api/health", "/static/index.html", "/nope"],
+    ["/", "/api/exchanges", "/api/exchanges/12345", "/api/exchanges?limit=0", "/api/health", "/static/app.css", "/nope"],
 )
 def test_every_response_carries_the_security_headers(client, path):
     response = client.get(path)
@@ -41,13 +41,15 @@ def test_api_responses_are_not_cached(store, client):
     assert client.get("/api/exchanges").headers["cache-control"] == "no-store"
 
 
-def test_index_page_has_no_inline_script(client):
-    response = client.get("/")
+@pytest.mark.parametrize("path", ["/", "/services", "/services/users", "/traces", "/traces/4bf92f35"])
+def test_pages_have_no_inline_script(client, path):
+    response = client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", response.text, re.S | re.I)
     assert all("src=" in attributes and not body.strip() for attributes, body in scripts)
     assert not re.search(r"\son[a-z]+\s*=", response.text, re.I), "no inline event handlers"
+    assert not re.search(r"<style\b|\sstyle\s*=", response.text, re.I), "no inline style"
 
 
 def test_docs_page_loads_only_from_the_inspector(client):

@@ -9,8 +9,9 @@ import re
 
 import pytest
 
+from storage.errors import Gone
 from storage.record import CapturedBody
-from storage.shares import create_share, open_share, ShareGone
+from storage.shares import create_share, open_share
 from storage.redaction import DEFAULT_RULES
 from storage.writer import write_records
 from tests.support.records import make_record
@@ -107,7 +108,7 @@ def test_revoked_and_expired_links_are_gone(store, client):
     assert client.get("/api/shares").json()["data"] == []
     created = create_share(store, kind="exchange", selector=str(exchange_id), ttl=dt.timedelta(minutes=5), rules=DEFAULT_RULES)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
-    with pytest.raises(ShareGone, match="expired"):
+    with pytest.raises(Gone, match="expired"):
         open_share(store, token=created.token, now=later)
     assert client.get("/s/" + "A" * 43).status_code == 404
     assert client.delete("/api/shares/999").status_code == 404

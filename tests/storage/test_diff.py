@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.diff import DEFAULT_NOISE_HEADERS, MAX_JSON_DEPTH, MAX_OUTPUT_ITEMS, DiffBody, diff_exchanges
+from storage.diff import (
+    DEFAULT_NOISE_HEADERS,
+    MAX_JSON_DEPTH,
+    MAX_OUTPUT_ITEMS,
+    DiffBody,
+    diff_exchanges,
+    responses_differ,
+)
 
 
 def exchange(**overrides: Any) -> dict:
@@ -85,6 +92,17 @@ def test_status_reason_and_error():
     reason_only = diff(exchange(), exchange(reason="Fine"))
     assert reason_only["status"]["changed"] is False and reason_only["status"]["reason"] == ["OK", "Fine"]
     assert reason_only["same"] is False
+
+
+def test_responses_differ_by_status_response_headers_or_body_bytes():
+    """What a bulk replay job counts: request changes, noise and timings do not count."""
+    same = diff(exchange(), exchange(id=2, url="https://api.local/users/7", duration_ms=99.0,
+                                     response_headers=[["Content-Type", "application/json"], ["Date", "now"]]),
+                a_resp=body('{"a": 1}'), b_resp=body('{"a": 1}'))  # fmt: skip
+    assert not responses_differ(same)
+    assert responses_differ(diff(exchange(), exchange(id=2, status=500)))
+    assert responses_differ(diff(exchange(), exchange(id=2, response_headers=[["Content-Type", "text/plain"]])))
+    assert responses_differ(diff(exchange(), exchange(id=2), a_resp=body('{"a": 1}'), b_resp=body('{"a":1}')))
 
 
 # Headers

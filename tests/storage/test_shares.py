@@ -6,9 +6,10 @@ import datetime as dt
 
 import pytest
 
+from storage.errors import Gone, Invalid
 from storage.indexer import index_pending
 from storage.redaction import DEFAULT_RULES
-from storage.shares import ShareError, ShareGone, create_share, list_shares, open_share, redaction_key, revoke_share
+from storage.shares import create_share, list_shares, open_share, redaction_key, revoke_share
 from storage.writer import write_records
 from tests.support.records import make_record
 
@@ -21,7 +22,7 @@ def test_share_lifecycle(store):
     assert "s3cr3t-canary" not in str(snapshot) and "[redacted:" in str(snapshot)
     assert [s["id"] for s in list_shares(store)] == [created.info["id"]]
     assert revoke_share(store, share_id=created.info["id"])["revoked_at"] is not None
-    with pytest.raises(ShareGone, match="revoked"):
+    with pytest.raises(Gone, match="revoked"):
         open_share(store, token=created.token)
     assert list_shares(store) == [] and revoke_share(store, share_id=12345) is None
     assert open_share(store, token="x" * 43) is None
@@ -32,10 +33,10 @@ def test_expiry(store):
     now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     created = create_share(store, kind="exchange", selector=str(exchange_id), ttl=dt.timedelta(hours=1), rules=DEFAULT_RULES, now=now)
     assert open_share(store, token=created.token, now=now + dt.timedelta(minutes=59))
-    with pytest.raises(ShareGone, match="expired"):
+    with pytest.raises(Gone, match="expired"):
         open_share(store, token=created.token, now=now + dt.timedelta(hours=1))
     assert list_shares(store, now=now + dt.timedelta(hours=2)) == []
-    with pytest.raises(ShareError, match="expiry"):
+    with pytest.raises(Invalid, match="expiry"):
         create_share(store, kind="exchange", selector=str(exchange_id), ttl=dt.timedelta(days=400), rules=DEFAULT_RULES)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from storage import StorageError, open_store
+from storage.errors import CannotOpen, DatabaseError, Unavailable
 
 HEAD = max(p.name.split("_")[0] for p in (Path(__file__).parents[2] / "storage/migrations/versions").glob("0*.py"))
 
@@ -80,3 +82,37 @@ def test_concurrent_starts_postgres() -> None:
         with store.engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
         store.close()
+
+
+def test_open_store_says_which_kind_of_failure() -> None:
+    """Unreachable may work later (Unavailable); a bad URL never will (CannotOpen)."""
+    with pytest.raises(Unavailable, match="cannot connect"):
+        open_store("postgresql://u@127.0.0.1:1/db")
+    with pytest.raises(CannotOpen, match="unsupported database URL scheme"):
+        open_store("mysql://u@h/db")
+
+
+def test_a_statement_the_database_refuses_is_a_database_error(store) -> None:
+    """The driver's errors leave storage as storage's: a statement either database refuses is a
+    DatabaseError (a bug, answered with a 500), even where SQLite calls it an OperationalError."""
+    for statement in ("SELECT * FROM no_such_table", "SELEC 1"):
+        with pytest.raises(DatabaseError) as info, store.connect() as conn:
+            conn.execute(text(statement))
+        assert "\n" not in str(info.value)
+
+
+def test_a_database_that_cannot_be_used_now_is_unavailable(tmp_path: Path) -> None:
+    """A lock held too long, or a file that is no database: Unavailable (the inspector's 503)."""
+    store = open_store(f"sqlite:///{tmp_path}/x.db", busy_timeout=0.05)
+    holder = sqlite3.connect(tmp_path / "x.db")
+    holder.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(Unavailable, match="locked"), store.begin() as conn:
+        conn.execute(text("DELETE FROM inspector_addresses"))
+    holder.close()
+    store.engine.dispose()
+    for name in ("x.db", "x.db-wal", "x.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / "x.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(Unavailable, match="not a database"), store.connect() as conn:
+        conn.execute(text("SELECT 1 FROM exchanges"))
+    store.close()

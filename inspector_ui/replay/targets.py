@@ -35,6 +35,8 @@ from passageway.addresses import (
     parse_host,
 )
 
+from ..errors import Refused
+
 Resolver = Callable[[str, int], list[str]]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -53,7 +55,7 @@ _REFUSED_WHAT = {
 _PORT = re.compile(r":[0-9]{1,5}")
 
 
-class TargetRefused(Exception):
+class TargetRefused(Refused):
     """The guard will not approve this replay target; the message gives the reason on one line."""
 
 

@@ -21,11 +21,14 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from storage.comparison import compare_exchanges
+from storage.diff import responses_differ
 from storage.queries import exchange_ids_for_uuids, get_body, get_exchange, list_exchanges
 from storage.search import Query
 
-from .replay import Overrides, ReplayError, ReplayRoutes, SentReplay, dispatch_replay, plan_replay
-from .routers.diff import compare_exchanges
+from ..errors import ApiError, NotFound
+from .plan import Overrides, ReplayRoutes, plan_replay
+from .sending import SentReplay, dispatch_replay
 
 __all__ = ["MAX_JOB_EXCHANGES", "ReplayJob", "ReplayJobs"]
 
@@ -96,7 +99,7 @@ class ReplayJobs:
         self, query: Query, text: str, *, rate: float, concurrency: int, overrides: Overrides, send_options: dict
     ) -> ReplayJob:
         """Start replaying what `query` matches now. `send_options`: dispatch_replay's keyword
-        arguments beyond the exchange (inspector addresses, allow_any, timeout, proxy_ca)."""
+        arguments beyond the exchange (inspector addresses, allow_any, clients)."""
         ids = await run_in_threadpool(self._matching_ids, query)
         job = ReplayJob(
             id=secrets.token_hex(6), query=text, rate=rate, concurrency=concurrency, exchange_ids=ids,
@@ -222,7 +225,8 @@ class ReplayJobs:
 
     async def _compare(self, result: dict, new_id: int) -> None:
         try:
-            result["differs"] = await run_in_threadpool(self._responses_differ, result["of"], new_id)
+            diff = await run_in_threadpool(compare_exchanges, self._store, result["of"], new_id)
+            result["differs"] = responses_differ(diff)
             result["id"] = new_id
         except Exception as exc:  # noqa: BLE001 - counted as failed, the job goes on
             log.warning("comparing the replay of exchange %s failed: %s", result["of"], exc)
@@ -234,7 +238,7 @@ class ReplayJobs:
         try:
             exchange = await run_in_threadpool(get_exchange, self._store, exchange_id=exchange_id)
             if exchange is None:
-                raise ReplayError(f"exchange {exchange_id} is gone", 404)
+                raise NotFound(f"exchange {exchange_id} is gone")
             body = None
             if overrides.body is None and exchange["request_body"] is not None:
                 body = await run_in_threadpool(get_body, self._store, exchange_id=exchange_id, side="request")
@@ -245,20 +249,9 @@ class ReplayJobs:
             )  # fmt: skip
             result["status"] = sent.status
             return result, sent
-        except ReplayError as exc:
-            result["error"] = exc.message
+        except ApiError as exc:
+            result["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - one failed exchange must not end the job
             log.warning("replay of exchange %s failed: %s", exchange_id, exc)
             result["error"] = f"{type(exc).__name__}: {exc}"
         return result, None
-
-    def _responses_differ(self, original: int, replay: int) -> bool:
-        diff = compare_exchanges(self._store, original, replay)
-        headers = diff["response_headers"]
-        return bool(
-            diff["status"]["changed"]
-            or headers["added"]
-            or headers["removed"]
-            or headers["changed"]
-            or diff["response_body"]["kind"] not in ("same", "none")
-        )

@@ -1,41 +1,31 @@
-"""Replay a captured request through the proxy, as captured or edited, to its service or another target.
+"""What a replay sends: a captured exchange plus edits -> a ReplayPlan, or an inspector_ui.errors
+error naming the problem (BadRequest for a malformed edit, Unprocessable for what cannot be
+replayed or carried, NotConfigured). Pure: no I/O (inspector_ui.replay.sending sends the plan).
 
-The replay is sent to the proxy, so it is captured like any request: to the gateway as
-`/<service>/<path>` when the target is a configured service, or through the proxy's
-forward port when it is any other URL. The request carries the X-Passageway-Replay
-mark (the id replayed and a fresh uuid): the proxy removes it, records the exchange
-under that uuid with `replay_of`, and the inspector finds the new exchange by it.
-
-plan_replay() is pure: captured exchange + overrides -> what to send (or a ReplayError
-naming the problem). send_replay() does the I/O. Redirects are never followed: a
-replay is one request, checked once (inspector_ui.replay_targets).
+A replay goes through the proxy, so it is captured like any request: to the gateway as
+`/<service>/<path>` when the target is a configured service, or through the proxy's forward
+port when it is any other URL. The request carries the X-Passageway-Replay mark (the id
+replayed and a fresh uuid): the proxy removes it and records the exchange under that uuid
+with `replay_of`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import datetime as dt
-import secrets
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
-from starlette.concurrency import run_in_threadpool
-
 from passageway.addresses import AddressError, format_host, parse_host
 from passageway.service_url import ServiceURL, ServiceURLError, is_service_url, parse_service_url
-from storage.queries import StoredBody, exchange_id_for_uuid
+from storage.queries import StoredBody
 
-from .replay_targets import ApprovedTarget, TargetRefused, check_target, system_resolver
+from ..errors import BadRequest, NotConfigured, Unprocessable
 
 __all__ = [
-    "HOP_BY_HOP", "NOT_CONFIGURED", "Overrides", "ReplayClients", "ReplayError", "ReplayPlan", "ReplayResult",
-    "ReplayRoutes", "SentReplay", "capture_of", "decode_body_override", "dispatch_replay", "header_bytes",
-    "plan_replay", "replay_template", "send_replay",
+    "HOP_BY_HOP", "NOT_CONFIGURED", "REPLAY_HEADER", "Overrides", "ReplayPlan", "ReplayRoutes",
+    "decode_body_override", "header_bytes", "plan_replay", "replay_template",
 ]  # fmt: skip
 
 REPLAY_HEADER = "X-Passageway-Replay"  # proxy.flow_record.REPLAY_HEADER (the proxy's side of it)
@@ -50,15 +40,6 @@ HOP_BY_HOP = frozenset({
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 NOT_CONFIGURED = "replay is not configured: the inspector does not know the proxy's address"
-
-
-class ReplayError(Exception):
-    """A replay that cannot be made as asked; `status` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +87,12 @@ def plan_replay(
 ) -> ReplayPlan:
     """What to send to replay `exchange` (the API's detail dict) with `overrides`."""
     if routes.gateway is None:
-        raise ReplayError(NOT_CONFIGURED, 503)
+        raise NotConfigured(NOT_CONFIGURED)
     if exchange.get("websocket"):
-        raise ReplayError("a WebSocket exchange cannot be replayed", 422)
+        raise Unprocessable("a WebSocket exchange cannot be replayed")
     method = (overrides.method or exchange["method"]).upper()
     if not method.isascii() or not method.isalpha() or len(method) > 32:
-        raise ReplayError(f"bad method {method!r}")
+        raise BadRequest(f"bad method {method!r}")
 
     original = urlsplit(exchange["url"])
     service, base, path = _target(exchange, original, overrides, routes)
@@ -127,10 +108,9 @@ def plan_replay(
     if body is None:
         info = exchange.get("request_body")
         if info and info["truncated"]:
-            raise ReplayError(
+            raise Unprocessable(
                 f"the captured request body was cut at {info['stored_size']:,} of {info['size']:,} bytes, so it "
-                "cannot be replayed as captured: send the body with the replay",
-                422,
+                "cannot be replayed as captured: send the body with the replay"
             )
         body = request_body.data if request_body is not None else b""
     else:
@@ -190,7 +170,7 @@ def _target(exchange: Mapping, original, overrides: Overrides, routes: ReplayRou
     """(service or None, base URL when not a service, path and query)."""
     if overrides.url is not None:
         if overrides.target is not None or overrides.path is not None:
-            raise ReplayError("give either url, or target and/or path")
+            raise BadRequest("give either url, or target and/or path")
         if is_service_url(overrides.url):
             named = _service_url(overrides.url, routes)
             return named.name, "", named.path_and_query
@@ -210,7 +190,7 @@ def _target(exchange: Mapping, original, overrides: Overrides, routes: ReplayRou
         captured_path = _strip_base(captured_path, routes.services[captured_service])
     path = overrides.path if overrides.path is not None else captured_path
     if not path.startswith("/"):
-        raise ReplayError(f"path must start with '/': {path!r}")
+        raise BadRequest(f"path must start with '/': {path!r}")
 
     target = overrides.target
     if target is None:
@@ -222,7 +202,7 @@ def _target(exchange: Mapping, original, overrides: Overrides, routes: ReplayRou
     if is_service_url(target):
         named = _service_url(target, routes)
         if named.path_and_query != "/":
-            raise ReplayError(f"target {target!r} names a path: give the service alone, and the path as path")
+            raise BadRequest(f"target {target!r} names a path: give the service alone, and the path as path")
         return named.name, "", path
     if "://" in target:
         parts = _absolute(target, "target")
@@ -233,17 +213,17 @@ def _target(exchange: Mapping, original, overrides: Overrides, routes: ReplayRou
             return service, "", path
         return None, origin + base_path, path
     known = ", ".join(sorted(routes.services)) or "none configured"
-    raise ReplayError(f"unknown target {target!r}: not a configured service ({known}) or an http(s) URL")
+    raise BadRequest(f"unknown target {target!r}: not a configured service ({known}) or an http(s) URL")
 
 
 def _service_url(url: str, routes: ReplayRoutes) -> ServiceURL:
     try:
         named = parse_service_url(url)
     except ServiceURLError as exc:
-        raise ReplayError(str(exc)) from None
+        raise BadRequest(str(exc)) from None
     if named.name not in routes.services:
         known = ", ".join(sorted(routes.services)) or "none configured"
-        raise ReplayError(f"unknown service {named.name!r} in {url!r}: not a configured service ({known})")
+        raise BadRequest(f"unknown service {named.name!r} in {url!r}: not a configured service ({known})")
     return named
 
 
@@ -252,11 +232,11 @@ def _absolute(url: str, what: str):
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError as exc:
-        raise ReplayError(f"bad {what} {url!r}: {exc}") from None
+        raise BadRequest(f"bad {what} {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ReplayError(f"{what} must be an absolute http or https URL, not {url!r}")
+        raise BadRequest(f"{what} must be an absolute http or https URL, not {url!r}")
     if parts.username is not None or parts.password is not None:
-        raise ReplayError(f"{what} must not carry a user name or password")
+        raise BadRequest(f"{what} must not carry a user name or password")
     return parts
 
 
@@ -308,9 +288,9 @@ def _join(base: str, path: str) -> str:
 
 def _check_header(name: str, value: str) -> None:
     if not name or any(c in name for c in " \t\r\n:") or not name.isascii() or not name.isprintable():
-        raise ReplayError(f"bad header name {name!r}")
+        raise BadRequest(f"bad header name {name!r}")
     if "\r" in value or "\n" in value or "\x00" in value:
-        raise ReplayError(f"bad value for header {name!r}: it contains a line break or NUL")
+        raise BadRequest(f"bad value for header {name!r}: it contains a line break or NUL")
 
 
 def header_bytes(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -318,7 +298,7 @@ def header_bytes(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]
 
     UTF-8, because the proxy records header bytes as UTF-8 text when they are valid UTF-8
     (proxy.flow_record.header_text), so a replay as captured sends the captured bytes; HTTP
-    carries bytes above 0x7F as opaque obs-text. ReplayError (422) for what no request can carry:
+    carries bytes above 0x7F as opaque obs-text. Unprocessable for what no request can carry:
     a lone surrogate (JSON allows "\\udc80", no encoding does), a form feed or vertical tab.
     """
     encoded = []
@@ -326,15 +306,14 @@ def header_bytes(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]
         _check_header(name, value)
         value = value.strip(" \t")
         if "\f" in value or "\v" in value:
-            raise ReplayError(f"bad value for header {name!r}: it contains a form feed or vertical tab", 422)
+            raise Unprocessable(f"bad value for header {name!r}: it contains a form feed or vertical tab")
         try:
             encoded.append((name.encode("ascii"), value.encode("utf-8")))
         except UnicodeEncodeError as exc:
             character = value[exc.start]
-            raise ReplayError(
+            raise Unprocessable(
                 f"bad value for header {name!r}: it holds a lone surrogate (U+{ord(character):04X}) at character "
-                f"{exc.start}, which no encoding can send",
-                422,
+                f"{exc.start}, which no encoding can send"
             ) from None
     return encoded
 
@@ -342,147 +321,18 @@ def header_bytes(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]
 def decode_body_override(text: str | None, base64_text: str | None) -> bytes | None:
     """The body an API caller supplied, as text (UTF-8) or base64; None when neither."""
     if text is not None and base64_text is not None:
-        raise ReplayError("give body or body_base64, not both")
+        raise BadRequest("give body or body_base64, not both")
     if base64_text is not None:
         try:
             return base64.b64decode(base64_text, validate=True)
         except (binascii.Error, ValueError):
-            raise ReplayError("body_base64 is not valid base64") from None
+            raise BadRequest("body_base64 is not valid base64") from None
     if text is None:
         return None
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ReplayError(
+        raise Unprocessable(
             f"body holds a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start}, which UTF-8 cannot "
-            "carry: send a binary body as body_base64",
-            422,
+            "carry: send a binary body as body_base64"
         ) from None
-
-
-class ReplayClients:
-    """The HTTP clients replays are sent with, one per way through the proxy, made on first use
-    and kept: making an httpx client loads a CA bundle (tens of ms), more than a replay costs."""
-
-    def __init__(self, routes: ReplayRoutes, *, timeout: float, proxy_ca: str | None) -> None:
-        self._routes = routes
-        self._timeout = timeout
-        self._proxy_ca = proxy_ca
-        self._clients: dict[bool, httpx.AsyncClient] = {}
-
-    def get(self, via_forward_proxy: bool) -> httpx.AsyncClient:
-        client = self._clients.get(via_forward_proxy)
-        if client is None:
-            options: dict = {"follow_redirects": False, "timeout": self._timeout, "trust_env": False}
-            if via_forward_proxy:
-                options.update(proxy=self._routes.forward_proxy, verify=self._proxy_ca or True)
-            client = self._clients[via_forward_proxy] = httpx.AsyncClient(**options)
-            # No Accept, Accept-Encoding, Connection or User-Agent of httpx's own: a replay as
-            # captured carries the captured headers and nothing else.
-            for name in list(client.headers):
-                del client.headers[name]
-        return client
-
-    async def close(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
-
-
-@dataclass(frozen=True, slots=True)
-class SentReplay:
-    """A replay the proxy answered; its capture is stored under `uuid` soon after."""
-
-    uuid: str
-    status: int
-    """The status the client got (the upstream's, or the proxy's 502/504)."""
-    sent_at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayResult:
-    id: int
-    status: int
-
-
-async def send_replay(store, exchange_id: int, plan: ReplayPlan, *, record_wait: float = 10.0, **options) -> ReplayResult:
-    """dispatch_replay, then capture_of: the new exchange's id."""
-    sent = await dispatch_replay(exchange_id, plan, **options)
-    return ReplayResult(id=await capture_of(store, sent, record_wait=record_wait), status=sent.status)
-
-
-async def dispatch_replay(
-    exchange_id: int,
-    plan: ReplayPlan,
-    *,
-    routes: ReplayRoutes,
-    original_url: str,
-    inspector_addresses: Sequence[tuple[str, int]],
-    allow_any: bool,
-    clients: ReplayClients,
-    resolve: Callable[[str, int], list[str]] = system_resolver,
-    send_at: float | None = None,
-) -> SentReplay:
-    """Check the target, then send the request through the proxy (no redirects followed);
-    with `send_at` (time.monotonic()), not before then: a paced job does its checks early."""
-    try:
-        # The proxy makes the connection, so the addresses approved here cannot be pinned
-        # for it; for configured services they are fixed by configuration anyway.
-        approved = await run_in_threadpool(
-            lambda: check_target(
-                plan.target_url,
-                services=routes.services,
-                original_url=original_url,
-                inspector_addresses=inspector_addresses,
-                allow_any=allow_any,
-                resolve=resolve,
-            )
-        )
-    except TargetRefused as exc:
-        raise ReplayError(str(exc), 403) from None
-    if plan.via_forward_proxy and routes.forward_proxy is None:
-        raise ReplayError(
-            f"{plan.target_url} is not a configured service, and replaying to any other URL goes through the "
-            "proxy's forward port: set forward_port in passageway.toml",
-            409,
-        )
-    send_url = sent_url(plan, approved)
-    nonce = secrets.token_hex(16)
-    headers = header_bytes([*plan.headers, (REPLAY_HEADER, f"{exchange_id}; {nonce}")])
-    client = clients.get(plan.via_forward_proxy)
-    if send_at is not None and (delay := send_at - time.monotonic()) > 0:
-        await asyncio.sleep(delay)
-    sent_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    try:
-        response = await client.request(plan.method, send_url, headers=headers, content=plan.body)
-    except httpx.TimeoutException:
-        raise ReplayError(f"the replay got no answer within {client.timeout.read:g} s", 504) from None
-    except httpx.HTTPError as exc:
-        via = routes.forward_proxy if plan.via_forward_proxy else routes.gateway
-        raise ReplayError(f"cannot send the replay through the proxy at {via}: {exc}", 502) from None
-    return SentReplay(uuid=nonce, status=response.status_code, sent_at=sent_at)
-
-
-def sent_url(plan: ReplayPlan, approved: ApprovedTarget) -> str:
-    """The URL to send: through the forward proxy, the approved origin (canonical) and the
-    plan's path, so what the guard approved is exactly what goes; to a service, the gateway's."""
-    if not plan.via_forward_proxy:
-        return plan.send_url
-    parts = urlsplit(plan.target_url)
-    return approved.origin + (plan.target_url[len(f"{parts.scheme}://{parts.netloc}") :] or "/")
-
-
-async def capture_of(store, sent: SentReplay, *, record_wait: float = 10.0) -> int:
-    """The id of a sent replay's exchange, once the proxy's writer has stored it."""
-    deadline = time.monotonic() + record_wait
-    while True:
-        new_id = await run_in_threadpool(exchange_id_for_uuid, store, uuid=sent.uuid, since=sent.sent_at)
-        if new_id is not None:
-            return new_id
-        if time.monotonic() > deadline:
-            raise ReplayError(
-                f"the replay was sent (status {sent.status}) but its capture did not reach the database "
-                f"within {record_wait:g} s",
-                504,
-            )
-        await asyncio.sleep(0.05)
