@@ -297,10 +297,9 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_prune(args: argparse.Namespace, settings: Settings) -> int:
     """One retention pass now, with the limits from the configuration; one line of what went."""
-    from sqlalchemy.exc import SQLAlchemyError
-
+    from storage.errors import StorageError
     from storage.retention import prune
-    from storage.store import one_line, open_store
+    from storage.store import open_store
 
     policy = settings.retention_policy()
     if not policy.enabled:
@@ -310,8 +309,8 @@ def run_prune(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings.db)
     try:
         pruned = prune(store, policy, dry_run=args.dry_run)
-    except SQLAlchemyError as e:
-        return fail(f"pruning {store.display_url} failed: {one_line(e)}")
+    except StorageError as e:
+        return fail(f"pruning {store.display_url} failed: {e}")
     finally:
         store.close()
     print(f"{pruned.summary(dry_run=args.dry_run)} [{policy.describe()}]")

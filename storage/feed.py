@@ -87,11 +87,11 @@ class ChangeFeed:
     # -- shared ---------------------------------------------------------------------------
 
     def _max_id(self) -> int:
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             return conn.execute(select(func.max(Exchange.id))).scalar_one() or 0
 
     def _ids_after(self, last: int) -> list[int]:
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             return list(conn.execute(select(Exchange.id).where(Exchange.id > last).order_by(Exchange.id)).scalars())
 
     def _fresh(self, ids: list[int]) -> list[int]:

@@ -76,7 +76,7 @@ def index_pending(store: Store, *, limit: int = 500, ids: Sequence[int] | None =
     being indexed by another indexer right now)."""
     if limit < 1 or (ids is not None and not ids):
         return []
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         if store.dialect == "postgresql":
             where, params = ("WHERE exchange_id = ANY(%s)", [list(ids)]) if ids is not None else ("", [])
             claimed = [row[0] for row in conn.exec_driver_sql(_PG_CLAIM.format(where=where), (*params, limit))]
@@ -102,7 +102,7 @@ def pending_ids(store: Store, *, ids: Sequence[int]) -> set[int]:
     """Which of `ids` are still queued for indexing (including ones another indexer holds)."""
     if not ids:
         return set()
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         if store.dialect == "postgresql":
             rows = conn.exec_driver_sql("SELECT exchange_id FROM search_pending WHERE exchange_id = ANY(%s)", (list(ids),))
         else:
@@ -125,7 +125,7 @@ def refresh_statistics(store: Store) -> bool:
     write lock (BEGIN IMMEDIATE), so only the first of them pays for the ANALYZE."""
     if store.dialect != "sqlite":
         return False
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         if not _statistics_stale(conn):
             return False
         conn.commit()  # end the read transaction the check began (pysqlite: no BEGIN was sent)

@@ -224,7 +224,7 @@ def pass_limits(store: Store, policy: RetentionPolicy, *, now: dt.datetime | Non
     now = now or dt.datetime.now(dt.UTC)
     cutoff = now - dt.timedelta(seconds=policy.max_age) if policy.max_age is not None else None
     last_id = excess = None
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         if policy.max_exchanges is not None:
             last_id = conn.execute(
                 select(Exchange.id).order_by(Exchange.id.desc()).offset(policy.max_exchanges).limit(1)
@@ -251,7 +251,7 @@ def prune(
     total = Pruned()
     if not policy.enabled:
         return total
-    with store.engine.connect() as lock_conn:
+    with store.connect() as lock_conn:
         if store.dialect == "postgresql" and not dry_run:
             locked = lock_conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (_RETENTION_LOCK,)).scalar()
             lock_conn.commit()
@@ -284,7 +284,7 @@ def prune_batch(
     """Prune one batch of at most `batch_size` exchanges with ids above `after_id`, in one
     transaction. Returns what went and the id to continue after, or None when no exchange
     above `after_id` is over the limits."""
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         candidates = _candidates(conn, limits, batch_size, after_id)
         if not candidates:
             return Pruned(), None

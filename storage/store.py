@@ -33,8 +33,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from storage.errors import CannotOpen, DatabaseError, StorageError, Unavailable
 
-# StorageError: proxy.cli imports it from here until it imports storage.errors.
-__all__ = ["Store", "StorageError", "open_store", "one_line", "storage_error"]
+__all__ = ["Store", "open_store", "one_line", "storage_error"]
 
 log = logging.getLogger(__name__)
 
