@@ -65,7 +65,8 @@ def run_proxy(settings: Settings) -> int:
 
 
 def run_ui(settings: Settings) -> int:
-    from inspector_ui.server import InspectorError, serve
+    from inspector_ui.errors import CannotStart
+    from inspector_ui.server import serve
 
     token = inspector_token(settings)
     if token and not settings.ui_token:
@@ -73,7 +74,7 @@ def run_ui(settings: Settings) -> int:
         print(f"inspector token (made now): open http://{format_address(shown_host(host), port)}/?token={token}", flush=True)
     try:
         serve(inspector_view(settings, token=token))
-    except InspectorError as e:
+    except CannotStart as e:
         return fail(f"inspector: {e}")
     return 0
 

@@ -1,16 +1,28 @@
-"""The errors a request to the inspector can end with. Routes and the replay code raise them;
-app.py answers each kind with its status, in the shape inspector_ui.problems gives every
-error answer, the message as `detail`."""
+"""The inspector's errors: why it cannot start (server.py raises them), and what a request can end
+with (routes and the replay code raise those; app.py answers each kind with its status, in the
+shape inspector_ui.problems gives every error answer, the message as `detail`)."""
 
 from __future__ import annotations
 
 __all__ = [
-    "ApiError", "BadRequest", "Conflict", "NotConfigured", "NotFound", "ProxyUnreachable", "Refused", "TimedOut",
-    "Unprocessable",
+    "ApiError", "BadRequest", "CannotStart", "Conflict", "InspectorError", "NotConfigured", "NotFound",
+    "PortInUseError", "ProxyUnreachable", "Refused", "TimedOut", "Unprocessable",
 ]  # fmt: skip
 
 
-class ApiError(Exception):
+class InspectorError(Exception):
+    """Base of the inspector's errors."""
+
+
+class CannotStart(InspectorError):
+    """The inspector cannot start (its address, its database); the message says why, in one line."""
+
+
+class PortInUseError(CannotStart):
+    """The inspector's host:port is already taken by another process."""
+
+
+class ApiError(InspectorError):
     """Base of the errors a request can end with; the message says why, in one line."""
 
 

@@ -17,27 +17,20 @@ import uvicorn
 from storage.store import one_line, open_store
 
 from .app import create_app
+from .errors import CannotStart, PortInUseError
 from .registration import InspectorRegistration
 from .settings import InspectorSettings
 
 log = logging.getLogger(__name__)
 
 
-class InspectorError(Exception):
-    """The inspector cannot start."""
-
-
-class PortInUseError(InspectorError):
-    """The inspector's host:port is already taken by another process."""
-
-
 def bind_socket(host: str, port: int) -> socket.socket:
-    """Listen on host:port (IPv4 or IPv6), translating failures into one-line InspectorErrors."""
+    """Listen on host:port (IPv4 or IPv6), translating failures into one-line CannotStart errors."""
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise InspectorError(f"cannot listen on {where}: {exc.strerror}") from None
+        raise CannotStart(f"cannot listen on {where}: {exc.strerror}") from None
     # "localhost" resolves to ::1 first on some systems; clients mostly try 127.0.0.1.
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, _, _, _, address = infos[0]
@@ -52,7 +45,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise PortInUseError(f"cannot listen on {where}: address already in use") from None
-        raise InspectorError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        raise CannotStart(f"cannot listen on {where}: {exc.strerror or exc}") from None
     sock.setblocking(False)
     return sock
 
@@ -86,7 +79,7 @@ class InspectorServer:
                 await registration.start()
             except Exception as exc:  # noqa: BLE001 - any database failure: say it in one line
                 registration = None
-                raise InspectorError(f"cannot register the inspector's address in the database: {one_line(exc)}") from None
+                raise CannotStart(f"cannot register the inspector's address in the database: {one_line(exc)}") from None
             self.app = create_app(settings, store=store)
             config = uvicorn.Config(
                 self.app,
@@ -107,9 +100,9 @@ class InspectorServer:
             try:
                 await serving
             except SystemExit:  # uvicorn's answer to a failed lifespan startup
-                raise InspectorError("the inspector failed to start (see the log above)") from None
+                raise CannotStart("the inspector failed to start (see the log above)") from None
             if not server.started:
-                raise InspectorError("the inspector failed to start (see the log above)")
+                raise CannotStart("the inspector failed to start (see the log above)")
         finally:
             sock.close()
             if registration is not None:
@@ -126,7 +119,7 @@ class InspectorServer:
 def serve(settings: InspectorSettings, *, store: Any = None) -> None:
     """Run the inspector in the foreground until SIGINT/SIGTERM; returns after a clean shutdown.
 
-    Raises PortInUseError / InspectorError (one-line messages) when it cannot listen and
+    Raises PortInUseError / CannotStart (one-line messages) when it cannot listen and
     storage.StorageError when the database cannot be opened. A second Ctrl-C forces the exit.
     """
     with contextlib.suppress(KeyboardInterrupt):  # only reachable if a signal lands before the handler
