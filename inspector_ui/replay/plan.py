@@ -19,16 +19,16 @@ from urllib.parse import urlsplit
 
 from passageway.addresses import AddressError, format_host, parse_host
 from passageway.service_url import ServiceURL, ServiceURLError, is_service_url, parse_service_url
+from passageway.wire import REPLAY_HEADER
 from storage.queries import StoredBody
 
 from ..errors import BadRequest, NotConfigured, Unprocessable
 
 __all__ = [
-    "HOP_BY_HOP", "NOT_CONFIGURED", "REPLAY_HEADER", "Overrides", "ReplayPlan", "ReplayRoutes",
+    "HOP_BY_HOP", "NOT_CONFIGURED", "Overrides", "ReplayPlan", "ReplayRoutes",
     "decode_body_override", "header_bytes", "plan_replay", "replay_template",
 ]  # fmt: skip
 
-REPLAY_HEADER = "X-Passageway-Replay"  # proxy.flow_record.REPLAY_HEADER (the proxy's side of it)
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",

@@ -17,10 +17,11 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.concurrency import run_in_threadpool
 
+from passageway.wire import REPLAY_HEADER
 from storage.queries import exchange_id_for_uuid
 
 from ..errors import Conflict, ProxyUnreachable, TimedOut
-from .plan import REPLAY_HEADER, ReplayPlan, ReplayRoutes, header_bytes
+from .plan import ReplayPlan, ReplayRoutes, header_bytes
 from .targets import ApprovedTarget, check_target, system_resolver
 
 __all__ = ["ReplayClients", "ReplayResult", "SentReplay", "capture_of", "dispatch_replay", "send_replay", "sent_url"]
