@@ -204,7 +204,7 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
         # Free text and header: terms read the search index, which only a running inspector keeps
         # current: catch it up first, so what was just captured or imported is found.
         behind = catch_up_search_index(store) if query is not None and query.needs_index else 0
-        log = har_of(store, search_ids(store, query), rules=rules)
+        log = har_of(store, search_ids(store, query), rules=rules, decode_limit=settings.max_decoded_body)
     finally:
         store.close()
     if behind:
@@ -243,7 +243,7 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
             from storage.shares import redaction_key
 
             rules, key = settings.redaction_rules(), redaction_key(store)
-            records = [redact_record(record, rules, key) for record in records]
+            records = [redact_record(record, rules, key, decode_limit=settings.max_decoded_body) for record in records]
         new = len(import_records(store, records))
     finally:
         store.close()

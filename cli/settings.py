@@ -351,6 +351,12 @@ class Settings(BaseModel):
         "disk the spool may use; when full, new records are dropped (counted, logged). `0`: no spool, records wait "
         "in memory only", "proxy", flag="--spool-max-bytes", env="PASSAGEWAY_SPOOL_MAX_BYTES", file="spool_max_bytes",
         metavar="BYTES", default="`1GiB`")] = 1024**3
+    max_decoded_body: Annotated[int, _as(parse_size, "max_decoded_body"), setting(
+        "the most a body is inflated to (viewing, replay, shares, HAR, snippets, diffs, redaction at capture); "
+        "beyond it a body is not decoded (a decompression bomb)", "proxy", "inspector", "store",
+        env="PASSAGEWAY_MAX_DECODED_BODY", file="max_decoded_body", metavar="BYTES", default="`64MiB`")] = (
+        64 * 1024 * 1024
+    )
     verbose: Annotated[bool, setting(
         "log connections", *ROLES, flag="--verbose", short="-v", switch=True)] = False
 

@@ -6,6 +6,7 @@ import ipaddress
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from storage.decoding import DEFAULT_DECODE_LIMIT
 from storage.redaction import RedactionRules, rules_from_config
 from storage.retention import RetentionPolicy
 
@@ -37,7 +38,10 @@ class InspectorSettings(BaseModel):
         ),
     )
     max_decoded_body: int = Field(
-        256 * 1024 * 1024, ge=1, description="Largest body `?decoded=true` will inflate (decompression-bomb guard)."
+        DEFAULT_DECODE_LIMIT,
+        ge=1,
+        description="The most a body is inflated to for viewing, replaying, sharing, exporting, snippets and "
+        "diffs (decompression-bomb guard).",
     )
     replay_gateway: str | None = Field(
         None, description="The proxy's gateway (e.g. http://127.0.0.1:8080), where replays are sent; None: no replay."

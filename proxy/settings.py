@@ -38,4 +38,6 @@ class ProxySettings:
     redact_remove: tuple[str, ...] = ()
     spool_max_bytes: int = 1024**3
     """0: no spool on disk; records wait in memory only."""
+    max_decoded_body: int = 64 * 1024 * 1024
+    """The most redact_at_capture inflates a body to (beyond: not stored)."""
     verbose: bool = False

@@ -16,8 +16,11 @@ import zstandard
 
 from storage.errors import Invalid
 
-__all__ = ["DecodeError", "decode_body", "decoded_size", "parse_encodings"]
+__all__ = ["DEFAULT_DECODE_LIMIT", "DecodeError", "decode_body", "decode_prefix", "decoded_size", "parse_encodings"]
 
+DEFAULT_DECODE_LIMIT = 64 * 1024 * 1024
+"""The default of the max_decoded_body setting: the most a body is inflated to for reading,
+redacting or exporting (a decompression bomb stops there)."""
 _CHUNK = 64 * 1024
 """Output produced per step by each decoder; bounds memory between layers."""
 
@@ -155,7 +158,7 @@ def _brotli_stream(chunks: Iterable[bytes], partial: bool) -> Iterator[bytes]:
 
 _ZSTD_FEED = 512
 """Input fed to zstd per call: its decompressobj has no output limit, and 512
-input bytes expand to at most a few MiB even for run-length blocks."""
+input bytes expand to at most about 16 MiB (run-length blocks of 128 KiB)."""
 
 
 def _zstd_stream(chunks: Iterable[bytes], partial: bool) -> Iterator[bytes]:
@@ -223,6 +226,17 @@ def decode_body(data: bytes, encoding: str | None, *, partial: bool = False, lim
         out += chunk
         if limit is not None and len(out) > limit:
             raise DecodeError(f"decoded body exceeds {limit} bytes")
+    return bytes(out)
+
+
+def decode_prefix(data: bytes, encoding: str | None, size: int) -> bytes:
+    """The first `size` bytes `data` decodes to, or a chunk more, decoding no further; what a
+    cut-off or damaged stream decodes to when it ends first. DecodeError for an unknown coding."""
+    out = bytearray()
+    for chunk in iter_decoded(data, encoding, partial=True):
+        out += chunk
+        if len(out) >= size:
+            break
     return bytes(out)
 
 

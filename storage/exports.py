@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import metadata
 
+from storage.decoding import DEFAULT_DECODE_LIMIT
 from storage.har import HarBody, HarSource, export_har, har_body
 from storage.indexer import index_pending
 from storage.outgoing import out_exchange
@@ -30,7 +31,6 @@ __all__ = ["MAX_EXPORT", "catch_up_search_index", "har_of", "import_records", "s
 
 MAX_EXPORT = 10_000
 """Exchanges one export holds at most (the newest the search matched)."""
-_DECODE_LIMIT = 64 * 1024 * 1024
 _BATCH = 500
 
 
@@ -47,20 +47,23 @@ def search_ids(store: Store, query: Query | None, *, limit: int = MAX_EXPORT) ->
     return sorted(ids)
 
 
-def har_of(store: Store, ids: Sequence[int], *, rules: RedactionRules | None) -> dict:
-    """A HAR log of the exchanges `ids` (missing ones skipped); redacted unless rules is None."""
+def har_of(
+    store: Store, ids: Sequence[int], *, rules: RedactionRules | None, decode_limit: int = DEFAULT_DECODE_LIMIT
+) -> dict:
+    """A HAR log of the exchanges `ids` (missing ones skipped); redacted unless rules is None.
+    Bodies are inflated to at most `decode_limit` bytes (the max_decoded_body setting)."""
     if rules is None:
         sources = []
         for exchange_id in ids[:MAX_EXPORT]:
             detail = get_exchange(store, exchange_id=exchange_id, har=True)
             if detail is not None:
-                bodies = {side: _raw_body(store, exchange_id, side) for side in ("request", "response")}
+                bodies = {side: _raw_body(store, exchange_id, side, decode_limit) for side in ("request", "response")}
                 sources.append(HarSource(detail, request_body=bodies["request"], response_body=bodies["response"]))
         return export_har(sources, creator_version=_version())
     redaction = Redaction(rules, redaction_key(store))
     stored_bodies = []
     for exchange_id in ids[:MAX_EXPORT]:
-        found = out_exchange(store, exchange_id, decode_limit=_DECODE_LIMIT, har=True)
+        found = out_exchange(store, exchange_id, decode_limit=decode_limit, har=True)
         if found is not None:
             redaction.add(found[0])
             stored_bodies.append(found[1])
@@ -104,7 +107,7 @@ def _newest_id(store: Store) -> int:
     return page.data[0]["id"] if page.data else 0
 
 
-def _raw_body(store: Store, exchange_id: int, side: str) -> HarBody | None:
+def _raw_body(store: Store, exchange_id: int, side: str, decode_limit: int) -> HarBody | None:
     stored = get_body(store, exchange_id=exchange_id, side=side)
     if stored is None:
         return None
@@ -114,7 +117,7 @@ def _raw_body(store: Store, exchange_id: int, side: str) -> HarBody | None:
         truncated=stored.truncated,
         encoding=stored.encoding,
         content_type=stored.content_type,
-        limit=_DECODE_LIMIT,
+        limit=decode_limit,
     )
 
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, select
 
-from storage.decoding import DecodeError, decode_body
+from storage.decoding import DecodeError, decode_prefix
 from storage.models import Body, Exchange, ExchangeHeader, escape_text, has_surrogate, unescape_text
 from storage.queries import unpack_body, exchange_url
 from storage.search import HEADER_VALUE_MAX, words_only
@@ -35,7 +35,6 @@ __all__ = ["index_pending", "pending_ids", "refresh_statistics"]
 
 log = logging.getLogger(__name__)
 
-_DECODED_LIMIT = 256 * 1024 * 1024
 _INDEX_TEXT_LIMIT = 128 * 1024
 """Decoded characters of each text body that go into the full-text index. Bounded so one
 batch stays cheap and a PostgreSQL tsvector stays far below its 1 MB limit."""
@@ -190,8 +189,8 @@ def _documents(conn: Connection, ids: Sequence[int]) -> list[_Doc]:
             data = stored[sha]
             if encoding:
                 try:
-                    # Bounded: a few bytes past the limit keep a cut multi-byte character decodable.
-                    data = decode_body(data, encoding, partial=True, limit=_DECODED_LIMIT)
+                    # Only what is indexed is inflated (a few bytes past it keep a cut character decodable).
+                    data = decode_prefix(data, encoding, _INDEX_TEXT_LIMIT * 4)
                 except DecodeError:
                     data = b""
             tokens = texts[key] = _index_safe(data[: _INDEX_TEXT_LIMIT * 4].decode("utf-8", "replace")[:_INDEX_TEXT_LIMIT])

@@ -103,7 +103,7 @@ from typing import Any
 from dataclasses import dataclass
 from urllib.parse import unquote_plus, unquote_to_bytes
 
-from storage.decoding import DecodeError, decode_body
+from storage.decoding import DEFAULT_DECODE_LIMIT, DecodeError, decode_body
 from storage.record import CapturedBody, ExchangeRecord, WebSocketMessageRecord
 from storage.secret_forms import SecretScrubber, is_followed
 
@@ -112,7 +112,6 @@ __all__ = [
     "MARKER_RE",
     "OutBody",
     "OutExchange",
-    "RECORD_DECODE_LIMIT",
     "Redaction",
     "RedactionRules",
     "record_redactor",
@@ -129,9 +128,6 @@ __all__ = [
 MARKER_RE = re.compile(r"\[redacted:[0-9a-f]{8}\]")
 """What a redacted secret looks like."""
 
-RECORD_DECODE_LIMIT = 64 * 1024 * 1024
-"""redact_record decodes at most this many bytes of a body; a body that decodes to
-more (a decompression bomb) is treated as undecodable and its data dropped."""
 
 _MAX_ENTRY = 100
 _MIN_SUBSTRING = 3
@@ -1080,7 +1076,7 @@ def redact_outgoing(exchanges: Iterable[OutExchange], rules: RedactionRules, key
 
 
 def _pending_captured(
-    body: CapturedBody | None, rules: RedactionRules, marks: _Marks
+    body: CapturedBody | None, rules: RedactionRules, marks: _Marks, decode_limit: int
 ) -> tuple[CapturedBody, _PendingBody | None, bytes | None] | None:
     """(body, its pass-1 state or None when kept as captured, the decoded bytes) of a record's body.
 
@@ -1092,7 +1088,7 @@ def _pending_captured(
       record what was sent. A truncated encoded body is always stored decoded: the
       undecodable tail of a cut-off stream was never scanned and may hold plain text
       (zstd and brotli keep literals uncompressed).
-    - Unreadable (unknown or corrupt encoding, more than RECORD_DECODE_LIMIT decoded, an
+    - Unreadable (unknown or corrupt encoding, more than `decode_limit` bytes decoded, an
       unknown charset): the data is dropped (b"", encoding=None, truncated=True, size kept),
       whatever its type: bytes that could not be scanned are not stored.
     """
@@ -1103,7 +1099,7 @@ def _pending_captured(
     decoded: bytes | None = data
     if encoded:
         try:
-            decoded = decode_body(data, body.encoding, partial=body.truncated, limit=RECORD_DECODE_LIMIT)
+            decoded = decode_body(data, body.encoding, partial=body.truncated, limit=decode_limit)
         except DecodeError:
             decoded = None
         if decoded is not None and not decoded and data:
@@ -1132,7 +1128,9 @@ def _finish_captured(
     return dataclasses.replace(body, data=data, encoding=None)
 
 
-def redact_record(record: ExchangeRecord, rules: RedactionRules, key: bytes) -> ExchangeRecord:
+def redact_record(
+    record: ExchangeRecord, rules: RedactionRules, key: bytes, *, decode_limit: int = DEFAULT_DECODE_LIMIT
+) -> ExchangeRecord:
     """A copy of `record` redacted for storage (redact_at_capture, and imports under it), by the
     same two passes as everything that goes out: path, query, host, reason, headers, bodies
     (see _pending_captured for how a redacted body is recorded), error message, tags and an
@@ -1147,8 +1145,8 @@ def redact_record(record: ExchangeRecord, rules: RedactionRules, key: bytes) -> 
         path = _jwt(record.path, rules, marks)
         error = None if record.error_message is None else _text_secrets(record.error_message, rules, marks)
         har = None if record.har is None else _map_strings(record.har, lambda text: _text_secrets(text, rules, marks))
-        request_body = _pending_captured(record.request_body, rules, marks)
-        response_body = _pending_captured(record.response_body, rules, marks)
+        request_body = _pending_captured(record.request_body, rules, marks, decode_limit)
+        response_body = _pending_captured(record.response_body, rules, marks, decode_limit)
         scrub = marks.scrubber()
         return dataclasses.replace(
             record,
@@ -1190,13 +1188,15 @@ def redact_websocket_message(
     return message if data is message.data else dataclasses.replace(message, data=data)
 
 
-def record_redactor(rules: RedactionRules, key: bytes) -> Callable[[ExchangeRecord | WebSocketMessageRecord], object]:
+def record_redactor(
+    rules: RedactionRules, key: bytes, *, decode_limit: int = DEFAULT_DECODE_LIMIT
+) -> Callable[[ExchangeRecord | WebSocketMessageRecord], object]:
     """For ExchangeWriter(transform=...): every record redacted before it is written."""
     key = _check_key(key)
 
     def redact(record: ExchangeRecord | WebSocketMessageRecord) -> object:
         if isinstance(record, ExchangeRecord):
-            return redact_record(record, rules, key)
+            return redact_record(record, rules, key, decode_limit=decode_limit)
         return redact_websocket_message(record, rules, key)
 
     return redact

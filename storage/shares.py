@@ -26,6 +26,7 @@ import zstandard
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from storage.decoding import DEFAULT_DECODE_LIMIT
 from storage.errors import Gone, Invalid, NotFound
 from storage.models import InstallationSecret, Share
 from storage.outgoing import out_exchange
@@ -55,7 +56,6 @@ MAX_TTL = dt.timedelta(days=365)
 MAX_SHARED_EXCHANGES = 500
 SHARED_BODY_LIMIT = 256 * 1024
 """Decoded bytes of each body a snapshot keeps (a share is for reading, not for replaying)."""
-_DECODE_LIMIT = 64 * 1024 * 1024
 _KEY_NAME = "redaction_key"
 _HEADER_FIELDS = ("header", "req.header", "res.header")
 
@@ -88,6 +88,7 @@ def create_share(
     note: str = "",
     ttl: dt.timedelta = DEFAULT_TTL,
     rules: RedactionRules,
+    decode_limit: int = DEFAULT_DECODE_LIMIT,
     now: dt.datetime | None = None,
 ) -> CreatedShare:
     """Snapshot what `kind`/`selector` name (an exchange id, a search, a trace id) and store it
@@ -106,7 +107,7 @@ def create_share(
     redaction = Redaction(rules, redaction_key(store))
     shown_selector = _selector_by_names(kind, selector, redaction)
     for exchange_id in ids:
-        found = out_exchange(store, exchange_id, decode_limit=_DECODE_LIMIT, cut_at=SHARED_BODY_LIMIT)
+        found = out_exchange(store, exchange_id, decode_limit=decode_limit, cut_at=SHARED_BODY_LIMIT)
         if found is not None:  # else deleted between the search and now
             redaction.add(found[0])
     exchanges = [_snapshot_exchange(exchange) for exchange in redaction.finish()]

@@ -72,6 +72,7 @@ async def share(store: StoreDep, settings: SettingsDep, wanted: ShareRequest) ->
             note=wanted.note,
             ttl=dt.timedelta(hours=wanted.expires_in_hours),
             rules=rules,
+            decode_limit=settings.max_decoded_body,
         )
     )
     return {**created.info, "url": f"/s/{created.token}"}

@@ -60,7 +60,7 @@ async def har(
             chosen, _ = trace_exchange_ids(store, trace_id=trace, limit=MAX_EXPORT)
         else:
             chosen = search_ids(store, query)
-        return har_of(store, chosen, rules=rules)
+        return har_of(store, chosen, rules=rules, decode_limit=settings.max_decoded_body)
 
     log = await run_in_threadpool(build)
     name = f"passageway-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}{'-raw' if raw else ''}.har"

@@ -77,3 +77,18 @@ def test_a_search_share_redacts_its_secret_header_terms(store):
     snapshot = open_share(store, token=made.token)
     assert "k3y-canary" not in snapshot["selector"] and "k3y-canary" not in str(list_shares(store))
     assert snapshot["selector"].startswith("header:x-api-key=[redacted:")
+
+
+def test_a_body_that_inflates_past_the_limit_is_withheld_with_a_note(store):
+    import gzip
+
+    from storage.record import CapturedBody
+
+    wire = gzip.compress(b'{"a": "' + b"x" * 10_000 + b'"}')
+    body = CapturedBody(wire, len(wire), False, encoding="gzip", content_type="application/json")
+    (exchange_id,) = write_records(store, [make_record(response_body=body)])
+    made = create_share(store, kind="exchange", selector=str(exchange_id), rules=DEFAULT_RULES, decode_limit=1000)
+    shared = open_share(store, token=made.token)["exchanges"][0]["response_body"]
+    assert shared["withheld"] and "could not be undone within 1000 bytes" in shared["note"]
+    whole = create_share(store, kind="exchange", selector=str(exchange_id), rules=DEFAULT_RULES)
+    assert open_share(store, token=whole.token)["exchanges"][0]["response_body"]["text"].startswith('{"a": "xxx')

@@ -11,7 +11,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.decoding import DecodeError, decode_body, decoded_size
+from storage.decoding import DecodeError, decode_body, decode_prefix, decoded_size
 
 
 def _deflate_raw(data: bytes) -> bytes:
@@ -87,3 +87,17 @@ def test_bomb_is_bounded() -> None:
     with pytest.raises(DecodeError, match="exceeds"):
         decode_body(bomb, "gzip", limit=1_000_000)
     assert decoded_size(bomb, "gzip", limit=1_000_000) is None
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "zstd"])
+def test_a_prefix_inflates_no_further_than_asked(coding: str) -> None:
+    # 1 GiB of zeros compresses to about a megabyte or less: decoding it whole would take the
+    # memory a bomb is made to take. The prefix stops within a chunk of what was asked (zstd's
+    # chunks are the largest: 512 input bytes of run-length blocks make up to 16 MiB).
+    bomb = {"gzip": lambda d: gzip.compress(d, 1), "br": lambda d: brotli.compress(d, quality=1),
+            "zstd": lambda d: zstandard.ZstdCompressor(level=1).compress(d)}[coding](bytes(1 << 30))  # fmt: skip
+    prefix = decode_prefix(bomb, coding, 1000)
+    assert 1000 <= len(prefix) <= 1000 + 16 * 1024 * 1024 and not any(prefix)
+    assert decode_prefix(gzip.compress(b"short")[:-8], "gzip", 1000) == b"short"  # a cut stream: what it holds
+    with pytest.raises(DecodeError):
+        decode_prefix(b"", "compress", 10)  # a coding nobody can undo
