@@ -10,7 +10,7 @@ from sqlalchemy import text
 from storage.indexer import index_pending
 from storage.redaction import DEFAULT_RULES
 from storage.shares import ShareError, ShareGone, create_share, list_shares, open_share, redaction_key, revoke_share
-from storage.writer import write_records
+from storage.sink import write_records
 from tests.support.records import make_record
 
 

@@ -9,7 +9,7 @@ import time
 from tests.support.records import make_record
 
 from storage import ExchangeWriter, database_health, open_store
-from storage.writer import DatabaseSink
+from storage.sink import DatabaseSink
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -118,7 +118,7 @@ def test_row_text_helpers_match_the_generic_encoders() -> None:
     import random
 
     from storage.record import Timings
-    from storage.writer import _headers_json, _SqliteTimestamps, _timings_json
+    from storage.rows import _headers_json, _SqliteTimestamps, _timings_json
 
     stamp = _SqliteTimestamps()
     rng = random.Random(7)
@@ -143,7 +143,7 @@ def test_writer_does_no_index_work(store) -> None:  # type: ignore[no-untyped-de
     """The writer only queues new exchanges for the indexer: no header rows, no full-text rows."""
     from sqlalchemy import text
 
-    from storage.writer import write_records
+    from storage.sink import write_records
 
     ids = write_records(store, [make_record(response_body=None, request_headers=[("X-Id", "abc")]) for _ in range(3)])
     text_index = "exchange_fts" if store.dialect == "sqlite" else "exchange_search"
