@@ -1,23 +1,25 @@
 """The write path's threads: records in from the proxy's event loop, batches out to the database.
 
-    proxy event loop --submit()--> bounded deque --writer thread--> DatabaseSink.write()
+    proxy event loop --submit()--> bounded deque --appender thread--> spool --writer thread--> DatabaseSink
 
-submit() only appends to a deque (no hashing, no I/O). The writer thread takes
-up to `batch_size` records (or what arrived within `flush_interval`), has them
-prepared into rows once (storage.rows) and written in one transaction
-(storage.sink), retrying with capped backoff while the database is away.
+submit() only appends to a deque (no hashing, no I/O). The appender thread rewrites
+each record if asked (the proxy's redact_at_capture) and appends what was queued to the
+spool. The writer thread reads the spool in order, takes up to `batch_size` records (or
+what arrived within `flush_interval`), has them prepared into rows once (storage.rows)
+and written in one transaction (storage.sink), retrying with capped backoff while the
+database is away, then acknowledges them. A database that is away only lengthens the
+spool; when the spool is full, new records are dropped, counted and logged.
 
-With a spool (the proxy's default), a second thread sits between the two:
+The spool is the proxy's on-disk storage.spool by default. The appender writes whatever
+was queued every `append_interval` (50 ms), so a killed proxy loses at most those
+records, and fdatasyncs at most every SYNC_INTERVAL (100 ms), which bounds what a
+machine crash loses. (At 20 ms with a sync per append, the spool cost the proxy ~80 µs
+of CPU per record at 400 records/s; at 50 ms, ~30.) Records left in it at exit are
+written at the next start.
 
-    deque --appender thread--> storage.spool (disk, fdatasync'd) --writer thread--> DatabaseSink
-
-The appender writes whatever was queued every `append_interval` (50 ms), so a
-killed proxy loses at most those records, and fdatasyncs at most every
-SYNC_INTERVAL (100 ms), which bounds what a machine crash loses. (At 20 ms with a
-sync per append, the spool cost the proxy ~80 µs of CPU per record at 400
-records/s; at 50 ms, ~30.) The writer reads the spool in order, writes, and
-acknowledges. A database that is away only lengthens the
-spool; records left in it at exit are written at the next start.
+Without one (`spool_max_bytes = 0`), records wait in a storage.memory_spool of
+`queue_size` records, which the writer drains the same way; what the database has not
+taken at exit is lost, counted and logged.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from storage.memory_spool import MemorySpool
 from storage.record_codec import RecordDecodeError, decode_record, encode_record
 from storage.rows import PreparedBatch, Record
 from storage.sink import DatabaseSink, is_transient
@@ -57,14 +60,15 @@ class WriterStats:
     written: int
     """Records committed (or found already committed, for a retried batch)."""
     dropped: int
-    """Refused by submit(): queue full or writer closed."""
+    """Refused by submit() (queue full, writer closed) or by a full spool."""
     failed_batches: int
     """Write attempts that failed (each retry counts)."""
     queue_depth: int
+    """Records waiting in memory: queued, or in the in-memory spool."""
     last_error: str | None
     lost: int = 0
-    """Accepted but never written: the database stayed away until close() (without a
-    spool), the record itself could not be stored, or the spool held damaged records."""
+    """Accepted but never written: the database stayed away until close() (with the spool
+    in memory), the record itself could not be stored, or the spool held damaged records."""
     spooled: int = 0
     """Records on disk in the spool that the database does not have yet."""
     spool_bytes: int = 0
@@ -75,7 +79,7 @@ class _GiveUp(Exception):
 
 
 class ExchangeWriter:
-    """Owns the one writer thread. submit() from anywhere; close() to flush."""
+    """Owns the appender and writer threads. submit() from anywhere; close() to flush."""
 
     def __init__(
         self,
@@ -89,18 +93,25 @@ class ExchangeWriter:
         spool: Spool | None = None,
         append_interval: float = 0.05,
     ) -> None:
-        """`transform` rewrites each record in a writer thread before it is stored or spooled
+        """`transform` rewrites each record in the appender thread before it is spooled
         (the proxy's redact_at_capture); a record it fails on is rejected (counted, logged),
         never stored as it was. `report_as`: the proxy name under which the writer keeps its
         counters in proxy_stats, every REPORT_INTERVAL seconds while the database is up.
-        `spool`: records pass through it (see the module's docstring); the writer owns it
-        from here on and closes it."""
+        `spool`: the disk spool records pass through (see the module's docstring); without
+        one, a MemorySpool of `queue_size` records. The writer owns it from here on and
+        closes it."""
         if batch_size < 1 or queue_size < 1 or flush_interval < 0 or append_interval < 0:
             raise ValueError("batch_size and queue_size must be >= 1, flush_interval and append_interval >= 0")
         self.store = store
         self._transform = transform
-        self._spool = spool
-        self._append_interval = append_interval
+        self._spool: Spool | MemorySpool = spool if spool is not None else MemorySpool(max_records=queue_size)
+        # Records are gathered twice on their way through a disk spool: by the appender, so that
+        # they share a write and an fdatasync, then by the writer, so that two appends share a
+        # transaction. In memory they are gathered once, by the appender: appending costs nothing,
+        # but waking both threads for every record cost ~50 µs of CPU per record at 900/s.
+        durable = self._spool.durable
+        self._append_gather = append_interval if durable else flush_interval
+        self._drain_gather = flush_interval if durable else 0.0
         self._appender: threading.Thread | None = None
         self._appended_all = threading.Event()  # the appender has spooled its last record
         self._spool_ready = threading.Event()  # the appender has spooled something
@@ -113,11 +124,9 @@ class ExchangeWriter:
         self._write_batches = 0
         self.sink = DatabaseSink(store)
         self._batch_size = batch_size
-        self._flush_interval = flush_interval
         self._queue_size = queue_size
         self._queue: deque[Record] = deque()
         self._wake = threading.Event()  # something was queued
-        self._full = threading.Event()  # a whole batch is queued (or closing)
         self._closing = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -127,7 +136,7 @@ class ExchangeWriter:
         self._written = 0
         self._dropped = 0
         self._failed_batches = 0
-        self._lost = spool.lost_on_open if spool is not None else 0
+        self._lost = self._spool.lost_on_open
         self._last_error: str | None = None
         self._drops_unlogged = 0
         self._last_drop_log = 0.0
@@ -143,12 +152,10 @@ class ExchangeWriter:
             return False
         queue.append(record)
         self._submitted += 1
-        # Writer: clear() then check the deque; here: append then check the flag.
-        # Either the writer sees the record or we see the cleared flag.
+        # Appender: clear() then check the deque; here: append then check the flag.
+        # Either the appender sees the record or we see the cleared flag.
         if not self._wake.is_set():
             self._wake.set()
-        if len(queue) >= self._batch_size and not self._full.is_set():
-            self._full.set()
         return True
 
     def _drop(self, count: int = 1, reason: str | None = None) -> None:
@@ -163,16 +170,18 @@ class ExchangeWriter:
 
     @property
     def stats(self) -> WriterStats:
+        waiting = self._spool.pending_records
+        spooled = waiting if self._spool.durable else 0  # "spooled" is on disk; in memory it is queued
         return WriterStats(
             submitted=self._submitted,
             written=self._written,
             dropped=self._dropped,
             failed_batches=self._failed_batches,
-            queue_depth=len(self._queue),
+            queue_depth=len(self._queue) + waiting - spooled,
             last_error=self._last_error,
             lost=self._lost,
-            spooled=self._spool.pending_records if self._spool is not None else 0,
-            spool_bytes=self._spool.pending_bytes if self._spool is not None else 0,
+            spooled=spooled,
+            spool_bytes=self._spool.pending_bytes,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -181,12 +190,9 @@ class ExchangeWriter:
         with self._lock:
             if self._thread is not None or self._closed:
                 return
-            if self._spool is not None:
-                self._appender = threading.Thread(target=self._append_loop, name="passageway-spool", daemon=True)
-                self._appender.start()
-            self._thread = threading.Thread(
-                target=self._run if self._spool is None else self._drain_loop, name="passageway-writer", daemon=True
-            )
+            self._appender = threading.Thread(target=self._append_loop, name="passageway-spool", daemon=True)
+            self._appender.start()
+            self._thread = threading.Thread(target=self._drain_loop, name="passageway-writer", daemon=True)
             self._thread.start()
         atexit.register(self.close)
 
@@ -201,13 +207,9 @@ class ExchangeWriter:
         atexit.unregister(self.close)
         self._closing.set()
         self._wake.set()
-        self._full.set()
         if thread is None:  # never started: flush on the caller's thread
-            if self._spool is not None:
-                self._append_loop()
-                self._drain_loop()
-            else:
-                self._run()
+            self._append_loop()
+            self._drain_loop()
         else:
             thread.join(timeout + 1.0)
             if thread.is_alive():
@@ -215,67 +217,38 @@ class ExchangeWriter:
                     "exchange writer did not stop within %.1fs (stuck in a database call); "
                     "%d queued record(s) may be lost",
                     timeout,
-                    len(self._queue),
+                    self.stats.queue_depth,
                 )
         if self._appender is not None:
             self._appender.join(timeout + 1.0)
-        if self._spool is not None and not any(t is not None and t.is_alive() for t in (thread, self._appender)):
-            if self._spool.pending_records:
-                log.warning(
-                    "%d record(s) stay in the spool %s: the database %s did not take them before the proxy "
-                    "stopped; they are written at its next start",
-                    self._spool.pending_records,
-                    self._spool.directory,
-                    self.store.display_url,
-                )
-            self._maybe_report(stopping=True)
-            self._spool.close()
+        if any(t is not None and t.is_alive() for t in (thread, self._appender)):
+            return
+        spool = self._spool
+        left = spool.pending_records
+        if left and spool.durable:
+            log.warning(
+                "%d record(s) stay in %s: the database %s did not take them before the proxy stopped; they are "
+                "written at its next start",
+                left,
+                spool,
+                self.store.display_url,
+            )
+        elif left:
+            self._lost += left
+            log.error(
+                "LOST %d exchange record(s): the database %s stayed unavailable until the writer was closed "
+                "(last error: %s)",
+                left,
+                self.store.display_url,
+                self._last_error,
+            )
+        self._maybe_report(stopping=True)
+        spool.close()
 
-    # -- writer thread ----------------------------------------------------------------------
-
-    def _run(self) -> None:
-        queue = self._queue
-        while True:
-            self._maybe_report()
-            if not queue:
-                if self._closing.is_set():
-                    self._maybe_report(stopping=True)
-                    return
-                self._wake.clear()
-                if not queue:
-                    self._wake.wait(0.5)
-                    continue
-            if len(queue) < self._batch_size and not self._closing.is_set():
-                deadline = time.monotonic() + self._flush_interval
-                while len(queue) < self._batch_size and not self._closing.is_set():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._full.clear()
-                    if len(queue) >= self._batch_size:
-                        break
-                    self._full.wait(remaining)
-            batch = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
-            try:
-                self._write(batch)
-            except _GiveUp:
-                lost = len(batch) + len(queue)
-                queue.clear()
-                self._lost += lost
-                log.error(
-                    "LOST %d exchange record(s): the database %s stayed unavailable until the writer was "
-                    "closed (last error: %s)",
-                    lost,
-                    self.store.display_url,
-                    self._last_error,
-                )
-                return
-            except Exception:  # a bug in preparing rows must not kill the writer
-                self._lost += len(batch)
-                log.exception("LOST %d exchange record(s): unexpected error in the writer", len(batch))
+    # -- appender thread: queue -> spool ------------------------------------------------------
 
     def _append_loop(self) -> None:
-        """Queue -> spool, every append_interval: one write and one fdatasync for all."""
+        """Queue -> spool, gathered for up to _append_gather: one write and one fdatasync for all."""
         queue = self._queue
         while True:
             if not queue:
@@ -287,7 +260,7 @@ class ExchangeWriter:
                     self._wake.wait(0.5)
                     continue
             if len(queue) < _APPEND_MAX and not self._closing.is_set():
-                self._closing.wait(self._append_interval)  # gather some records: one append for all
+                self._closing.wait(self._append_gather)  # gather some records: one append for all
             # A bounded append: a burst is written in slices the database writer can start on.
             records = [queue.popleft() for _ in range(min(len(queue), _APPEND_MAX))]
             try:
@@ -300,45 +273,44 @@ class ExchangeWriter:
         self._spool_ready.set()
 
     def _sync_spool(self) -> None:
-        assert self._spool is not None
         try:
             self._spool.sync()
             self._last_sync = time.monotonic()
         except OSError as exc:
-            log.error("could not sync the spool %s: %s", self._spool.directory, one_line(exc))
+            log.error("could not sync %s: %s", self._spool, one_line(exc))
 
     def _append(self, records: list[Record]) -> None:
-        assert self._spool is not None
+        spool = self._spool
         payloads, kept = [], []
         for record in records:
             try:
                 stored = self._transform(record) if self._transform else record
-                payloads.append(encode_record(stored))
+                payloads.append(encode_record(stored) if spool.durable else stored)  # memory holds records as they are
                 kept.append(stored)
             except Exception as exc:
                 self._reject([record], exc)
         now = time.monotonic()
         sync = now - self._last_sync >= SYNC_INTERVAL
         try:
-            taken = self._spool.append(payloads, kept, sync=sync)
+            taken = spool.append(payloads, kept, sync=sync)
         except OSError as exc:
-            self._drop(len(payloads), f"the spool {self._spool.directory} could not be written: {one_line(exc)}")
+            self._drop(len(payloads), f"{spool} could not be written: {one_line(exc)}")
             return
         if taken < len(payloads):
             self._drop(
                 len(payloads) - taken,
-                f"the spool {self._spool.directory} is full ({self._spool.max_bytes} bytes) while the database "
-                f"{self.store.display_url} does not keep up",
+                f"{spool} is full ({spool.limit}) while the database {self.store.display_url} does not keep up",
             )
         if sync:
             self._last_sync = now
         if taken:
             self._spool_ready.set()
 
+    # -- writer thread: spool -> database -----------------------------------------------------
+
     def _drain_loop(self) -> None:
         """Spool -> database, in order; acknowledged once committed."""
         spool = self._spool
-        assert spool is not None
         while True:
             self._maybe_report()
             appended_all = self._appended_all.is_set()  # read before reading the spool: then nothing follows
@@ -349,7 +321,7 @@ class ExchangeWriter:
                     return
                 self._spool_ready.wait(0.5)
                 continue
-            deadline = time.monotonic() + self._flush_interval
+            deadline = time.monotonic() + self._drain_gather
             while len(frames) < self._batch_size and not self._closing.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._spool_ready.wait(remaining):
@@ -372,7 +344,7 @@ class ExchangeWriter:
                 if records:
                     self._write(records)
             except _GiveUp:
-                return  # closing with the database away: the records stay in the spool
+                return  # closing with the database away: the records stay in the spool (see close())
             spool.ack(end, len(frames))
 
     def _maybe_report(self, *, stopping: bool = False) -> None:
@@ -403,9 +375,7 @@ class ExchangeWriter:
 
     def _write(self, records: list[Record]) -> None:
         try:
-            transform = self._transform if self._spool is None else None  # with a spool, the appender did it
-            prepared = [transform(record) for record in records] if transform else records
-            batch = self.sink.prepare(prepared)
+            batch = self.sink.prepare(records)
         except Exception as exc:
             if len(records) == 1:
                 self._reject(records, exc)
