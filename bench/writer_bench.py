@@ -138,7 +138,7 @@ def run_one(url: str, records: list[ExchangeRecord], profile: str | None, batch_
 
 def profile_sink(url: str, records: list[ExchangeRecord], out: str) -> None:
     """cProfile of prepare + write on the calling thread, in writer-sized batches."""
-    from storage.writer import DatabaseSink
+    from storage.sink import DatabaseSink
 
     store = open_store(url)
     sink = DatabaseSink(store)

@@ -92,7 +92,9 @@ def run_proxy(settings: ProxySettings) -> None:
     except StorageError:
         store.close()
         raise
-    writer = ExchangeWriter(store, transform=transform, report_as=settings.proxy_name, spool=spool)
+    writer = ExchangeWriter(
+        store, transform=transform, report_as=settings.proxy_name, spool=spool, decode_limit=settings.max_decoded_body
+    )
     try:
         asyncio.run(_serve(settings, writer, guard))
     finally:

@@ -16,8 +16,9 @@ from storage.queries import (
     summaries_for_ids,
 )
 from storage.record import ERROR_KINDS, CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
+from storage.sink import write_records
 from storage.store import Store, open_store
-from storage.writer import ExchangeWriter, WriterStats, write_records
+from storage.writer import ExchangeWriter, WriterStats
 
 __all__ = [
     "ERROR_KINDS",

@@ -24,8 +24,8 @@ from storage.record import ExchangeRecord
 from storage.redaction import OutBody, Redaction, RedactionRules
 from storage.search import Query
 from storage.shares import redaction_key
+from storage.sink import write_records
 from storage.store import Store
-from storage.writer import write_records
 
 __all__ = ["MAX_EXPORT", "catch_up_search_index", "har_of", "import_records", "search_ids"]
 

@@ -20,8 +20,8 @@ import psycopg
 from sqlalchemy import func, select
 
 from storage.models import Exchange
+from storage.sink import NOTIFY_CHANNEL
 from storage.store import Store, one_line
-from storage.writer import NOTIFY_CHANNEL
 
 __all__ = ["ChangeFeed", "open_change_feed"]
 

@@ -28,8 +28,8 @@ from storage.models import Body, Exchange, ExchangeHeader, escape_text, has_surr
 from storage.queries import unpack_body, exchange_url
 from storage.search import HEADER_VALUE_MAX, words_only
 from storage.search_sql import is_text_content_type
+from storage.sink import array_columns, unnest_insert
 from storage.store import Store
-from storage.writer import array_columns, unnest_insert
 
 __all__ = ["index_pending", "pending_ids", "refresh_statistics"]
 

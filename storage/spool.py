@@ -93,6 +93,9 @@ class _Segment:
 class Spool:
     """One process's spool. append() from one thread; read() and ack() from one other."""
 
+    durable = True
+    """What it holds survives the process (storage.memory_spool.MemorySpool: lost with it)."""
+
     def __init__(self, directory: Path, *, max_bytes: int, segment_bytes: int = _SEGMENT_BYTES) -> None:
         if max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
@@ -117,6 +120,13 @@ class Spool:
         self._write_fd: int | None = None
         self._unsynced = False
         self._closed = False
+
+    def __str__(self) -> str:
+        return f"the spool {self.directory}"
+
+    @property
+    def limit(self) -> str:
+        return f"{self.max_bytes} bytes"
 
     # -- opening ----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 
 from storage import open_store
 from storage.record import CapturedBody
-from storage.writer import write_records
+from storage.sink import write_records
 from tests.inspector_ui.ui_support import live_inspector
 from tests.support import wait_for
 from tests.support.records import make_record

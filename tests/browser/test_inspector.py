@@ -13,8 +13,8 @@ from websockets.sync.client import connect
 
 from playwright.sync_api import expect
 
+from storage.sink import write_records
 from storage.store import open_store
-from storage.writer import write_records
 from tests.support import wait_for
 from tests.support.records import make_record
 

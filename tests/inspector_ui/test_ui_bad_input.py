@@ -13,7 +13,7 @@ from inspector_ui import create_app
 from inspector_ui.models import Invalid
 from inspector_ui.params import MAX_ROW_ID
 from inspector_ui.security import same_site_path
-from storage.writer import write_records
+from storage.sink import write_records
 
 from tests.support.records import make_record
 

@@ -7,7 +7,7 @@ import gzip
 import pytest
 
 from storage.record import CapturedBody
-from storage.writer import write_records
+from storage.sink import write_records
 
 from tests.support.records import make_record
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.writer import write_records
+from storage.sink import write_records
 
 from tests.support.records import make_record, websocket_message
 

@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from inspector_ui import create_app
+from storage.sink import write_records
 from storage.store import open_store
-from storage.writer import write_records
 from tests.support.postgres import drop_database, name_of
 
 from ui_support import settings_for

@@ -10,9 +10,9 @@ from ui_support import live_inspector
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from storage.sink import write_records
 from storage.store import open_store
 from storage.indexer import index_pending
-from storage.writer import write_records
 from tests.support.records import make_record
 
 

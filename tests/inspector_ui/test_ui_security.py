@@ -11,7 +11,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from inspector_ui import InspectorSettings, create_app
 from inspector_ui.security import API_CSP, DOCS_CSP
-from storage.writer import write_records
+from storage.sink import write_records
 
 from tests.support.records import make_record
 

@@ -13,7 +13,7 @@ from ui_support import settings_for
 from inspector_ui import create_app
 from inspector_ui.routers.services import parse_since
 from storage.services import ProbeSample, record_health, register_services
-from storage.writer import write_records
+from storage.sink import write_records
 from tests.support.records import make_record
 
 

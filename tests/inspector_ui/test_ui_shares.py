@@ -13,7 +13,7 @@ from storage.errors import Gone
 from storage.record import CapturedBody
 from storage.shares import create_share, open_share
 from storage.redaction import DEFAULT_RULES
-from storage.writer import write_records
+from storage.sink import write_records
 from tests.support.records import make_record
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJlLWNhbmFyeS0xMjM0NTY3ODkw"

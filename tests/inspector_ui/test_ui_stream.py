@@ -14,8 +14,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from storage.sink import write_records
 from storage.store import open_store
-from storage.writer import write_records
 
 from ui_support import live_inspector
 from tests.support.records import make_record
@@ -24,7 +24,7 @@ SAMPLES = 5
 WRITER = """
 import sys, time, uuid
 from storage.store import open_store
-from storage.writer import write_records
+from storage.sink import write_records
 from storage.record import ExchangeRecord, Timings
 store = open_store(sys.argv[1])
 sys.stdout.write("ready\\n"); sys.stdout.flush()

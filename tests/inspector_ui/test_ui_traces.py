@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from ui_support import settings_for
 
 from inspector_ui import create_app
-from storage.writer import write_records
+from storage.sink import write_records
 from tests.storage.test_trace_queries import TRACE, three_level_trace
 from tests.support.records import make_record
 

@@ -31,8 +31,8 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from inspector_ui import InspectorSettings, create_app
 from storage.queries import list_exchanges
+from storage.sink import write_records
 from storage.store import open_store
-from storage.writer import write_records
 from tests.inspector_ui.ui_support import LiveInspector, live_inspector
 from tests.support import free_port, start_process, wait_for
 from tests.support.records import make_record, websocket_message

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
+from storage.sink import write_records
 from storage.store import open_store
-from storage.writer import write_records
 from tests.support.records import make_record
 
 PASSAGEWAY = [sys.executable, "-m", "cli"]

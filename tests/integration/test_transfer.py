@@ -21,8 +21,8 @@ from mitmproxy.test import tflow
 from inspector_ui import InspectorSettings, create_app
 from storage.queries import get_body, get_exchange, list_exchanges
 from storage.record import CapturedBody
+from storage.sink import write_records
 from storage.store import open_store
-from storage.writer import write_records
 from tests.support.postgres import fresh_postgres_database
 from tests.support.records import make_record
 

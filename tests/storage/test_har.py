@@ -877,7 +877,7 @@ def _strings(value: Any) -> list[str]:
 def test_what_damaged_real_files_keep_is_storable(name: str, rnd: Any, changes: list) -> None:
     """Whatever an entry holds, ExchangeRecord.har becomes strict JSON (no NaN) both databases
     take: no NUL and no lone surrogate left in its strings."""
-    from storage.writer import EXCHANGE_COLUMNS, _RowBuilder
+    from storage.rows import EXCHANGE_COLUMNS, RowBuilder
 
     har = json.loads(load(name).decode("utf-8-sig"))
     _damage(har, rnd, changes)
@@ -885,7 +885,7 @@ def test_what_damaged_real_files_keep_is_storable(name: str, rnd: Any, changes: 
         records = import_har(har, proxy_name="x")
     except HarError:
         return
-    batch = _RowBuilder("postgresql").prepare(records)
+    batch = RowBuilder("postgresql").prepare(records)
     for row in batch.exchanges:
         stored = json.loads(row[EXCHANGE_COLUMNS.index("timings")], parse_constant=lambda c: pytest.fail(c))
         assert not [s for s in _strings(stored) if "\x00" in s or any("\ud800" <= c <= "\udfff" for c in s)]

@@ -18,7 +18,7 @@ from storage.maintenance import Maintenance, run_maintenance
 from storage.queries import index_backlog, list_exchanges
 from storage.retention import RetentionPolicy
 from storage.store import Store
-from storage.writer import write_records
+from storage.sink import write_records
 from tests.support.records import make_record
 
 

@@ -17,7 +17,8 @@ from storage.record import CapturedBody
 from storage.redaction import DEFAULT_RULES
 from storage.retention import Candidate, PassLimits, RetentionPolicy, choose, prune
 from storage.shares import create_share, open_share
-from storage.writer import ExchangeWriter, write_records
+from storage.sink import write_records
+from storage.writer import ExchangeWriter
 from tests.support.records import make_record, websocket_message
 from tests.support.stores import reset_store
 

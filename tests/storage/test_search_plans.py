@@ -20,14 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import storage.queries
+import storage.rows
 import storage.search_sql
-import storage.writer
 from storage.indexer import index_pending
 from storage.queries import list_exchanges
 from storage.record import CapturedBody
+from storage.rows import capture_blocks
 from storage.search import text_tokens
+from storage.sink import write_records
 from storage.store import open_store
-from storage.writer import capture_blocks, write_records
 from tests.support.records import make_record
 from tests.support.stores import reset_store
 
@@ -38,7 +39,7 @@ SERVICES = ("users", "orders")
 
 @pytest.fixture(autouse=True)
 def small_blocks_and_window(monkeypatch):
-    monkeypatch.setattr(storage.writer, "CAPTURE_BLOCK_IDS", 4)
+    monkeypatch.setattr(storage.rows, "CAPTURE_BLOCK_IDS", 4)
     monkeypatch.setattr(storage.search_sql, "CAPTURE_BLOCK_IDS", 4)
     monkeypatch.setattr(storage.queries, "_TEXT_WALK_IDS", 3)
     monkeypatch.setattr(storage.queries, "_TEXT_SET_MAX", 2)

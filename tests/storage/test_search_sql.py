@@ -15,7 +15,7 @@ from storage.record import CapturedBody
 from storage.search import QueryError, parse_query
 from storage.search_sql import is_text_content_type
 from storage.indexer import index_pending
-from storage.writer import write_records
+from storage.sink import write_records
 from tests.support.records import make_record
 
 NOW = time.time()

@@ -10,7 +10,7 @@ from storage.errors import Gone, Invalid
 from storage.indexer import index_pending
 from storage.redaction import DEFAULT_RULES
 from storage.shares import create_share, list_shares, open_share, redaction_key, revoke_share
-from storage.writer import write_records
+from storage.sink import write_records
 from tests.support.records import make_record
 
 

@@ -13,7 +13,7 @@ from storage import open_store
 from storage.indexer import index_pending, pending_ids, refresh_statistics
 from storage.queries import list_exchanges, match_ids
 from storage.record import CapturedBody
-from storage.writer import write_records
+from storage.sink import write_records
 
 
 def _json(word: str) -> CapturedBody:

@@ -9,7 +9,7 @@ import time
 from tests.support.records import make_record
 
 from storage import ExchangeWriter, database_health, open_store
-from storage.writer import DatabaseSink
+from storage.sink import DatabaseSink
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -118,7 +118,7 @@ def test_row_text_helpers_match_the_generic_encoders() -> None:
     import random
 
     from storage.record import Timings
-    from storage.writer import _headers_json, _SqliteTimestamps, _timings_json
+    from storage.rows import _headers_json, _SqliteTimestamps, _timings_json
 
     stamp = _SqliteTimestamps()
     rng = random.Random(7)
@@ -143,7 +143,7 @@ def test_writer_does_no_index_work(store) -> None:  # type: ignore[no-untyped-de
     """The writer only queues new exchanges for the indexer: no header rows, no full-text rows."""
     from sqlalchemy import text
 
-    from storage.writer import write_records
+    from storage.sink import write_records
 
     ids = write_records(store, [make_record(response_body=None, request_headers=[("X-Id", "abc")]) for _ in range(3)])
     text_index = "exchange_fts" if store.dialect == "sqlite" else "exchange_search"
@@ -304,3 +304,43 @@ def test_damaged_spooled_records_are_counted_lost(sqlite_store, tmp_path) -> Non
     writer.close()
     assert writer.stats.lost == 1 and writer.stats.written == 1
     assert _stored_paths(sqlite_store) == ["/kept"]
+
+
+# -- without a disk spool: records wait in the in-memory spool, drained the same way -------------
+
+
+def test_in_memory_records_wait_through_an_outage_and_are_written_in_order(sqlite_store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    locker = sqlite3.connect(tmp_path / "test.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    writer = ExchangeWriter(sqlite_store, batch_size=50, flush_interval=0.01)
+    writer.start()
+    for i in range(300):
+        assert writer.submit(make_record(path=f"/{i}"))
+    assert _wait(lambda: writer.stats.failed_batches >= 2 and writer.stats.queue_depth == 300)
+    assert (writer.stats.written, writer.stats.spooled, writer.stats.spool_bytes) == (0, 0, 0)  # nothing on disk
+    locker.execute("ROLLBACK")
+    locker.close()
+    assert _wait(lambda: writer.stats.written == 300)
+    writer.close()
+    assert writer.stats.lost == 0 and writer.stats.queue_depth == 0
+    assert _stored_paths(sqlite_store) == [f"/{i}" for i in range(300)]
+
+
+def test_a_full_in_memory_spool_drops_new_records_counted_and_loud(sqlite_store, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    locker = sqlite3.connect(tmp_path / "test.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        writer = ExchangeWriter(sqlite_store, flush_interval=0.01, queue_size=30)
+        writer.start()
+        for i in range(100):
+            writer.submit(make_record(path=f"/{i}"))
+            time.sleep(0.002)
+        assert _wait(lambda: writer.stats.queue_depth + writer.stats.dropped == 100)
+        assert writer.stats.queue_depth == 30 and writer.stats.dropped == 70
+        assert "DROPPED" in caplog.text and "the in-memory spool is full (30 records)" in caplog.text
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    writer.close()
+    assert writer.stats.written == 30 and writer.stats.lost == 0
+    assert _stored_paths(sqlite_store) == [f"/{i}" for i in range(30)]

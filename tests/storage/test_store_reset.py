@@ -12,7 +12,7 @@ from storage.indexer import index_pending
 from storage.models import Base
 from storage.record import CapturedBody
 from storage.store import Store
-from storage.writer import write_records
+from storage.sink import write_records
 from tests.support.records import make_record, websocket_message
 from tests.support.stores import reset_store, reset_tables
 

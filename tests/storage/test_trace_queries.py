@@ -11,8 +11,8 @@ from sqlalchemy import text
 from storage.record import Timings
 from storage.redaction import DEFAULT_RULES
 from storage.shares import create_share, open_share
+from storage.sink import write_records
 from storage.traces import get_trace, list_traces
-from storage.writer import write_records
 from tests.support.records import make_record
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
