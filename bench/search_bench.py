@@ -47,10 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 from machine import cpu_model, kept_postgres, scratch_postgres  # noqa: E402
+
 from storage import open_store  # noqa: E402
 from storage.indexer import index_pending, refresh_statistics  # noqa: E402
+from storage.pure.record import CapturedBody, ExchangeRecord, Timings  # noqa: E402
 from storage.queries import list_exchanges  # noqa: E402
-from storage.record import CapturedBody, ExchangeRecord, Timings  # noqa: E402
 from storage.sink import DatabaseSink  # noqa: E402
 
 TARGETS = {"structured": 100.0, "free text": 300.0, "first page": 200.0}

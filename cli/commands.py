@@ -190,8 +190,8 @@ def run_bulk_replay(args: argparse.Namespace, ui: str, edits: dict, auth: dict[s
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     from storage.exports import catch_up_search_index, har_of, search_ids
-    from storage.har import har_text
-    from storage.search import QueryError, parse_query
+    from storage.pure.har import har_text
+    from storage.pure.search import QueryError, parse_query
     from storage.store import open_store
 
     try:
@@ -239,7 +239,7 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings.db)
     try:
         if settings.redact_at_capture:  # "before anything is written" holds for imports too
-            from storage.redaction import redact_record
+            from storage.pure.redaction import redact_record
             from storage.shares import redaction_key
 
             rules, key = settings.redaction_rules(), redaction_key(store)

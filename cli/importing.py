@@ -1,7 +1,7 @@
 """`passageway import FILE`: exchanges from a HAR file or a mitmproxy flow file into the store.
 
 A HAR (from browser devtools, Charles, HTTP Toolkit, mitmproxy's HAR export, or Passageway)
-goes through storage.har; a mitmproxy flow file (`mitmdump -w`, mitmweb's save) through the
+goes through storage.pure.har; a mitmproxy flow file (`mitmdump -w`, mitmweb's save) through the
 same flow -> record conversion the proxy uses, so its bodies, timings and errors come out
 as if Passageway had captured them. Flow ids become exchange uuids, so importing the same
 flow file twice adds nothing the second time. Either way bodies are kept up to `body_cap`,
@@ -18,8 +18,8 @@ from mitmproxy import io as mitmproxy_io
 from mitmproxy.exceptions import FlowReadException
 
 from proxy.flow_record import flow_to_record
-from storage.har import HarError, first_label, import_har
-from storage.record import ExchangeRecord
+from storage.pure.har import HarError, first_label, import_har
+from storage.pure.record import ExchangeRecord
 
 __all__ = ["UnreadableFile", "read_records"]
 

@@ -46,7 +46,7 @@ from proxy.routing import (
     parse_upstream,
 )
 from proxy.tracing import MODES as TRACING_MODES
-from storage.redaction import RedactionRules, rules_from_config
+from storage.pure.redaction import RedactionRules, rules_from_config
 from storage.retention import RetentionPolicy
 
 __all__ = [

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from storage import errors as storage_errors
 from storage.maintenance import Maintenance
-from storage.search import QueryError
+from storage.pure.search import QueryError
 from storage.store import open_store
 
 from . import errors

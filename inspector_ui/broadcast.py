@@ -28,9 +28,9 @@ from starlette.concurrency import run_in_threadpool
 
 from storage.feed import open_change_feed
 from storage.indexer import pending_ids
+from storage.pure.search import Query
+from storage.pure.surrogates import json_text
 from storage.queries import match_ids, summaries_for_ids
-from storage.search import Query
-from storage.surrogates import json_text
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ class _Open(BaseModel):
 class ExchangeError(BaseModel):
     """Why an exchange did not complete."""
 
-    kind: str = Field(description="One of storage.record.ERROR_KINDS.")
+    kind: str = Field(description="One of storage.pure.record.ERROR_KINDS.")
     message: str
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from storage.search import QueryError
+from storage.pure.search import QueryError
 
 from .models import Invalid
 from .responses import SafeJSONResponse

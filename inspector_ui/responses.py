@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from storage.surrogates import json_text
+from storage.pure.surrogates import json_text
 
 
 class SafeJSONResponse(JSONResponse):
     """The app's JSON: as Starlette writes it, but a lone surrogate in captured text is a
-    \\uXXXX escape (storage.surrogates) instead of an encoding error and a 500."""
+    \\uXXXX escape (storage.pure.surrogates) instead of an encoding error and a 500."""
 
     def render(self, content: Any) -> bytes:
         return json_text(content, allow_nan=False, separators=(",", ":")).encode("utf-8")

@@ -6,8 +6,8 @@ import ipaddress
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from storage.decoding import DEFAULT_DECODE_LIMIT
-from storage.redaction import RedactionRules, rules_from_config
+from storage.pure.decoding import DEFAULT_DECODE_LIMIT
+from storage.pure.redaction import RedactionRules, rules_from_config
 from storage.retention import RetentionPolicy
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -58,7 +58,7 @@ class InspectorSettings(BaseModel):
     )
     replay_timeout: float = Field(35.0, gt=0, le=3600, description="Seconds a replay may take.")
     redact_add: tuple[str, ...] = Field(
-        (), description="Header / query / body field names redacted on top of the defaults (storage.redaction)."
+        (), description="Header / query / body field names redacted on top of the defaults (storage.pure.redaction)."
     )
     redact_remove: tuple[str, ...] = Field((), description="Default redaction rules to leave out.")
     token: str | None = Field(

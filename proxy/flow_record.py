@@ -12,7 +12,7 @@ from typing import NamedTuple
 from mitmproxy import http
 
 from passageway.tracecontext import parse_traceparent
-from storage.record import CapturedBody, ExchangeRecord, Headers, Timings, WebSocketMessageRecord
+from storage.pure.record import CapturedBody, ExchangeRecord, Headers, Timings, WebSocketMessageRecord
 
 META_SERVICE = "passageway.service"
 META_ERROR_KIND = "passageway.error_kind"

@@ -13,7 +13,7 @@ from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyser
 from mitmproxy.master import Master
 
 from storage.errors import StorageError
-from storage.redaction import record_redactor, rules_from_config
+from storage.pure.redaction import record_redactor, rules_from_config
 from storage.shares import redaction_key
 from storage.spool import Spool, SpoolError
 from storage.store import Store, open_store

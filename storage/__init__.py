@@ -1,10 +1,11 @@
-"""Storage: models, migrations, the one write path, the search indexer, queries, the change feed and the maintenance role."""
+"""Storage: models, migrations, the one write path, the search indexer, queries, the change feed and the maintenance role; its pure cores (record, decoding, search parsing, HAR, redaction, diff...) in storage.pure."""
 
-from storage.decoding import DecodeError, decode_body
 from storage.errors import StorageError
 from storage.feed import ChangeFeed, open_change_feed
 from storage.indexer import index_pending
 from storage.maintenance import Maintenance, run_maintenance
+from storage.pure.decoding import DecodeError, decode_body
+from storage.pure.record import ERROR_KINDS, CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
 from storage.queries import (
     ExchangePage,
     StoredBody,
@@ -15,7 +16,6 @@ from storage.queries import (
     list_websocket_messages,
     summaries_for_ids,
 )
-from storage.record import ERROR_KINDS, CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
 from storage.sink import write_records
 from storage.store import Store, open_store
 from storage.writer import ExchangeWriter, WriterStats

@@ -1,4 +1,4 @@
-"""Two stored exchanges compared: the stored side of storage.diff (which is pure).
+"""Two stored exchanges compared: the stored side of storage.pure.diff (which is pure).
 
 Backs GET /api/diff and the bulk replay jobs, which compare each replay with its original.
 """
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from storage.diff import DEFAULT_NOISE_HEADERS, DiffBody, diff_exchanges
 from storage.errors import NotFound
+from storage.pure.diff import DEFAULT_NOISE_HEADERS, DiffBody, diff_exchanges
 from storage.queries import get_body, get_exchange
 from storage.store import Store
 
@@ -27,7 +27,7 @@ def compare_exchanges(
     noise: frozenset[str] = DEFAULT_NOISE_HEADERS,
     decode_limit: int = DIFF_DECODE_LIMIT,
 ) -> dict:
-    """storage.diff.diff_exchanges of two stored exchanges (`ignore`: its ignore_keys, `noise`:
+    """storage.pure.diff.diff_exchanges of two stored exchanges (`ignore`: its ignore_keys, `noise`:
     its noise_headers); NotFound when either is not stored."""
     old, old_request, old_response = _load(store, a, decode_limit)
     new, new_request, new_response = _load(store, b, decode_limit)

@@ -1,9 +1,9 @@
-"""Traffic out and in as HAR: the stored side of storage.har (which is pure).
+"""Traffic out and in as HAR: the stored side of storage.pure.har (which is pure).
 
 har_of() reads exchanges (by id, at most MAX_EXPORT) and their bodies and builds a HAR
-1.2 log, redacted unless asked for raw: all of them by one storage.redaction.Redaction, so a
+1.2 log, redacted unless asked for raw: all of them by one storage.pure.redaction.Redaction, so a
 secret of one exchange is also scrubbed from the others; import_records() writes what
-storage.har.import_har made through the one write path and indexes it for search.
+storage.pure.har.import_har made through the one write path and indexes it for search.
 
 The search index is built by the maintenance role (storage.maintenance), which may not be
 running when a command searches: imports index what they wrote, and a command whose
@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import metadata
 
-from storage.decoding import DEFAULT_DECODE_LIMIT
-from storage.har import HarBody, HarSource, export_har, har_body
 from storage.indexer import index_pending
 from storage.outgoing import out_exchange
+from storage.pure.decoding import DEFAULT_DECODE_LIMIT
+from storage.pure.har import HarBody, HarSource, export_har, har_body
+from storage.pure.record import ExchangeRecord
+from storage.pure.redaction import OutBody, Redaction, RedactionRules
+from storage.pure.search import Query
 from storage.queries import StoredBody, get_body, get_exchange, index_backlog, list_exchanges
-from storage.record import ExchangeRecord
-from storage.redaction import OutBody, Redaction, RedactionRules
-from storage.search import Query
 from storage.shares import redaction_key
 from storage.sink import write_records
 from storage.store import Store

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, select
 
-from storage.decoding import DecodeError, decode_prefix
 from storage.models import Body, Exchange, ExchangeHeader, escape_text, has_surrogate, unescape_text
-from storage.queries import unpack_body, exchange_url
-from storage.search import HEADER_VALUE_MAX, words_only
+from storage.pure.decoding import DecodeError, decode_prefix
+from storage.pure.search import HEADER_VALUE_MAX, words_only
+from storage.queries import exchange_url, unpack_body
 from storage.search_sql import is_text_content_type
 from storage.sink import array_columns, unnest_insert
 from storage.store import Store

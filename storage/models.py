@@ -281,7 +281,7 @@ class Exchange(Base):
     response_body_decoded_size: Mapped[int | None] = mapped_column(BigInteger)
 
     timings: Mapped[dict[str, Any]] = mapped_column(JSON)
-    """Epoch seconds per phase (storage.record.Timings field names); for an imported exchange
+    """Epoch seconds per phase (storage.pure.record.Timings field names); for an imported exchange
     also `har`: ExchangeRecord.har, its strings escape_json_strings'ed."""
     error_kind: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(SafeText())
@@ -292,7 +292,7 @@ class Exchange(Base):
     tags: Mapped[list[str]] = mapped_column(JSON)
     websocket: Mapped[bool] = mapped_column(Boolean)
     parent_span_id: Mapped[str | None] = mapped_column(SafeText())
-    """The span of the call that caused this one (see storage.record.ExchangeRecord)."""
+    """The span of the call that caused this one (see storage.pure.record.ExchangeRecord)."""
     caller: Mapped[str | None] = mapped_column(SafeText())
     """The calling service, as its smart client named it (X-Passageway-Caller)."""
 
@@ -332,7 +332,7 @@ class WebSocketMessage(Base):
 
 class ExchangeHeader(Base):
     """One header of an exchange, for `header:` search: name lowercased, value escape_text'ed
-    and cut to storage.search.HEADER_VALUE_MAX characters (PostgreSQL b-tree entries must
+    and cut to storage.pure.search.HEADER_VALUE_MAX characters (PostgreSQL b-tree entries must
     stay small). The primary key is the search index itself, led by (name, value): on
     SQLite a WITHOUT ROWID table, so one b-tree per insert. Duplicates within an exchange
     collapse (a search cannot tell them apart). Detail views read the ordered JSON

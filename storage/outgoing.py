@@ -1,5 +1,5 @@
 """Exchanges read for the ways out (share links, HAR exports, snippets), in the form
-storage.redaction.Redaction takes them: the detail dict and the DECODED bodies.
+storage.pure.redaction.Redaction takes them: the detail dict and the DECODED bodies.
 
 A body whose Content-Encoding cannot be undone (an unknown coding, corrupt data, or more
 than `decode_limit` bytes once decoded) comes with no data and a note, so no caller can
@@ -8,8 +8,8 @@ pass bytes through that redaction never read.
 
 from __future__ import annotations
 
+from storage.pure.redaction import OutBody, OutExchange
 from storage.queries import StoredBody, get_body, get_exchange
-from storage.redaction import OutBody, OutExchange
 from storage.store import Store
 
 __all__ = ["out_body", "out_exchange"]

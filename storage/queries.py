@@ -15,11 +15,17 @@ from typing import Any
 import zstandard
 from sqlalchemy import Connection, Row, and_, func, select
 
-from storage.decoding import DecodeError, decode_body
 from storage.models import (
-    Body, Exchange, ProxyStat, SearchPending, WebSocketMessage, unescape_json_strings, unescape_text,
+    Body,
+    Exchange,
+    ProxyStat,
+    SearchPending,
+    WebSocketMessage,
+    unescape_json_strings,
+    unescape_text,
 )  # fmt: skip
-from storage.search import Query, parse_query
+from storage.pure.decoding import DecodeError, decode_body
+from storage.pure.search import Query, parse_query
 from storage.search_sql import FTS, compile_query, fts_required_match, required_text_ids
 from storage.store import Store, one_line
 
@@ -177,7 +183,7 @@ def list_exchanges(
 ) -> ExchangePage:
     """Newest first; at most `limit` (1..MAX_PAGE) summaries with id < before.
 
-    `q`: a search (storage.search); a str is parsed here and raises QueryError
+    `q`: a search (storage.pure.search); a str is parsed here and raises QueryError
     when invalid. `now` anchors since: (default: the current time)."""
     limit = max(1, min(int(limit), MAX_PAGE))
     now = now or dt.datetime.now(dt.UTC)
@@ -380,7 +386,7 @@ def _body_meta(ex: Row[Any], side: str) -> dict | None:
 
 def get_exchange(store: Store, *, exchange_id: int, har: bool = False) -> dict | None:
     """The detail dict of one exchange, or None. With `har`, also "har": what an imported
-    HAR said that has no column (storage.record.ExchangeRecord.har), None for captured
+    HAR said that has no column (storage.pure.record.ExchangeRecord.har), None for captured
     traffic; only HAR export asks for it (a page title may hold a URL's secrets)."""
     with store.connect() as conn:
         ex = conn.execute(select(Exchange.__table__).where(Exchange.id == exchange_id)).one_or_none()

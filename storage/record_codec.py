@@ -13,7 +13,7 @@ from dataclasses import fields
 import msgpack
 
 from .errors import StorageError
-from .record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
+from storage.pure.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
 
 __all__ = ["RecordDecodeError", "decode_record", "encode_record"]
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import zstandard
 
-from storage.decoding import DEFAULT_DECODE_LIMIT, decoded_size
 from storage.models import CAPTURE_BLOCK_IDS, escape_json_strings, escape_text
-from storage.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
+from storage.pure.decoding import DEFAULT_DECODE_LIMIT, decoded_size
+from storage.pure.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
 
 __all__ = [
     "BODY_COLUMNS", "EXCHANGE_COLUMNS", "WEBSOCKET_COLUMNS", "PreparedBatch", "Record", "RowBuilder", "capture_blocks",

@@ -8,7 +8,7 @@ free text never reads the text index, and one with both lets the planner start
 from whichever side is more selective.
 
 Full text is *word* search on both databases, the same words on both: runs of
-letters and digits, lowercased (storage.search.text_tokens), taken from the URL
+letters and digits, lowercased (storage.pure.search.text_tokens), taken from the URL
 and from the decoded text bodies; a bare word is its tokens as a phrase with the
 last one a prefix (`user` finds "users"; `users/4` finds "/users/42"), a quoted
 phrase is the exact token sequence.
@@ -19,7 +19,7 @@ phrase is the exact token sequence.
 - PostgreSQL: a tsvector per exchange (`exchange_search.doc`, GIN index), built
   with the 'simple' configuration (no stemming, no stop words: FTS5 has neither)
   from the text with every non-alphanumeric run replaced by a space
-  (storage.search.words_only, in the indexer), so PostgreSQL's own URL/e-mail/float
+  (storage.pure.search.words_only, in the indexer), so PostgreSQL's own URL/e-mail/float
   parser never changes what a word is; the
   URL carries weight A and bodies weight B, so
   `body:` is a weight restriction on the same index. Chosen over pg_trgm: a
@@ -36,9 +36,9 @@ from collections.abc import Sequence
 from sqlalchemy import (
     ColumnElement,
     Integer,
-    column,
     and_,
     bindparam,
+    column,
     func,
     literal_column,
     not_,
@@ -51,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import Select
 
 from storage.models import CAPTURE_BLOCK_IDS, SLOW_MS, CaptureBlock, Exchange, ExchangeHeader
-from storage.search import HEADER_VALUE_MAX, Query, Term
+from storage.pure.search import HEADER_VALUE_MAX, Query, Term
 
 __all__ = [
     "FTS",

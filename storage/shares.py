@@ -2,7 +2,7 @@
 
 create_share() picks the exchanges (at most MAX_SHARED_EXCHANGES), copies each one's detail
 and decoded bodies (each cut at SHARED_BODY_LIMIT), redacts them together (one
-storage.redaction.Redaction, so a secret of one is also scrubbed from the others) with
+storage.pure.redaction.Redaction, so a secret of one is also scrubbed from the others) with
 this installation's key, redacts the search it was made from the same way, and stores
 the copy compressed with the SHA-256 of a fresh token.
 A trace's snapshot also holds its tree of calls (storage.traces), assembled from the copies.
@@ -26,15 +26,15 @@ import zstandard
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.decoding import DEFAULT_DECODE_LIMIT
 from storage.errors import Gone, Invalid, NotFound
 from storage.models import InstallationSecret, Share
 from storage.outgoing import out_exchange
+from storage.pure.decoding import DEFAULT_DECODE_LIMIT
+from storage.pure.redaction import OutBody, OutExchange, Redaction, RedactionRules
+from storage.pure.search import Query, parse_query
+from storage.pure.surrogates import json_text
 from storage.queries import get_exchange, iso_utc, list_exchanges
-from storage.redaction import OutBody, OutExchange, Redaction, RedactionRules
-from storage.search import Query, parse_query
 from storage.store import Store
-from storage.surrogates import json_text
 from storage.traces import assemble_trace, span_from_detail, trace_exchange_ids
 
 __all__ = [

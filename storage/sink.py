@@ -25,8 +25,8 @@ from sqlalchemy.dialects.postgresql import psycopg as _psycopg_dialect  # noqa: 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from storage.decoding import DEFAULT_DECODE_LIMIT
 from storage.models import Body, Exchange, ProxyStat, WebSocketMessage
+from storage.pure.decoding import DEFAULT_DECODE_LIMIT
 from storage.rows import (
     BODY_COLUMNS,
     EXCHANGE_COLUMNS,

@@ -29,10 +29,10 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from storage.endpoints import DEFAULT_MAX_LITERALS, infer_templates, search_pattern
 from storage.models import Exchange
+from storage.pure.endpoints import DEFAULT_MAX_LITERALS, infer_templates, search_pattern
+from storage.pure.search import Query, QueryError, Term, parse_query
 from storage.queries import iso_utc
-from storage.search import Query, QueryError, Term, parse_query
 from storage.search_sql import compile_query
 from storage.store import Store
 

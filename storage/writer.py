@@ -33,8 +33,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from storage.decoding import DEFAULT_DECODE_LIMIT
 from storage.memory_spool import MemorySpool
+from storage.pure.decoding import DEFAULT_DECODE_LIMIT
 from storage.record_codec import RecordDecodeError, decode_record, encode_record
 from storage.rows import PreparedBatch, Record
 from storage.sink import DatabaseSink, is_transient

@@ -3,7 +3,7 @@
 The exchanges are chosen when the job starts (the search's matches at that moment, oldest
 first), so the job's own replays are never replayed again. Request i starts at
 start + i / rate however long the others take, with at most `concurrency` in flight.
-Each replay is compared with its original (storage.diff): the summary counts how many
+Each replay is compared with its original (storage.pure.diff): the summary counts how many
 responses differ, ignoring noise headers. Progress goes to every /api/stream viewer as
 {"type": "replay-job", "data": summary}, at most a few times a second and once at the end.
 """
@@ -22,9 +22,9 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from storage.comparison import compare_exchanges
-from storage.diff import responses_differ
+from storage.pure.diff import responses_differ
+from storage.pure.search import Query
 from storage.queries import exchange_ids_for_uuids, get_body, get_exchange, list_exchanges
-from storage.search import Query
 
 from ..errors import ApiError, NotFound
 from .plan import Overrides, ReplayRoutes, plan_replay

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from storage.comparison import DIFF_DECODE_LIMIT, compare_exchanges
-from storage.diff import DEFAULT_NOISE_HEADERS
+from storage.pure.diff import DEFAULT_NOISE_HEADERS
 
 from ..deps import SettingsDep, StoreDep
 from ..params import RowId

@@ -12,14 +12,14 @@ from fastapi.responses import Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from storage.decoding import DecodeError, decode_body
+from storage.pure.decoding import DecodeError, decode_body
+from storage.pure.search import parse_query
 from storage.queries import (
     get_body,
     get_exchange,
     list_exchanges,
     list_websocket_messages,
 )
-from storage.search import parse_query
 
 from ..deps import SettingsDep, StoreDep
 from ..errors import NotFound, Unprocessable

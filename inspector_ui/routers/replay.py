@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from storage.pure.search import parse_query
 from storage.queries import get_body, get_exchange
-from storage.search import parse_query
 
 from ..deps import ReplayClientsDep, ReplayJobsDep, SettingsDep, StoreDep
 from ..errors import NotConfigured, NotFound

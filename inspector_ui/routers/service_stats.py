@@ -62,7 +62,7 @@ class Bucket(Figures):
 
 class Endpoint(Figures):
     method: str
-    template: str = Field(description="Path template, e.g. /users/{id} (storage.endpoints).")
+    template: str = Field(description="Path template, e.g. /users/{id} (storage.pure.endpoints).")
     example_path: str = Field(description="The endpoint's most requested path.")
     search: str = Field(description="Inspector search listing these exchanges (open /?q=...).")
 

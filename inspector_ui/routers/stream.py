@@ -20,8 +20,8 @@ import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from storage.pure.search import QueryError, parse_query
 from storage.queries import list_exchanges
-from storage.search import QueryError, parse_query
 
 from ..broadcast import Subscriber, SubscriberGone
 from ..deps import BroadcasterDep, SettingsDep, StoreDep

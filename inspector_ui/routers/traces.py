@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from storage.search import QueryError, parse_query
+from storage.pure.search import QueryError, parse_query
 from storage.traces import get_trace, list_traces
 
 from ..deps import StoreDep

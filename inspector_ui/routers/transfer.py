@@ -11,14 +11,14 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from storage.exports import MAX_EXPORT, har_of, search_ids
-from storage.har import har_text
 from storage.outgoing import out_exchange
+from storage.pure.har import har_text
+from storage.pure.redaction import redact_outgoing
+from storage.pure.search import parse_query
+from storage.pure.snippets import SnippetRequest, as_curl, as_fetch, as_httpie, as_python_httpx
 from storage.queries import get_body, get_exchange
-from storage.redaction import redact_outgoing
-from storage.search import parse_query
 from storage.search_sql import is_text_content_type
 from storage.shares import redaction_key
-from storage.snippets import SnippetRequest, as_curl, as_fetch, as_httpie, as_python_httpx
 from storage.traces import trace_exchange_ids
 
 from ..deps import SettingsDep, StoreDep

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import expect
 
 from storage import open_store
-from storage.record import CapturedBody
+from storage.pure.record import CapturedBody
 from storage.sink import write_records
 from tests.inspector_ui.ui_support import live_inspector
 from tests.support import wait_for

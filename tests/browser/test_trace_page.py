@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from storage import open_store
-from storage.record import Timings
+from storage.pure.record import Timings
 from storage.sink import write_records
 from tests.inspector_ui.ui_support import live_inspector
 from tests.support.records import make_record

@@ -6,9 +6,8 @@ import gzip
 
 import pytest
 
-from storage.record import CapturedBody
+from storage.pure.record import CapturedBody
 from storage.sink import write_records
-
 from tests.support.records import make_record
 
 PLAIN = b'{"users": [' + b",".join(b'{"id": %d, "name": "user %d"}' % (i, i) for i in range(2000)) + b"]}"

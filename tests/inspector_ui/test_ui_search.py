@@ -10,9 +10,9 @@ from ui_support import live_inspector
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from storage.indexer import index_pending
 from storage.sink import write_records
 from storage.store import open_store
-from storage.indexer import index_pending
 from tests.support.records import make_record
 
 
@@ -151,7 +151,7 @@ def test_one_match_query_per_distinct_search_not_per_viewer(store, monkeypatch):
     import asyncio
 
     from inspector_ui import broadcast
-    from storage.search import parse_query
+    from storage.pure.search import parse_query
 
     calls: list[str] = []
     real = broadcast.match_ids
@@ -178,7 +178,7 @@ def test_viewers_without_index_terms_are_not_held_back_by_indexing(store):
     import asyncio
 
     from inspector_ui.broadcast import Broadcaster
-    from storage.search import parse_query
+    from storage.pure.search import parse_query
 
     (new_id,) = write_records(store, [make_record(path="/orders/7", status=503)])  # queued, not yet indexed
     broadcaster = Broadcaster(store)
@@ -201,7 +201,7 @@ def test_a_free_text_viewer_gets_a_new_exchange_once_it_is_indexed_by_whoever_in
     import asyncio
 
     from inspector_ui.broadcast import INDEX_POLL, Broadcaster
-    from storage.search import parse_query
+    from storage.pure.search import parse_query
 
     async def main() -> float:
         broadcaster = Broadcaster(store, poll_interval=0.02)
@@ -233,7 +233,7 @@ def test_exchanges_indexed_here_before_the_feed_reports_them_are_not_awaited(sto
     import asyncio
 
     from inspector_ui import broadcast
-    from storage.search import parse_query
+    from storage.pure.search import parse_query
 
     async def main() -> None:
         broadcaster = broadcast.Broadcaster(store, poll_interval=0.5)
@@ -268,7 +268,7 @@ def test_exchanges_nobody_indexes_are_given_up_after_index_wait(store, monkeypat
     import asyncio
 
     from inspector_ui import broadcast
-    from storage.search import parse_query
+    from storage.pure.search import parse_query
 
     monkeypatch.setattr(broadcast, "INDEX_WAIT", 0.5)
 

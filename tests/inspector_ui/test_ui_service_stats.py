@@ -13,7 +13,7 @@ from ui_support import settings_for
 
 from inspector_ui import create_app
 from storage import write_records
-from storage.search import parse_query
+from storage.pure.search import parse_query
 from tests.support.records import make_record
 
 

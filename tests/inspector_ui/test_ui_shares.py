@@ -10,9 +10,9 @@ import re
 import pytest
 
 from storage.errors import Gone
-from storage.record import CapturedBody
+from storage.pure.record import CapturedBody
+from storage.pure.redaction import DEFAULT_RULES
 from storage.shares import create_share, open_share
-from storage.redaction import DEFAULT_RULES
 from storage.sink import write_records
 from tests.support.records import make_record
 
@@ -141,7 +141,7 @@ def test_tokens_are_not_derived_from_ids(store):
 
 
 def test_har_export_is_redacted_unless_raw_and_imports_back(store, client, tmp_path):
-    from storage.har import import_har
+    from storage.pure.har import import_har
     from tests.storage.test_har_spec import problems as har_problems
 
     ids = write_records(store, [secret_exchange(), make_record(path="/plain")])

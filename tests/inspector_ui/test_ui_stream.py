@@ -11,13 +11,12 @@ import threading
 import time
 
 import pytest
+from ui_support import live_inspector
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from storage.sink import write_records
 from storage.store import open_store
-
-from ui_support import live_inspector
 from tests.support.records import make_record
 
 SAMPLES = 5
@@ -25,7 +24,7 @@ WRITER = """
 import sys, time, uuid
 from storage.store import open_store
 from storage.sink import write_records
-from storage.record import ExchangeRecord, Timings
+from storage.pure.record import ExchangeRecord, Timings
 store = open_store(sys.argv[1])
 sys.stdout.write("ready\\n"); sys.stdout.flush()
 for line in sys.stdin:  # one exchange per "go"

@@ -14,10 +14,9 @@ import httpx
 import pytest
 import websockets
 
-from storage.decoding import decode_body
+from storage.pure.decoding import decode_body
 from storage.queries import get_body, list_websocket_messages
 from tests.support import COMPRESSED_JSON, DUP_HEADERS, WS_GREETING, deterministic_bytes, wait_for
-
 
 MIB = 1024 * 1024
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from storage.pure.record import ERROR_KINDS
 from storage.queries import get_exchange, list_exchanges
-from storage.record import ERROR_KINDS
 from storage.store import Store, open_store
 from tests.support import ManagedProcess, deterministic_bytes, free_port, running_fault_server, start_process, wait_for
 from tests.support.upstream import CHUNKED_CUT_CHUNK_SIZE, CHUNKED_CUT_CHUNKS

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from inspector_ui import create_app
 from inspector_ui.settings import InspectorSettings
-from storage.diff import DEFAULT_NOISE_HEADERS
+from storage.pure.diff import DEFAULT_NOISE_HEADERS
 from storage.queries import get_exchange, list_exchanges
 from storage.store import Store, open_store
 from tests.support import ManagedProcess, free_port, running_upstream, start_process, wait_for

@@ -19,8 +19,8 @@ from mitmproxy.io.har import request_to_flow
 from mitmproxy.test import tflow
 
 from inspector_ui import InspectorSettings, create_app
+from storage.pure.record import CapturedBody
 from storage.queries import get_body, get_exchange, list_exchanges
-from storage.record import CapturedBody
 from storage.sink import write_records
 from storage.store import open_store
 from tests.support.postgres import fresh_postgres_database

@@ -1,4 +1,4 @@
-"""storage.diff.diff_exchanges: each section of the diff, its limits, and properties (hypothesis)."""
+"""storage.pure.diff.diff_exchanges: each section of the diff, its limits, and properties (hypothesis)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.diff import (
+from storage.pure.diff import (
     DEFAULT_NOISE_HEADERS,
     MAX_JSON_DEPTH,
     MAX_OUTPUT_ITEMS,

@@ -1,4 +1,4 @@
-"""storage.endpoints: segment rules, cardinality inference, search patterns; properties (hypothesis)."""
+"""storage.pure.endpoints: segment rules, cardinality inference, search patterns; properties (hypothesis)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.endpoints import (
+from storage.pure.endpoints import (
     MAX_SEGMENTS,
     infer_templates,
     search_pattern,
     template_path,
     template_segment,
 )
-from storage.search import parse_query
+from storage.pure.search import parse_query
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""storage.har: export to HAR 1.2, import from browser/tool HARs, and the round trip (hypothesis)."""
+"""storage.pure.har: export to HAR 1.2, import from browser/tool HARs, and the round trip (hypothesis)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,21 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from mitmproxy.io.har import request_to_flow
 
-from storage.har import (
-    IMPORTED_ERROR, HarBody, HarError, HarSource, export_har, har_body, har_text, import_har, url_of,
+from storage.pure.har import (
+    IMPORTED_ERROR,
+    HarBody,
+    HarError,
+    HarSource,
+    export_har,
+    har_body,
+    har_text,
+    import_har,
+    url_of,
 )  # fmt: skip
+from storage.pure.record import ExchangeRecord
 from storage.queries import exchange_url, iso_utc, timings_dict
-from storage.record import ExchangeRecord
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "har"
 T0 = 1_795_857_302.25  # 2026-11-28T09:15:02.250Z
@@ -852,7 +859,7 @@ def test_captured_records_spool_as_before() -> None:
 def test_a_redacted_export_redacts_page_titles_as_urls(sqlite_store: Any) -> None:
     """Chrome titles a page with its URL, query string and all."""
     from storage.exports import har_of, import_records
-    from storage.redaction import rules_from_config
+    from storage.pure.redaction import rules_from_config
 
     page = {"id": "p", "title": "https://shop.example/cart?token=s3cr3t-page&x=1",
             "startedDateTime": "2026-11-28T09:15:02Z"}

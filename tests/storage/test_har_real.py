@@ -13,8 +13,8 @@ import pytest
 from mitmproxy.io.har import request_to_flow
 
 from storage.exports import har_of, import_records, search_ids
-from storage.har import HarSource, export_har, har_text, import_har, url_of
-from storage.record import ExchangeRecord
+from storage.pure.har import HarSource, export_har, har_text, import_har, url_of
+from storage.pure.record import ExchangeRecord
 from storage.store import open_store
 from tests.storage.test_har import _bodies_of, _detail_of
 

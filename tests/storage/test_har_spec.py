@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 
-from storage.har import HarSource, export_har
+from storage.pure.har import HarSource, export_har
 from tests.storage.test_har import exchanges
 
 NUMBER = (int, float)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
+from storage.pure.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
 from storage.record_codec import RecordDecodeError, decode_record, encode_record
 from tests.support.records import make_record, websocket_message
 

@@ -1,4 +1,4 @@
-"""storage.redaction: canary secrets in every spot vanish, everything else survives (hypothesis)."""
+"""storage.pure.redaction: canary secrets in every spot vanish, everything else survives (hypothesis)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.decoding import decode_body
-from storage.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
-from storage.redaction import (
+from storage.pure.decoding import decode_body
+from storage.pure.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
+from storage.pure.redaction import (
     DEFAULT_RULES,
     MARKER_RE,
+    OutExchange,
     RedactionRules,
     redact_body,
-    OutExchange,
-    redact_outgoing,
     redact_headers,
+    redact_outgoing,
     redact_record,
     redact_text,
     redact_url,

@@ -1,4 +1,4 @@
-"""storage.redaction, pass 2: a value redacted by name is scrubbed wherever an echo puts it.
+"""storage.pure.redaction, pass 2: a value redacted by name is scrubbed wherever an echo puts it.
 
 The corpus below is what echoing services send back (httpbin's /anything, error pages,
 redirects); each canary is counted in every form, and must appear zero times.
@@ -14,8 +14,8 @@ from urllib.parse import quote, quote_plus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.redaction import DEFAULT_RULES, MARKER_RE, OutBody, OutExchange, Redaction, redact_outgoing
-from storage.secret_forms import is_followed
+from storage.pure.redaction import DEFAULT_RULES, MARKER_RE, OutBody, OutExchange, Redaction, redact_outgoing
+from storage.pure.secret_forms import is_followed
 
 KEY = b"k" * 32
 R = DEFAULT_RULES

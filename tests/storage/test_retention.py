@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from storage.indexer import index_pending
+from storage.pure.record import CapturedBody
+from storage.pure.redaction import DEFAULT_RULES
 from storage.queries import match_ids
-from storage.record import CapturedBody
-from storage.redaction import DEFAULT_RULES
 from storage.retention import Candidate, PassLimits, RetentionPolicy, choose, prune
 from storage.shares import create_share, open_share
 from storage.sink import write_records

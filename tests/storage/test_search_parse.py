@@ -1,4 +1,4 @@
-"""storage.search.parse_query: the language, its errors, and properties (hypothesis)."""
+"""storage.pure.search.parse_query: the language, its errors, and properties (hypothesis)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage.search import FIELDS, Query, QueryError, Term, parse_query, text_tokens, words_only
+from storage.pure.search import FIELDS, Query, QueryError, Term, parse_query, text_tokens, words_only
 
 
 def one(text: str) -> Term:

@@ -23,10 +23,10 @@ import storage.queries
 import storage.rows
 import storage.search_sql
 from storage.indexer import index_pending
+from storage.pure.record import CapturedBody
+from storage.pure.search import text_tokens
 from storage.queries import list_exchanges
-from storage.record import CapturedBody
 from storage.rows import capture_blocks
-from storage.search import text_tokens
 from storage.sink import write_records
 from storage.store import open_store
 from tests.support.records import make_record

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage.queries import list_exchanges, match_ids
-from storage.record import CapturedBody
-from storage.search import QueryError, parse_query
-from storage.search_sql import is_text_content_type
 from storage.indexer import index_pending
+from storage.pure.record import CapturedBody
+from storage.pure.search import QueryError, parse_query
+from storage.queries import list_exchanges, match_ids
+from storage.search_sql import is_text_content_type
 from storage.sink import write_records
 from tests.support.records import make_record
 

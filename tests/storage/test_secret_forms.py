@@ -1,4 +1,4 @@
-"""storage.secret_forms: every echo form of a secret is found, in any text around it (hypothesis)."""
+"""storage.pure.secret_forms: every echo form of a secret is found, in any text around it (hypothesis)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from urllib.parse import quote, quote_plus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.secret_forms import LONG_SECRET, MIN_FOLLOWED, SecretScrubber, echo_forms, is_followed
+from storage.pure.secret_forms import LONG_SECRET, MIN_FOLLOWED, SecretScrubber, echo_forms, is_followed
 
 MARKER = "[redacted:0badc0de]"
 MARKER_RE = re.compile(r"\[redacted:[0-9a-f]{8}\]")
@@ -62,7 +62,7 @@ url = st.sampled_from(sorted(URL_ENCODERS)).map(URL_ENCODERS.__getitem__)
 json_escape = st.sampled_from(sorted(JSON_ENCODERS)).map(JSON_ENCODERS.__getitem__)
 b64 = st.sampled_from(sorted(BASE64_ENCODERS)).map(BASE64_ENCODERS.__getitem__)
 
-# The compositions storage.secret_forms promises to find (its module doc).
+# The compositions storage.pure.secret_forms promises to find (its module doc).
 encodings = st.one_of(
     st.just(lambda s: s),
     url,

@@ -8,7 +8,7 @@ import pytest
 
 from storage.errors import Gone, Invalid
 from storage.indexer import index_pending
-from storage.redaction import DEFAULT_RULES
+from storage.pure.redaction import DEFAULT_RULES
 from storage.shares import create_share, list_shares, open_share, redaction_key, revoke_share
 from storage.sink import write_records
 from tests.support.records import make_record
@@ -82,7 +82,7 @@ def test_a_search_share_redacts_its_secret_header_terms(store):
 def test_a_body_that_inflates_past_the_limit_is_withheld_with_a_note(store):
     import gzip
 
-    from storage.record import CapturedBody
+    from storage.pure.record import CapturedBody
 
     wire = gzip.compress(b'{"a": "' + b"x" * 10_000 + b'"}')
     body = CapturedBody(wire, len(wire), False, encoding="gzip", content_type="application/json")

@@ -1,4 +1,4 @@
-"""storage.snippets: exact outputs, and hostile values (hypothesis) that parse back to exactly themselves."""
+"""storage.pure.snippets: exact outputs, and hostile values (hypothesis) that parse back to exactly themselves."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.snippets import (
+from storage.pure.snippets import (
     SnippetRequest,
     as_curl,
     as_fetch,

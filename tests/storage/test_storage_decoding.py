@@ -11,7 +11,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.decoding import DecodeError, decode_body, decode_prefix, decoded_size
+from storage.pure.decoding import DecodeError, decode_body, decode_prefix, decoded_size
 
 
 def _deflate_raw(data: bytes) -> bytes:

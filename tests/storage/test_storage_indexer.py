@@ -6,14 +6,14 @@ import threading
 
 import pytest
 from sqlalchemy import text
-from tests.support.records import make_record
-from tests.support.stores import reset_store
 
 from storage import open_store
 from storage.indexer import index_pending, pending_ids, refresh_statistics
+from storage.pure.record import CapturedBody
 from storage.queries import list_exchanges, match_ids
-from storage.record import CapturedBody
 from storage.sink import write_records
+from tests.support.records import make_record
+from tests.support.stores import reset_store
 
 
 def _json(word: str) -> CapturedBody:

@@ -8,12 +8,12 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
-from tests.support.records import make_record
 
 from storage import get_body, get_exchange, list_exchanges, list_websocket_messages, summaries_for_ids, write_records
 from storage.models import Body, escape_text, unescape_text
+from storage.pure.record import CapturedBody, Timings, WebSocketMessageRecord
 from storage.queries import database_health, exchange_url, timings_dict
-from storage.record import CapturedBody, Timings, WebSocketMessageRecord
+from tests.support.records import make_record
 
 SUMMARY_KEYS = {
     "id", "uuid", "captured_at", "proxy", "service", "realm", "method", "scheme", "host", "port", "path", "query",

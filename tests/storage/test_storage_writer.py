@@ -6,10 +6,9 @@ import sqlite3
 import threading
 import time
 
-from tests.support.records import make_record
-
 from storage import ExchangeWriter, database_health, open_store
 from storage.sink import DatabaseSink
+from tests.support.records import make_record
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -117,7 +116,7 @@ def test_row_text_helpers_match_the_generic_encoders() -> None:
     import json
     import random
 
-    from storage.record import Timings
+    from storage.pure.record import Timings
     from storage.rows import _headers_json, _SqliteTimestamps, _timings_json
 
     stamp = _SqliteTimestamps()
@@ -278,7 +277,7 @@ def test_a_full_spool_drops_new_records_counted_and_loud(sqlite_store, tmp_path,
 
 
 def test_redaction_at_capture_happens_before_the_spool(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from storage.redaction import record_redactor, rules_from_config
+    from storage.pure.redaction import record_redactor, rules_from_config
 
     transform = record_redactor(rules_from_config((), ()), b"k" * 32)
     writer = ExchangeWriter(store, transform=transform, spool=_spool(tmp_path / "spool"))
@@ -335,8 +334,9 @@ def test_a_full_in_memory_spool_drops_new_records_counted_and_loud(sqlite_store,
         for i in range(100):
             writer.submit(make_record(path=f"/{i}"))
             time.sleep(0.002)
-        assert _wait(lambda: writer.stats.queue_depth + writer.stats.dropped == 100)
-        assert writer.stats.queue_depth == 30 and writer.stats.dropped == 70
+        # Settled: the spool holds 30; what the queue still held when the spool filled is dropped
+        # by the appender (a loaded machine gets there a moment later), counted with the rest.
+        assert _wait(lambda: writer.stats.queue_depth == 30 and writer.stats.dropped == 70)
         assert "DROPPED" in caplog.text and "the in-memory spool is full (30 records)" in caplog.text
     finally:
         locker.execute("ROLLBACK")

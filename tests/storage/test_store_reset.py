@@ -10,9 +10,9 @@ from sqlalchemy import JSON, Column, Table, TypeDecorator, func, select, text
 
 from storage.indexer import index_pending
 from storage.models import Base
-from storage.record import CapturedBody
-from storage.store import Store
+from storage.pure.record import CapturedBody
 from storage.sink import write_records
+from storage.store import Store
 from tests.support.records import make_record, websocket_message
 from tests.support.stores import reset_store, reset_tables
 

@@ -1,4 +1,4 @@
-"""storage.surrogates: text with lone surrogates written out as escapes that read back as it was."""
+"""storage.pure.surrogates: text with lone surrogates written out as escapes that read back as it was."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import subprocess
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.snippets import SnippetRequest, as_curl, as_fetch, as_httpie, as_python_httpx
-from storage.surrogates import escape_surrogates, json_text
+from storage.pure.snippets import SnippetRequest, as_curl, as_fetch, as_httpie, as_python_httpx
+from storage.pure.surrogates import escape_surrogates, json_text
 
 # Any str, lone surrogates included (hypothesis leaves them out of st.text() by default).
 ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=30)

@@ -8,8 +8,8 @@ import time
 
 from sqlalchemy import text
 
-from storage.record import Timings
-from storage.redaction import DEFAULT_RULES
+from storage.pure.record import Timings
+from storage.pure.redaction import DEFAULT_RULES
 from storage.shares import create_share, open_share
 from storage.sink import write_records
 from storage.traces import get_trace, list_traces

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from storage import write_records
-from storage.search import parse_query
+from storage.pure.search import parse_query
 from storage.store import Store
 from storage.traffic_stats import (
     Sample,

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from storage.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
+from storage.pure.record import CapturedBody, ExchangeRecord, Timings, WebSocketMessageRecord
 
 
 def make_record(**overrides: Any) -> ExchangeRecord:

@@ -32,7 +32,7 @@ case-insensitively with "-", "_", "." and spaces ignored, so "api-key", "api_key
 
 Pass 2, by value. Each value pass 1 replaced (and, for Basic credentials, the decoded
 `user:pass` and its password) is then looked for everywhere else in the same output, in
-the forms a service would echo it (storage.secret_forms: URL-encoded, JSON-escaped at
+the forms a service would echo it (storage.pure.secret_forms: URL-encoded, JSON-escaped at
 any depth, HTML-escaped, base64...), and replaced by the same marker. An output of many
 exchanges (a search share, a HAR) follows every exchange's secrets in all of them.
 
@@ -99,13 +99,13 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote_plus, unquote_to_bytes
 
-from storage.decoding import DEFAULT_DECODE_LIMIT, DecodeError, decode_body
-from storage.record import CapturedBody, ExchangeRecord, WebSocketMessageRecord
-from storage.secret_forms import SecretScrubber, is_followed
+from storage.pure.decoding import DEFAULT_DECODE_LIMIT, DecodeError, decode_body
+from storage.pure.record import CapturedBody, ExchangeRecord, WebSocketMessageRecord
+from storage.pure.secret_forms import SecretScrubber, is_followed
 
 __all__ = [
     "DEFAULT_RULES",

@@ -10,7 +10,7 @@ A shell argument cannot carry NUL, so NUL characters are left out of arguments
 file, never written raw. Python and JavaScript snippets use
 repr() and JSON string literals, so no value can end its literal.
 
-Lone surrogates (storage.surrogates) stay escapes in every language, so a snippet always
+Lone surrogates (storage.pure.surrogates) stay escapes in every language, so a snippet always
 encodes as UTF-8: repr() and ASCII JSON write them as \\uXXXX already; a shell word
 holding one is $'...' quoted with the byte a surrogateescape'd one stands for (\\xHH,
 what was on the wire) or, for any other, \\uXXXX.
@@ -28,7 +28,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.surrogates import LONE_SURROGATE, escape_surrogates
+from storage.pure.surrogates import LONE_SURROGATE, escape_surrogates
 
 __all__ = [
     "BODY_FILE", "SKIPPED_HEADERS", "SnippetRequest", "as_curl", "as_fetch", "as_httpie", "as_python_httpx",

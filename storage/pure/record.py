@@ -93,7 +93,7 @@ class ExchangeRecord:
     har: dict[str, Any] | None = None
     """What an imported HAR entry said that the fields above do not hold, at its HAR path
     (timings as written, wire sizes, server address, connection, page), so an export
-    writes it back as it was (storage.har); None for captured traffic."""
+    writes it back as it was (storage.pure.har); None for captured traffic."""
 
 
 ERROR_KINDS = (

@@ -42,10 +42,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
-from storage.decoding import DecodeError, decode_body
 from storage.errors import Invalid
-from storage.record import CapturedBody, ExchangeRecord, Headers, Timings
-from storage.surrogates import json_text
+from storage.pure.decoding import DecodeError, decode_body
+from storage.pure.record import CapturedBody, ExchangeRecord, Headers, Timings
+from storage.pure.surrogates import json_text
 
 __all__ = [
     "IMPORTED_ERROR", "HarBody", "HarError", "HarSource", "export_har", "first_label", "har_body", "har_text",
@@ -542,7 +542,7 @@ def export_har(entries: Iterable[HarSource], *, creator_version: str) -> dict:
 
 def har_text(log: dict) -> str:
     """A HAR log as the JSON to write: UTF-8-encodable whatever captured text it holds
-    (lone surrogates as \\uXXXX escapes, storage.surrogates)."""
+    (lone surrogates as \\uXXXX escapes, storage.pure.surrogates)."""
     return json_text(log, indent=1)
 
 

@@ -1,6 +1,6 @@
 """The forms a secret takes when a service echoes it, and a scrubber that finds them all: pure.
 
-Redaction by name (storage.redaction) finds a password in a JSON field, a token in a
+Redaction by name (storage.pure.redaction) finds a password in a JSON field, a token in a
 header. Services send such values back in other places and other encodings: httpbin's
 `/anything` returns the raw request body as a JSON *string* and the whole URL; an error
 page repeats the token it rejected; a redirect carries it in a `Location` query. So each
