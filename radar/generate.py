@@ -369,8 +369,7 @@ class _Values:
         for value, var in sorted(self.variables.items(), key=lambda item: -len(item[0])):
             if len(value) < 3:
                 continue
-            pattern = re.escape(value) if len(value) >= 8 else rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])"
-            for match in re.finditer(pattern, text):
+            for match in re.finditer(_bounded(value), text):
                 if not any(start < match.end() and match.start() < end for start, end, _ in found):
                     found.append((match.start(), match.end(), var))
         if not found:
@@ -385,6 +384,14 @@ class _Values:
         if position < len(text):
             parts.append(text[position:])
         return tuple(parts)
+
+
+def _bounded(value: str) -> str:
+    """A pattern for `value` inside text: anywhere when long, as a whole word when short (a
+    short value inside a longer word is a coincidence, not the value)."""
+    if len(value) >= 8:
+        return re.escape(value)
+    return rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])"
 
 
 def _variable_name(wanted: str) -> str:
@@ -445,13 +452,18 @@ def _secret_name(context: str, fallback: str) -> str:
 
 def _find_secrets(step: _Step, rules: RedactionRules, secrets: _Values) -> None:
     """Mark each leaf of `step` that redaction would change as a secret, and register its value."""
+    for leaf in step.leaves():
+        # A JWT is a secret whole (a new token has a new payload too), wherever it is sent.
+        for match in _JWT.finditer(str(leaf.value)):
+            wanted = "token" if leaf.key.lower() == "authorization" else leaf.key or "token"
+            _secret_var(match.group(), wanted, secrets)
     for leaf in step.headers:
-        if leaf.written is not None:
-            continue
-        [(_, redacted)] = redact_headers([(leaf.key, str(leaf.value))], rules, _REDACTION_KEY)
-        spans = _marked_spans(str(leaf.value), redacted)
-        if redacted == leaf.value and not _JWT.search(str(leaf.value)):
-            continue
+        value = str(leaf.value)
+        [(_, unjwt_redacted)] = redact_headers([(leaf.key, _JWT.sub("", value))], rules, _REDACTION_KEY)
+        if unjwt_redacted == _JWT.sub("", value):
+            continue  # nothing secret beyond JWTs, which substitution replaces
+        [(_, redacted)] = redact_headers([(leaf.key, value)], rules, _REDACTION_KEY)
+        spans = _marked_spans(value, redacted)
         if spans is None or leaf.key.lower() in ("cookie", "set-cookie"):
             _whole_secret(leaf, secrets, leaf.key)
             continue
@@ -488,11 +500,15 @@ def _find_secrets(step: _Step, rules: RedactionRules, secrets: _Values) -> None:
     elif step.body_kind == "text":
         redacted = redact_body(step.exchange.request_body or b"", "text/plain", rules, _REDACTION_KEY)
         spans = _marked_spans(step.text, _utf8(redacted) or "")
+        jwts = [match.span() for match in _JWT.finditer(step.text)]
+        position = 0
         for span in spans or ():
-            if isinstance(span, tuple) and span[0]:
+            if isinstance(span, str):
+                position += len(span)
+                continue
+            start, position = position, position + len(span[0])
+            if span[0] and not any(a <= start and position <= b for a, b in jwts):
                 _secret_var(span[0], _secret_name(span[1], "secret"), secrets)
-        for match in _JWT.finditer(step.text):
-            _secret_var(match.group(), "token", secrets)
 
 
 def _mark_json_secrets(original: object, redacted: object, secrets: _Values) -> None:
@@ -869,13 +885,14 @@ def test_from_exchanges(
     captures = tuple(name for step in steps for name, _ in step.captures)
     secret_vars = {value: var for value, var in values.variables.items() if var.name not in captures}
     _check_no_secret(text, secret_vars)
-    return GeneratedTest(text=text, secrets=tuple(dict.fromkeys(var.name for var in secret_vars.values())), captures=captures)
+    used = (var.name for var in secret_vars.values() if "{{" + var.name + "}}" in text)
+    return GeneratedTest(text=text, secrets=tuple(dict.fromkeys(used)), captures=captures)
 
 
 def _check_no_secret(text: str, secret_vars: Mapping[str, Var]) -> None:
     """The last guard: a captured secret written literally is a bug that must not ship a file."""
     for value, var in secret_vars.items():
-        if len(value) >= 4 and value in text:
+        if len(value) >= 4 and re.search(_bounded(value), text):
             raise ValueError(f"internal error: the value of secret {var.name!r} would be written; not generating")
 
 

@@ -84,8 +84,11 @@ _COMMON_ESCAPES = {"\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\
 
 
 def _control(char: str) -> bool:
+    """Control characters (C0, DEL, C1), lone surrogates and the line and paragraph separators:
+    never written raw, so that every line break in the text is one Hurl (and str.splitlines)
+    sees as such, and nothing invisible hides in a value."""
     code = ord(char)
-    return code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF or code in (0x2028, 0x2029)
+    return code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF or code in (0x2028, 0x2029)
 
 
 def _escape_common(char: str, next_char: str) -> str | None:
@@ -175,7 +178,7 @@ def _json_string(text: Text) -> str:
             return "\\u007b"
         if 0xD800 <= ord(char) <= 0xDFFF:
             return "\\ufffd"
-        if char in ("\u2028", "\u2029"):
+        if _control(char) and char not in _COMMON_ESCAPES:
             return f"\\u{ord(char):04x}"
         return json.dumps(char, ensure_ascii=False)[1:-1]
 
