@@ -817,8 +817,8 @@ def _shape_asserts(value: object, step: _Step, values: _Values) -> list[str]:
             out.append(f"{query} isString")
 
     visit(value, (), "")
-    if isinstance(value, list) or not out:
-        out.insert(0, 'jsonpath "$" isCollection')
+    if not out:  # an empty object: its being an object is the shape
+        out.append('jsonpath "$" isCollection')
     return out
 
 
