@@ -70,7 +70,7 @@ _UNSUPPORTED_SECTIONS = {"Multipart", "MultipartFormData"}
 
 _QUERIES_WITHOUT_ARGUMENT = {"status", "version", "url", "body", "bytes", "sha256", "md5", "duration"}
 _QUERIES_WITH_STRING = {"header", "cookie", "jsonpath"}
-_UNSUPPORTED_QUERIES = {"xpath", "variable", "certificate", "ip", "redirects"}
+_UNSUPPORTED_QUERIES = {"xpath", "variable", "certificate", "ip", "redirects", "rawbytes"}
 
 _PREDICATES_WITH_VALUE = {"==", "!=", ">", ">=", "<", "<=", "contains", "startsWith", "endsWith", "matches"}
 _PREDICATES_WITHOUT_VALUE = {"exists", "isInteger", "isFloat", "isString", "isBoolean", "isCollection", "isEmpty"}
@@ -325,6 +325,8 @@ class _Parser:
         line, column = cursor.line, cursor.column
         name = self.key_string(cursor)
         cursor.skip_spaces()
+        if cursor.peek() != ":" and re.fullmatch(r"[^\s:;]+;[ \t]*(#.*)?", cursor.text.strip()):
+            raise self.unsupported(line, column, "header without value `Name;`")
         if cursor.peek() != ":":
             raise self.error(cursor.line, cursor.column, f"expected `name: value`, got {_shown(cursor.text.strip())}")
         cursor.pos += 1
@@ -786,7 +788,8 @@ def _is_predicate(name: str) -> bool:
 
 
 def _starts_body(rest: str) -> bool:
-    return rest.startswith(("{", "[", "`", "<", "hex,", "base64,", "file,"))
+    """A JSON object, array or another body; `{{name}}: value` is a header with a templated name."""
+    return rest.startswith(("{", "[", "`", "<", "hex,", "base64,", "file,")) and not rest.startswith("{{")
 
 
 def _shown(text: str) -> str:
