@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 
 from storage.errors import Invalid
 from storage.models import Exchange, TestRun, escape_json_strings, unescape_json_strings
@@ -31,6 +31,7 @@ __all__ = [
     "get_run",
     "list_runs",
     "monitor_stats",
+    "prune_runs",
     "save_run",
 ]
 
@@ -228,3 +229,24 @@ def exchanges_of_trace_spans(store: Store, trace_id: str, span_ids: Iterable[str
             if row.span_id in spans:
                 by_span[row.span_id] = row.id
     return {**by_span, **by_parent}
+
+
+def prune_runs(
+    store: Store, *, older_than: dt.datetime, dry_run: bool = False, batch_size: int = 1000, max_batches: int = 100
+) -> int:
+    """Delete runs started before `older_than`, `batch_size` per transaction, at most `max_batches`
+    transactions (the rest waits for the next call); the number deleted (dry_run: how many would be).
+    Monitors are never touched: a monitor whose last run is pruned keeps its state."""
+    t = TestRun.__table__
+    if dry_run:
+        with store.connect() as conn:
+            return conn.execute(select(func.count()).select_from(t).where(t.c.started_at < older_than)).scalar_one()
+    deleted = 0
+    for _ in range(max_batches):
+        oldest = select(t.c.id).where(t.c.started_at < older_than).order_by(t.c.started_at).limit(batch_size)
+        with store.begin() as conn:
+            count = conn.execute(delete(t).where(t.c.id.in_(oldest.scalar_subquery()))).rowcount
+        deleted += count
+        if count < batch_size:
+            break
+    return deleted
