@@ -310,8 +310,8 @@ def claim_due(
             )
         if not claimed:
             return []
-        rows = conn.execute(select(m).where(m.c.name.in_([row.name for row in claimed])).order_by(m.c.next_due_at))
-        return [_row(row) for row in rows]
+        rows = {row.name: _row(row) for row in conn.execute(select(m).where(m.c.name.in_([r.name for r in claimed])))}
+        return [rows[row.name] for row in claimed]  # earliest due first
 
 
 def request_run_now(store: Store, name: str, *, now: dt.datetime | None = None) -> None:
