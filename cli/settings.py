@@ -262,21 +262,6 @@ MIN_MONITOR_INTERVAL = 1.0
 SECRET_ENV_PREFIX = "PASSAGEWAY_SECRET_"
 
 
-def _hurl_typed(text: str) -> Any:
-    """A `--variable` value typed as Hurl types it: true/false, null, a number, `"quoted"` text, else text."""
-    if text in ("true", "false"):
-        return text == "true"
-    if text == "null":
-        return None
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    if re.fullmatch(r"-?\d+\.\d+", text):
-        return float(text)
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        return text[1:-1]
-    return text
-
-
 def _pairs(value: Any, *, what: str, source: str) -> dict[str, Any]:
     """A table (file), a {NAME: VALUE} (environment) or `NAME=VALUE` words (flags) -> {NAME: value}."""
     if isinstance(value, dict):
@@ -300,7 +285,9 @@ def variables_from(value: Any, *, source: str, typed: bool = False) -> dict[str,
         if not VARIABLE_NAME.fullmatch(name):
             raise ConfigError(f"{source}: bad variable name {name!r}: use letters, digits, '_' or '-'")
         if typed and isinstance(item, str):
-            item = _hurl_typed(item)
+            from radar.runner import hurl_typed  # only with --variable: the runner's imports are not light
+
+            item = hurl_typed(item)
         elif not isinstance(item, str | int | float | bool):
             raise ConfigError(f"{source}: variable {name!r} must be text, a number or true/false")
         variables[name] = item

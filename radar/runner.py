@@ -31,7 +31,7 @@ from radar.judge import CaptureError, ResponseFacts, capture_value, check_assert
 from passageway.wire import ERROR_HEADER
 from radar.model import Entry, HurlFile, KeyValue, Request, Template
 from radar.secrets import SecretMask
-from radar.template import UndefinedVariable, render, render_json_body
+from radar.template import UndefinedVariable, render, render_json_body, render_value
 from radar.transport import Reply, TestSession, TransportError, new_trace_id
 
 __all__ = ["MAX_ATTEMPTS", "SessionFactory", "failed_to_run", "hurl_typed", "run_test", "template_text"]
@@ -199,9 +199,9 @@ def _judge(entry: Entry, reply: Reply, variables: dict[str, Any], step: dict) ->
         for capture in response.captures:
             value = capture_value(capture, facts, variables)
             variables[capture.name] = value
-            step["captures"][capture.name] = value if isinstance(value, str) else json.dumps(value, default=str)
+            step["captures"][capture.name] = render_value(value)
     except CaptureError as e:
-        step["error"] = f"capture at line {e.line}, column {e.column}: {e.message}"
+        step["error"] = f"line {e.line}, column {e.column}: {e.message}"
     except UndefinedVariable as e:
         step["error"] = f"capture: {e}"
     results = []

@@ -59,7 +59,8 @@ class Reply:
 
 
 class TransportError(Exception):
-    """No answer. kind: bad_url, connect_failed, timeout, proxy_failed, read_failed, protocol_error."""
+    """No answer. kind: bad_url, bad_request (a header that cannot be sent), connect_failed, timeout,
+    proxy_failed, read_failed, protocol_error."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(f"{kind}: {message}")
@@ -156,9 +157,16 @@ class TestSession:
         sent = [(name, value) for name, value in headers if name.lower() not in own]
         sent += [("traceparent", f"00-{self.trace_id}-{span_id}-01"), (TEST_HEADER, self.test_name)]
         try:
-            request = self._client.build_request(method, target, headers=sent, content=body)
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as e:
+            # Values as UTF-8 bytes, as curl (and so Hurl) sends them; names must be ASCII tokens.
+            encoded = [(name.encode("ascii"), value.encode("utf-8")) for name, value in sent]
+        except UnicodeEncodeError as e:
+            raise TransportError("bad_request", f"a header name must be ASCII: {e.object!r}") from None
+        try:
+            request = self._client.build_request(method, target, headers=encoded, content=body)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
             raise TransportError("bad_url", f"{target}: {e}") from None
+        except ValueError as e:
+            raise TransportError("bad_request", f"{target}: {e}") from None
         if cookies:
             pairs = "; ".join(f"{name}={value}" for name, value in cookies)
             jar = request.headers.get("cookie")
