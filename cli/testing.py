@@ -139,14 +139,19 @@ def run_tests(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{passed} of {len(results)} test{'s' if len(results) > 1 else ''} passed", flush=True)
     try:
         if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            write_output(args.json, (json.dumps(results, indent=2, ensure_ascii=False) + "\n").encode())
         if args.junit:
-            Path(args.junit).write_bytes(
-                junit_xml(results, link=lambda result, step: exchange_link(inspector, result, step))
-            )
+            write_output(args.junit, junit_xml(results, link=lambda result, step: exchange_link(inspector, result, step)))
     except OSError as e:
         return fail(f"cannot write {e.filename}: {e.strerror}")
     return 0 if passed == len(results) else 1
+
+
+def write_output(name: str, data: bytes) -> None:
+    """A report file, its directory made if need be (CI's `reports/junit.xml`)."""
+    path = Path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def route_of(settings: Settings) -> Route:
