@@ -18,6 +18,7 @@ everywhere in the result (radar.secrets).
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import time
@@ -177,16 +178,25 @@ def _run_step(index: int, entry: Entry, session: TestSession, known: dict[str, A
     return step, known, round_trips
 
 
+_PROXY_PAGE = re.compile(rb"<p>(.*?)</p>", re.S)
+
+
 def _proxy_error(reply: Reply) -> str | None:
-    """Why the proxy answered itself (no route, upstream timeout...), when it says so."""
-    kind = next((value for name, value in reply.headers if name.lower() == ERROR_HEADER.lower()), None)
-    if kind is None:
-        return None
-    try:
-        detail = json.loads(reply.body).get("message") or ""
-    except (ValueError, AttributeError):
-        detail = reply.body[:200].decode("utf-8", "replace")
-    return f"{kind}: {' '.join(str(detail).split())}".rstrip(": ")
+    """Why the proxy answered itself, when it did: Passageway says so in a header (no route,
+    upstream timeout...), mitmproxy in its own error page (an upstream that refuses)."""
+    headers = {name.lower(): value for name, value in reply.headers}
+    kind = headers.get(ERROR_HEADER.lower())
+    if kind is not None:
+        try:
+            detail = json.loads(reply.body).get("message") or ""
+        except (ValueError, AttributeError):
+            detail = reply.body[:200].decode("utf-8", "replace")
+        return f"{kind}: {' '.join(str(detail).split())}".rstrip(": ")
+    page = _PROXY_PAGE.search(reply.body[:2000]) if headers.get("server", "").startswith("mitmproxy") else None
+    if reply.status == 502 and page is not None:
+        detail = html.unescape(page.group(1).decode("utf-8", "replace"))
+        return f"upstream_failed: the proxy got no answer: {' '.join(detail.split())}"
+    return None
 
 
 def _judge(entry: Entry, reply: Reply, variables: dict[str, Any], step: dict) -> None:
