@@ -70,7 +70,7 @@ _UNSUPPORTED_SECTIONS = {"Multipart", "MultipartFormData"}
 
 _QUERIES_WITHOUT_ARGUMENT = {"status", "version", "url", "body", "bytes", "sha256", "md5", "duration"}
 _QUERIES_WITH_STRING = {"header", "cookie", "jsonpath"}
-_UNSUPPORTED_QUERIES = {"xpath", "variable", "certificate", "ip", "redirects"}
+_UNSUPPORTED_QUERIES = {"xpath", "variable", "certificate", "ip", "redirects", "rawbytes"}
 
 _PREDICATES_WITH_VALUE = {"==", "!=", ">", ">=", "<", "<=", "contains", "startsWith", "endsWith", "matches"}
 _PREDICATES_WITHOUT_VALUE = {"exists", "isInteger", "isFloat", "isString", "isBoolean", "isCollection", "isEmpty"}
@@ -227,7 +227,9 @@ class _Parser:
             if self.is_request_line(next_line) or _RESPONSE.match(next_line.rest):
                 break
             if body is not None:
-                raise self.error(next_line.line, next_line.column, "expected `HTTP <status>` or a request after the body")
+                raise self.error(
+                    next_line.line, next_line.column, "expected `HTTP <status>` or a request after the body"
+                )
             match = _SECTION.match(next_line.rest)
             if match:
                 section = self.request_section(next_line, match.group(1))
@@ -263,7 +265,8 @@ class _Parser:
         if name in _UNSUPPORTED_SECTIONS:
             raise self.unsupported(cursor.line, cursor.column, f"section [{name}]")
         if name in _RESPONSE_SECTIONS:
-            raise self.error(cursor.line, cursor.column, f"section [{name}] belongs to a response (after `HTTP <status>`)")
+            message = f"section [{name}] belongs to a response (after `HTTP <status>`)"
+            raise self.error(cursor.line, cursor.column, message)
         raise self.error(cursor.line, cursor.column, f"unknown section [{name}]")
 
     def parse_response(self, cursor: _Cursor) -> Response:
@@ -281,7 +284,8 @@ class _Parser:
         else:
             digits = re.match(r"\d+", cursor.rest)
             if digits is None:
-                raise self.error(cursor.line, cursor.column, f"expected a status code or `*`, got {_shown(cursor.rest)}")
+                message = f"expected a status code or `*`, got {_shown(cursor.rest)}"
+                raise self.error(cursor.line, cursor.column, message)
             status = int(digits.group(0))
             cursor.pos += digits.end()
         self.expect_line_end(cursor)
@@ -325,6 +329,8 @@ class _Parser:
         line, column = cursor.line, cursor.column
         name = self.key_string(cursor)
         cursor.skip_spaces()
+        if cursor.peek() != ":" and re.fullmatch(r"[^\s:;]+;[ \t]*(#.*)?", cursor.text.strip()):
+            raise self.unsupported(line, column, "header without value `Name;`")
         if cursor.peek() != ":":
             raise self.error(cursor.line, cursor.column, f"expected `name: value`, got {_shown(cursor.text.strip())}")
         cursor.pos += 1
@@ -547,9 +553,15 @@ class _Parser:
             self.index += 1
             return Body("text", text=text, line=line, column=column)
         if rest.startswith(("hex,", "base64,")):
-            data = self.bytes_literal(cursor)
-            self.expect_line_end(cursor)
-            self.index += 1
+            # A body's base64 or hex may wrap over several lines (MIME style) up to its `;`.
+            last = self.index
+            while ";" not in self.lines[last] and last + 1 < len(self.lines):
+                last += 1
+            joined = _Cursor(" ".join(self.lines[self.index : last + 1]), line, cursor.pos)
+            data = self.bytes_literal(joined)
+            end = self.lines[last].index(";") + 1 if last > self.index else joined.pos
+            self.expect_line_end(_Cursor(self.lines[last], last + 1, end))
+            self.index = last + 1
             return Body("bytes", data=data, line=line, column=column)
         if rest.startswith("file,"):
             raise self.unsupported(line, column, "file body")
@@ -716,7 +728,8 @@ class _Parser:
                 expected = '"..." or /.../' if kind == "regex" else '"..."'
                 raise self.error(cursor.line, cursor.column, f"{kind} takes a quoted argument {expected}")
             return Query(kind, self.quoted_string(cursor), line, column)
-        raise self.error(line, column, f"expected a query (status, header, body, jsonpath...), got {_shown(cursor.rest)}")
+        message = f"expected a query (status, header, body, jsonpath...), got {_shown(cursor.rest)}"
+        raise self.error(line, column, message)
 
     def parse_filter(self, cursor: _Cursor) -> Filter:
         word = _WORD.match(cursor.rest)
@@ -741,7 +754,8 @@ class _Parser:
         if name in _UNSUPPORTED_PREDICATES:
             raise self.unsupported(cursor.line, cursor.column, f"predicate {name}")
         if not _is_predicate(name):
-            raise self.error(cursor.line, cursor.column, f"expected a predicate such as `== value`, got {_shown(cursor.rest)}")
+            message = f"expected a predicate such as `== value`, got {_shown(cursor.rest)}"
+            raise self.error(cursor.line, cursor.column, message)
         cursor.pos += len(name)
         if name in _PREDICATES_WITHOUT_VALUE:
             return Predicate(name, negated, None, line, column)
@@ -778,7 +792,8 @@ class _Parser:
             cursor.pos += number.end()
             text = number.group(0)
             return int(text) if number.group(1) is None and number.group(2) is None else float(text)
-        raise self.error(line, column, f"expected a value (\"string\", number, true, false, null...), got {_shown(rest)}")
+        message = f"expected a value (\"string\", number, true, false, null...), got {_shown(rest)}"
+        raise self.error(line, column, message)
 
 
 def _is_predicate(name: str) -> bool:
@@ -786,7 +801,8 @@ def _is_predicate(name: str) -> bool:
 
 
 def _starts_body(rest: str) -> bool:
-    return rest.startswith(("{", "[", "`", "<", "hex,", "base64,", "file,"))
+    """A JSON object, array or another body; `{{name}}: value` is a header with a templated name."""
+    return rest.startswith(("{", "[", "`", "<", "hex,", "base64,", "file,")) and not rest.startswith("{{")
 
 
 def _shown(text: str) -> str:

@@ -191,7 +191,9 @@ def _apply_filter(filter_: Filter, value: object) -> object:
     raise _QueryError(f"unknown filter {filter_.name}")
 
 
-def _evaluate(query: Query, filters: tuple[Filter, ...], facts: ResponseFacts, variables: Mapping[str, object]) -> object:
+def _evaluate(
+    query: Query, filters: tuple[Filter, ...], facts: ResponseFacts, variables: Mapping[str, object]
+) -> object:
     value = _query_value(query, facts, variables)
     for filter_ in filters:
         value = _apply_filter(filter_, value)
@@ -309,11 +311,12 @@ def _holds(name: str, actual: object, expected: object) -> bool:
             return len(actual) == 0
         raise _QueryError(f"isEmpty needs a collection or a string, got {_type_name(actual)}")
     if name in ("contains", "startsWith", "endsWith"):
-        if not ((isinstance(actual, str) and isinstance(expected, str)) or (isinstance(actual, bytes) and isinstance(expected, bytes))):
-            raise _QueryError(f"{name} needs two strings or two byte strings, got {_type_name(actual)} and {_type_name(expected)}")
+        if not (isinstance(actual, (str, bytes)) and type(actual) is type(expected)):
+            kinds = f"{_type_name(actual)} and {_type_name(expected)}"
+            raise _QueryError(f"{name} needs two strings or two byte strings, got {kinds}")
         if name == "contains":
             return expected in actual  # type: ignore[operator]
-        return actual.startswith(expected) if name == "startsWith" else actual.endswith(expected)  # type: ignore[union-attr,arg-type]
+        return actual.startswith(expected) if name == "startsWith" else actual.endswith(expected)  # type: ignore
     if name == "matches":
         if not isinstance(actual, str):
             raise _QueryError(f"matches needs a string, got {_type_name(actual)}")

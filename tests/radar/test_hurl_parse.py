@@ -361,3 +361,13 @@ def test_crlf_line_endings():
     entry = only_entry("GET http://x\r\nAccept: a\r\n\r\nHTTP 200\r\n")
     assert entry.request.headers[0].value.parts == ("a",)
     assert entry.response.status == 200
+
+
+def test_base64_body_may_wrap_over_lines():
+    body = only_entry("GET http://x\nHTTP 200\nbase64,SGVs\nbG8g\nV29ybGQh;  # hello\n").response.body
+    assert (body.data, body.line, body.column) == (b"Hello World!", 3, 1)
+
+
+def test_text_after_a_wrapped_base64_body_is_refused():
+    error = refused("GET http://x\nHTTP 200\nbase64,SGVs\nbG8=; extra\n")
+    assert (error.line, error.column, error.message) == (4, 7, "unexpected 'extra'")
