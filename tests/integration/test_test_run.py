@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from junitparser import Error, Failure, JUnitXml
+from junitparser import Failure, JUnitXml
 
 from storage.queries import list_exchanges
 from storage.store import open_store
