@@ -50,6 +50,7 @@ class ExchangeSummary(_Open):
     trace_id: str | None
     replay_of: int | None
     websocket: bool
+    test_name: str | None = Field(default=None, description="The API test that sent it (X-Passageway-Test); null for other traffic.")
 
 
 class ExchangeTimings(_Open):

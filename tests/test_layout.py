@@ -13,6 +13,7 @@ FORBIDDEN = {
     "inspector_ui": ("proxy", "cli"),
     "storage": ("proxy", "inspector_ui", "cli", "mitmproxy", "fastapi", "starlette"),
     "storage/pure": ("sqlalchemy", "psycopg", "storage.store", "storage.models", "storage.queries", "httpx", "socket"),
+    "radar": ("proxy", "inspector_ui", "cli", "mitmproxy", "fastapi", "starlette"),
     "passageway": ("proxy", "inspector_ui", "cli", "storage", "sqlalchemy", "fastapi", "mitmproxy", "pydantic"),
 }
 
