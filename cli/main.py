@@ -75,6 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--attempts", type=int, default=3, metavar="N", help="tries for idempotent methods (default 3)")
     call.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
 
+    test = commands.add_parser("test", help="API tests in the Hurl format (https://hurl.dev)")
+    tests = test.add_subparsers(dest="test_command", required=True, metavar="COMMAND")
+
+    def test_command(name: str, **how: str) -> argparse.ArgumentParser:
+        sub = tests.add_parser(name, **how)
+        add_flags(sub, COMMAND_ROLES[f"test {name}"])
+        return sub
+
+    from .testing import add_run_arguments
+
+    add_run_arguments(test_command(
+        "run", help="run Hurl files (or every *.hurl in directories) through the proxy; exit 1 when any fails",
+        description="Parse every file first (a parse error: exit 2, nothing run), then run the tests in parallel, "
+        "each test's steps in order, every request through the proxy (captured and traced).",
+    ))  # fmt: skip
+
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
     return parser
@@ -99,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import roles
 
             return {"proxy": roles.run_proxy, "ui": roles.run_ui, "maintain": roles.run_maintain}[args.command](settings)
+        if args.command == "test":
+            from . import testing
+
+            return testing.run_tests(args, settings)
         if args.command == "up":
             from .supervisor import run_up
 

@@ -27,10 +27,11 @@ import os
 import re
 import socket
 import tomllib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
@@ -50,15 +51,16 @@ from storage.pure.redaction import RedactionRules, rules_from_config
 from storage.retention import RetentionPolicy
 
 __all__ = [
-    "COMMAND_ROLES", "ROLES", "ConfigError", "Setting", "Settings", "add_flags", "child_arguments", "client_url", "load_settings",
-    "parse_duration", "parse_size", "settings_table",
+    "COMMAND_ROLES", "ROLES", "ConfigError", "MonitorSpec", "Setting", "Settings", "add_flags", "child_arguments",
+    "client_url", "load_settings", "parse_duration", "parse_size", "settings_table",
 ]  # fmt: skip
 
 CONFIG_FILE_NAME = "passageway.toml"
-ROLES = ("proxy", "inspector", "maintenance", "client", "store")
+ROLES = ("proxy", "inspector", "maintenance", "client", "store", "tests", "monitors")
 """Who uses a setting: the capturing proxy, the inspector, the database's maintenance (run by each
 inspector, or alone by `passageway maintain`), the commands that talk to running processes
-(`call`, `replay`), and the commands that work on the store (export, import, status, prune)."""
+(`call`, `replay`), the commands that work on the store (export, import, status, prune), the
+API-test commands (`test run`, `test new`) and the monitor runner (Hurl tests on a schedule)."""
 EVERY_ROLE = frozenset(ROLES)
 
 # The roles each command runs (its flags are those of the settings these roles use).
@@ -73,7 +75,9 @@ COMMAND_ROLES = {
     "import": ("store",),
     "status": ("store",),
     "prune": ("store",),
+    "test run": ("client", "tests"),
 }
+"""A command with sub-commands is keyed "GROUP SUB" (`passageway test run`)."""
 
 
 class ConfigError(ValueError):
@@ -105,6 +109,8 @@ class Setting:
     """The README's environment cell, when more than the variable's name (a format)."""
     shown_file: str = ""
     """The README's file cell, when more than the key."""
+    env_prefix: bool = False
+    """`env` is a prefix: each `PREFIX<NAME>=VALUE` variable gives one entry NAME (case kept)."""
 
 
 def setting(help: str, *roles: str, **how: Any) -> Setting:  # noqa: A002 - argparse's word for it
@@ -245,6 +251,132 @@ def _as(convert: Callable[..., Any], what: str) -> BeforeValidator:
     return BeforeValidator(lambda value: convert(value, what=what))
 
 
+# --- test variables, secrets and monitors ---------------------------------------------------------
+
+VARIABLE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+"""Hurl's variable names (case-sensitive)."""
+MIN_SECRET_LENGTH = 4
+"""Shorter values cannot be hidden in results without hiding every occurrence of, say, "42"
+(storage.pure.secret_forms.MIN_FOLLOWED)."""
+MIN_MONITOR_INTERVAL = 1.0
+SECRET_ENV_PREFIX = "PASSAGEWAY_SECRET_"
+
+
+def _pairs(value: Any, *, what: str, source: str) -> dict[str, Any]:
+    """A table (file), a {NAME: VALUE} (environment) or `NAME=VALUE` words (flags) -> {NAME: value}."""
+    if isinstance(value, dict):
+        return dict(value)
+    pairs = {}
+    for word in value:
+        name, sep, text = str(word).partition("=")
+        if not sep:
+            raise ConfigError(f"{source}: {what} wants NAME=VALUE, not {word!r}")
+        pairs[name] = text
+    return pairs
+
+
+def variables_from(value: Any, *, source: str, typed: bool = False) -> dict[str, Any]:
+    """Test variables: text, numbers, booleans (a file's values keep their TOML type; `typed`: flag
+    text typed as Hurl types --variable)."""
+    if not isinstance(value, dict | list | tuple):
+        raise ConfigError(f"{source}: 'variables' must be a table of NAME = VALUE")
+    variables = {}
+    for name, item in _pairs(value, what="--variable", source=source).items():
+        if not VARIABLE_NAME.fullmatch(name):
+            raise ConfigError(f"{source}: bad variable name {name!r}: use letters, digits, '_' or '-'")
+        if typed and isinstance(item, str):
+            from radar.runner import hurl_typed  # only with --variable: the runner's imports are not light
+
+            item = hurl_typed(item)
+        elif not isinstance(item, str | int | float | bool):
+            raise ConfigError(f"{source}: variable {name!r} must be text, a number or true/false")
+        variables[name] = item
+    return variables
+
+
+def secrets_from(value: Any, *, source: str) -> dict[str, str]:
+    """Secret test variables (always text): kept out of every result."""
+    if not isinstance(value, dict | list | tuple):
+        raise ConfigError(f"{source}: 'secrets' must be a table of NAME = \"VALUE\"")
+    secrets = {}
+    for name, item in _pairs(value, what="--secret", source=source).items():
+        if not VARIABLE_NAME.fullmatch(name):
+            raise ConfigError(f"{source}: bad secret name {name!r}: use letters, digits, '_' or '-'")
+        if not isinstance(item, str | int) or isinstance(item, bool):
+            raise ConfigError(f"{source}: secret {name!r} must be text")
+        if len(str(item).strip()) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{source}: secret {name!r} is shorter than {MIN_SECRET_LENGTH} characters: too short to hide in results")
+        secrets[name] = str(item)
+    return secrets
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSpec:
+    """`[monitors.NAME]`: a Hurl file run every `every` seconds against `realm`, webhooks on a change."""
+
+    name: str
+    file: Path
+    """Relative paths are resolved against the config file's directory."""
+    every: float
+    realm: str | None = None
+    """None: the settings' realm."""
+    notify: tuple[str, ...] = ()
+
+
+MONITOR_KEYS = {"file", "every", "realm", "notify"}
+
+
+def _webhook(url: Any, *, what: str) -> str:
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+    except ValueError as e:
+        raise ConfigError(f"bad {what} {text!r}: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not text.isprintable() or " " in text:
+        raise ConfigError(f"bad {what} {text!r}: expected an http(s):// URL")
+    return text
+
+
+def monitors_from(table: Any, *, source: str, base: Path, realms: Collection[str]) -> dict[str, MonitorSpec]:
+    """The `[monitors.NAME]` tables of passageway.toml."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: 'monitors' must be a table of [monitors.NAME]")
+    monitors = {}
+    for name, spec in table.items():
+        where = f"{source}: monitor {name!r}"
+        try:
+            check_service_name(name)
+        except RouteError:
+            raise ConfigError(f"{source}: bad monitor name {name!r}: use letters, digits, '_', '.' or '-'") from None
+        if not isinstance(spec, dict) or "file" not in spec or "every" not in spec:
+            raise ConfigError(f"{where} needs file = \"checks/NAME.hurl\" and every = \"1m\"")
+        unknown = set(spec) - MONITOR_KEYS
+        if unknown:
+            raise ConfigError(f"{where} has unknown key {sorted(unknown)[0]!r}")
+        every = parse_duration(spec["every"], what=f"every of {where}")
+        if every < MIN_MONITOR_INTERVAL:
+            raise ConfigError(f"bad every of {where} {spec['every']!r}: at least {MIN_MONITOR_INTERVAL:g} s")
+        realm = spec.get("realm")
+        if realm is not None:
+            realm = str(realm)
+            if realms and realm not in realms:
+                raise ConfigError(f"{where}: unknown realm {realm!r}: defined are {', '.join(sorted(realms))}")
+        notify = spec.get("notify", [])
+        if isinstance(notify, str):
+            notify = [notify]
+        if not isinstance(notify, list):
+            raise ConfigError(f"{where}: notify must be a list of http(s) URLs")
+        monitors[name] = MonitorSpec(
+            name=name,
+            file=base / Path(str(spec["file"])).expanduser(),
+            every=every,
+            realm=realm,
+            notify=tuple(_webhook(url, what=f"notify URL of {where}") for url in notify),
+        )
+    return monitors
+
+
 # --- the schema -------------------------------------------------------------------------------
 
 DEFAULT_LISTEN = ("127.0.0.1", 8080)
@@ -279,8 +411,24 @@ class Settings(BaseModel):
         "[Services, realms, health and traces](#services-realms-health-and-traces)", *_NETWORK, flag="--realm",
         env="PASSAGEWAY_REALM", file="realm", metavar="NAME", default="the only realm, if one")] = None
     realms: Annotated[tuple[str, ...], setting(
-        "the services of each realm (dev, staging, prod...)", *_NETWORK, file="realms",
-        shown_file="`[realms.NAME.services]`")] = ()
+        "the services, test variables and secrets of each realm (dev, staging, prod...)", *_NETWORK, "tests",
+        "monitors", file="realms", shown_file="`[realms.NAME.services]`, `.variables`, `.secrets`")] = ()
+    variables: Annotated[dict[str, Any], setting(
+        "a test variable (`{{NAME}}` in Hurl files); the chosen realm's `[realms.NAME.variables]` win over "
+        "`[variables]`, flags over both; a flag's value is typed as Hurl types it (`3`, `true`, `null`, "
+        "`\"quoted text\"`), see [Running tests in CI](#running-tests-in-ci)", "tests", "monitors",
+        flag="--variable", file="variables", metavar="NAME=VALUE", repeatable=True,
+        shown_file="`[variables]`, `[realms.NAME.variables]`")] = {}
+    secrets: Annotated[dict[str, str], setting(
+        "a test variable whose value never appears in results, JUnit or logs (`[secret:NAME]` instead); at least "
+        "4 characters; the environment's beat the file's (the realm's winning over `[secrets]`), flags beat both",
+        "tests", "monitors", flag="--secret", env=SECRET_ENV_PREFIX, env_prefix=True, file="secrets",
+        metavar="NAME=VALUE", repeatable=True, shown_env="`PASSAGEWAY_SECRET_<NAME>` (NAME as written, case kept)",
+        shown_file="`[secrets]`, `[realms.NAME.secrets]`")] = {}
+    monitors: Annotated[dict[str, MonitorSpec], setting(
+        "a Hurl test run on a schedule: `file` (relative to the config file), `every` (`10s`, `1m`; at least 1 s), "
+        "`realm`, `notify` (webhook URLs)", "monitors", file="monitors",
+        shown_file="`[monitors.NAME]`")] = {}
     tracing: Annotated[str, _as(_tracing, "tracing"), setting(
         "`propagate`: each traced exchange gets a span of its own; `start`: also start traces; `off`: never "
         "change a request", "proxy", flag="--tracing", env="PASSAGEWAY_TRACING", file="tracing", metavar="MODE",
@@ -430,28 +578,45 @@ def load_settings(flags: Mapping[str, Any], *, environ: Mapping[str, str] = os.e
         if unknown:
             raise ConfigError(f"{config_file}: unknown setting {unknown[0]!r}")
         layers.append((str(config_file), {_BY_FILE_KEY[key]: value for key, value in data.items()}))
-    layers.append(("environment", {
-        name: environ[meta.env] for name, meta in SETTINGS.items() if meta.env and environ.get(meta.env)
-    }))  # fmt: skip
+    layers.append(("environment", environment_values(environ)))
     layers.append(("flags", {name: value for name, value in flags.items() if value is not None}))
 
     merged: dict[str, Any] = {"config_file": config_file}
     layer_services: list[dict[str, Service]] = []
-    realms: dict[str, dict[str, Service]] = {}
+    layer_variables: list[dict[str, Any]] = []
+    layer_secrets: list[dict[str, str]] = []
+    realms: dict[str, RealmTables] = {}
+    monitor_table: tuple[str, Any] | None = None
     for source, values in layers:
         values = dict(values)
         values.pop("config_file", None)
         if "realms" in values:
-            realms = realm_services(values.pop("realms"), source=source)
+            realms = realm_tables(values.pop("realms"), source=source)
         if "services" in values:
             layer_services.append(_layer_services(values.pop("services"), source=source))
+        if "variables" in values:
+            layer_variables.append(variables_from(values.pop("variables"), source=source, typed=source == "flags"))
+        if "secrets" in values:
+            layer_secrets.append(secrets_from(values.pop("secrets"), source=source))
+        if "monitors" in values:
+            monitor_table = (source, values.pop("monitors"))
         merged.update(values)
     realm = _realm(merged.get("realm"), realms, config_file)
     if realm is not None and realm in realms:
-        # Right after the file's own [services]: environment and flag routes still override them.
-        layer_services.insert(1 if config_file is not None and layer_services else 0, realms[realm])
+        # Right after the file's own tables: the environment and flags still override them.
+        chosen = realms[realm]
+        file_has = config_file is not None
+        layer_services.insert(1 if file_has and layer_services else 0, chosen.services)
+        layer_variables.insert(1 if file_has and "variables" in layers[0][1] else 0, chosen.variables)
+        layer_secrets.insert(1 if file_has and "secrets" in layers[0][1] else 0, chosen.secrets)
+    if monitor_table is not None:
+        source, table = monitor_table
+        base = config_file.parent if config_file is not None else (cwd or Path.cwd())
+        merged["monitors"] = monitors_from(table, source=source, base=base, realms=realms)
     merged.update(
         services={name: service for layer in layer_services for name, service in layer.items()},
+        variables={name: value for layer in layer_variables for name, value in layer.items()},
+        secrets={name: value for layer in layer_secrets for name, value in layer.items()},
         realm=realm,
         realms=tuple(sorted(realms)),
     )
@@ -470,6 +635,22 @@ def load_settings(flags: Mapping[str, Any], *, environ: Mapping[str, str] = os.e
         raise ConfigError(f"redaction: {e}") from None
     check_addresses(settings)
     return settings
+
+
+def environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given in the environment (field name -> value); a prefixed setting's entries
+    as {NAME: VALUE}, the name as written after the prefix."""
+    values: dict[str, Any] = {}
+    for name, meta in SETTINGS.items():
+        if meta.env is None:
+            continue
+        if meta.env_prefix:
+            entries = {key[len(meta.env):]: value for key, value in environ.items() if key.startswith(meta.env)}
+            if entries:
+                values[name] = entries
+        elif environ.get(meta.env):
+            values[name] = environ[meta.env]
+    return values
 
 
 def _one_line(error: ValidationError) -> str:
@@ -544,23 +725,41 @@ def check_realm_name(name: str) -> str:
         raise RouteError(f"bad realm name {name!r}: use letters, digits, '_', '.' or '-' (at most 63)") from None
 
 
-def realm_services(table: Any, *, source: str) -> dict[str, dict[str, Service]]:
-    """The `[realms.REALM.services.NAME]` tables: realm -> its services."""
+@dataclass(frozen=True, slots=True)
+class RealmTables:
+    """What `[realms.NAME]` holds: services, test variables and secrets."""
+
+    services: dict[str, Service]
+    variables: dict[str, Any]
+    secrets: dict[str, str]
+
+
+REALM_KEYS = {"services", "variables", "secrets"}
+
+
+def realm_tables(table: Any, *, source: str) -> dict[str, RealmTables]:
+    """The `[realms.REALM.services.NAME]`, `[realms.REALM.variables]` and `[realms.REALM.secrets]` tables."""
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: 'realms' must be a table of [realms.NAME.services]")
-    realms: dict[str, dict[str, Service]] = {}
+    realms: dict[str, RealmTables] = {}
     for realm, spec in table.items():
         try:
             check_realm_name(realm)
         except RouteError as e:
             raise ConfigError(f"{source}: {e}") from None
-        if not isinstance(spec, dict) or set(spec) - {"services"}:
-            raise ConfigError(f"{source}: realm {realm!r} may only hold [realms.{realm}.services]")
-        realms[realm] = services_from_table(spec.get("services", {}), source=f"{source}, realm {realm!r}")
+        if not isinstance(spec, dict) or set(spec) - REALM_KEYS:
+            raise ConfigError(
+                f"{source}: realm {realm!r} may only hold [realms.{realm}.services], .variables and .secrets")
+        where = f"{source}, realm {realm!r}"
+        realms[realm] = RealmTables(
+            services=services_from_table(spec.get("services", {}), source=where),
+            variables=variables_from(spec.get("variables", {}), source=where),
+            secrets=secrets_from(spec.get("secrets", {}), source=where),
+        )
     return realms
 
 
-def _realm(value: Any, realms: dict[str, dict[str, Service]], config_file: Path | None) -> str | None:
+def _realm(value: Any, realms: Mapping[str, RealmTables], config_file: Path | None) -> str | None:
     """The chosen realm; with several realms configured one must be chosen (no silent default
     that could point a developer's traffic at prod)."""
     where = config_file or CONFIG_FILE_NAME

@@ -16,7 +16,7 @@ import time
 from mitmproxy import ctx, http
 from mitmproxy.proxy import events
 
-from passageway.wire import ERROR_HEADER, REPLAY_HEADER
+from passageway.wire import ERROR_HEADER, REPLAY_HEADER, TEST_HEADER
 from storage.writer import ExchangeWriter
 
 from .flow_record import (
@@ -25,10 +25,12 @@ from .flow_record import (
     META_REPLAY_OF,
     META_REQUEST_TAP,
     META_RESPONSE_TAP,
+    META_TEST_NAME,
     META_UUID,
     BodyTap,
     flow_to_record,
     parse_replay_mark,
+    parse_test_mark,
     websocket_close_record,
     websocket_message_record,
 )
@@ -123,6 +125,10 @@ class Capture:
         mark = flow.request.headers.pop(REPLAY_HEADER, None)
         if mark is not None and (replay := parse_replay_mark(mark)) is not None:
             flow.metadata[META_REPLAY_OF], flow.metadata[META_UUID] = replay
+        # A test step's mark is Passageway's business, not the upstream's: recorded, never forwarded.
+        test = flow.request.headers.pop(TEST_HEADER, None)
+        if test is not None and (name := parse_test_mark(test)) is not None:
+            flow.metadata[META_TEST_NAME] = name
         if flow.response is None and should_stream_request(flow.request, self.body_cap):
             tap = BodyTap(self.body_cap)
             flow.metadata[META_REQUEST_TAP] = tap

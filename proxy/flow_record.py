@@ -21,6 +21,8 @@ META_REQUEST_TAP = "passageway.request_tap"
 META_RESPONSE_TAP = "passageway.response_tap"
 META_REPLAY_OF = "passageway.replay_of"
 META_UUID = "passageway.uuid"
+META_TEST_NAME = "passageway.test_name"
+"""Set by proxy.capture from passageway.wire.TEST_HEADER, which it takes off the request."""
 META_PARENT_SPAN = "passageway.parent_span"
 """Set by proxy.tracing: the parent-id of the traceparent the client sent."""
 
@@ -42,6 +44,12 @@ def exchange_uuid(flow: http.HTTPFlow) -> str:
     return flow.metadata.get(META_UUID) or flow.id
 
 MAX_ID_LENGTH = 128
+MAX_TEST_NAME_LENGTH = 256
+
+
+def parse_test_mark(value: str) -> str | None:
+    """The test name a TEST_HEADER value gives: stripped, capped; None when empty."""
+    return value.strip()[:MAX_TEST_NAME_LENGTH] or None
 
 
 class BodyTap:
@@ -273,6 +281,7 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int, realm: str
         caller=caller.strip()[:MAX_ID_LENGTH] or None if caller else None,
         websocket=flow.websocket is not None,
         replay_of=metadata.get(META_REPLAY_OF),
+        test_name=metadata.get(META_TEST_NAME),
     )
 
 

@@ -119,14 +119,15 @@ class Filter:
     column: int = 0
 
 
-PredicateValue = Union[Template, int, float, bool, None, bytes, Regex]
+PredicateValue = Union[Template, Placeholder, int, float, bool, None, bytes, Regex]
 
 
 @dataclass(frozen=True)
 class Predicate:
     """name: == != > >= < <= contains startsWith endsWith matches exists isInteger isFloat
     isString isBoolean isCollection isEmpty. `value` is None for those that take none; a quoted
-    string is a Template, `null` is the `NULL` sentinel below."""
+    string is a Template, `null` is the `NULL` sentinel below, a bare `{{name}}` is a Placeholder
+    (compared with the variable's value as it is, so a captured number stays a number)."""
 
     name: str
     negated: bool = False
@@ -159,6 +160,7 @@ class Assert:
     predicate: Predicate
     line: int
     column: int
+    text: str = ""  # the assert as written in the file (without its comment), shown in results
 
 
 @dataclass(frozen=True)

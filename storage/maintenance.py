@@ -210,7 +210,7 @@ class Maintenance:
                 self.retention.failures += 1
             else:
                 self.retention.record(pruned, at=time.time())
-                if pruned.exchanges:
+                if pruned.exchanges or pruned.test_runs:
                     log.info("retention: %s [%s]", pruned.summary(), self.retention_policy.describe())
             await asyncio.sleep(self._retention_interval)
 

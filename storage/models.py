@@ -42,6 +42,7 @@ __all__ = [
     "HealthSample",
     "InspectorAddress",
     "InstallationSecret",
+    "Monitor",
     "ProxyStat",
     "SLOW_MS",
     "SafeText",
@@ -49,6 +50,7 @@ __all__ = [
     "ServiceRegistration",
     "Share",
     "Sha256",
+    "TestRun",
     "UTCDateTime",
     "WebSocketMessage",
     "escape_json_strings",
@@ -238,6 +240,14 @@ class Exchange(Base):
             )
             for side in ("request", "response")
         ),
+        # is:test / test:NAME (storage.search_sql); only test traffic has a test_name.
+        Index(
+            "ix_exchanges_test_name_id",
+            "test_name",
+            "id",
+            sqlite_where=text("test_name IS NOT NULL"),
+            postgresql_where=text("test_name IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -295,6 +305,8 @@ class Exchange(Base):
     """The span of the call that caused this one (see storage.pure.record.ExchangeRecord)."""
     caller: Mapped[str | None] = mapped_column(SafeText())
     """The calling service, as its smart client named it (X-Passageway-Caller)."""
+    test_name: Mapped[str | None] = mapped_column(SafeText())
+    """The API test that sent the request (X-Passageway-Test, taken off before forwarding)."""
 
 
 class Body(Base):
@@ -509,4 +521,80 @@ class InspectorAddress(Base):
     port: Mapped[int] = mapped_column(Integer, primary_key=True)
     machine: Mapped[str] = mapped_column(SafeText())
     registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class TestRun(Base):
+    """One run of an API test (radar): the run's result JSON as the runner made it, with the
+    figures lists and monitor statistics need as columns (storage.test_runs).
+
+    The result's strings are escape_json_strings'ed (an assert's actual value is captured
+    text). Pruned with the exchanges' maximum age (storage.retention)."""
+
+    __tablename__ = "test_runs"
+    __test__ = False  # not a pytest test class, whatever its name
+    __table_args__ = (
+        Index(
+            "ix_test_runs_monitor_id",
+            "monitor",
+            "id",
+            sqlite_where=text("monitor IS NOT NULL"),
+            postgresql_where=text("monitor IS NOT NULL"),
+        ),
+        Index("ix_test_runs_test_id", "test", "id"),
+        Index("ix_test_runs_started_at", "started_at"),
+        # Ids never reused after pruning: keyset pages (before_id) stay correct.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(64), unique=True)
+    test: Mapped[str] = mapped_column(SafeText())
+    file: Mapped[str] = mapped_column(SafeText())
+    realm: Mapped[str | None] = mapped_column(SafeText())
+    source: Mapped[str] = mapped_column(String(16))
+    """"cli", "api" or "monitor"."""
+    monitor: Mapped[str | None] = mapped_column(SafeText())
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[float] = mapped_column(Double)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(SafeText())
+    trace_id: Mapped[str | None] = mapped_column(SafeText())
+    failures: Mapped[int] = mapped_column(Integer)
+    """Failed asserts and failed steps of the run."""
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Monitor(Base):
+    """A test on a schedule (storage.monitors): from passageway.toml (origin "config", synced at
+    start) or made through the API (origin "api", its Hurl text kept here).
+
+    Runners claim due monitors with a lease (claimed_by, claimed_until); state is "unknown"
+    before the first run, then "up" or "down"; notified_state is the state the last
+    notification announced, so a change is notified once even when a runner dies between
+    the run and the notification."""
+
+    __tablename__ = "monitors"
+    __table_args__ = (Index("ix_monitors_next_due_at", "next_due_at"),)
+
+    name: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    file: Mapped[str | None] = mapped_column(SafeText())
+    hurl: Mapped[str] = mapped_column(SafeText())
+    every_s: Mapped[float] = mapped_column(Double)
+    realm: Mapped[str | None] = mapped_column(SafeText())
+    notify: Mapped[list[str]] = mapped_column(JSON)
+    """Webhook URLs."""
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    origin: Mapped[str] = mapped_column(String(16))
+    next_due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(SafeText())
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16))
+    state_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_duration_ms: Mapped[float | None] = mapped_column(Double)
+    last_error: Mapped[str | None] = mapped_column(SafeText())
+    consecutive_failures: Mapped[int] = mapped_column(Integer)
+    notified_state: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -116,6 +116,7 @@ _SUMMARY_COLUMNS = (
     Exchange.trace_id,
     Exchange.replay_of,
     Exchange.websocket,
+    Exchange.test_name,
 )
 
 
@@ -167,6 +168,7 @@ def _summary(row: Row[Any]) -> dict:
         "trace_id": row.trace_id,
         "replay_of": row.replay_of,
         "websocket": bool(row.websocket),
+        "test_name": row.test_name,
     }
 
 

@@ -20,9 +20,10 @@ __all__ = ["RecordDecodeError", "decode_record", "encode_record"]
 _EXCHANGE_V1 = 1
 _WEBSOCKET_V1 = 2
 _EXCHANGE_FIELDS = len(fields(ExchangeRecord))
-# A spool written before parent_span_id and caller existed lacks them; `har` is left out
-# when None. Missing fields take their defaults.
-_EXCHANGE_FIELDS_OLDEST = _EXCHANGE_FIELDS - 3
+# A spool written before parent_span_id and caller existed lacks them; `har` and `test_name`
+# (the last fields) are left out when None, `har` written as None when only test_name is set.
+# Missing fields take their defaults.
+_EXCHANGE_FIELDS_OLDEST = _EXCHANGE_FIELDS - 4
 
 
 class RecordDecodeError(StorageError, ValueError):
@@ -50,8 +51,11 @@ def _values(record: ExchangeRecord | WebSocketMessageRecord) -> list:
             r.error_kind, r.error_message, r.trace_id, r.span_id, r.request_id, r.replay_of, r.tags, r.websocket,
             r.parent_span_id, r.caller,
         ]  # fmt: skip
-        if r.har is not None:  # only imports have it: captured records stay readable by older versions
+        # Only imports have `har`, only test traffic a test name: other records stay readable by older versions.
+        if r.har is not None or r.test_name is not None:
             values.append(r.har)
+        if r.test_name is not None:
+            values.append(r.test_name)
         return values
     if isinstance(record, WebSocketMessageRecord):
         m = record

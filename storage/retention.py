@@ -44,6 +44,7 @@ from sqlalchemy import Connection, delete, exists, func, or_, select
 from storage.indexer import _documents, _header
 from storage.models import Body, Exchange, SearchPending, WebSocketMessage
 from storage.store import Store
+from storage.test_runs import prune_runs
 
 __all__ = [
     "BATCH_SIZE",
@@ -134,6 +135,8 @@ class Pruned:
     """Capture time of the newest exchange removed."""
     skipped: bool = False
     """PostgreSQL: another pruner held the lock, so this pass did nothing."""
+    test_runs: int = 0
+    """API test runs past the maximum age (storage.test_runs), pruned at the end of a pass."""
 
     def add(self, other: Pruned) -> None:
         self.exchanges += other.exchanges
@@ -141,6 +144,7 @@ class Pruned:
         self.bodies += other.bodies
         self.body_bytes += other.body_bytes
         self.transactions += other.transactions
+        self.test_runs += other.test_runs
         if other.newest_captured_at is not None and (
             self.newest_captured_at is None or other.newest_captured_at > self.newest_captured_at
         ):
@@ -151,13 +155,16 @@ class Pruned:
         if self.skipped:
             return "another pruner is running on this store: nothing done"
         verb = "would prune" if dry_run else "pruned"
+        runs = f" and {self.test_runs} test runs" if self.test_runs else ""
         if not self.exchanges:
+            if self.test_runs:
+                return f"{verb} {self.test_runs} test runs"
             return f"{verb} nothing: the store is within its retention limits"
         newest = self.newest_captured_at.isoformat(timespec="seconds") if self.newest_captured_at else "?"
         about = "about " if dry_run else ""
         return (
             f"{verb} {self.exchanges} exchanges captured up to {newest} ({about}{self.body_bytes} bytes of bodies "
-            f"in {about}{self.bodies} bodies, {self.websocket_messages} websocket messages)"
+            f"in {about}{self.bodies} bodies, {self.websocket_messages} websocket messages){runs}"
         )
 
 
@@ -271,6 +278,9 @@ def prune(
                     time.sleep(pause)
                 elif stop.wait(pause):
                     break
+            # Test runs follow the exchanges' age limit: a run's steps link to exchanges of its time.
+            if limits.cutoff is not None and not (stop is not None and stop.is_set()):
+                total.test_runs = prune_runs(store, older_than=limits.cutoff, dry_run=dry_run)
         finally:
             if store.dialect == "postgresql" and not dry_run:
                 lock_conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (_RETENTION_LOCK,))

@@ -180,6 +180,10 @@ def _positive(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]
         return _glob(host, value, dialect) if op == "glob" else host == value
     if name == "path":
         return _glob(x.path, value, dialect) if op == "glob" else x.path == value
+    if name == "test":
+        # Spelled with IS NOT NULL, the partial index ix_exchanges_test_name_id's own condition.
+        matches = _glob(x.test_name, value, dialect) if op == "glob" else x.test_name == value
+        return and_(x.test_name.isnot(None), matches)
     if name == "trace":
         if len(value) >= 32:
             return and_(x.trace_id.isnot(None), x.trace_id == value)
@@ -229,6 +233,8 @@ def _positive(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]
             )
         if value == "replay":
             return x.replay_of.isnot(None)
+        if value == "test":
+            return x.test_name.isnot(None)
         return x.websocket == true()
     if name == "has":
         return or_(

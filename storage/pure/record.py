@@ -94,6 +94,9 @@ class ExchangeRecord:
     """What an imported HAR entry said that the fields above do not hold, at its HAR path
     (timings as written, wire sizes, server address, connection, page), so an export
     writes it back as it was (storage.pure.har); None for captured traffic."""
+    test_name: str | None = None
+    """The API test that sent the request, from X-Passageway-Test (the proxy takes it off).
+    Last, after `har`: storage.record_codec appends fields in this order."""
 
 
 ERROR_KINDS = (

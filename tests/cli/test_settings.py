@@ -63,11 +63,17 @@ def test_the_views_carry_the_values(tmp_path):
     assert inspector.retention_max_age == 86400 and inspector.replay_timeout == 35
 
 
+def subcommand(parser: argparse.ArgumentParser, words: str) -> argparse.ArgumentParser:
+    """The parser of `words` ("up", "test run")."""
+    for word in words.split():
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+    return parser
+
+
 def test_each_command_offers_the_flags_of_its_roles():
     parser = build_parser()
-    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     for command, roles in COMMAND_ROLES.items():
-        offered = {option for action in subcommands[command]._actions for option in action.option_strings}
+        offered = {option for action in subcommand(parser, command)._actions for option in action.option_strings}
         for meta in SETTINGS.values():
             if meta.flag:
                 assert (meta.flag in offered) == bool(meta.roles & set(roles)), (command, meta.flag)
@@ -108,7 +114,9 @@ def test_the_proxy_child_is_told_the_inspectors_address_however_it_is_written():
         assert inspector == [*written, "--allow-any-replay-target"]
 
 
-@pytest.mark.parametrize("name", sorted(name for name, meta in SETTINGS.items() if meta.env and meta.file))
+@pytest.mark.parametrize(
+    "name", sorted(name for name, meta in SETTINGS.items() if meta.env and meta.file and not meta.env_prefix)
+)
 def test_every_setting_is_read_from_its_variable_and_its_file_key(name, tmp_path):
     meta = SETTINGS[name]
     sample = {

@@ -3,6 +3,7 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 
 from proxy.flow_record import (
+    MAX_TEST_NAME_LENGTH,
     META_PARENT_SPAN,
     META_REPLAY_OF,
     META_RESPONSE_TAP,
@@ -11,6 +12,7 @@ from proxy.flow_record import (
     BodyTap,
     classify_error,
     parse_replay_mark,
+    parse_test_mark,
     read_headers,
     flow_to_record,
     trace_ids,
@@ -181,3 +183,11 @@ def test_a_replay_is_recorded_under_its_own_uuid_with_replay_of():
     flow.metadata[META_UUID] = "f" * 32
     record = flow_to_record(flow, proxy="p1", body_cap=CAP)
     assert (record.uuid, record.replay_of) == ("f" * 32, 3)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(" checkout ", "checkout"), ("", None), ("\t ", None), ("x" * 1000, "x" * MAX_TEST_NAME_LENGTH)],
+)
+def test_a_test_mark_is_stripped_and_capped(value, expected):
+    assert parse_test_mark(value) == expected

@@ -29,6 +29,7 @@ exchanges = st.builds(
     response_body=bodies, duration_ms=st.none() | floats, error_kind=maybe_text, error_message=maybe_text,
     trace_id=maybe_text, span_id=maybe_text, request_id=maybe_text, replay_of=st.none() | st.integers(1, 2**62),
     tags=st.lists(texts, max_size=3), websocket=st.booleans(), parent_span_id=maybe_text, caller=maybe_text,
+    test_name=maybe_text,
 )  # fmt: skip
 messages = st.builds(
     WebSocketMessageRecord, exchange_uuid=texts, seq=st.integers(0, 2**40), timestamp=floats,
@@ -54,6 +55,21 @@ def test_a_record_spooled_before_trace_links_still_reads() -> None:
     record = make_record(path="/old")
     older = msgpack.unpackb(encode_record(record))[:-2]
     assert decode_record(msgpack.packb(older, use_bin_type=True)) == record
+
+
+def test_a_test_step_keeps_its_test_name_with_or_without_har() -> None:
+    step = make_record(test_name="checkout")
+    assert decode_record(encode_record(step)) == step
+    imported = make_record(test_name="checkout", har={"pageref": "page_1"})
+    assert decode_record(encode_record(imported)) == imported
+
+
+def test_a_record_spooled_before_test_names_still_reads() -> None:
+    """An import spooled by the previous version: har is its last field, no test_name after it."""
+    record = make_record(har={"pageref": "page_1"})
+    spooled = msgpack.unpackb(encode_record(record))
+    assert spooled[-1] == {"pageref": "page_1"}
+    assert decode_record(msgpack.packb(spooled, use_bin_type=True)).test_name is None
 
 
 @pytest.mark.parametrize(

@@ -258,6 +258,8 @@ _words = st.sampled_from(
     [
         "status:5xx",
         "-is:error",
+        "-is:test",
+        "test:a*",
         "OR",
         "path:/a*",
         "host:*[x]?",
