@@ -21,19 +21,24 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from storage import monitors as monitor_store
 from storage import test_runs
+from storage.errors import StorageError, Unavailable
+from storage.monitors import MonitorRow
 from storage.store import Store, one_line
 
+from .hurl import HurlError, parse_hurl
 from .notify import Notifier, first_failure, state_change_payload
+from .runner import SessionFactory, failed_to_run, run_test
 
-__all__ = ["MonitorRunner", "RunnerStats"]
+__all__ = ["MonitorRunner", "RunnerStats", "monitor_tests"]
 
 log = logging.getLogger(__name__)
 
-RunTest = Callable[[Any], dict]
+RunTest = Callable[[MonitorRow], dict]
 """Runs one claimed monitor's test and returns its result (the run JSON, source "monitor")."""
 
 _MAX_UNSAVED = 1000
@@ -58,7 +63,7 @@ class MonitorRunner:
         *,
         notifier: Notifier,
         inspector_url: str,
-        realm: str | None = None,
+        realms: tuple[str | None, ...] | None = None,
         runner_id: str | None = None,
         concurrency: int = 16,
         poll: float = 0.2,
@@ -68,7 +73,7 @@ class MonitorRunner:
         self.run_test = run_test
         self.notifier = notifier
         self.inspector_url = inspector_url
-        self.realm = realm
+        self.realms = realms
         self.runner_id = runner_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.concurrency = concurrency
         self.poll = poll
@@ -76,7 +81,7 @@ class MonitorRunner:
         self.stats = RunnerStats()
         self._in_flight = 0
         self._lock = threading.Lock()
-        self._unsaved: deque[tuple[Any, dict]] = deque()
+        self._unsaved: deque[_Outcome] = deque()
         self._failing_since: float | None = None
 
     def run(self, stop: threading.Event) -> None:
@@ -85,89 +90,104 @@ class MonitorRunner:
             while not stop.is_set():
                 self._save_unsaved()
                 free = self.concurrency - self._in_flight
-                claimed = self._store_call("claim due monitors in", self._claim, free) if free > 0 else None
-                for monitor in claimed or ():
+                for monitor in self._claim(free) if free > 0 else ():
                     with self._lock:
                         self._in_flight += 1
                     pool.submit(self._run_one, monitor)
                 stop.wait(self.poll)
 
-    def _claim(self, limit: int) -> list[Any]:
-        return monitor_store.claim_due(
-            self.store, self.runner_id, now=datetime.now(UTC), lease_s=self.lease, limit=limit, realm=self.realm
-        )
-
-    def _run_one(self, monitor: Any) -> None:
+    def _run_one(self, monitor: MonitorRow) -> None:
         try:
-            self.stats.start_delays.append(max(0.0, time.time() - monitor.due_at.timestamp()))
+            self.stats.start_delays.append(max(0.0, time.time() - (monitor.due_at or monitor.next_due_at).timestamp()))
             try:
                 result = self.run_test(monitor)
             except Exception as e:  # a bug in one test's run must not end the role
                 log.exception("monitor %s: the run failed", monitor.name)
-                result = {"passed": False, "error": f"the runner failed: {one_line(e)}", "steps": [], "duration_ms": 0.0}
-            self.stats.runs += 1
-            self.stats.failed_runs += not result.get("passed")
-            self._finish(monitor, result)
+                result = failed_to_run(
+                    f"the runner failed: {one_line(e)}", name=monitor.name, file=monitor.file or f"{monitor.name}.hurl",
+                    realm=monitor.realm, source="monitor", monitor=monitor.name,
+                )  # fmt: skip
+            with self._lock:
+                self.stats.runs += 1
+                self.stats.failed_runs += not result.get("passed")
+            self._record(_Outcome(monitor, result))
         finally:
             with self._lock:
                 self._in_flight -= 1
 
-    def _finish(self, monitor: Any, result: dict) -> None:
-        if self._store_call("save a run in", self._record, monitor, result) is None:
-            with self._lock:
-                if len(self._unsaved) >= _MAX_UNSAVED:
-                    self.stats.lost_results += 1
-                    log.error("monitor %s: a run's result is lost (the store is away)", monitor.name)
-                    return
-                self._unsaved.append((monitor, result))
-
     def _save_unsaved(self) -> None:
         while self._unsaved:
             with self._lock:
-                monitor, result = self._unsaved.popleft()
-            if self._store_call("save a run in", self._record, monitor, result) is None:
-                with self._lock:
-                    self._unsaved.appendleft((monitor, result))
+                outcome = self._unsaved.popleft()
+            if not self._record(outcome):
                 return
 
-    def _record(self, monitor: Any, result: dict) -> bool:
-        run_id = test_runs.save_run(self.store, result)
-        change = monitor_store.finish_run(
-            self.store,
-            monitor.name,
-            self.runner_id,
-            run_id=run_id,
-            passed=bool(result.get("passed")),
-            duration_ms=result.get("duration_ms"),
-            error=_first_error(result),
-        )
-        if change is not None and monitor.notify:
-            payload = state_change_payload(
-                monitor=monitor.name,
-                realm=monitor.realm,
-                previous=change.old_state,
-                state=change.new_state,
-                run={**result, "id": run_id},
-                inspector_url=self.inspector_url,
-            )
-            self.notifier.send(monitor.notify, payload)
-            monitor_store.mark_notified(self.store, monitor.name, change.new_state)
-        return True
-
-    def _store_call(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
-        """`call`'s value, or None when the store failed (counted, logged when it starts and stops failing)."""
+    def _record(self, outcome: _Outcome) -> bool:
+        """Store the run, then the monitor's new state (notifying a change); False when the store
+        is away (the outcome waits in _unsaved, each part done at most once)."""
         try:
-            value = call(*args)
-        except Exception as e:
+            if outcome.run_id is None:
+                outcome.run_id = test_runs.save_run(self.store, outcome.result)
+            change = monitor_store.finish_run(
+                self.store, outcome.monitor.name, self.runner_id, run_id=outcome.run_id,
+                passed=bool(outcome.result.get("passed")), duration_ms=outcome.result.get("duration_ms"),
+                error=_first_error(outcome.result),
+            )  # fmt: skip
+        except Unavailable as e:
             self.stats.store_errors += 1
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
-                log.warning("monitor runner: cannot %s the store: %s (trying again)", what, one_line(e))
-            return None
+                log.warning("monitor runner: cannot reach the store: %s (results wait, trying again)", one_line(e))
+            self._keep(outcome)
+            return False
+        except StorageError as e:
+            self.stats.store_errors += 1
+            self.stats.lost_results += 1
+            log.error("monitor %s: the store refused a run's result: %s", outcome.monitor.name, one_line(e))
+            return True
+        self._store_works()
+        if change is not None and outcome.monitor.notify:  # finish_run has marked the change as notified
+            payload = state_change_payload(
+                monitor=outcome.monitor.name, realm=outcome.monitor.realm, previous=change.old, state=change.new,
+                run={**outcome.result, "id": outcome.run_id}, inspector_url=self.inspector_url,
+            )  # fmt: skip
+            self.notifier.send(outcome.monitor.notify, payload)
+        return True
+
+    def _keep(self, outcome: _Outcome) -> None:
+        with self._lock:
+            if len(self._unsaved) >= _MAX_UNSAVED:
+                self.stats.lost_results += 1
+                log.error("monitor %s: a run's result is lost (the store is away)", outcome.monitor.name)
+                return
+            self._unsaved.appendleft(outcome)
+
+    def _claim(self, limit: int) -> list[MonitorRow]:
+        try:
+            claimed = monitor_store.claim_due(
+                self.store, self.runner_id, now=datetime.now(UTC), lease_s=self.lease, limit=limit, realms=self.realms
+            )
+        except StorageError as e:
+            self.stats.store_errors += 1
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+                log.warning("monitor runner: cannot claim due monitors: %s (trying again)", one_line(e))
+            return []
+        self._store_works()
+        return claimed
+
+    def _store_works(self) -> None:
         if self._failing_since is not None:
             log.warning("monitor runner: the store works again after %.0f s", time.monotonic() - self._failing_since)
             self._failing_since = None
-        return value
+
+
+@dataclass(slots=True)
+class _Outcome:
+    monitor: MonitorRow
+    result: dict
+    run_id: int | None = None
+    """Set once the run is stored: a retry after an outage then only records the monitor's state."""
 
 
 def _first_error(result: Mapping[str, Any]) -> str | None:
@@ -177,3 +197,27 @@ def _first_error(result: Mapping[str, Any]) -> str | None:
     if "assert" in failure:
         return f"line {failure['line']}: {failure['assert']}: expected {failure['expected']}, actual {failure['actual']}"
     return failure.get("error")
+
+
+def monitor_tests(
+    sessions: SessionFactory, *, variables: Mapping[str, Any], secrets: Mapping[str, str]
+) -> RunTest:
+    """How a runner runs a monitor: its file as it is now (a monitor from passageway.toml), else the
+    Hurl text it was created with; a file that is gone or does not parse is a failed run."""
+
+    def run(monitor: MonitorRow) -> dict:
+        text, filename = monitor.hurl, monitor.file or f"{monitor.name}.hurl"
+        common = {"name": monitor.name, "realm": monitor.realm, "source": "monitor", "monitor": monitor.name}
+        if monitor.origin == "config" and monitor.file:
+            try:
+                text = Path(monitor.file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                return failed_to_run(f"{filename}: cannot read: {getattr(e, 'strerror', None) or e}",
+                                     file=filename, secrets=secrets, **common)  # fmt: skip
+        try:
+            hurl = parse_hurl(text, filename)
+        except HurlError as e:
+            return failed_to_run(str(e), file=filename, secrets=secrets, **common)
+        return run_test(hurl, sessions=sessions, variables=variables, secrets=secrets, **common)
+
+    return run
