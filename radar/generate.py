@@ -46,7 +46,16 @@ from storage.pure.redaction import (
     redact_url,
 )
 
-from .hurl_text import Text, Var, base64_body, json_body, key_string, multiline_body, quoted, value_string
+from .hurl_text import (
+    Text,
+    Var,
+    base64_body,
+    json_body,
+    key_string,
+    multiline_body,
+    quoted,
+    value_string,
+)
 
 __all__ = [
     "CapturedExchange",

@@ -16,7 +16,19 @@ from functools import cached_property
 
 import jsonpath
 
-from radar.model import NULL, Assert, Body, Capture, Filter, Placeholder, Predicate, Query, Regex, Response, Template
+from radar.model import (
+    NULL,
+    Assert,
+    Body,
+    Capture,
+    Filter,
+    Placeholder,
+    Predicate,
+    Query,
+    Regex,
+    Response,
+    Template,
+)
 from radar.template import UndefinedVariable, render, render_json_body
 from storage.pure.decoding import DecodeError, decode_body
 

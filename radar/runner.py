@@ -28,8 +28,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from radar.judge import CaptureError, ResponseFacts, capture_value, check_assert, implicit_asserts
 from passageway.wire import ERROR_HEADER
+from radar.judge import (
+    CaptureError,
+    ResponseFacts,
+    capture_value,
+    check_assert,
+    implicit_asserts,
+)
 from radar.model import Entry, HurlFile, KeyValue, Request, Template
 from radar.secrets import SecretMask
 from radar.template import UndefinedVariable, render, render_json_body, render_value

@@ -30,7 +30,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -110,6 +110,8 @@ class MonitorRow:
     notified_state: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    due_at: dt.datetime | None = None
+    """Set by claim_due: when the claimed run was due (next_due_at then moves on)."""
 
     def to_json(self) -> dict[str, Any]:
         """For the API: every field but the Hurl text, times as ISO 8601 UTC."""
@@ -284,10 +286,17 @@ def next_due(due: dt.datetime, every_s: float, now: dt.datetime) -> dt.datetime:
 
 
 def claim_due(
-    store: Store, runner_id: str, *, now: dt.datetime | None = None, lease_s: float, limit: int = 100
+    store: Store,
+    runner_id: str,
+    *,
+    now: dt.datetime | None = None,
+    lease_s: float,
+    limit: int = 100,
+    realms: Sequence[str | None] | None = None,
 ) -> list[MonitorRow]:
     """Claim up to `limit` due monitors (earliest due first) for `runner_id` for `lease_s` seconds,
-    and move each one's next_due_at on by its period. Each due run goes to exactly one runner."""
+    and move each one's next_due_at on by its period. Each due run goes to exactly one runner.
+    `realms`: only monitors of these realms (None in it: monitors without a realm); None: any."""
     if lease_s <= 0:
         raise ValueError("lease_s must be positive")
     now = _now(now)
@@ -299,6 +308,9 @@ def claim_due(
         .order_by(m.c.next_due_at)
         .limit(limit)
     )
+    if realms is not None:
+        named = [realm for realm in realms if realm is not None]
+        due = due.where(or_(m.c.realm.in_(named), *([m.c.realm.is_(None)] if None in realms else [])))
     until = now + dt.timedelta(seconds=lease_s)
     with _writing(store) as conn:
         claimed = conn.execute(_for_update(due, store, skip_locked=True)).all()
@@ -311,7 +323,7 @@ def claim_due(
         if not claimed:
             return []
         rows = {row.name: _row(row) for row in conn.execute(select(m).where(m.c.name.in_([r.name for r in claimed])))}
-        return [rows[row.name] for row in claimed]  # earliest due first
+        return [replace(rows[row.name], due_at=row.next_due_at) for row in claimed]  # earliest due first
 
 
 def request_run_now(store: Store, name: str, *, now: dt.datetime | None = None) -> None:

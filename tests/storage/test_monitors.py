@@ -120,6 +120,16 @@ def test_a_claim_takes_due_monitors_and_keeps_the_schedule(store) -> None:  # ty
     assert late.next_due_at == seconds(100)
 
 
+def test_a_runner_claims_only_its_realms_and_learns_when_each_run_was_due(store) -> None:  # type: ignore[no-untyped-def]
+    create_monitor(store, "anywhere", HURL, 10, now=T0)
+    create_monitor(store, "staging", HURL, 10, "staging", now=T0)
+    create_monitor(store, "prod", HURL, 10, "prod", now=seconds(1))
+    claimed = claim_due(store, "r1", now=seconds(2), lease_s=30, realms=("staging", None))
+    assert sorted((m.name, m.due_at) for m in claimed) == [("anywhere", T0), ("staging", T0)]
+    assert claim_due(store, "r2", now=seconds(2), lease_s=30, realms=(None,)) == []
+    assert [(m.name, m.due_at) for m in claim_due(store, "r2", now=seconds(2), lease_s=30)] == [("prod", seconds(1))]
+
+
 def test_run_now_makes_a_monitor_due(store) -> None:  # type: ignore[no-untyped-def]
     create_monitor(store, "shop", HURL, 3600, now=T0)
     claim_due(store, "r1", now=T0, lease_s=30)
