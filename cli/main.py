@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("proxy", help="run the capturing proxy alone")
     command("ui", help="run the inspector alone (and, unless --no-maintenance, the database's maintenance)")
     command("maintain", help="run the database's maintenance alone: search indexing, statistics, retention")
+    command("monitor", help="run the monitors alone (Hurl tests on their schedules, webhooks on a change)")
 
     replay = command(
         "replay", help="send a captured request again, through the proxy (asks the inspector)",
@@ -115,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import roles
 
             return {"proxy": roles.run_proxy, "ui": roles.run_ui, "maintain": roles.run_maintain}[args.command](settings)
+        if args.command == "monitor":
+            from .monitoring import run_monitor
+
+            return run_monitor(settings)
         if args.command == "test":
             from . import testing
 

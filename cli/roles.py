@@ -13,6 +13,7 @@ from typing import Any
 from proxy.routing import format_address
 
 from .commands import fail
+from .monitoring import inspector_url, sync_monitors
 from .settings import Settings, client_url, view
 from .supervisor import inspector_token, shown_host
 
@@ -27,6 +28,10 @@ INSPECTOR_DERIVED = {
     "replay_services": ("services", "realm", "realms"),
     "replay_ca": ("certs_dir",),
     "replay_timeout": ("upstream_timeout",),
+    "test_variables": ("variables",),
+    "test_secrets": ("secrets",),
+    "monitor_realm": ("realm",),
+    "inspector_url": ("ui",),
 }
 """The inspector's fields that are not settings of the same name, and the settings they come from."""
 
@@ -53,6 +58,10 @@ def inspector_view(settings: Settings, *, token: str | None) -> Any:
         "replay_services": {name: service.upstream.url for name, service in settings.services.items()},
         "replay_ca": str(ca) if ca.is_file() else None,
         "replay_timeout": settings.upstream_timeout + 5,
+        "test_variables": settings.variables,
+        "test_secrets": settings.secrets,
+        "monitor_realm": settings.realm,
+        "inspector_url": inspector_url(settings),
     }
     return view(InspectorSettings, settings, **derived)
 
@@ -67,7 +76,13 @@ def run_proxy(settings: Settings) -> int:
 def run_ui(settings: Settings) -> int:
     from inspector_ui.errors import CannotStart
     from inspector_ui.server import serve
+    from storage.store import open_store
 
+    store = open_store(settings.db)  # the inspector opens its own; this one writes [monitors.NAME] first
+    try:
+        sync_monitors(store, settings)
+    finally:
+        store.close()
     token = inspector_token(settings)
     if token and not settings.ui_token:
         host, port = settings.ui

@@ -65,10 +65,11 @@ EVERY_ROLE = frozenset(ROLES)
 
 # The roles each command runs (its flags are those of the settings these roles use).
 COMMAND_ROLES = {
-    "up": ("proxy", "inspector", "maintenance"),
+    "up": ("proxy", "inspector", "maintenance", "monitors"),
     "proxy": ("proxy",),
-    "ui": ("inspector", "maintenance"),
+    "ui": ("inspector", "maintenance", "monitors"),
     "maintain": ("maintenance",),
+    "monitor": ("client", "monitors"),
     "call": ("client",),
     "replay": ("client",),
     "export": ("store",),
@@ -479,6 +480,11 @@ class Settings(BaseModel):
         "the inspector also runs the database's maintenance (search indexing, statistics, retention); off where "
         "`passageway maintain` or another inspector does it, see [Maintenance](#maintenance)", "inspector",
         flag="--no-maintenance", env="PASSAGEWAY_MAINTENANCE", file="maintenance", switch=True, switch_sets=False,
+        default="`true`")] = True
+    monitor_runner: Annotated[bool, _as(_boolean, "monitor_runner"), setting(
+        "the inspector also runs the monitors (the monitor runner role); off where `passageway monitor` or another "
+        "inspector does it, see [Monitors](#monitors)", "inspector", flag="--no-monitor-runner",
+        env="PASSAGEWAY_MONITOR_RUNNER", file="monitor_runner", switch=True, switch_sets=False,
         default="`true`")] = True
     retention_max_age: Annotated[float | None, _as(_optional(parse_duration), "retention_max_age"), setting(
         "prune exchanges captured longer ago (`3600`, `12h`, `30d`, `2w`), see [Retention](#retention)",

@@ -55,6 +55,26 @@ SWAGGER_UI_DIR = Path(str(importlib.resources.files("fastapi_offline") / "static
 from another site (and works offline), so its CSP can stay 'self'."""
 
 
+def _running_monitors(settings: InspectorSettings, store: Any) -> contextlib.AbstractContextManager:
+    """The monitor runner role in this process: tests go where replays go (the proxy's gateway and
+    forward port), so every monitor request is captured and traced."""
+    from radar.monitor_runner import running_monitors
+    from radar.transport import Route
+
+    if settings.replay_gateway is None:
+        raise errors.CannotStart("the monitor runner needs the proxy's gateway (replay_gateway)")
+    route = Route(
+        gateway=settings.replay_gateway,
+        forward_proxy=settings.replay_forward_proxy,
+        proxy_ca=Path(settings.replay_ca) if settings.replay_ca else None,
+        timeout=settings.replay_timeout,
+    )
+    return running_monitors(
+        store, route, variables=settings.test_variables, secrets=settings.test_secrets, realm=settings.monitor_realm,
+        inspector_url=settings.inspector_url or f"http://{settings.host}:{settings.port}",
+    )  # fmt: skip
+
+
 def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     """Build the app. Without `store`, the lifespan opens one from settings.db_url and closes it after.
     With settings.maintenance it also runs the database's maintenance role (storage.maintenance)
@@ -92,9 +112,14 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
             if app.state.maintenance is not None
             else None
         )
+        monitors = contextlib.ExitStack()
+        app.state.monitor_runner = (
+            monitors.enter_context(_running_monitors(settings, app.state.store)) if settings.monitor_runner else None
+        )
         try:
             yield
         finally:
+            await run_in_threadpool(monitors.close)  # the runs in progress finish (bounded by their timeouts)
             if maintenance_task is not None:
                 maintenance_task.cancel()  # returns once no job uses the store
                 with contextlib.suppress(asyncio.CancelledError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -81,6 +82,21 @@ class InspectorSettings(BaseModel):
         True,
         description="Also run the database's maintenance (storage.maintenance: search indexing, planner "
         "statistics, retention); false where `passageway maintain` or another inspector does it.",
+    )
+    test_variables: dict[str, Any] = Field(default_factory=dict, description="Variables of API tests and monitors.")
+    test_secrets: dict[str, str] = Field(
+        default_factory=dict, description="Secret variables of API tests and monitors: never shown in results."
+    )
+    monitor_runner: bool = Field(
+        False,
+        description="Also run the monitors (radar.monitor_runner): their tests through the replay gateway, with "
+        "`test_variables` and `test_secrets`; false where `passageway monitor` or another inspector does it.",
+    )
+    monitor_realm: str | None = Field(
+        None, description="The realm whose monitors this inspector runs (and those without one); None: every monitor."
+    )
+    inspector_url: str | None = Field(
+        None, description="This inspector's address in links sent out (monitors' webhooks); None: http://host:port."
     )
     docs: bool = Field(True, description="Serve the OpenAPI document and Swagger UI at /docs.")
     log_level: str = Field("warning", description="uvicorn log level.")

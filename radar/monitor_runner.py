@@ -11,13 +11,14 @@ went away, a webhook that hangs are counted and logged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,8 +34,9 @@ from storage.store import Store, one_line
 from .hurl import HurlError, parse_hurl
 from .notify import Notifier, first_failure, state_change_payload
 from .runner import SessionFactory, failed_to_run, run_test
+from .transport import Connections, Route, TestSession
 
-__all__ = ["MonitorRunner", "RunnerStats", "monitor_tests"]
+__all__ = ["MonitorRunner", "RunnerStats", "monitor_tests", "running_monitors"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ RunTest = Callable[[MonitorRow], dict]
 """Runs one claimed monitor's test and returns its result (the run JSON, source "monitor")."""
 
 _MAX_UNSAVED = 1000
+_STOP_WAIT = 10.0
+"""Seconds a stopping role waits for the runs in progress (each is bounded by its requests' timeout)."""
 
 
 @dataclass(slots=True)
@@ -67,7 +71,7 @@ class MonitorRunner:
         runner_id: str | None = None,
         concurrency: int = 16,
         poll: float = 0.2,
-        lease: float = 600.0,
+        lease: float = 30.0,
     ) -> None:
         self.store = store
         self.run_test = run_test
@@ -79,7 +83,9 @@ class MonitorRunner:
         self.poll = poll
         self.lease = lease
         self.stats = RunnerStats()
-        self._in_flight = 0
+        self._in_flight: dict[str, int] = {}
+        """Monitors whose run is in progress -> how many (their leases are renewed)."""
+        self._renewed = time.monotonic()
         self._lock = threading.Lock()
         self._unsaved: deque[_Outcome] = deque()
         self._failing_since: float | None = None
@@ -89,10 +95,11 @@ class MonitorRunner:
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="passageway-monitor") as pool:
             while not stop.is_set():
                 self._save_unsaved()
-                free = self.concurrency - self._in_flight
+                self._renew_leases()
+                free = self.concurrency - sum(self._in_flight.values())
                 for monitor in self._claim(free) if free > 0 else ():
                     with self._lock:
-                        self._in_flight += 1
+                        self._in_flight[monitor.name] = self._in_flight.get(monitor.name, 0) + 1
                     pool.submit(self._run_one, monitor)
                 stop.wait(self.poll)
 
@@ -113,7 +120,9 @@ class MonitorRunner:
             self._record(_Outcome(monitor, result))
         finally:
             with self._lock:
-                self._in_flight -= 1
+                self._in_flight[monitor.name] -= 1
+                if not self._in_flight[monitor.name]:
+                    del self._in_flight[monitor.name]
 
     def _save_unsaved(self) -> None:
         while self._unsaved:
@@ -151,7 +160,9 @@ class MonitorRunner:
                 monitor=outcome.monitor.name, realm=outcome.monitor.realm, previous=change.old, state=change.new,
                 run={**outcome.result, "id": outcome.run_id}, inspector_url=self.inspector_url,
             )  # fmt: skip
-            self.notifier.send(outcome.monitor.notify, payload)
+            if not self.notifier.send(outcome.monitor.notify, payload):  # every hook's queue was full
+                with contextlib.suppress(StorageError):
+                    monitor_store.mark_notified(self.store, outcome.monitor.name, change.old)  # next run tells again
         return True
 
     def _keep(self, outcome: _Outcome) -> None:
@@ -161,6 +172,21 @@ class MonitorRunner:
                 log.error("monitor %s: a run's result is lost (the store is away)", outcome.monitor.name)
                 return
             self._unsaved.appendleft(outcome)
+
+    def _renew_leases(self) -> None:
+        """A run may outlast its lease (slow upstreams, retries): renewed every third of it, so that
+        only a runner that stopped renewing (it died) loses its monitors to another."""
+        if time.monotonic() - self._renewed < self.lease / 3:
+            return
+        with self._lock:
+            running = list(self._in_flight)
+        try:
+            monitor_store.extend_claims(self.store, self.runner_id, running, lease_s=self.lease)
+        except StorageError as e:
+            self.stats.store_errors += 1
+            log.warning("monitor runner: cannot renew its leases: %s", one_line(e))
+            return
+        self._renewed = time.monotonic()
 
     def _claim(self, limit: int) -> list[MonitorRow]:
         try:
@@ -221,3 +247,37 @@ def monitor_tests(
         return run_test(hurl, sessions=sessions, variables=variables, secrets=secrets, **common)
 
     return run
+
+
+@contextlib.contextmanager
+def running_monitors(
+    store: Store,
+    route: Route,
+    *,
+    variables: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    realm: str | None,
+    inspector_url: str,
+    runner_id: str | None = None,
+) -> Iterator[MonitorRunner]:
+    """The monitor runner role on a thread of its own, for as long as the context lasts: it
+    claims the monitors of `realm` and those without one (every monitor when `realm` is None)."""
+    notifier = Notifier()
+    with Connections(route) as connections:
+
+        def sessions(trace_id: str, name: str) -> TestSession:
+            return TestSession(route, trace_id, name, connections=connections)
+
+        runner = MonitorRunner(
+            store, monitor_tests(sessions, variables=variables, secrets=secrets), notifier=notifier,
+            inspector_url=inspector_url, realms=(realm, None) if realm else None, runner_id=runner_id,
+        )  # fmt: skip
+        stop = threading.Event()
+        thread = threading.Thread(target=runner.run, args=(stop,), name="passageway-monitors", daemon=True)
+        thread.start()
+        try:
+            yield runner
+        finally:
+            stop.set()
+            thread.join(_STOP_WAIT)
+            notifier.close()

@@ -130,13 +130,17 @@ class Notifier:
         for worker in self._workers:
             worker.start()
 
-    def send(self, urls: Iterable[str], payload: Mapping[str, Any]) -> None:
+    def send(self, urls: Iterable[str], payload: Mapping[str, Any]) -> int:
+        """Queue the payload for each URL; how many were queued (the rest are dropped, counted)."""
+        queued = 0
         for url in urls:
             try:
                 self._queue.put_nowait(_Delivery(url, payload))
+                queued += 1
             except queue.Full:
                 self._count("dropped")
                 log.warning("monitor notification to %s dropped: %d notifications already wait", url, self._queue.maxsize)
+        return queued
 
     def close(self, timeout: float = 5.0) -> None:
         """Stops the workers; what is still queued or waiting for a retry is not sent."""

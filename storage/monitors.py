@@ -375,6 +375,19 @@ def finish_run(
     return change
 
 
+def extend_claims(store: Store, runner_id: str, names: Sequence[str], *, lease_s: float, now: dt.datetime | None = None) -> int:
+    """Renew the leases `runner_id` holds on these monitors (runs still in progress), so that no
+    other runner takes one while it runs; the number renewed."""
+    if not names:
+        return 0
+    m = Monitor.__table__
+    until = _now(now) + dt.timedelta(seconds=lease_s)
+    with store.begin() as conn:
+        return conn.execute(
+            update(m).where(m.c.name.in_(list(names)), m.c.claimed_by == runner_id).values(claimed_until=until)
+        ).rowcount
+
+
 def mark_notified(store: Store, name: str, state: str) -> bool:
     """Set the state the last notification announced. finish_run already does when it returns a
     change; this sets it back (to the change's old state) when the notification could not even be

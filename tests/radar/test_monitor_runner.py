@@ -10,7 +10,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -23,6 +22,7 @@ from storage.store import Store
 from storage.test_runs import list_runs
 from tests.support.postgres import fresh_postgres_database
 from tests.support.stores import reset_store
+from tests.support.switchable import SwitchableUpstream, running_switchable_upstream
 from tests.support.webhooks import Hook
 
 ROUTE = Route(gateway="http://127.0.0.1:9", timeout=5.0)  # plain URLs go straight to the upstream
@@ -44,36 +44,10 @@ def store(request, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
     s.close()
 
 
-class Upstream:
-    """GET /status answers `status` (settable while it runs)."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        upstream = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                self.send_response(upstream.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    made = Upstream()
-    yield made
-    made.server.shutdown()
-    made.server.server_close()
+def upstream() -> Iterator[SwitchableUpstream]:
+    with running_switchable_upstream() as made:
+        yield made
 
 
 @contextmanager

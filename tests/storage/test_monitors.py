@@ -18,6 +18,7 @@ from storage.monitors import (
     claim_due,
     create_monitor,
     delete_monitor,
+    extend_claims,
     finish_run,
     get_monitor,
     list_monitors,
@@ -128,6 +129,15 @@ def test_a_runner_claims_only_its_realms_and_learns_when_each_run_was_due(store)
     assert sorted((m.name, m.due_at) for m in claimed) == [("anywhere", T0), ("staging", T0)]
     assert claim_due(store, "r2", now=seconds(2), lease_s=30, realms=(None,)) == []
     assert [(m.name, m.due_at) for m in claim_due(store, "r2", now=seconds(2), lease_s=30)] == [("prod", seconds(1))]
+
+
+def test_a_runner_renews_the_leases_of_its_long_runs(store) -> None:  # type: ignore[no-untyped-def]
+    create_monitor(store, "slow", HURL, 10, now=T0)
+    claim_due(store, "r1", now=T0, lease_s=5)
+    assert extend_claims(store, "r2", ["slow"], lease_s=7, now=seconds(4)) == 0  # not r2's to renew
+    assert extend_claims(store, "r1", ["slow"], lease_s=7, now=seconds(4)) == 1
+    assert claim_due(store, "r2", now=seconds(10.5), lease_s=5) == []  # due again, but still held by r1
+    assert [m.name for m in claim_due(store, "r2", now=seconds(11.5), lease_s=5)] == ["slow"]  # r1 went silent
 
 
 def test_run_now_makes_a_monitor_due(store) -> None:  # type: ignore[no-untyped-def]
