@@ -2,7 +2,8 @@
 
 `/checkout/{user_id}` calls the demo service itself back through the gateway with the smart
 client (the user, then a flaky stock check that is retried), so one curl makes a trace of
-several exchanges to look at in the inspector."""
+several exchanges to look at in the inspector. `POST /admin/outage` breaks the users API (503)
+until `DELETE /admin/outage`, to watch a monitor fail and recover."""
 
 from __future__ import annotations
 
@@ -25,7 +26,22 @@ from proxy.routing import parse_listen
 client = AsyncClient(service="demo", timeout=10)
 
 
+outage = False
+
+
+def unavailable() -> Response:
+    return JSONResponse({"error": "outage", "detail": "POST /admin/outage broke me"}, status_code=503)
+
+
+async def set_outage(request: Request) -> Response:
+    global outage
+    outage = request.method == "POST"
+    return JSONResponse({"outage": outage})
+
+
 async def user(request: Request) -> Response:
+    if outage:
+        return unavailable()
     user_id = request.path_params["user_id"]
     if user_id > 1000:
         return JSONResponse({"error": "not_found", "id": user_id}, status_code=404)
@@ -42,6 +58,8 @@ async def create_user(request: Request) -> Response:
 
 
 async def users(request: Request) -> Response:
+    if outage:
+        return unavailable()
     page = [{"id": i, "name": f"User {i}"} for i in range(1, 51)]
     body = gzip.compress(json.dumps({"data": page}).encode())
     return Response(body, media_type="application/json", headers={"Content-Encoding": "gzip"})
@@ -88,6 +106,7 @@ app = Starlette(
         Route("/events", events),
         Route("/checkout/{user_id:int}", checkout),
         Route("/healthz", healthz),
+        Route("/admin/outage", set_outage, methods=["POST", "DELETE"]),
     ],
     middleware=[Middleware(TraceContextMiddleware)],
 )
