@@ -20,6 +20,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cli.main import main
 from inspector_ui import InspectorSettings, create_app
 from radar.hurl import parse_hurl
 from storage.queries import list_exchanges
@@ -153,24 +154,29 @@ def test_without_a_file_the_test_goes_to_stdout(environment, tmp_path):
     run_green(env, tmp_path, name)
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--from-exchange", "999999"], "exchange 999999 not found"),
-        (["--from-search", "path:/nowhere/at/all"], "no exchange matches 'path:/nowhere/at/all'"),
-        (["--from-search", "status:>>"], "--from-search: "),
-        ([], "give one of --from-exchange ID or --from-search QUERY"),
-        (["--from-exchange", "1", "--from-search", "method:GET"], "give one of --from-exchange ID or --from-search"),
-        (["--from-search", "method:GET", "--limit", "0"], "limit must be between 1 and 100, not 0"),
-        (["--from-exchange", "1", "-o", "file.hurl/inside.hurl"], "-o file.hurl/inside.hurl: cannot write: "),
-    ],
-)
-def test_mistakes_exit_2_in_one_line(environment, tmp_path, args, message):
+MISTAKES = [
+    (["--from-exchange", "999999"], "exchange 999999 not found"),
+    (["--from-search", "path:/nowhere/at/all"], "no exchange matches 'path:/nowhere/at/all'"),
+    (["--from-search", "status:>>"], "--from-search: "),
+    ([], "give one of --from-exchange ID or --from-search QUERY"),
+    (["--from-exchange", "1", "--from-search", "method:GET"], "give one of --from-exchange ID or --from-search"),
+    (["--from-search", "method:GET", "--limit", "0"], "limit must be between 1 and 100, not 0"),
+    (["--from-exchange", "1", "-o", "file.hurl/inside.hurl"], "-o file.hurl/inside.hurl: cannot write: "),
+]
+
+
+def test_mistakes_exit_2_in_one_line(environment, tmp_path, monkeypatch, capsys):
+    # In this process (the command's own main): a process per mistake costs seconds each.
+    for name in [key for key in os.environ if key.startswith("PASSAGEWAY_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "file.hurl").write_text("not a directory")
-    made = test_new(environment, tmp_path, *[str(exchange_id(environment, "POST")) if a == "1" else a for a in args])
-    assert made.returncode == 2 and made.stdout == "", made.stderr
-    assert made.stderr.startswith(f"passageway: error: {message}"), made.stderr
-    assert len(made.stderr.strip().splitlines()) == 1
+    known = str(exchange_id(environment, "POST"))
+    for args, message in MISTAKES:
+        code = main(["test", "new", "--db", environment.db_url, *[known if word == "1" else word for word in args]])
+        out, err = capsys.readouterr()
+        assert code == 2 and out == "", (args, err)
+        assert err.startswith(f"passageway: error: {message}") and len(err.strip().splitlines()) == 1, (args, err)
 
 
 def test_the_inspector_answers_the_same_test(environment, tmp_path):
