@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from radar.transport import Route
 
 DEFAULT_JOBS = 4
+DEFAULT_NEW_LIMIT = 20
 CA_FILE = "mitmproxy-ca-cert.pem"
 
 
@@ -43,7 +44,7 @@ def add_new_arguments(parser: argparse.ArgumentParser) -> None:
         "--from-search", metavar="QUERY", help="a multi-step test of what this search matches, in capture order, chained"
     )
     parser.add_argument(
-        "--limit", type=int, default=20, metavar="N", help="with --from-search: its newest N matches (default 20)"
+        "--limit", type=int, metavar="N", help=f"with --from-search: its newest N matches (default {DEFAULT_NEW_LIMIT})"
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="the .hurl file to write (default: standard output)")
 
@@ -58,8 +59,9 @@ def new_test(args: argparse.Namespace, settings: Settings) -> int:
 
     if (args.from_exchange is None) == (args.from_search is None):
         return fail("give one of --from-exchange ID or --from-search QUERY")
-    if args.from_exchange is not None and args.limit != 20:
+    if args.from_exchange is not None and args.limit is not None:
         return fail("--limit goes with --from-search")
+    limit = DEFAULT_NEW_LIMIT if args.limit is None else args.limit
     try:
         needs_index = args.from_search is not None and parse_query(args.from_search).needs_index
     except QueryError as e:
@@ -69,7 +71,7 @@ def new_test(args: argparse.Namespace, settings: Settings) -> int:
         # Free text and header: terms read the search index, which only a running inspector keeps
         # current: catch it up first, so what was just captured is found (as `export` does).
         behind = catch_up_search_index(store) if needs_index else 0
-        details = exchange_details(store, exchange_id=args.from_exchange, query=args.from_search, limit=args.limit)
+        details = exchange_details(store, exchange_id=args.from_exchange, query=args.from_search, limit=limit)
         generated = test_from_details(
             store, details, services={name: service.upstream.url for name, service in settings.services.items()},
             rules=settings.redaction_rules(), decode_limit=settings.max_decoded_body,

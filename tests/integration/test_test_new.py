@@ -161,6 +161,7 @@ MISTAKES = [
     ([], "give one of --from-exchange ID or --from-search QUERY"),
     (["--from-exchange", "1", "--from-search", "method:GET"], "give one of --from-exchange ID or --from-search"),
     (["--from-search", "method:GET", "--limit", "0"], "limit must be between 1 and 100, not 0"),
+    (["--from-exchange", "1", "--limit", "20"], "--limit goes with --from-search"),
     (["--from-exchange", "1", "-o", "file.hurl/inside.hurl"], "-o file.hurl/inside.hurl: cannot write: "),
 ]
 
