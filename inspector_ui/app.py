@@ -37,6 +37,7 @@ from .routers import (
     services,
     shares,
     stream,
+    test_generation,
     traces,
     transfer,
 )
@@ -155,6 +156,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(service_stats.router)
     app.include_router(services.router)
     app.include_router(traces.router)
+    app.include_router(test_generation.router)
     _answer_errors(app)
     document_invalid_requests(app)
 
