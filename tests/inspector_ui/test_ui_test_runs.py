@@ -8,6 +8,9 @@ import uuid
 
 import pytest
 
+from inspector_ui.routers.tests import url_guard
+from inspector_ui.settings import InspectorSettings
+from radar.transport import TransportError
 from storage.sink import write_records
 from storage.test_runs import save_run
 from tests.support.records import make_record
@@ -96,3 +99,24 @@ def test_tests_need_the_proxys_address(api):
 def test_a_bad_request_body_is_refused(api, body):
     answer = api.post("/api/tests/run", json=body)
     assert answer.status_code == 422 and "\n" not in answer.json()["message"]
+
+
+def guard(**settings):
+    return url_guard(InspectorSettings(db_url="sqlite://", **settings), [("127.0.0.1", 8081)])
+
+
+def test_the_guard_refuses_loopback_that_is_no_service_even_with_allow_any():
+    for allow_any in (False, True):
+        with pytest.raises(TransportError) as refused:
+            guard(allow_any_replay_target=allow_any)("http://127.0.0.1:9/x")
+        assert refused.value.kind == "refused" and "127.0.0.1" in refused.value.message
+
+
+def test_the_guard_refuses_a_url_the_sender_would_read_otherwise():
+    check = guard(replay_services={"svc": "http://127.0.0.1:9"})
+    check("http://127.0.0.1:9/ok")  # the service itself
+    with pytest.raises(TransportError) as refused:
+        check("http://127.1:9/x")  # 127.0.0.1 to the guard (as libc reads it), "127.1" to httpx
+    assert refused.value.kind == "refused" and "not read the same way" in refused.value.message
+    with pytest.raises(TransportError, match="the inspector itself"):
+        guard(replay_services={"me": "http://127.0.0.1:8081"})("http://127.0.0.1:8081/api/exchanges")
