@@ -32,12 +32,14 @@ from .routers import (
     exchanges,
     health,
     metrics,
+    monitors,
     replay,
     service_stats,
     services,
     shares,
     stream,
     test_generation,
+    tests,
     traces,
     transfer,
 )
@@ -157,6 +159,8 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(services.router)
     app.include_router(traces.router)
     app.include_router(test_generation.router)
+    app.include_router(tests.router)
+    app.include_router(monitors.router)
     _answer_errors(app)
     document_invalid_requests(app)
 
