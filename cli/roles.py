@@ -27,6 +27,8 @@ INSPECTOR_DERIVED = {
     "replay_services": ("services", "realm", "realms"),
     "replay_ca": ("certs_dir",),
     "replay_timeout": ("upstream_timeout",),
+    "test_variables": ("variables",),
+    "test_secrets": ("secrets",),
 }
 """The inspector's fields that are not settings of the same name, and the settings they come from."""
 
@@ -53,6 +55,8 @@ def inspector_view(settings: Settings, *, token: str | None) -> Any:
         "replay_services": {name: service.upstream.url for name, service in settings.services.items()},
         "replay_ca": str(ca) if ca.is_file() else None,
         "replay_timeout": settings.upstream_timeout + 5,
+        "test_variables": settings.variables,
+        "test_secrets": settings.secrets,
     }
     return view(InspectorSettings, settings, **derived)
 

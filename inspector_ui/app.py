@@ -32,11 +32,13 @@ from .routers import (
     exchanges,
     health,
     metrics,
+    monitors,
     replay,
     service_stats,
     services,
     shares,
     stream,
+    tests,
     traces,
     transfer,
 )
@@ -130,6 +132,8 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(service_stats.router)
     app.include_router(services.router)
     app.include_router(traces.router)
+    app.include_router(tests.router)
+    app.include_router(monitors.router)
     _answer_errors(app)
     document_invalid_requests(app)
 

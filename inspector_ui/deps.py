@@ -36,6 +36,17 @@ def get_replay_jobs(connection: HTTPConnection) -> ReplayJobs:
     return connection.app.state.replay_jobs
 
 
+def get_inspector_addresses(connection: HTTPConnection) -> list[tuple[str, int]]:
+    """Where this inspector listens (as configured, and where this request reached it): never a
+    target of a replay or of a test run through the API."""
+    settings = get_settings(connection)
+    server = connection.scope.get("server")
+    addresses = [(settings.host, settings.port)]
+    if server and server[1]:
+        addresses.append((settings.host, int(server[1])))
+    return addresses
+
+
 def get_maintenance(connection: HTTPConnection) -> Maintenance | None:
     """The maintenance this inspector runs; None when it leaves it to another process."""
     return connection.app.state.maintenance
@@ -47,3 +58,4 @@ BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
 ReplayClientsDep = Annotated[ReplayClients, Depends(get_replay_clients)]
 ReplayJobsDep = Annotated[ReplayJobs, Depends(get_replay_jobs)]
 MaintenanceDep = Annotated[Maintenance | None, Depends(get_maintenance)]
+InspectorAddressesDep = Annotated[list[tuple[str, int]], Depends(get_inspector_addresses)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -57,6 +58,14 @@ class InspectorSettings(BaseModel):
         False, description="Also replay to any public address, not only to services and the captured host."
     )
     replay_timeout: float = Field(35.0, gt=0, le=3600, description="Seconds a replay may take.")
+    test_variables: dict[str, Any] = Field(
+        default_factory=dict, description="Variables of the tests run through the API (`{{NAME}}` in Hurl files)."
+    )
+    test_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Secret variables of the tests run through the API: their values never appear in results, "
+        "and shares, HAR exports and snippets redact them wherever they reappear in captured traffic.",
+    )
     redact_add: tuple[str, ...] = Field(
         (), description="Header / query / body field names redacted on top of the defaults (storage.pure.redaction)."
     )
@@ -102,7 +111,9 @@ class InspectorSettings(BaseModel):
         )
 
     def redaction_rules(self) -> RedactionRules:
-        return rules_from_config(self.redact_add, self.redact_remove)
+        """The configured rules, following the test secrets' values too: a test step that sends one
+        is captured like any exchange, and must not give it away in a share or an export."""
+        return rules_from_config(self.redact_add, self.redact_remove).with_values(*self.test_secrets.values())
 
     def effective_allowed_hosts(self) -> frozenset[str] | None:
         """Lower-case host names (no port) the Host header may carry; None means any."""

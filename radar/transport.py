@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +59,8 @@ class Reply:
 
 
 class TransportError(Exception):
-    """No answer. kind: bad_url, bad_request (a header that cannot be sent), connect_failed, timeout,
-    proxy_failed, read_failed, protocol_error."""
+    """No answer. kind: bad_url, bad_request (a header that cannot be sent), refused (TestSession's
+    check_url), connect_failed, timeout, proxy_failed, read_failed, protocol_error."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(f"{kind}: {message}")
@@ -122,10 +122,15 @@ class TestSession:
 
     __test__ = False  # not a pytest class, whatever its name
 
-    def __init__(self, route: Route, trace_id: str, test_name: str, *, connections: Connections | None = None) -> None:
+    def __init__(self, route: Route, trace_id: str, test_name: str, *, connections: Connections | None = None,
+                 check_url: Callable[[str], None] | None = None) -> None:  # fmt: skip
+        """`check_url(url)` is called with each plain http(s) URL before it is sent (service URLs
+        go through the gateway and are not checked); it raises TransportError (kind "refused")
+        to stop the request: a guard for tests whose author is not trusted with the network."""
         self.route = route
         self.trace_id = trace_id
         self.test_name = test_name
+        self.check_url = check_url
         self._own = connections is None
         self._connections = connections or Connections(route)
         self._client = httpx.Client(
@@ -146,6 +151,8 @@ class TestSession:
             raise TransportError("bad_url", str(e)) from None
         if not target.lower().startswith(("http://", "https://")):
             raise TransportError("bad_url", f"expected service://NAME/path or an http(s) URL, not {url!r}")
+        if self.check_url is not None and not is_service_url(url):
+            self.check_url(target)
         return target
 
     def send(self, method: str, url: str, headers: Sequence[tuple[str, str]] = (), body: bytes | None = None,

@@ -47,6 +47,7 @@ __all__ = [
     "MonitorSpec",
     "NameTaken",
     "StateChange",
+    "check_monitor",
     "claim_due",
     "create_monitor",
     "delete_monitor",
@@ -165,6 +166,12 @@ def _checked(name: str, hurl: str, every_s: float, notify: Sequence[str]) -> tup
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise Invalid(f"monitor {name}: notify URL {url!r} is not an http:// or https:// URL")
     return urls
+
+
+def check_monitor(name: str, hurl: str, every_s: float, notify: Sequence[str] = ()) -> None:
+    """Invalid naming the first thing wrong with a monitor's definition, as create_monitor checks it
+    (for a caller with checks of its own to make in between: the API parses the Hurl text)."""
+    _checked(name, hurl, every_s, notify)
 
 
 @contextlib.contextmanager

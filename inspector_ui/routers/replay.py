@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from storage.pure.search import parse_query
 from storage.queries import get_body, get_exchange
 
-from ..deps import ReplayClientsDep, ReplayJobsDep, SettingsDep, StoreDep
+from ..deps import InspectorAddressesDep, ReplayClientsDep, ReplayJobsDep, SettingsDep, StoreDep
 from ..errors import NotConfigured, NotFound
 from ..params import ExchangeId
 from ..replay import (
@@ -94,14 +94,8 @@ def replay_routes(settings: SettingsDep) -> ReplayRoutes:
     )
 
 
-def send_options(request: Request, settings: SettingsDep, clients: ReplayClientsDep) -> dict:
-    """dispatch_replay's keyword arguments beyond the exchange and its plan. The inspector's own
-    addresses (where it is configured to listen, and where this request reached it) are never a
-    replay target."""
-    server = request.scope.get("server")
-    addresses = [(settings.host, settings.port)]
-    if server and server[1]:
-        addresses.append((settings.host, int(server[1])))
+def send_options(settings: SettingsDep, clients: ReplayClientsDep, addresses: InspectorAddressesDep) -> dict:
+    """dispatch_replay's keyword arguments beyond the exchange and its plan."""
     return {"inspector_addresses": addresses, "allow_any": settings.allow_any_replay_target, "clients": clients}
 
 

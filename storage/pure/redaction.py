@@ -31,7 +31,8 @@ case-insensitively with "-", "_", "." and spaces ignored, so "api-key", "api_key
   Location, Content-Location).
 
 Pass 2, by value. Each value pass 1 replaced (and, for Basic credentials, the decoded
-`user:pass` and its password) is then looked for everywhere else in the same output, in
+`user:pass` and its password), and each value the rules know as secret whatever its name
+(`RedactionRules.values`: the configured test secrets), is then looked for everywhere else in the same output, in
 the forms a service would echo it (storage.pure.secret_forms: URL-encoded, JSON-escaped at
 any depth, HTML-escaped, base64...), and replaced by the same marker. An output of many
 exchanges (a search share, a HAR) follows every exchange's secrets in all of them.
@@ -186,12 +187,22 @@ class RedactionRules:
     """Any header, parameter, field or member whose name contains one of these."""
     jwt: bool = True
     """Replace the signature of JWTs found anywhere in text."""
+    values: frozenset[str] = frozenset()
+    """Known secret values (the test secrets) followed everywhere by pass 2 as if pass 1 had found
+    them by name; values pass 2 does not follow (secret_forms.is_followed) are not looked for."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "header_names", _names(self.header_names))
         object.__setattr__(self, "field_names", _names(self.field_names))
         object.__setattr__(self, "name_substrings", _names(self.name_substrings))
         object.__setattr__(self, "jwt", bool(self.jwt))
+        if isinstance(self.values, str) or not all(isinstance(v, str) for v in self.values):
+            raise TypeError("RedactionRules.values must be a collection of strings")
+        object.__setattr__(self, "values", frozenset(self.values))
+
+    def with_values(self, *values: str) -> RedactionRules:
+        """Also follow these secret values wherever they appear (see `values`)."""
+        return dataclasses.replace(self, values=self.values | frozenset(values))
 
     def with_added(self, *entries: str) -> RedactionRules:
         """Also redact: "x-session" (a header, parameter or field by name), "*session*"
@@ -206,7 +217,7 @@ class RedactionRules:
             else:
                 headers.add(value)
                 fields.add(value)
-        return RedactionRules(frozenset(headers), frozenset(fields), frozenset(parts), jwt)
+        return RedactionRules(frozenset(headers), frozenset(fields), frozenset(parts), jwt, self.values)
 
     def without(self, *entries: str) -> RedactionRules:
         """Stop redacting: entries as for with_added. ValueError for an entry that is not
@@ -234,7 +245,7 @@ class RedactionRules:
                 raise ValueError(f"redaction entry {entry!r} is not redacted by name{hint}")
             headers -= found_h
             fields -= found_f
-        return RedactionRules(frozenset(headers), frozenset(fields), frozenset(parts), jwt)
+        return RedactionRules(frozenset(headers), frozenset(fields), frozenset(parts), jwt, self.values)
 
 
 _DEFAULT_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key")
@@ -327,6 +338,14 @@ class _Marks:
 
     def scrubber(self) -> SecretScrubber:
         return SecretScrubber(self.hidden)
+
+
+def _marks_following(rules: RedactionRules, key: bytes) -> _Marks:
+    """Marks that follow the rules' known secret values from the start (pass 2 finds them all)."""
+    marks = _Marks(_check_key(key))
+    for value in rules.values:
+        marks(value)
+    return marks
 
 
 # --- names -----------------------------------------------------------------
@@ -1017,7 +1036,7 @@ class Redaction:
 
     def __init__(self, rules: RedactionRules, key: bytes) -> None:
         self._rules = rules
-        self._marks = _Marks(_check_key(key))
+        self._marks = _marks_following(rules, key)
         self._pending: list[tuple[dict, dict[str, tuple[OutBody, _PendingBody] | None]]] = []
         self._scrubber: SecretScrubber | None = None
 
@@ -1135,7 +1154,7 @@ def redact_record(
     same two passes as everything that goes out: path, query, host, reason, headers, bodies
     (see _pending_captured for how a redacted body is recorded), error message, tags and an
     imported HAR's own facts. The input record is not changed."""
-    marks = _Marks(_check_key(key))
+    marks = _marks_following(rules, key)
     try:
         request_headers = _redact_headers(record.request_headers, rules, marks)
         response_headers = (

@@ -124,3 +124,20 @@ def test_a_forward_proxy_that_is_not_there_is_named(upstream):
     with session(forward_proxy=proxy) as test, pytest.raises(TransportError) as error:
         test.send("GET", upstream.url_for("/echo"))
     assert error.value.kind in ("proxy_failed", "connect_failed")
+
+
+def test_check_url_sees_plain_urls_before_they_are_sent_and_can_refuse_them(upstream):
+    checked: list[str] = []
+
+    def refuse_all(url: str) -> None:
+        checked.append(url)
+        raise TransportError("refused", f"{url} is not allowed")
+
+    upstream.requests.clear()
+    route = Route(gateway=upstream.url)
+    with TestSession(route, "1" * 32, "guarded", check_url=refuse_all) as test:
+        with pytest.raises(TransportError) as error:
+            test.send("GET", upstream.url_for("/echo?plain=1"))
+        reply = test.send("GET", "service://status/204")  # through the gateway: not the guard's to judge
+    assert error.value.kind == "refused" and checked == [upstream.url_for("/echo?plain=1")]
+    assert reply.status == 204 and [r.path for r in upstream.requests] == ["/status/204"]
