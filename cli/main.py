@@ -83,12 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
         add_flags(sub, COMMAND_ROLES[f"test {name}"])
         return sub
 
-    from .testing import add_run_arguments
+    from .testing import add_new_arguments, add_run_arguments
 
     add_run_arguments(test_command(
         "run", help="run Hurl files (or every *.hurl in directories) through the proxy; exit 1 when any fails",
         description="Parse every file first (a parse error: exit 2, nothing run), then run the tests in parallel, "
         "each test's steps in order, every request through the proxy (captured and traced).",
+    ))  # fmt: skip
+    add_new_arguments(test_command(
+        "new", help="make a Hurl test from captured traffic: one exchange, or a search's matches chained",
+        description="Write a test of --from-exchange ID, or of the newest --limit exchanges --from-search matches in "
+        "capture order (values that earlier responses produced, such as ids, are captured and reused), secrets "
+        "replaced by {{variables}}; then say which secrets it needs and how to run it.",
     ))  # fmt: skip
 
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
@@ -118,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "test":
             from . import testing
 
-            return testing.run_tests(args, settings)
+            return {"run": testing.run_tests, "new": testing.new_test}[args.test_command](args, settings)
         if args.command == "up":
             from .supervisor import run_up
 

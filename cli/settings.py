@@ -76,6 +76,7 @@ COMMAND_ROLES = {
     "status": ("store",),
     "prune": ("store",),
     "test run": ("client", "tests"),
+    "test new": ("store", "client"),
 }
 """A command with sub-commands is keyed "GROUP SUB" (`passageway test run`)."""
 

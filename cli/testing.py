@@ -1,6 +1,7 @@
-"""`passageway test run`: Hurl files as API tests, for CI.
+"""`passageway test run`: Hurl files as API tests, for CI; `passageway test new`: a Hurl file made
+from captured traffic.
 
-Every file is parsed before anything runs (a parse error: `FILE:LINE:COL: message`, exit 2);
+`test run`: every file is parsed before anything runs (a parse error: `FILE:LINE:COL: message`, exit 2);
 then the tests run in parallel (`--jobs`, threads: the work is waiting on I/O), each test's
 steps in order, every request through the proxy so that it is captured and traced. One line per
 test, one per failed assert (with the link to its exchange); exit 0 when all pass, 1 when any
@@ -17,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .commands import fail
-from .settings import Settings, client_url
+from .commands import PROG, fail
+from .settings import SECRET_ENV_PREFIX, Settings, client_url
 
 if TYPE_CHECKING:
     from radar.transport import Route
@@ -34,6 +35,71 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs", type=int, default=DEFAULT_JOBS, metavar="N", help=f"tests run at once (default {DEFAULT_JOBS})"
     )
+
+
+def add_new_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from-exchange", type=int, metavar="ID", help="a one-step test of this exchange")
+    parser.add_argument(
+        "--from-search", metavar="QUERY", help="a multi-step test of what this search matches, in capture order, chained"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="with --from-search: its newest N matches (default 20)"
+    )
+    parser.add_argument("-o", "--output", metavar="FILE", help="the .hurl file to write (default: standard output)")
+
+
+def new_test(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the test made from --from-exchange or --from-search, then say on stderr which secrets
+    it needs and how to run it."""
+    from radar.from_store import exchange_details, suggested_filename, test_from_details
+    from storage.exports import catch_up_search_index
+    from storage.pure.search import QueryError, parse_query
+    from storage.store import open_store
+
+    if (args.from_exchange is None) == (args.from_search is None):
+        return fail("give one of --from-exchange ID or --from-search QUERY")
+    if args.from_exchange is not None and args.limit != 20:
+        return fail("--limit goes with --from-search")
+    try:
+        needs_index = args.from_search is not None and parse_query(args.from_search).needs_index
+    except QueryError as e:
+        return fail(f"--from-search: {e}")
+    store = open_store(settings.db)
+    try:
+        # Free text and header: terms read the search index, which only a running inspector keeps
+        # current: catch it up first, so what was just captured is found (as `export` does).
+        behind = catch_up_search_index(store) if needs_index else 0
+        details = exchange_details(store, exchange_id=args.from_exchange, query=args.from_search, limit=args.limit)
+        generated = test_from_details(
+            store, details, services={name: service.upstream.url for name, service in settings.services.items()},
+            rules=settings.redaction_rules(), decode_limit=settings.max_decoded_body,
+        )  # fmt: skip
+    except (LookupError, ValueError) as e:
+        return fail(str(e))
+    finally:
+        store.close()
+    if behind:
+        print(f"{PROG}: note: {behind} exchange(s) are not indexed for search yet; --from-search may miss them",
+              file=sys.stderr)  # fmt: skip
+    if args.output:
+        try:
+            write_output(args.output, generated.text.encode("utf-8"))
+        except OSError as e:
+            return fail(f"-o {args.output}: cannot write: {e.strerror or e}")
+        file, steps = args.output, len(details)
+        print(f"wrote {file} ({steps} step{'' if steps == 1 else 's'})", file=sys.stderr)
+    else:
+        sys.stdout.write(generated.text)
+        sys.stdout.flush()
+        file = suggested_filename(details, search=args.from_search is not None)
+    secrets = "".join(f" --secret {name}=..." for name in generated.secrets)
+    if generated.secrets:
+        names = ", ".join(generated.secrets)
+        print(f"it needs secret{'s' if len(generated.secrets) > 1 else ''} {names}: pass --secret NAME=VALUE, or set "
+              f"[secrets] or {SECRET_ENV_PREFIX}NAME", file=sys.stderr)  # fmt: skip
+    saved = "" if args.output else f"save it as {file}, then "
+    print(f"run it: {saved}{PROG} test run {file}{secrets}", file=sys.stderr)
+    return 0
 
 
 def hurl_files(paths: Iterable[str]) -> list[Path]:

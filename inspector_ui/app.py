@@ -38,6 +38,7 @@ from .routers import (
     services,
     shares,
     stream,
+    test_generation,
     tests,
     traces,
     transfer,
@@ -133,6 +134,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(services.router)
     app.include_router(traces.router)
     app.include_router(tests.router)
+    app.include_router(test_generation.router)
     app.include_router(monitors.router)
     _answer_errors(app)
     document_invalid_requests(app)
