@@ -218,6 +218,11 @@ def test_the_form_shows_the_apis_refusals_then_creates_and_deletes_a_monitor(sit
     delete.click()
     expect(row(page, "nightly")).to_have_count(0)
     assert get_monitor(site.store, "nightly") is None
+    # Chromium logs each refused request (the four above) as a console error; nothing else may be there.
+    refused = [m for m in watched.console if m.startswith("error")]
+    assert refused == [f"error: Failed to load resource: the server responded with a status of {status}"
+                       for status in ("400 (Bad Request)", "400 (Bad Request)", "409 (Conflict)", "400 (Bad Request)")]
+    watched.console.clear()
     assert_nothing_ran(page, watched, scripts=SCRIPTS, no_elements=NOTHING_CAPTURED)
 
 
