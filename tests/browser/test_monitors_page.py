@@ -1,16 +1,18 @@
 """The monitors page (/monitors) in Chromium: every monitor's state as colour and text, since when,
 uptime and p95 over 24 h, a sparkline of its runs with the failures marked, its last failure,
-"Run now" (queued, then the new run shown), the create form (the API's one-line refusals shown,
+"Run now" (queued, then the new run shown; once with a real monitor runner that runs it against a
+real upstream, and the way from the row to the run's page), the create form (the API's one-line refusals shown,
 then a monitor made and deleted), the empty state, hostile text staying text, and 1024 px.
 
 A real inspector (uvicorn on a thread) over a real SQLite store that the test fills through
-storage.monitors and storage.test_runs; no monitor runner runs here, so the test finishes a run
-itself (as a runner would) after "Run now"."""
+storage.monitors and storage.test_runs. The inspector runs no monitor runner: one test finishes a
+run itself (as a runner would) after "Run now", another runs radar's MonitorRunner beside it."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,11 +20,15 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import expect
 
+from radar.monitor_runner import MonitorRunner, monitor_tests
+from radar.notify import Notifier
+from radar.transport import Route, TestSession
 from storage import open_store
 from storage.monitors import MonitorSpec, create_monitor, finish_run, get_monitor, sync_config_monitors
 from storage.store import Store
 from storage.test_runs import save_run
 from tests.inspector_ui.ui_support import live_inspector
+from tests.support import running_upstream
 
 from .conftest import IMG_CANARY, SCRIPT_CANARY, assert_nothing_ran, screenshot
 
@@ -166,7 +172,7 @@ def test_run_now_queues_the_monitor_and_shows_the_run_once_it_is_there(site, ope
     expect(fresh.locator("button.run-now")).to_have_text("Queued…")
     expect(fresh.locator("button.run-now")).to_be_disabled()
     expect(fresh.locator(".queued")).to_contain_text("queued")
-    assert get_monitor(site.store, "fresh").next_due_at <= dt.datetime.now(dt.UTC)  # due now for the runners
+    assert before <= get_monitor(site.store, "fresh").next_due_at <= dt.datetime.now(dt.UTC)  # due now: the runners take it
     # A runner takes it: the page, polling while it waits, shows the run without a reload.
     run_id = record_run(site.store, "fresh", passed=True, started=before, duration_ms=12.5)
     expect(fresh.locator(".state-badge")).to_have_text("up", timeout=6000)
@@ -238,4 +244,41 @@ def test_without_monitors_the_page_says_how_to_add_one(tmp_path, opened) -> None
             expect(page.locator("#monitors")).to_be_hidden()
             assert_nothing_ran(page, watched, scripts=SCRIPTS, no_elements=NOTHING_CAPTURED)
     finally:
+        store.close()
+
+
+def test_run_now_with_a_monitor_runner_runs_it_and_links_the_run(tmp_path, opened) -> None:  # type: ignore[no-untyped-def]
+    store = open_store(f"sqlite:///{tmp_path / 'runner.db'}")
+    tomorrow = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    notifier = Notifier()
+    stop = threading.Event()
+    try:
+        with running_upstream() as upstream, live_inspector(store) as live:
+            hurl = f'GET {upstream.url}/echo\nHTTP 200\n[Asserts]\nduration < 5000\n'
+            create_monitor(store, "ondemand", hurl, 3600.0, now=tomorrow)  # not due before "Run now"
+            sessions = lambda trace_id, name: TestSession(Route(gateway="http://127.0.0.1:9"), trace_id, name)  # noqa: E731
+            runner = MonitorRunner(store, monitor_tests(sessions, variables={}, secrets={}), notifier=notifier,
+                                   inspector_url=live.http, poll=0.05)  # fmt: skip
+            thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+            thread.start()
+            page, watched = opened(f"{live.http}/monitors")
+            ondemand = row(page, "ondemand")
+            expect(ondemand.locator(".state-badge")).to_have_text("unknown")
+            ondemand.locator("button.run-now").click()
+            expect(ondemand.locator(".state-badge")).to_have_text("up", timeout=8000)
+            expect(ondemand.locator("td.uptime")).to_have_text("100%")
+            expect(ondemand.locator("button.run-now")).to_have_text("Run now")
+            run_id = get_monitor(store, "ondemand").last_run_id
+            ondemand.locator("a.last-run").click()
+            expect(page).to_have_url(f"{live.http}/test-runs/{run_id}")
+            expect(page.locator("#run-head h1 .verdict")).to_have_text("passed")
+            expect(page.locator("#run-head a.run-monitor")).to_have_text("ondemand")
+            expect(page.locator("section.step .step-url")).to_have_text(f"{upstream.url}/echo")
+            expect(page.locator("section.step table.asserts tbody tr")).to_have_count(2)  # the status and the duration
+            assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/test_run.js"], no_elements=NOTHING_CAPTURED)
+            stop.set()
+            thread.join(10)
+    finally:
+        stop.set()
+        notifier.close()
         store.close()
