@@ -1,5 +1,6 @@
-"""GET /api/metrics: Prometheus text exposition of every proxy's writer and of this inspector
-(with its maintenance's failures, and retention counters when a retention limit is set).
+"""GET /api/metrics: Prometheus text exposition of every proxy's writer, every service's health and
+every monitor's state, and of this inspector (with its maintenance's failures, retention counters
+when a retention limit is set, and its monitor runner's counters when it runs one).
 
 Proxy figures come from proxy_stats (each proxy's writer reports every few seconds); a proxy
 that has not reported for PROXY_STALE seconds is shown with passageway_proxy_up 0."""
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from radar.monitor_runner import MonitorRunner
 from storage.maintenance import JobStats
+from storage.monitors import MonitorRow, list_monitors
 from storage.queries import index_backlog, proxy_stats
 from storage.retention import RetentionTotals
 from storage.services import service_overview
@@ -55,6 +58,8 @@ def exposition(
     retention: RetentionTotals | None = None,
     maintenance_jobs: dict[str, JobStats] | None = None,
     services: list[dict] = (),
+    monitors: list[MonitorRow] = (),
+    runner: MonitorRunner | None = None,
 ) -> str:
     lines: list[str] = []
     for name, kind, text, column in PROXY_METRICS:
@@ -64,6 +69,9 @@ def exposition(
               "# TYPE passageway_proxy_up gauge"]  # fmt: skip
     lines += [f'passageway_proxy_up{{proxy="{_label(p["proxy"])}"}} {int(proxy_up(p))}' for p in proxies]
     lines += _service_metrics([s for s in services if s["health"]["state"] in ("up", "down")])
+    lines += _monitor_metrics(monitors)
+    if runner is not None:
+        lines += _runner_metrics(runner)
     for name, kind, text, value in (
         ("passageway_live_viewers", "gauge", "WebSocket viewers of /api/stream on this inspector.", viewers),
         ("passageway_viewers_dropped_total", "counter", "Viewers disconnected for falling behind.", dropped_viewers),
@@ -93,6 +101,40 @@ def _service_metrics(services: list[dict]) -> list[str]:
     return lines + latencies
 
 
+def _monitor_metrics(monitors: list[MonitorRow]) -> list[str]:
+    """Each monitor's state (up 1, down 0; left out while unknown), its last run's duration and its
+    failures in a row: from the store, so every inspector shows every monitor."""
+    up = ["# HELP passageway_monitor_up 1 when the monitor's last run passed, 0 when it failed.",
+          "# TYPE passageway_monitor_up gauge"]  # fmt: skip
+    durations = ["# HELP passageway_monitor_last_duration_seconds How long the monitor's last run took.",
+                 "# TYPE passageway_monitor_last_duration_seconds gauge"]  # fmt: skip
+    failures = ["# HELP passageway_monitor_consecutive_failures Failed runs of the monitor since it last passed.",
+                "# TYPE passageway_monitor_consecutive_failures gauge"]  # fmt: skip
+    for monitor in monitors:
+        labels = f'monitor="{_label(monitor.name)}",realm="{_label(monitor.realm or "")}"'
+        if monitor.state in ("up", "down"):
+            up.append(f"passageway_monitor_up{{{labels}}} {int(monitor.state == 'up')}")
+        if monitor.last_duration_ms is not None:
+            durations.append(f"passageway_monitor_last_duration_seconds{{{labels}}} {monitor.last_duration_ms / 1000:.6f}")
+        failures.append(f"passageway_monitor_consecutive_failures{{{labels}}} {monitor.consecutive_failures}")
+    return up + durations + failures
+
+
+def _runner_metrics(runner: MonitorRunner) -> list[str]:
+    """The counters of the monitor runner this inspector runs."""
+    lines: list[str] = []
+    for name, text, value in (
+        ("passageway_monitor_runs_total", "Monitor runs this inspector's runner made.", runner.stats.runs),
+        ("passageway_monitor_failed_runs_total", "Those that failed.", runner.stats.failed_runs),
+        ("passageway_monitor_notifications_failed_total", "Webhook notifications given up after every attempt.",
+         runner.notifier.stats.failed),
+        ("passageway_monitor_notifications_dropped_total", "Webhook notifications refused: too many waited.",
+         runner.notifier.stats.dropped),
+    ):  # fmt: skip
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} counter", f"{name} {value}"]
+    return lines
+
+
 def _retention_metrics(totals: RetentionTotals) -> tuple[tuple[str, str, str, int | float], ...]:
     return (
         ("passageway_retention_pruned_exchanges_total", "counter", "Exchanges this inspector's retention removed.",
@@ -107,9 +149,9 @@ def _retention_metrics(totals: RetentionTotals) -> tuple[tuple[str, str, str, in
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics: proxies' writers and this inspector")
-async def metrics(store: StoreDep, broadcaster: BroadcasterDep, maintenance: MaintenanceDep) -> Any:
-    proxies, backlog, services = await run_in_threadpool(
-        lambda: (proxy_stats(store), index_backlog(store), service_overview(store, history=1))
+async def metrics(request: Request, store: StoreDep, broadcaster: BroadcasterDep, maintenance: MaintenanceDep) -> Any:
+    proxies, backlog, services, monitors = await run_in_threadpool(
+        lambda: (proxy_stats(store), index_backlog(store), service_overview(store, history=1), list_monitors(store))
     )
     text = exposition(
         proxies,
@@ -120,5 +162,7 @@ async def metrics(store: StoreDep, broadcaster: BroadcasterDep, maintenance: Mai
         retention=maintenance.retention if maintenance is not None else None,
         maintenance_jobs=maintenance.jobs if maintenance is not None else None,
         services=services,
+        monitors=monitors,
+        runner=getattr(request.app.state, "monitor_runner", None),  # set when this inspector runs monitors
     )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
