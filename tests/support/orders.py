@@ -23,8 +23,9 @@ _ORDER_PATH = re.compile(r"/orders/(\d+)")
 
 
 @contextmanager
-def running_orders(token: str, *, first_id: int = 1000) -> Iterator[str]:
-    """The orders service at http://127.0.0.1:PORT (yielded), stopped on exit."""
+def running_orders(token: str, *, first_id: int = 4711) -> Iterator[str]:
+    """The orders service at http://127.0.0.1:PORT (yielded), stopped on exit. Ids count from
+    `first_id`: not a round number, which radar.generate takes for a constant, not an id."""
     orders: dict[int, dict] = {}
     ids = itertools.count(first_id)
     lock = threading.Lock()
