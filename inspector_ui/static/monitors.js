@@ -8,13 +8,14 @@ import { formatAge, formatLatency, sparkline } from "./health.js";
 
 const REFRESH_MS = 10000;
 const RUN_NOW_POLL_MS = 2000;
-const RUN_NOW_PATIENCE_MS = 5 * 60 * 1000; // a runner polls often; past this the wait is dropped
+const RUN_NOW_PATIENCE_MS = 60 * 1000; // runners poll every fraction of a second: past this, none is running
 const CONFIRM_MS = 5000;
 const STATES = new Set(["up", "down", "unknown"]);
 const $ = (id) => document.getElementById(id);
 
 let timer = null;
-// name -> {lastRunId, until}: "Run now" was asked; the row says queued until a newer run shows.
+// name -> {lastRunId, until, expired}: "Run now" was asked; the row says queued until a newer run
+// shows, or, past `until` (expired), that no runner has taken it yet.
 const waiting = new Map();
 const confirming = new Set(); // names whose Delete was clicked once
 
@@ -102,7 +103,8 @@ function actionsCell(monitor) {
     last.title = monitor.last_duration_ms === null ? "" : `took ${formatLatency(monitor.last_duration_ms)}`;
     cell.append(last);
   }
-  const pending = waiting.get(monitor.name);
+  const asked = waiting.get(monitor.name);
+  const pending = asked && !asked.expired;
   const run = el("button", "run-now", pending ? "Queued…" : "Run now");
   run.type = "button";
   run.disabled = Boolean(pending);
@@ -118,6 +120,7 @@ function actionsCell(monitor) {
     cell.append(remove);
   }
   if (pending) cell.append(el("div", "queued", "queued: a monitor runner picks it up shortly"));
+  else if (asked) cell.append(el("div", "queued not-run", "not run yet: is a monitor runner running? (passageway up starts one)"));
   return cell;
 }
 
@@ -143,8 +146,9 @@ function row(monitor) {
 function render(monitors) {
   const now = Date.now();
   for (const monitor of monitors) {
-    const pending = waiting.get(monitor.name);
-    if (pending && (monitor.last_run_id !== pending.lastRunId || now > pending.until)) waiting.delete(monitor.name);
+    const asked = waiting.get(monitor.name);
+    if (asked && monitor.last_run_id !== asked.lastRunId) waiting.delete(monitor.name);
+    else if (asked && now > asked.until) asked.expired = true;
   }
   for (const name of [...waiting.keys()]) if (!monitors.some((m) => m.name === name)) waiting.delete(name);
   const tbody = clear($("monitors").querySelector("tbody"));
@@ -174,7 +178,8 @@ function schedule() {
   clearTimeout(timer);
   timer = null;
   if (document.visibilityState !== "visible") return;
-  timer = setTimeout(() => refresh().then(schedule), waiting.size ? RUN_NOW_POLL_MS : REFRESH_MS);
+  const polling = [...waiting.values()].some((asked) => !asked.expired);
+  timer = setTimeout(() => refresh().then(schedule), polling ? RUN_NOW_POLL_MS : REFRESH_MS);
 }
 
 async function runNow(monitor, button) {
@@ -188,7 +193,7 @@ async function runNow(monitor, button) {
     showError(`Cannot run ${monitor.name}: ${error.message}`);
     return;
   }
-  waiting.set(monitor.name, { lastRunId: monitor.last_run_id, until: Date.now() + RUN_NOW_PATIENCE_MS });
+  waiting.set(monitor.name, { lastRunId: monitor.last_run_id, until: Date.now() + RUN_NOW_PATIENCE_MS, expired: false });
   await refresh();
   schedule();
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,6 +182,27 @@ def test_run_now_queues_the_monitor_and_shows_the_run_once_it_is_there(site, ope
     expect(fresh.locator(".queued")).to_have_count(0)
     expect(fresh.locator("a.last-run")).to_have_attribute("href", f"/test-runs/{run_id}")
     assert_nothing_ran(page, watched, scripts=SCRIPTS, no_elements=NOTHING_CAPTURED)
+
+
+def test_run_now_that_no_runner_takes_says_so_after_a_minute(site, browser) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        start = time.time()
+        page.clock.install(time=start)
+        page.clock.pause_at(start + 1)  # only the test moves the page's clock
+        page.goto(f"{site.url}/monitors")
+        search = row(page, "search")
+        expect(search.locator(".state-badge")).to_have_text("up")
+        with page.expect_response(re.compile(r"/api/monitors/search/run$")):
+            search.locator("button.run-now").click()
+        expect(search.locator("button.run-now")).to_have_text("Queued…")
+        page.clock.run_for(61_000)  # the next poll finds no new run a minute after the request
+        expect(search.locator(".queued.not-run")).to_contain_text("is a monitor runner running?")
+        expect(search.locator("button.run-now")).to_have_text("Run now")
+        expect(search.locator("button.run-now")).to_be_enabled()
+    finally:
+        context.close()
 
 
 def test_the_form_shows_the_apis_refusals_then_creates_and_deletes_a_monitor(site, opened) -> None:  # type: ignore[no-untyped-def]
