@@ -28,7 +28,7 @@ function runHref(id) {
 }
 
 /** 60 -> "1m", 30 -> "30s", 5400 -> "90m", 7200 -> "2h". */
-export function formatEvery(seconds) {
+function formatEvery(seconds) {
   if (seconds >= 3600 && seconds % 3600 === 0) return `${seconds / 3600}h`;
   if (seconds >= 60 && seconds % 60 === 0) return `${seconds / 60}m`;
   return `${Number(seconds.toFixed(3))}s`;
