@@ -17,7 +17,7 @@ from pathlib import Path
 __all__ = ["PAGES", "SHARE_PAGE", "Page"]
 
 PAGES_DIR = Path(__file__).parent / "pages"
-NAVIGATION = (("/", "Exchanges"), ("/services", "Services"), ("/traces", "Traces"))
+NAVIGATION = (("/", "Exchanges"), ("/services", "Services"), ("/traces", "Traces"), ("/monitors", "Monitors"))
 _PART = re.compile(r"^<!-- part: (topbar|controls|main) -->\n", re.MULTILINE)
 
 
@@ -99,6 +99,13 @@ PAGES = {
     ),
     "/traces": Page("traces.html", "Traces · Passageway", "traces.js", "trace.css", current="/traces"),
     "/traces/{trace_id}": Page("trace.html", "Trace · Passageway", "trace.js", "trace.css"),
+    "/monitors": Page(
+        "monitors.html", "Monitors · Passageway", "monitors.js", "monitors.css", "monitors-page", current="/monitors"
+    ),
+    "/test-runs/{run_id}": Page(
+        "test_run.html", "Test run · Passageway", "test_run.js", "test_run.css", "test-run-page",
+        meta=(("referrer", "no-referrer"),),
+    ),
 }  # fmt: skip
 """The inspector's pages by path; each script reads its name or id from the location."""
 

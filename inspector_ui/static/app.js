@@ -12,6 +12,9 @@ const PAGE = 100;
 const OVERSCAN = 12;
 const MAX_LOADED = 100_000; // rows kept in memory; beyond this, a search narrows better than scrolling
 const MAX_PAUSED = 5_000;
+const TEST_STEPS_MAX = 20; // exchanges a test made from a search holds at most (the endpoint's limit)
+const HIDE_TESTS_KEY = "passageway-hide-tests"; // localStorage: "1" hides what API tests sent
+const NOT_TESTS = "-is:test";
 
 const $ = (id) => document.getElementById(id);
 const listEl = $("list");
@@ -36,7 +39,23 @@ const state = {
   diff: null, // [a, b] while the diff view is shown (?diff=A,B)
   editing: false, // the replay editor is in the detail pane
   compareA: null, // the exchange "Compare…" marked, waiting for a second one
+  hideTests: readHideTests(),
 };
+
+function readHideTests() {
+  try {
+    return localStorage.getItem(HIDE_TESTS_KEY) === "1";
+  } catch (_) {
+    return false; // storage disabled: not remembered
+  }
+}
+
+/** The search the list runs: the applied one, with test traffic left out when the toggle says so.
+ * Appended, so a query error's position still points into the search box's text. */
+function listQuery() {
+  if (!state.hideTests) return state.q;
+  return state.q ? `${state.q} ${NOT_TESTS}` : NOT_TESTS;
+}
 
 // ---------------------------------------------------------------- list (virtualized)
 
@@ -91,6 +110,11 @@ function rowElement(summary, index) {
   );
   if (summary.websocket) pathCell.prepend(el("span", "badge", "ws"));
   if (summary.replay_of) pathCell.prepend(el("span", "badge", "replay"));
+  if (summary.test_name) {
+    const badge = el("span", "badge test", "test");
+    badge.title = `sent by the API test ${summary.test_name}`;
+    pathCell.prepend(badge);
+  }
   return row;
 }
 
@@ -105,6 +129,7 @@ function updateFooter() {
   else if (state.next === null) text += " · end of list";
   else if (state.rows.length >= MAX_LOADED) text += " · refine the search to see older exchanges";
   if (state.q) text += " · filtered";
+  if (state.hideTests) text += " · test traffic hidden";
   footer.textContent = text;
 }
 
@@ -133,6 +158,7 @@ function prepend(summaries) {
   if (!fresh.length) return;
   const stayPut = !atTop();
   state.rows.unshift(...fresh);
+  if (state.rows.length === fresh.length) updateSearchActions(); // the search matches something now
   if (stayPut) {
     listEl.scrollTop += fresh.length * ROW_HEIGHT;
     state.newCount += fresh.length;
@@ -153,7 +179,8 @@ function updateNewCount() {
 function listUrl(before) {
   const params = new URLSearchParams({ limit: String(PAGE) });
   if (before) params.set("before", String(before));
-  if (state.q) params.set("q", state.q);
+  const q = listQuery();
+  if (q) params.set("q", q);
   return `/api/exchanges?${params}`;
 }
 
@@ -191,6 +218,7 @@ async function reload() {
     state.rows = page.data;
     state.next = page.next;
     state.listed = true;
+    updateSearchActions();
     if (state.selectedId === null && state.rows.length) state.selectedId = state.rows[0].id;
   } catch (error) {
     if (generation !== state.generation) return;
@@ -249,7 +277,8 @@ function closeStream() {
 
 function openStream(generation) {
   const params = new URLSearchParams();
-  if (state.q) params.set("q", state.q);
+  const q = listQuery();
+  if (q) params.set("q", q);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${scheme}//${location.host}/api/stream${params.size ? `?${params}` : ""}`);
   state.ws = ws;
@@ -419,6 +448,23 @@ function updateSearchActions() {
     : "Download what the search matches as a HAR file (press Enter to run the search first)";
   else har.title = state.q ? `Download what “${state.q}” matches as a HAR file (redacted)`
     : "Download everything captured (the newest 10,000) as a HAR file (redacted)";
+  const test = $("test-search");
+  const { count } = listedCount();
+  test.disabled = !(applied && state.q !== "" && count !== 0);
+  test.title = !test.disabled
+    ? `Download an API test (a Hurl file) of the first ${TEST_STEPS_MAX} exchanges “${listQuery()}” matches, in capture order, chained`
+    : "Download a search's exchanges as a chained API test (run a search that matches something first)";
+}
+
+/** Download a generated test (GET /api/tests/new.hurl answers with an attachment): no
+ * captured byte passes through this page. */
+function downloadTest(params) {
+  const link = el("a");
+  link.href = `/api/tests/new.hurl?${new URLSearchParams(params)}`;
+  link.download = ""; // the server names the file
+  document.body.append(link);
+  link.click();
+  link.remove();
 }
 
 /** How many exchanges the applied search matches, as far as the list knows:
@@ -1016,6 +1062,23 @@ $("har-search").addEventListener("click", (event) => {
   }
 });
 searchInput.addEventListener("input", updateSearchActions);
+$("test-search").addEventListener("click", () => {
+  if (searchInput.value.trim() === state.q && state.q && !state.queryError) {
+    downloadTest({ q: listQuery(), limit: String(TEST_STEPS_MAX) });
+  }
+});
+$("save-test").addEventListener("click", () => {
+  if (currentExchange && state.diff === null) downloadTest({ exchange: String(currentExchange.id) });
+});
+const hideTests = $("hide-tests");
+hideTests.checked = state.hideTests;
+hideTests.addEventListener("change", () => {
+  state.hideTests = hideTests.checked;
+  try {
+    localStorage.setItem(HIDE_TESTS_KEY, state.hideTests ? "1" : "0");
+  } catch (_) { /* not remembered */ }
+  reload();
+});
 $("replay").addEventListener("click", replayNow);
 $("edit-replay").addEventListener("click", openEditor);
 $("compare").addEventListener("click", compareClicked);
