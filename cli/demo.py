@@ -27,6 +27,8 @@ client = AsyncClient(service="demo", timeout=10)
 
 
 outage = False
+created: dict[int, dict] = {}
+"""Users made by POST /users, readable at /users/{id} (a create-then-read flow to make tests from)."""
 
 
 def unavailable() -> Response:
@@ -43,6 +45,8 @@ async def user(request: Request) -> Response:
     if outage:
         return unavailable()
     user_id = request.path_params["user_id"]
+    if user_id in created:
+        return JSONResponse(created[user_id])
     if user_id > 1000:
         return JSONResponse({"error": "not_found", "id": user_id}, status_code=404)
     return JSONResponse({"id": user_id, "name": f"User {user_id}", "email": f"user{user_id}@example.com", "roles": ["reader"]})
@@ -54,7 +58,13 @@ async def create_user(request: Request) -> Response:
         data = json.loads(body or b"{}")
     except ValueError:
         return JSONResponse({"error": "invalid_json"}, status_code=400)
-    return JSONResponse({"id": random.randint(1001, 9999), **data}, status_code=201)
+    if not isinstance(data, dict):
+        return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+    user = {**data, "id": random.randint(1001, 9_999_999)}
+    created[user["id"]] = user
+    if len(created) > 10_000:  # a demo, not a database: the oldest go
+        del created[next(iter(created))]
+    return JSONResponse(user, status_code=201)
 
 
 async def users(request: Request) -> Response:

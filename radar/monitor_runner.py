@@ -44,6 +44,8 @@ RunTest = Callable[[MonitorRow], dict]
 """Runs one claimed monitor's test and returns its result (the run JSON, source "monitor")."""
 
 _MAX_UNSAVED = 1000
+_LINK_WAIT = 2.0
+"""Seconds a notification waits for its failed step's exchange to be stored (for its link)."""
 _STOP_WAIT = 10.0
 """Seconds a stopping role waits for the runs in progress (each is bounded by its requests' timeout)."""
 
@@ -158,12 +160,31 @@ class MonitorRunner:
         if change is not None and outcome.monitor.notify:  # finish_run has marked the change as notified
             payload = state_change_payload(
                 monitor=outcome.monitor.name, realm=outcome.monitor.realm, previous=change.old, state=change.new,
-                run={**outcome.result, "id": outcome.run_id}, inspector_url=self.inspector_url,
+                run={**self._linked(outcome.result), "id": outcome.run_id}, inspector_url=self.inspector_url,
             )  # fmt: skip
             if not self.notifier.send(outcome.monitor.notify, payload):  # every hook's queue was full
                 with contextlib.suppress(StorageError):
                     monitor_store.mark_notified(self.store, outcome.monitor.name, change.old)  # next run tells again
         return True
+
+    def _linked(self, result: dict) -> dict:
+        """The result with its steps' exchange ids, for a notification's links: the proxy stores a
+        request's exchange moments after it ends, so this waits for them, a little (only on a
+        change of state). What is not found by then is linked through its trace."""
+        missing = [step["span_id"] for step in result.get("steps") or () if step.get("exchange_id") is None]
+        found: dict[str, int] = {}
+        deadline = time.monotonic() + _LINK_WAIT
+        while missing and result.get("trace_id"):
+            try:
+                found = test_runs.exchanges_of_trace_spans(self.store, result["trace_id"], missing)
+            except StorageError:
+                break
+            if len(found) == len(missing) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        steps = result.get("steps") or ()
+        return {**result, "steps": [{**step, "exchange_id": step.get("exchange_id") or found.get(step["span_id"])}
+                                    for step in steps]}  # fmt: skip
 
     def _keep(self, outcome: _Outcome) -> None:
         with self._lock:

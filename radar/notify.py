@@ -61,6 +61,8 @@ def state_change_payload(
     exchange_link = None
     if failure and failure.get("exchange_id") is not None:
         exchange_link = f"{base}/?id={failure['exchange_id']}"
+    elif failure and failure.get("line") is not None and trace_id:  # a step not captured (yet): its trace's
+        exchange_link = f"{base}/?q=trace:{trace_id}"
     where = f" ({realm})" if realm else ""
     text = f"Monitor {monitor}{where} is {_STATE_WORDS.get(state, state)}"
     if failure:

@@ -67,6 +67,7 @@ def test_two_runners_share_one_schedule_and_notify_each_change_once(tmp_path: Pa
                 wait_for(lambda: list_exchanges(store, q=f"test:shop trace:{failed['trace_id']}").data)
                 (exchange,) = list_exchanges(store, q=f"test:shop trace:{failed['trace_id']}").data
                 assert exchange["status"] == 503 and exchange["service"] == "shop" and exchange["test_name"] == "shop"
+                assert down["exchange"] == f"http://127.0.0.1:{ui_port}/?id={exchange['id']}"  # the failing call
             finally:
                 store.close()
     hook.close()

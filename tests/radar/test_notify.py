@@ -129,3 +129,11 @@ def test_a_full_queue_drops_and_counts(hooks):
         assert notifier.stats.dropped >= 2
     finally:
         notifier.close(timeout=0.1)
+
+
+def test_a_failed_step_not_yet_captured_is_linked_through_its_trace():
+    run = {**FAILED_RUN, "steps": [{**FAILED_RUN["steps"][1], "exchange_id": None}]}
+    payload = state_change_payload(
+        monitor="checkout", realm=None, previous="up", state="down", run=run, inspector_url="http://ui:9"
+    )
+    assert payload["exchange"] == "http://ui:9/?q=trace:4bf92f3577b34da6a3ce929d0e0e4736"
