@@ -12,6 +12,7 @@ went away, a webhook that hangs are counted and logged.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 import threading
@@ -32,6 +33,7 @@ from storage.monitors import MonitorRow
 from storage.store import Store, one_line
 
 from .hurl import HurlError, parse_hurl
+from .model import HurlFile
 from .notify import Notifier, first_failure, state_change_payload
 from .runner import SessionFactory, failed_to_run, run_test
 from .transport import Connections, Route, TestSession
@@ -88,6 +90,7 @@ class MonitorRunner:
         self._in_flight: dict[str, int] = {}
         """Monitors whose run is in progress -> how many (their leases are renewed)."""
         self._renewed = time.monotonic()
+        self._slot_freed = threading.Event()
         self._lock = threading.Lock()
         self._unsaved: deque[_Outcome] = deque()
         self._failing_since: float | None = None
@@ -99,11 +102,16 @@ class MonitorRunner:
                 self._save_unsaved()
                 self._renew_leases()
                 free = self.concurrency - sum(self._in_flight.values())
-                for monitor in self._claim(free) if free > 0 else ():
+                claimed = self._claim(free) if free > 0 else []
+                for monitor in claimed:
                     with self._lock:
                         self._in_flight[monitor.name] = self._in_flight.get(monitor.name, 0) + 1
                     pool.submit(self._run_one, monitor)
-                stop.wait(self.poll)
+                if free > 0 and len(claimed) < free:
+                    stop.wait(self.poll)
+                else:  # every slot busy and maybe more due: claim again as soon as one frees
+                    self._slot_freed.wait(self.poll)
+                    self._slot_freed.clear()
 
     def _run_one(self, monitor: MonitorRow) -> None:
         try:
@@ -125,6 +133,7 @@ class MonitorRunner:
                 self._in_flight[monitor.name] -= 1
                 if not self._in_flight[monitor.name]:
                     del self._in_flight[monitor.name]
+            self._slot_freed.set()
 
     def _save_unsaved(self) -> None:
         while self._unsaved:
@@ -246,6 +255,12 @@ def _first_error(result: Mapping[str, Any]) -> str | None:
     return failure.get("error")
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str, filename: str) -> HurlFile:
+    """A monitor's test, parsed once per text (HurlFile is immutable)."""
+    return parse_hurl(text, filename)
+
+
 def monitor_tests(
     sessions: SessionFactory, *, variables: Mapping[str, Any], secrets: Mapping[str, str]
 ) -> RunTest:
@@ -262,7 +277,7 @@ def monitor_tests(
                 return failed_to_run(f"{filename}: cannot read: {getattr(e, 'strerror', None) or e}",
                                      file=filename, secrets=secrets, **common)  # fmt: skip
         try:
-            hurl = parse_hurl(text, filename)
+            hurl = _parsed(text, filename)
         except HurlError as e:
             return failed_to_run(str(e), file=filename, secrets=secrets, **common)
         return run_test(hurl, sessions=sessions, variables=variables, secrets=secrets, **common)

@@ -8,7 +8,10 @@ name, so deleting a monitor keeps its history.
 Scheduling. Each monitor has a next_due_at. A runner takes the due ones with claim_due, which
 in one transaction marks them claimed (claimed_by, and a lease: claimed_until) and advances
 next_due_at by whole periods from the due time, so the schedule never drifts with run times
-(a runner that was away skips the runs it missed instead of running a backlog). A claimed
+(a runner that was away skips the runs it missed instead of running a backlog). A monitor made
+through the API is due at once; one new in passageway.toml is first due at a stable offset into
+its period (at most SPREAD seconds, by its name's hash), so that the hundreds a file may add
+together do not all run at the same instant of every period ("run now" is immediate). A claimed
 monitor is not due for anyone else until finish_run releases it or its lease runs out (its
 runner died): then the next runner to look takes it. PostgreSQL: SELECT .. FOR UPDATE SKIP
 LOCKED, so runners sharing the database never wait on each other and never take the same run;
@@ -29,6 +32,7 @@ import contextlib
 import datetime as dt
 import math
 import re
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -194,10 +198,21 @@ def _for_update(query: Any, store: Store, *, skip_locked: bool = False) -> Any:
     return query.with_for_update(skip_locked=skip_locked) if store.dialect == "postgresql" else query
 
 
-def _new_row(spec: MonitorSpec, notify: tuple[str, ...], origin: str, now: dt.datetime) -> dict[str, Any]:
+SPREAD = 60.0
+"""Seconds: the longest a new monitor waits for its first run (see the module doc)."""
+
+
+def first_due(name: str, every_s: float, now: dt.datetime) -> dt.datetime:
+    """When a new monitor first runs: `now` plus its name's fixed share of min(period, SPREAD)."""
+    share = zlib.crc32(name.encode("utf-8")) / 2**32
+    return now + dt.timedelta(seconds=share * min(float(every_s), SPREAD))
+
+
+def _new_row(spec: MonitorSpec, notify: tuple[str, ...], origin: str, now: dt.datetime, due: dt.datetime) -> dict[str, Any]:
     return {
         "name": spec.name, "file": spec.file, "hurl": spec.hurl, "every_s": float(spec.every_s), "realm": spec.realm,
-        "notify": list(notify), "enabled": True, "origin": origin, "next_due_at": now, "claimed_by": None,
+        "notify": list(notify), "enabled": True, "origin": origin,
+        "next_due_at": due, "claimed_by": None,
         "claimed_until": None, "state": "unknown", "state_since": None, "last_run_id": None, "last_duration_ms": None,
         "last_error": None, "consecutive_failures": 0, "notified_state": None, "created_at": now, "updated_at": now,
     }  # fmt: skip
@@ -206,7 +221,7 @@ def _new_row(spec: MonitorSpec, notify: tuple[str, ...], origin: str, now: dt.da
 def sync_config_monitors(store: Store, specs: Sequence[MonitorSpec], *, now: dt.datetime | None = None) -> None:
     """Make the config monitors those of `specs` (passageway.toml), in one transaction.
 
-    New ones are due at once; changed ones keep their state and schedule (a shorter period
+    New ones are first due within their period (first_due); changed ones keep their state and schedule (a shorter period
     brings the next run closer); config monitors no longer in `specs` are deleted (their runs
     stay in test_runs). A spec named like an API-made monitor takes it over: the file wins."""
     now = _now(now)
@@ -223,7 +238,7 @@ def sync_config_monitors(store: Store, specs: Sequence[MonitorSpec], *, now: dt.
             conn.execute(delete(m).where(m.c.name.in_(gone), m.c.origin == "config"))
         for spec, notify in checked:
             if spec.name not in existing:
-                conn.execute(insert(m).values(_new_row(spec, notify, "config", now)))
+                conn.execute(insert(m).values(_new_row(spec, notify, "config", now, first_due(spec.name, spec.every_s, now))))
                 continue
             next_due = min(existing[spec.name].next_due_at, now + dt.timedelta(seconds=spec.every_s))
             conn.execute(
@@ -253,7 +268,7 @@ def create_monitor(
     with _writing(store) as conn:
         if conn.execute(select(m.c.name).where(m.c.name == name)).first() is not None:
             raise NameTaken(f"a monitor named {name!r} exists already")
-        conn.execute(insert(m).values(_new_row(spec, urls, "api", now)))
+        conn.execute(insert(m).values(_new_row(spec, urls, "api", now, now)))
         return _row(conn.execute(select(m).where(m.c.name == name)).one())
 
 

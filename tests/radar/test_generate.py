@@ -436,6 +436,7 @@ def _hostile_exchange(value: str, key: str) -> CapturedExchange:
 @settings(max_examples=300, deadline=None)
 @given(value=_values, key=_values.filter(bool))
 def test_captured_values_never_make_placeholders_or_break_lines(value, key):
+    assume(value != key)  # a secret-like value that is also its field's name cannot be told from it
     generated = test_from_exchange(_hostile_exchange(value, key))
     text = generated.text
     # the only placeholders are the secrets' (a key may be secret-like); none comes from a value
@@ -452,6 +453,7 @@ def test_captured_values_never_make_placeholders_or_break_lines(value, key):
 @given(value=_values, key=_values.filter(bool))
 def test_generated_text_parses_back_to_the_captured_values(value, key):
     hurl = pytest.importorskip("radar.hurl")
+    assume(value != key)
     generated = test_from_exchange(_hostile_exchange(value, key))
     assume(not generated.secrets)  # a secret-like key or value is a placeholder, tested above
     parsed = hurl.parse_hurl(generated.text)

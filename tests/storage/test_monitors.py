@@ -243,3 +243,17 @@ def test_several_runners_on_sqlite_claim_each_due_run_once(tmp_path) -> None:  #
     finally:
         first.close()
         second.close()
+
+
+def test_monitors_new_in_the_file_are_spread_over_their_period(store) -> None:  # type: ignore[no-untyped-def]
+    specs = [MonitorSpec(f"check-{n}", HURL, 10) for n in range(200)] + [MonitorSpec("hourly", HURL, 3600)]
+    sync_config_monitors(store, specs, now=T0)
+    due = {m.name: m.next_due_at for m in list_monitors(store)}
+    offsets = sorted((due[f"check-{n}"] - T0).total_seconds() for n in range(200))
+    assert 0 <= offsets[0] and offsets[-1] < 10
+    assert len({int(offset) for offset in offsets}) == 10  # every second of the period has some
+    assert T0 <= due["hourly"] < seconds(60)  # a long period's first run still comes within a minute
+    sync_config_monitors(store, specs, now=seconds(5))  # unchanged specs keep their schedule
+    assert {m.name: m.next_due_at for m in list_monitors(store)} == due
+    create_monitor(store, "made-now", HURL, 3600, now=seconds(5))  # one made through the API: at once
+    assert get_monitor(store, "made-now").next_due_at == seconds(5)
