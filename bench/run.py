@@ -1,13 +1,14 @@
-"""`make bench`: print the machine and date, then run the proxy, writer and search benchmarks.
+"""`make bench`: print the machine and date, then run the proxy, writer, search and radar benchmarks.
 
     .venv/bin/python bench/run.py [--quick] [--rounds N] [--duration S] [--connections C] ...
-    .venv/bin/python bench/run.py --only proxy|writer|search ...
+    .venv/bin/python bench/run.py --only proxy|writer|search|radar ...
     .venv/bin/python bench/run.py --only two|soak ...   (opt-in; never part of the default run)
 
 Flags are passed to bench/proxy_bench.py as given; bench/writer_bench.py and
 bench/search_bench.py (when present) get those of them that their own --help lists, except
 --json, --keep and --profile (the proxy benchmark's own output); with --only search, all
-flags go to the search benchmark as given (e.g. --only search --rows 200000 --keep DIR). Exit status: non-zero if either benchmark failed or
+flags go to the search benchmark as given (e.g. --only search --rows 200000 --keep DIR), and so
+with --only radar to bench/radar.py. Exit status: non-zero if either benchmark failed or
 missed its targets.
 """
 
@@ -112,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             only = tok.split("=", 1)[1]
             del argv[i]
             break
-    if only not in (None, "proxy", "writer", "search", "two", "soak"):
-        print("error: --only takes proxy, writer, search, two or soak", file=sys.stderr)
+    if only not in (None, "proxy", "writer", "search", "radar", "two", "soak"):
+        print("error: --only takes proxy, writer, search, radar, two or soak", file=sys.stderr)
         return 2
 
     print(machine_header(), flush=True)
@@ -137,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         status |= run(search, argv) != 0
     elif only is None and search.exists():
         status |= run(search, flags_for(search, argv)) != 0
+    radar = BENCH / "radar.py"
+    if only == "radar":
+        status |= run(radar, argv) != 0
+    elif only is None:
+        status |= run(radar, flags_for(radar, argv)) != 0
     return int(status)
 
 
