@@ -1,5 +1,5 @@
 // Passageway inspector: live list, search, detail pane, keyboard. No build step, no framework.
-import { el, clear } from "./dom.js";
+import { bindThemeToggle, el, clear } from "./dom.js";
 import { releaseObjectUrls, renderBody } from "./bodies.js";
 import { loadDiff, renderDiff } from "./diff.js";
 import { formatDuration, formatSize, formatTime, statusClass, statusText } from "./format.js";
@@ -954,14 +954,6 @@ function closeDiff() {
 
 // ---------------------------------------------------------------- theme
 
-function toggleTheme() {
-  const root = document.documentElement;
-  const current = root.dataset.theme || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
-  const next = current === "dark" ? "light" : "dark";
-  root.dataset.theme = next;
-  try { localStorage.setItem("passageway-theme", next); } catch (_) { /* not remembered */ }
-}
-
 // ---------------------------------------------------------------- wiring
 
 function typing(target) {
@@ -1046,7 +1038,7 @@ $("new-count").addEventListener("click", () => {
   updateNewCount();
 });
 $("pause").addEventListener("click", togglePause);
-$("theme-toggle").addEventListener("click", toggleTheme);
+bindThemeToggle($("theme-toggle"));
 $("detail-close").addEventListener("click", () => (state.diff !== null ? closeDiff() : closeDetail()));
 $("copy-curl").addEventListener("click", copySnippet);
 $("share").addEventListener("click", (event) => {

@@ -13,3 +13,13 @@ export function clear(node) {
   node.replaceChildren();
   return node;
 }
+
+/** The top bar's light/dark button: flips the page's theme and remembers it (theme.js applies
+ * it before the first paint of every page). */
+export function bindThemeToggle(button) {
+  button.addEventListener("click", () => {
+    const root = document.documentElement;
+    root.dataset.theme = root.dataset.theme === "dark" ? "light" : "dark";
+    try { localStorage.setItem("passageway-theme", root.dataset.theme); } catch (_) { /* not remembered */ }
+  });
+}

@@ -2,7 +2,7 @@
 // sparkline of its recent runs, its last failure, "Run now", delete (monitors made through the
 // API) and a form to create one. From /api/monitors, refreshed every 10 s while visible.
 // Names, errors and asserts come from configs, the API and the network: text only (dom.js).
-import { el, clear } from "./dom.js";
+import { bindThemeToggle, el, clear } from "./dom.js";
 import { getJson, postJson, problemText } from "./api.js";
 import { formatAge, formatLatency, sparkline } from "./health.js";
 
@@ -271,13 +271,7 @@ function start() {
     if (document.visibilityState === "visible") refresh().then(schedule);
     else schedule();
   });
-  $("theme-toggle").addEventListener("click", () => {
-    const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
-    document.documentElement.dataset.theme = next;
-    try {
-      localStorage.setItem("passageway-theme", next);
-    } catch (_) { /* storage may be disabled */ }
-  });
+  bindThemeToggle($("theme-toggle"));
   refresh().then(schedule);
 }
 

@@ -1,7 +1,7 @@
 // One service's traffic at /services/<name>: req/s, error rate and latency charts, and the
 // endpoints table (each row opens the inspector's search for it). Data: GET
 // /api/services/<name>/stats. Captured text (service name, paths) is set as textContent only.
-import { el, clear } from "./dom.js";
+import { bindThemeToggle, el, clear } from "./dom.js";
 import { problemText } from "./api.js";
 import { formatDuration } from "./format.js";
 import { lineChart } from "./charts.js";
@@ -264,12 +264,7 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") load();
 });
 
-$("theme-toggle").addEventListener("click", () => {
-  const root = document.documentElement;
-  const current = root.dataset.theme || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
-  root.dataset.theme = current === "dark" ? "light" : "dark";
-  try { localStorage.setItem("passageway-theme", root.dataset.theme); } catch (_) { /* not remembered */ }
-});
+bindThemeToggle($("theme-toggle"));
 
 $("service-name").textContent = state.service;
 document.title = `${state.service} · Passageway`;

@@ -1,7 +1,7 @@
 // The services overview at /services: each registered service with its health, recent
 // probes and upstreams, from /api/services, refreshed every 10 s while the page is visible.
 // Service names, upstreams and probe errors come from configs and the network: text only.
-import { el, clear } from "./dom.js";
+import { bindThemeToggle, el, clear } from "./dom.js";
 import { formatAge, formatLatency, sparkline } from "./health.js";
 
 const REFRESH_MS = 10000;
@@ -150,13 +150,7 @@ function start() {
     if (document.visibilityState === "visible") refresh().then(schedule);
     else schedule();
   });
-  $("theme-toggle").addEventListener("click", () => {
-    const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
-    document.documentElement.dataset.theme = next;
-    try {
-      localStorage.setItem("passageway-theme", next);
-    } catch (_) { /* storage may be disabled */ }
-  });
+  bindThemeToggle($("theme-toggle"));
   refresh().then(schedule);
 }
 

@@ -1,7 +1,7 @@
 // The read-only share page: renders the redacted snapshot at /s/<token>/snapshot.json.
 // Everything captured is hostile: text only (el() sets textContent), never HTML; images
 // only from a fixed list of raster types, as blob URLs.
-import { el, clear } from "./dom.js";
+import { bindThemeToggle, el, clear } from "./dom.js";
 import { formatDuration, formatSize, statusClass, statusText } from "./format.js";
 import { renderEdges, renderWaterfall, traceFacts } from "./waterfall.js";
 
@@ -115,11 +115,6 @@ async function main() {
   snapshot.exchanges.forEach((x, index) => list.append(exchangeView(x, snapshot.exchanges.length === 1 || index === 0)));
 }
 
-$("theme-toggle").addEventListener("click", () => {
-  const root = document.documentElement;
-  const current = root.dataset.theme || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
-  root.dataset.theme = current === "dark" ? "light" : "dark";
-  try { localStorage.setItem("passageway-theme", root.dataset.theme); } catch (_) { /* private mode */ }
-});
+bindThemeToggle($("theme-toggle"));
 
 main();

@@ -3,7 +3,7 @@
 // captures and every assert with what was expected and what came back, linked to the step's
 // exchange and to the trace. From GET /api/test-runs/<id>. Asserts and captures hold captured
 // text (and secrets arrive already replaced by [secret:NAME]): text only, via dom.js.
-import { el, clear } from "./dom.js";
+import { bindThemeToggle, el, clear } from "./dom.js";
 import { getJson } from "./api.js";
 import { formatDuration } from "./format.js";
 
@@ -175,12 +175,6 @@ async function load() {
   renderSteps(run);
 }
 
-$("theme-toggle").addEventListener("click", () => {
-  const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
-  document.documentElement.dataset.theme = next;
-  try {
-    localStorage.setItem("passageway-theme", next);
-  } catch (_) { /* storage may be disabled */ }
-});
+bindThemeToggle($("theme-toggle"));
 
 load();

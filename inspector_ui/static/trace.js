@@ -1,6 +1,6 @@
 // One trace (/traces/<id>): its header, the waterfall of its calls, who called whom, and a
 // side panel for the selected call with the way into the inspector (bodies, headers, replay).
-import { el, clear } from "./dom.js";
+import { bindThemeToggle, el, clear } from "./dom.js";
 import { getJson, postJson } from "./api.js";
 import { formatDuration } from "./format.js";
 import { openHarDialog } from "./har.js";
@@ -135,10 +135,6 @@ async function main() {
   renderEdges($("edges"), trace);
 }
 
-$("theme-toggle").addEventListener("click", () => {
-  const root = document.documentElement;
-  root.dataset.theme = root.dataset.theme === "dark" ? "light" : "dark";
-  try { localStorage.setItem("passageway-theme", root.dataset.theme); } catch (_) { /* private mode */ }
-});
+bindThemeToggle($("theme-toggle"));
 
 main();

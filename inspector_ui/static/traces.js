@@ -1,6 +1,6 @@
 // The recent traces (/traces): each with its root call, start, duration, size, errors and
 // services; a row opens the trace's waterfall.
-import { el, clear } from "./dom.js";
+import { bindThemeToggle, el, clear } from "./dom.js";
 import { getJson } from "./api.js";
 import { formatDuration } from "./format.js";
 
@@ -70,10 +70,6 @@ form.addEventListener("submit", (event) => {
 
 window.addEventListener("popstate", load);
 
-$("theme-toggle").addEventListener("click", () => {
-  const root = document.documentElement;
-  root.dataset.theme = root.dataset.theme === "dark" ? "light" : "dark";
-  try { localStorage.setItem("passageway-theme", root.dataset.theme); } catch (_) { /* private mode */ }
-});
+bindThemeToggle($("theme-toggle"));
 
 load();

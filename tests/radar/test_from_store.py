@@ -6,39 +6,18 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from radar.from_store import exchange_details, generated_test, suggested_filename, test_from_details
 from radar.hurl import parse_hurl
-from storage import open_store
 from storage.pure.record import CapturedBody
 from storage.sink import write_records
-from storage.store import Store
-from tests.support.postgres import fresh_postgres_database
 from tests.support.records import make_record
-from tests.support.stores import reset_store
 
 TOKEN = "tok-5e6f7a8b9c0d1e2f"
 SERVICES = {"orders": "http://orders.internal:8080/api"}
 DAY = 86400.0
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    with fresh_postgres_database("passageway_from_store") as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        s = open_store(f"sqlite:///{tmp_path}/test.db")
-    else:
-        s = reset_store(open_store(request.getfixturevalue("pg_url")))
-    yield s
-    s.close()
 
 
 def body(value: object, *, encoding: str | None = None, truncated_at: int | None = None) -> CapturedBody:

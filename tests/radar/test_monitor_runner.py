@@ -20,28 +20,11 @@ from storage import open_store
 from storage.monitors import create_monitor, get_monitor
 from storage.store import Store
 from storage.test_runs import list_runs
-from tests.support.postgres import fresh_postgres_database
 from tests.support.stores import reset_store
 from tests.support.switchable import SwitchableUpstream, running_switchable_upstream
 from tests.support.webhooks import Hook
 
 ROUTE = Route(gateway="http://127.0.0.1:9", timeout=5.0)  # plain URLs go straight to the upstream
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    with fresh_postgres_database("passageway_monitor_runner") as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        s = open_store(f"sqlite:///{tmp_path}/test.db")
-    else:
-        s = reset_store(open_store(request.getfixturevalue("pg_url")))
-    yield s
-    s.close()
 
 
 @pytest.fixture
