@@ -17,16 +17,17 @@ goes first. Each result's `overhead_ms` is the runner's own time (its duration l
 round trips); per step = overhead_ms / steps. Then `passageway test run DIR` on 100 files with
 --jobs 1 and 4: wall time of the whole command. Target: overhead <= 1 ms per step (mean and p95).
 
-Part 2, monitors: --monitors (200) one-step monitors every --every (10) s, created with
-storage.monitors.create_monitor and run by one radar.monitor_runner.MonitorRunner (its defaults:
+Part 2, monitors: --monitors (200) one-step monitors every --every (10) s, created as
+passageway.toml's are and run by one radar.monitor_runner.MonitorRunner (its defaults:
 16 threads, 0.2 s poll), on a fresh SQLite file and on a fresh PostgreSQL database (dropped
 after); the proxy captures into the same database, as under `passageway up`. A separate process
 sends a plain request stream (--stream-rate req/s) through the proxy the whole time; its
 latency is compared between the windows without monitors (before and after) and the --duration
 window with them. Reports the start delay (due time to start, MonitorRunner.stats.start_delays),
 runs done against runs due in the window, and the stream's latency ratio. Target: start delay
-p95 <= 1 s. All monitors are due at the same instant each period (the worst case: created
-together); --stagger spreads them over the period instead.
+p95 <= 1 s. The monitors are made as a passageway.toml of 200 makes them (sync_config_monitors:
+each first due at its name's offset into the period); --lockstep makes them all due at the same
+instant of every period instead (create_monitor at one time: the worst case).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ from radar.runner import run_test  # noqa: E402
 from radar.transport import Connections, Route, TestSession, new_span_id, new_trace_id  # noqa: E402
 from storage import open_store  # noqa: E402
 from storage.models import TestRun  # noqa: E402
-from storage.monitors import create_monitor, request_run_now  # noqa: E402
+from storage.monitors import MonitorSpec, create_monitor, first_due, request_run_now, sync_config_monitors  # noqa: E402
 from storage.store import Store  # noqa: E402
 
 STEPS_TARGET_MS = 1.0
@@ -312,7 +313,7 @@ class StoreResult:
 
 def monitors_part(args: argparse.Namespace, work: Path) -> bool:
     print(f"\n--- monitors: {args.monitors} monitors every {args.every:g} s on one MonitorRunner, {args.duration:g} s "
-          f"({'staggered over the period' if args.stagger else 'all due at the same instant'}); plain stream "
+          f"({'all due at the same instant' if args.lockstep else 'made as passageway.toml makes them'}); plain stream "
           f"{args.stream_rate:g} req/s through the proxy, {args.baseline:g} s before and after", flush=True)  # fmt: skip
     results = []
     for kind in args.store_list:
@@ -357,11 +358,14 @@ def monitors_on(kind: str, db: str, args: argparse.Namespace, work: Path) -> Sto
                 # Due at the start of the monitors window (made now, so their inserts are not in the baseline).
                 due = time.time() + 1.0 + args.baseline + 0.5
                 due_at = dt.datetime.fromtimestamp(due, dt.UTC)
-                for n in range(args.monitors):
-                    offset = args.every * n / args.monitors if args.stagger else 0.0
-                    create_monitor(store, f"m{n:03d}", f"GET service://{SERVICE}/mon/{n}\nHTTP 200\n"
-                                   "[Asserts]\njsonpath \"$.service\" == \"bench-upstream\"\n", args.every,
-                                   now=due_at + dt.timedelta(seconds=offset))  # fmt: skip
+                specs = [MonitorSpec(f"m{n:03d}", f"GET service://{SERVICE}/mon/{n}\nHTTP 200\n[Asserts]\n"
+                                     "jsonpath \"$.service\" == \"bench-upstream\"\n", args.every)
+                         for n in range(args.monitors)]  # fmt: skip
+                if args.lockstep:
+                    for spec in specs:
+                        create_monitor(store, spec.name, spec.hurl, spec.every_s, now=due_at)
+                else:
+                    sync_config_monitors(store, specs, now=due_at)
                 windows: dict[str, tuple[float, float]] = {}
                 cpu: dict[str, float] = {}
                 start = time.time() + 1.0
@@ -418,10 +422,10 @@ def monitors_on(kind: str, db: str, args: argparse.Namespace, work: Path) -> Sto
                 samples[name].append(float(latency))
                 errors += status != "200"
     # Runs due in the window: each monitor's due times from its first one, up to the end of the window.
-    expected = sum(
-        int((args.duration - (args.every * n / args.monitors if args.stagger else 0.0)) // args.every) + 1
-        for n in range(args.monitors)
-    )
+    reference = dt.datetime.fromtimestamp(0, dt.UTC)
+    offsets = [0.0 if args.lockstep else (first_due(f"m{n:03d}", args.every, reference) - reference).total_seconds()
+               for n in range(args.monitors)]  # fmt: skip
+    expected = sum(int((args.duration - offset) // args.every) + 1 for offset in offsets)
     return StoreResult(
         store=kind, delays=list(stats.start_delays), runs=stats.runs, failed_runs=stats.failed_runs,
         expected=expected, stored=stored, windows=samples, stream_errors=errors, proxy_cpu=cpu,
@@ -477,7 +481,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="part 2: seconds of the plain stream without monitors, before and after (8 each)")
     parser.add_argument("--stream-rate", type=float, default=50.0, help="part 2: plain requests/s through the proxy (50)")
     parser.add_argument("--stores", default="sqlite,postgresql", help="part 2: sqlite, postgresql or both")
-    parser.add_argument("--stagger", action="store_true", help="part 2: spread the monitors' due times over the period")
+    parser.add_argument("--lockstep", action="store_true",
+                        help="part 2: every monitor due at the same instant (the worst case), not as passageway.toml spreads them")
     parser.add_argument("--concurrency", type=int, help="part 2: the runner's threads (its default: 16)")
     parser.add_argument("--poll", type=float, help="part 2: the runner's seconds between claims (its default: 0.2)")
     parser.add_argument("--profile", action="store_true", help="print cProfile of run_test (part 1) and of monitor runs one by one (part 2, after its window)")
