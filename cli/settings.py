@@ -422,9 +422,10 @@ class Settings(BaseModel):
         flag="--variable", file="variables", metavar="NAME=VALUE", repeatable=True,
         shown_file="`[variables]`, `[realms.NAME.variables]`")] = {}
     secrets: Annotated[dict[str, str], setting(
-        "a test variable whose value never appears in results, JUnit or logs (`[secret:NAME]` instead); at least "
-        "4 characters; the environment's beat the file's (the realm's winning over `[secrets]`), flags beat both",
-        "tests", "monitors", flag="--secret", env=SECRET_ENV_PREFIX, env_prefix=True, file="secrets",
+        "a test variable whose value never appears in results, JUnit or logs (`[secret:NAME]` instead), nor in "
+        "what the inspector, `export` and `redact_at_capture` redact; at least 4 characters; the environment's beat "
+        "the file's (the realm's winning over `[secrets]`), flags beat both",
+        "tests", "monitors", "proxy", "store", flag="--secret", env=SECRET_ENV_PREFIX, env_prefix=True, file="secrets",
         metavar="NAME=VALUE", repeatable=True, shown_env="`PASSAGEWAY_SECRET_<NAME>` (NAME as written, case kept)",
         shown_file="`[secrets]`, `[realms.NAME.secrets]`")] = {}
     monitors: Annotated[dict[str, MonitorSpec], setting(
@@ -516,7 +517,8 @@ class Settings(BaseModel):
         "log connections", *ROLES, flag="--verbose", short="-v", switch=True)] = False
 
     def redaction_rules(self) -> RedactionRules:
-        return rules_from_config(self.redact_add, self.redact_remove)
+        """The redaction of every way out: the configured rules, and the test secrets' values."""
+        return rules_from_config(self.redact_add, self.redact_remove).with_values(*self.secrets.values())
 
     def retention_policy(self) -> RetentionPolicy:
         return RetentionPolicy(

@@ -74,7 +74,7 @@ def run_proxy(settings: ProxySettings) -> None:
     transform = None
     if settings.redact_at_capture:
         # In the writer thread, not on the event loop: redaction decodes and scans bodies.
-        rules = rules_from_config(settings.redact_add, settings.redact_remove)
+        rules = rules_from_config(settings.redact_add, settings.redact_remove).with_values(*settings.secrets.values())
         transform = record_redactor(rules, redaction_key(store), decode_limit=settings.max_decoded_body)
     spool = None
     if settings.spool_max_bytes and settings.spool_dir is not None:

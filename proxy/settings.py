@@ -36,6 +36,8 @@ class ProxySettings:
     redact_at_capture: bool = False
     redact_add: tuple[str, ...] = ()
     redact_remove: tuple[str, ...] = ()
+    secrets: dict[str, str] = field(default_factory=dict)
+    """The test secrets: redact_at_capture follows their values too."""
     spool_max_bytes: int = 1024**3
     """0: no spool on disk; records wait in memory only."""
     max_decoded_body: int = 64 * 1024 * 1024

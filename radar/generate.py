@@ -551,10 +551,17 @@ def _whole_secret(leaf: _Leaf, secrets: _Values, wanted: str) -> None:
 # --- chaining ------------------------------------------------------------------
 
 
-def _chain_worthy(value: object) -> bool:
-    """Values a later request could only know from this response: ids, tokens, paths."""
+_ID_KEY = re.compile(r"(?i)(?:.*[_-])?(?:id|uuid|key|token)|.*[a-z](?:Id|ID|Uuid|Key|Token)")
+"""A field that names an identifier: its value is the server's, whatever it looks like."""
+
+
+def _chain_worthy(value: object, key: str | int | None = None) -> bool:
+    """Values a later request could only know from this response: ids, tokens, paths. A round
+    or small number is one only under an id-like key (`id`, `order_id`, `userId`)."""
     if isinstance(value, bool) or value is None:
         return False
+    if isinstance(key, str) and _ID_KEY.fullmatch(key) and isinstance(value, (int, str)) and str(value).strip():
+        return abs(value) >= 10 if isinstance(value, int) else len(str(value).strip()) >= 2
     if isinstance(value, int):
         return abs(value) >= 100 and not (value % 100 == 0 and abs(value) <= 10_000) and value not in (128, 256, 512, 1024)
     if isinstance(value, str):
@@ -569,7 +576,7 @@ def _response_sources(value: object, path: tuple[str | int, ...] = ()) -> Iterat
         for key, item in value.items():
             if isinstance(item, (dict, list)):
                 nested.append((key, item))
-            elif _chain_worthy(item):
+            elif _chain_worthy(item, key):
                 yield path + (key,), item
         for key, item in nested:
             if len(path) < 2 * MAX_DEPTH:

@@ -138,16 +138,17 @@ def test_redact_at_capture_keeps_secrets_out_of_the_database(tmp_path):
 
     port, url = free_port(), f"sqlite:///{tmp_path}/redacted.db"
     config = tmp_path / "passageway.toml"
-    config.write_text('redact_at_capture = true\nredact_add = ["x-session"]\n')
-    secrets = ["canary-bearer-1a2b", "canary-session-3c4d", "canary-password-5e6f", "canary-query-7a8b"]
+    config.write_text('redact_at_capture = true\nredact_add = ["x-session"]\n[secrets]\napi = "canary-test-9z8y"\n')
+    secrets = ["canary-bearer-1a2b", "canary-session-3c4d", "canary-password-5e6f", "canary-query-7a8b",
+               "canary-test-9z8y"]  # the last a test secret, sent where no rule names it
     with running_upstream() as upstream:
         args = [*PASSAGEWAY, "proxy", "--config", str(config), "--db", url, "--listen", f"127.0.0.1:{port}",
                 "--route", f"up={upstream.url}", "--certs-dir", str(tmp_path / "certs")]  # fmt: skip
         with start_process(args, port=port, name="passageway proxy", timeout=30):
             body = gzip.compress(json.dumps({"user": "ada", "password": secrets[2]}).encode())
             httpx.post(
-                f"http://127.0.0.1:{port}/up/echo?token={secrets[3]}&page=1", content=body, timeout=10,
-                headers={"Authorization": f"Bearer {secrets[0]}", "X-Session": secrets[1],
+                f"http://127.0.0.1:{port}/up/echo?token={secrets[3]}&page=1&q={secrets[4]}", content=body, timeout=10,
+                headers={"Authorization": f"Bearer {secrets[0]}", "X-Session": secrets[1], "X-Note": secrets[4],
                          "Content-Type": "application/json", "Content-Encoding": "gzip"},
             )  # fmt: skip
             wait_for(lambda: len(exchanges(url)) == 1, timeout=10)
@@ -163,6 +164,22 @@ def test_redact_at_capture_keeps_secrets_out_of_the_database(tmp_path):
     assert [v[:17] for n, v in request_headers if n.lower() == "authorization"] == ["Bearer [redacted:"]
     assert json.loads(request_body)["user"] == "ada"  # stored decoded (bodies are compressed in the file)
     assert all(secret.encode() not in request_body for secret in secrets)
+
+
+def test_an_export_redacts_the_test_secrets_values_and_a_raw_one_keeps_them(tmp_path):
+    url, secret = f"sqlite:///{tmp_path}/plain.db", "canary-test-4u5v"
+    har = tmp_path / "plain.har"
+    entry = {"startedDateTime": "2026-11-28T09:15:02Z",
+             "request": {"method": "GET", "url": f"http://a.example/x?q={secret}", "headers": [{"name": "X-Note", "value": secret}]},
+             "response": {"status": 200, "content": {"mimeType": "text/plain", "text": f"echo {secret}"}}}  # fmt: skip
+    har.write_text(json.dumps({"log": {"entries": [entry]}}))
+    assert run("import", "--db", url, str(har)).returncode == 0
+    config = tmp_path / "passageway.toml"
+    config.write_text(f'[secrets]\napi = "{secret}"\n')
+    redacted = run("export", "--config", str(config), "--db", url, "--har", "-")
+    assert redacted.returncode == 0 and json.loads(redacted.stdout)["log"]["entries"]
+    assert secret not in redacted.stdout
+    assert secret in run("export", "--config", str(config), "--db", url, "--har", "-", "--raw").stdout
 
 
 # --- real tools' HARs, again and again -----------------------------------------------------------

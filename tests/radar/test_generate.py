@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from dataclasses import replace
 
 import pytest
 from hypothesis import assume, given, settings
@@ -310,6 +311,25 @@ def test_cookies_an_earlier_response_set_are_left_to_the_cookie_jar():
     assert "Cookie" not in generated.text
     assert SESSION not in generated.text
     assert generated.secrets == ()
+
+
+@pytest.mark.parametrize("order_id", [1000, 10, 42])
+def test_a_round_or_small_id_is_still_the_servers_and_is_chained(order_id):
+    def renumbered(exchange_, path):
+        body = json.loads(exchange_.response_body)
+        return replace(exchange_, path=path, url=f"http://orders.internal:8080{path}",
+                       response_body=json_bytes({**body, "id": order_id}))  # fmt: skip
+
+    create, get = renumbered(CREATE_ORDER, "/orders"), renumbered(GET_ORDER, f"/orders/{order_id}")
+    second = test_from_exchanges([create, get]).text.split("\n\n")[1]
+    assert second.startswith("GET service://orders/orders/{{order_id}}\n")
+
+
+def test_a_small_number_under_another_key_is_not_chained():
+    create = replace(CREATE_ORDER, response_body=json_bytes({"id": 4711, "quantity": 2, "page": 1}))
+    get = replace(GET_ORDER, query="page=1", url="http://orders.internal:8080/orders/4711?page=1")
+    second = test_from_exchanges([create, get]).text.split("\n\n")[1]
+    assert second.startswith("GET service://orders/orders/{{order_id}}?page=1\n")
 
 
 def test_values_the_client_already_sent_are_not_chained():
