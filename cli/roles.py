@@ -78,19 +78,20 @@ def run_ui(settings: Settings) -> int:
     from inspector_ui.server import serve
     from storage.store import open_store
 
-    store = open_store(settings.db)  # the inspector opens its own; this one writes [monitors.NAME] first
+    store = open_store(settings.db)
     try:
-        sync_monitors(store, settings)
+        sync_monitors(store, settings)  # [monitors.NAME] are in the store before any runner looks
+        token = inspector_token(settings)
+        if token and not settings.ui_token:
+            host, port = settings.ui
+            print(f"inspector token (made now): open http://{format_address(shown_host(host), port)}/?token={token}",
+                  flush=True)  # fmt: skip
+        try:
+            serve(inspector_view(settings, token=token), store=store)
+        except CannotStart as e:
+            return fail(f"inspector: {e}")
     finally:
         store.close()
-    token = inspector_token(settings)
-    if token and not settings.ui_token:
-        host, port = settings.ui
-        print(f"inspector token (made now): open http://{format_address(shown_host(host), port)}/?token={token}", flush=True)
-    try:
-        serve(inspector_view(settings, token=token))
-    except CannotStart as e:
-        return fail(f"inspector: {e}")
     return 0
 
 

@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from passageway.addresses import format_address
 from storage import errors as storage_errors
 from storage.maintenance import Maintenance
 from storage.pure.search import QueryError
@@ -62,19 +63,13 @@ def _running_monitors(settings: InspectorSettings, store: Any) -> contextlib.Abs
     """The monitor runner role in this process: tests go where replays go (the proxy's gateway and
     forward port), so every monitor request is captured and traced."""
     from radar.monitor_runner import running_monitors
-    from radar.transport import Route
 
     if settings.replay_gateway is None:
         raise errors.CannotStart("the monitor runner needs the proxy's gateway (replay_gateway)")
-    route = Route(
-        gateway=settings.replay_gateway,
-        forward_proxy=settings.replay_forward_proxy,
-        proxy_ca=Path(settings.replay_ca) if settings.replay_ca else None,
-        timeout=settings.replay_timeout,
-    )
     return running_monitors(
-        store, route, variables=settings.test_variables, secrets=settings.test_secrets, realm=settings.monitor_realm,
-        inspector_url=settings.inspector_url or f"http://{settings.host}:{settings.port}",
+        store, settings.test_route(), variables=settings.test_variables, secrets=settings.test_secrets,
+        realm=settings.monitor_realm,
+        inspector_url=settings.inspector_url or f"http://{format_address(settings.host, settings.port)}",
     )  # fmt: skip
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from radar.transport import Route
 from storage.pure.decoding import DEFAULT_DECODE_LIMIT
 from storage.pure.redaction import RedactionRules, rules_from_config
 from storage.retention import RetentionPolicy
@@ -123,6 +125,18 @@ class InspectorSettings(BaseModel):
             max_age=self.retention_max_age,
             max_exchanges=self.retention_max_exchanges,
             max_body_bytes=self.retention_max_body_bytes,
+        )
+
+    def test_route(self) -> Route:
+        """Where API tests and monitors send: where replays go (the proxy's gateway and forward
+        port), so that every test request is captured and traced."""
+        if self.replay_gateway is None:
+            raise ValueError("no replay_gateway: tests have nowhere to go")
+        return Route(
+            gateway=self.replay_gateway,
+            forward_proxy=self.replay_forward_proxy,
+            proxy_ca=Path(self.replay_ca) if self.replay_ca else None,
+            timeout=self.replay_timeout,
         )
 
     def redaction_rules(self) -> RedactionRules:

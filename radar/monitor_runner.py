@@ -180,20 +180,17 @@ class MonitorRunner:
         """The result with its steps' exchange ids, for a notification's links: the proxy stores a
         request's exchange moments after it ends, so this waits for them, a little (only on a
         change of state). What is not found by then is linked through its trace."""
-        missing = [step["span_id"] for step in result.get("steps") or () if step.get("exchange_id") is None]
-        found: dict[str, int] = {}
         deadline = time.monotonic() + _LINK_WAIT
-        while missing and result.get("trace_id"):
+        while True:
             try:
-                found = test_runs.exchanges_of_trace_spans(self.store, result["trace_id"], missing)
+                result = test_runs.with_exchange_ids(self.store, result)
             except StorageError:
-                break
-            if len(found) == len(missing) or time.monotonic() > deadline:
-                break
+                return result
+            steps = result.get("steps") or ()
+            linked = all(step.get("exchange_id") is not None or not step.get("span_id") for step in steps)
+            if linked or not result.get("trace_id") or time.monotonic() > deadline:
+                return result
             time.sleep(0.1)
-        steps = result.get("steps") or ()
-        return {**result, "steps": [{**step, "exchange_id": step.get("exchange_id") or found.get(step["span_id"])}
-                                    for step in steps]}  # fmt: skip
 
     def _keep(self, outcome: _Outcome) -> None:
         with self._lock:

@@ -203,6 +203,23 @@ def monitor_stats(store: Store, monitor: str, *, since: dt.datetime) -> dict[str
     }
 
 
+def with_exchange_ids(store: Store, run: dict[str, Any]) -> dict[str, Any]:
+    """`run` with each step's missing exchange_id filled from the exchanges captured so far
+    (exchanges_of_trace_spans): the proxy stores a step's exchange a moment after the result is
+    made. A new dict; `run` itself when nothing is missing."""
+    steps = run.get("steps") or ()
+    missing = [step["span_id"] for step in steps if step.get("exchange_id") is None and step.get("span_id")]
+    if not missing or not run.get("trace_id"):
+        return run
+    found = exchanges_of_trace_spans(store, run["trace_id"], missing)
+    filled = [
+        {**step, "exchange_id": found.get(step["span_id"].lower())}
+        if step.get("exchange_id") is None and step.get("span_id") else step
+        for step in steps
+    ]  # fmt: skip
+    return {**run, "steps": filled}
+
+
 def exchanges_of_trace_spans(store: Store, trace_id: str, span_ids: Iterable[str]) -> dict[str, int]:
     """span id -> the id of the exchange a step with that span caused, for the steps found.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -21,8 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from radar.hurl import HurlError, parse_hurl
 from radar.runner import run_test
-from radar.transport import Route, TestSession, TransportError
-from storage.test_runs import MAX_RUNS_PAGE, exchanges_of_trace_spans, get_run, list_runs, save_run
+from radar.transport import TestSession, TransportError
+from storage.test_runs import MAX_RUNS_PAGE, get_run, list_runs, save_run, with_exchange_ids
 
 from ..deps import InspectorAddressesDep, SettingsDep, StoreDep
 from ..errors import BadRequest, NotConfigured, NotFound
@@ -95,19 +94,6 @@ def _capped_sleep(budget: float) -> Callable[[float], None]:
     return sleep
 
 
-def with_exchange_ids(store: Any, run: dict[str, Any]) -> dict[str, Any]:
-    """`run` with each step's null exchange_id filled from the captured exchanges of its trace:
-    the proxy stores a step's exchange a moment after the result is made."""
-    missing = [step["span_id"] for step in run.get("steps") or () if step.get("exchange_id") is None and step.get("span_id")]
-    if not missing or not run.get("trace_id"):
-        return run
-    found = exchanges_of_trace_spans(store, run["trace_id"], missing)
-    for step in run["steps"]:
-        if step.get("exchange_id") is None and step.get("span_id"):
-            step["exchange_id"] = found.get(step["span_id"].lower())
-    return run
-
-
 @router.post(
     "/tests/run",
     responses={code: {"model": TestProblem} for code in (400, 503)},
@@ -123,12 +109,7 @@ async def run(store: StoreDep, settings: SettingsDep, addresses: InspectorAddres
         raise BadRequest(" ".join(str(e).split())) from None
     if settings.replay_gateway is None:
         raise NotConfigured("tests cannot run: the inspector does not know the proxy's address (set replay_via)")
-    route = Route(
-        gateway=settings.replay_gateway,
-        forward_proxy=settings.replay_forward_proxy,
-        proxy_ca=Path(settings.replay_ca) if settings.replay_ca else None,
-        timeout=settings.replay_timeout,
-    )
+    route = settings.test_route()
     guard = url_guard(settings, addresses)
 
     def run_and_save() -> dict[str, Any]:
