@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from ui_support import settings_for
 
 from inspector_ui import create_app
 from storage.sink import write_records
 from storage.store import open_store
 from tests.support.postgres import drop_database, name_of
-
-from ui_support import settings_for
 from tests.support.records import make_record
 
 
@@ -35,11 +35,13 @@ def test_health_503_when_the_sqlite_file_is_destroyed(tmp_path):
         with TestClient(create_app(settings_for(store), store=store), base_url="http://127.0.0.1") as client:
             assert client.get("/api/health").status_code == 200
             store.engine.dispose()
-            for suffix in ("", "-wal", "-shm"):
-                p = path.with_name(path.name + suffix)
-                if p.exists():
-                    p.unlink()
-            path.write_bytes(b"this is not a database" * 100)
+            # replaced in one step: a background connection (the change feed, maintenance) opening
+            # the path while it was missing would make a new, empty database there instead
+            garbage = tmp_path / "garbage"
+            garbage.write_bytes(b"this is not a database" * 100)
+            for suffix in ("-wal", "-shm"):
+                path.with_name(path.name + suffix).unlink(missing_ok=True)
+            os.replace(garbage, path)
             response = client.get("/api/health")
             assert response.status_code == 503
             body = response.json()
