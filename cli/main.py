@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -146,5 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         }[args.command](args, settings)
     except (ConfigError, StorageError, StartError) as e:
         return fail(str(e))
+    except BrokenPipeError:  # the reader left (`| head`): stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exiting flushes nowhere
+        return 141  # 128 + SIGPIPE
     except KeyboardInterrupt:
         return 130

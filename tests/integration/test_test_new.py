@@ -154,6 +154,18 @@ def test_without_a_file_the_test_goes_to_stdout(environment, tmp_path):
     run_green(env, tmp_path, name)
 
 
+def test_a_reader_that_leaves_early_is_no_traceback(environment, tmp_path):
+    """`passageway test new ... | head -1`: the pipe closes before the test is written."""
+    env = environment
+    args = [*PASSAGEWAY, "test", "new", "--db", env.db_url, "--from-exchange", str(exchange_id(env, "GET"))]
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("PASSAGEWAY_")}
+    process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ)
+    process.stdout.close()  # before the command writes a byte
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) in (0, 141), stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
 MISTAKES = [
     (["--from-exchange", "999999"], "exchange 999999 not found"),
     (["--from-search", "path:/nowhere/at/all"], "no exchange matches 'path:/nowhere/at/all'"),
