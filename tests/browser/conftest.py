@@ -149,6 +149,29 @@ def assert_nothing_ran(page, watched, *, scripts: list[str], no_elements: str) -
     assert page.evaluate(f"document.querySelectorAll({no_elements!r}).length") == 0
 
 
+# Issue 16's layouts: every page must hold at both sizes, light and dark.
+VARIANTS = [
+    (size, {"width": width, "height": height}, theme)
+    for size, width, height in (("1440x900", 1440, 900), ("1024x700", 1024, 700))
+    for theme in ("light", "dark")
+]
+
+
+def each_variant(page, name: str) -> Iterator[str]:
+    """Yield once per size and theme (`"1440x900-dark"`) with `page` resized and themed in place
+    (one page load for all four: a new context each would cost seconds); after each yield a
+    screenshot `name-<variant>.png` is kept. Leaves the page at 1440x900, light."""
+    for size, viewport, theme in VARIANTS:
+        page.set_viewport_size(viewport)
+        page.emulate_media(color_scheme=theme)
+        page.wait_for_function("t => document.documentElement.dataset.theme === t", arg=theme)
+        variant = f"{size}-{theme}"
+        yield variant
+        screenshot(page, f"{name}-{variant}")
+    page.set_viewport_size(VARIANTS[0][1])
+    page.emulate_media(color_scheme="light")
+
+
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
