@@ -1,7 +1,9 @@
 """GET /api/services (the services overview) and GET /api/services/{name}/health (a service's probes).
 
 Both read storage.services in a worker thread. Each service in /api/services is a plain dict,
-so other figures (traffic) can be merged into it by name and realm."""
+so other figures (traffic) can be merged into it by name and realm. A name that is no service
+here (require_service) answers 404 on /health and /stats, so a mistyped /services/NAME page
+says "unknown service" instead of drawing an empty dashboard."""
 
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from storage.services import HISTORY_MAX, health_history, known_realms, service_overview
+from storage.services import HISTORY_MAX, health_history, known_realms, service_known, service_overview
 from storage.traffic_stats import parse_since as window_seconds
 from storage.traffic_stats import service_summaries
 
-from ..deps import StoreDep
-from ..errors import BadRequest
+from ..deps import SettingsDep, StoreDep
+from ..errors import BadRequest, NotFound
+from ..models import Problem
 
 router = APIRouter(prefix="/api/services", tags=["services"])
 
@@ -25,6 +28,10 @@ TRAFFIC_WINDOW = dt.timedelta(minutes=15)
 # The overview refreshes every 10 s: its traffic figures read at most this many rows (the
 # newest; the figures then cover the stretch they span, see storage.traffic_stats).
 TRAFFIC_ROWS = 50_000
+
+UNKNOWN_SERVICE: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No proxy registers this service and none of its traffic or probes were stored."}
+}
 
 RealmQuery = Annotated[str | None, Query(max_length=200, description="Only this realm (empty: services without a realm)")]
 
@@ -35,6 +42,16 @@ def parse_since(value: str) -> dt.timedelta:
     if span > MAX_SINCE:
         raise ValueError(f"since: must be more than 0 and at most {MAX_SINCE.days}d")
     return span
+
+
+async def require_service(store: Any, settings: Any, name: str) -> None:
+    """NotFound (404, one line) unless `name` is a service here: configured (the inspector's
+    services, or any proxy's registry, stale or not: a service with no traffic yet is not
+    unknown) or seen in stored traffic or probes (storage.services.service_known)."""
+    if name in settings.replay_services:
+        return
+    if not await run_in_threadpool(lambda: service_known(store, service=name)):
+        raise NotFound(f"unknown service {name!r}: no proxy serves it and no traffic of it was captured")
 
 
 def with_traffic(services: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -72,9 +89,12 @@ async def services(
     return await run_in_threadpool(read)
 
 
-@router.get("/{name:path}/health", summary="A service's health probes since a time, oldest first")
+@router.get(
+    "/{name:path}/health", responses=UNKNOWN_SERVICE, summary="A service's health probes since a time, oldest first"
+)
 async def service_health(
     store: StoreDep,
+    settings: SettingsDep,
     name: str,
     since: Annotated[str, Query(max_length=20, description="How far back: 30m, 1h, 2d (at most 31d)")] = "1h",
     realm: RealmQuery = None,
@@ -83,6 +103,7 @@ async def service_health(
         span = parse_since(since)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    await require_service(store, settings, name)
     start = dt.datetime.now(dt.UTC) - span
     samples = await run_in_threadpool(lambda: health_history(store, service=name, realm=realm, since=start))
     return {"service": name, "realm": realm, "since": start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "samples": samples}
