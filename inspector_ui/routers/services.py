@@ -13,7 +13,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from storage.services import HISTORY_MAX, health_history, known_realms, service_known, service_overview
+from storage.services import (
+    HISTORY_MAX,
+    health_history,
+    known_realms,
+    service_known,
+    service_overview,
+)
 from storage.traffic_stats import parse_since as window_seconds
 from storage.traffic_stats import service_summaries
 

@@ -37,9 +37,10 @@ const state = {
 function formatRate(value) {
   if (value === null || value === undefined) return "–";
   if (Number.isInteger(value)) return String(value);
-  if (value < 0.01) return value.toPrecision(2);
-  if (value < 10) return value.toFixed(2);
-  return value.toFixed(value < 100 ? 1 : 0);
+  // Significant digits, not fixed decimals: axis ticks 0.005 apart stay distinct (0.015, not 0.01).
+  if (value < 1) return String(Number(value.toPrecision(2)));
+  if (value < 100) return String(Number(value.toPrecision(3)));
+  return value.toFixed(0);
 }
 
 function formatPercent(value) {
