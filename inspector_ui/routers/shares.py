@@ -21,7 +21,13 @@ from starlette.concurrency import run_in_threadpool
 
 from storage.errors import Gone
 from storage.pure.surrogates import json_text
-from storage.shares import create_share, list_shares, open_share, revoke_share, share_exists
+from storage.shares import (
+    create_share,
+    list_shares,
+    open_share,
+    revoke_share,
+    share_exists,
+)
 
 from ..deps import SettingsDep, StoreDep
 from ..errors import NotFound
