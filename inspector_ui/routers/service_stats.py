@@ -1,6 +1,6 @@
 """GET /api/services/{name}/stats and /api/stats/services: traffic figures (req/s, errors,
 latency percentiles) per service and per endpoint over a time window (storage.traffic_stats).
-A name that is no service here (inspector_ui.routers.services.is_service) answers 404."""
+A name that is no service here (inspector_ui.known_services) answers 404."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from storage.traffic_stats import (
 
 from ..deps import SettingsDep, StoreDep
 from ..errors import Unprocessable
+from ..known_services import UNKNOWN_SERVICE, require_service
 from ..models import Problem
 from ..params import Blankable
-from .services import UNKNOWN_SERVICE, require_service
 
 router = APIRouter(tags=["stats"])
 

@@ -2,8 +2,7 @@
 
 Both read storage.services in a worker thread. Each service in /api/services is a plain dict,
 so other figures (traffic) can be merged into it by name and realm. A name that is no service
-here (require_service) answers 404 on /health and /stats, so a mistyped /services/NAME page
-says "unknown service" instead of drawing an empty dashboard."""
+here (inspector_ui.known_services) answers 404 on /health, as on /stats."""
 
 from __future__ import annotations
 
@@ -13,19 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from storage.services import (
-    HISTORY_MAX,
-    health_history,
-    known_realms,
-    service_known,
-    service_overview,
-)
+from storage.services import HISTORY_MAX, health_history, known_realms, service_overview
 from storage.traffic_stats import parse_since as window_seconds
 from storage.traffic_stats import service_summaries
 
 from ..deps import SettingsDep, StoreDep
-from ..errors import BadRequest, NotFound
-from ..models import Problem
+from ..errors import BadRequest
+from ..known_services import UNKNOWN_SERVICE, require_service
 
 router = APIRouter(prefix="/api/services", tags=["services"])
 
@@ -34,10 +27,6 @@ TRAFFIC_WINDOW = dt.timedelta(minutes=15)
 # The overview refreshes every 10 s: its traffic figures read at most this many rows (the
 # newest; the figures then cover the stretch they span, see storage.traffic_stats).
 TRAFFIC_ROWS = 50_000
-
-UNKNOWN_SERVICE: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "No proxy registers this service and none of its traffic or probes were stored."}
-}
 
 RealmQuery = Annotated[str | None, Query(max_length=200, description="Only this realm (empty: services without a realm)")]
 
@@ -48,16 +37,6 @@ def parse_since(value: str) -> dt.timedelta:
     if span > MAX_SINCE:
         raise ValueError(f"since: must be more than 0 and at most {MAX_SINCE.days}d")
     return span
-
-
-async def require_service(store: Any, settings: Any, name: str) -> None:
-    """NotFound (404, one line) unless `name` is a service here: configured (the inspector's
-    services, or any proxy's registry, stale or not: a service with no traffic yet is not
-    unknown) or seen in stored traffic or probes (storage.services.service_known)."""
-    if name in settings.replay_services:
-        return
-    if not await run_in_threadpool(lambda: service_known(store, service=name)):
-        raise NotFound(f"unknown service {name!r}: no proxy serves it and no traffic of it was captured")
 
 
 def with_traffic(services: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
