@@ -363,6 +363,7 @@ def test_share_pages_read_newest_first_root_first_in_local_time_at_one_width(sha
             summaries.nth(index).locator("summary").click()
         expect(page.locator(".shared-exchange[open]")).to_have_count(3)
         assert main_width(page) == before == trace_width  # opening sections does not move the page
+        page.evaluate("document.querySelector('.share-main').scrollTop = 0")  # the head in the screenshots
         for variant in each_variant(page, "i16-share-search"):
             width = main_width(page)
             assert width == min(1100, page.viewport_size["width"]), (variant, width)
