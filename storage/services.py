@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from storage.models import HealthSample, ServiceRegistration
+from storage.models import Exchange, HealthSample, ServiceRegistration
 from storage.queries import iso_utc
 from storage.store import Store
 
@@ -36,6 +36,7 @@ __all__ = [
     "prune_health",
     "record_health",
     "register_services",
+    "service_known",
     "service_overview",
     "touch_registrations",
 ]
@@ -317,3 +318,18 @@ def health_history(
     with store.connect() as conn:
         rows = list(conn.execute(query.order_by(t.c.checked_at.desc()).limit(limit)))
     return [{**_sample_out(row), "realm": _realm_out(row.realm)} for row in reversed(rows)]
+
+
+def service_known(store: Store, *, service: str) -> bool:
+    """Whether `service` is a service here: a proxy registers it (in any realm, even one that
+    stopped: configured, with or without traffic yet), or traffic or health probes of it were
+    ever stored (a service since removed from the configuration keeps its history). Three index
+    probes: the registry is small, exchanges by (service, id), samples by (service, checked_at)."""
+    reg, samples = ServiceRegistration.__table__, HealthSample.__table__
+    probes = (
+        select(reg.c.service).where(reg.c.service == service).limit(1),
+        select(Exchange.id).where(Exchange.service == service).limit(1),
+        select(samples.c.id).where(samples.c.service == service).limit(1),
+    )
+    with store.connect() as conn:
+        return any(conn.execute(probe).first() is not None for probe in probes)

@@ -27,7 +27,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.errors import Gone, Invalid, NotFound
-from storage.models import InstallationSecret, Share
+from storage.models import Exchange, InstallationSecret, Share
 from storage.outgoing import out_exchange
 from storage.pure.decoding import DEFAULT_DECODE_LIMIT
 from storage.pure.redaction import OutBody, OutExchange, Redaction, RedactionRules
@@ -144,7 +144,12 @@ def create_share(
 
 
 def list_shares(store: Store, *, now: dt.datetime | None = None) -> list[dict]:
-    """The live shares (neither expired nor revoked), newest first; never their tokens."""
+    """The live shares (neither expired nor revoked), newest first; never their tokens.
+
+    An exchange share also says what it holds, so a list of them reads as more than "#491":
+    `exchange` is {"method", "service", "host", "path", "status"} of the exchange as stored now
+    (one query for all of them), or None when it is gone (retention); the share's snapshot
+    keeps its own copy either way."""
     now = now or dt.datetime.now(dt.UTC)
     query = (
         select(*_INFO_COLUMNS)
@@ -152,7 +157,19 @@ def list_shares(store: Store, *, now: dt.datetime | None = None) -> list[dict]:
         .order_by(Share.id.desc())
     )
     with store.connect() as conn:
-        return [_info(row.id, row._asdict()) for row in conn.execute(query)]
+        shares = [_info(row.id, row._asdict()) for row in conn.execute(query)]
+        ids = {int(s["selector"]) for s in shares if s["kind"] == "exchange" and s["selector"].isdigit()}
+        found = {}
+        if ids:
+            columns = (Exchange.id, Exchange.method, Exchange.service, Exchange.host, Exchange.path, Exchange.status)
+            found = {row.id: row for row in conn.execute(select(*columns).where(Exchange.id.in_(ids)))}
+    for share in shares:
+        if share["kind"] == "exchange":
+            row = found.get(int(share["selector"])) if share["selector"].isdigit() else None
+            share["exchange"] = None if row is None else {
+                "method": row.method, "service": row.service, "host": row.host, "path": row.path, "status": row.status,
+            }  # fmt: skip
+    return shares
 
 
 def revoke_share(store: Store, *, share_id: int, now: dt.datetime | None = None) -> dict | None:

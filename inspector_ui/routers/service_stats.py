@@ -1,5 +1,6 @@
 """GET /api/services/{name}/stats and /api/stats/services: traffic figures (req/s, errors,
-latency percentiles) per service and per endpoint over a time window (storage.traffic_stats)."""
+latency percentiles) per service and per endpoint over a time window (storage.traffic_stats).
+A name that is no service here (inspector_ui.known_services) answers 404."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from storage.traffic_stats import (
     service_summaries,
 )
 
-from ..deps import StoreDep
+from ..deps import SettingsDep, StoreDep
 from ..errors import Unprocessable
+from ..known_services import UNKNOWN_SERVICE, require_service
 from ..models import Problem
 from ..params import Blankable
 
@@ -131,11 +133,12 @@ def _window_bounds(since: str, until: str | None) -> tuple[int, dt.datetime, dt.
 @router.get(
     "/api/services/{name:path}/stats",
     response_model=ServiceStats,
-    responses=BAD_WINDOW,
+    responses={**BAD_WINDOW, **UNKNOWN_SERVICE},
     summary="One service's traffic over time and per endpoint",
 )
 async def one_service(
     store: StoreDep,
+    settings: SettingsDep,
     name: Annotated[str, Path(max_length=200, description="Service name, as captured.")],
     since: Since = "1h",
     until: Until = None,
@@ -156,6 +159,7 @@ async def one_service(
         if not method or not template.startswith("/"):
             raise Unprocessable(f"endpoint: expected METHOD TEMPLATE, e.g. 'GET /users/{{id}}', not {endpoint!r}")
         chosen = (method, template.strip())
+    await require_service(store, settings, name)
     stats = functools.partial(service_stats, store, service=name, window=window, realm=realm, endpoint=chosen)
     return await run_in_threadpool(stats)
 

@@ -1,7 +1,8 @@
 """GET /api/services (the services overview) and GET /api/services/{name}/health (a service's probes).
 
 Both read storage.services in a worker thread. Each service in /api/services is a plain dict,
-so other figures (traffic) can be merged into it by name and realm."""
+so other figures (traffic) can be merged into it by name and realm. A name that is no service
+here (inspector_ui.known_services) answers 404 on /health, as on /stats."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from storage.services import HISTORY_MAX, health_history, known_realms, service_
 from storage.traffic_stats import parse_since as window_seconds
 from storage.traffic_stats import service_summaries
 
-from ..deps import StoreDep
+from ..deps import SettingsDep, StoreDep
 from ..errors import BadRequest
+from ..known_services import UNKNOWN_SERVICE, require_service
 
 router = APIRouter(prefix="/api/services", tags=["services"])
 
@@ -72,9 +74,12 @@ async def services(
     return await run_in_threadpool(read)
 
 
-@router.get("/{name:path}/health", summary="A service's health probes since a time, oldest first")
+@router.get(
+    "/{name:path}/health", responses=UNKNOWN_SERVICE, summary="A service's health probes since a time, oldest first"
+)
 async def service_health(
     store: StoreDep,
+    settings: SettingsDep,
     name: str,
     since: Annotated[str, Query(max_length=20, description="How far back: 30m, 1h, 2d (at most 31d)")] = "1h",
     realm: RealmQuery = None,
@@ -83,6 +88,7 @@ async def service_health(
         span = parse_since(since)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    await require_service(store, settings, name)
     start = dt.datetime.now(dt.UTC) - span
     samples = await run_in_threadpool(lambda: health_history(store, service=name, realm=realm, since=start))
     return {"service": name, "realm": realm, "since": start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "samples": samples}

@@ -3,13 +3,15 @@
 The share page needs no login and no inspector token: the unguessable link is the
 capability. It shows only the redacted snapshot taken at creation (storage.shares), with
 Referrer-Policy: no-referrer (the token must not leak through a Referer), no caching, no
-indexing, and nothing from another origin. Expired or revoked: 410 with a plain page.
+indexing, and nothing from another origin. Revoked or expired: 410, an unknown token: 404,
+each with a page in the share page's look saying which (SHARE_GONE_PAGE).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter
@@ -19,7 +21,13 @@ from starlette.concurrency import run_in_threadpool
 
 from storage.errors import Gone
 from storage.pure.surrogates import json_text
-from storage.shares import create_share, list_shares, open_share, revoke_share, share_exists
+from storage.shares import (
+    create_share,
+    list_shares,
+    open_share,
+    revoke_share,
+    share_exists,
+)
 
 from ..deps import SettingsDep, StoreDep
 from ..errors import NotFound
@@ -115,16 +123,39 @@ async def _check(store: Any, token: str) -> HTMLResponse | None:
     try:
         found = await run_in_threadpool(lambda: share_exists(store, token=token))
     except Gone as gone:
-        return _plain_page(410, f"This link has been {gone}.", "Ask whoever sent it for a new one.")
+        return _gone_page(410, str(gone))
     if not found:
-        return _plain_page(404, "No such link.", "Check that it was copied whole.")
+        return _gone_page(404, "unknown")
     return None
 
 
-def _plain_page(status: int, title: str, text: str) -> HTMLResponse:
-    page = (
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Passageway</title>"
-        '<link rel="stylesheet" href="/static/app.css"></head><body class="plain-page">'
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
-    )
+SHARE_GONE_PAGE = replace(SHARE_PAGE, markup="share_gone.html", title="Link not available · Passageway")
+"""The share page's shell (its stylesheet, its script, which only binds the theme button there)
+around what happened to the link."""
+
+GONE_TEXTS = {
+    "revoked": (
+        "This link was revoked",
+        "Whoever shared it withdrew it: what it showed cannot be read here any more.",
+        "If you still need it, ask them for a new link.",
+    ),
+    "expired": (
+        "This link has expired",
+        "A share link lasts as long as whoever made it chose; this one's time is up.",
+        "If you still need it, ask whoever sent it for a new link.",
+    ),
+    "unknown": (
+        "Unknown link",
+        "No share has this address. A link is long: check that it was copied whole (mail and chat programs sometimes cut it).",
+        "A link that was never made, or was mistyped, looks like this too.",
+    ),
+}
+
+
+def _gone_page(status: int, reason: str) -> HTMLResponse:
+    title, what, then = GONE_TEXTS.get(reason, GONE_TEXTS["unknown"])
+    page = SHARE_GONE_PAGE.render()
+    for name, text in (("reason", reason), ("title", title), ("what", what), ("next", then)):
+        page = page.replace(f"{{{name}}}", html.escape(text))  # this module's own words, escaped anyway
+    page = page.replace("<title>Link not available", f"<title>{html.escape(title)}", 1)
     return HTMLResponse(page, status_code=status, headers=SHARE_HEADERS)

@@ -1,7 +1,8 @@
 // A small line/area chart in hand-written SVG: time on x, one or more series on y, axes with
 // round ticks, a hover readout. No library. Colours come from CSS (classes on the SVG parts,
 // app.css variables), so light and dark follow the page; no inline style attribute (the CSP
-// forbids them). Values may be null: the line breaks there.
+// forbids them). Values may be null (an empty bucket: no traffic, so no rate or latency); how
+// those are drawn is seriesShape's rule below. Styles: charts.css.
 
 const SVG = "http://www.w3.org/2000/svg";
 const MARGIN = { top: 10, right: 14, bottom: 24, left: 56 };
@@ -25,6 +26,44 @@ export function niceScale(high, count = 4) {
   return { max: ticks[ticks.length - 1], ticks };
 }
 
+/** Empty buckets a dashed bridge may cross (with 60 buckets: up to a twelfth of the window). */
+export const MAX_BRIDGED_GAP = 5;
+
+/**
+ * How to draw one series whose values may be null (a bucket with no traffic has no error rate
+ * and no latency; it is not 0): what is honest to draw and what is not.
+ * - runs: index lists of consecutive buckets with values, drawn as solid lines;
+ * - bridges: [i, j] pairs, the last point of a run and the first of the next, when at most
+ *   `maxGap` empty buckets lie between: a faint dashed line, so sparse traffic (a request a
+ *   minute in 15 s buckets) still reads as a line, not as scattered dots, without claiming
+ *   values where none were measured;
+ * - longer gaps are a stretch with no traffic: left empty (the req/s chart shows it at 0);
+ * - markers: indexes that get a dot: every point when the series is sparse (values in at most
+ *   half the buckets, so each measured bucket can be seen), otherwise only lone points.
+ * Pure: no DOM.
+ */
+export function seriesShape(values, { maxGap = MAX_BRIDGED_GAP } = {}) {
+  const runs = [];
+  let run = [];
+  values.forEach((v, i) => {
+    if (v === null || v === undefined || Number.isNaN(v)) {
+      if (run.length) runs.push(run);
+      run = [];
+    } else run.push(i);
+  });
+  if (run.length) runs.push(run);
+  const bridges = [];
+  for (let k = 1; k < runs.length; k++) {
+    const from = runs[k - 1][runs[k - 1].length - 1];
+    const to = runs[k][0];
+    if (to - from - 1 <= maxGap) bridges.push([from, to]);
+  }
+  const measured = runs.reduce((n, r) => n + r.length, 0);
+  const sparse = measured * 2 <= values.length;
+  const markers = runs.filter((r) => sparse || r.length === 1).flat();
+  return { runs, bridges, markers };
+}
+
 function timeLabel(ms, spanMs) {
   const date = new Date(ms);
   const pad = (n) => String(n).padStart(2, "0");
@@ -36,7 +75,8 @@ function timeLabel(ms, spanMs) {
  * A chart in `container` (its previous content replaced).
  * options: { series: [{ name, className, values: [number|null] }], times: [ms epoch],
  *            format: (value) => string, area: bool (fill under the first series),
- *            label: accessible name, max: y maximum instead of the data's (e.g. 1 for a rate) }
+ *            label: accessible name, max: y maximum instead of the data's (e.g. 1 for a rate),
+ *            emptyText: (index) => what the readout says for a null value (default "–") }
  * Returns { update(options) } to redraw in place (keeps hover working).
  */
 export function lineChart(container, options) {
@@ -89,24 +129,22 @@ export function lineChart(container, options) {
     root.append(axes);
 
     series.forEach((s, index) => {
-      const runs = [];
-      let run = [];
-      s.values.forEach((v, i) => {
-        if (v === null || v === undefined) {
-          if (run.length) runs.push(run);
-          run = [];
-        } else run.push([x(times[i]), y(Math.min(v, yMax))]);
-      });
-      if (run.length) runs.push(run);
-      for (const points of runs) {
-        const line = points.map(([px, py], i) => `${i ? "L" : "M"}${px.toFixed(1)},${py.toFixed(1)}`).join("");
-        if (area && index === 0) {
-          const last = points[points.length - 1];
-          const fill = `${line}L${last[0].toFixed(1)},${y(0).toFixed(1)}L${points[0][0].toFixed(1)},${y(0).toFixed(1)}Z`;
+      const shape = seriesShape(s.values);
+      const at = (i) => [x(times[i]), y(Math.min(s.values[i], yMax))];
+      const path = (indexes) => indexes.map((i, n) => `${n ? "L" : "M"}${at(i)[0].toFixed(1)},${at(i)[1].toFixed(1)}`).join("");
+      for (const run of shape.runs) {
+        if (area && index === 0 && run.length > 1) {
+          const first = at(run[0]);
+          const last = at(run[run.length - 1]);
+          const fill = `${path(run)}L${last[0].toFixed(1)},${y(0).toFixed(1)}L${first[0].toFixed(1)},${y(0).toFixed(1)}Z`;
           root.append(svg("path", { d: fill }, `chart-area ${s.className}`));
         }
-        root.append(svg("path", { d: line }, `chart-line ${s.className}`));
-        if (points.length === 1) root.append(svg("circle", { cx: points[0][0], cy: points[0][1], r: 2.5 }, `chart-dot ${s.className}`));
+        if (run.length > 1) root.append(svg("path", { d: path(run) }, `chart-line ${s.className}`));
+      }
+      for (const [from, to] of shape.bridges) root.append(svg("path", { d: path([from, to]) }, `chart-bridge ${s.className}`));
+      for (const i of shape.markers) {
+        const [cx, cy] = at(i);
+        root.append(svg("circle", { cx: cx.toFixed(1), cy: cy.toFixed(1), r: 3 }, `chart-dot ${s.className}`));
       }
     });
 
@@ -127,7 +165,7 @@ export function lineChart(container, options) {
   }
 
   function showReadout(index) {
-    const { series, times, format } = chart.options;
+    const { series, times, format, emptyText } = chart.options;
     if (index < 0) return hideReadout();
     const cx = chart.x(times[index]);
     chart.cursor.setAttribute("x1", cx);
@@ -136,7 +174,8 @@ export function lineChart(container, options) {
     const lines = [new Date(times[index]).toLocaleString()];
     for (const s of series) {
       const v = s.values[index];
-      lines.push(`${s.name}: ${v === null || v === undefined ? "–" : format(v)}`);
+      const empty = emptyText ? emptyText(index) : "–";
+      lines.push(`${s.name}: ${v === null || v === undefined ? empty : format(v)}`);
     }
     readout.textContent = lines.join("\n");
     readout.hidden = false;

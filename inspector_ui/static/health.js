@@ -1,6 +1,7 @@
 // A service's health probes: the sparkline the services overview draws per row, and the
 // history section of the service detail page (renderHealthHistory). Probe errors and
 // service names come from the network: text only (el() sets textContent), never HTML.
+// Styles: charts.css (every page that draws a sparkline imports it).
 import { el, clear } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -103,6 +104,8 @@ export async function renderHealthHistory(section, serviceName, realm, { since =
       el("td", null, s.proxy),
       el("td", null, s.error || (s.status ? `HTTP ${s.status}` : "down"))));
   }
-  clear(section).append(el("h2", null, "Health"), el("p", "note", summary), sparkline(samples, { width: 480, height: 48 }));
+  // As wide as the section (its card on the service page), from the oldest probe to the newest.
+  const width = Math.round(Math.min(1400, Math.max(240, (section.clientWidth || 504) - 24)));
+  clear(section).append(el("h2", null, "Health"), el("p", "note", summary), sparkline(samples, { width, height: 48 }));
   if (failures.length) section.append(el("h3", null, "Recent failures"), list);
 }

@@ -37,9 +37,10 @@ const state = {
 function formatRate(value) {
   if (value === null || value === undefined) return "–";
   if (Number.isInteger(value)) return String(value);
-  if (value < 0.01) return value.toPrecision(2);
-  if (value < 10) return value.toFixed(2);
-  return value.toFixed(value < 100 ? 1 : 0);
+  // Significant digits, not fixed decimals: axis ticks 0.005 apart stay distinct (0.015, not 0.01).
+  if (value < 1) return String(Number(value.toPrecision(2)));
+  if (value < 100) return String(Number(value.toPrecision(3)));
+  return value.toFixed(0);
 }
 
 function formatPercent(value) {
@@ -100,12 +101,15 @@ function renderHead(stats) {
 function renderCharts(stats) {
   const times = stats.series.map((point) => Date.parse(point.t));
   const pick = (key) => stats.series.map((point) => point[key]);
+  // A bucket without a rate or a latency had no traffic (or, for latency, no answer): said so,
+  // never drawn as 0 (charts.js's seriesShape draws sparse points and the gaps between them).
+  const emptyText = (index) => (stats.series[index].requests ? "no answer" : "no traffic");
   const options = {
     rps: { times, area: true, label: "Requests per second", format: formatRate,
       series: [{ name: "req/s", className: "series-rps", values: pick("rps") }] },
-    errors: { times, area: true, label: "Error rate", format: formatPercent,
+    errors: { times, area: true, label: "Error rate", format: formatPercent, emptyText,
       series: [{ name: "error rate", className: "series-errors", values: pick("error_rate") }] },
-    latency: { times, label: "Latency percentiles", format: formatMs,
+    latency: { times, label: "Latency percentiles", format: formatMs, emptyText,
       series: [
         { name: "p50", className: "series-p50", values: pick("p50") },
         { name: "p95", className: "series-p95", values: pick("p95") },
@@ -183,12 +187,34 @@ function showProblem(text) {
   problem.textContent = text || "";
 }
 
+/** A name that is no service here (the API's 404): said plainly, with the way back, instead
+ * of an empty dashboard. A configured service without traffic yet is not unknown (the API
+ * answers 200 with empty figures). The next refresh shows the dashboard if it appears. */
+function showUnknown(unknown) {
+  document.body.classList.toggle("unknown-service", unknown);
+  for (const id of ["service-head", "service-charts", "health", "service-endpoints"]) {
+    const part = document.querySelector(`.service-main > [data-part="${id}"]`);
+    if (part) part.hidden = unknown;
+  }
+  $("service-window-picker").hidden = unknown;
+  const box = $("service-unknown");
+  box.hidden = !unknown;
+  if (!unknown) return;
+  document.title = `Unknown service · Passageway`;
+  const back = el("a", "back-link", "← All services");
+  back.href = "/services";
+  clear(box).append(
+    el("h1", null, null, el("span", null, "Unknown service "), el("code", "unknown-name", state.service)),
+    el("p", null, "No proxy serves a service of this name, and no traffic or health probe of it was captured. Check the name, or pick the service from the list."),
+    el("p", null, null, back),
+  );
+}
+
 // ---------------------------------------------------------------- loading
 
 async function load() {
   if (state.loading) return;
   state.loading = true;
-  renderHealthHistory($("health"), state.service, state.realm || null, { since: state.since });
   $("refresh-state").textContent = "updating…";
   const query = new URLSearchParams({ since: state.since, buckets: String(BUCKETS) });
   if (state.realm) query.set("realm", state.realm);
@@ -198,12 +224,21 @@ async function load() {
       headers: { Accept: "application/json" },
       credentials: "same-origin",
     });
+    if (response.status === 404) {
+      showProblem("");
+      showUnknown(true);
+      $("refresh-state").textContent = "";
+      document.body.dataset.loaded = "true";
+      return;
+    }
     if (!response.ok) {
       showProblem(`Cannot load the figures: ${await problemText(response)}`);
       $("refresh-state").textContent = "update failed";
       return;
     }
     state.stats = await response.json();
+    showUnknown(false);
+    renderHealthHistory($("health"), state.service, state.realm || null, { since: state.since });
     showProblem("");
     renderHead(state.stats);
     renderCharts(state.stats);

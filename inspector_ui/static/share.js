@@ -4,12 +4,23 @@
 import { bindThemeToggle, el, clear } from "./dom.js";
 import { formatDuration, formatSize, statusClass, statusText } from "./format.js";
 import { renderEdges, renderWaterfall, traceFacts } from "./waterfall.js";
+import { displayOrder, readableTime, sameDay } from "./share_view.js";
 
 const $ = (id) => document.getElementById(id);
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
 
 function mediaType(contentType) {
   return (contentType || "").split(";")[0].trim().toLowerCase();
+}
+
+/** A <time> reading as people read it, the exact server value on hover. */
+function timeEl(iso, options) {
+  const node = el("time", null, readableTime(iso, options));
+  if (iso) {
+    node.dateTime = iso;
+    node.title = iso;
+  }
+  return node;
 }
 
 function headersTable(headers) {
@@ -48,14 +59,14 @@ function bodyView(body) {
   return wrap;
 }
 
-function exchangeView(x, open) {
+function exchangeView(x, open, withDate) {
   const details = el("details", "shared-exchange");
   details.id = `shared-${x.id}`;
   details.open = open;
   const status = el("span", `status-pill ${statusClass(x)}`, statusText(x));
   details.append(el("summary", null, null,
     el("span", "c-method", x.method), status, el("span", "shared-url", x.url),
-    el("span", "shared-when", `${x.captured_at} · ${formatDuration(x.duration_ms)}`)));
+    el("span", "shared-when", null, timeEl(x.captured_at, { withDate }), ` · ${formatDuration(x.duration_ms)}`)));
   const inner = el("div", "shared-body-wrap");
   if (x.error) inner.append(el("p", "problem", `${x.error.kind}: ${x.error.message}`));
   inner.append(
@@ -89,6 +100,15 @@ function traceView(trace) {
   return section;
 }
 
+/** What the link cannot show, in the look of the server's own revoked/expired/unknown pages. */
+function showGone(title, text) {
+  clear($("share-exchanges"));
+  const head = clear($("share-head"));
+  head.classList.add("share-gone");
+  head.setAttribute("role", "alert");
+  head.append(el("h1", null, title), el("p", null, text));
+}
+
 async function main() {
   const head = $("share-head");
   let snapshot;
@@ -98,23 +118,31 @@ async function main() {
     if (!response.ok) throw new Error(data.detail || `HTTP ${response.status}`);
     snapshot = data;
   } catch (error) {
-    clear(head).append(el("p", "problem", `This share cannot be shown: ${error.message}`));
+    showGone("This share cannot be shown", `${error.message}. Ask whoever sent it for a new link.`);
     return;
   }
   const what = { exchange: "An exchange", search: "A search", trace: "A trace" }[snapshot.kind] || "Traffic";
   document.title = `${what} · shared from Passageway`;
+  const count = snapshot.exchanges.length;
   clear(head).append(
     el("h1", null, `${what}: ${snapshot.selector}`),
-    el("p", "meta", `${snapshot.exchanges.length} exchange${snapshot.exchanges.length === 1 ? "" : "s"} · taken ${snapshot.created_at} · link expires ${snapshot.expires_at}`),
+    el("p", "meta", null,
+      `${count} exchange${count === 1 ? "" : "s"} · taken `, timeEl(snapshot.created_at),
+      " · link expires ", timeEl(snapshot.expires_at)),
   );
+  if (snapshot.kind === "search" && count > 1) head.append(el("p", "note", "Newest first, as the inspector lists them."));
   if (snapshot.cut) head.append(el("p", "note", "More exchanges matched: this link holds the newest of them only."));
   if (snapshot.note) head.append(el("p", "share-note", snapshot.note));
   head.append(el("p", "redacted-note", "Credentials and other secrets were replaced by [redacted:…] markers when this link was made; equal markers stand for equal values."));
   if (snapshot.trace) head.after(traceView(snapshot.trace));
   const list = clear($("share-exchanges"));
-  snapshot.exchanges.forEach((x, index) => list.append(exchangeView(x, snapshot.exchanges.length === 1 || index === 0)));
+  const ordered = displayOrder(snapshot);
+  // Times alone when they fall on the day the link was taken (the header says which); else dated.
+  const withDate = !sameDay([snapshot.created_at, ...ordered.map((x) => x.captured_at)]);
+  ordered.forEach((x, index) => list.append(exchangeView(x, count === 1 || index === 0, withDate)));
 }
 
 bindThemeToggle($("theme-toggle"));
 
-main();
+// The revoked/expired/unknown pages use this module for the theme button alone.
+if (!document.querySelector(".share-gone")) main();

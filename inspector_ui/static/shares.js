@@ -19,11 +19,13 @@ const MAX_SHARED = 500; // storage.shares.MAX_SHARED_EXCHANGES
 const KIND_LABELS = { exchange: "Exchange", search: "Search", trace: "Trace" };
 
 
-/** A server date as the reader's local time (the ISO value stays in the title). */
-function when(iso) {
+/** A server date as the reader's local time (the ISO value stays in the title); `short`: to the
+ * minute, for the list's columns. */
+function when(iso, short = false) {
   if (!iso) return "";
   const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
+  if (Number.isNaN(date.getTime())) return iso;
+  return short ? date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : date.toLocaleString();
 }
 
 function plural(n, word) {
@@ -192,16 +194,34 @@ function showCreated(dialog, created) {
 
 // ---------------------------------------------------------------- the list of live shares
 
+/** What a share holds, as a person finds it again: an exchange by its method, service and path
+ * (its #id links to it), a trace by its id (linking to the trace page), a search as written. */
 function selectorCell(share) {
   const cell = el("td", "share-selector");
   if (share.kind === "exchange" && /^[0-9]+$/.test(share.selector)) {
     const link = el("a", "permalink", `#${share.selector}`);
     link.href = `/?${new URLSearchParams({ id: share.selector })}`;
+    link.title = "Open this exchange in the inspector";
     cell.append(link);
+    const x = share.exchange;
+    if (x) {
+      const what = el("span", "share-exchange");
+      what.append(el("span", "c-method", x.method));
+      if (x.service) what.append(el("span", "share-service", x.service));
+      what.append(el("span", "share-path", x.path));
+      cell.append(what);
+    } else {
+      cell.append(el("span", "note share-exchange-gone", "no longer stored here (the link keeps its copy)"));
+    }
   } else if (share.kind === "search") {
     const link = el("a", "mono", share.selector);
     link.href = `/?${new URLSearchParams({ q: share.selector })}`;
     link.title = "Run this search now (the share keeps what it matched when it was made)";
+    cell.append(link);
+  } else if (share.kind === "trace") {
+    const link = el("a", "mono trace-link", share.selector);
+    link.href = `/traces/${encodeURIComponent(share.selector)}`;
+    link.title = "Open this trace";
     cell.append(link);
   } else {
     cell.append(el("code", null, share.selector));
@@ -233,7 +253,11 @@ function revokeCell(share, refresh, problem) {
     yes.type = "button";
     const keep = el("button", "revoke-keep", "Keep");
     keep.type = "button";
-    const confirmBox = el("span", "confirm", null, el("span", null, "Revoke this link? "), yes, keep);
+    // Stacked (the question above its two buttons) so it fits the narrow last column.
+    const confirmBox = el("div", "confirm", null, el("span", "confirm-question", "Revoke this link?"),
+      el("span", "confirm-buttons", null, yes, keep));
+    confirmBox.setAttribute("role", "group");
+    confirmBox.setAttribute("aria-label", "Revoke this link?");
     keep.addEventListener("click", () => {
       confirmBox.replaceWith(ask);
       ask.focus();
@@ -288,9 +312,9 @@ export function openSharesList(from) {
     for (const share of shares) {
       const row = el("tr");
       row.dataset.id = String(share.id);
-      const created = el("td", "share-when", when(share.created_at));
+      const created = el("td", "share-when", when(share.created_at, true));
       created.title = share.created_at;
-      const expires = el("td", "share-when", when(share.expires_at));
+      const expires = el("td", "share-when", when(share.expires_at, true));
       expires.title = share.expires_at;
       row.append(
         el("td", "share-kind", KIND_LABELS[share.kind] || share.kind),

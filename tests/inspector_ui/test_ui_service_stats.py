@@ -14,6 +14,7 @@ from ui_support import settings_for
 from inspector_ui import create_app
 from storage import write_records
 from storage.pure.search import parse_query
+from storage.services import register_services
 from tests.support.records import make_record
 
 
@@ -101,10 +102,29 @@ def test_all_services(stats_client: TestClient, filled: float) -> None:
     assert body["since"].endswith("Z")
 
 
-def test_unknown_service_is_empty_not_missing(stats_client: TestClient) -> None:
-    body = stats_client.get("/api/services/nobody/stats").json()
-    assert (body["rows"], body["endpoints"], body["totals"]["requests"]) == (0, [], 0)
-    assert all(point["requests"] == 0 for point in body["series"])
+def test_an_unknown_service_is_a_one_line_404(stats_client: TestClient, filled: float) -> None:
+    response = stats_client.get("/api/services/nobody/stats")
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail.startswith("unknown service 'nobody'") and "\n" not in detail
+    assert stats_client.get("/api/services/IDENTITY/stats").status_code == 404  # names are exact
+    assert stats_client.get("/api/services/nobody/stats", params={"since": "soon"}).status_code == 422  # checked first
+
+
+def test_a_configured_service_without_traffic_is_empty_not_unknown(stats_client: TestClient, any_store: Any) -> None:
+    spec = {"upstream": "http://127.0.0.1:9", "health_path": None, "health_interval": None, "listen": None}
+    register_services(any_store, proxy="edge-quiet", realm=None, services=[{"service": "quiet", **spec}])
+    body = stats_client.get("/api/services/quiet/stats").json()
+    assert (body["service"], body["rows"], body["endpoints"], body["totals"]["requests"]) == ("quiet", 0, [], 0)
+    assert all(point["requests"] == 0 and point["p50"] is None for point in body["series"])
+
+
+def test_a_service_the_inspector_is_configured_with_is_not_unknown(any_store: Any) -> None:
+    settings = settings_for(any_store).model_copy(update={"replay_services": {"billing-v2": "http://127.0.0.1:9"}})
+    with TestClient(create_app(settings, store=any_store), base_url="http://127.0.0.1") as client:
+        assert client.get("/api/services/billing-v2/stats").status_code == 200
+        assert client.get("/api/services/billing-v2/health").status_code == 200
+        assert client.get("/api/services/billing-v3/stats").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -102,6 +103,19 @@ def test_health_history_since_and_realm(services_client: TestClient, any_store: 
     assert [(s["realm"], s["error"]) for s in wide["samples"]] == [("dev", "cannot connect")]
     hostile = services_client.get("/api/services/%3Cb%3Ebilling%3C%2Fb%3E/health").json()
     assert hostile["service"] == "<b>billing</b>" and hostile["samples"] == []
+
+
+def test_known_services_have_a_history_even_when_empty(services_client: TestClient, any_store: Any) -> None:
+    """Registered (even by a proxy long gone), or seen only in traffic: not unknown, just quiet."""
+    seed(any_store)
+    write_records(any_store, [make_record(service="api.example.com")])
+    for name in ("identity", "<b>billing</b>", "api.example.com"):
+        response = services_client.get(f"/api/services/{quote(name, safe='')}/health", params={"since": "1m"})
+        assert response.status_code == 200, (name, response.text)
+        assert response.json()["service"] == name
+    unknown = services_client.get("/api/services/%3Ci%3Ebilling%3C%2Fi%3E/health")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"detail": "unknown service '<i>billing</i>': no proxy serves it and no traffic of it was captured"}
 
 
 @pytest.mark.parametrize(("since", "message"), [

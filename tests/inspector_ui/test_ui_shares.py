@@ -180,3 +180,29 @@ def test_snippets_raw_and_redacted(store, client, fmt):
     redacted = client.get(f"/api/exchanges/{exchange_id}/snippet", params={"format": fmt, "redact": "true"})
     assert_no_canary(redacted.text)
     assert client.get("/api/exchanges/999/snippet").status_code == 404
+
+
+def test_links_that_cannot_be_shown_get_a_page_saying_why(store, client):
+    """Issue 16: revoked, expired and unknown links answer 410/410/404 with a page in the share
+    page's look (its stylesheet, no navigation) saying which, never a bare line of text."""
+    (exchange_id,) = write_records(store, [make_record()])
+    revoked = client.post("/api/shares", json={"exchange_id": exchange_id}).json()
+    client.delete(f"/api/shares/{revoked['id']}")
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    expired = create_share(store, kind="exchange", selector=str(exchange_id), ttl=dt.timedelta(hours=1),
+                           rules=DEFAULT_RULES, now=long_ago)  # fmt: skip
+    cases = [
+        (revoked["url"], 410, "revoked", "This link was revoked"),
+        (f"/s/{expired.token}", 410, "expired", "This link has expired"),
+        ("/s/" + "A" * 43, 404, "unknown", "Unknown link"),
+        ("/s/short", 404, "unknown", "Unknown link"),
+    ]
+    for url, status, reason, title in cases:
+        page = client.get(url)
+        assert page.status_code == status, url
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
+        text = page.text
+        assert f"<title>{title} · Passageway</title>" in text and f"<h1>{title}</h1>" in text
+        assert f'data-reason="{reason}"' in text and '<link rel="stylesheet" href="/static/share.css">' in text
+        assert '<nav class="nav-links"' not in text and "{" not in text.split("<body", 1)[1]

@@ -18,6 +18,7 @@ from storage.services import (
     prune_health,
     record_health,
     register_services,
+    service_known,
     service_overview,
     touch_registrations,
 )
@@ -208,3 +209,17 @@ def test_the_overview_reads_through_indexes(db: Store) -> None:
         for query in queries:
             plan = "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {query}")))
             assert "Index" in plan and "Sort" not in plan and "Seq Scan" not in plan, plan
+
+
+def test_a_service_is_known_by_registry_traffic_or_probes(db: Store) -> None:
+    from storage import write_records
+    from tests.support.records import make_record
+
+    assert not service_known(db, service="identity")
+    register_services(db, proxy="gone", realm="prod", services=[spec("identity", health=None)], now=T0)
+    write_records(db, [make_record(service="seen-only")])
+    record_health(db, samples=samples("edge-1", "probed-only", "u"))
+    for name in ("identity", "seen-only", "probed-only"):  # a stale registration still counts
+        assert service_known(db, service=name), name
+    for name in ("Identity", "identity ", "seen", "%", ""):
+        assert not service_known(db, service=name), name

@@ -92,3 +92,26 @@ def test_a_body_that_inflates_past_the_limit_is_withheld_with_a_note(store):
     assert shared["withheld"] and "could not be undone within 1000 bytes" in shared["note"]
     whole = create_share(store, kind="exchange", selector=str(exchange_id), rules=DEFAULT_RULES)
     assert open_share(store, token=whole.token)["exchanges"][0]["response_body"]["text"].startswith('{"a": "xxx')
+
+
+def test_the_list_says_what_an_exchange_share_holds(store):
+    from sqlalchemy import delete
+
+    from storage.models import Exchange
+
+    first, second = write_records(store, [
+        make_record(method="POST", service="billing", host="billing.internal", path="/orders", status=502),
+        make_record(),
+    ])  # fmt: skip
+    for exchange_id in (first, second):
+        create_share(store, kind="exchange", selector=str(exchange_id), rules=DEFAULT_RULES)
+    create_share(store, kind="search", selector="service:users", rules=DEFAULT_RULES)
+    with store.begin() as conn:  # retention took the second exchange; its share keeps its snapshot
+        conn.execute(delete(Exchange).where(Exchange.id == second))
+    listed = list_shares(store)
+    assert [(s["kind"], s["selector"]) for s in listed] == [("search", "service:users"), ("exchange", str(second)),
+                                                           ("exchange", str(first))]  # fmt: skip
+    assert "exchange" not in listed[0]
+    assert listed[1]["exchange"] is None
+    assert listed[2]["exchange"] == {"method": "POST", "service": "billing", "host": "billing.internal",
+                                     "path": "/orders", "status": 502}  # fmt: skip
