@@ -1082,8 +1082,8 @@ bindThemeToggle($("theme-toggle"));
 $("detail-close").addEventListener("click", () => (state.diff !== null ? closeDiff() : closeDetail()));
 $("copy-curl").addEventListener("click", copySnippet);
 initDetailActions({
-  bar: $("detail-bar"), title: $("detail-title"), actions: $("detail-actions"), toggle: $("actions-toggle"),
-  close: $("detail-close"),
+  bar: $("detail-bar"), title: $("detail-title"), actions: $("detail-actions"), menu: $("actions-menu"),
+  toggle: $("actions-toggle"), close: $("detail-close"),
 });
 $("share").addEventListener("click", (event) => {
   if (currentExchange && state.diff === null) openShareDialog({ exchange: currentExchange }, event.currentTarget);

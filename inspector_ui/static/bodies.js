@@ -53,6 +53,7 @@ export async function renderBody(container, exchangeId, side, info) {
     return;
   }
   view.replaceChildren();
+  const start = performance.now();
   const body = readBody(bytes, info.content_type, info.truncated);
   if (body.text === null) {
     view.dataset.kind = renderOpaque(view, bytes, body.kind, info.content_type);
@@ -61,6 +62,7 @@ export async function renderBody(container, exchangeId, side, info) {
   const viewer = new BodyViewer(view, body, side);
   notes.after(viewer.toolbar);
   viewer.show();
+  performance.measure("passageway:body", { start }); // decode, parse and build, for the browser tests
 }
 
 /** {kind, text, cut, truncated}: text null for what is not text (empty, images, binary). */

@@ -1,56 +1,55 @@
-// The detail bar's actions: a row of buttons while the bar has room for them next to the title,
-// else an "Actions ⋯" menu button (a WAI-ARIA menu: arrows, Home/End, Esc, Tab). The title
-// (number, method, status, error) is never squeezed for them, and the close button stays put.
+// The detail bar's actions: buttons in a row while the bar has room for them next to the title;
+// those that do not fit (from the last one back) move into a menu behind a "⋯" button (a
+// WAI-ARIA menu: arrows, Home/End, Esc, Tab), "Actions ⋯" when none fits. The title (number,
+// method, status, error) is never squeezed for them, and the close button stays put. The buttons
+// are moved, not copied: their ids and handlers stay theirs.
 
 /** Wire the bar; returns {fit, closeMenu}: fit() re-measures (it also runs on every resize and
  * whenever the title, the actions or their labels change). */
-export function initDetailActions({ bar, title, actions, toggle, close }) {
+export function initDetailActions({ bar, title, actions, menu, toggle, close }) {
+  const order = [...actions.querySelectorAll("button")]; // as the page lists them
   let open = false;
   let queued = false;
 
-  const items = () => [...actions.querySelectorAll("button")].filter((b) => !b.hidden);
-
-  function setMenuMode(menu) {
-    bar.classList.toggle("collapsed", menu);
-    if (menu) {
-      actions.setAttribute("role", "menu");
-      actions.setAttribute("aria-labelledby", toggle.id);
-    } else {
-      actions.removeAttribute("role");
-      actions.removeAttribute("aria-labelledby");
-      closeMenu(false);
-    }
-    for (const item of items()) {
-      if (menu) {
-        item.setAttribute("role", "menuitem");
-        item.tabIndex = -1;
-      } else {
-        item.removeAttribute("role");
-        item.removeAttribute("tabindex");
-      }
-    }
-  }
+  const menuItems = () => [...menu.querySelectorAll("button")].filter((b) => !b.hidden);
 
   function fit() {
     queued = false;
+    const focused = document.activeElement;
+    for (const button of order) {
+      actions.append(button);
+      button.removeAttribute("role");
+      button.removeAttribute("tabindex");
+    }
     if (actions.hidden || bar.offsetParent === null) {
       toggle.hidden = true;
-      if (actions.hidden) setMenuMode(false);
+      closeMenu(false);
       return;
     }
-    const wasOpen = open;
-    bar.classList.remove("collapsed");
     bar.classList.add("measuring"); // one line each, at their natural widths (no paint in between)
     const line = title.querySelector(".title-line") || title;
     const style = getComputedStyle(bar);
     const gap = parseFloat(style.columnGap) || 0;
     const room = bar.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-    const need = line.scrollWidth + actions.scrollWidth + close.offsetWidth + 2 * gap;
+    const need = () => line.scrollWidth + close.offsetWidth
+      + (actions.childElementCount ? actions.scrollWidth + gap : 0)
+      + (toggle.hidden ? 0 : toggle.offsetWidth + gap);
+    toggle.hidden = true;
+    if (need() > room) {
+      toggle.hidden = false;
+      toggle.textContent = "⋯";
+      while (actions.lastElementChild && need() > room) menu.prepend(actions.lastElementChild);
+    }
     bar.classList.remove("measuring");
-    const menu = need > room;
-    setMenuMode(menu);
-    toggle.hidden = !menu;
-    if (menu && wasOpen) openMenu(false);
+    const all = actions.childElementCount === 0;
+    toggle.textContent = all ? "Actions ⋯" : "⋯";
+    toggle.setAttribute("aria-label", all ? "Actions" : "More actions");
+    for (const item of menuItems()) {
+      item.setAttribute("role", "menuitem");
+      item.tabIndex = -1;
+    }
+    if (toggle.hidden) closeMenu(false);
+    if (focused instanceof HTMLElement && focused !== document.activeElement && focused.isConnected) focused.focus();
   }
 
   function schedule() {
@@ -61,10 +60,10 @@ export function initDetailActions({ bar, title, actions, toggle, close }) {
 
   function openMenu(focusFirst = true) {
     open = true;
-    actions.classList.add("open");
+    menu.hidden = false;
     toggle.setAttribute("aria-expanded", "true");
     if (focusFirst) {
-      const [first] = items().filter((b) => !b.disabled);
+      const [first] = menuItems();
       if (first) first.focus();
     }
   }
@@ -72,7 +71,7 @@ export function initDetailActions({ bar, title, actions, toggle, close }) {
   function closeMenu(refocus = true) {
     const wasOpen = open;
     open = false;
-    actions.classList.remove("open");
+    menu.hidden = true;
     toggle.setAttribute("aria-expanded", "false");
     if (wasOpen && refocus) toggle.focus();
     return wasOpen;
@@ -82,15 +81,19 @@ export function initDetailActions({ bar, title, actions, toggle, close }) {
   toggle.addEventListener("keydown", (event) => {
     if (event.key === "ArrowDown" || event.key === "ArrowUp") {
       event.preventDefault();
+      event.stopPropagation(); // the menu's keys, not the list's (j/k, arrows move the selection)
       openMenu(false);
-      const list = items().filter((b) => !b.disabled);
+      const list = menuItems();
       const target = event.key === "ArrowDown" ? list[0] : list[list.length - 1];
       if (target) target.focus();
+    } else if (event.key === "Escape" && open) {
+      event.preventDefault();
+      event.stopPropagation();
+      closeMenu();
     }
   });
-  actions.addEventListener("keydown", (event) => {
-    if (!bar.classList.contains("collapsed") || !open) return;
-    const list = items().filter((b) => !b.disabled);
+  menu.addEventListener("keydown", (event) => {
+    const list = menuItems();
     const at = list.indexOf(document.activeElement);
     let target = null;
     if (event.key === "ArrowDown") target = list[(at + 1) % list.length];
@@ -109,20 +112,21 @@ export function initDetailActions({ bar, title, actions, toggle, close }) {
       return;
     }
     event.preventDefault();
+    event.stopPropagation(); // not the list's arrows
     if (target) target.focus();
   });
   // Choosing an item closes the menu (after the item's own handler ran).
-  actions.addEventListener("click", (event) => {
-    if (open && event.target.closest("button")) setTimeout(() => closeMenu(false), 0);
+  menu.addEventListener("click", (event) => {
+    if (event.target.closest("button")) setTimeout(() => closeMenu(false), 0);
   });
   document.addEventListener("pointerdown", (event) => {
-    if (open && !actions.contains(event.target) && !toggle.contains(event.target)) closeMenu(false);
+    if (open && !menu.contains(event.target) && !toggle.contains(event.target)) closeMenu(false);
   });
 
   new ResizeObserver(schedule).observe(bar);
   new MutationObserver(schedule).observe(title, { childList: true, subtree: true, characterData: true });
   new MutationObserver(schedule).observe(actions, { attributeFilter: ["hidden"] });
-  for (const item of actions.querySelectorAll("button")) {
+  for (const item of order) {
     new MutationObserver(schedule).observe(item, { childList: true, characterData: true, subtree: true });
   }
   schedule();
