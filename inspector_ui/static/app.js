@@ -625,7 +625,6 @@ function detailTitle(x) {
   copy.addEventListener("click", () => copyText(x.url, copy));
   const url = el("span", "detail-url", x.url); // a captured URL is text, never a link
   url.tabIndex = 0; // scrollable by keyboard when long
-  url.setAttribute("aria-label", "URL");
   return [line, el("span", "url-line", null, url, copy)];
 }
 
