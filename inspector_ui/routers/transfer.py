@@ -15,7 +15,15 @@ from storage.outgoing import out_exchange
 from storage.pure.har import har_text
 from storage.pure.redaction import redact_outgoing
 from storage.pure.search import parse_query
-from storage.pure.snippets import SnippetRequest, as_curl, as_fetch, as_httpie, as_python_httpx
+from storage.pure.snippets import (
+    SnippetRequest,
+    SnippetTarget,
+    as_curl,
+    as_fetch,
+    as_httpie,
+    as_python_httpx,
+    snippet_target,
+)
 from storage.queries import get_body, get_exchange
 from storage.search_sql import is_text_content_type
 from storage.shares import redaction_key
@@ -82,11 +90,29 @@ async def snippet(
     exchange_id: ExchangeId,
     format: Annotated[Literal["curl", "httpie", "python", "fetch"], Query(description="Which tool.")] = "curl",  # noqa: A002
     redact: Annotated[bool, Query(description="Replace secrets by markers (for pasting elsewhere).")] = False,
+    target: Annotated[
+        Literal["gateway", "upstream"],
+        Query(description="Send to the proxy's gateway (captured too) or straight to the upstream."),
+    ] = "gateway",
 ) -> Any:
-    """The body goes in decoded (its Content-Encoding header dropped); a binary body is read
-    from a file the snippet names (download it with the body endpoint). With redact=true,
-    the exchange is redacted as a share link is, and a body redaction cannot read (binary,
-    an unknown charset) is left out with a comment saying why."""
+    """The request goes to the proxy's gateway (`http://gateway/<service>/path`), so a pasted
+    command is captured too; with target=upstream, or when the gateway cannot carry it (its
+    address unknown, not a configured service), to the captured URL, with a comment saying why.
+    The X-Passageway-Snippet-Target response header says which (`gateway` or `upstream`), and
+    X-Passageway-Snippet-Note why not the gateway. The body goes in decoded (its Content-Encoding
+    header dropped); a binary body is read from a file the snippet names (download it with the
+    body endpoint). With redact=true, the exchange is redacted as a share link is, and a body
+    redaction cannot read (binary, an unknown charset) is left out with a comment saying why."""
+    chosen: list[SnippetTarget] = []
+
+    def where(url: str, service: str | None) -> SnippetTarget:
+        found = snippet_target(
+            url, service=service, services=settings.replay_services, gateway=settings.replay_gateway,
+            via_gateway=target == "gateway",
+        )  # fmt: skip
+        chosen.append(found)
+        return found
+
     def build() -> str:
         if redact:
             return redacted_snippet()
@@ -103,10 +129,11 @@ async def snippet(
             elif stored.encoding:
                 headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]
         content_type = stored.content_type if stored else None
+        sent_to = where(exchange["url"], exchange.get("service"))
         return SNIPPETS[format](
             SnippetRequest(
-                method=exchange["method"], url=exchange["url"], headers=headers, body=body,
-                body_is_text=_is_text(body, content_type),
+                method=exchange["method"], url=sent_to.url, headers=headers, body=body,
+                body_is_text=_is_text(body, content_type), target_note=sent_to.note,
             )
         )  # fmt: skip
 
@@ -119,16 +146,22 @@ async def snippet(
         body = exchange.request_body
         if body is not None and found[1]["request"] and found[1]["request"].encoding:
             headers = [(n, v) for n, v in headers if n.lower() != "content-encoding"]  # the body goes decoded
+        sent_to = where(exchange.detail["url"], exchange.detail.get("service"))
         return SNIPPETS[format](
             SnippetRequest(
-                method=exchange.detail["method"], url=exchange.detail["url"], headers=headers,
+                method=exchange.detail["method"], url=sent_to.url, headers=headers,
                 body=None if body is None else body.data,
                 body_is_text=body is not None and _is_text(body.data, body.content_type),
-                body_note=None if body is None else body.note,
+                body_note=None if body is None else body.note, target_note=sent_to.note,
             )
         )  # fmt: skip
 
-    return PlainTextResponse(await run_in_threadpool(build))
+    text = await run_in_threadpool(build)
+    [sent_to] = chosen
+    headers = {"x-passageway-snippet-target": "gateway" if sent_to.via_gateway else "upstream"}
+    if sent_to.note:
+        headers["x-passageway-snippet-note"] = sent_to.note
+    return PlainTextResponse(text, headers=headers)
 
 
 def _is_text(body: bytes | None, content_type: str | None) -> bool:

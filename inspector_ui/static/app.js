@@ -2,7 +2,10 @@
 import { bindThemeToggle, el, clear } from "./dom.js";
 import { releaseObjectUrls, renderBody } from "./bodies.js";
 import { loadDiff, renderDiff } from "./diff.js";
-import { formatDuration, formatSize, formatTime, statusClass, statusText } from "./format.js";
+import { clientStatus, errorLabel, formatDuration, formatSize, formatTime, statusClass, statusText } from "./format.js";
+import { copyText } from "./bodies.js";
+import { closeSnippet, openSnippet } from "./copy_as.js";
+import { initDetailActions } from "./detail_actions.js";
 import { renderEditor, replayAsCaptured } from "./replay.js";
 import { closeHarDialog, harDialogOpen, openHarDialog } from "./har.js";
 import { closeShareUi, openShareDialog, openSharesList, shareUiOpen } from "./shares.js";
@@ -598,15 +601,62 @@ function permalinkTo(id) {
   return link;
 }
 
-function renderDetail(body, x) {
-  const title = $("detail-title");
-  clear(title).append(
+const WEBSOCKET_NO_REPLAY = "Replaying a WebSocket conversation is not supported (only its opening handshake was an HTTP request)";
+const REASONS = { 502: "Bad Gateway", 504: "Gateway Timeout" };
+
+/** The title: number, method, what the client got (and why it failed), then the whole URL. */
+function detailTitle(x) {
+  const got = clientStatus(x);
+  const status = el("span", `status-pill ${statusClass(x)}`, got ?? (x.error ? "no answer" : "…"));
+  const line = el("span", "title-line", null,
     permalinkTo(x.id),
     el("span", `c-method m-${/^[A-Z]+$/.test(x.method) ? x.method : "OTHER"}`, x.method),
-    el("span", `status-pill ${statusClass(x)}`, x.status ?? (x.error ? x.error.kind : "…")),
-    el("span", "detail-url", x.url), // a captured URL is text, never a link
+    status,
   );
-  title.title = x.url;
+  if (x.error) {
+    const kind = el("span", "error-kind", errorLabel(x.error.kind));
+    kind.title = `${x.error.kind}: ${x.error.message}`;
+    status.title = got !== null && x.status === null ? `${got} answered by the proxy, not the upstream` : "";
+    line.append(kind);
+  }
+  const copy = el("button", "copy-url", "Copy URL");
+  copy.type = "button";
+  copy.title = "Copy the full URL";
+  copy.addEventListener("click", () => copyText(x.url, copy));
+  const url = el("span", "detail-url", x.url); // a captured URL is text, never a link
+  url.tabIndex = 0; // scrollable by keyboard when long
+  return [line, el("span", "url-line", null, url, copy)];
+}
+
+/** What the client got for a failed call, in words, at the top of the Response tab. */
+function errorBox(x) {
+  const got = clientStatus(x);
+  const box = el("div", "error-box");
+  box.setAttribute("role", "note");
+  box.append(el("p", "error-title", errorLabel(x.error.kind)));
+  const answer = got === null ? "The client got no answer."
+    : `The client got ${got} ${x.status !== null ? (x.reason ?? "") : REASONS[got] ?? ""}`.trim()
+      + (x.status === null ? " from the proxy: no response came from the upstream." : ".");
+  box.append(el("p", "error-answer", answer));
+  box.append(el("p", "error-detail", null, el("code", "error-code", x.error.kind), document.createTextNode(` ${x.error.message}`)));
+  return box;
+}
+
+function renderDetail(body, x) {
+  const title = $("detail-title");
+  clear(title).append(...detailTitle(x));
+  title.title = "";
+  for (const id of ["replay", "edit-replay"]) {
+    const button = $(id);
+    if (x.websocket) {
+      button.setAttribute("aria-disabled", "true");
+      button.dataset.title ??= button.title;
+      button.title = WEBSOCKET_NO_REPLAY;
+    } else {
+      button.removeAttribute("aria-disabled");
+      if (button.dataset.title) button.title = button.dataset.title;
+    }
+  }
   const info = $("replay-info");
   info.hidden = !x.replay_of;
   if (x.replay_of) {
@@ -622,7 +672,7 @@ function renderDetail(body, x) {
     request: (panel) => (x.request_body ? renderBody(panel, x.id, "request", x.request_body)
       : panel.append(el("p", "note", "No request body."))),
     response: (panel) => {
-      if (x.error) panel.append(el("p", "problem", `${x.error.kind}: ${x.error.message}`));
+      if (x.error) panel.append(errorBox(x));
       if (x.response_body) renderBody(panel, x.id, "response", x.response_body);
       else if (!x.error) panel.append(el("p", "note", "No response body."));
     },
@@ -685,8 +735,10 @@ function renderHeadersTab(panel, x) {
   fact("Realm", x.realm);
   fact("Called by", x.caller);
   fact("URL", x.url);
-  fact("Status", x.status !== null ? `${x.status} ${x.reason ?? ""}`.trim() : null);
-  if (x.error) fact("Error", `${x.error.kind}: ${x.error.message}`);
+  const got = clientStatus(x);
+  fact("Status", x.status !== null ? `${x.status} ${x.reason ?? ""}`.trim()
+    : got !== null ? `${got} ${REASONS[got] ?? ""} (answered by the proxy)` : null);
+  if (x.error) fact("Error", `${errorLabel(x.error.kind)} (${x.error.kind}): ${x.error.message}`);
   fact("Duration", formatDuration(x.duration_ms));
   fact("HTTP version", x.http_version);
   fact("Client", x.client_addr);
@@ -773,33 +825,10 @@ async function renderWebSocket(container, id) {
   }
 }
 
-async function copySnippet() {
+function copySnippet(event) {
   const x = currentExchange;
-  if (!x) return;
-  const format = $("copy-format").value;
-  let command;
-  // Every format comes from the server (storage/snippets.py), which quotes every captured value.
-  try {
-    const response = await fetch(`/api/exchanges/${encodeURIComponent(x.id)}/snippet?format=${encodeURIComponent(format)}`);
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    command = await response.text();
-  } catch (error) {
-    command = `# could not build the snippet: ${error.message}`;
-  }
-  const button = $("copy-curl");
-  let copied = false;
-  try {
-    await navigator.clipboard.writeText(command);
-    copied = true;
-  } catch (_) { /* no clipboard permission: the command is shown below to copy by hand */ }
-  button.textContent = copied ? "Copied ✓" : "Copy as";
-  setTimeout(() => { button.textContent = "Copy as"; }, 1500);
-  let pre = document.querySelector("#detail-body .curl");
-  if (!pre) {
-    pre = el("pre", "curl");
-    $("detail-body").prepend(pre);
-  }
-  pre.textContent = command;
+  if (!x || state.diff !== null) return;
+  openSnippet(x.id, $("detail-body"), event.currentTarget);
 }
 
 // ---------------------------------------------------------------- replay, compare, diff
@@ -819,6 +848,10 @@ function showActionMessage(text, kind = "problem") {
 async function replayNow() {
   const x = currentExchange;
   if (!x || state.diff !== null) return;
+  if (x.websocket) {
+    showActionMessage(WEBSOCKET_NO_REPLAY, "note");
+    return;
+  }
   const button = $("replay");
   const generation = detailGeneration;
   button.disabled = true;
@@ -838,6 +871,10 @@ async function replayNow() {
 function openEditor() {
   const x = currentExchange;
   if (!x || state.editing || state.diff !== null) return;
+  if (x.websocket) {
+    showActionMessage(WEBSOCKET_NO_REPLAY, "note");
+    return;
+  }
   state.editing = true;
   showActionMessage(null);
   const generation = detailGeneration;
@@ -979,6 +1016,8 @@ document.addEventListener("keydown", (event) => {
     } else if (typing(event.target)) {
       event.target.blur();
       listEl.focus();
+    } else if (closeSnippet()) {
+      // the snippet box first: it sits on top of the detail
     } else if (state.editing) {
       closeEditor();
     } else if (state.diff !== null) {
@@ -1041,6 +1080,10 @@ $("pause").addEventListener("click", togglePause);
 bindThemeToggle($("theme-toggle"));
 $("detail-close").addEventListener("click", () => (state.diff !== null ? closeDiff() : closeDetail()));
 $("copy-curl").addEventListener("click", copySnippet);
+initDetailActions({
+  bar: $("detail-bar"), title: $("detail-title"), actions: $("detail-actions"), menu: $("actions-menu"),
+  toggle: $("actions-toggle"), close: $("detail-close"),
+});
 $("share").addEventListener("click", (event) => {
   if (currentExchange && state.diff === null) openShareDialog({ exchange: currentExchange }, event.currentTarget);
 });

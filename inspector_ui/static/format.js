@@ -111,3 +111,33 @@ export function looksLikeText(bytes) {
   for (const b of sample) if (b === 0 || (b < 0x09) || (b > 0x0d && b < 0x20)) odd++;
   return odd === 0;
 }
+
+// What each error kind (storage.pure.record.ERROR_KINDS) means, in words.
+const ERROR_LABELS = {
+  connect_failed: "Connection refused by upstream",
+  timeout: "Upstream timed out",
+  upstream_reset: "Upstream closed the connection",
+  client_disconnected: "Client went away",
+  no_route: "No service for this path",
+  protocol_error: "Broken HTTP",
+  killed: "Stopped by the proxy",
+  imported_error: "Failed (imported)",
+};
+
+/** An error kind in human words ("Connection refused by upstream"); an unknown kind as it is. */
+export function errorLabel(kind) {
+  if (Object.hasOwn(ERROR_LABELS, kind)) return ERROR_LABELS[kind];
+  if (/^tls/i.test(kind || "")) return "TLS handshake failed";
+  return kind || "Failed";
+}
+
+/** What the client got for an exchange (the API's summary or detail): the status it was
+ * answered with, the proxy's own 502 or 504 for a failed call that has none recorded, or null
+ * when the client got no answer (it went away, or the connection was cut). */
+export function clientStatus(x) {
+  if (x.status !== null && x.status !== undefined) return x.status;
+  const kind = x.error ? x.error.kind : null;
+  if (kind === "timeout") return 504;
+  if (kind === "connect_failed" || kind === "protocol_error" || kind === "upstream_reset" || /^tls/i.test(kind || "")) return 502;
+  return null;
+}

@@ -15,6 +15,10 @@ encodes as UTF-8: repr() and ASCII JSON write them as \\uXXXX already; a shell w
 holding one is $'...' quoted with the byte a surrogateescape'd one stands for (\\xHH,
 what was on the wire) or, for any other, \\uXXXX.
 
+A snippet targets the proxy's gateway by default (`snippet_target`): `http://gateway/<service>/path`,
+so the pasted command is captured too; the upstream's own address is a choice, and the fallback
+(with a comment saying why) when the gateway cannot carry the request.
+
 Hop-by-hop headers, Host (the tool derives it from the URL), Content-Length
 and HTTP/2 pseudo-headers are left out; duplicates and order are kept.
 """
@@ -25,14 +29,15 @@ import base64
 import json
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from storage.pure.surrogates import LONE_SURROGATE, escape_surrogates
 
 __all__ = [
-    "BODY_FILE", "SKIPPED_HEADERS", "SnippetRequest", "as_curl", "as_fetch", "as_httpie", "as_python_httpx",
-    "httpie_item", "snippet_headers",
+    "BODY_FILE", "SKIPPED_HEADERS", "SnippetRequest", "SnippetTarget", "as_curl", "as_fetch", "as_httpie",
+    "as_python_httpx", "httpie_item", "snippet_headers", "snippet_target",
 ]  # fmt: skip
 
 BODY_FILE = "body.bin"
@@ -62,6 +67,50 @@ class SnippetRequest:
     """False forces binary handling even when the bytes happen to be UTF-8."""
     body_note: str | None = None
     """Why the body is missing (withheld by redaction): written as a comment."""
+    target_note: str | None = None
+    """Why the snippet does not go through the gateway, when it was asked to: written as a comment."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnippetTarget:
+    """Where a snippet sends its request."""
+
+    url: str
+    via_gateway: bool
+    note: str | None = None
+    """Why it goes straight to the upstream although the gateway was asked for; None otherwise."""
+
+
+_NO_GATEWAY = "the proxy's gateway address is not known to this inspector: this goes straight to the upstream"
+_NO_SERVICE = (
+    "this exchange was not sent to a configured service, so the gateway cannot route it: "
+    "this goes straight to the upstream"
+)
+
+
+def snippet_target(
+    url: str, *, service: str | None, services: Mapping[str, str], gateway: str | None, via_gateway: bool = True
+) -> SnippetTarget:
+    """Where a snippet of a request captured at `url` (what the upstream got) sends it.
+
+    Through the gateway (`via_gateway`, the default): `gateway` + `/<service>` + the path without
+    the service's base path + the query, so a pasted command is captured like the original. That
+    needs the gateway's address (`gateway`, None when unknown) and a configured service (`services`:
+    name -> upstream base URL, the replay targets); otherwise the captured URL, with a note saying why.
+    """
+    if not via_gateway:
+        return SnippetTarget(url, False)
+    if gateway is None:
+        return SnippetTarget(url, False, _NO_GATEWAY)
+    if service is None or service not in services:
+        return SnippetTarget(url, False, _NO_SERVICE)
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    base = urlsplit(services[service]).path.rstrip("/")
+    if base and (path == base or path.startswith(base + "/")):
+        path = path[len(base) :] or "/"
+    query = f"?{parts.query}" if parts.query else ""
+    return SnippetTarget(f"{gateway.rstrip('/')}/{service}{path}{query}", True)
 
 
 def snippet_headers(request: SnippetRequest) -> list[tuple[str, str]]:
@@ -133,10 +182,13 @@ _LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _note_comment(request: SnippetRequest, prefix: str) -> list[str]:
-    """The body note as one comment line: captured text in it cannot end the comment."""
-    if request.body_note is None:
-        return []
-    return [f"{prefix} The request body is left out: {_LINE_BREAKING.sub('?', request.body_note)}"]
+    """The target and body notes, a comment line each: captured text in them cannot end the comment."""
+    lines = []
+    if request.target_note is not None:
+        lines.append(f"{prefix} Not through the gateway: {_LINE_BREAKING.sub('?', request.target_note)}")
+    if request.body_note is not None:
+        lines.append(f"{prefix} The request body is left out: {_LINE_BREAKING.sub('?', request.body_note)}")
+    return lines
 
 
 def _binary_comment(request: SnippetRequest, body_file: str) -> str:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given, settings
@@ -18,12 +19,14 @@ from hypothesis import strategies as st
 
 from storage.pure.snippets import (
     SnippetRequest,
+    SnippetTarget,
     as_curl,
     as_fetch,
     as_httpie,
     as_python_httpx,
     httpie_item,
     snippet_headers,
+    snippet_target,
 )
 
 POST = SnippetRequest(
@@ -317,3 +320,55 @@ def test_fetch_snippets_run_in_node_with_exactly_the_values(tmp_path: Path) -> N
         assert [tuple(h) for h in headers] == snippet_headers(case)
         text = text_body(case)
         assert body == (text if text is not None else list(case.body or b""))
+
+
+# --- where a snippet sends (issue 16: the gateway by default) -------------------------------------
+
+SERVICES = {"billing": "http://10.0.0.5:9000", "users": "http://users.internal:8000/api/v2/"}
+
+
+def test_snippet_target_goes_through_the_gateway_with_the_service_prefix() -> None:
+    found = snippet_target(
+        "http://10.0.0.5:9000/orders?page=2", service="billing", services=SERVICES, gateway="http://passageway:8080"
+    )
+    assert found == SnippetTarget("http://passageway:8080/billing/orders?page=2", True, None)
+
+
+def test_snippet_target_takes_the_services_base_path_off() -> None:
+    # The captured URL is what the upstream got (its base path included); the gateway adds it again.
+    found = snippet_target(
+        "http://users.internal:8000/api/v2/users/42", service="users", services=SERVICES, gateway="http://gw:8080/"
+    )
+    assert found.url == "http://gw:8080/users/users/42"
+    root = snippet_target("http://users.internal:8000/api/v2", service="users", services=SERVICES, gateway="http://gw")
+    assert root.url == "http://gw/users/"
+    other = snippet_target("http://users.internal:8000/api/v20/x", service="users", services=SERVICES, gateway="http://gw")
+    assert other.url == "http://gw/users/api/v20/x"  # /api/v20 is not under /api/v2
+
+
+def test_snippet_target_upstream_is_a_choice_and_the_fallback_says_why() -> None:
+    url = "http://10.0.0.5:9000/orders"
+    chosen = snippet_target(url, service="billing", services=SERVICES, gateway="http://gw", via_gateway=False)
+    assert chosen == SnippetTarget(url, False, None)
+    unknown = snippet_target(url, service="billing", services=SERVICES, gateway=None)
+    assert unknown.url == url and not unknown.via_gateway and "not known" in (unknown.note or "")
+    stray = snippet_target(url, service=None, services=SERVICES, gateway="http://gw")
+    assert stray.url == url and "not sent to a configured service" in (stray.note or "")
+    assert snippet_target(url, service="gone", services=SERVICES, gateway="http://gw").via_gateway is False
+
+
+@pytest.mark.parametrize("render", [as_curl, as_httpie, as_python_httpx, as_fetch])
+def test_target_note_is_one_comment_line(render) -> None:
+    request = SnippetRequest(method="GET", url="http://h/x", target_note="evil\nrm -rf /\u2028x")
+    out = render(request)
+    [line] = [line for line in out.splitlines() if "Not through the gateway" in line]
+    assert line.lstrip().startswith(("#", "//")) and "rm -rf /" in line
+    assert "\nrm -rf" not in out
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_snippet_target_keeps_the_path_and_query_after_the_service(tail: str) -> None:
+    path = "/" + quote(tail, safe="/")
+    found = snippet_target(f"http://10.0.0.5:9000{path}?q=1", service="billing", services=SERVICES, gateway="http://gw")
+    assert found.url == f"http://gw/billing{path}?q=1"
