@@ -100,7 +100,7 @@ function rowElement(summary, index) {
   const got = clientStatus(summary);
   const status = el("span", `c-status ${clientStatusClass(summary)}`, got.text);
   if (got.kind) {
-    status.prepend(el("span", "error-icon", "⚠"));
+    status.classList.add("failed"); // ⚠ drawn by CSS: the cell's text stays the status
     status.title = got.title;
     status.setAttribute("aria-label", `${got.text}, ${got.title}`);
   }
@@ -141,7 +141,7 @@ function rowElement(summary, index) {
 /** A cell's ⊕ button (shown on hover): add `term` to the search; Alt+click on the cell does the same. */
 function addFilterButton(cell, term) {
   cell.dataset.term = term;
-  const button = el("button", "cell-filter", "⊕");
+  const button = el("button", "cell-filter"); // ⊕ drawn by CSS: the cell's text stays its value
   button.type = "button";
   button.tabIndex = -1; // a mouse shortcut: the keyboard has the search box
   button.title = `Add ${term} to the search (or Alt+click the cell)`;

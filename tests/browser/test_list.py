@@ -13,11 +13,12 @@ from urllib.parse import quote
 import httpx
 from playwright.sync_api import expect
 
+from storage.pure.record import Timings
 from storage.sink import write_records
 from storage.store import open_store
 from tests.support.records import make_record
 
-from .conftest import each_variant
+from .conftest import each_variant, screenshot
 
 TWO_DAYS = 2 * 86400
 LONG_SERVICE = "reconciliation-ledger-projections-eu"
@@ -66,15 +67,16 @@ def test_the_list_sorts_filters_splits_and_keeps_a_bad_search_at_bay(stack, ui_p
     expect(target).to_be_in_viewport()
     expect(target).to_have_class("row selected open")
     assert " " in target.locator(".c-time").inner_text()  # "Dec 1 14:03:12": another day, its date
+    screenshot(page, "list-reveal-id")
 
     page.keyboard.press("Escape")  # close the detail: the whole list
     expect(page.locator("#detail")).to_be_hidden()
     page.locator("#list").evaluate("list => { list.scrollTop = 0; }")
     failed = row(page, ids["failed"]).locator(".c-status")
-    expect(failed).to_have_text("⚠502⊕")
+    expect(failed).to_have_text("502")
     assert "connect_failed" in failed.get_attribute("title") and "connection refused" in failed.get_attribute("title")
-    expect(failed).to_have_class("c-status s5xx")
-    expect(row(page, ids["timeout"]).locator(".c-status")).to_have_text("⚠504⊕")
+    expect(failed).to_have_class("c-status s5xx failed")
+    expect(row(page, ids["timeout"]).locator(".c-status")).to_have_text("504")
     today = row(page, ids["failed"]).locator(".c-time").inner_text()
     assert ":" in today and " " not in today
     expect(row(page, ids["long"]).locator(".c-service")).to_have_attribute("title", LONG_SERVICE)
@@ -236,3 +238,42 @@ def test_the_realm_picker_is_styled_like_the_other_controls(stack, ui_page):
         body = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert style[0] == "6px", variant
         assert style[1] == body, variant  # the page's background, light or dark, not the native grey
+
+
+def test_the_diff_keeps_the_list_columns_and_colours_only_real_changes(stack, ui_page):
+    now = time.time()
+
+    def timed(wait_s: float, total_s: float) -> Timings:
+        return Timings(request_start=now, request_end=now + 0.001, response_start=now + 0.001 + wait_s,
+                       response_end=now + total_s)  # fmt: skip
+
+    headers = [("Host", "users.internal:8000"), ("Accept", "application/json")]
+    store = open_store(stack.db_url, migrate=False)
+    try:
+        a, b = write_records(
+            store,
+            [
+                make_record(service="billing", path="/diff/a", request_headers=headers, timings=timed(0.0100, 0.0120),
+                            duration_ms=12.0),
+                make_record(service="billing", path="/diff/b", request_headers=[*headers, ("X-Added", "yes")],
+                            timings=timed(0.0101, 0.0400), duration_ms=40.0),
+            ],
+        )  # fmt: skip
+    finally:
+        store.close()
+    page, watched = ui_page(f"/?diff={a},{b}")
+    added = page.locator(".request-headers-diff tr.d-added")
+    expect(added.locator(".d-op")).to_have_text("added")
+    expect(page.locator(".request-headers-diff summary")).to_contain_text("1 added")
+    expect(page.locator(".request-headers-diff summary")).not_to_contain_text("changed")
+    timings = page.locator(".timing-diff .timings")
+    expect(timings.locator("tr.total .delta")).to_have_class("ms delta slower")  # +28 ms on 40: real
+    wait = timings.locator("tr", has=page.locator("th", has_text="Wait"))
+    expect(wait.locator(".delta")).to_have_text("+0.10 ms")
+    expect(wait.locator(".delta")).to_have_class("ms delta")  # 0.1 ms: noise, no colour
+    for variant in each_variant(page, "list-diff"):
+        listed = row(page, b)
+        for column in ("c-time", "c-service", "c-method", "c-path", "c-status", "c-duration"):
+            box = listed.locator(f".{column}").bounding_box()
+            assert box and box["width"] > 20, (variant, column)
+    assert watched.errors == []
