@@ -67,6 +67,7 @@ def test_the_list_sorts_filters_splits_and_keeps_a_bad_search_at_bay(stack, ui_p
     expect(target).to_be_in_viewport()
     expect(target).to_have_class("row selected open")
     assert " " in target.locator(".c-time").inner_text()  # "Dec 1 14:03:12": another day, its date
+    assert target.locator(".c-time").evaluate("c => c.scrollWidth <= c.clientWidth"), "the date fits beside the detail"
     screenshot(page, "list-reveal-id")
 
     page.keyboard.press("Escape")  # close the detail: the whole list
@@ -95,6 +96,8 @@ def test_the_list_sorts_filters_splits_and_keeps_a_bad_search_at_bay(stack, ui_p
     expect(page.locator("#detail")).to_be_visible()
     for variant in each_variant(page, "list-sorted-duration"):
         assert row(page, ids["slow"]).locator(".c-service").bounding_box()["width"] >= 40, variant
+        header = page.locator('.list-head button[data-sort="duration"]')
+        assert header.evaluate("b => b.scrollWidth <= b.clientWidth"), f"{variant}: the sorted header fits"
     page.click('.list-head button[data-sort="duration"]')
     expect(page.locator(".list-head .c-duration")).to_have_attribute("aria-sort", "ascending")
     page.click('.list-head button[data-sort="time"]')
@@ -136,8 +139,12 @@ def test_the_list_sorts_filters_splits_and_keeps_a_bad_search_at_bay(stack, ui_p
     failed_row.locator(".c-service").click(modifiers=["Alt"])
     expect(page.locator("#search")).to_have_value("service:billing")
     expect(page.locator("#detail")).to_be_hidden()  # a filter click does not open the row
+    expect(page.locator(".row")).to_have_count(3)  # billing: the old one, the failed call, the 504
+    expect(page.locator("#live-state")).to_have_text("live")
+    plus = row(page, ids["timeout"]).locator(".c-status .cell-filter")
     row(page, ids["timeout"]).locator(".c-status").hover()
-    row(page, ids["timeout"]).locator(".c-status .cell-filter").click()
+    expect(plus).to_be_visible()
+    plus.click()
     expect(page.locator("#search")).to_have_value("service:billing status:504")
     expect(page.locator(".row")).to_have_count(1)
 
