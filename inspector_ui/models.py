@@ -100,10 +100,13 @@ class ExchangeDetail(ExchangeSummary):
 
 
 class ExchangePage(BaseModel):
-    """A page of summaries, newest first."""
+    """A page of summaries, newest first unless sorted otherwise."""
 
     data: list[ExchangeSummary]
-    next: int | None = Field(description="Pass as `before` to get the next (older) page; null at the end.")
+    next: int | str | None = Field(
+        description="Newest first (the default): an id, pass it as `before` to get the next (older) page. Any "
+        "other `sort`/`order`: a string, pass it as `cursor`. Null at the end."
+    )
 
 
 class WebSocketMessage(_Open):

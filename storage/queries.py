@@ -1,20 +1,23 @@
 """Read side: query functions returning JSON-ready plain data.
 
 All functions take the Store first and keyword-only arguments after it.
-Pagination is keyset on id, newest first: `before` is the id to continue from.
+Pagination is keyset on id, newest first: `before` is the id to continue from. Other orders
+(list_exchanges' `sort`) page on (sort key, id) with an opaque cursor (SortCursor).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import zstandard
-from sqlalchemy import Connection, Row, and_, func, select
+from sqlalchemy import Connection, Row, and_, func, or_, select
 
+from storage.errors import Invalid
 from storage.models import (
     Body,
     Exchange,
@@ -30,12 +33,15 @@ from storage.search_sql import FTS, compile_query, fts_required_match, required_
 from storage.store import Store, one_line
 
 __all__ = [
+    "MAX_PAGE",
+    "SORTS",
     "ExchangePage",
+    "SortCursor",
     "StoredBody",
     "database_health",
-    "get_body",
     "exchange_id_for_uuid",
     "exchange_ids_for_uuids",
+    "get_body",
     "get_exchange",
     "index_backlog",
     "list_exchanges",
@@ -44,7 +50,6 @@ __all__ = [
     "proxy_stats",
     "summaries_for_ids",
     "unpack_body",
-    "MAX_PAGE",
 ]
 
 MAX_PAGE = 1000
@@ -64,8 +69,66 @@ _TIMING_FIELDS = (
 @dataclass(slots=True)
 class ExchangePage:
     data: list[dict]
-    next: int | None
-    """Pass as `before` for the next (older) page; None when there is none."""
+    next: int | str | None
+    """The newest-first order: the id to pass as `before` for the next (older) page. Any other
+    order: a SortCursor's text to pass as `cursor`. None when there is no next page."""
+
+
+SORTS = ("time", "duration", "size", "status")
+"""The orders list_exchanges knows; "time" is capture order (by id)."""
+
+_NO_STATUS = 600
+"""A failed call without a response sorts by status above every real one (599): the worst first."""
+
+
+def _sort_key(sort: str) -> Any:
+    """The value `sort` orders by, never NULL (keyset comparisons need one): a call without a
+    duration or a response size sorts as -1 (first when ascending), one without a status as 600."""
+    if sort == "duration":
+        return func.coalesce(Exchange.duration_ms, -1.0)
+    if sort == "size":
+        return func.coalesce(Exchange.response_body_size, -1)
+    if sort == "status":
+        return func.coalesce(Exchange.status, _NO_STATUS)
+    if sort == "time":
+        return Exchange.id
+    raise Invalid(f"unknown sort {sort!r}: expected one of {', '.join(SORTS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class SortCursor:
+    """Where a page in a sorted order (anything but the default, newest first) continues:
+    after the row with this sort value and id. Its text is `<value>~<id>`."""
+
+    value: float | int
+    id: int
+
+    def text(self) -> str:
+        return f"{self.value!r}~{self.id}"
+
+    @classmethod
+    def parse(cls, text: str, *, sort: str) -> SortCursor:
+        """Invalid (one line) for text that is not a cursor of `sort`."""
+        value, sep, ident = text.partition("~")
+        try:
+            if not sep or not ident.isdigit() or not 1 <= int(ident) <= 2**63 - 1:
+                raise ValueError
+            number: float | int = float(value) if sort == "duration" else int(value)
+            if not math.isfinite(number):  # NaN compares with nothing
+                raise ValueError
+        except ValueError:
+            raise Invalid(f"cursor {text[:40]!r} is not a page cursor of sort={sort} (pass a page's `next`)") from None
+        return cls(number, int(ident))
+
+
+def _row_sort_value(row: Row[Any], sort: str) -> float | int:
+    if sort == "duration":
+        return row.duration_ms if row.duration_ms is not None else -1.0
+    if sort == "size":
+        return row.response_body_size if row.response_body_size is not None else -1
+    if sort == "status":
+        return row.status if row.status is not None else _NO_STATUS
+    return row.id
 
 
 @dataclass(slots=True)
@@ -182,13 +245,31 @@ def list_exchanges(
     status: int | None = None,
     q: str | Query | None = None,
     now: dt.datetime | None = None,
+    sort: str = "time",
+    order: str = "desc",
+    cursor: str | None = None,
 ) -> ExchangePage:
     """Newest first; at most `limit` (1..MAX_PAGE) summaries with id < before.
 
     `q`: a search (storage.pure.search); a str is parsed here and raises QueryError
-    when invalid. `now` anchors since: (default: the current time)."""
+    when invalid. `now` anchors since: (default: the current time).
+
+    `sort` (SORTS) and `order` ("desc" or "asc") choose another order, ties broken by id in the
+    same direction; any order but time/desc pages with `cursor` (the previous page's `next`, a
+    SortCursor's text) instead of `before`. Invalid for an unknown sort or order, or a cursor
+    that does not fit them."""
     limit = max(1, min(int(limit), MAX_PAGE))
     now = now or dt.datetime.now(dt.UTC)
+    if order not in ("desc", "asc"):
+        raise Invalid(f"unknown order {order!r}: expected desc or asc")
+    key = _sort_key(sort)
+    keyset = sort != "time" or order != "desc"
+    if keyset and before is not None:
+        raise Invalid(
+            f"before= pages the newest-first list only; with sort={sort}&order={order} pass a page's `next` as cursor="
+        )
+    if not keyset and cursor is not None:
+        raise Invalid("cursor= pages a sorted list (sort= or order=asc); the newest-first list pages with before=")
     parsed = parse_query(q) if isinstance(q, str) else q
     filters = []
     if before is not None:
@@ -199,17 +280,38 @@ def list_exchanges(
         filters.append(Exchange.method == method.upper())
     if status is not None:
         filters.append(Exchange.status == status)
-    match = fts_required_match(parsed) if parsed is not None and store.dialect == "sqlite" else None
+    if keyset and cursor is not None:
+        after = SortCursor.parse(cursor, sort=sort)
+        if order == "desc":
+            filters.append(or_(key < after.value, and_(key == after.value, Exchange.id < after.id)))
+        else:
+            filters.append(or_(key > after.value, and_(key == after.value, Exchange.id > after.id)))
+    match = fts_required_match(parsed) if parsed is not None and store.dialect == "sqlite" and not keyset else None
     with store.connect() as conn:
         if match is not None:
             rows = _text_first(conn, parsed, match, filters, before, limit + 1, now)
         else:
             if parsed is not None:
                 filters.append(_search_filter(conn, store.dialect, parsed, now))
-            rows = conn.execute(_newest(filters, limit + 1)).all()
+            if keyset:
+                rows = conn.execute(_sorted(filters, key, order, limit + 1)).all()
+            else:
+                rows = conn.execute(_newest(filters, limit + 1)).all()
     more = len(rows) > limit
     data = [_summary(row) for row in rows[:limit]]
-    return ExchangePage(data=data, next=data[-1]["id"] if more else None)
+    if not more:
+        return ExchangePage(data=data, next=None)
+    if not keyset:
+        return ExchangePage(data=data, next=data[-1]["id"])
+    last = rows[limit - 1]
+    return ExchangePage(data=data, next=SortCursor(_row_sort_value(last, sort), last.id).text())
+
+
+def _sorted(filters: Sequence[Any], key: Any, order: str, count: int) -> Any:
+    """`count` summaries by `key` then id, both descending or both ascending. The whole match is
+    sorted (no index holds these keys with the search's filters): a top-N sort, one pass."""
+    by = (key.desc(), Exchange.id.desc()) if order == "desc" else (key.asc(), Exchange.id.asc())
+    return select(*_SUMMARY_COLUMNS).where(*filters).order_by(*by).limit(count)
 
 
 _TEXT_SET_MAX = 5000

@@ -43,7 +43,7 @@ NOT_FOUND = {404: {"model": Problem, "description": "No such exchange."}}
     "",
     response_model=ExchangePage,
     responses={400: {"model": SearchProblem, "description": "`q` is not a valid search."}},
-    summary="List exchanges, newest first",
+    summary="List exchanges, newest first (or sorted by time, duration, size or status)",
 )
 async def list_(
     store: StoreDep,
@@ -72,11 +72,34 @@ async def list_(
             "at most 2000 characters."
         ),
     ] = None,
+    sort: Annotated[
+        Literal["time", "duration", "size", "status"],
+        Query(
+            description="Order by capture time (default), duration, response body size or status (a failed call "
+            "without a response sorts above 599; a missing duration or size as -1); ties by id."
+        ),
+    ] = "time",
+    order: Annotated[Literal["desc", "asc"], Query(description="Largest (newest) first, or smallest first.")] = "desc",
+    cursor: Annotated[
+        Annotated[str, Field(max_length=64)] | None,
+        Blankable,
+        Query(description="Any order but time/desc: where to continue (the previous page's `next`)."),
+    ] = None,
 ) -> Any:
     query = parse_query(q) if q is not None else None
     page = await run_in_threadpool(
         functools.partial(
-            list_exchanges, store, limit=limit, before=before, service=service, method=method, status=status, q=query
+            list_exchanges,
+            store,
+            limit=limit,
+            before=before,
+            service=service,
+            method=method,
+            status=status,
+            q=query,
+            sort=sort,
+            order=order,
+            cursor=cursor,
         )
     )
     return {"data": page.data, "next": page.next}

@@ -9,6 +9,9 @@ import { initDetailActions } from "./detail_actions.js";
 import { renderEditor, replayAsCaptured } from "./replay.js";
 import { closeHarDialog, harDialogOpen, openHarDialog } from "./har.js";
 import { closeShareUi, openShareDialog, openSharesList, shareUiOpen } from "./shares.js";
+import { addTerm, cellTerm, clientStatus, clientStatusClass, formatWhen, isLiveOrder, nextSort, suggestedQuery } from "./columns.js";
+import { bindSplit } from "./split.js";
+import { fillHelp } from "./help.js";
 
 const ROW_HEIGHT = 28; // px; must match .row in app.css (the list is virtualized on it)
 const PAGE = 100;
@@ -43,6 +46,8 @@ const state = {
   editing: false, // the replay editor is in the detail pane
   compareA: null, // the exchange "Compare…" marked, waiting for a second one
   hideTests: readHideTests(),
+  order: { sort: "time", order: "desc" }, // the list's order (columns.js); anything else pages with a cursor
+  revealId: null, // /?id=N: load pages until this row is in the list, then scroll to it
 };
 
 function readHideTests() {
@@ -95,17 +100,32 @@ function rowElement(summary, index) {
   row.style.transform = `translateY(${index * ROW_HEIGHT}px)`;
   if (summary.id === state.selectedId) row.classList.add("selected");
   if (summary.id === state.openId) row.classList.add("open");
-  const status = el("span", `c-status ${statusClass(summary)}`, statusText(summary));
-  if (summary.error) status.title = summary.error.message;
+  const got = clientStatus(summary);
+  const status = el("span", `c-status ${clientStatusClass(summary)}`, got.text);
+  if (got.kind) {
+    status.classList.add("failed"); // ⚠ drawn by CSS: the cell's text stays the status
+    status.title = got.title;
+    status.setAttribute("aria-label", `${got.text}, ${got.title}`);
+  }
   const path = summary.path + (summary.query ? `?${summary.query}` : "");
   const pathCell = el("span", "c-path", path);
   pathCell.title = summary.url; // text only: a title is never a link
-  const time = el("span", "c-time", formatTime(summary.captured_at));
+  const time = el("span", "c-time", formatWhen(summary.captured_at));
   time.title = summary.captured_at;
+  const service = el("span", "c-service", summary.service ?? "");
+  service.title = summary.service ?? "";
+  const host = el("span", "c-host", summary.host ?? "");
+  host.title = summary.host ?? "";
+  const method = el("span", `c-method m-${/^[A-Z]+$/.test(summary.method) ? summary.method : "OTHER"}`, summary.method);
+  for (const [column, cell] of [["status", status], ["service", service], ["method", method], ["host", host]]) {
+    const term = cellTerm(column, summary);
+    if (term) addFilterButton(cell, term);
+  }
   row.append(
     time,
-    el("span", "c-service", summary.service ?? ""),
-    el("span", `c-method m-${/^[A-Z]+$/.test(summary.method) ? summary.method : "OTHER"}`, summary.method),
+    service,
+    method,
+    host,
     pathCell,
     status,
     el("span", "c-duration", formatDuration(summary.duration_ms)),
@@ -121,10 +141,21 @@ function rowElement(summary, index) {
   return row;
 }
 
+/** A cell's ⊕ button (shown on hover): add `term` to the search; Alt+click on the cell does the same. */
+function addFilterButton(cell, term) {
+  cell.dataset.term = term;
+  const button = el("button", "cell-filter"); // ⊕ drawn by CSS: the cell's text stays its value
+  button.type = "button";
+  button.tabIndex = -1; // a mouse shortcut: the keyboard has the search box
+  button.title = `Add ${term} to the search (or Alt+click the cell)`;
+  button.setAttribute("aria-label", `Add ${term} to the search`);
+  cell.append(button);
+}
+
 function updateFooter() {
   const footer = $("list-footer");
   if (state.queryError) {
-    footer.textContent = "the search has an error";
+    footer.textContent = state.rows.length ? "the search has an error · showing the last good results" : "the search has an error";
     return;
   }
   let text = `${state.rows.length.toLocaleString()} loaded`;
@@ -133,10 +164,35 @@ function updateFooter() {
   else if (state.rows.length >= MAX_LOADED) text += " · refine the search to see older exchanges";
   if (state.q) text += " · filtered";
   if (state.hideTests) text += " · test traffic hidden";
+  if (!isLiveOrder(state.order)) text += ` · by ${state.order.sort} ${state.order.order === "desc" ? "↓" : "↑"}, not live`;
   footer.textContent = text;
 }
 
+/** The sortable headers: aria-sort and the arrow on the sorted one. */
+function updateSortHeaders() {
+  for (const button of document.querySelectorAll(".list-head button.sort")) {
+    const active = button.dataset.sort === state.order.sort;
+    const cell = button.parentElement;
+    cell.setAttribute("aria-sort", active ? (state.order.order === "desc" ? "descending" : "ascending") : "none");
+    button.querySelector(".sort-arrow").textContent = active ? (state.order.order === "desc" ? " ↓" : " ↑") : "";
+    button.classList.toggle("active", active);
+  }
+  const words = isLiveOrder(state.order) ? "newest first" : `sorted by ${state.order.sort}`;
+  listEl.setAttribute("aria-label", `Captured exchanges, ${words}`);
+}
+
+function sortBy(column) {
+  state.order = nextSort(state.order, column);
+  reload();
+}
+
+/** Add a cell's term to the applied search and run it. */
+function filterOn(term) {
+  search(addTerm(state.q, term));
+}
+
 function indexOfId(id) {
+  if (!isLiveOrder(state.order)) return state.rows.findIndex((s) => s.id === id);
   // rows are sorted by id, descending: binary search
   let lo = 0;
   let hi = state.rows.length - 1;
@@ -172,23 +228,28 @@ function prepend(summaries) {
 
 function updateNewCount() {
   const button = $("new-count");
-  if (atTop()) state.newCount = 0;
+  const sorted = !isLiveOrder(state.order);
+  if (atTop() && !sorted) state.newCount = 0;
   button.hidden = state.newCount === 0;
-  button.textContent = `↑ ${state.newCount} new`;
+  button.textContent = sorted ? `${state.newCount} new · refresh the sorted list` : `↑ ${state.newCount} new`;
 }
 
 // ---------------------------------------------------------------- loading
 
-function listUrl(before) {
-  const params = new URLSearchParams({ limit: String(PAGE) });
-  if (before) params.set("before", String(before));
+function listUrl(before, limit = PAGE) {
+  const params = new URLSearchParams({ limit: String(limit) });
+  if (!isLiveOrder(state.order)) {
+    params.set("sort", state.order.sort);
+    params.set("order", state.order.order);
+    if (before) params.set("cursor", String(before));
+  } else if (before) params.set("before", String(before));
   const q = listQuery();
   if (q) params.set("q", q);
   return `/api/exchanges?${params}`;
 }
 
-async function fetchPage(before) {
-  const response = await fetch(listUrl(before));
+async function fetchPage(before, limit = PAGE) {
+  const response = await fetch(listUrl(before, limit));
   if (response.status === 400) {
     const problem = await response.json().catch(() => ({}));
     const error = new Error(problem.message || problem.detail || "bad query");
@@ -203,44 +264,67 @@ async function fetchPage(before) {
 async function reload() {
   const generation = ++state.generation;
   closeStream();
-  state.rows = [];
-  state.next = null;
+  // The rows on screen stay until the new search answers: a bad query keeps the last good results.
+  const keptRows = state.rows;
   state.loading = true;
   state.newCount = 0;
   state.pausedQueue = [];
-  state.queryError = false;
   state.listed = false;
   updateSearchActions();
-  listEl.scrollTop = 0;
-  showQueryError(null);
   updateNewCount();
-  scheduleRender();
+  updateSortHeaders();
+  updateFooter();
   try {
     const page = await fetchPage(null);
     if (generation !== state.generation) return;
     state.rows = page.data;
     state.next = page.next;
+    state.queryError = false;
+    showQueryError(null);
+    listEl.scrollTop = 0;
+    if (state.revealId !== null) await reveal(generation);
+    if (generation !== state.generation) return;
     state.listed = true;
     updateSearchActions();
     if (state.selectedId === null && state.rows.length) state.selectedId = state.rows[0].id;
   } catch (error) {
     if (generation !== state.generation) return;
+    state.loading = false;
     if (error.queryError) {
       state.queryError = true;
+      state.rows = keptRows;
       updateSearchActions();
-      showQueryError(error);
+      showQueryError(error, keptRows.length);
+      setLiveState("off", "no live view: fix the query");
     } else {
       $("list-footer").textContent = `Could not load: ${error.message}`;
+      setLiveState("off", "offline");
     }
-    state.loading = false;
-    setLiveState("off", error.queryError ? "no live view: fix the query" : "offline");
-    if (error.queryError) scheduleRender();
+    scheduleRender();
     return;
   } finally {
     if (generation === state.generation) state.loading = false;
   }
   scheduleRender();
   openStream(generation);
+}
+
+/** /?id=N: load pages (1000 at a time) until row N is in the list, then put it mid-list. */
+async function reveal(generation) {
+  const id = state.revealId;
+  state.revealId = null;
+  while (indexOfId(id) < 0 && state.next !== null && state.rows.length < MAX_LOADED) {
+    if (isLiveOrder(state.order) && state.rows.length && state.rows[state.rows.length - 1].id < id) break;
+    const page = await fetchPage(state.next, 1000);
+    if (generation !== state.generation) return;
+    state.rows.push(...page.data);
+    state.next = page.next;
+  }
+  const index = indexOfId(id);
+  if (index < 0) return;
+  state.selectedId = id;
+  sizer.style.height = `${state.rows.length * ROW_HEIGHT}px`;
+  listEl.scrollTop = Math.max(0, index * ROW_HEIGHT - (listEl.clientHeight - ROW_HEIGHT) / 2);
 }
 
 async function loadMore() {
@@ -250,8 +334,12 @@ async function loadMore() {
   try {
     const page = await fetchPage(state.next);
     if (generation !== state.generation) return;
-    const lastId = state.rows.length ? state.rows[state.rows.length - 1].id : Infinity;
-    state.rows.push(...page.data.filter((s) => s.id < lastId));
+    if (isLiveOrder(state.order)) {
+      const lastId = state.rows.length ? state.rows[state.rows.length - 1].id : Infinity;
+      state.rows.push(...page.data.filter((s) => s.id < lastId));
+    } else {
+      state.rows.push(...page.data); // the cursor continues after the last row: no overlap
+    }
     state.next = page.next;
   } catch (error) {
     if (generation === state.generation) $("list-footer").textContent = `Could not load more: ${error.message}`;
@@ -299,7 +387,7 @@ function openStream(generation) {
       setLiveState(state.paused ? "paused" : "live", state.paused ? "paused" : "live");
       const topId = state.rows.length ? state.rows[0].id : 0;
       // Exchanges captured between the first page and this hello (or while disconnected).
-      if (message.last_id && message.last_id > topId) catchUp(generation);
+      if (message.last_id && message.last_id > topId && isLiveOrder(state.order)) catchUp(generation);
     } else if (message.type === "exchange") {
       receive(message.data);
     } else if (message.type === "error") {
@@ -336,6 +424,12 @@ async function catchUp(generation) {
 }
 
 function receive(summary) {
+  if (!isLiveOrder(state.order)) {
+    // A sorted list is not live: new rows are counted, and the button re-sorts.
+    state.newCount += 1;
+    updateNewCount();
+    return;
+  }
   if (state.paused) {
     state.pausedQueue.push(summary);
     if (state.pausedQueue.length > MAX_PAUSED) state.pausedQueue.shift();
@@ -364,7 +458,7 @@ function togglePause() {
 
 // ---------------------------------------------------------------- search and URL state
 
-function showQueryError(error) {
+function showQueryError(error, kept = 0) {
   const box = $("search-error");
   searchInput.classList.toggle("invalid", Boolean(error));
   searchInput.setAttribute("aria-invalid", String(Boolean(error)));
@@ -374,20 +468,28 @@ function showQueryError(error) {
   }
   box.hidden = false;
   box.querySelector(".message").textContent = error.message;
-  const pre = clear(box.querySelector(".query"));
+  const query = clear(box.querySelector(".query"));
   const text = state.q;
-  if (error.position === null || error.position === undefined) {
-    pre.hidden = true;
-    return;
+  query.hidden = error.position === null || error.position === undefined;
+  if (!query.hidden) {
+    // The query with the offending term marked, on the same line.
+    const at = Math.max(0, Math.min(error.position, text.length));
+    const end = text.indexOf(" ", at) < 0 ? text.length : text.indexOf(" ", at);
+    query.append(
+      document.createTextNode(text.slice(0, at)),
+      el("mark", "error-at", text.slice(at, Math.max(end, at + 1)) || " "),
+      document.createTextNode(text.slice(Math.max(end, at + 1))),
+    );
+    query.title = `position ${error.position}`;
   }
-  pre.hidden = false;
-  const at = Math.max(0, Math.min(error.position, text.length));
-  pre.append(
-    document.createTextNode(text.slice(0, at)),
-    el("mark", "error-at", text.slice(at, at + 1) || " "),
-    document.createTextNode(text.slice(at + 1)),
-    document.createTextNode(`\n${" ".repeat(at)}^ position ${error.position}`),
-  );
+  const suggestion = box.querySelector(".suggestion");
+  const fixed = suggestedQuery(text, error.message, error.position);
+  suggestion.hidden = fixed === null;
+  if (fixed !== null) {
+    suggestion.textContent = `Search ${fixed}`;
+    suggestion.dataset.query = fixed;
+  }
+  box.querySelector(".kept").textContent = kept ? "· the list shows the last good search" : "";
 }
 
 function queryFromLocation() {
@@ -1063,6 +1165,13 @@ listEl.addEventListener("scroll", () => {
   scheduleRender();
 });
 listEl.addEventListener("click", (event) => {
+  const filter = event.target.closest(".cell-filter");
+  const cell = event.target.closest("[data-term]");
+  if (filter || (event.altKey && cell)) {
+    event.preventDefault();
+    filterOn(cell.dataset.term);
+    return;
+  }
   const row = event.target.closest(".row");
   if (!row) return;
   const id = Number(row.dataset.id);
@@ -1072,6 +1181,10 @@ listEl.addEventListener("click", (event) => {
 window.addEventListener("resize", scheduleRender);
 
 $("new-count").addEventListener("click", () => {
+  if (!isLiveOrder(state.order)) {
+    reload(); // the sorted list again, with the new rows in their places
+    return;
+  }
   listEl.scrollTop = 0;
   state.newCount = 0;
   updateNewCount();
@@ -1138,7 +1251,17 @@ $("help-toggle").addEventListener("click", () => {
   const help = $("help");
   help.hidden = !help.hidden;
   $("help-toggle").setAttribute("aria-expanded", String(!help.hidden));
+  if (!help.hidden) fillHelp(help, state.rows.slice(0, 200));
 });
+$("search-error").querySelector(".suggestion").addEventListener("click", (event) => {
+  search(event.currentTarget.dataset.query);
+  listEl.focus();
+});
+document.querySelector(".list-head").addEventListener("click", (event) => {
+  const button = event.target.closest("button.sort");
+  if (button) sortBy(button.dataset.sort);
+});
+bindSplit($("split"), document.querySelector(".list-pane"), document.querySelector(".layout"), scheduleRender);
 $("help").addEventListener("click", (event) => {
   const button = event.target.closest("button[data-example]");
   if (!button) return;
@@ -1149,8 +1272,9 @@ $("help").addEventListener("click", (event) => {
 function showLocation() {
   const diff = diffFromLocation();
   state.diff = Array.isArray(diff) ? diff : null;
-  search(queryFromLocation(), { push: false });
   const id = openIdFromLocation();
+  state.revealId = diff === null ? id : null;
+  search(queryFromLocation(), { push: false });
   if (diff !== null) showDiff(diff);
   else if (id !== null) openDetail(id);
   else if (state.openId !== null || !$("detail").hidden) closeDetail();

@@ -161,18 +161,32 @@ function valuesOf(headers, name) {
   return headers.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
 }
 
+/** "1 added, 2 changed" for a headers section's title; "same" when nothing differs. */
+export function headerCounts(h) {
+  const parts = [[h.added.length, "added"], [h.changed.length, "changed"], [h.removed.length, "removed"]]
+    .filter(([n]) => n).map(([n, word]) => `${n} ${word}`);
+  return parts.length ? parts.join(", ") : "same";
+}
+
+/** A header name with what happened to it, in words (not only a colour). */
+function nameCell(name, op) {
+  const th = el("th", null, name);
+  th.append(el("span", `d-op d-op-${op}`, op));
+  return th;
+}
+
 function headersSection(title, className, h, aHeaders, bHeaders) {
   const count = h.added.length + h.removed.length + h.changed.length;
-  const node = section(`${title} (${count ? `${count} changed` : "same"})`, `headers-diff ${className}`);
+  const node = section(`${title} (${headerCounts(h)})`, `headers-diff ${className}`);
   if (count) {
     const t = table("headers-table", ["Name", "A", "B"]);
     const body = t.tBodies[0];
     for (const change of h.changed) {
-      body.append(row("d-changed", [el("th", null, change.name), valueCell(change.a.join("\n"), "old"),
+      body.append(row("d-changed", [nameCell(change.name, "changed"), valueCell(change.a.join("\n"), "old"),
         valueCell(change.b.join("\n"), "new")]));
     }
-    for (const [name, value] of h.removed) body.append(row("d-removed", [el("th", null, name), valueCell(value, "old"), absentCell()]));
-    for (const [name, value] of h.added) body.append(row("d-added", [el("th", null, name), absentCell(), valueCell(value, "new")]));
+    for (const [name, value] of h.removed) body.append(row("d-removed", [nameCell(name, "removed"), valueCell(value, "old"), absentCell()]));
+    for (const [name, value] of h.added) body.append(row("d-added", [nameCell(name, "added"), absentCell(), valueCell(value, "new")]));
     node.append(t);
   } else {
     node.append(el("p", "note", "No differences."));
@@ -230,6 +244,7 @@ function jsonChanges(body) {
       const b = "b" in change ? valueCell(jsonText(change.b), "new") : absentCell();
       const path = el("th", "json-path", change.path);
       path.title = op;
+      path.append(el("span", `d-op d-op-${op}`, op));
       t.tBodies[0].append(row(`d-${op}`, [path, a, b]));
     }
     out.push(t);
@@ -304,6 +319,14 @@ function hashes(a, b) {
   return t;
 }
 
+/** Is a timing change worth a colour? Only beyond noise: |Δ| ≥ 1 ms and ≥ 10% of the slower
+ * side (a 0.1 ms or a 3% wobble is how the same call varies). */
+export function timingNoticeable(a, b, delta) {
+  if (delta === null || delta === undefined || !Number.isFinite(delta)) return false;
+  const base = Math.max(Math.abs(a ?? 0), Math.abs(b ?? 0));
+  return Math.abs(delta) >= Math.max(1, 0.1 * base);
+}
+
 function timingSection(timing) {
   const node = section("Timings", "timing-diff");
   const t = table("timings", ["Phase", "A", "B", "Δ"]);
@@ -314,7 +337,7 @@ function timingSection(timing) {
     let deltaClass = "";
     if (delta !== null && delta !== undefined) {
       deltaText = `${delta > 0 ? "+" : delta < 0 ? "−" : "±"}${formatDuration(Math.abs(delta))}`;
-      deltaClass = delta > 0 ? "slower" : delta < 0 ? "faster" : "";
+      if (timingNoticeable(value.a, value.b, delta)) deltaClass = delta > 0 ? "slower" : "faster";
     }
     const show = (ms) => (ms === null || ms === undefined ? "–" : formatDuration(ms));
     t.tBodies[0].append(row(key === "duration_ms" ? "total" : "", [el("th", null, label),

@@ -101,7 +101,7 @@ def test_a_bad_query_is_shown_under_the_box_with_its_position(stack, ui_page):
     error = page.locator("#search-error")
     expect(error).to_be_visible()
     expect(error.locator(".message")).not_to_be_empty()
-    position = int(re.search(r"position (\d+)", error.locator(".query").inner_text())[1])
+    position = int(re.search(r"position (\d+)", error.locator(".query").get_attribute("title"))[1])
     assert 11 <= position <= 17  # somewhere in the status term, not the method
     expect(error.locator("mark.error-at")).to_have_count(1)
     expect(page.locator("#search")).to_have_attribute("aria-invalid", "true")
