@@ -9,7 +9,7 @@ import { initDetailActions } from "./detail_actions.js";
 import { renderEditor, replayAsCaptured } from "./replay.js";
 import { closeHarDialog, harDialogOpen, openHarDialog } from "./har.js";
 import { closeShareUi, openShareDialog, openSharesList, shareUiOpen } from "./shares.js";
-import { addTerm, cellTerm, clientStatus, clientStatusClass, formatWhen, isLiveOrder, nextSort, suggestedQuery } from "./columns.js";
+import { addTerm, cellTerm, clientStatusClass, formatWhen, isLiveOrder, nextSort, statusCell, suggestedQuery } from "./columns.js";
 import { bindSplit } from "./split.js";
 import { fillHelp } from "./help.js";
 
@@ -100,7 +100,7 @@ function rowElement(summary, index) {
   row.style.transform = `translateY(${index * ROW_HEIGHT}px)`;
   if (summary.id === state.selectedId) row.classList.add("selected");
   if (summary.id === state.openId) row.classList.add("open");
-  const got = clientStatus(summary);
+  const got = statusCell(summary);
   const status = el("span", `c-status ${clientStatusClass(summary)}`, got.text);
   if (got.kind) {
     status.classList.add("failed"); // ⚠ drawn by CSS: the cell's text stays the status

@@ -1,38 +1,28 @@
 // The exchange list's columns: what a cell shows, how the list sorts, which search term a cell
 // adds. Pure: no DOM, no network (app.js draws; tests import this module in the browser).
+import { clientStatus, errorLabel } from "./format.js";
 
 /** The orders the list offers: a column header's data-sort, the API's `sort=`. */
 export const SORTS = ["time", "duration", "size", "status"];
 
-const ERROR_WORDS = {
-  connect_failed: "could not connect to the upstream",
-  timeout: "the upstream did not answer in time",
-  upstream_reset: "the upstream closed the connection",
-  client_disconnected: "the client went away before the answer",
-  killed: "stopped by the proxy",
-  protocol_error: "the upstream broke the HTTP protocol",
-};
-
-/** What the client got for a call, for the status cell: {text, code, kind, title}.
- * A call that failed without a response still answered the client (mitmproxy's 502 Bad Gateway,
- * or the proxy's own 504), except when the client left or the flow was killed (no answer: "—").
- * `kind` is the error kind (null for a plain response); `title` says it in words. */
-export function clientStatus(summary) {
+/** The status cell of a call: {text, code, kind, title}. `code` is what the client got
+ * (format.js's clientStatus: the recorded status, or the proxy's own 502/504 for a failed call);
+ * "—" when it got no answer (it went away, or the flow was killed). `kind` is the error kind
+ * (null for a plain response); `title` says it in words. */
+export function statusCell(summary) {
   const error = summary.error || null;
-  let code = summary.status ?? null;
-  if (code === null && error && !["client_disconnected", "killed"].includes(error.kind)) code = 502;
+  const code = clientStatus(summary);
   const text = code === null ? (error ? "—" : "…") : String(code);
   if (!error) return { text, code, kind: null, title: "" };
-  const words = ERROR_WORDS[error.kind] || error.kind.replaceAll("_", " ");
   const got = code === null ? "the client got no answer" : `the client got ${code}`;
   const message = error.message ? `\n${error.message}` : "";
-  return { text, code, kind: error.kind, title: `${error.kind}: ${words} (${got})${message}` };
+  return { text, code, kind: error.kind, title: `${error.kind}: ${errorLabel(error.kind)} (${got})${message}` };
 }
 
 /** "s2xx".."s5xx", or "serr" for a call that never got a status: the cell's colour class, by
  * what the client got (a 502 the proxy made is a 5xx). */
 export function clientStatusClass(summary) {
-  const { code } = clientStatus(summary);
+  const code = clientStatus(summary);
   if (code === null) return "serr";
   const hundreds = Math.floor(code / 100);
   return hundreds >= 1 && hundreds <= 5 ? `s${hundreds}xx` : "serr";

@@ -197,9 +197,9 @@ def test_the_list_modules_pure_parts(ui_page):
           today: c.formatWhen(new Date(2026, 11, 3, 14, 3, 12, 5).toISOString(), now),
           other: c.formatWhen(new Date(2026, 11, 2, 14, 3, 12).toISOString(), now),
           year: c.formatWhen(new Date(2025, 11, 2, 14, 3, 12).toISOString(), now),
-          refused: c.clientStatus({status: null, error: {kind: "connect_failed", message: "refused"}}),
-          gone: c.clientStatus({status: null, error: {kind: "client_disconnected", message: ""}}).text,
-          plain: c.clientStatus({status: 404, error: null}),
+          refused: c.statusCell({status: null, error: {kind: "connect_failed", message: "refused"}}),
+          gone: c.statusCell({status: null, error: {kind: "client_disconnected", message: ""}}).text,
+          plain: c.statusCell({status: 404, error: null}),
           cls: [c.clientStatusClass({status: null, error: {kind: "timeout", message: ""}}),
                 c.clientStatusClass({status: null, error: {kind: "killed", message: ""}})],
           terms: [c.cellTerm("service", {service: "a b"}), c.cellTerm("status", {status: null, error: {kind: "x"}}),
@@ -221,7 +221,7 @@ def test_the_list_modules_pure_parts(ui_page):
     assert result["other"] == "Dec 2 14:03:12"
     assert result["year"] == "Dec 2 2025 14:03"
     assert result["refused"]["text"] == "502" and result["refused"]["kind"] == "connect_failed"
-    assert "could not connect" in result["refused"]["title"] and "refused" in result["refused"]["title"]
+    assert "Connection refused by upstream" in result["refused"]["title"] and "refused" in result["refused"]["title"]
     assert result["gone"] == "—"
     assert result["plain"] == {"text": "404", "code": 404, "kind": None, "title": ""}
     assert result["cls"] == ["s5xx", "serr"]
