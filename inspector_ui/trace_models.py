@@ -69,7 +69,9 @@ class TraceDetail(_Open):
     replay_count: int = Field(
         0, description="Exchanges that are replays kept in this trace, or calls they made: left out of its duration."
     )
-    replay_of: int | None = Field(None, description="The exchange this trace's root call replays, when a replay started it.")
+    replay_of: int | None = Field(
+        None, description="The exchange this trace's root call replays, when a replay started it."
+    )
     replay_of_trace_id: str | None = Field(None, description="The trace that exchange is in, if it is still stored.")
     services: list[str]
     edges: list[TraceEdge]
@@ -84,7 +86,9 @@ class TraceRoot(_Open):
     path: str
     status: int | None
     error_kind: str | None
-    replay_of: int | None = Field(None, description="The exchange this root call replays, when a replay started the trace.")
+    replay_of: int | None = Field(
+        None, description="The exchange this root call replays, when a replay started the trace."
+    )
     replay_of_trace_id: str | None = Field(None, description="The trace that exchange is in, if it is still stored.")
 
 
@@ -95,7 +99,9 @@ class TraceListItem(_Open):
     duration_ms: float
     exchange_count: int
     error_count: int
-    replay_count: int = Field(0, description="Replays kept in this trace and the calls they made (not in its duration).")
+    replay_count: int = Field(
+        0, description="Replays kept in this trace and the calls they made (not in its duration)."
+    )
     services: list[str]
     cut: bool
 

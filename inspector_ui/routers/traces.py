@@ -34,7 +34,12 @@ async def traces(
     service: Annotated[str | None, Query(max_length=200, description="Only traces that call or are called by it.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     min_calls: Annotated[
-        int, Query(ge=1, le=10_000, description="Only traces with at least this many calls (replays kept in a trace not counted), e.g. 2.")
+        int,
+        Query(
+            ge=1,
+            le=10_000,
+            description="Only traces with at least this many calls (replays kept in a trace not counted), e.g. 2.",
+        ),
     ] = 1,
     failed: Annotated[
         bool, Query(description="Only traces with a failed call: an error (no response) or a 5xx.")

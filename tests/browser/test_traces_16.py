@@ -37,7 +37,7 @@ def test_replays_traces_filters_and_sharing(stack, ui_page):
     checkout, single = uuid.uuid4().hex, uuid.uuid4().hex
     pay = traced(stack, "POST", "/echo", checkout, content=b'{"cart": 7}')
     traced(stack, "GET", "/status/503", checkout)
-    traced(stack, "GET", "/echo?single=1", single)
+    traced(stack, "GET", "/json", single)
     # Replayed as the inspector's Replay button does: a trace of its own, linked to #pay.
     replay = replayed(stack, pay)
     assert replay["trace_id"] not in (None, checkout) and replay["replay_of"] == pay
@@ -49,7 +49,10 @@ def test_replays_traces_filters_and_sharing(stack, ui_page):
     # ---- the traces list: the replay's trace says what it replays; the filters
     page, watched = ui_page("/traces")
     rows = page.locator("#traces tbody tr")
-    row_of = {trace_id: page.locator(f'#traces tbody tr:has(a[href="/traces/{trace_id}"])') for trace_id in (checkout, single, own)}
+    row_of = {
+        trace_id: page.locator(f'#traces tbody tr:has(a[href="/traces/{trace_id}"])')
+        for trace_id in (checkout, single, own)
+    }
     expect(row_of[own]).to_have_count(1)
     link = row_of[own].locator(".replay-of a")
     expect(link).to_have_text(f"replay of #{pay}")
@@ -122,3 +125,13 @@ def test_replays_traces_filters_and_sharing(stack, ui_page):
     expect(dialog).not_to_be_visible()
     expect(share).to_be_focused()
     assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/trace.js"], no_elements=NOTHING_CAPTURED)
+
+    # ---- the editor's "Keep the original's trace" box sends keep_trace
+    page.goto(f"{stack.ui}/?id={pay}")
+    page.click("#edit-replay")
+    form = page.locator("form.replay-editor")
+    expect(form).to_be_visible()
+    form.get_by_label(re.compile(r"Keep the original's trace")).check()
+    form.locator("button.send").click()
+    wait_for(lambda: [x for x in stack.exchanges(q=f"trace:{checkout} is:replay") if x["replay_of"] == pay],
+             timeout=20, message="the edited replay did not keep the trace")  # fmt: skip

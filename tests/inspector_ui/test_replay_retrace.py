@@ -64,7 +64,10 @@ def test_an_invalid_traceparent_is_left_as_it_is():
 
 def test_a_value_the_user_set_is_sent_as_written():
     mine = f"00-{'12' * 16}-{'34' * 8}-01"
-    out = rewrite([("traceparent", mine), ("X-Request-ID", "req-1")], captured=[("traceparent", TRACEPARENT), ("x-request-id", "req-1")])
+    out = rewrite(
+        [("traceparent", mine), ("X-Request-ID", "req-1")],
+        captured=[("traceparent", TRACEPARENT), ("x-request-id", "req-1")],
+    )
     assert out == [("traceparent", mine), ("X-Request-ID", FRESH.request_id)]
 
 
@@ -114,3 +117,11 @@ def test_the_editor_sending_every_header_back_still_gets_a_fresh_trace():
     edits = Overrides(set_headers=rows, remove_headers=("traceparent", "tracestate", "X-Request-ID"))
     headers = dict(plan_replay(captured_exchange(), None, edits, ROUTES).headers)
     assert OLD_TRACE not in headers["traceparent"] and headers["X-Request-ID"] != "req-1"
+
+
+def test_the_replay_command_asks_to_keep_the_trace_with_its_flag():
+    from cli.commands import replay_request
+    from cli.main import build_parser
+
+    assert replay_request(build_parser().parse_args(["replay", "42", "--keep-trace"])) == {"keep_trace": True}
+    assert "keep_trace" not in replay_request(build_parser().parse_args(["replay", "42"]))

@@ -5,9 +5,8 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-import time
-
 import datetime as dt
+import time
 
 from storage.sink import write_records
 from storage.traces import TraceSpan, assemble_trace, get_trace, list_traces
@@ -80,10 +79,12 @@ def test_forged_replay_cycles_still_give_every_node_a_shift():
 
 def test_a_trace_a_replay_started_has_it_as_its_root():
     # The original (#2) is in another trace: the replay is this trace's own root.
-    trace = assemble_trace([
-        span(9, 0.0, 0.10, service="users", span_id="r", parent_span_id="zz", replay_of=2),
-        span(10, 0.02, 0.08, service="db", caller="users", span_id="s", parent_span_id="r"),
-    ])
+    trace = assemble_trace(
+        [
+            span(9, 0.0, 0.10, service="users", span_id="r", parent_span_id="zz", replay_of=2),
+            span(10, 0.02, 0.08, service="db", caller="users", span_id="s", parent_span_id="r"),
+        ]
+    )
     data = trace.to_dict()
     assert data["replay_of"] == 2 and data["replay_count"] == 0 and data["duration_ms"] == 100.0
     assert [n["replay_shift_ms"] for n in data["nodes"]] == [None, None]
@@ -110,13 +111,16 @@ def test_stored_traces_kept_replays_filters_and_links(store):
     assert next(n for n in single["nodes"] if n["exchange_id"] == kept)["replay_shift_ms"] > 19_000
     replayed = get_trace(store, trace_id="t-replayed")
     assert replayed["replay_of"] == ids[1] and replayed["replay_of_trace_id"] == "t-several"
+    assert replayed["nodes"][0]["exchange_id"] == own
 
     listed = {t["trace_id"]: t for t in list_traces(store, since=since)}
     assert set(listed) == {"t-several", "t-single", "t-pair", "t-replayed"}
     assert abs(listed["t-single"]["duration_ms"] - 100.0) < 0.01 and listed["t-single"]["replay_count"] == 1
     assert listed["t-replayed"]["root"]["replay_of"] == ids[1]
     assert listed["t-replayed"]["root"]["replay_of_trace_id"] == "t-several"
-    assert listed["t-several"]["root"]["replay_of"] is None and listed["t-several"]["root"]["replay_of_trace_id"] is None
+    assert (
+        listed["t-several"]["root"]["replay_of"] is None and listed["t-several"]["root"]["replay_of_trace_id"] is None
+    )
 
     def names(**filters):
         return [t["trace_id"] for t in list_traces(store, since=since, **filters)]
