@@ -37,7 +37,7 @@ function replayNotes(trace) {
     const original = el("a", null, `#${trace.replay_of}`);
     original.href = `/?id=${encodeURIComponent(trace.replay_of)}`;
     const line = el("p", "trace-replay-of", null, el("span", "tw-badge tw-replay", "replay"),
-      el("span", null, " This trace was started by a replay of exchange "), original);
+      el("span", null, "This trace was started by a replay of exchange "), original);
     if (trace.replay_of_trace_id) {
       const originalTrace = el("a", null, "the original's trace");
       originalTrace.href = `/traces/${encodeURIComponent(trace.replay_of_trace_id)}`;

@@ -45,7 +45,9 @@ function badges(node) {
   if (node.retry) out.push(el("span", "tw-badge tw-retry", `retry ${node.attempt}`));
   if (node.replay_of !== null && node.replay_of !== undefined) out.push(el("span", "tw-badge tw-replay", `replay of #${node.replay_of}`));
   if (node.link === "replay" && keptShift(node) !== null) {
-    out.push(el("span", "tw-badge tw-later", `ran ${formatDuration(keptShift(node))} later`));
+    const later = el("span", "tw-badge tw-later", `${formatDuration(keptShift(node))} later`);
+    later.title = `Ran ${formatDuration(keptShift(node))} after what it replays; drawn from its start`;
+    out.push(later);
   }
   if (node.slowest) out.push(el("span", "tw-badge tw-slowest", "slowest"));
   if (node.failed) out.push(el("span", "tw-badge tw-failed", "failed"));
