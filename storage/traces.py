@@ -583,8 +583,18 @@ def list_traces(
         candidates = list(newest_first)
         budget = LIST_ROW_BUDGET
         batch = limit if not filtered else max(limit, 100)
-        while candidates and budget > 0 and len(out) < limit:
-            trace_ids, candidates = candidates[:batch], candidates[batch:]
+        passing: list[str] = []
+        while (candidates or passing) and budget > 0 and len(out) < limit:
+            if filtered and len(passing) < batch and candidates:
+                # What cannot pass, told by the trace_id index alone (a failed call, enough
+                # calls), 500 at a time; only what can is read and assembled.
+                chunk, candidates = candidates[:500], candidates[500:]
+                passing += _could_pass(conn, chunk, min_calls=min_calls, failed=failed)
+                continue
+            if filtered:
+                trace_ids, passing = passing[:batch], passing[batch:]
+            else:
+                trace_ids, candidates = candidates[:batch], candidates[batch:]
             rows = conn.execute(
                 select(*_SPAN_COLUMNS)
                 .where(Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids))
@@ -609,6 +619,25 @@ def list_traces(
     for summary in out:
         summary["root"]["replay_of_trace_id"] = originals.get(summary["root"]["replay_of"])
     return out
+
+
+def _could_pass(conn: Any, trace_ids: list[str], *, min_calls: int, failed: bool) -> list[str]:
+    """The traces among `trace_ids` (in their order) with a failed exchange (when `failed`) and
+    at least `min_calls` exchanges: the filters' necessary conditions, by the trace_id index."""
+    keep = set(trace_ids)
+    in_batch = (Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids))
+    if failed:
+        failing = select(Exchange.trace_id).where(*in_batch, Exchange.error_kind.isnot(None) | (Exchange.status >= 500))
+        keep &= set(conn.execute(failing.distinct()).scalars())
+    if min_calls > 1 and keep:
+        counted = (
+            select(Exchange.trace_id)
+            .where(*in_batch)
+            .group_by(Exchange.trace_id)
+            .having(func.count() >= min_calls)
+        )
+        keep &= set(conn.execute(counted).scalars())
+    return [trace_id for trace_id in trace_ids if trace_id in keep]
 
 
 def _failed(trace: Trace) -> bool:

@@ -130,3 +130,18 @@ def test_stored_traces_kept_replays_filters_and_links(store):
     assert names(failed=True) == ["t-several"]
     assert names(failed=True, min_calls=2, service="web") == ["t-several"]
     assert names(min_calls=2, limit=1) == ["t-pair"]
+
+
+def test_the_filters_look_past_the_first_batches(store):
+    # The one trace that passes is the oldest, behind 650 newer single-call traces.
+    t0 = time.time() - 60
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    records = [
+        call(t0, 0.0, 0.1, trace_id="old-fail", service="web", span_id="f1", status=503),
+        call(t0, 0.2, 0.3, trace_id="old-fail", service="web", span_id="f2"),
+    ]
+    records += [call(t0, 1 + n * 0.01, 1.005 + n * 0.01, trace_id=f"ok-{n}", span_id=f"s{n}") for n in range(650)]
+    write_records(store, records)
+    assert [t["trace_id"] for t in list_traces(store, since=since, failed=True)] == ["old-fail"]
+    assert [t["trace_id"] for t in list_traces(store, since=since, min_calls=2, limit=3)] == ["old-fail"]
+    assert len(list_traces(store, since=since, limit=500)) == 500
