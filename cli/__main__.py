@@ -1,5 +1,5 @@
 """`python -m cli` is the `passageway` command (`up` starts its children so)."""
 
-from .main import main
+from . import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -117,6 +117,8 @@ def replay_request(args: argparse.Namespace) -> dict:
             edits["body_base64"] = base64.b64encode(data_flag(args.data)).decode("ascii")
         else:
             edits["body"] = args.data
+    if getattr(args, "keep_trace", False):
+        edits["keep_trace"] = True
     return edits
 
 

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--remove-header", metavar="NAME", action="append", default=[], help="(repeatable)")
     replay.add_argument("--data", metavar="TEXT|@FILE", help="the body: text, or @FILE for a file's bytes")
+    replay.add_argument(
+        "--keep-trace", action="store_true", help="join the original's trace (default: a trace of its own)"
+    )
 
     export = command("export", help="write exchanges to a HAR file (redacted unless --raw)")
     export.add_argument("--query", metavar="SEARCH", default="", help="what to export (default: everything)")

@@ -79,6 +79,15 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
     database = store.display_url  # password masked
     store.close()
 
+    # Ctrl-C from here on stops the children in order (never a KeyboardInterrupt between two spawns).
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     children: dict[str, subprocess.Popen] = {}
     if demo:
         children["demo upstream"] = spawn([*COMMAND, "demo-upstream", "--listen", format_address(*DEMO_ADDRESS)])
@@ -90,14 +99,6 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
     )
     settings = settings.model_copy(update={"ui_token": token})
 
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     waiting_for = [settings.listen, settings.ui]
     exit_code = 0
     while not stopping:
@@ -112,9 +113,11 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
                     exit_code = 1
                 stopping = True
         time.sleep(0.1)
+    # SIGTERM, which every role handles as it handles Ctrl-C: a child still starting (Python
+    # itself, or our modules, loading) then ends quietly, where SIGINT printed a traceback.
     for child in children.values():
         if child.poll() is None:
-            child.send_signal(signal.SIGINT)
+            child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 10
     for child in children.values():
         try:

@@ -41,6 +41,11 @@ class TraceCall(_Open):
     attempt: int | None = Field(description="X-Passageway-Attempt, when the smart client sent it.")
     retry: bool = Field(description="An attempt after the first.")
     replay_of: int | None
+    replay_shift_ms: float | None = Field(
+        None,
+        description="For a replay kept in its original's trace (and the calls it made): how long after its "
+        "original it ran; the waterfall draws it that much earlier, from its original's start. Null otherwise.",
+    )
 
 
 class TraceEdge(BaseModel):
@@ -61,6 +66,13 @@ class TraceDetail(_Open):
     duration_ms: float
     exchange_count: int
     error_count: int
+    replay_count: int = Field(
+        0, description="Exchanges that are replays kept in this trace, or calls they made: left out of its duration."
+    )
+    replay_of: int | None = Field(
+        None, description="The exchange this trace's root call replays, when a replay started it."
+    )
+    replay_of_trace_id: str | None = Field(None, description="The trace that exchange is in, if it is still stored.")
     services: list[str]
     edges: list[TraceEdge]
     cut: bool = Field(description="More exchanges carry this trace id than were read (the first 2000 are shown).")
@@ -74,6 +86,10 @@ class TraceRoot(_Open):
     path: str
     status: int | None
     error_kind: str | None
+    replay_of: int | None = Field(
+        None, description="The exchange this root call replays, when a replay started the trace."
+    )
+    replay_of_trace_id: str | None = Field(None, description="The trace that exchange is in, if it is still stored.")
 
 
 class TraceListItem(_Open):
@@ -83,6 +99,9 @@ class TraceListItem(_Open):
     duration_ms: float
     exchange_count: int
     error_count: int
+    replay_count: int = Field(
+        0, description="Replays kept in this trace and the calls they made (not in its duration)."
+    )
     services: list[str]
     cut: bool
 

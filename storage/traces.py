@@ -13,7 +13,14 @@
 
 Captured ids are hostile (forged, repeated, cyclic), so a candidate that would close a
 cycle is passed over for the next one: the result is always a forest holding every
-exchange once. `get_trace` and `list_traces` read the rows (through the partial index
+exchange once.
+
+A replay whose original is in the same trace (one kept in it with `keep_trace`, or made
+before replays started traces of their own) ran minutes or days later: it and the calls it
+made are the trace's "kept replays". They stay in the tree, beside their original, but
+the trace's start, end and duration, its slowest call and its critical path leave them
+out (a 260 ms trace replayed 164 s later stays 260 ms), and each carries `replay_shift_ms`,
+how long after its original it ran, for the waterfall to draw it from its original's start. `get_trace` and `list_traces` read the rows (through the partial index
 ix_exchanges_trace_id) and assemble them.
 """
 
@@ -95,6 +102,9 @@ class TraceNode:
     self_ms: float = 0.0
     slowest: bool = False
     critical: bool = False
+    replay_shift: float | None = None
+    """Seconds: for a kept replay (and the calls it made), how long after its original it
+    started; None for the trace's own calls."""
 
     def to_dict(self, trace_start: float) -> dict:
         s = self.span
@@ -123,6 +133,7 @@ class TraceNode:
             "attempt": s.attempt,
             "retry": s.attempt is not None and s.attempt > 1,
             "replay_of": s.replay_of,
+            "replay_shift_ms": None if self.replay_shift is None else _ms(self.replay_shift),
         }
 
 
@@ -138,6 +149,22 @@ class Trace:
     @property
     def roots(self) -> list[TraceNode]:
         return [node for node in self.nodes if node.parent_id is None]
+
+    @property
+    def own_roots(self) -> list[TraceNode]:
+        """The roots that are not kept replays: the first is the trace's root call."""
+        return [node for node in self.roots if node.replay_shift is None]
+
+    @property
+    def replay_count(self) -> int:
+        """Kept replays and the calls they made (see the module docstring)."""
+        return sum(node.replay_shift is not None for node in self.nodes)
+
+    @property
+    def replay_of(self) -> int | None:
+        """The exchange this trace's root call replays (in another trace): the trace a replay started."""
+        roots = self.own_roots
+        return roots[0].span.replay_of if roots else None
 
     def services(self) -> list[str]:
         """Every service involved (called or calling), in order of first appearance."""
@@ -174,6 +201,8 @@ class Trace:
             "duration_ms": _ms(self.end - self.start),
             "exchange_count": len(self.nodes),
             "error_count": sum(node.span.failed for node in self.nodes),
+            "replay_count": self.replay_count,
+            "replay_of": self.replay_of,
             "services": self.services(),
             "edges": self.edges(),
             "cut": self.cut,
@@ -253,11 +282,50 @@ def assemble_trace(spans: Sequence[TraceSpan], *, cut: bool = False, tolerance: 
         nodes[child].parent_id = parent_id
         nodes[parent_id].children.append(nodes[child])
     roots = [node for node in nodes.values() if node.parent_id is None]  # already in time order
-    start = min((span.start for span in ordered), default=0.0)
-    end = max((span.end for span in ordered), default=0.0)
-    trace = Trace(nodes=_depth_first(roots), start=start, end=end, cut=cut)
+    trace_nodes = _depth_first(roots)
+    _shift_kept_replays(trace_nodes, nodes, replays)
+    own = [node.span for node in trace_nodes if node.replay_shift is None]
+    start = min((span.start for span in own), default=0.0)
+    end = max((span.end for span in own), default=0.0)
+    trace = Trace(nodes=trace_nodes, start=start, end=end, cut=cut)
     _measure(trace)
     return trace
+
+
+def _shift_kept_replays(ordered: list[TraceNode], nodes: dict[int, TraceNode], replays: dict[int, int]) -> None:
+    """Set replay_shift on each kept replay (a replay whose original is in this trace) and on
+    the calls under it: how long after its original (as drawn) it started."""
+    kept: set[int] = set()
+    for node in ordered:  # depth first: a parent before its children
+        if node.span.exchange_id in replays or (node.parent_id is not None and node.parent_id in kept):
+            kept.add(node.span.exchange_id)
+    if len(kept) == len(ordered):
+        return  # only forged ids (replays of each other) make every call a replay: none is kept apart
+    shifts: dict[int, float] = {}
+
+    def depends_on(exchange_id: int) -> int | None:
+        return replays[exchange_id] if exchange_id in replays else nodes[exchange_id].parent_id
+
+    def shift_of(exchange_id: int) -> float:
+        # Walk replay -> original and call -> its parent up to a known shift or a call of the
+        # trace's own (no shift), then back down. A forged cycle is cut where it closes.
+        chain: list[int] = []
+        at: int | None = exchange_id
+        while at is not None and at in kept and at not in shifts and at not in chain:
+            chain.append(at)
+            at = depends_on(at)
+        for link in reversed(chain):
+            dependency = depends_on(link)
+            below = shifts.get(dependency, 0.0) if dependency is not None else 0.0
+            if link in replays and dependency is not None:
+                drawn_start = nodes[dependency].span.start - below
+                below = max(0.0, nodes[link].span.start - drawn_start)
+            shifts[link] = below
+        return shifts[exchange_id]
+
+    for node in ordered:
+        if node.span.exchange_id in kept:
+            node.replay_shift = shift_of(node.span.exchange_id)
 
 
 def _time_order(span: TraceSpan) -> tuple[float, float, int]:
@@ -309,24 +377,27 @@ def _measure(trace: Trace) -> None:
         covered = 0.0
         cursor = span.start
         for child in sorted(node.children, key=lambda c: c.span.start):
+            if child.replay_shift is not None and node.replay_shift is None:
+                continue  # a kept replay beside its original is no call this one waited on
             child_start = max(child.span.start, cursor)
             child_end = min(child.span.end, span.end)
             if child_end > child_start:
                 covered += child_end - child_start
                 cursor = child_end
         node.self_ms = max(0.0, span.duration - covered) * 1000.0
-    if not trace.nodes:
+    own = [node for node in trace.nodes if node.replay_shift is None]
+    if not own:
         return
-    max(trace.nodes, key=lambda n: (n.self_ms, -n.span.start, -n.span.exchange_id)).slowest = True
+    max(own, key=lambda n: (n.self_ms, -n.span.start, -n.span.exchange_id)).slowest = True
     # Critical path (as Jaeger draws it): from the end of the longest root, step back through
     # the child that finished last before the cursor, then the one before that child began.
-    root = max(trace.roots, key=lambda n: (n.span.duration, -n.span.start))
+    root = max(trace.own_roots, key=lambda n: (n.span.duration, -n.span.start))
     stack = [(root, root.span.end)]
     while stack:
         node, cursor = stack.pop()
         node.critical = True
         for child in sorted(node.children, key=lambda c: (-c.span.end, c.span.start)):
-            if child.span.start < cursor:
+            if child.replay_shift is None and child.span.start < cursor:
                 stack.append((child, min(child.span.end, cursor)))
                 cursor = child.span.start
 
@@ -429,7 +500,8 @@ def _span_from_row(row: Row[Any]) -> TraceSpan:
 
 def get_trace(store: Store, *, trace_id: str, limit: int = 2000) -> dict | None:
     """The assembled trace `trace_id` (exact) as plain data, or None when no exchange has it.
-    At most `limit` exchanges (the first captured); `cut` says when there were more."""
+    At most `limit` exchanges (the first captured); `cut` says when there were more. A trace
+    a replay started says which trace its original is in (`replay_of_trace_id`)."""
     limit = max(1, int(limit))
     query = (
         select(*_SPAN_COLUMNS)
@@ -439,10 +511,20 @@ def get_trace(store: Store, *, trace_id: str, limit: int = 2000) -> dict | None:
     )
     with store.connect() as conn:
         rows = conn.execute(query).all()
-    if not rows:
-        return None
-    trace = assemble_trace([_span_from_row(row) for row in rows[:limit]], cut=len(rows) > limit)
-    return {"trace_id": trace_id, **trace.to_dict()}
+        if not rows:
+            return None
+        trace = assemble_trace([_span_from_row(row) for row in rows[:limit]], cut=len(rows) > limit)
+        originals = _trace_ids_of(conn, [trace.replay_of])
+    return {"trace_id": trace_id, **trace.to_dict(), "replay_of_trace_id": originals.get(trace.replay_of)}
+
+
+def _trace_ids_of(conn: Any, exchange_ids: Iterable[int | None]) -> dict[int, str | None]:
+    """exchange id -> its trace id, for the ones still stored (by primary key: cheap)."""
+    wanted = sorted({exchange_id for exchange_id in exchange_ids if exchange_id is not None})
+    if not wanted:
+        return {}
+    rows = conn.execute(select(Exchange.id, Exchange.trace_id).where(Exchange.id.in_(wanted)))
+    return {row.id: row.trace_id for row in rows}
 
 
 def trace_exchange_ids(store: Store, *, trace_id: str, limit: int) -> tuple[list[int], bool]:
@@ -459,14 +541,27 @@ def trace_exchange_ids(store: Store, *, trace_id: str, limit: int) -> tuple[list
     return ids[:limit], len(ids) > limit
 
 
-def list_traces(store: Store, *, since: dt.datetime, service: str | None = None, limit: int = 50) -> list[dict]:
+def list_traces(
+    store: Store,
+    *,
+    since: dt.datetime,
+    service: str | None = None,
+    limit: int = 50,
+    min_calls: int = 1,
+    failed: bool = False,
+) -> list[dict]:
     """The newest traces with an exchange captured at or after `since` (and, with `service`,
-    one to or from that service): a summary of each, newest first.
+    one to or from that service): a summary of each, newest first. `min_calls`: only traces
+    with at least that many calls (kept replays not counted); `failed`: only traces with a
+    failed call (an error, no response, or a 5xx).
 
     Bounded work on any table: the traces are looked for among the newest LIST_SCAN_ROWS
     exchanges (by id, which follows capture order), and their exchanges are then read
-    through the trace_id index, at most LIST_ROW_BUDGET of them in all."""
+    through the trace_id index, at most LIST_ROW_BUDGET of them in all: with a filter, the
+    traces are assembled a batch at a time, newest first, until `limit` of them pass."""
     limit = max(1, min(int(limit), 500))
+    filtered = min_calls > 1 or failed
+    out: list[dict] = []
     with store.connect() as conn:
         top = conn.execute(select(func.max(Exchange.id))).scalar()
         if top is None:
@@ -480,34 +575,77 @@ def list_traces(store: Store, *, since: dt.datetime, service: str | None = None,
             filters.append((Exchange.service == service) | (Exchange.caller == service))
         window = select(Exchange.trace_id, Exchange.captured_at).where(*filters).order_by(Exchange.id.desc())
         newest_first: dict[str, None] = {}
-        for row in conn.execute(window):
+        for row in conn.execute(window).all() if filtered else conn.execute(window):
             if row.captured_at >= since:
                 newest_first.setdefault(row.trace_id, None)
-                if len(newest_first) == limit:
+                if not filtered and len(newest_first) == limit:
                     break
-        trace_ids = list(newest_first)
-        if not trace_ids:
-            return []
-        rows = conn.execute(
-            select(*_SPAN_COLUMNS)
-            .where(Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids))
-            .order_by(Exchange.id)
-            .limit(LIST_ROW_BUDGET + 1)
-        ).all()
-    grouped: dict[str, list[TraceSpan]] = {trace_id: [] for trace_id in trace_ids}
-    for row in rows[:LIST_ROW_BUDGET]:
-        grouped[row.trace_id].append(_span_from_row(row))
-    cut = len(rows) > LIST_ROW_BUDGET
-    out = []
-    for trace_id, spans in grouped.items():
-        if not spans:
-            continue  # its exchanges lay past the row budget
-        out.append(_trace_summary(trace_id, assemble_trace(spans, cut=cut)))
+        candidates = list(newest_first)
+        budget = LIST_ROW_BUDGET
+        batch = limit if not filtered else max(limit, 100)
+        passing: list[str] = []
+        while (candidates or passing) and budget > 0 and len(out) < limit:
+            if filtered and len(passing) < batch and candidates:
+                # What cannot pass, told by the trace_id index alone (a failed call, enough
+                # calls), 500 at a time; only what can is read and assembled.
+                chunk, candidates = candidates[:500], candidates[500:]
+                passing += _could_pass(conn, chunk, min_calls=min_calls, failed=failed)
+                continue
+            if filtered:
+                trace_ids, passing = passing[:batch], passing[batch:]
+            else:
+                trace_ids, candidates = candidates[:batch], candidates[batch:]
+            rows = conn.execute(
+                select(*_SPAN_COLUMNS)
+                .where(Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids))
+                .order_by(Exchange.id)
+                .limit(budget + 1)
+            ).all()
+            cut = len(rows) > budget
+            budget -= min(len(rows), budget)
+            grouped: dict[str, list[TraceSpan]] = {trace_id: [] for trace_id in trace_ids}
+            for row in rows[: len(rows) - cut]:
+                grouped[row.trace_id].append(_span_from_row(row))
+            for trace_id, spans in grouped.items():
+                if not spans:
+                    continue  # its exchanges lay past the row budget
+                trace = assemble_trace(spans, cut=cut)
+                if len(trace.nodes) - trace.replay_count < min_calls or (failed and not _failed(trace)):
+                    continue
+                out.append(_trace_summary(trace_id, trace))
+                if len(out) == limit:
+                    break
+        originals = _trace_ids_of(conn, (summary["root"]["replay_of"] for summary in out))
+    for summary in out:
+        summary["root"]["replay_of_trace_id"] = originals.get(summary["root"]["replay_of"])
     return out
 
 
+def _could_pass(conn: Any, trace_ids: list[str], *, min_calls: int, failed: bool) -> list[str]:
+    """The traces among `trace_ids` (in their order) with a failed exchange (when `failed`) and
+    at least `min_calls` exchanges: the filters' necessary conditions, by the trace_id index."""
+    keep = set(trace_ids)
+    in_batch = (Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids))
+    if failed:
+        failing = select(Exchange.trace_id).where(*in_batch, Exchange.error_kind.isnot(None) | (Exchange.status >= 500))
+        keep &= set(conn.execute(failing.distinct()).scalars())
+    if min_calls > 1 and keep:
+        counted = (
+            select(Exchange.trace_id)
+            .where(*in_batch)
+            .group_by(Exchange.trace_id)
+            .having(func.count() >= min_calls)
+        )
+        keep &= set(conn.execute(counted).scalars())
+    return [trace_id for trace_id in trace_ids if trace_id in keep]
+
+
+def _failed(trace: Trace) -> bool:
+    return any(node.span.failed for node in trace.nodes)
+
+
 def _trace_summary(trace_id: str, trace: Trace) -> dict:
-    root = trace.roots[0].span
+    root = trace.own_roots[0].span
     return {
         "trace_id": trace_id,
         "root": {
@@ -517,11 +655,13 @@ def _trace_summary(trace_id: str, trace: Trace) -> dict:
             "path": root.path,
             "status": root.status,
             "error_kind": root.error_kind,
+            "replay_of": root.replay_of,
         },
         "start": iso_utc(trace.start),
         "duration_ms": _ms(trace.end - trace.start),
         "exchange_count": len(trace.nodes),
         "error_count": sum(node.span.failed for node in trace.nodes),
+        "replay_count": trace.replay_count,
         "services": trace.services(),
         "cut": trace.cut,
     }

@@ -6,7 +6,8 @@ A replay goes through the proxy, so it is captured like any request: to the gate
 `/<service>/<path>` when the target is a configured service, or through the proxy's forward
 port when it is any other URL. The request carries the X-Passageway-Replay mark (the id
 replayed and a fresh uuid): the proxy removes it and records the exchange under that uuid
-with `replay_of`.
+with `replay_of`. Unless `keep_trace`, it starts a trace of its own (its trace headers, as
+captured, are moved to a fresh trace: inspector_ui.replay.retrace).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from passageway.wire import REPLAY_HEADER
 from storage.queries import StoredBody
 
 from ..errors import BadRequest, NotConfigured, Unprocessable
+from .retrace import fresh_trace_headers
 
 __all__ = [
     "HOP_BY_HOP", "NOT_CONFIGURED", "Overrides", "ReplayPlan", "ReplayRoutes",
@@ -55,6 +57,9 @@ class Overrides:
     body: bytes | None = None
     target: str | None = None
     """A configured service's name, or a base URL (scheme://host[:port][/base])."""
+    keep_trace: bool = False
+    """Send the captured trace headers as they are, so the replay joins its original's trace;
+    by default it starts a trace of its own (inspector_ui.replay.retrace)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,8 @@ def plan_replay(
     for name, value in overrides.set_headers:
         _check_header(name, value)
         headers.append((name, value))
+    if not overrides.keep_trace:
+        headers = fresh_trace_headers(headers, exchange["request_headers"])
     header_bytes(headers)  # every header, captured or edited, can be sent as it stands
     return ReplayPlan(
         method=method,

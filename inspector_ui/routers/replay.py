@@ -46,6 +46,11 @@ class ReplayEdits(BaseModel):
     remove_headers: list[str] = Field(default_factory=list, max_length=200)
     body: str | None = Field(None, description="New body as text (sent as UTF-8).")
     body_base64: str | None = Field(None, description="New body as base64, for binary bodies.")
+    keep_trace: bool = Field(
+        False,
+        description="Send the captured trace headers (traceparent, tracestate, B3, X-Request-ID) as they are, so "
+        "the replay joins its original's trace. By default a replay starts a trace of its own, linked by replay_of.",
+    )
 
     def overrides(self, url: str | None = None) -> Overrides:
         """BadRequest or Unprocessable when the body fields are contradictory or not base64, or a header or the
@@ -59,6 +64,7 @@ class ReplayEdits(BaseModel):
             set_headers=tuple(self.set_headers),
             remove_headers=tuple(self.remove_headers),
             body=decode_body_override(self.body, self.body_base64),
+            keep_trace=self.keep_trace,
         )
 
 

@@ -25,7 +25,7 @@ MAX_TRACE_EXCHANGES = 2000
 @router.get(
     "/api/traces",
     response_model=TraceList,
-    responses={400: {"description": "`since` is not a duration such as 15m, 1h or 7d."}},
+    responses={400: {"description": "`since` is not a duration such as 15m, 1h or 7d, or a filter is not valid."}},
     summary="The newest traces, each with its root call, duration, services and errors",
 )
 async def traces(
@@ -33,13 +33,28 @@ async def traces(
     since: Annotated[str, Query(description="How far back: a number and a unit (s, m, h, d, w), e.g. 1h.")] = "1h",
     service: Annotated[str | None, Query(max_length=200, description="Only traces that call or are called by it.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    min_calls: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=10_000,
+            description="Only traces with at least this many calls (replays kept in a trace not counted), e.g. 2.",
+        ),
+    ] = 1,
+    failed: Annotated[
+        bool, Query(description="Only traces with a failed call: an error (no response) or a 5xx.")
+    ] = False,
 ) -> Any:
     try:
         (term,) = parse_query(f"since:{since.strip()}").terms
     except (QueryError, ValueError):
         raise BadRequest(f"since must be a number and a unit (s, m, h, d, w), e.g. 1h, not {since!r}") from None
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(term.value))
-    data = await run_in_threadpool(lambda: list_traces(store, since=cutoff, service=service or None, limit=limit))
+    data = await run_in_threadpool(
+        lambda: list_traces(
+            store, since=cutoff, service=service or None, limit=limit, min_calls=min_calls, failed=failed
+        )
+    )
     return {"data": data}
 
 

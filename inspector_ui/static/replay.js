@@ -196,6 +196,13 @@ function buildForm(id, template, { onSent, onCancel }) {
   }
   form.append(bodyBox);
 
+  // -- the trace: a replay starts one of its own (linked to this exchange) unless kept
+  const keepTrace = el("input");
+  keepTrace.type = "checkbox";
+  keepTrace.name = "keep_trace";
+  form.append(el("label", "keep-trace", null, keepTrace,
+    el("span", null, "Keep the original's trace (else the replay starts a trace of its own, linked to this one)")));
+
   // -- actions and the server's answer
   const problem = el("p", "form-error");
   problem.setAttribute("role", "alert");
@@ -245,6 +252,7 @@ function buildForm(id, template, { onSent, onCancel }) {
       // Unchanged: the server sends the captured bytes (exactly, not our pretty-printed copy).
       if (template.body_truncated || text !== shownBody) out.body = text;
     }
+    if (keepTrace.checked) out.keep_trace = true;
     return out;
   };
 

@@ -56,15 +56,16 @@ export function shareUiOpen() {
 // ---------------------------------------------------------------- the "Share…" dialog
 
 /**
- * target: {exchange} (the open exchange's detail; its trace is offered when it has one)
- * or {q} (an applied search, frozen when the link is made).
+ * target: {exchange} (the open exchange's detail; its trace is offered when it has one),
+ * {q} (an applied search, frozen when the link is made) or {trace} (a trace id: the trace page).
  */
 export function openShareDialog(target, from) {
   const dialog = $("share-dialog");
   wireDialog(dialog);
   clear(dialog);
   const x = target.exchange || null;
-  const title = x ? `Share exchange #${x.id}` : "Share this search";
+  const traceId = x ? null : target.trace || null;
+  const title = x ? `Share exchange #${x.id}` : traceId ? "Share this trace" : "Share this search";
   const form = el("form", "share-form");
   form.method = "dialog"; // never a navigation; submit is handled below
   form.noValidate = true;
@@ -87,6 +88,8 @@ export function openShareDialog(target, from) {
     );
   } else if (x) {
     form.append(el("p", "share-subject", null, el("span", "c-method", x.method), el("span", "share-url", x.url)));
+  } else if (traceId) {
+    form.append(el("p", "share-subject", null, el("span", null, "Every exchange of trace "), el("code", "share-query", traceId)));
   } else {
     const subject = el("p", "share-subject");
     subject.append(el("span", null, "What matches "), el("code", "share-query", target.q),
@@ -124,7 +127,8 @@ export function openShareDialog(target, from) {
     event.preventDefault();
     const payload = { expires_in_hours: Number(expiry.value), note: note.value.trim() };
     const what = choice ? form.elements.what.value : null;
-    if (!x) payload.q = target.q;
+    if (traceId) payload.trace_id = traceId;
+    else if (!x) payload.q = target.q;
     else if (what === "trace") payload.trace_id = x.trace_id;
     else payload.exchange_id = x.id;
     create.disabled = true;

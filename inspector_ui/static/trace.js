@@ -1,9 +1,10 @@
 // One trace (/traces/<id>): its header, the waterfall of its calls, who called whom, and a
 // side panel for the selected call with the way into the inspector (bodies, headers, replay).
 import { bindThemeToggle, el, clear } from "./dom.js";
-import { getJson, postJson } from "./api.js";
+import { getJson } from "./api.js";
 import { formatDuration } from "./format.js";
 import { openHarDialog } from "./har.js";
+import { openShareDialog } from "./shares.js";
 import { renderEdges, renderWaterfall, traceFacts } from "./waterfall.js";
 
 const $ = (id) => document.getElementById(id);
@@ -19,45 +20,40 @@ function traceIdFromLocation() {
   }
 }
 
-function shareControls(traceId) {
-  const wrap = el("div", "trace-share");
-  const button = el("button", "share-trace", "Share trace");
+/** "Share trace…": the same dialog as the inspector's Share… (expiry, note), for this trace. */
+function shareControl(trace) {
+  const button = el("button", "share-trace", "Share trace…");
   button.type = "button";
+  button.setAttribute("aria-haspopup", "dialog");
   button.title = "Make a read-only, redacted link to this trace";
-  const problem = el("p", "form-error");
-  problem.setAttribute("role", "alert");
-  problem.hidden = true;
-  button.addEventListener("click", async () => {
-    button.disabled = true;
-    problem.hidden = true;
-    try {
-      const created = await postJson("/api/shares", { trace_id: traceId });
-      const link = el("input", "share-link");
-      link.type = "text";
-      link.readOnly = true;
-      link.value = new URL(created.url, location.origin).href;
-      link.setAttribute("aria-label", "Share link (shown once)");
-      link.addEventListener("focus", () => link.select());
-      const copy = el("button", "share-copy", "Copy");
-      copy.type = "button";
-      copy.addEventListener("click", async () => {
-        try {
-          await navigator.clipboard.writeText(link.value);
-          copy.textContent = "Copied ✓";
-        } catch (_) {
-          link.focus(); // no clipboard permission: selected, for Ctrl+C / ⌘C
-        }
-      });
-      wrap.replaceChildren(link, copy, el("span", "note", "Anyone with the link can read a redacted copy of this trace."));
-      link.focus();
-    } catch (error) {
-      problem.textContent = `Could not make the link: ${error.message}`;
-      problem.hidden = false;
-      button.disabled = false;
+  button.addEventListener("click", () => openShareDialog({ trace: trace.trace_id }, button));
+  return button;
+}
+
+/** Where this trace's replays come from: the trace a replay started, and replays kept in it. */
+function replayNotes(trace) {
+  const notes = [];
+  if (trace.replay_of !== null && trace.replay_of !== undefined) {
+    const original = el("a", null, `#${trace.replay_of}`);
+    original.href = `/?id=${encodeURIComponent(trace.replay_of)}`;
+    const line = el("p", "trace-replay-of", null, el("span", "tw-badge tw-replay", "replay"),
+      el("span", null, "This trace was started by a replay of exchange "), original);
+    if (trace.replay_of_trace_id) {
+      const originalTrace = el("a", null, "the original's trace");
+      originalTrace.href = `/traces/${encodeURIComponent(trace.replay_of_trace_id)}`;
+      originalTrace.title = `Trace ${trace.replay_of_trace_id}`;
+      line.append(el("span", null, " (in "), originalTrace, el("span", null, ")"));
     }
-  });
-  wrap.append(button, problem);
-  return wrap;
+    line.append(el("span", null, "."));
+    notes.push(line);
+  }
+  if (trace.replay_count) {
+    const n = trace.replay_count;
+    notes.push(el("p", "note trace-kept-replays",
+      `${n} exchange${n === 1 ? " is a replay" : "s are replays"} kept in this trace (or calls made by one): `
+      + "drawn dashed from the start of what they replay, and left out of the trace's duration."));
+  }
+  return notes;
 }
 
 /** "Download HAR…": every exchange of the trace, redacted unless the dialog's raw box is ticked. */
@@ -82,7 +78,8 @@ function showHead(trace) {
   for (const name of trace.services) services.append(el("span", null, name));
   head.append(services);
   if (trace.cut) head.append(el("p", "warning", `This trace has more exchanges than shown: the first ${trace.exchange_count} are drawn.`));
-  head.append(el("div", "trace-actions", null, shareControls(trace.trace_id), harControl(trace)));
+  head.append(...replayNotes(trace));
+  head.append(el("div", "trace-actions", null, shareControl(trace), harControl(trace)));
 }
 
 function fact(list, name, value) {
@@ -105,8 +102,15 @@ function showCall(node) {
   fact(facts, "Duration", formatDuration(node.duration_ms));
   fact(facts, "Self time", formatDuration(node.self_ms));
   fact(facts, "Starts at", `+${formatDuration(node.offset_ms)}`);
+  if (node.replay_shift_ms !== null && node.replay_shift_ms !== undefined) {
+    fact(facts, "Ran", `${formatDuration(node.replay_shift_ms)} after what it replays (drawn from its start)`);
+  }
   if (node.retry) fact(facts, "Attempt", node.attempt);
-  if (node.replay_of !== null) fact(facts, "Replay of", `#${node.replay_of}`);
+  if (node.replay_of !== null && node.replay_of !== undefined) {
+    const original = el("a", null, `#${node.replay_of}`);
+    original.href = `/?id=${encodeURIComponent(node.replay_of)}`;
+    facts.append(el("dt", null, "Replay of"), el("dd", null, null, original));
+  }
   fact(facts, "Span", node.span_id);
   fact(facts, "Parent span", node.parent_span_id);
   fact(facts, "Parent found by", { span: "span id", nested: "time nesting", replay: "its original" }[node.link] || "— (a root)");

@@ -29,11 +29,26 @@ function statusClassOf(node) {
   return hundreds >= 1 && hundreds <= 5 ? `s${hundreds}xx` : "serr";
 }
 
+/** A replay kept in its original's trace (and the calls it made): how much later it ran, or null. */
+function keptShift(node) {
+  return node.replay_shift_ms === null || node.replay_shift_ms === undefined ? null : node.replay_shift_ms;
+}
+
+/** Where a row's bar starts: a kept replay's from the start of what it replays. */
+function drawnOffset(node) {
+  return node.offset_ms - (keptShift(node) || 0);
+}
+
 /** Labels that say what kind of call a row is: retry, replay, slowest, failed. */
 function badges(node) {
   const out = [];
   if (node.retry) out.push(el("span", "tw-badge tw-retry", `retry ${node.attempt}`));
   if (node.replay_of !== null && node.replay_of !== undefined) out.push(el("span", "tw-badge tw-replay", `replay of #${node.replay_of}`));
+  if (node.link === "replay" && keptShift(node) !== null) {
+    const later = el("span", "tw-badge tw-later", `${formatDuration(keptShift(node))} later`);
+    later.title = `Ran ${formatDuration(keptShift(node))} after what it replays; drawn from its start`;
+    out.push(later);
+  }
   if (node.slowest) out.push(el("span", "tw-badge tw-slowest", "slowest"));
   if (node.failed) out.push(el("span", "tw-badge tw-failed", "failed"));
   return out;
@@ -60,7 +75,9 @@ function axis(totalMs) {
  */
 export function renderWaterfall(container, trace, { onSelect } = {}) {
   clear(container);
-  const total = Math.max(trace.duration_ms || 0, 0.001);
+  // A kept replay is drawn from its original's start: it may reach past the trace's own end.
+  const total = Math.max(trace.duration_ms || 0, 0.001,
+    ...trace.nodes.filter((node) => keptShift(node) !== null).map((node) => drawnOffset(node) + node.duration_ms));
   const tree = el("div", "tw-rows");
   tree.setAttribute("role", "tree");
   tree.setAttribute("aria-label", "Calls of this trace, in order");
@@ -78,6 +95,7 @@ export function renderWaterfall(container, trace, { onSelect } = {}) {
     if (node.failed) row.classList.add("tw-failed-row");
     if (node.slowest) row.classList.add("tw-slowest-row");
     if (node.critical) row.classList.add("tw-critical-row");
+    if (keptShift(node) !== null) row.classList.add("tw-kept-replay-row");
     row.style.setProperty("--depth", String(Math.min(node.depth, 30)));
 
     const toggle = el("span", "tw-toggle", node.child_count ? "▾" : "");
@@ -101,17 +119,18 @@ export function renderWaterfall(container, trace, { onSelect } = {}) {
 
     const lane = el("div", "tw-lane");
     const bar = el("span", "tw-bar");
-    bar.style.setProperty("--offset", `${percent(node.offset_ms, total)}%`);
+    bar.style.setProperty("--offset", `${percent(drawnOffset(node), total)}%`);
     bar.style.setProperty("--width", `${Math.max(percent(node.duration_ms, total), 0.2)}%`);
     // After the bar's end; the lane keeps a margin on its right for the last one.
     const timing = el("span", "tw-duration", formatDuration(node.duration_ms));
-    timing.style.setProperty("--offset", `${percent(node.offset_ms + node.duration_ms, total)}%`);
+    timing.style.setProperty("--offset", `${percent(drawnOffset(node) + node.duration_ms, total)}%`);
     lane.append(bar, timing);
     row.append(label, lane);
     row.setAttribute("aria-label",
       `${who} ${node.method} ${node.path}, ${statusLabel(node)}, ${formatDuration(node.duration_ms)} at +${formatDuration(node.offset_ms)}`
       + `${node.failed ? ", failed" : ""}${node.slowest ? ", slowest" : ""}${node.retry ? `, retry ${node.attempt}` : ""}`
-      + `${node.replay_of !== null && node.replay_of !== undefined ? `, replay of #${node.replay_of}` : ""}`);
+      + `${node.replay_of !== null && node.replay_of !== undefined ? `, replay of #${node.replay_of}` : ""}`
+      + `${keptShift(node) !== null ? `, ran ${formatDuration(keptShift(node))} after what it replays` : ""}`);
     row.addEventListener("click", () => select(row, node));
     rows.push({ row, node, toggle });
     tree.append(row);
@@ -208,6 +227,7 @@ export function traceFacts(trace) {
     plural(trace.services.length, "service"),
     plural(trace.exchange_count, "exchange"),
     plural(trace.error_count, "error"),
+    trace.replay_count ? `${trace.replay_count} kept replay${trace.replay_count === 1 ? "" : "s"} (not in the duration)` : "",
   ];
   return facts.filter(Boolean).join(" · ");
 }

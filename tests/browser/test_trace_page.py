@@ -131,6 +131,7 @@ def test_the_share_link_shows_the_same_waterfall(site, opened, browser):
     url, ids = site
     page, watched = opened(f"{url}/traces/{TRACE}")
     page.locator("button.share-trace").click()
+    page.locator("#share-dialog button.share-create").click()  # the share dialog: expiry, note
     link_input = page.locator("input.share-link")
     expect(link_input).to_be_visible()
     link = link_input.input_value()

@@ -54,6 +54,22 @@ def test_recent_traces(trace_client):
     assert len(client.get("/api/traces", params={"limit": 1}).json()["data"]) == 1
 
 
+def test_recent_traces_filtered_by_calls_and_failures(trace_client):
+    store, client = trace_client
+    write_records(store, [*three_level_trace(), make_record(trace_id="solo", service="search")])
+
+    def listed(**params) -> list[str]:
+        return [t["trace_id"] for t in client.get("/api/traces", params={"since": "1h", **params}).json()["data"]]
+
+    assert listed(min_calls=2) == [TRACE] and listed(failed="true") == [TRACE] and listed(min_calls=6) == []
+    assert listed(failed="false") == ["solo", TRACE]
+    for bad in ({"min_calls": 0}, {"min_calls": "two"}, {"failed": "maybe"}):
+        response = client.get("/api/traces", params=bad)
+        assert response.status_code == 422, response.text  # the API's answer to any invalid parameter
+        message = response.json()["message"]
+        assert "\n" not in message and message.startswith(next(iter(bad)) + ":"), message
+
+
 @pytest.mark.parametrize("since", ["yesterday", "1h method:GET", "", "5y"])
 def test_a_bad_since_is_one_line(trace_client, since):
     _, client = trace_client

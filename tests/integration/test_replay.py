@@ -290,9 +290,13 @@ def test_a_replay_as_captured_sends_exactly_the_captured_headers(stack, client):
     connection.getresponse().read()
     connection.close()
     original = wait_for(lambda: stack._find(marker), timeout=10)
-    replayed = replay(client, original).json()["id"]
+    replayed = replay(client, original, keep_trace=True).json()["id"]
     diff = client.get("/api/diff", params={"a": original, "b": replayed}).json()
     assert diff["request_headers"] == {"added": [], "removed": [], "changed": [], "noise": []}, diff["request_headers"]
+    # By default the replay starts a trace of its own: only its request id (here its trace id) differs.
+    fresh = replay(client, original).json()["id"]
+    diff = client.get("/api/diff", params={"a": original, "b": fresh}).json()
+    assert diff["request_headers"] == {"added": [], "removed": [], "changed": [], "noise": ["x-request-id"]}
 
 
 @pytest.mark.parametrize("host", ["0177.0.0.1", "[::ffff:127.0.0.1]", "2130706433", "0x7f.1"])
@@ -336,3 +340,78 @@ def test_a_bulk_replay_with_an_unsendable_header_is_refused_before_it_starts(sta
     job = {"q": "method:GET", "set_headers": [["X-Bad", "\udc80"]]}
     response = client.post("/api/replays", content=json.dumps(job), headers={"Content-Type": "application/json"})
     assert response.status_code == 422 and "lone surrogate" in response.json()["detail"], response.text
+
+
+# ---------------------------------------------------------------- issue 16: a replay's own trace
+
+
+def send_traced(stack: ReplayStack, method: str, path: str, **headers: str) -> tuple[int, str]:
+    """Send with a fresh traceparent (and tracestate) through the proxy: (exchange id, trace id)."""
+    trace_id = uuid.uuid4().hex
+    headers = {"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01", "tracestate": "vendor=x", **headers}
+    httpx.request(method, stack.gateway + path, headers=headers, timeout=10)
+    found = wait_for(
+        lambda: next((r["id"] for r in list_exchanges(stack.store, limit=50).data if r["trace_id"] == trace_id), None),
+        timeout=10, message="the traced request was not captured",
+    )  # fmt: skip
+    return found, trace_id
+
+
+def test_a_replay_starts_a_trace_of_its_own_linked_to_its_original(stack, client):
+    original, trace_id = send_traced(stack, "GET", "/users/echo?traced=1", **{"X-Request-ID": "req-1"})
+    before = client.get(f"/api/traces/{trace_id}").json()
+    replayed = replay(client, original)
+    assert replayed.status_code == 201, replayed.text
+    copy = get_exchange(stack.store, exchange_id=replayed.json()["id"])
+    assert copy["replay_of"] == original and copy["trace_id"] not in (None, trace_id)
+    received = stack.first.requests.last
+    assert trace_id not in received.header("traceparent") and copy["trace_id"] in received.header("traceparent")
+    assert received.header("tracestate") is None and received.header("x-request-id") not in (None, "req-1")
+    # The original's trace is as it was; the new one is the replay's, and says what it replays.
+    assert client.get(f"/api/traces/{trace_id}").json()["exchange_count"] == before["exchange_count"] == 1
+    own = client.get(f"/api/traces/{copy['trace_id']}").json()
+    assert (own["replay_of"], own["replay_of_trace_id"], own["nodes"][0]["exchange_id"]) == (original, trace_id, copy["id"])
+    listed = client.get("/api/traces", params={"since": "1h", "limit": 500}).json()["data"]
+    root = next(t["root"] for t in listed if t["trace_id"] == copy["trace_id"])
+    assert (root["replay_of"], root["replay_of_trace_id"]) == (original, trace_id)
+
+
+def test_an_edited_replay_starts_its_own_trace_too_and_keep_trace_keeps_it(stack, client):
+    original, trace_id = send_traced(stack, "POST", "/users/echo?traced=2", content=b"{}")
+    captured = get_exchange(stack.store, exchange_id=original)["request_headers"]
+    names = [name for name, _ in captured]
+    rows = [[n, v] for n, v in captured if n.lower() not in ("host", "content-length")]
+    # As the editor sends it: every header row back, the captured values included.
+    edited = replay(client, original, set_headers=[*rows, ["X-Edited", "1"]], remove_headers=names, body='{"a": 1}')
+    assert edited.status_code == 201, edited.text
+    assert get_exchange(stack.store, exchange_id=edited.json()["id"])["trace_id"] != trace_id
+    kept = replay(client, original, keep_trace=True, set_headers=[["X-Edited", "2"]])
+    assert kept.status_code == 201, kept.text
+    assert get_exchange(stack.store, exchange_id=kept.json()["id"])["trace_id"] == trace_id
+    assert trace_id in stack.first.requests.last.header("traceparent")
+    assert stack.first.requests.last.header("tracestate") == "vendor=x"
+    # Kept in the trace, the replay does not stretch it: drawn from its original's start.
+    trace = client.get(f"/api/traces/{trace_id}").json()
+    assert trace["exchange_count"] == 2 and trace["replay_count"] == 1
+    first, replay_node = trace["nodes"][0], trace["nodes"][1]
+    assert trace["duration_ms"] == first["duration_ms"] and replay_node["replay_of"] == original
+    assert replay_node["replay_shift_ms"] > 0 and replay_node["offset_ms"] - replay_node["replay_shift_ms"] < 1
+
+
+def test_a_bulk_replay_starts_a_trace_per_replay_unless_kept(stack, client):
+    token = uuid.uuid4().hex[:10]
+    originals = dict(send_traced(stack, "GET", f"/users/traced-{token}/{n}") for n in range(3))
+    query = f"path:/traced-{token}/* -is:replay"
+
+    def run(**options) -> dict[int, str]:
+        started = client.post("/api/replays", json={"q": query, "rate": 50, **options})
+        assert started.status_code == 202, started.text
+        job_id = started.json()["id"]
+        job = wait_for(lambda: (j := client.get(f"/api/replays/{job_id}").json())["state"] == "done" and j, timeout=30)
+        assert job["sent"] == 3, job
+        return {r["of"]: get_exchange(stack.store, exchange_id=r["id"])["trace_id"] for r in job["results"]}
+
+    fresh = run()
+    assert set(fresh) == set(originals)
+    assert all(fresh[of] != originals[of] for of in fresh) and len(set(fresh.values())) == 3
+    assert run(keep_trace=True) == originals
