@@ -34,7 +34,7 @@ class Page:
     """Its stylesheet under /static, after app.css."""
     body_class: str | None = None
     current: str | None = None
-    """The navigation link marked as the current page."""
+    """The navigation link marked current: the page's own view, or the view a detail page belongs to."""
     navigation: bool = True
     """False (a share page, open to anyone with the link): the brand links nowhere and no view is listed."""
     meta: tuple[tuple[str, str], ...] = ()
@@ -95,10 +95,10 @@ PAGES = {
     ),
     "/services/{name}": Page(
         "service.html", "Service · Passageway", "service.js", "service.css", "service-page",
-        meta=(("referrer", "no-referrer"),),
+        meta=(("referrer", "no-referrer"),), current="/services",
     ),
     "/traces": Page("traces.html", "Traces · Passageway", "traces.js", "trace.css", current="/traces"),
-    "/traces/{trace_id}": Page("trace.html", "Trace · Passageway", "trace.js", "trace.css"),
+    "/traces/{trace_id}": Page("trace.html", "Trace · Passageway", "trace.js", "trace.css", current="/traces"),
     "/monitors": Page(
         "monitors.html", "Monitors · Passageway", "monitors.js", "monitors.css", "monitors-page", current="/monitors"
     ),
