@@ -12,7 +12,14 @@ from typing import NamedTuple
 from mitmproxy import http
 
 from passageway.tracecontext import parse_traceparent
-from storage.pure.record import CapturedBody, ExchangeRecord, Headers, Timings, WebSocketMessageRecord
+from storage.pure.pending import PendingNotice
+from storage.pure.record import (
+    CapturedBody,
+    ExchangeRecord,
+    Headers,
+    Timings,
+    WebSocketMessageRecord,
+)
 
 META_SERVICE = "passageway.service"
 META_ERROR_KIND = "passageway.error_kind"
@@ -282,6 +289,48 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int, realm: str
         websocket=flow.websocket is not None,
         replay_of=metadata.get(META_REPLAY_OF),
         test_name=metadata.get(META_TEST_NAME),
+    )
+
+
+META_PENDING_TRACE = "passageway.pending_trace"
+
+
+def _body_so_far(message: http.Message | None, tap: BodyTap | None) -> int:
+    if tap is not None:
+        return tap.size
+    if message is None or message.raw_content is None:
+        return 0
+    return len(message.raw_content)
+
+
+def pending_notice(flow: http.HTTPFlow, *, proxy: str, state: str, realm: str | None = None) -> PendingNotice:
+    """A call still in progress, as it stands: only flows running for a second or more get here."""
+    request = flow.request
+    metadata = flow.metadata
+    trace = metadata.get(META_PENDING_TRACE)
+    if trace is None:  # read once per flow, on its first notice
+        _, noted = read_headers(request)
+        trace = metadata[META_PENDING_TRACE] = (trace_ids(noted, metadata.get(META_PARENT_SPAN)).trace_id or "",)
+    response = flow.response
+    path, _, query = url_text(request.data.path).partition("?")
+    return PendingNotice(
+        uuid=exchange_uuid(flow),
+        proxy=proxy,
+        started_at=request.timestamp_start,
+        method=header_text(request.data.method),
+        scheme=request.scheme,
+        host=request.host,
+        port=request.port,
+        path=path,
+        query=query,
+        state=state,
+        request_size=_body_so_far(request, metadata.get(META_REQUEST_TAP)),
+        response_size=_body_so_far(response, metadata.get(META_RESPONSE_TAP)),
+        status=response.status_code if response is not None else None,
+        service=metadata.get(META_SERVICE),
+        realm=realm,
+        trace_id=trace[0] or None,
+        http_version=request.http_version,
     )
 
 

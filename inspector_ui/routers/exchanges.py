@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from storage.pending import pending_summaries
 from storage.pure.decoding import DecodeError, decode_body
 from storage.pure.search import parse_query
 from storage.queries import (
@@ -79,6 +80,11 @@ async def list_(
             list_exchanges, store, limit=limit, before=before, service=service, method=method, status=status, q=query
         )
     )
+    if before is None and status is None:  # the first page starts with the calls in progress
+        pending = await run_in_threadpool(
+            functools.partial(pending_summaries, store, query=query, service=service, method=method)
+        )
+        return {"data": pending + page.data, "next": page.next}
     return {"data": page.data, "next": page.next}
 
 
