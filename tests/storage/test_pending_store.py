@@ -22,11 +22,11 @@ from tests.support.records import make_record
 
 
 def notice(**overrides) -> PendingNotice:
-    fields = dict(
-        uuid=uuid.uuid4().hex, proxy="p1", started_at=time.time() - 2, method="POST", scheme="http",
-        host="orders.local", port=80, path="/orders/7", query="full=1", state="waiting", service="orders",
-        realm="dev", trace_id="ab" * 16, http_version="HTTP/1.1",
-    )  # fmt: skip
+    fields = {
+        "uuid": uuid.uuid4().hex, "proxy": "p1", "started_at": time.time() - 2, "method": "POST", "scheme": "http",
+        "host": "orders.local", "port": 80, "path": "/orders/7", "query": "full=1", "state": "waiting", "service": "orders",
+        "realm": "dev", "trace_id": "ab" * 16, "http_version": "HTTP/1.1",
+    }  # fmt: skip
     fields.update(overrides)
     return PendingNotice(**fields)
 
