@@ -53,25 +53,25 @@ def stack(db_url, upstream, tmp_path_factory) -> Iterator[Stack]:
                   "--route", f"up={upstream.url}", "--certs-dir", certs, "--proxy-name", "pending-test"]  # fmt: skip
     ui_args = [*PASSAGEWAY, "ui", "--db", db_url, "--listen", f"127.0.0.1:{port}", "--ui", f"127.0.0.1:{ui_port}",
                "--certs-dir", certs, "--no-monitor-runner"]  # fmt: skip
-    with start_process(
-        proxy_args, port=port, name="passageway proxy", timeout=30
-    ) as proxy:
-        with start_process(
-            ui_args, port=ui_port, name="passageway ui", timeout=30
-        ) as ui:
-            store = open_store(db_url, migrate=False)
-            try:
-                yield Stack(
-                    proxy,
-                    ui,
-                    f"http://127.0.0.1:{port}",
-                    f"http://127.0.0.1:{ui_port}",
-                    store,
-                    db_url,
-                    certs,
-                )
-            finally:
-                store.close()
+    with (
+        start_process(
+            proxy_args, port=port, name="passageway proxy", timeout=30
+        ) as proxy,
+        start_process(ui_args, port=ui_port, name="passageway ui", timeout=30) as ui,
+    ):
+        store = open_store(db_url, migrate=False)
+        try:
+            yield Stack(
+                proxy,
+                ui,
+                f"http://127.0.0.1:{port}",
+                f"http://127.0.0.1:{ui_port}",
+                store,
+                db_url,
+                certs,
+            )
+        finally:
+            store.close()
 
 
 def call_in_background(url: str, request_id: str) -> tuple[threading.Thread, dict]:
