@@ -114,7 +114,10 @@ export function pendingRowElement(summary, index, rowHeight, { selected = false,
   time.title = summary.captured_at;
   const path = el("span", "c-path", summary.path + (summary.query ? `?${summary.query}` : ""));
   path.title = summary.url;
-  const status = el("span", "c-status s-pending", null, el("span", "pending-dot"), el("span", "pending-word", "pending"));
+  // One cell over the Status and Duration columns: "● pending 3.5 s" (the word does not fit the
+  // status column alone); the elapsed time stays a .c-duration, which the ticker updates.
+  const status = el("span", "c-status s-pending", null, el("span", "pending-dot"), el("span", "pending-word", "pending"),
+    el("span", "c-duration", elapsedText(elapsedMs(summary.uuid))));
   status.title = `in progress: ${stateText(summary)}`;
   row.append(
     time,
@@ -122,7 +125,6 @@ export function pendingRowElement(summary, index, rowHeight, { selected = false,
     el("span", `c-method m-${/^[A-Z]+$/.test(summary.method) ? summary.method : "OTHER"}`, summary.method),
     path,
     status,
-    el("span", "c-duration", elapsedText(elapsedMs(summary.uuid))),
     el("span", "c-size", bytesSoFar(summary)),
   );
   return row;
