@@ -364,7 +364,9 @@ def arm_command(arm: str, up_port: int, port: int, work: Path) -> list[str] | No
         return [mitmdump, "-q", "-w", str(work / "flows.mitm"), *reverse]
     if arm in ("passageway", "passageway memory", "passageway base"):
         spool = ["--spool-max-bytes", "0"] if arm == "passageway memory" else ["--spool-dir", str(work / "spool")]
-        return [str(VENV_BIN / "passageway"), "proxy", "--db", f"sqlite:///{work / 'bench.db'}",
+        # `python -m cli`, not the venv's entry script: that one is written for the checkout installed
+        # in the venv, and the passageway arms run this tree's (or --base-tree's) code.
+        return [str(VENV_BIN / "python"), "-m", "cli", "proxy", "--db", f"sqlite:///{work / 'bench.db'}",
                 "--listen", f"{HOST}:{port}", "--route", f"bench=http://{HOST}:{up_port}", *spool]
     raise ValueError(arm)
 
