@@ -80,8 +80,8 @@ function renderRows() {
   for (let i = first; i < last; i++) {
     if (i < calls.length) {
       const key = pending.pendingKey(calls[i].uuid);
-      fragment.append(pending.pendingRowElement(calls[i], i, ROW_HEIGHT,
-        { selected: state.selectedId === key, open: state.openId === key }));
+      fragment.append(pending.decorateRow(rowElement(calls[i], i),
+        calls[i], { selected: state.selectedId === key, open: state.openId === key }));
     } else fragment.append(rowElement(state.rows[i - calls.length], i));
   }
   if (!total && !state.loading) {

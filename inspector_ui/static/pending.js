@@ -101,32 +101,28 @@ function stateText(summary) {
   return summary.state === "streaming" ? "streaming the body" : "waiting for the response";
 }
 
-/** One list row, in the stored rows' grid: a pulsing dot and "pending" in the status cell. */
-export function pendingRowElement(summary, index, rowHeight, { selected = false, open = false } = {}) {
-  const row = el("div", "row pending");
+/** Turn `row`, which the list built for this summary as for any exchange (so it has the list's
+ * columns, whatever they are), into a pending row: a pulsing dot, "pending" and the elapsed time in
+ * the status cell (spanning the Duration column: the word does not fit the status column alone),
+ * bytes so far in the size cell. The elapsed time stays a .c-duration, which the ticker updates. */
+export function decorateRow(row, summary, { selected = false, open = false } = {}) {
+  row.classList.add("pending");
+  row.classList.toggle("selected", selected);
+  row.classList.toggle("open", open);
+  delete row.dataset.id;
   row.dataset.uuid = summary.uuid;
-  row.setAttribute("role", "row");
   row.setAttribute("aria-label", `${summary.method} ${summary.path}: in progress, ${stateText(summary)}`);
-  row.style.transform = `translateY(${index * rowHeight}px)`;
-  if (selected) row.classList.add("selected");
-  if (open) row.classList.add("open");
-  const time = el("span", "c-time", formatTime(summary.captured_at));
-  time.title = summary.captured_at;
-  const path = el("span", "c-path", summary.path + (summary.query ? `?${summary.query}` : ""));
-  path.title = summary.url;
-  // One cell over the Status and Duration columns: "● pending 3.5 s" (the word does not fit the
-  // status column alone); the elapsed time stays a .c-duration, which the ticker updates.
-  const status = el("span", "c-status s-pending", null, el("span", "pending-dot"), el("span", "pending-word", "pending"),
-    el("span", "c-duration", elapsedText(elapsedMs(summary.uuid))));
-  status.title = `in progress: ${stateText(summary)}`;
-  row.append(
-    time,
-    el("span", "c-service", summary.service ?? ""),
-    el("span", `c-method m-${/^[A-Z]+$/.test(summary.method) ? summary.method : "OTHER"}`, summary.method),
-    path,
-    status,
-    el("span", "c-size", bytesSoFar(summary)),
-  );
+  const status = row.querySelector(".c-status");
+  if (status) {
+    status.className = "c-status s-pending";
+    status.removeAttribute("aria-label");
+    status.title = `in progress: ${stateText(summary)}`;
+    status.replaceChildren(el("span", "pending-dot"), el("span", "pending-word", "pending"),
+      el("span", "c-duration", elapsedText(elapsedMs(summary.uuid))));
+  }
+  for (const cell of row.querySelectorAll(":scope > .c-duration")) cell.remove();
+  const size = row.querySelector(".c-size");
+  if (size) size.textContent = bytesSoFar(summary);
   return row;
 }
 
