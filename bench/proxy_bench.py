@@ -40,11 +40,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = REPO / ".venv" / "bin"
+# A git worktree has no .venv of its own: PASSAGEWAY_BENCH_VENV names the one to use (its
+# `passageway` still runs this tree's code: the passageway arms get PYTHONPATH=REPO).
+VENV_BIN = Path(os.environ.get("PASSAGEWAY_BENCH_VENV") or REPO / ".venv") / "bin"
 HOST = "127.0.0.1"  # the only address this benchmark ever sends traffic to
 BASELINE = "mitmdump -q"
-ARMS = ("direct", "mitmdump", "mitmdump -q", "mitmdump -q -w", "passageway", "passageway memory")
-STORING_ARMS = ("mitmdump -q -w", "passageway", "passageway memory")
+ARMS = ("direct", "mitmdump", "mitmdump -q", "mitmdump -q -w", "passageway", "passageway memory", "passageway base")
+"""`passageway base`: the `passageway` arm on another checkout (--base-tree), e.g. main, to compare
+a branch with it side by side in one run."""
+STORING_ARMS = ("mitmdump -q -w", "passageway", "passageway memory", "passageway base")
 CONNECTIONS_KEY = "__connections__"  # upstream's count of accepted connections
 TARGET_RPS_RATIO = 0.95
 TARGET_P99_RATIO = 1.10
@@ -358,9 +362,11 @@ def arm_command(arm: str, up_port: int, port: int, work: Path) -> list[str] | No
         return [mitmdump, "-q", *reverse]
     if arm == "mitmdump -q -w":
         return [mitmdump, "-q", "-w", str(work / "flows.mitm"), *reverse]
-    if arm in ("passageway", "passageway memory"):
-        spool = ["--spool-dir", str(work / "spool")] if arm == "passageway" else ["--spool-max-bytes", "0"]
-        return [str(VENV_BIN / "passageway"), "proxy", "--db", f"sqlite:///{work / 'bench.db'}",
+    if arm in ("passageway", "passageway memory", "passageway base"):
+        spool = ["--spool-max-bytes", "0"] if arm == "passageway memory" else ["--spool-dir", str(work / "spool")]
+        # `python -m cli`, not the venv's entry script: that one is written for the checkout installed
+        # in the venv, and the passageway arms run this tree's (or --base-tree's) code.
+        return [str(VENV_BIN / "python"), "-m", "cli", "proxy", "--db", f"sqlite:///{work / 'bench.db'}",
                 "--listen", f"{HOST}:{port}", "--route", f"bench=http://{HOST}:{up_port}", *spool]
     raise ValueError(arm)
 
@@ -378,8 +384,11 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
         if cmd is not None:
             # The non-quiet mitmdump arm prints a line per flow: send it to /dev/null as in the reference.
             out = subprocess.DEVNULL if arm == "mitmdump" else log.open("wb")
+            env = None
+            if arm.startswith("passageway"):  # the code of this tree (or of --base-tree), not the venv's install
+                env = {**os.environ, "PYTHONPATH": str(args.base_tree if arm == "passageway base" else REPO)}
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=work)
+                                    cwd=work, env=env)
             wait_for_port(port, proc, arm, None if arm == "mitmdump" else log)
         base = f"http://{HOST}:{port}/bench/"
         if args.warmup > 0:
@@ -543,6 +552,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="1 round of 3 s (+1 s warm-up): a smoke run")
     p.add_argument("--arms", default=",".join(ARMS),
                    help=f"comma-separated subset of: {', '.join(ARMS)} (the baseline is always run)")
+    p.add_argument("--base-tree", type=Path, default=None,
+                   help="another checkout (e.g. main) for the `passageway base` arm")
     p.add_argument("--seed", type=int, default=None, help="seed for the arm order")
     p.add_argument("--json", type=Path, default=None, help="also write every result to this JSON file")
     p.add_argument("--keep", action="store_true", help="keep each arm's work dir (db, flow file, log)")
@@ -562,6 +573,8 @@ def parse_args(argv=None):
         p.error(f"unknown arm(s): {', '.join(unknown)}; known: {', '.join(ARMS)}")
     if BASELINE not in arms:
         arms.append(BASELINE)
+    if args.serve_upstream is None and ("passageway base" in arms) != (args.base_tree is not None):
+        p.error("the `passageway base` arm and --base-tree go together")
     args.arm_list = [a for a in ARMS if a in arms]
     if args.profile is not None and args.profile not in ARMS[1:]:
         p.error(f"--profile takes one of: {', '.join(ARMS[1:])}")

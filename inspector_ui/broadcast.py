@@ -11,6 +11,10 @@ header:) get it once it is indexed, whoever indexed it (storage.maintenance, in 
 or another): this process's maintenance says so at once (`indexed`), and what it did not
 index is looked up in the search queue every INDEX_POLL seconds while such viewers wait.
 The broadcaster itself writes nothing.
+
+Calls in progress (storage.pending) are looked at every PENDING_POLL seconds while viewers
+are connected: each new or refreshed one goes to the viewers whose search it can match as
+{"type": "pending", "data": summary}, never after its finished exchange was published.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import functools
 import logging
 import time
@@ -28,6 +33,8 @@ from starlette.concurrency import run_in_threadpool
 
 from storage.feed import open_change_feed
 from storage.indexer import pending_ids
+from storage.pending import list_pending, pending_summary
+from storage.pure.pending import pending_matches
 from storage.pure.search import Query
 from storage.pure.surrogates import json_text
 from storage.queries import match_ids, summaries_for_ids
@@ -43,6 +50,9 @@ INDEX_WAIT = 10.0
 """Seconds an exchange is awaited for those viewers; one not indexed by then (no maintenance
 runs, or it is failing) is not streamed to them. A search over REST finds it once indexed."""
 INDEXED_AHEAD_KEPT = 10_000
+PENDING_POLL = 0.5
+"""Seconds between two looks at the calls in progress, while viewers are connected."""
+FINISHED_KEPT = 1000
 """Ids this process's maintenance indexed before the feed reported them, remembered at most."""
 
 
@@ -120,6 +130,8 @@ class Broadcaster:
         self._indexed_ahead: set[int] = set()  # indexed here before the feed reported them
         self._indexed_ready: list[int] = []  # known indexed, to publish to the viewers that need the index
         self._index_news = asyncio.Event()
+        self._pending_sent: dict[str, Any] = {}  # uuid -> updated_at of the pending message last sent
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()  # published, once pending
 
     @property
     def clients(self) -> int:
@@ -262,13 +274,46 @@ class Broadcaster:
                 continue  # every viewer has a search and nothing matched: skip fetching summaries
             summaries = await run_in_threadpool(summaries_for_ids, self._store, ids=chunk)
             for summary in summaries:
+                if summary["uuid"] in self._pending_sent:
+                    self._finished[summary["uuid"]] = None  # a pending read before it finished stays unsent
+                    if len(self._finished) > FINISHED_KEPT:
+                        self._finished.popitem(last=False)
                 self.publish({"type": "exchange", "data": summary}, viewers=viewers, matches=matches)
+
+    async def publish_pending(self) -> None:
+        """Every PENDING_POLL while someone watches: publish each call in progress that is new or
+        was refreshed since (bytes so far, state), to the viewers whose search it can match."""
+        failing = False
+        while True:
+            await asyncio.sleep(PENDING_POLL)
+            if not self._subscribers:
+                continue
+            try:
+                rows = await run_in_threadpool(list_pending, self._store)
+            except Exception as exc:  # noqa: BLE001 - looked at again after PENDING_POLL
+                if not failing:
+                    log.warning("looking for pending exchanges failed: %s", _one_line(exc))
+                failing = True
+                continue
+            failing = False
+            now = dt.datetime.now(dt.UTC)
+            sent, current = self._pending_sent, {}
+            for row in rows:
+                uuid = row.notice.uuid
+                current[uuid] = row.updated_at
+                if sent.get(uuid) == row.updated_at or uuid in self._finished:
+                    continue
+                viewers = [s for s in self._subscribers if pending_matches(s.query, row.notice, now=now)]
+                if viewers:
+                    self.publish({"type": "pending", "data": pending_summary(row, now=now)}, viewers=viewers)
+            self._pending_sent = current
 
     async def run(self) -> None:
         """Follow the change feed until cancelled, reopening it after failures."""
         backoff = 0.5
         last_logged = 0.0
         publishing_indexed = asyncio.create_task(self.publish_indexed(), name="passageway-stream-indexed")
+        publishing_pending = asyncio.create_task(self.publish_pending(), name="passageway-stream-pending")
         try:
             while True:
                 try:
@@ -293,6 +338,7 @@ class Broadcaster:
                 backoff = min(backoff * 2, 10.0)
         finally:
             publishing_indexed.cancel()
+            publishing_pending.cancel()
 
 
 def _one_line(exc: BaseException) -> str:

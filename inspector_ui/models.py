@@ -25,7 +25,7 @@ class ExchangeError(BaseModel):
 class ExchangeSummary(_Open):
     """One exchange as listed and streamed."""
 
-    id: int
+    id: int | None = Field(description="Null while the exchange is pending (it has no id until it is stored).")
     uuid: str
     captured_at: str = Field(description='ISO 8601 UTC, e.g. "2026-11-28T01:02:03.123456Z".')
     proxy: str | None
@@ -51,6 +51,11 @@ class ExchangeSummary(_Open):
     replay_of: int | None
     websocket: bool
     test_name: str | None = Field(default=None, description="The API test that sent it (X-Passageway-Test); null for other traffic.")
+    pending: bool = Field(
+        default=False,
+        description="A call still in progress (then also `state`: waiting or streaming, `elapsed_ms`, "
+        "`updated_at`, sizes so far); the finished exchange with the same uuid replaces it.",
+    )
 
 
 class ExchangeTimings(_Open):

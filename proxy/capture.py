@@ -31,6 +31,7 @@ from .flow_record import (
     flow_to_record,
     parse_replay_mark,
     parse_test_mark,
+    pending_notice,
     websocket_close_record,
     websocket_message_record,
 )
@@ -39,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 META_RECORDED = "passageway.recorded"
 META_WS_SEQ = "passageway.ws_seq"
+PENDING_AFTER = 1.0
+"""Seconds a call runs (waiting for its response, or streaming a body) before it is announced as pending."""
+ANNOUNCE_INTERVAL = 0.5
+"""Seconds between two looks for calls to announce (by the timeout sweep, only while some run that long)."""
 
 
 def should_stream(message: http.Message, body_cap: int) -> bool:
@@ -91,6 +96,11 @@ class Capture:
         # timeout for all). A sweep is far cheaper per request than a timer each.
         self.waiting: dict[str, tuple[float, http.HTTPFlow]] = {}
         self.sweeper: asyncio.Task | None = None
+        # Flows streaming a body (an upload, a download, SSE): rare, and out of `waiting` while
+        # they stream, so tracked here for the pending notices.
+        self.streaming: dict[str, http.HTTPFlow] = {}
+        self.announcing = False  # the last announce listed some calls: the next, even empty, is sent
+        self.next_announce = 0.0
 
     def running(self) -> None:
         # Queued records live long enough to reach the oldest GC generation, and
@@ -120,6 +130,28 @@ class Capture:
             for flow_id in expired:
                 _, flow = self.waiting.pop(flow_id)
                 self.expire(flow)
+            if now >= self.next_announce:
+                self.next_announce = now + ANNOUNCE_INTERVAL
+                self.announce(now)
+
+    def announce(self, now: float) -> None:
+        """Hand the writer a notice for each call running longer than PENDING_AFTER. Visits only
+        those (`waiting` is in deadline order, so the loop stops at the first younger one) and the
+        streaming flows: a fast request costs nothing here."""
+        young = now + self.upstream_timeout - PENDING_AFTER  # the deadline of a flow waiting PENDING_AFTER
+        wall = time.time()
+        notices = []
+        for deadline, flow in self.waiting.values():
+            if deadline > young:
+                break
+            if flow.id not in self.streaming:
+                notices.append(pending_notice(flow, proxy=self.proxy_name, realm=self.realm, state="waiting"))
+        for flow in self.streaming.values():
+            if wall - flow.request.timestamp_start >= PENDING_AFTER:
+                notices.append(pending_notice(flow, proxy=self.proxy_name, realm=self.realm, state="streaming"))
+        if notices or self.announcing:
+            self.writer.announce(notices)
+            self.announcing = bool(notices)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         mark = flow.request.headers.pop(REPLAY_HEADER, None)
@@ -133,8 +165,11 @@ class Capture:
             tap = BodyTap(self.body_cap)
             flow.metadata[META_REQUEST_TAP] = tap
             flow.request.stream = tap
+            self.streaming[flow.id] = flow
 
     def request(self, flow: http.HTTPFlow) -> None:
+        if self.streaming:
+            self.streaming.pop(flow.id, None)  # the streamed upload is over: now it waits
         if flow.response is None:
             self.waiting[flow.id] = (time.monotonic() + self.upstream_timeout, flow)
 
@@ -150,6 +185,7 @@ class Capture:
             tap = BodyTap(self.body_cap)
             flow.metadata[META_RESPONSE_TAP] = tap
             response.stream = tap
+            self.streaming[flow.id] = flow
         elif deadline is not None:
             # A buffered body gets a timeout of its own: an upstream stalling mid-body would
             # otherwise hold the exchange (and the client) forever. Streamed bodies (SSE, long
@@ -159,10 +195,14 @@ class Capture:
 
     def response(self, flow: http.HTTPFlow) -> None:
         self.waiting.pop(flow.id, None)
+        if self.streaming:
+            self.streaming.pop(flow.id, None)
         self.record(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.waiting.pop(flow.id, None)
+        if self.streaming:
+            self.streaming.pop(flow.id, None)
         self.record(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:

@@ -12,7 +12,14 @@ from typing import NamedTuple
 from mitmproxy import http
 
 from passageway.tracecontext import parse_traceparent
-from storage.pure.record import CapturedBody, ExchangeRecord, Headers, Timings, WebSocketMessageRecord
+from storage.pure.pending import PendingNotice
+from storage.pure.record import (
+    CapturedBody,
+    ExchangeRecord,
+    Headers,
+    Timings,
+    WebSocketMessageRecord,
+)
 
 META_SERVICE = "passageway.service"
 META_ERROR_KIND = "passageway.error_kind"
@@ -283,6 +290,58 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int, realm: str
         replay_of=metadata.get(META_REPLAY_OF),
         test_name=metadata.get(META_TEST_NAME),
     )
+
+
+META_PENDING_FIXED = "passageway.pending_fixed"
+META_PENDING_LAST = "passageway.pending_last"
+
+
+def _body_so_far(message: http.Message | None, tap: BodyTap | None) -> int:
+    if tap is not None:
+        return tap.size
+    if message is None or message.raw_content is None:
+        return 0
+    return len(message.raw_content)
+
+
+def pending_notice(
+    flow: http.HTTPFlow, *, proxy: str, state: str, realm: str | None = None
+) -> PendingNotice:
+    """A call still in progress, as it stands: only flows running for a second or more get here.
+    What does not change is read once per flow (a sweep every 0.5 s visits each slow call again)."""
+    request = flow.request
+    metadata = flow.metadata
+    fixed = metadata.get(META_PENDING_FIXED)
+    if fixed is None:
+        _, noted = read_headers(request)
+        path, _, query = url_text(request.data.path).partition("?")
+        fixed = metadata[META_PENDING_FIXED] = {
+            "uuid": exchange_uuid(flow), "proxy": proxy, "started_at": request.timestamp_start,
+            "method": header_text(request.data.method), "scheme": request.scheme, "host": request.host,
+            "port": request.port, "path": path, "query": query, "service": metadata.get(META_SERVICE),
+            "realm": realm, "trace_id": trace_ids(noted, metadata.get(META_PARENT_SPAN)).trace_id,
+            "http_version": request.http_version,
+        }  # fmt: skip
+    response = flow.response
+    request_size = _body_so_far(request, metadata.get(META_REQUEST_TAP))
+    response_size = _body_so_far(response, metadata.get(META_RESPONSE_TAP))
+    status = response.status_code if response is not None else None
+    last = metadata.get(META_PENDING_LAST)
+    if last is not None and (
+        last.state,
+        last.request_size,
+        last.response_size,
+        last.status,
+    ) == (state, request_size, response_size, status):
+        return last  # unchanged since the last sweep: no new object
+    notice = metadata[META_PENDING_LAST] = PendingNotice(
+        state=state,
+        request_size=request_size,
+        response_size=response_size,
+        status=status,
+        **fixed,
+    )
+    return notice
 
 
 def websocket_message_record(

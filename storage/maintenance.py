@@ -7,6 +7,9 @@ Named jobs, each on its own trigger:
   when the feed opens, after a failure and every `index_sweep_interval`.
 - statistics (storage.indexer.refresh_statistics): at start and every `statistics_interval`.
 - retention (storage.retention.prune): at start and every `retention_interval`, when a limit is set.
+- pending expiry (storage.pending.expire_pending): every PENDING_SWEEP_INTERVAL, the pending
+  notices no proxy refreshed for `pending_expiry` seconds (it was killed mid-call) become
+  exchanges with error kind unknown_outcome.
 
 Every inspector runs it by default (inspector_ui.app, in its event loop; the broadcaster hears
 through `on_indexed` which exchanges it indexed); `passageway maintain` runs it alone
@@ -34,6 +37,7 @@ from typing import TypeVar
 
 from storage.feed import open_change_feed
 from storage.indexer import index_pending, refresh_statistics
+from storage.pending import PENDING_EXPIRY, expire_pending
 from storage.retention import Pruned, RetentionPolicy, RetentionTotals, prune
 from storage.store import Store, one_line
 
@@ -61,6 +65,8 @@ STATISTICS_INTERVAL = 300.0
 """Seconds between two checks that the planner statistics still fit the table."""
 RETENTION_INTERVAL = 60.0
 """Seconds between two retention passes."""
+PENDING_SWEEP_INTERVAL = 5.0
+"""Seconds between two looks for expired pending notices."""
 KEEP_EVERYTHING = RetentionPolicy()
 """No retention limit: the retention job does not run."""
 _FEED_RETRY_MAX = 10.0
@@ -97,15 +103,19 @@ class Maintenance:
         index_sweep_interval: float = INDEX_SWEEP_INTERVAL,
         poll_interval: float = 0.05,
         on_indexed: Callable[[list[int]], None] | None = None,
+        pending_expiry: float = PENDING_EXPIRY,
+        pending_sweep_interval: float = PENDING_SWEEP_INTERVAL,
     ) -> None:
         self.store = store
+        self._pending_expiry = pending_expiry
+        self._pending_sweep_interval = pending_sweep_interval
         self.retention_policy = retention_policy
         self._retention_interval = retention_interval
         self._statistics_interval = statistics_interval
         self._index_sweep_interval = index_sweep_interval
         self._poll_interval = poll_interval
         self._on_indexed = on_indexed
-        self.jobs: dict[str, JobStats] = {"indexing": JobStats(), "statistics": JobStats()}
+        self.jobs: dict[str, JobStats] = {"indexing": JobStats(), "statistics": JobStats(), "pending": JobStats()}
         self.retention: RetentionTotals | None = None
         """Retention's totals, when a limit is set (else the job does not run)."""
         if retention_policy.enabled:
@@ -130,6 +140,7 @@ class Maintenance:
             jobs.create_task(self._index_new(), name="passageway-maintenance-indexing")
             jobs.create_task(self._sweep_queue(), name="passageway-maintenance-index-sweep")
             jobs.create_task(self._statistics(), name="passageway-maintenance-statistics")
+            jobs.create_task(self._expire_pending(), name="passageway-maintenance-pending")
             if self.retention is not None:
                 jobs.create_task(self._retention(), name="passageway-maintenance-retention")
 
@@ -201,6 +212,15 @@ class Maintenance:
             if await self._attempt("statistics", functools.partial(refresh_statistics, self.store)):
                 log.info("maintenance: planner statistics of exchanges refreshed")
             await asyncio.sleep(self._statistics_interval)
+
+    async def _expire_pending(self) -> None:
+        while True:
+            expired = await self._attempt(
+                "pending", functools.partial(expire_pending, self.store, older_than=self._pending_expiry)
+            )
+            if expired:
+                log.info("maintenance: %d pending exchange(s) expired with an unknown outcome", len(expired))
+            await asyncio.sleep(self._pending_sweep_interval)
 
     async def _retention(self) -> None:
         assert self.retention is not None

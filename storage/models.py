@@ -43,6 +43,7 @@ __all__ = [
     "InspectorAddress",
     "InstallationSecret",
     "Monitor",
+    "PendingExchange",
     "ProxyStat",
     "SLOW_MS",
     "SafeText",
@@ -453,6 +454,37 @@ class ProxyStat(Base):
     last_error: Mapped[str | None] = mapped_column(SafeText())
     stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     """Set by the writer's last report, when the proxy stops cleanly."""
+
+
+class PendingExchange(Base):
+    """A call still in progress (storage.pending): announced by its proxy's writer thread once it
+    has waited or streamed for about a second, refreshed every few seconds while it lasts, deleted
+    in the transaction that stores the finished exchange (same uuid). One nobody refreshes any more
+    expires into an exchange with error kind unknown_outcome (storage.maintenance)."""
+
+    __tablename__ = "pending_exchanges"
+
+    uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    proxy: Mapped[str] = mapped_column(SafeText())
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    """The finished exchange's captured_at."""
+    method: Mapped[str] = mapped_column(SafeText())
+    scheme: Mapped[str] = mapped_column(SafeText())
+    host: Mapped[str] = mapped_column(SafeText())
+    port: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(SafeText())
+    query: Mapped[str] = mapped_column(SafeText())
+    http_version: Mapped[str] = mapped_column(SafeText())
+    service: Mapped[str | None] = mapped_column(SafeText())
+    realm: Mapped[str | None] = mapped_column(SafeText())
+    trace_id: Mapped[str | None] = mapped_column(SafeText())
+    state: Mapped[str] = mapped_column(String(16))
+    """waiting (for the response) or streaming (a body)."""
+    status: Mapped[int | None] = mapped_column(Integer)
+    request_size: Mapped[int] = mapped_column(BigInteger)
+    response_size: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    """When its proxy last announced it: a row left behind by a killed proxy stops changing."""
 
 
 class ServiceRegistration(Base):

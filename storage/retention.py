@@ -395,6 +395,15 @@ _PG_HEADERS_DELETE = (
 )
 
 
+def delete_exchanges(conn: Connection, ids: list[int]) -> Pruned:
+    """Delete these exchanges and what derives from them, as a retention batch does (its own
+    transaction on `conn`). storage.sink uses it when a finished record replaces the
+    unknown_outcome exchange an expired pending notice became."""
+    if conn.dialect.name == "postgresql":
+        return _delete_postgresql(conn, ids)
+    return _delete_sqlite(conn, ids)
+
+
 def _delete_sqlite(conn: Connection, ids: list[int]) -> Pruned:
     # The indexed text, rebuilt before the lock (reads and decoding): rows and bodies are
     # immutable, and the DELETE .. RETURNING below says which of these rows were still there.

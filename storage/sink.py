@@ -26,7 +26,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from storage.models import Body, Exchange, ProxyStat, WebSocketMessage
+from storage.pending import delete_pending, unknown_outcome_ids, upsert_pending
 from storage.pure.decoding import DEFAULT_DECODE_LIMIT
+from storage.pure.pending import PendingNotice
 from storage.rows import (
     BODY_COLUMNS,
     EXCHANGE_COLUMNS,
@@ -124,9 +126,25 @@ class DatabaseSink:
     def write_batch(self, records: Sequence[Record]) -> None:
         self.write(self.prepare(records))
 
-    def write(self, batch: PreparedBatch, *, return_ids: bool = False) -> list[int] | None:
-        """Insert `batch` in one transaction; with return_ids, the id of each exchange record."""
+    def announce(self, notices: Sequence[PendingNotice]) -> int:
+        """Upsert pending notices (storage.pending) in a short transaction of their own."""
         with self.store.engine.begin() as conn:
+            return upsert_pending(conn, notices)
+
+    def write(
+        self, batch: PreparedBatch, *, return_ids: bool = False, announced: Sequence[tuple[float, str]] = ()
+    ) -> list[int] | None:
+        """Insert `batch` in one transaction; with return_ids, the id of each exchange record.
+
+        `announced`: the (captured_at, uuid) of the batch's exchanges that were announced as
+        pending. Their notices go in the same transaction; an unknown_outcome exchange that
+        maintenance made of one meanwhile is deleted first (its own transaction, before: if
+        this one then fails, the record is still in the spool), so the real record wins."""
+        if announced:
+            self._replace_unknown_outcomes(announced)
+        with self.store.engine.begin() as conn:
+            if announced:
+                delete_pending(conn, [uuid for _, uuid in announced])
             new_ids: list[int] = []
             inserted: list[tuple[int, int]] = []  # SQLite: (row index in batch, new exchange id)
             if self._postgres:
@@ -158,6 +176,17 @@ class DatabaseSink:
                 for payload in _notify_payloads(sorted(new_ids)):
                     conn.exec_driver_sql("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, payload))
             return self._ids(conn, batch.exchanges) if return_ids else None
+
+    def _replace_unknown_outcomes(self, announced: Sequence[tuple[float, str]]) -> None:
+        keys = [(dt.datetime.fromtimestamp(at, dt.UTC), uuid) for at, uuid in announced]
+        with self.store.connect() as conn:
+            ids = unknown_outcome_ids(conn, keys)
+            if ids:
+                from storage.retention import (
+                    delete_exchanges,  # rare: a record outlived its notice
+                )
+
+                delete_exchanges(conn, ids)
 
     def _sqlite_insert_exchanges(self, conn: Connection, rows: list[tuple]) -> list[tuple[int, int]]:
         """Insert, and say which rows were new and their ids, without RETURNING (executemany).

@@ -17,6 +17,12 @@ machine crash loses. (At 20 ms with a sync per append, the spool cost the proxy 
 of CPU per record at 400 records/s; at 50 ms, ~30.) Records left in it at exit are
 written at the next start.
 
+Pending notices (storage.pure.pending: calls in progress) take another way: announce() only
+keeps the proxy's latest list, and the writer thread writes what changed between two batches,
+in a short transaction of its own, never while the database is away. They are ephemeral: a
+notice lost costs nothing, and a record never waits for one. The batch that stores an announced
+exchange deletes its notice.
+
 Without one (`spool_max_bytes = 0`), records wait in a storage.memory_spool of
 `queue_size` records, which the writer drains the same way; what the database has not
 taken at exit is lost, counted and logged.
@@ -34,7 +40,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from storage.memory_spool import MemorySpool
+from storage.pending import PENDING_REFRESH
 from storage.pure.decoding import DEFAULT_DECODE_LIMIT
+from storage.pure.pending import PendingNotice
 from storage.record_codec import RecordDecodeError, decode_record, encode_record
 from storage.rows import PreparedBatch, Record
 from storage.sink import DatabaseSink, is_transient
@@ -53,6 +61,10 @@ SYNC_INTERVAL = 0.1
 """Seconds between two fdatasyncs of the spool while records keep coming."""
 REPORT_INTERVAL = 5.0
 """Seconds between two reports of a writer's counters to proxy_stats."""
+PENDING_UPDATE_INTERVAL = 1.0
+"""Seconds between two writes of one pending notice whose bytes so far changed."""
+_ANNOUNCED_KEPT = 3600.0
+"""Seconds an announced uuid is remembered without its record (a record that was never built)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +155,10 @@ class ExchangeWriter:
         self._drops_unlogged = 0
         self._last_drop_log = 0.0
         self._outage_since: float | None = None
+        self._notices: list[PendingNotice] | None = None  # the proxy's latest list, not written yet
+        self._notices_written: dict[str, tuple[tuple, float]] = {}  # uuid -> (progress, monotonic) as last written
+        self._announced: dict[str, float] = {}  # uuid -> monotonic: notices in the database, until their record
+        self._notice_failure_logged = float("-inf")
 
     # -- producer side (the proxy's event loop) ---------------------------------------
 
@@ -159,6 +175,13 @@ class ExchangeWriter:
         if not self._wake.is_set():
             self._wake.set()
         return True
+
+    def announce(self, notices: list[PendingNotice]) -> None:
+        """The calls in progress now (the proxy's sweep, about twice a second while there are
+        any; an empty list once they are gone). Only keeps the list: the writer thread writes it."""
+        self._notices = notices
+        if notices and not self._spool_ready.is_set():
+            self._spool_ready.set()  # the writer may be idle: write them now rather than in 0.5 s
 
     def _drop(self, count: int = 1, reason: str | None = None) -> None:
         self._dropped += count
@@ -315,6 +338,7 @@ class ExchangeWriter:
         spool = self._spool
         while True:
             self._maybe_report()
+            self._write_notices()
             appended_all = self._appended_all.is_set()  # read before reading the spool: then nothing follows
             self._spool_ready.clear()
             frames, end = spool.read(self._batch_size)
@@ -348,6 +372,57 @@ class ExchangeWriter:
             except _GiveUp:
                 return  # closing with the database away: the records stay in the spool (see close())
             spool.ack(end, len(frames))
+
+    def _write_notices(self) -> None:
+        """Write the pending notices that are new, whose progress changed (at most every
+        PENDING_UPDATE_INTERVAL) or that were not refreshed for PENDING_REFRESH."""
+        notices, self._notices = self._notices, None
+        if notices is None:
+            return
+        now = time.monotonic()
+        written = self._notices_written
+        due, held = [], False
+        for notice in notices:
+            last = written.get(notice.uuid)
+            if last is None or now - last[1] >= PENDING_REFRESH:
+                due.append(notice)
+            elif last[0] != notice.progress:
+                if now - last[1] >= PENDING_UPDATE_INTERVAL:
+                    due.append(notice)
+                else:
+                    held = True
+        if held and self._notices is None:
+            self._notices = notices  # a change held back by the rate: looked at again next time round
+        live = {notice.uuid for notice in notices}
+        for uuid in [uuid for uuid in written if uuid not in live]:
+            del written[uuid]
+        if self._announced:
+            for uuid in [uuid for uuid, at in self._announced.items() if now - at > _ANNOUNCED_KEPT]:
+                del self._announced[uuid]
+        if not due or self._outage_since is not None or self._closing.is_set():
+            return
+        try:
+            self.sink.announce(due)
+        except Exception as exc:  # noqa: BLE001 - ephemeral: the next sweep's list tries again
+            if now - self._notice_failure_logged > 60:
+                self._notice_failure_logged = now
+                log.warning("could not write pending notices: %s", one_line(exc))
+            return
+        for notice in due:
+            written[notice.uuid] = (notice.progress, now)
+            self._announced[notice.uuid] = now
+
+    def _announced_in(self, records: list[Record]) -> list[tuple[float, str]]:
+        """(captured_at, uuid) of the exchange records among `records` that were announced."""
+        announced = self._announced
+        if not announced:
+            return []
+        found = []
+        for record in records:
+            uuid = getattr(record, "uuid", None)
+            if uuid is not None and uuid in announced:
+                found.append((record.captured_at, uuid))
+        return found
 
     def _maybe_report(self, *, stopping: bool = False) -> None:
         """Keep this writer's counters in proxy_stats (never while the database is away:
@@ -385,8 +460,9 @@ class ExchangeWriter:
             for record in records:  # find the record that cannot be prepared
                 self._write([record])
             return
+        announced = self._announced_in(records)
         try:
-            self._write_prepared(batch)
+            self._write_prepared(batch, announced)
         except _GiveUp:
             raise
         except Exception as exc:
@@ -398,18 +474,20 @@ class ExchangeWriter:
                 self._write([record])
             return
         self._written += len(records)
+        for _, uuid in announced:
+            self._announced.pop(uuid, None)
 
     def _reject(self, records: list[Record], exc: BaseException) -> None:
         self._lost += len(records)
         self._last_error = one_line(exc)
         log.error("LOST 1 exchange record that cannot be stored: %s", self._last_error, exc_info=exc)
 
-    def _write_prepared(self, batch: PreparedBatch) -> None:
+    def _write_prepared(self, batch: PreparedBatch, announced: list[tuple[float, str]] = ()) -> None:
         delay = _BACKOFF_START
         while True:
             started = time.perf_counter()
             try:
-                self.sink.write(batch)
+                self.sink.write(batch, announced=announced)
                 self._write_seconds += time.perf_counter() - started
                 self._write_batches += 1
             except Exception as exc:

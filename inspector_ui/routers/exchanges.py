@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from storage.pending import pending_summaries
 from storage.pure.decoding import DecodeError, decode_body
 from storage.pure.search import parse_query
 from storage.queries import (
@@ -102,6 +103,12 @@ async def list_(
             cursor=cursor,
         )
     )
+    if before is None and cursor is None and status is None and (sort, order) == ("time", "desc"):
+        # The first page of the live (newest-first) order starts with the calls in progress.
+        pending = await run_in_threadpool(
+            functools.partial(pending_summaries, store, query=query, service=service, method=method)
+        )
+        return {"data": pending + page.data, "next": page.next}
     return {"data": page.data, "next": page.next}
 
 

@@ -12,6 +12,7 @@ import { closeShareUi, openShareDialog, openSharesList, shareUiOpen } from "./sh
 import { addTerm, cellTerm, clientStatusClass, formatWhen, isLiveOrder, nextSort, statusCell, suggestedQuery } from "./columns.js";
 import { bindSplit } from "./split.js";
 import { fillHelp } from "./help.js";
+import * as pending from "./pending.js";
 
 const ROW_HEIGHT = 28; // px; must match .row in app.css (the list is virtualized on it)
 const PAGE = 100;
@@ -78,18 +79,26 @@ function scheduleRender() {
 }
 
 function renderRows() {
-  sizer.style.height = `${state.rows.length * ROW_HEIGHT}px`; // CSSOM: allowed under the CSP
+  const calls = pending.pendingRows(); // calls in progress sit above the stored exchanges
+  const total = calls.length + state.rows.length;
+  sizer.style.height = `${total * ROW_HEIGHT}px`; // CSSOM: allowed under the CSP
   const first = Math.max(0, Math.floor(listEl.scrollTop / ROW_HEIGHT) - OVERSCAN);
-  const last = Math.min(state.rows.length, Math.ceil((listEl.scrollTop + listEl.clientHeight) / ROW_HEIGHT) + OVERSCAN);
+  const last = Math.min(total, Math.ceil((listEl.scrollTop + listEl.clientHeight) / ROW_HEIGHT) + OVERSCAN);
   const fragment = document.createDocumentFragment();
-  for (let i = first; i < last; i++) fragment.append(rowElement(state.rows[i], i));
-  if (!state.rows.length && !state.loading) {
+  for (let i = first; i < last; i++) {
+    if (i < calls.length) {
+      const key = pending.pendingKey(calls[i].uuid);
+      fragment.append(pending.decorateRow(rowElement(calls[i], i),
+        calls[i], { selected: state.selectedId === key, open: state.openId === key }));
+    } else fragment.append(rowElement(state.rows[i - calls.length], i));
+  }
+  if (!total && !state.loading) {
     let text = state.q ? "No exchange matches this search." : "No traffic captured yet: send a request through the proxy.";
     if (state.queryError) text = "Fix the query above to see results.";
     fragment.append(el("p", "empty-list", text));
   }
   sizer.replaceChildren(fragment);
-  if (last >= state.rows.length - 30) loadMore();
+  if (last >= total - 30) loadMore();
   updateFooter();
 }
 
@@ -159,6 +168,7 @@ function updateFooter() {
     return;
   }
   let text = `${state.rows.length.toLocaleString()} loaded`;
+  if (pending.pendingCount()) text += ` · ${pending.pendingCount()} pending`;
   if (state.loading) text += " · loading…";
   else if (state.next === null) text += " · end of list";
   else if (state.rows.length >= MAX_LOADED) text += " · refine the search to see older exchanges";
@@ -215,14 +225,37 @@ function prepend(summaries) {
   const topId = state.rows.length ? state.rows[0].id : 0;
   const fresh = summaries.filter((s) => s.id > topId).sort((a, b) => b.id - a.id);
   if (!fresh.length) return;
+  const replaced = fresh.filter((s) => finishedPending(s)).length; // these take their pending row's place
   const stayPut = !atTop();
   state.rows.unshift(...fresh);
   if (state.rows.length === fresh.length) updateSearchActions(); // the search matches something now
   if (stayPut) {
-    listEl.scrollTop += fresh.length * ROW_HEIGHT;
-    state.newCount += fresh.length;
+    listEl.scrollTop += (fresh.length - replaced) * ROW_HEIGHT;
+    state.newCount += fresh.length - replaced;
   }
   updateNewCount();
+  scheduleRender();
+}
+
+/** A stored exchange arrived: its pending row (same uuid) goes, and a selection or an open
+ * detail of that row moves to the exchange. True when it was pending. */
+function finishedPending(summary) {
+  if (!pending.finishPending(summary.uuid)) return false;
+  const key = pending.pendingKey(summary.uuid);
+  if (state.selectedId === key) state.selectedId = summary.id;
+  if (state.openId === key) openDetail(summary.id);
+  return true;
+}
+
+/** A {"type": "pending"} message, or a pending row of a first page. */
+function receivePending(summary) {
+  // Paused, the list holds still (the finished exchange is queued as usual); sorted, it is not live.
+  if (state.paused || !isLiveOrder(state.order)) return;
+  const stayPut = !atTop();
+  if (pending.updatePending(summary, (uuid) => state.rows.some((row) => row.uuid === uuid)) && stayPut) {
+    listEl.scrollTop += ROW_HEIGHT;
+  }
+  pending.tickWhilePending(listEl, scheduleRender);
   scheduleRender();
 }
 
@@ -277,7 +310,10 @@ async function reload() {
   try {
     const page = await fetchPage(null);
     if (generation !== state.generation) return;
-    state.rows = page.data;
+    pending.clearPending();
+    for (const summary of page.data) if (summary.pending) pending.updatePending(summary);
+    if (pending.pendingCount()) pending.tickWhilePending(listEl, scheduleRender);
+    state.rows = page.data.filter((s) => !s.pending);
     state.next = page.next;
     state.queryError = false;
     showQueryError(null);
@@ -336,7 +372,7 @@ async function loadMore() {
     if (generation !== state.generation) return;
     if (isLiveOrder(state.order)) {
       const lastId = state.rows.length ? state.rows[state.rows.length - 1].id : Infinity;
-      state.rows.push(...page.data.filter((s) => s.id < lastId));
+      state.rows.push(...page.data.filter((s) => !s.pending && s.id < lastId));
     } else {
       state.rows.push(...page.data); // the cursor continues after the last row: no overlap
     }
@@ -390,6 +426,8 @@ function openStream(generation) {
       if (message.last_id && message.last_id > topId && isLiveOrder(state.order)) catchUp(generation);
     } else if (message.type === "exchange") {
       receive(message.data);
+    } else if (message.type === "pending") {
+      receivePending(message.data);
     } else if (message.type === "error") {
       // The server refused the query for the live view (then closes): say so, do not retry.
       ws.onclose = null;
@@ -414,6 +452,8 @@ async function catchUp(generation) {
   try {
     const page = await fetchPage(null);
     if (generation !== state.generation) return;
+    for (const summary of page.data) if (summary.pending) receivePending(summary);
+    page.data = page.data.filter((s) => !s.pending);
     const topId = state.rows.length ? state.rows[0].id : 0;
     if (page.next !== null && page.data.length && page.data[page.data.length - 1].id > topId) {
       reload(); // more missed than one page: start over rather than leave a hole
@@ -587,7 +627,7 @@ function select(id, { scroll = true } = {}) {
   if (scroll) {
     const index = indexOfId(id);
     if (index >= 0) {
-      const top = index * ROW_HEIGHT;
+      const top = (index + pending.pendingCount()) * ROW_HEIGHT;
       if (top < listEl.scrollTop) listEl.scrollTop = top;
       else if (top + ROW_HEIGHT > listEl.scrollTop + listEl.clientHeight) {
         listEl.scrollTop = top + ROW_HEIGHT - listEl.clientHeight;
@@ -649,6 +689,30 @@ async function openDetail(id) {
   releaseObjectUrls();
   renderDetail(clear(body), exchange);
   scheduleRender(); // list width changed
+}
+
+/** The detail pane of a call in progress: what is known so far; the finished exchange replaces it. */
+function openPending(uuid) {
+  const summary = pending.pendingByUuid(uuid);
+  if (!summary) return;
+  detailGeneration++;
+  const key = pending.pendingKey(uuid);
+  state.selectedId = key;
+  state.openId = key;
+  state.diff = null;
+  state.editing = false;
+  currentExchange = null;
+  const pane = $("detail");
+  pane.hidden = false;
+  document.body.classList.add("with-detail");
+  document.body.classList.remove("with-diff");
+  $("detail-actions").hidden = true; // nothing to replay, share or copy yet
+  $("replay-info").hidden = true;
+  showActionMessage(null);
+  clear($("detail-title")).append(el("span", "status-pill s-pending", "pending"), ` ${summary.method} ${summary.path}`);
+  replaceOpenIdInUrl(null);
+  pending.renderPendingDetail(clear($("detail-body")), summary);
+  scheduleRender();
 }
 
 function closeDetail() {
@@ -1153,7 +1217,8 @@ document.addEventListener("keydown", (event) => {
     case "Enter":
       if (state.selectedId !== null) {
         event.preventDefault();
-        openDetail(state.selectedId);
+        if (pending.isPendingKey(state.selectedId)) openPending(state.selectedId.slice(pending.PENDING_PREFIX.length));
+        else openDetail(state.selectedId);
       }
       break;
     default:
@@ -1174,6 +1239,10 @@ listEl.addEventListener("click", (event) => {
   }
   const row = event.target.closest(".row");
   if (!row) return;
+  if (row.classList.contains("pending")) {
+    openPending(row.dataset.uuid);
+    return;
+  }
   const id = Number(row.dataset.id);
   select(id, { scroll: false });
   openDetail(id);

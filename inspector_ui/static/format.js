@@ -122,6 +122,7 @@ const ERROR_LABELS = {
   protocol_error: "Broken HTTP",
   killed: "Stopped by the proxy",
   imported_error: "Failed (imported)",
+  unknown_outcome: "Outcome unknown: the proxy stopped reporting",
 };
 
 /** An error kind in human words ("Connection refused by upstream"); an unknown kind as it is. */

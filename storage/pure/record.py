@@ -108,6 +108,7 @@ ERROR_KINDS = (
     "protocol_error",  # malformed HTTP on either side
     "killed",  # stopped by an addon
     "imported_error",  # an imported exchange (HAR) that failed for a cause none of the above names
+    "unknown_outcome",  # its proxy stopped (killed mid-call) before it finished: see storage.pure.pending
 )
 
 
