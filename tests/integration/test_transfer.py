@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from mitmproxy import io as mitmproxy_io
 from mitmproxy.io.har import request_to_flow
 from mitmproxy.test import tflow
 
+from cli.main import main
 from inspector_ui import InspectorSettings, create_app
 from storage.pure.record import CapturedBody
 from storage.queries import get_body, get_exchange, list_exchanges
@@ -33,6 +35,23 @@ REAL = SAMPLES / "real"
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*PASSAGEWAY, *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def run_here(capsys, caplog):
+    """run(), through the command's own main in this process: a process costs a second or more of
+    imports each. What the process would have logged (WARNING and up) joins stderr. The tests
+    above and below keep real processes for both commands."""
+
+    def runner(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        caplog.clear()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        logged = "".join(f"{r.levelname} {r.getMessage()}\n" for r in caplog.records if r.levelno >= logging.WARNING)
+        return subprocess.CompletedProcess(args, code, out, err + logged)
+
+    return runner
 
 
 def exchanges(url: str) -> list[dict]:
@@ -109,7 +128,7 @@ def test_a_mitmproxy_flow_file_imports_once(tmp_path):
     assert len(rows) == 4 and [r[1].rsplit("/", 2)[-2:] for r in rows[:3]] == [["flow", "0"], ["flow", "1"], ["flow", "2"]]
 
 
-def test_bad_files_are_one_line_errors(tmp_path):
+def test_bad_files_are_one_line_errors(tmp_path, run_here):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00\x01not a flow")
     broken = tmp_path / "broken.har"
@@ -124,10 +143,11 @@ def test_bad_files_are_one_line_errors(tmp_path):
                            (tmp_path / "missing.har", "No such file"), (empty, "the file is empty"),
                            (blank, "the file is empty"), (no_entries, "the HAR has no entries"),
                            (status_text, "response.status is not an HTTP status: 'OK'")):  # fmt: skip
-        done = run("import", "--db", f"sqlite:///{tmp_path}/x.db", str(path))
+        # a real process for a flow file and a HAR; the rest through main in this process
+        done = (run if path in (junk, broken) else run_here)("import", "--db", f"sqlite:///{tmp_path}/x.db", str(path))
         assert done.returncode == 2 and fragment in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.count("\n") == 1
-    bad_query = run("export", "--db", f"sqlite:///{tmp_path}/x.db", "--har", "-", "--query", "stauts:1")
+    bad_query = run_here("export", "--db", f"sqlite:///{tmp_path}/x.db", "--har", "-", "--query", "stauts:1")
     assert bad_query.returncode == 2 and "unknown field" in bad_query.stderr
 
 
@@ -238,7 +258,7 @@ def test_a_real_har_goes_round_and_round_through_the_commands(name, kind, tmp_pa
     assert sorted(read) == sorted(stored)
 
 
-def test_a_search_right_after_an_import_finds_what_it_imported(tmp_path):
+def test_a_search_right_after_an_import_finds_what_it_imported(tmp_path, run_here):
     """Free text and header: terms read the search index, which no inspector built here."""
     url = f"sqlite:///{tmp_path}/search.db"
     har = tmp_path / "words.har"
@@ -247,9 +267,9 @@ def test_a_search_right_after_an_import_finds_what_it_imported(tmp_path):
              "response": {"status": 200, "content": {"mimeType": "text/plain", "text": "a zebracorn appears"}}}  # fmt: skip
     other = {**entry, "request": {**entry["request"], "url": "http://a.example/y"}}
     har.write_text(json.dumps({"log": {"entries": [entry, other]}}))
-    assert run("import", "--db", url, str(har)).returncode == 0
+    assert run_here("import", "--db", url, str(har)).returncode == 0
     for query in ("zebracorn", "header:x-colour=teal", "zebracorn path:/y"):
-        done = run("export", "--db", url, "--query", query, "--har", "-")
+        done = run_here("export", "--db", url, "--query", query, "--har", "-")
         assert done.returncode == 0 and done.stderr == "", (query, done.stderr)
         entries = json.loads(done.stdout)["log"]["entries"]
         assert len(entries) == (1 if "path:" in query else 2), query
@@ -257,7 +277,7 @@ def test_a_search_right_after_an_import_finds_what_it_imported(tmp_path):
     body = CapturedBody(b"zebracorn too", 13, False, content_type="text/plain")
     write_records(store, [make_record(path="/captured", response_body=body)])
     store.close()
-    done = run("export", "--db", url, "--query", "zebracorn", "--har", "-")
+    done = run("export", "--db", url, "--query", "zebracorn", "--har", "-")  # a real process catches up too
     assert len(json.loads(done.stdout)["log"]["entries"]) == 3
 
 

@@ -10,7 +10,7 @@ import pytest
 from storage import open_store
 from storage.store import Store
 from tests.support.postgres import fresh_postgres_database
-from tests.support.stores import reset_store
+from tests.support.stores import migrated_sqlite_url, reset_store
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,7 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
-        s = open_store(f"sqlite:///{tmp_path}/test.db")
+        s = open_store(migrated_sqlite_url(tmp_path / "test.db"))
     else:
         s = reset_store(open_store(request.getfixturevalue("pg_url")))
     yield s

@@ -1,4 +1,4 @@
-"""Storage fixtures: a Store on SQLite (fresh file per test) and on PostgreSQL
+"""Storage fixtures: a Store on SQLite (fresh file per test, copied from a migrated one) and on PostgreSQL
 (one fresh database per session, emptied before each test by tests.support.stores.reset_store).
 
 PostgreSQL comes from tests/support/postgres.py: 127.0.0.1:5432, user postgres,
@@ -15,7 +15,7 @@ import pytest
 from storage import open_store
 from storage.store import Store
 from tests.support.postgres import fresh_postgres_database
-from tests.support.stores import reset_store
+from tests.support.stores import migrated_sqlite_url, reset_store
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def pg_store(pg_url: str) -> Iterator[Store]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
-        s = open_store(f"sqlite:///{tmp_path}/test.db")
+        s = open_store(migrated_sqlite_url(tmp_path / "test.db"))
         yield s
         s.close()
         return
@@ -43,6 +43,6 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type:
 
 @pytest.fixture
 def sqlite_store(tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
-    s = open_store(f"sqlite:///{tmp_path}/test.db", busy_timeout=0.05)
+    s = open_store(migrated_sqlite_url(tmp_path / "test.db"), busy_timeout=0.05)
     yield s
     s.close()
