@@ -136,13 +136,6 @@ def mitmproxy_addons() -> list[object]:
 
 
 async def _serve(settings: ProxySettings, writer: ExchangeWriter, guard: InspectorGuard) -> None:
-    # Signals first: Ctrl-C while the addons load (a second or more on a busy machine) must stop
-    # the proxy too, not raise KeyboardInterrupt inside whatever mitmproxy is doing. Master.run()
-    # clears a shutdown asked for before it, hence the flag.
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     opts = options.Options()
     master = Master(opts, with_termlog=True)
     check = errorcheck.ErrorCheck(repeat_errors_on_stderr=True)
@@ -174,15 +167,7 @@ async def _serve(settings: ProxySettings, writer: ExchangeWriter, guard: Inspect
         ssl_insecure=settings.upstream_insecure,
         ssl_verify_upstream_trusted_ca=str(settings.upstream_ca) if settings.upstream_ca else None,
     )
-    if stop.is_set():
-        return
-
-    async def shutdown_on_signal() -> None:
-        await stop.wait()
-        master.shutdown()
-
-    watcher = loop.create_task(shutdown_on_signal())
-    try:
-        await master.run()
-    finally:
-        watcher.cancel()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, master.shutdown)
+    await master.run()
