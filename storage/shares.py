@@ -27,7 +27,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.errors import Gone, Invalid, NotFound
-from storage.models import Exchange, InstallationSecret, Share
+from storage.models import InstallationSecret, Share
 from storage.outgoing import out_exchange
 from storage.pure.decoding import DEFAULT_DECODE_LIMIT
 from storage.pure.redaction import OutBody, OutExchange, Redaction, RedactionRules
@@ -147,9 +147,10 @@ def list_shares(store: Store, *, now: dt.datetime | None = None) -> list[dict]:
     """The live shares (neither expired nor revoked), newest first; never their tokens.
 
     An exchange share also says what it holds, so a list of them reads as more than "#491":
-    `exchange` is {"method", "service", "host", "path", "status"} of the exchange as stored now
-    (one query for all of them), or None when it is gone (retention); the share's snapshot
-    keeps its own copy either way."""
+    `exchange` is {"method", "service", "host", "path", "status"} read from the share's own
+    snapshot, never from the stored exchange: the snapshot is redacted (a path can carry a
+    secret that only the whole exchange reveals, e.g. Basic credentials echoed into a URL) and
+    outlives retention."""
     now = now or dt.datetime.now(dt.UTC)
     query = (
         select(*_INFO_COLUMNS)
@@ -158,18 +159,17 @@ def list_shares(store: Store, *, now: dt.datetime | None = None) -> list[dict]:
     )
     with store.connect() as conn:
         shares = [_info(row.id, row._asdict()) for row in conn.execute(query)]
-        ids = {int(s["selector"]) for s in shares if s["kind"] == "exchange" and s["selector"].isdigit()}
-        found = {}
-        if ids:
-            columns = (Exchange.id, Exchange.method, Exchange.service, Exchange.host, Exchange.path, Exchange.status)
-            found = {row.id: row for row in conn.execute(select(*columns).where(Exchange.id.in_(ids)))}
+        ids = [s["id"] for s in shares if s["kind"] == "exchange"]
+        found = conn.execute(select(Share.id, Share.snapshot).where(Share.id.in_(ids))) if ids else []
+        snapshots = {row.id: row.snapshot for row in found}
     for share in shares:
         if share["kind"] == "exchange":
-            row = found.get(int(share["selector"])) if share["selector"].isdigit() else None
-            share["exchange"] = None if row is None else {
-                "method": row.method, "service": row.service, "host": row.host, "path": row.path, "status": row.status,
-            }  # fmt: skip
+            exchanges = _decompressed(snapshots[share["id"]])["exchanges"] if share["id"] in snapshots else []
+            share["exchange"] = {key: exchanges[0].get(key) for key in _LISTED_FIELDS} if exchanges else None
     return shares
+
+
+_LISTED_FIELDS = ("method", "service", "host", "path", "status")
 
 
 def revoke_share(store: Store, *, share_id: int, now: dt.datetime | None = None) -> dict | None:
@@ -184,7 +184,7 @@ def revoke_share(store: Store, *, share_id: int, now: dt.datetime | None = None)
 def open_share(store: Store, *, token: str, now: dt.datetime | None = None) -> dict | None:
     """The snapshot behind a link; None for an unknown token; Gone ("expired", "revoked") when it is no more."""
     row = _live_share(store, token, now, Share.snapshot)
-    return None if row is None else json.loads(zstandard.ZstdDecompressor().decompress(row.snapshot))
+    return None if row is None else _decompressed(row.snapshot)
 
 
 def share_exists(store: Store, *, token: str, now: dt.datetime | None = None) -> bool:
@@ -276,6 +276,10 @@ def _selector_by_names(kind: str, selector: str, redaction: Redaction) -> str:
             terms.append(term)
         groups.append(tuple(terms))
     return str(Query(tuple(groups))) if changed else selector
+
+
+def _decompressed(snapshot: bytes) -> dict:
+    return json.loads(zstandard.ZstdDecompressor().decompress(snapshot))
 
 
 def _snapshot_exchange(exchange: OutExchange) -> dict:

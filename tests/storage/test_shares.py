@@ -106,12 +106,13 @@ def test_the_list_says_what_an_exchange_share_holds(store):
     for exchange_id in (first, second):
         create_share(store, kind="exchange", selector=str(exchange_id), rules=DEFAULT_RULES)
     create_share(store, kind="search", selector="service:users", rules=DEFAULT_RULES)
-    with store.begin() as conn:  # retention took the second exchange; its share keeps its snapshot
+    with store.begin() as conn:  # retention took the second exchange; its share still says what it holds
         conn.execute(delete(Exchange).where(Exchange.id == second))
     listed = list_shares(store)
     assert [(s["kind"], s["selector"]) for s in listed] == [("search", "service:users"), ("exchange", str(second)),
                                                            ("exchange", str(first))]  # fmt: skip
     assert "exchange" not in listed[0]
-    assert listed[1]["exchange"] is None
+    assert listed[1]["exchange"] == {"method": "GET", "service": "users", "host": "users.internal", "path": "/users/42",
+                                     "status": 200}  # fmt: skip
     assert listed[2]["exchange"] == {"method": "POST", "service": "billing", "host": "billing.internal",
                                      "path": "/orders", "status": 502}  # fmt: skip
