@@ -172,6 +172,14 @@ def each_variant(page, name: str) -> Iterator[str]:
     page.emulate_media(color_scheme="light")
 
 
+def click_detail_action(page, selector: str) -> None:
+    """Click one of the detail pane's actions, through its ⋯ menu when the bar has no room for it."""
+    action = page.locator(selector)
+    if not action.is_visible():
+        page.locator("#actions-toggle").click()
+    action.click()
+
+
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

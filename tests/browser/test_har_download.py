@@ -291,7 +291,10 @@ def test_the_trace_page_downloads_the_traces_exchanges_with_the_inspector_cookie
 
     # The share control beside it still works after a download.
     page.locator("button.share-trace").click()
+    page.locator("#share-dialog button.share-create").click()  # the share dialog: expiry, note
     expect(page.locator("input.share-link")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#share-dialog")).to_be_hidden()
     expect(button).to_be_visible()
 
     button.click()

@@ -27,7 +27,7 @@ from storage.test_runs import save_run
 from tests.inspector_ui.ui_support import live_inspector
 from tests.support.records import make_record
 
-from .conftest import IMG_CANARY, SCRIPT_CANARY, assert_nothing_ran, screenshot
+from .conftest import IMG_CANARY, SCRIPT_CANARY, assert_nothing_ran, click_detail_action, screenshot
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPANS = ("00f067aa0ba902b7", "00f067aa0ba902b8")
@@ -208,7 +208,7 @@ def test_save_as_test_downloads_a_hurl_file_for_an_exchange_and_for_a_search(sit
     page, watched = opened(f"{site.url}/?id={site.exchange_ids[1]}")
     expect(page.locator("#detail")).to_be_visible()
     with page.expect_download() as download:
-        page.locator("#save-test").click()
+        click_detail_action(page, "#save-test")
     saved = tmp_path / download.value.suggested_filename
     download.value.save_as(saved)
     assert saved.suffix == ".hurl"
