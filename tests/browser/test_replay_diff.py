@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from tests.support import wait_for
 
-from .conftest import CANARIES, IMG_CANARY, SCRIPT_CANARY, assert_nothing_ran, screenshot
+from .conftest import CANARIES, IMG_CANARY, SCRIPT_CANARY, assert_nothing_ran, click_detail_action, screenshot
 
 ORIGINAL_BODY = {"user": {"name": "Ada", "roles": ["admin"]}, "count": 1}
 EDITED_BODY = {"user": {"name": "Grace", "roles": ["admin"]}, "count": 1}
@@ -46,7 +46,7 @@ def header_row(page, name: str):
 
 
 def open_editor(page):
-    page.click("#edit-replay")
+    click_detail_action(page, "#edit-replay")
     form = page.locator("form.replay-editor")
     expect(form).to_be_visible()
     return form

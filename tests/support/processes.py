@@ -118,7 +118,7 @@ class ManagedProcess:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 self.args, stdout=out, stderr=err, stdin=self._stdin, env=self.env, cwd=self.cwd,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_default_stop_signals,
             )
         return self
 
@@ -278,3 +278,12 @@ def start_process(args: Sequence[str | os.PathLike[str]], *, port: int | None = 
             proc.stop()
             raise
     return proc
+
+
+def _default_stop_signals() -> None:
+    """In the child, before exec: SIGINT and SIGTERM unblocked and at their default action, so a
+    test's process answers Ctrl-C as a user's would, whatever the pytest worker that started it
+    inherited or set (an ignored or blocked SIGINT passes to children through exec)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
