@@ -50,10 +50,11 @@ INDEX_WAIT = 10.0
 """Seconds an exchange is awaited for those viewers; one not indexed by then (no maintenance
 runs, or it is failing) is not streamed to them. A search over REST finds it once indexed."""
 INDEXED_AHEAD_KEPT = 10_000
+"""Ids this process's maintenance indexed before the feed reported them, remembered at most."""
 PENDING_POLL = 0.5
 """Seconds between two looks at the calls in progress, while viewers are connected."""
 FINISHED_KEPT = 1000
-"""Ids this process's maintenance indexed before the feed reported them, remembered at most."""
+"""Uuids of once-pending exchanges already published, remembered at most (no pending after them)."""
 
 
 class SubscriberGone(Exception):

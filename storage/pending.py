@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -58,14 +59,12 @@ def _utc(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
+@dataclass(frozen=True, slots=True)
 class PendingRow:
     """A notice as stored, with when it was last refreshed."""
 
-    __slots__ = ("notice", "updated_at")
-
-    def __init__(self, notice: PendingNotice, updated_at: dt.datetime) -> None:
-        self.notice = notice
-        self.updated_at = updated_at
+    notice: PendingNotice
+    updated_at: dt.datetime
 
 
 def upsert_pending(

@@ -181,10 +181,8 @@ class DatabaseSink:
         keys = [(dt.datetime.fromtimestamp(at, dt.UTC), uuid) for at, uuid in announced]
         with self.store.connect() as conn:
             ids = unknown_outcome_ids(conn, keys)
-            if ids:
-                from storage.retention import (
-                    delete_exchanges,  # rare: a record outlived its notice
-                )
+            if ids:  # rare: a record outlived its notice
+                from storage.retention import delete_exchanges  # retention imports this module (via indexer)
 
                 delete_exchanges(conn, ids)
 

@@ -2,7 +2,7 @@
 import { bindThemeToggle, el, clear } from "./dom.js";
 import { releaseObjectUrls, renderBody } from "./bodies.js";
 import { loadDiff, renderDiff } from "./diff.js";
-import { clientStatus, errorLabel, formatDuration, formatSize, formatTime, statusClass, statusText } from "./format.js";
+import { clientStatus, errorLabel, formatDuration, formatSize, formatTime, statusClass } from "./format.js";
 import { copyText } from "./bodies.js";
 import { closeSnippet, openSnippet } from "./copy_as.js";
 import { initDetailActions } from "./detail_actions.js";
