@@ -667,7 +667,7 @@ async function openDetail(id) {
   pane.hidden = false;
   document.body.classList.add("with-detail");
   document.body.classList.remove("with-diff");
-  $("detail-actions").hidden = false;
+  $("detail-actions").hidden = true; // until the exchange is here: a click before would do nothing
   $("replay-info").hidden = true;
   showActionMessage(null);
   updateCompareUi();
@@ -686,6 +686,7 @@ async function openDetail(id) {
   }
   if (generation !== detailGeneration) return;
   currentExchange = exchange;
+  $("detail-actions").hidden = false;
   releaseObjectUrls();
   renderDetail(clear(body), exchange);
   scheduleRender(); // list width changed

@@ -174,6 +174,10 @@ def each_variant(page, name: str) -> Iterator[str]:
 
 def click_detail_action(page, selector: str) -> None:
     """Click one of the detail pane's actions, through its ⋯ menu when the bar has no room for it."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#detail-actions")).to_be_visible()  # the exchange has loaded
+    page.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")  # and the bar is fitted
     action = page.locator(selector)
     if not action.is_visible():
         page.locator("#actions-toggle").click()

@@ -6,6 +6,7 @@ traceback (no CancelledError, no KeyboardInterrupt)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,17 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
+def catches_sigint(pid: int) -> bool:
+    """The interpreter has installed its SIGINT handler: before that (the first fraction of a
+    second, longer on a busy machine) SIGINT kills any program silently, Python or not."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) & (1 << (signal.SIGINT - 1)))
+
+
 def assert_quiet_stop(process: ManagedProcess, codes: tuple[int, ...]) -> None:
     code = process.stop()
     assert process.stop_signal == "SIGINT", f"SIGINT did not stop it\n{process.describe()}"
@@ -64,7 +76,8 @@ def test_ctrl_c_stops_every_role_without_a_traceback(tmp_path):
         assert_quiet_stop(early, (0, 130))
         loading = ManagedProcess([*PASSAGEWAY, "ui", "--db", f"sqlite:///{tmp_path / 'loading.db'}"],
                                  name="passageway ui (loading)", sigint_timeout=40).start()  # fmt: skip
-        time.sleep(0.3)  # well inside its imports
+        wait_for(lambda: catches_sigint(loading.pid), timeout=READY_TIMEOUT, message=loading.describe)
+        time.sleep(0.2)  # well inside its imports (they take seconds)
         assert_quiet_stop(loading, (0, 130))
         for process, ready in started:
             wait_for(ready, timeout=READY_TIMEOUT, message=process.describe)
