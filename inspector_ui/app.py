@@ -34,6 +34,7 @@ from .routers import (
     health,
     metrics,
     monitors,
+    registry,
     replay,
     service_stats,
     services,
@@ -156,6 +157,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(tests.router)
     app.include_router(test_generation.router)
     app.include_router(monitors.router)
+    app.include_router(registry.router)
     _answer_errors(app)
     document_invalid_requests(app)
 

@@ -39,12 +39,14 @@ __all__ = [
     "Exchange",
     "ExchangeHeader",
     "FILTER_COLUMNS",
+    "FaultRule",
     "HealthSample",
     "InspectorAddress",
     "InstallationSecret",
     "Monitor",
     "PendingExchange",
     "ProxyStat",
+    "RegistryInstance",
     "SLOW_MS",
     "SafeText",
     "SearchPending",
@@ -249,6 +251,13 @@ class Exchange(Base):
             sqlite_where=text("test_name IS NOT NULL"),
             postgresql_where=text("test_name IS NOT NULL"),
         ),
+        # is:fault (storage.search_sql); only exchanges a fault rule touched.
+        Index(
+            "ix_exchanges_fault_id",
+            "id",
+            sqlite_where=text("fault IS NOT NULL"),
+            postgresql_where=text("fault IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -308,6 +317,8 @@ class Exchange(Base):
     """The calling service, as its smart client named it (X-Passageway-Caller)."""
     test_name: Mapped[str | None] = mapped_column(SafeText())
     """The API test that sent the request (X-Passageway-Test, taken off before forwarding)."""
+    fault: Mapped[str | None] = mapped_column(SafeText())
+    """What an injected fault did to this exchange (rule id and effect); null when none touched it."""
 
 
 class Body(Base):
@@ -507,6 +518,67 @@ class ServiceRegistration(Base):
     """The service's own listen address (host:port), when it has one."""
     registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class RegistryInstance(Base):
+    """One running instance of a service that registers itself (storage.registry; issue 17).
+
+    Created and refreshed by its heartbeats (POST /api/registry/heartbeat), marked deregistered
+    on a clean shutdown, read as gone once heartbeat_at is older than its grace period; rows are
+    kept so a gone service keeps its history until someone forgets it. `realm` is "" for none."""
+
+    __tablename__ = "registry_instances"
+    __table_args__ = (Index("ix_registry_instances_heartbeat_at", "heartbeat_at"),)
+
+    realm: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    name: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    instance: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    url: Mapped[str] = mapped_column(SafeText())
+    """Where the instance is reachable (http(s)://host:port[/base])."""
+    health: Mapped[str | None] = mapped_column(SafeText())
+    """Its health path (readiness), from '/'."""
+    version: Mapped[str | None] = mapped_column(SafeText())
+    depends_on: Mapped[list[str]] = mapped_column(JSON)
+    ready: Mapped[bool | None] = mapped_column(Boolean)
+    """Its own readiness as its last heartbeat said (null: it did not say)."""
+    checks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    interval_s: Mapped[float] = mapped_column(Double)
+    """Seconds between its heartbeats, as it announced them."""
+    registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    deregistered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class FaultRule(Base):
+    """A fault injected on purpose by every proxy serving `service` in `realm` (storage.faults).
+
+    Effects (any combination): delay_ms (fixed, or uniform up to delay_max_ms), status (answer
+    with it instead of forwarding), reset (close the client's connection), stall (the response
+    body stops after its headers). Applies to a fraction `rate` (0-1) of the matching requests
+    between starts_at and expires_at; origin is "config" or "api"."""
+
+    __tablename__ = "fault_rules"
+    __table_args__ = (Index("ix_fault_rules_expires_at", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    realm: Mapped[str] = mapped_column(SafeText())
+    service: Mapped[str] = mapped_column(SafeText())
+    method: Mapped[str | None] = mapped_column(SafeText())
+    path: Mapped[str | None] = mapped_column(SafeText())
+    """An endpoint template or glob (/orders/{id}, /orders/*); null for every path."""
+    header: Mapped[str | None] = mapped_column(SafeText())
+    """NAME=VALUE a request must carry; null for any."""
+    delay_ms: Mapped[float | None] = mapped_column(Double)
+    delay_max_ms: Mapped[float | None] = mapped_column(Double)
+    status: Mapped[int | None] = mapped_column(Integer)
+    reset: Mapped[bool] = mapped_column(Boolean)
+    stall: Mapped[bool] = mapped_column(Boolean)
+    rate: Mapped[float] = mapped_column(Double)
+    origin: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(SafeText())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class HealthSample(Base):

@@ -1,0 +1,199 @@
+"""The self-registration registry (issue 17): services that announce themselves by heartbeat.
+
+A smart service (passageway.service, or any tool speaking the same JSON) sends a heartbeat every
+few seconds: name, realm, instance, the URL it is reachable at, its health path, version,
+declared dependencies and its own readiness. `heartbeat` upserts its row; `deregister` marks a
+clean shutdown; an instance whose heartbeats stop for `grace(interval)` reads as gone. Rows are
+kept either way (a service's history outlives its instances) until `forget` removes them.
+
+The proxies read `instances` off their event loop every few seconds (proxy.registry_routes) and
+route by it; the inspector lists it on the Services page. Realms are stored as "" for none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from storage.errors import Invalid
+from storage.models import RegistryInstance
+from storage.queries import iso_utc
+from storage.store import Store
+
+__all__ = [
+    "DEFAULT_INTERVAL",
+    "MAX_DEPENDENCIES",
+    "Heartbeat",
+    "Instance",
+    "deregister",
+    "forget",
+    "grace",
+    "heartbeat",
+    "instances",
+]
+
+DEFAULT_INTERVAL = 5.0
+"""Seconds between heartbeats when an instance does not say."""
+MIN_INTERVAL, MAX_INTERVAL = 0.5, 300.0
+MISSED_BEATS = 3
+"""Heartbeats an instance may miss before it reads as gone."""
+MIN_GRACE = dt.timedelta(seconds=10)
+MAX_DEPENDENCIES = 100
+
+
+def grace(interval_s: float) -> dt.timedelta:
+    """How long after its last heartbeat an instance is still taken as alive."""
+    return max(MIN_GRACE, dt.timedelta(seconds=interval_s * MISSED_BEATS))
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """One heartbeat, checked by the API (inspector_ui.routers.registry)."""
+
+    name: str
+    url: str
+    instance: str
+    realm: str | None = None
+    health: str | None = None
+    version: str | None = None
+    depends_on: tuple[str, ...] = ()
+    ready: bool | None = None
+    checks: dict[str, Any] | None = None
+    interval_s: float = DEFAULT_INTERVAL
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A registry row as readers see it; `state` is "up" (heartbeats arrive), "gone" (they
+    stopped) or "deregistered" (it said goodbye)."""
+
+    name: str
+    realm: str | None
+    instance: str
+    url: str
+    health: str | None
+    version: str | None
+    depends_on: tuple[str, ...]
+    ready: bool | None
+    checks: dict[str, Any] | None
+    interval_s: float
+    registered_at: dt.datetime
+    heartbeat_at: dt.datetime
+    deregistered_at: dt.datetime | None
+    state: str
+
+    @property
+    def alive(self) -> bool:
+        return self.state == "up"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "realm": self.realm,
+            "instance": self.instance,
+            "url": self.url,
+            "health": self.health,
+            "version": self.version,
+            "depends_on": list(self.depends_on),
+            "ready": self.ready,
+            "checks": self.checks,
+            "interval_s": self.interval_s,
+            "registered_at": iso_utc(self.registered_at),
+            "heartbeat_at": iso_utc(self.heartbeat_at),
+            "deregistered_at": iso_utc(self.deregistered_at) if self.deregistered_at else None,
+            "state": self.state,
+        }
+
+
+def heartbeat(store: Store, beat: Heartbeat, *, now: dt.datetime | None = None) -> bool:
+    """Record `beat`: a new instance is registered, a known one refreshed (and back from gone or
+    deregistered). True when the instance is new."""
+    if not MIN_INTERVAL <= beat.interval_s <= MAX_INTERVAL:
+        raise Invalid(f"interval_s must be between {MIN_INTERVAL:g} and {MAX_INTERVAL:g} seconds")
+    now = now or dt.datetime.now(dt.UTC)
+    table = RegistryInstance.__table__
+    key = (table.c.realm == (beat.realm or ""), table.c.name == beat.name, table.c.instance == beat.instance)
+    values = {
+        "url": beat.url,
+        "health": beat.health,
+        "version": beat.version,
+        "depends_on": list(beat.depends_on),
+        "ready": beat.ready,
+        "checks": beat.checks,
+        "interval_s": beat.interval_s,
+        "heartbeat_at": now,
+        "deregistered_at": None,
+    }
+    with store.begin() as conn:
+        if conn.execute(update(table).where(*key).values(**values)).rowcount:
+            return False
+        conn.execute(
+            table.insert().values(
+                realm=beat.realm or "", name=beat.name, instance=beat.instance, registered_at=now, **values
+            )
+        )
+        return True
+
+
+def deregister(store: Store, *, name: str, instance: str, realm: str | None = None, now: dt.datetime | None = None) -> bool:
+    """Mark a clean shutdown (in `realm`, or in any realm when None); False when no such instance."""
+    table = RegistryInstance.__table__
+    query = update(table).where(table.c.name == name, table.c.instance == instance)
+    if realm is not None:
+        query = query.where(table.c.realm == realm)
+    with store.begin() as conn:
+        return conn.execute(query.values(deregistered_at=now or dt.datetime.now(dt.UTC))).rowcount > 0
+
+
+def forget(store: Store, *, name: str, instance: str | None = None, realm: str | None = None) -> int:
+    """Remove a service's rows (one instance, or all; in `realm` or every realm); the number removed."""
+    table = RegistryInstance.__table__
+    query = delete(table).where(table.c.name == name)
+    if instance is not None:
+        query = query.where(table.c.instance == instance)
+    if realm is not None:
+        query = query.where(table.c.realm == realm)
+    with store.begin() as conn:
+        return conn.execute(query).rowcount
+
+
+def _state(row: Any, now: dt.datetime) -> str:
+    if row.deregistered_at is not None:
+        return "deregistered"
+    return "up" if now - row.heartbeat_at <= grace(row.interval_s) else "gone"
+
+
+def instances(store: Store, *, realm: str | None = None, name: str | None = None, now: dt.datetime | None = None) -> list[Instance]:
+    """Every registered instance (of `name`, in `realm`: "" for no realm, None for all), sorted by
+    realm, name and instance, with its state as of `now`."""
+    now = now or dt.datetime.now(dt.UTC)
+    table = RegistryInstance.__table__
+    query = select(table).order_by(table.c.realm, table.c.name, table.c.instance)
+    if realm is not None:
+        query = query.where(table.c.realm == realm)
+    if name is not None:
+        query = query.where(table.c.name == name)
+    with store.connect() as conn:
+        rows = list(conn.execute(query))
+    return [
+        Instance(
+            name=row.name,
+            realm=row.realm or None,
+            instance=row.instance,
+            url=row.url,
+            health=row.health,
+            version=row.version,
+            depends_on=tuple(row.depends_on or ()),
+            ready=row.ready,
+            checks=row.checks,
+            interval_s=row.interval_s,
+            registered_at=row.registered_at,
+            heartbeat_at=row.heartbeat_at,
+            deregistered_at=row.deregistered_at,
+            state=_state(row, now),
+        )
+        for row in rows
+    ]
