@@ -207,7 +207,8 @@ class RegistryRoutes:
             ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="passageway-registry-probe") as workers,
         ):
             while not self._stop.wait(self.probe_interval):
-                ejected = self.balancer.ejected  # replaced whole on the loop, never changed: safe to read here
+                # Replaced whole on the loop, never changed in place: safe to read from here.
+                ejected = tuple(self.balancer.ejected)
                 if not ejected:
                     continue
                 for endpoint, ok in zip(ejected, workers.map(lambda e: self.probe(client, e), ejected), strict=True):
