@@ -76,6 +76,8 @@ def parse_upstream(url: str) -> Upstream:
         raise RouteError(f"bad upstream URL {url!r}: no query or fragment allowed")
     if port is None:
         port = 443 if parts.scheme == "https" else 80
+    elif port == 0:
+        raise RouteError(f"bad upstream URL {url!r}: port must be 1-65535")
     return Upstream(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 

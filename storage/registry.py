@@ -6,7 +6,7 @@ declared dependencies and its own readiness. `heartbeat` upserts its row; `dereg
 clean shutdown; an instance whose heartbeats stop for `grace(interval)` reads as gone. Rows are
 kept either way (a service's history outlives its instances) until `forget` removes them.
 
-The proxies read `instances` off their event loop every few seconds (proxy.registry_routes) and
+The proxies read `routable` off their event loop every few seconds (proxy.registry_routes) and
 route by it; the inspector lists it on the Services page. Realms are stored as "" for none.
 """
 

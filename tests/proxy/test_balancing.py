@@ -79,6 +79,31 @@ def test_hostile_rows_are_left_out_with_a_reason():
     assert all("\n" not in reason for reason in table.skipped)
 
 
+hostile_text = st.text(st.characters(codec="utf-8"), max_size=30)
+urls = st.one_of(hostile_text, st.builds("http://{}:{}{}".format, st.sampled_from(["h", "[::1]", "10.0.0.1", ""]),
+                                          st.integers(-1, 70000), st.sampled_from(["", "/", "/base/", "?q", "#f"])))  # fmt: skip
+rows = st.lists(st.builds(Row, st.one_of(st.sampled_from(["billing", "audit", "configured"]), hostile_text), hostile_text,
+                          urls, st.one_of(st.none(), hostile_text, st.just("/readyz")), st.sampled_from([None, True, False])),
+                max_size=12)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=rows)
+def test_any_rows_give_a_table_whose_every_route_is_well_formed(rows):
+    table = build_table(rows, configured={"configured"})
+    assert "configured" not in table.pools
+    for name, pool in table.pools.items():
+        assert pool.endpoints and all(e.service == name for e in pool.endpoints) and pool.unready <= set(pool.endpoints)
+        assert list(pool.endpoints) == sorted(pool.endpoints, key=lambda e: e.instance)
+        for e in pool.endpoints:
+            assert e.upstream.scheme == "http" and 0 < e.upstream.port < 65536 and not e.upstream.base_path.endswith("/")
+            assert e.health is None or e.health.startswith("/")
+    # Every row is routed, skipped with a reason, or shadowed by the configured name.
+    routed = sum(len(pool.endpoints) for pool in table.pools.values())
+    skipped = sum(1 for reason in table.skipped if "TCP connect" not in reason)
+    assert 0 <= len(rows) - routed - skipped <= sum(1 for r in rows if r.name == "configured")
+
+
 def test_endpoints_are_equal_across_refreshes_unless_their_address_changes():
     first = build_table([Row("billing", "a", "http://h:1", ready=True)], configured=())
     again = build_table([Row("billing", "a", "http://h:1", ready=False)], configured=())
