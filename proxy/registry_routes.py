@@ -52,6 +52,11 @@ META_ENDPOINT = "passageway.endpoint"
 """The Endpoint a flow was sent to, until its connection outcome is counted."""
 
 
+def registered_endpoints(table: RouteTable, service: str) -> tuple[Endpoint, ...]:
+    pool = table.pools.get(service)
+    return pool.endpoints if pool is not None else ()
+
+
 class RegistryRoutes:
     """mitmproxy addon: the registry's route table, the balancer, and the threads that feed them."""
 
@@ -113,13 +118,11 @@ class RegistryRoutes:
     def route(self, name: str) -> Endpoint | None:
         """The instance of registered service `name` this request goes to; None if none is registered."""
         table = self.table
-        pool = table.pools.get(name)
-        if pool is None:
-            return None
         if table is not self._retained:  # a new table: drop what was learned about departed instances
             self.balancer.retain(table)
             self._retained = table
-        return self.balancer.pick(pool)
+        pool = table.pools.get(name)
+        return None if pool is None else self.balancer.pick(pool)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if (endpoint := flow.metadata.pop(META_ENDPOINT, None)) is not None:
@@ -208,7 +211,8 @@ class RegistryRoutes:
         ):
             while not self._stop.wait(self.probe_interval):
                 # Replaced whole on the loop, never changed in place: safe to read from here.
-                ejected = tuple(self.balancer.ejected)
+                table = self.table
+                ejected = tuple(e for e in self.balancer.ejected if e in registered_endpoints(table, e.service))
                 if not ejected:
                     continue
                 for endpoint, ok in zip(ejected, workers.map(lambda e: self.probe(client, e), ejected), strict=True):

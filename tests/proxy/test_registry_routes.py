@@ -19,7 +19,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
 from proxy.flow_record import META_ERROR_KIND, META_INSTANCE, META_SERVICE, flow_to_record
-from proxy.registry_routes import META_ENDPOINT, RegistryRoutes
+from proxy.registry_routes import META_ENDPOINT, RegistryRoutes, registered_endpoints
 from proxy.router import Router, gateway_mode
 from proxy.routing import parse_route
 from storage.registry import Heartbeat, deregister, heartbeat
@@ -236,10 +236,13 @@ def test_departed_instances_are_forgotten_by_the_balancer(store) -> None:  # typ
     router = Router(services={}, gateway=GATEWAY, registered=routes)
     failed_connect(routes, router)
     assert routes.balancer.ejected
+    [b1] = routes.balancer.ejected
     deregister(store, name="billing", instance="b1")
     register(store, "billing", "b2", "http://127.0.0.1:9")
     routes.refresh()
-    assert routes.route("billing").instance == "b2" and routes.balancer.ejected == frozenset()
+    assert b1 not in registered_endpoints(routes.table, "billing")  # so no longer probed
+    assert routes.route("nobody") is None and routes.balancer.ejected == frozenset()  # forgotten on any lookup
+    assert routes.route("billing").instance == "b2"
 
 
 def test_the_probe_follows_the_upstream_tls_settings(store) -> None:  # type: ignore[no-untyped-def]
