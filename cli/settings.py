@@ -446,6 +446,10 @@ class Settings(BaseModel):
         "give up on an upstream that has not answered (a replay gets 5 s more)", "proxy", "inspector", "client",
         flag="--upstream-timeout", env="PASSAGEWAY_UPSTREAM_TIMEOUT", file="upstream_timeout", metavar="SECONDS",
         default="`30`")] = 30.0
+    eject_after: Annotated[int, _as(_count, "eject_after"), setting(
+        "connection failures in a row that take a registered service's instance out of the gateway's rotation "
+        "until a probe of it succeeds, see [Routes from the registry](#routes-from-the-registry)", "proxy",
+        flag="--eject-after", env="PASSAGEWAY_EJECT_AFTER", file="eject_after", metavar="N", default="`3`")] = 3
     proxy_name: Annotated[str, setting(
         "recorded with each exchange", "proxy", "store", flag="--proxy-name", env="PASSAGEWAY_PROXY_NAME",
         file="proxy_name", metavar="NAME", default="host name")]

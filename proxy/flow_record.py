@@ -30,6 +30,9 @@ META_REPLAY_OF = "passageway.replay_of"
 META_UUID = "passageway.uuid"
 META_TEST_NAME = "passageway.test_name"
 """Set by proxy.capture from passageway.wire.TEST_HEADER, which it takes off the request."""
+META_INSTANCE = "passageway.instance"
+"""Set by proxy.router when a registered service's instance was chosen: its id, recorded as the tag
+`instance:<id>`."""
 META_PARENT_SPAN = "passageway.parent_span"
 """Set by proxy.tracing: the parent-id of the traceparent the client sent."""
 
@@ -289,6 +292,7 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int, realm: str
         websocket=flow.websocket is not None,
         replay_of=metadata.get(META_REPLAY_OF),
         test_name=metadata.get(META_TEST_NAME),
+        tags=[f"instance:{instance}"] if (instance := metadata.get(META_INSTANCE)) else [],
     )
 
 

@@ -1,18 +1,22 @@
 """Router: sends each request to its service's upstream, or answers 404 itself.
 
-Where a request may not go (an inspector) is proxy.inspector_guard's business; it runs after this."""
+On the gateway, a configured service wins; a name no configured service has is looked up in the
+registry's routes (proxy.registry_routes), which pick one of its instances. Where a request may
+not go (an inspector) is proxy.inspector_guard's business; it runs after this."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 from mitmproxy import http
 from mitmproxy.net.http.url import hostport
 
 from passageway.wire import ERROR_HEADER
 
-from .flow_record import META_ERROR_KIND, META_ERROR_MESSAGE, META_SERVICE, url_text
-from .routing import Service, Upstream, format_address, route_by_prefix
+from .flow_record import META_ERROR_KIND, META_ERROR_MESSAGE, META_INSTANCE, META_SERVICE, url_text
+from .registry_routes import META_ENDPOINT, RegistryRoutes
+from .routing import Service, Upstream, format_address, route_by_prefix, split_prefix
 
 
 def gateway_mode(listen: tuple[str, int]) -> str:
@@ -36,11 +40,12 @@ def forward_mode(host: str, port: int) -> str:
     return f"regular@{format_address(host, port)}"
 
 
-def no_route_response(path: str, services: dict[str, Service]) -> http.Response:
+def no_route_response(path: str, services: Iterable[str]) -> http.Response:
+    """The gateway's 404; `services` are the names it routes (configured and registered)."""
     body = {
         "error": "no_route",
         "message": f"no service matches {path!r}; the first path segment must name a service",
-        "services": sorted(services),
+        "services": sorted(set(services)),
     }
     return http.Response.make(
         404,
@@ -61,9 +66,10 @@ def point_at(request: http.Request, upstream: Upstream, authority: str, path: st
 
 
 class Router:
-    def __init__(self, *, services: dict[str, Service], gateway: str) -> None:
+    def __init__(self, *, services: dict[str, Service], gateway: str, registered: RegistryRoutes | None = None) -> None:
         self.services = services
         self.gateway = gateway
+        self.registered = registered
         self.by_mode = {service_mode(s): s for s in services.values() if s.listen is not None}
         self.authorities = {
             name: hostport(s.upstream.scheme, s.upstream.host, s.upstream.port) for name, s in services.items()
@@ -75,14 +81,16 @@ class Router:
         if mode == self.gateway:
             if request.method == "PRI":
                 return  # an HTTP/2 preface without TLS: mitmproxy answers that itself
-            target = route_by_prefix(self.services, url_text(request.data.path))
-            if target is None:
+            path = url_text(request.data.path)
+            target = route_by_prefix(self.services, path)
+            if target is not None:
+                flow.metadata[META_SERVICE] = target.service
+                point_at(request, target.upstream, self.authorities[target.service], target.path)
+            elif not self.route_registered(flow, path):
                 flow.metadata[META_ERROR_KIND] = "no_route"
                 flow.metadata[META_ERROR_MESSAGE] = f"no service named by {request.path!r}"
-                flow.response = no_route_response(request.path, self.services)
-                return
-            flow.metadata[META_SERVICE] = target.service
-            point_at(request, target.upstream, self.authorities[target.service], target.path)
+                registered = self.registered.table.pools if self.registered is not None else ()
+                flow.response = no_route_response(request.path, [*self.services, *registered])
         elif (service := self.by_mode.get(mode)) is not None:
             flow.metadata[META_SERVICE] = service.name
             if service.upstream.base_path:
@@ -90,3 +98,18 @@ class Router:
         else:
             # Forward proxy: the service is the host the client asked for.
             flow.metadata[META_SERVICE] = request.pretty_host
+
+    def route_registered(self, flow: http.HTTPFlow, path: str) -> bool:
+        """Send the request to an instance of the registered service its path names; False if none."""
+        if self.registered is None or (split := split_prefix(path)) is None:
+            return False
+        name, rest = split
+        endpoint = self.registered.route(name)
+        if endpoint is None:
+            return False
+        metadata = flow.metadata
+        metadata[META_SERVICE] = name
+        metadata[META_INSTANCE] = endpoint.instance
+        metadata[META_ENDPOINT] = endpoint
+        point_at(flow.request, endpoint.upstream, endpoint.authority, endpoint.upstream.base_path + rest)
+        return True

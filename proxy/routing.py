@@ -76,6 +76,8 @@ def parse_upstream(url: str) -> Upstream:
         raise RouteError(f"bad upstream URL {url!r}: no query or fragment allowed")
     if port is None:
         port = 443 if parts.scheme == "https" else 80
+    elif port == 0:
+        raise RouteError(f"bad upstream URL {url!r}: port must be 1-65535")
     return Upstream(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 
@@ -126,12 +128,9 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def route_by_prefix(services: dict[str, Service], path: str) -> Target | None:
-    """Gateway routing: the first path segment names the service.
-
-    `path` is the request target as received (path and query). Returns None when
-    the first segment is not a known service.
-    """
+def split_prefix(path: str) -> tuple[str, str] | None:
+    """`/NAME/rest?q` -> ("NAME", "/rest?q"): the gateway's service name and what follows it,
+    from '/'. `path` is the request target as received; None when it does not start with '/'."""
     if not path.startswith("/"):
         return None
     rest = path[1:]
@@ -140,10 +139,22 @@ def route_by_prefix(services: dict[str, Service], path: str) -> Target | None:
         i = rest.find(sep)
         if i != -1 and i < end:
             end = i
-    service = services.get(rest[:end])
-    if service is None:
-        return None
     remainder = rest[end:]
     if not remainder.startswith("/"):
         remainder = "/" + remainder
-    return Target(service.name, service.upstream, service.upstream.base_path + remainder)
+    return rest[:end], remainder
+
+
+def route_by_prefix(services: dict[str, Service], path: str) -> Target | None:
+    """Gateway routing: the first path segment names the service.
+
+    `path` is the request target as received (path and query). Returns None when
+    the first segment is not a known service.
+    """
+    split = split_prefix(path)
+    if split is None:
+        return None
+    service = services.get(split[0])
+    if service is None:
+        return None
+    return Target(service.name, service.upstream, service.upstream.base_path + split[1])

@@ -24,6 +24,7 @@ from .capture import Capture
 from .errors import StartError
 from .health import HealthProbes
 from .inspector_guard import InspectorGuard
+from .registry_routes import RegistryRoutes
 from .router import Router, forward_mode, gateway_mode, service_mode
 from .settings import ProxySettings
 from .tracing import Tracing
@@ -140,7 +141,17 @@ async def _serve(settings: ProxySettings, writer: ExchangeWriter, guard: Inspect
     master = Master(opts, with_termlog=True)
     check = errorcheck.ErrorCheck(repeat_errors_on_stderr=True)
     master.addons.add(check, *mitmproxy_addons())
-    router = Router(services=settings.services, gateway=gateway_mode(settings.listen))
+    # Registered services: routed by the Router when no configured service has the name.
+    registered = RegistryRoutes(
+        writer.store,
+        realm=settings.realm,
+        configured=settings.services,
+        eject_after=settings.eject_after,
+        upstream_ca=settings.upstream_ca,
+        upstream_insecure=settings.upstream_insecure,
+    )
+    master.addons.add(registered)
+    router = Router(services=settings.services, gateway=gateway_mode(settings.listen), registered=registered)
     capture = Capture(
         writer,
         proxy_name=settings.proxy_name,

@@ -31,6 +31,8 @@ class ProxySettings:
     forward_port: int | None = None
     body_cap: int = 1024 * 1024
     upstream_timeout: float = 30.0
+    eject_after: int = 3
+    """Connection failures in a row that eject a registered instance (proxy.balancing)."""
     upstream_ca: Path | None = None
     upstream_insecure: bool = False
     redact_at_capture: bool = False

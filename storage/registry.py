@@ -6,7 +6,7 @@ declared dependencies and its own readiness. `heartbeat` upserts its row; `dereg
 clean shutdown; an instance whose heartbeats stop for `grace(interval)` reads as gone. Rows are
 kept either way (a service's history outlives its instances) until `forget` removes them.
 
-The proxies read `instances` off their event loop every few seconds (proxy.registry_routes) and
+The proxies read `routable` off their event loop every few seconds (proxy.registry_routes) and
 route by it; the inspector lists it on the Services page. Realms are stored as "" for none.
 """
 
@@ -28,11 +28,13 @@ __all__ = [
     "MAX_DEPENDENCIES",
     "Heartbeat",
     "Instance",
+    "Routable",
     "deregister",
     "forget",
     "grace",
     "heartbeat",
     "instances",
+    "routable",
 ]
 
 DEFAULT_INTERVAL = 5.0
@@ -41,6 +43,7 @@ MIN_INTERVAL, MAX_INTERVAL = 0.5, 300.0
 MISSED_BEATS = 3
 """Heartbeats an instance may miss before it reads as gone."""
 MIN_GRACE = dt.timedelta(seconds=10)
+MAX_GRACE = dt.timedelta(seconds=MAX_INTERVAL * MISSED_BEATS)
 MAX_DEPENDENCIES = 100
 
 
@@ -196,4 +199,38 @@ def instances(store: Store, *, realm: str | None = None, name: str | None = None
             state=_state(row, now),
         )
         for row in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Routable:
+    """An instance a proxy may send traffic to: what `routable` reads, no more."""
+
+    name: str
+    instance: str
+    url: str
+    health: str | None
+    ready: bool | None
+
+
+def routable(store: Store, *, realm: str | None, now: dt.datetime | None = None) -> list[Routable]:
+    """The instances that are up in `realm` (None: no realm), sorted by name and instance.
+
+    What every proxy reads every few seconds (proxy.registry_routes), so it reads only the columns
+    routing needs and only rows that may still be up: never deregistered, and a heartbeat within
+    the longest grace any interval allows; each row's own grace is then applied here."""
+    now = now or dt.datetime.now(dt.UTC)
+    table = RegistryInstance.__table__
+    c = table.c
+    query = (
+        select(c.name, c.instance, c.url, c.health, c.ready, c.interval_s, c.heartbeat_at)
+        .where(c.realm == (realm or ""), c.deregistered_at.is_(None), c.heartbeat_at >= now - MAX_GRACE)
+        .order_by(c.name, c.instance)
+    )
+    with store.connect() as conn:
+        rows = list(conn.execute(query))
+    return [
+        Routable(row.name, row.instance, row.url, row.health, row.ready)
+        for row in rows
+        if now - row.heartbeat_at <= grace(row.interval_s)
     ]

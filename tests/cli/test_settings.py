@@ -122,6 +122,7 @@ def test_every_setting_is_read_from_its_variable_and_its_file_key(name, tmp_path
     sample = {
         "db": "sqlite:///x.db", "listen": "127.0.0.1:7100", "ui": "127.0.0.1:7101", "services": "a=http://h:1",
         "realm": "dev", "tracing": "start", "forward_port": "7102", "body_cap": "1k", "upstream_timeout": "5",
+        "eject_after": "5",
         "proxy_name": "edge", "certs_dir": str(tmp_path), "upstream_ca": __file__, "upstream_insecure": "true",
         "replay_via": "http://h:2", "allow_any_replay_target": "true", "ui_token": "x" * 16,
         "redact_at_capture": "true", "redact_add": "x-pin", "redact_remove": "cookie", "retention_max_age": "1h",

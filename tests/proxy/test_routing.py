@@ -45,6 +45,7 @@ def test_unknown_prefix_is_none(path):
         ("x=ftp://h", "scheme must be http or https"),
         ("x=http://", "no host"),
         ("x=http://h:99999", "bad upstream URL"),
+        ("x=http://h:0", "port must be 1-65535"),
         ("x=http://h/?q=1", "no query"),
     ],
 )
