@@ -32,6 +32,8 @@ META_TEST_NAME = "passageway.test_name"
 """Set by proxy.capture from passageway.wire.TEST_HEADER, which it takes off the request."""
 META_PARENT_SPAN = "passageway.parent_span"
 """Set by proxy.tracing: the parent-id of the traceparent the client sent."""
+META_FAULT = "passageway.fault"
+"""Set by proxy.faults: what a fault rule did to the exchange (e.g. "#3 status 503")."""
 
 # passageway.wire.REPLAY_HEADER: how the inspector marks a replay it sends through the proxy,
 # `<exchange id>; <32 hex>`, the id replayed and the uuid the new exchange is to be stored under
@@ -289,6 +291,7 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int, realm: str
         websocket=flow.websocket is not None,
         replay_of=metadata.get(META_REPLAY_OF),
         test_name=metadata.get(META_TEST_NAME),
+        fault=metadata.get(META_FAULT),
     )
 
 

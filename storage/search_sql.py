@@ -235,6 +235,8 @@ def _positive(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]
             return x.replay_of.isnot(None)
         if value == "test":
             return x.test_name.isnot(None)
+        if value == "fault":  # the partial index ix_exchanges_fault_id's own condition
+            return x.fault.isnot(None)
         return x.websocket == true()
     if name == "has":
         return or_(

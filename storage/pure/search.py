@@ -30,7 +30,7 @@ FIELDS = (
 )  # fmt: skip
 MAX_QUERY_LENGTH = 2000
 """Longer queries are refused: a search is typed by a person, and each term costs a join."""
-IS_VALUES = ("error", "replay", "websocket", "test")
+IS_VALUES = ("error", "replay", "websocket", "test", "fault")
 HAS_VALUES = ("body",)
 HEADER_VALUE_MAX = 256
 """Header values are indexed (and compared) on their first HEADER_VALUE_MAX characters."""
