@@ -21,6 +21,8 @@ from storage.pure.faults import InvalidFault, check_rule, parse_delay, parse_dur
 
 from .commands import fail
 
+MAX_ID = 2**31 - 1
+"""Rule ids are 32-bit integers: a larger number names no rule (and PostgreSQL would refuse it)."""
 FAULT_KEYS = {"service", "realm", "method", "path", "header", "delay", "status", "reset", "stall", "rate", "for",
               "expires", "note"}  # fmt: skip
 
@@ -196,7 +198,7 @@ def _clear(store, target: str | None) -> int:  # type: ignore[no-untyped-def]
         return 0
     number = target.removeprefix("#")
     if number.isdigit():
-        if not faults.delete_rule(store, int(number)):
+        if int(number) > MAX_ID or not faults.delete_rule(store, int(number)):
             return fail(f"no fault rule #{number}")
         print(f"removed fault rule #{number}")
         return 0

@@ -74,7 +74,7 @@ async def list_faults(
 
 
 @router.delete("/{rule_id}", summary="Remove a fault rule")
-async def delete_fault(store: StoreDep, rule_id: Annotated[int, Path(ge=1, le=2**62)]) -> Any:
+async def delete_fault(store: StoreDep, rule_id: Annotated[int, Path(ge=1, le=2**31 - 1, description="The rule's id.")]) -> Any:
     if not await run_in_threadpool(faults.delete_rule, store, rule_id):
         raise NotFound(f"no fault rule #{rule_id}")
     return {"deleted": rule_id}

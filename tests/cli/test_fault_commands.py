@@ -63,6 +63,7 @@ def test_add_list_clear(run):
         (["add", "billing", "--reset", "--until", "tomorrow"], "--until: 'tomorrow' is not a time"),
         (["add", "billing", "--reset", "--until", "2020-01-01T00:00:00Z"], "--until: must be after the start"),
         (["clear", "99"], "no fault rule #99"),
+        (["clear", "99999999999999999999"], "no fault rule #99999999999999999999"),
         (["clear", "nobody"], "no fault rule on 'nobody'"),
     ],
 )
