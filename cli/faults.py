@@ -17,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from storage.pure.faults import InvalidFault, check_rule, parse_delay, parse_duration_ms, parse_for, parse_rate
+from storage.pure.faults import InvalidFault, check_rule, parse_delay, parse_for, parse_rate
 
 from .commands import fail
 
