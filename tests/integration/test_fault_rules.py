@@ -58,13 +58,19 @@ class FaultyGateway:
         return wait_for(enough, timeout=15, message=self.process.describe)
 
 
-@pytest.fixture(scope="module")
-def gateway(db_url, upstream, tmp_path_factory) -> Iterator[FaultyGateway]:
+def faulty_gateway(db_url: str, upstream, tmp_path_factory, *, realm: str | None = None):  # type: ignore[no-untyped-def]
     port = free_port()
     args = [sys.executable, "-m", "cli", "proxy", "--db", db_url, "--listen", f"127.0.0.1:{port}",
-            "--certs-dir", str(tmp_path_factory.mktemp("certs")), "--proxy-name", "fault-test",
-            *[arg for name in SERVICES for arg in ("--route", f"{name}={upstream.url}")]]  # fmt: skip
-    with start_process(args, port=port, name="passageway proxy", timeout=30) as process:
+            "--certs-dir", str(tmp_path_factory.mktemp("certs")), "--proxy-name", f"fault-test-{realm}",
+            *[arg for name in SERVICES for arg in ("--route", f"{name}={upstream.url}")],
+            *(["--realm", realm] if realm else [])]  # fmt: skip
+    return start_process(args, port=port, name=f"passageway proxy ({realm or 'no realm'})", timeout=30), port
+
+
+@pytest.fixture(scope="module")
+def gateway(db_url, upstream, tmp_path_factory) -> Iterator[FaultyGateway]:
+    starting, port = faulty_gateway(db_url, upstream, tmp_path_factory)
+    with starting as process:
         store = open_store(db_url, migrate=False)
         try:
             yield FaultyGateway(process, store, f"http://127.0.0.1:{port}")
@@ -121,8 +127,8 @@ def test_a_delay_adds_at_least_the_delay(gateway, http):
     assert time.perf_counter() - started >= 0.1
     recorded = {e["path"]: e for e in gateway.recorded("delay", 3, "is:fault")}
     assert recorded["/json"]["fault"] == f"#{rule} delay 400 ms" and recorded["/json"]["duration_ms"] >= 400
-    low, high = (int(word) for word in [recorded["/status/200"]["fault"].split()[2], "300"])
-    assert recorded["/status/200"]["fault"].startswith(f"#{ranged} delay ") and 100 <= low <= high
+    mark = recorded["/status/200"]["fault"]  # "#N delay 173 ms": drawn from the range
+    assert mark.startswith(f"#{ranged} delay ") and mark.endswith(" ms") and 100 <= int(mark.split()[2]) <= 300
 
 
 def test_a_reset_gives_the_client_a_connection_error(gateway, http):
@@ -156,10 +162,18 @@ def test_an_expired_rule_stops_applying(gateway, http):
     assert http.get("/expiry/json").status_code == 200
 
 
-def test_a_rule_of_another_realm_never_applies(gateway, http):
-    gateway.rule("realm", status=503, realm="staging")
+def test_a_rule_applies_in_its_realm_only(gateway, http, db_url, upstream, tmp_path_factory):
+    """The same service behind two proxies sharing the store, one of realm staging: the staging
+    rule answers 503 there, and never on the proxy without a realm."""
+    rule = gateway.rule("realm", status=503, realm="staging", path="/json")
     gateway.loaded(http, "realm")
     assert {http.get("/realm/json").status_code for _ in range(20)} == {200}
+    starting, port = faulty_gateway(db_url, upstream, tmp_path_factory, realm="staging")
+    with starting as process, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as staging:
+        answer = wait_for(lambda: (r := staging.get("/realm/json")).status_code == 503 and r, timeout=15,
+                          message=process.describe)  # fmt: skip
+        assert answer.headers[FAULT_HEADER] == f"#{rule} status 503"
+    assert http.get("/realm/json").status_code == 200
 
 
 def test_the_smart_client_retries_through_injected_503s_and_resets(gateway, http):
