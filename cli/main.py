@@ -102,6 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
         "replaced by {{variables}}; then say which secrets it needs and how to run it.",
     ))  # fmt: skip
 
+    fault = commands.add_parser("fault", help="inject faults on purpose: delays, error statuses, resets, stalls")
+    fault_commands = fault.add_subparsers(dest="fault_command", required=True, metavar="COMMAND")
+
+    def fault_command(name: str, **how: str) -> argparse.ArgumentParser:
+        sub = fault_commands.add_parser(name, **how)
+        add_flags(sub, COMMAND_ROLES[f"fault {name}"])
+        return sub
+
+    from .faults import add_fault_arguments
+
+    add_fault_arguments(
+        fault_command("add", help="add a fault rule on a service of --realm (it ends by itself: --for, default 10m)"),
+        fault_command("list", help="the fault rules active or upcoming (--all: also the expired)"),
+        fault_command("clear", help="remove one rule (ID), a service's rules (SERVICE), or every rule"),
+    )
+
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
     return parser
@@ -134,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import testing
 
             return {"run": testing.run_tests, "new": testing.new_test}[args.test_command](args, settings)
+        if args.command == "fault":
+            from .faults import run_fault
+
+            return run_fault(args, settings)
         if args.command == "up":
             from .supervisor import run_up
 

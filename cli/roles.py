@@ -13,6 +13,7 @@ from typing import Any
 from proxy.routing import format_address
 
 from .commands import fail
+from .faults import sync_faults
 from .monitoring import inspector_url, sync_monitors
 from .settings import Settings, client_url, view
 from .supervisor import inspector_token, shown_host
@@ -69,6 +70,14 @@ def inspector_view(settings: Settings, *, token: str | None) -> Any:
 def run_proxy(settings: Settings) -> int:
     from proxy.runner import run_proxy as run
 
+    if settings.faults:  # [[faults]] in the store before serving (a proxy alone has no inspector to do it)
+        from storage.store import open_store
+
+        store = open_store(settings.db)
+        try:
+            sync_faults(store, settings)
+        finally:
+            store.close()
     run(proxy_view(settings))
     return 0
 
@@ -81,6 +90,7 @@ def run_ui(settings: Settings) -> int:
     store = open_store(settings.db)
     try:
         sync_monitors(store, settings)  # [monitors.NAME] are in the store before any runner looks
+        sync_faults(store, settings)  # [[faults]] too, before any proxy reads them
         token = inspector_token(settings)
         if token and not settings.ui_token:
             host, port = settings.ui

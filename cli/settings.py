@@ -78,6 +78,9 @@ COMMAND_ROLES = {
     "prune": ("store",),
     "test run": ("client", "tests"),
     "test new": ("store", "client"),
+    "fault add": ("store", "client"),
+    "fault list": ("store",),
+    "fault clear": ("store",),
 }
 """A command with sub-commands is keyed "GROUP SUB" (`passageway test run`)."""
 
@@ -251,6 +254,16 @@ def _optional(convert: Callable[..., Any]) -> Callable[..., Any]:
 
 def _as(convert: Callable[..., Any], what: str) -> BeforeValidator:
     return BeforeValidator(lambda value: convert(value, what=what))
+
+
+def _faults(value: Any, *, what: str) -> tuple[Any, ...]:
+    """`[[faults]]`: fault rules written to the store at start (cli.faults)."""
+    from .faults import config_faults  # cli.faults needs this module's neighbours: imported late
+
+    try:
+        return config_faults(value, what=what)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 # --- test variables, secrets and monitors ---------------------------------------------------------
@@ -432,6 +445,12 @@ class Settings(BaseModel):
         "a Hurl test run on a schedule: `file` (relative to the config file), `every` (`10s`, `1m`; at least 1 s), "
         "`realm`, `notify` (webhook URLs)", "monitors", file="monitors",
         shown_file="`[monitors.NAME]`")] = {}
+    faults: Annotated[tuple[Any, ...], _as(_faults, "faults"), setting(
+        "a fault rule injected by the proxies of its realm: `service`, `delay` (`300ms`, `100ms-2s`), `status`, "
+        "`reset`, `stall`, `rate` (`20%`), `for` (`10m`; at most 7 days) or `expires`, `method`, `path`, `header`, "
+        "`realm`, `note`; written to the store when a proxy or an inspector starts, see [Faults](#faults)", "store",
+        file="faults",
+        shown_file="`[[faults]]`")] = ()
     tracing: Annotated[str, _as(_tracing, "tracing"), setting(
         "`propagate`: each traced exchange gets a span of its own; `start`: also start traces; `off`: never "
         "change a request", "proxy", flag="--tracing", env="PASSAGEWAY_TRACING", file="tracing", metavar="MODE",

@@ -31,6 +31,7 @@ from .responses import SafeJSONResponse
 from .routers import (
     diff,
     exchanges,
+    faults,
     health,
     metrics,
     monitors,
@@ -158,6 +159,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(test_generation.router)
     app.include_router(monitors.router)
     app.include_router(registry.router)
+    app.include_router(faults.router)
     _answer_errors(app)
     document_invalid_requests(app)
 

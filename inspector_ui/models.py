@@ -51,6 +51,7 @@ class ExchangeSummary(_Open):
     replay_of: int | None
     websocket: bool
     test_name: str | None = Field(default=None, description="The API test that sent it (X-Passageway-Test); null for other traffic.")
+    fault: str | None = Field(default=None, description="What an injected fault rule did to it (e.g. \"#3 status 503\"); null when none touched it.")
     pending: bool = Field(
         default=False,
         description="A call still in progress (then also `state`: waiting or streaming, `elapsed_ms`, "

@@ -46,8 +46,11 @@ class Page:
         meta = "".join(f'<meta name="{name}" content="{content}">\n' for name, content in self.meta)
         stylesheet = f'<link rel="stylesheet" href="/static/{self.stylesheet}">\n' if self.stylesheet else ""
         body_class = f' class="{self.body_class}"' if self.body_class else ""
+        faults = ""
         if self.navigation:
             brand = '<a class="brand" href="/">Passageway</a>'
+            # The active fault rules' banner, on every page but a share's (its viewers have no API).
+            faults = '<link rel="stylesheet" href="/static/faults.css">\n<script type="module" src="/static/faults.js"></script>\n'
             nav = f'  <nav class="nav-links" aria-label="Views">{"".join(map(self._link, NAVIGATION))}</nav>\n'
         else:
             brand, nav = '<span class="brand">Passageway</span>', ""
@@ -62,7 +65,7 @@ class Page:
 <link rel="stylesheet" href="/static/app.css">
 {stylesheet}<script src="/static/theme.js"></script>
 <script type="module" src="/static/{self.script}"></script>
-</head>
+{faults}</head>
 <body{body_class}>
 <header class="topbar">
   {brand}

@@ -41,6 +41,7 @@ class TraceCall(_Open):
     attempt: int | None = Field(description="X-Passageway-Attempt, when the smart client sent it.")
     retry: bool = Field(description="An attempt after the first.")
     replay_of: int | None
+    fault: str | None = Field(None, description="What an injected fault rule did to this call (e.g. \"#3 status 503\").")
     replay_shift_ms: float | None = Field(
         None,
         description="For a replay kept in its original's trace (and the calls it made): how long after its "

@@ -35,6 +35,8 @@ META_INSTANCE = "passageway.instance"
 `instance:<id>`."""
 META_PARENT_SPAN = "passageway.parent_span"
 """Set by proxy.tracing: the parent-id of the traceparent the client sent."""
+META_FAULT = "passageway.fault"
+"""Set by proxy.faults: what a fault rule did to the exchange (e.g. "#3 status 503")."""
 
 # passageway.wire.REPLAY_HEADER: how the inspector marks a replay it sends through the proxy,
 # `<exchange id>; <32 hex>`, the id replayed and the uuid the new exchange is to be stored under
@@ -293,6 +295,7 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int, realm: str
         replay_of=metadata.get(META_REPLAY_OF),
         test_name=metadata.get(META_TEST_NAME),
         tags=[f"instance:{instance}"] if (instance := metadata.get(META_INSTANCE)) else [],
+        fault=metadata.get(META_FAULT),
     )
 
 

@@ -22,6 +22,7 @@ from storage.writer import ExchangeWriter
 from . import mitmproxy_fixes
 from .capture import Capture
 from .errors import StartError
+from .faults import Faults
 from .health import HealthProbes
 from .inspector_guard import InspectorGuard
 from .registry_routes import RegistryRoutes
@@ -168,7 +169,9 @@ async def _serve(settings: ProxySettings, writer: ExchangeWriter, guard: Inspect
         upstream_insecure=settings.upstream_insecure,
     )
     # The guard right after the Router: it judges where the Router sent each request.
-    master.addons.add(router, guard, Tracing(settings.tracing), capture, health)
+    # Faults after the Router names the service (and the guard refuses), before Capture records.
+    faults = Faults(writer.store, realm=settings.realm)
+    master.addons.add(router, guard, Tracing(settings.tracing), faults, capture, health)
     opts.update(
         mode=proxy_modes(settings),
         # Each request picks its upstream in `requestheaders`, so connect only then.

@@ -180,6 +180,7 @@ _SUMMARY_COLUMNS = (
     Exchange.replay_of,
     Exchange.websocket,
     Exchange.test_name,
+    Exchange.fault,
 )
 
 
@@ -232,6 +233,7 @@ def _summary(row: Row[Any]) -> dict:
         "replay_of": row.replay_of,
         "websocket": bool(row.websocket),
         "test_name": row.test_name,
+        "fault": row.fault,
     }
 
 

@@ -184,6 +184,11 @@ def _positive(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]
         # Spelled with IS NOT NULL, the partial index ix_exchanges_test_name_id's own condition.
         matches = _glob(x.test_name, value, dialect) if op == "glob" else x.test_name == value
         return and_(x.test_name.isnot(None), matches)
+    if name == "fault":
+        # `fault:#3*` (one rule), `fault:*stall*`: over the mark proxy.faults records; the partial
+        # index ix_exchanges_fault_id holds the candidates.
+        matches = _glob(x.fault, value, dialect) if op == "glob" else x.fault == value
+        return and_(x.fault.isnot(None), matches)
     if name == "trace":
         if len(value) >= 32:
             return and_(x.trace_id.isnot(None), x.trace_id == value)
@@ -235,6 +240,8 @@ def _positive(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]
             return x.replay_of.isnot(None)
         if value == "test":
             return x.test_name.isnot(None)
+        if value == "fault":  # the partial index ix_exchanges_fault_id's own condition
+            return x.fault.isnot(None)
         return x.websocket == true()
     if name == "has":
         return or_(

@@ -81,6 +81,8 @@ class TraceSpan:
     attempt: int | None = None
     """X-Passageway-Attempt (1-based) when the smart client sent it."""
     replay_of: int | None = None
+    fault: str | None = None
+    """What an injected fault did to it (storage.faults), e.g. "#3 status 503"."""
 
     @property
     def duration(self) -> float:
@@ -133,6 +135,7 @@ class TraceNode:
             "attempt": s.attempt,
             "retry": s.attempt is not None and s.attempt > 1,
             "replay_of": s.replay_of,
+            "fault": s.fault,
             "replay_shift_ms": None if self.replay_shift is None else _ms(self.replay_shift),
         }
 
@@ -426,6 +429,7 @@ def span_from_detail(exchange: dict) -> TraceSpan:
         error_kind=error.get("kind") if isinstance(error, dict) else None,
         attempt=_attempt(exchange.get("request_headers") or ()),
         replay_of=exchange.get("replay_of"),
+        fault=exchange.get("fault"),
     )
 
 
@@ -473,6 +477,7 @@ _SPAN_COLUMNS = (
     Exchange.timings,
     Exchange.request_headers,
     Exchange.replay_of,
+    Exchange.fault,
 )
 
 
@@ -495,6 +500,7 @@ def _span_from_row(row: Row[Any]) -> TraceSpan:
         error_kind=row.error_kind,
         attempt=_attempt(headers),
         replay_of=row.replay_of,
+        fault=row.fault,
     )
 
 

@@ -147,6 +147,11 @@ function rowElement(summary, index) {
     badge.title = `sent by the API test ${summary.test_name}`;
     pathCell.prepend(badge);
   }
+  if (summary.fault) {
+    const badge = el("span", "badge fault", "fault");
+    badge.title = `touched by fault rule ${summary.fault}`;
+    pathCell.prepend(badge);
+  }
   return row;
 }
 
@@ -919,6 +924,7 @@ function renderHeadersTab(panel, x) {
   fact("Parent span", x.parent_span_id);
   fact("Request id", x.request_id);
   if (x.replay_of) fact("Replay of", `#${x.replay_of}`);
+  if (x.fault) fact("Fault", `injected by rule ${x.fault}`);
   if (x.tags && x.tags.length) fact("Tags", x.tags.join(", "));
   general.append(facts);
   const reqHeaders = section(`Request headers (${(x.request_headers || []).length})`);

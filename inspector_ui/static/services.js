@@ -3,6 +3,7 @@
 // Service names, upstreams and probe errors come from configs and the network: text only.
 import { bindThemeToggle, el, clear } from "./dom.js";
 import { formatAge, formatLatency, sparkline } from "./health.js";
+import "./fault_form.js"; // the "Inject fault…" button on each row
 
 const REFRESH_MS = 10000;
 const STATE_TEXT = { up: "up", down: "down", unknown: "unknown", stale: "stale" };

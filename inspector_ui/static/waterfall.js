@@ -39,10 +39,15 @@ function drawnOffset(node) {
   return node.offset_ms - (keptShift(node) || 0);
 }
 
-/** Labels that say what kind of call a row is: retry, replay, slowest, failed. */
+/** Labels that say what kind of call a row is: retry, fault, replay, slowest, failed. */
 function badges(node) {
   const out = [];
   if (node.retry) out.push(el("span", "tw-badge tw-retry", `retry ${node.attempt}`));
+  if (node.fault) {
+    const fault = el("span", "tw-badge tw-fault", `fault ${node.fault}`);
+    fault.title = "An injected fault rule touched this call";
+    out.push(fault);
+  }
   if (node.replay_of !== null && node.replay_of !== undefined) out.push(el("span", "tw-badge tw-replay", `replay of #${node.replay_of}`));
   if (node.link === "replay" && keptShift(node) !== null) {
     const later = el("span", "tw-badge tw-later", `${formatDuration(keptShift(node))} later`);

@@ -97,6 +97,9 @@ class ExchangeRecord:
     test_name: str | None = None
     """The API test that sent the request, from X-Passageway-Test (the proxy takes it off).
     Last, after `har`: storage.record_codec appends fields in this order."""
+    fault: str | None = None
+    """What an injected fault did (proxy.faults; storage.pure.faults.FaultDecision.describe),
+    e.g. "#3 status 503"; None when no fault rule touched the exchange. After `test_name`."""
 
 
 ERROR_KINDS = (
