@@ -102,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
         "replaced by {{variables}}; then say which secrets it needs and how to run it.",
     ))  # fmt: skip
 
+    from .registry import add_forget_arguments, add_list_arguments
+
+    registry = commands.add_parser("registry", help="the services that register themselves (asks the inspector)")
+    registries = registry.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
+    for name, add_arguments, how in (
+        ("list", add_list_arguments, "every self-registered service with its instances, state and dependencies"),
+        ("forget", add_forget_arguments, "remove a service (and its stale proxy registrations), or one instance"),
+    ):
+        sub = registries.add_parser(name, help=how)
+        add_flags(sub, COMMAND_ROLES[f"registry {name}"])
+        add_arguments(sub)
+
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
     return parser
@@ -134,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import testing
 
             return {"run": testing.run_tests, "new": testing.new_test}[args.test_command](args, settings)
+        if args.command == "registry":
+            from . import registry
+
+            return {"list": registry.run_list, "forget": registry.run_forget}[args.registry_command](args, settings)
         if args.command == "up":
             from .supervisor import run_up
 

@@ -78,6 +78,8 @@ COMMAND_ROLES = {
     "prune": ("store",),
     "test run": ("client", "tests"),
     "test new": ("store", "client"),
+    "registry list": ("client",),
+    "registry forget": ("client",),
 }
 """A command with sub-commands is keyed "GROUP SUB" (`passageway test run`)."""
 

@@ -231,8 +231,9 @@ def merge_overview(configured: list[dict[str, Any]], found: Sequence[Instance]) 
     """storage.services.service_overview's rows with the registry's instances merged in, by realm and
     name, sorted the same way. Every row gains `instances` (Instance.to_json), `source` ("config",
     "registry" or "both"), `depends_on` (the union of its instances' declarations, sorted) and
-    `conflict` (None, or a sentence when a configured service and a registration share a name in
-    one realm). A registered-only row has no proxies, probes or uptime; its health is
+    `conflict` (None, or a sentence when a live proxy configures a service that also registered
+    itself in the same realm; with only stale proxies left, the row's health is its instances').
+    A registered-only row has no proxies, probes or uptime; its health is
     registry_health's and its upstreams are its alive instances' URLs."""
     by_key: dict[tuple[str, str], list[Instance]] = {}
     for instance in found:
@@ -240,10 +241,14 @@ def merge_overview(configured: list[dict[str, Any]], found: Sequence[Instance]) 
     rows = []
     for row in configured:
         mine = by_key.pop((row["realm"] or "", row["name"]), [])
+        # Only a live proxy's configuration routes (and so shadows the registration); when every
+        # proxy configuring it is stale, the instances are what there is of the service.
+        live = any(not proxy["stale"] for proxy in row["proxies"])
         rows.append({
             **row, "instances": [i.to_json() for i in mine], "source": "both" if mine else "config",
             "depends_on": sorted({need for i in mine for need in i.depends_on}),
-            "conflict": _conflict(row["name"], row["realm"]) if mine else None,
+            "conflict": _conflict(row["name"], row["realm"]) if mine and live else None,
+            **({"health": registry_health(mine)} if mine and not live else {}),
         })  # fmt: skip
     for (realm, name), mine in by_key.items():
         rows.append({

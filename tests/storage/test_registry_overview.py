@@ -42,9 +42,9 @@ def test_down_names_the_unready_instances_and_gone_says_since_the_last_heartbeat
     assert gone["since"] == gone["checked_at"] == "2026-12-01T12:00:30.000000Z"
 
 
-def configured(name, realm=None):
-    return {"name": name, "realm": realm, "upstreams": ["http://up"], "proxies": [{"proxy": "p"}],
-            "health": {"state": "up"}, "history": [], "uptime": None}  # fmt: skip
+def configured(name, realm=None, *, stale=False):
+    return {"name": name, "realm": realm, "upstreams": ["http://up"], "proxies": [{"proxy": "p", "stale": stale}],
+            "health": {"state": "stale" if stale else "up"}, "history": [], "uptime": None}  # fmt: skip
 
 
 def test_merge_marks_source_conflict_and_the_union_of_declarations():
@@ -75,3 +75,9 @@ def test_merge_marks_source_conflict_and_the_union_of_declarations():
 def test_merge_without_instances_changes_nothing_but_adds_the_fields():
     (row,) = merge_overview([configured("a")], [])
     assert row == {**configured("a"), "instances": [], "source": "config", "depends_on": [], "conflict": None}
+
+
+def test_a_service_only_stale_proxies_configure_is_no_conflict_and_its_instances_say_its_health():
+    (row,) = merge_overview([configured("orders", stale=True)], [instance(ready=False)])
+    assert row["source"] == "both" and row["conflict"] is None
+    assert row["health"]["state"] == "down"
