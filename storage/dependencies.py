@@ -50,20 +50,22 @@ def observed_calls(
         .subquery()
     )
     failed = (window.c.status >= 500) | window.c.error_kind.isnot(None)
-    grouped = (
-        select(
-            window.c.caller, window.c.service, func.count().label("requests"),
-            func.sum(case((failed, 1), else_=0)).label("errors"),
-            func.max(window.c.captured_at).label("last_seen"),
-        )  # fmt: skip
-        .where(window.c.caller.isnot(None), window.c.service.isnot(None))
-        .group_by(window.c.caller, window.c.service)
-    )
+    # Grouped with the exchanges that name no caller too: their groups count what was read (and
+    # from when) in the same pass; they are no calls.
+    grouped = select(
+        window.c.caller, window.c.service, func.count().label("requests"),
+        func.sum(case((failed, 1), else_=0)).label("errors"),
+        func.max(window.c.captured_at).label("last_seen"), func.min(window.c.captured_at).label("first_seen"),
+    ).group_by(window.c.caller, window.c.service)  # fmt: skip
     with store.connect() as conn:
         rows = conn.execute(grouped).all()
-        read = conn.execute(select(func.count(), func.min(window.c.captured_at))).one()
-    calls = [ObservedCall(row.caller, row.service, int(row.requests), int(row.errors or 0), row.last_seen) for row in rows]
-    return calls, (read[1] if read[0] >= limit else None)
+    calls = [
+        ObservedCall(row.caller, row.service, int(row.requests), int(row.errors or 0), row.last_seen)
+        for row in rows
+        if row.caller is not None and row.service is not None
+    ]
+    read = sum(row.requests for row in rows)
+    return calls, (min(row.first_seen for row in rows) if read >= limit else None)
 
 
 def _configured_names(store: Store, realm: str | None) -> set[str]:

@@ -107,6 +107,13 @@ def test_instances_conflict_graph_and_forgetting_an_instance(browser, inspector)
         # Callers left of what they call: frontend, then orders, then billing and ledger.
         x = {name: graph.locator(f"g.node[data-name='{name}']").bounding_box()["x"] for name in ("frontend", "orders", "ledger")}
         assert x["frontend"] < x["orders"] < x["ledger"]
+        # A cycle still lays out: no column beyond the last.
+        columns = page.evaluate("""async () => {
+            const { layers } = await import("/static/dependency_graph.js");
+            const found = layers(["a", "b", "c"], [{caller: "a", service: "b"}, {caller: "b", service: "c"}, {caller: "c", service: "a"}]);
+            return [...found.values()];
+        }""")
+        assert max(columns) <= 2 and len(set(columns)) > 1
         screenshot(page, "services-registry-instances")
         for variant in each_variant(page, "services-registry-graph"):
             page.locator("#dependencies").scroll_into_view_if_needed()
