@@ -13,7 +13,6 @@ const REFRESH_MS = 10000;
 const STATE_TEXT = { up: "up", down: "down", unknown: "unknown", stale: "stale", gone: "gone" };
 const SOURCE_TEXT = { config: "configured", registry: "self-registered", both: "configured + self-registered" };
 const READY_TEXT = { true: "ready", false: "not ready", null: "–" };
-const COLUMNS = 12;
 const $ = (id) => document.getElementById(id);
 
 let timer = null;
@@ -125,7 +124,7 @@ function detailRow(service) {
   faults.hidden = true;
   card.append(faults);
   const cell = el("td", null, null, card);
-  cell.colSpan = COLUMNS;
+  cell.colSpan = document.querySelectorAll("#services thead th").length;
   const tr = el("tr", "service-detail", null, cell);
   tr.dataset.service = service.name;
   return tr;

@@ -1,5 +1,6 @@
 """Storage's pure cores: no database, no files, no network; the store, the exports and the inspector call them.
 
 record (the exchange record), decoding (Content-Encoding), search (the query language's parser),
-endpoints (path templates), diff, har, redaction and secret_forms, snippets, surrogates.
+endpoints (path templates), diff, har, redaction and secret_forms, snippets, surrogates,
+dependency_graph (declared and observed dependencies merged).
 """

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from storage.registry import Instance, merge_overview, registry_health
 
@@ -32,6 +34,14 @@ def instance(name="orders", *, realm=None, id="orders-1", state="up", ready=True
 )
 def test_health_from_instances(instances, state):
     assert registry_health(instances)["state"] == state
+
+
+@given(st.lists(st.tuples(st.sampled_from(["up", "gone", "deregistered"]), st.sampled_from([True, False, None])), max_size=6))
+def test_health_follows_its_definition(states):
+    found = [instance(id=str(i), state=state, ready=ready) for i, (state, ready) in enumerate(states)]
+    alive = [ready for state, ready in states if state == "up"]
+    expected = "gone" if not alive else "up" if any(ready is not False for ready in alive) else "down"
+    assert registry_health(found)["state"] == expected
 
 
 def test_down_names_the_unready_instances_and_gone_says_since_the_last_heartbeat():
