@@ -118,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
         fault_command("clear", help="remove one rule (ID), a service's rules (SERVICE), or every rule"),
     )
 
+    from .registry import add_forget_arguments, add_list_arguments
+
+    registry = commands.add_parser("registry", help="the services that register themselves (asks the inspector)")
+    registries = registry.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
+    for name, add_arguments, how in (
+        ("list", add_list_arguments, "every self-registered service with its instances, state and dependencies"),
+        ("forget", add_forget_arguments, "remove a service (and its stale proxy registrations), or one instance"),
+    ):
+        sub = registries.add_parser(name, help=how)
+        add_flags(sub, COMMAND_ROLES[f"registry {name}"])
+        add_arguments(sub)
+
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
     return parser
@@ -154,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .faults import run_fault
 
             return run_fault(args, settings)
+        if args.command == "registry":
+            from . import registry
+
+            return {"list": registry.run_list, "forget": registry.run_forget}[args.registry_command](args, settings)
         if args.command == "up":
             from .supervisor import run_up
 

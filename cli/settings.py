@@ -81,6 +81,8 @@ COMMAND_ROLES = {
     "fault add": ("store", "client"),
     "fault list": ("store",),
     "fault clear": ("store",),
+    "registry list": ("client",),
+    "registry forget": ("client",),
 }
 """A command with sub-commands is keyed "GROUP SUB" (`passageway test run`)."""
 

@@ -20,7 +20,8 @@ __all__ = ["UNKNOWN_SERVICE", "require_service"]
 UNKNOWN_SERVICE: dict[int | str, dict[str, Any]] = {
     404: {
         "model": Problem,
-        "description": "No proxy registers this service and none of its traffic or probes were stored.",
+        "description": "No proxy registers this service, no instance of it registered itself, and none of its "
+        "traffic or probes were stored.",
     }
 }
 """The 404 as the routes document it (`responses=`)."""
@@ -29,8 +30,9 @@ UNKNOWN_SERVICE: dict[int | str, dict[str, Any]] = {
 async def require_service(store: Any, settings: InspectorSettings, name: str) -> None:
     """NotFound (404, one line) unless `name` is a service here: configured (the inspector's
     services, or any proxy's registry, stale or not: a service with no traffic yet is not
-    unknown) or seen in stored traffic or probes (storage.services.service_known)."""
+    unknown), self-registered (any instance, gone or not), or seen in stored traffic or probes
+    (storage.services.service_known)."""
     if name in settings.replay_services:
         return
     if not await run_in_threadpool(lambda: service_known(store, service=name)):
-        raise NotFound(f"unknown service {name!r}: no proxy serves it and no traffic of it was captured")
+        raise NotFound(f"unknown service {name!r}: no proxy serves it, none of it registered itself and no traffic of it was captured")

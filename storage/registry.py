@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -34,6 +35,8 @@ __all__ = [
     "grace",
     "heartbeat",
     "instances",
+    "merge_overview",
+    "registry_health",
     "routable",
 ]
 
@@ -234,3 +237,63 @@ def routable(store: Store, *, realm: str | None, now: dt.datetime | None = None)
         for row in rows
         if now - row.heartbeat_at <= grace(row.interval_s)
     ]
+
+
+def registry_health(found: Sequence[Instance]) -> dict[str, Any]:
+    """A registered service's health from its instances (no probes: their heartbeats say it).
+
+    "up" when any alive instance is ready (one that does not say counts as ready: its heartbeats
+    arrive), "down" when the alive ones all say they are not, "gone" when none is alive. Same
+    keys as storage.services.overall_health, times ISO 8601: `checked_at` is the newest
+    heartbeat; `since` is known only for "gone" (the last heartbeat of any instance)."""
+    alive = [i for i in found if i.alive]
+    newest = max((i.heartbeat_at for i in (alive or found)), default=None)
+    health: dict[str, Any] = {"checked_at": iso_utc(newest) if newest else None, "latency_ms": None,
+                              "status": None, "error": None, "since": None}  # fmt: skip
+    if not alive:
+        return {**health, "state": "gone", "since": health["checked_at"]}
+    if any(i.ready is not False for i in alive):
+        return {**health, "state": "up"}
+    names = ", ".join(sorted(i.instance for i in alive))
+    return {**health, "state": "down", "error": f"no instance is ready ({names})"}
+
+
+def _conflict(name: str, realm: str | None) -> str:
+    where = f" in realm {realm!r}" if realm else ""
+    return (f"{name!r} is both configured on a proxy and self-registered{where}: "
+            f"the configured upstream wins in routing, the registered instances are not routed to")  # fmt: skip
+
+
+def merge_overview(configured: list[dict[str, Any]], found: Sequence[Instance]) -> list[dict[str, Any]]:
+    """storage.services.service_overview's rows with the registry's instances merged in, by realm and
+    name, sorted the same way. Every row gains `instances` (Instance.to_json), `source` ("config",
+    "registry" or "both"), `depends_on` (the union of its instances' declarations, sorted) and
+    `conflict` (None, or a sentence when a live proxy configures a service that also registered
+    itself in the same realm; with only stale proxies left, the row's health is its instances').
+    A registered-only row has no proxies, probes or uptime; its health is
+    registry_health's and its upstreams are its alive instances' URLs."""
+    by_key: dict[tuple[str, str], list[Instance]] = {}
+    for instance in found:
+        by_key.setdefault((instance.realm or "", instance.name), []).append(instance)
+    rows = []
+    for row in configured:
+        mine = by_key.pop((row["realm"] or "", row["name"]), [])
+        # Only a live proxy's configuration routes (and so shadows the registration); when every
+        # proxy configuring it is stale, the instances are what there is of the service.
+        live = any(not proxy["stale"] for proxy in row["proxies"])
+        rows.append({
+            **row, "instances": [i.to_json() for i in mine], "source": "both" if mine else "config",
+            "depends_on": sorted({need for i in mine for need in i.depends_on}),
+            "conflict": _conflict(row["name"], row["realm"]) if mine and live else None,
+            **({"health": registry_health(mine)} if mine and not live else {}),
+        })  # fmt: skip
+    for (realm, name), mine in by_key.items():
+        rows.append({
+            "name": name, "realm": realm or None,
+            "upstreams": sorted({i.url for i in mine if i.alive}), "proxies": [],
+            "health": registry_health(mine), "history": [], "uptime": None,
+            "instances": [i.to_json() for i in mine], "source": "registry",
+            "depends_on": sorted({need for i in mine for need in i.depends_on}), "conflict": None,
+        })  # fmt: skip
+    return sorted(rows, key=lambda row: (row["realm"] or "", row["name"]))
+

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from storage.models import Exchange, HealthSample, ServiceRegistration
+from storage.models import Exchange, HealthSample, RegistryInstance, ServiceRegistration
 from storage.queries import iso_utc
 from storage.store import Store
 
@@ -29,6 +29,7 @@ __all__ = [
     "HISTORY_MAX",
     "STALE_AFTER",
     "ProbeSample",
+    "forget_stale_registrations",
     "health_history",
     "known_realms",
     "one_line_error",
@@ -110,6 +111,22 @@ def register_services(
             conn.execute(insert(table), rows)
 
 
+def forget_stale_registrations(
+    store: Store, *, service: str, realm: str | None = None, now: dt.datetime | None = None
+) -> int:
+    """Remove `service`'s registrations that no proxy refreshed for STALE_AFTER (in `realm`: ""
+    for none; every realm when None): the proxies that made them are gone. The number removed.
+    A live proxy's rows are never touched (and a proxy that was only slow registers again within
+    a minute: touch_registrations finds no row)."""
+    table = ServiceRegistration.__table__
+    cutoff = (now or dt.datetime.now(dt.UTC)) - STALE_AFTER
+    query = delete(table).where(table.c.service == service, table.c.updated_at < cutoff)
+    if realm is not None:
+        query = query.where(table.c.realm == realm)
+    with store.begin() as conn:
+        return conn.execute(query).rowcount
+
+
 def touch_registrations(store: Store, *, proxy: str, now: dt.datetime | None = None) -> int:
     """Mark `proxy`'s registrations as current; the number of rows touched (0: register again)."""
     table = ServiceRegistration.__table__
@@ -157,10 +174,11 @@ def prune_health(store: Store, *, older_than: dt.datetime, batch_size: int = 100
 
 
 def known_realms(store: Store) -> list[str]:
-    """Every realm in the registry, sorted ("no realm" left out)."""
-    table = ServiceRegistration.__table__
+    """Every realm a proxy or a self-registered instance is in, sorted ("no realm" left out)."""
+    realms: set[str] = set()
     with store.connect() as conn:
-        realms = conn.execute(select(table.c.realm).distinct()).scalars().all()
+        for table in (ServiceRegistration.__table__, RegistryInstance.__table__):
+            realms.update(conn.execute(select(table.c.realm).distinct()).scalars())
     return sorted(realm for realm in realms if realm)
 
 
@@ -322,12 +340,14 @@ def health_history(
 
 def service_known(store: Store, *, service: str) -> bool:
     """Whether `service` is a service here: a proxy registers it (in any realm, even one that
-    stopped: configured, with or without traffic yet), or traffic or health probes of it were
-    ever stored (a service since removed from the configuration keeps its history). Three index
-    probes: the registry is small, exchanges by (service, id), samples by (service, checked_at)."""
-    reg, samples = ServiceRegistration.__table__, HealthSample.__table__
+    stopped: configured, with or without traffic yet), an instance of it registered itself (even
+    one gone since), or traffic or health probes of it were ever stored (a service since removed
+    from the configuration keeps its history). Four index probes: the registries are small,
+    exchanges by (service, id), samples by (service, checked_at)."""
+    reg, samples, instances = ServiceRegistration.__table__, HealthSample.__table__, RegistryInstance.__table__
     probes = (
         select(reg.c.service).where(reg.c.service == service).limit(1),
+        select(instances.c.name).where(instances.c.name == service).limit(1),
         select(Exchange.id).where(Exchange.service == service).limit(1),
         select(samples.c.id).where(samples.c.service == service).limit(1),
     )

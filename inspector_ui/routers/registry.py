@@ -1,5 +1,11 @@
 """The self-registration registry (issue 17): POST /api/registry/heartbeat, GET /api/registry,
-DELETE /api/registry/{name}/{instance} (a clean shutdown), DELETE /api/registry/{name} (forget).
+DELETE /api/registry/{name}/{instance} (a clean shutdown), DELETE /api/registry/{name} and
+POST /api/registry/forget (forget a service, or one instance).
+
+Forgetting a whole service also removes its stale proxy registrations (rows no proxy refreshed
+for storage.services.STALE_AFTER: their proxy is gone), so a service removed from every
+configuration stops being listed. Live proxies' rows stay: a configured service is forgotten by
+removing it from the configuration.
 
 Services talk to this API, never to the database (passageway.service sends the heartbeats; any
 tool or language can send the same JSON). Writes follow the inspector's rules: JSON, its token
@@ -16,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from passageway.service_url import SERVICE_NAME
 from storage import registry
+from storage.services import forget_stale_registrations
 
 from ..deps import StoreDep
 from ..errors import NotFound
@@ -109,9 +116,34 @@ async def delete_instance(store: StoreDep, name: ServiceName, instance: Instance
     return {"deregistered": True}
 
 
-@router.delete("/{name}", summary="Forget a service: remove every instance of it from the registry")
+class ForgetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(max_length=63, description="The service's name.")]
+    instance: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None, description="Only this instance; absent: the whole service (and its stale proxy registrations)."
+    )
+    realm: Annotated[str, Field(max_length=200)] | None = Field(None, description="Only this realm ('' for none); absent: every realm.")
+
+    _names = field_validator("name")(_service_name)
+
+
+def _forget(store: Any, name: str, instance: str | None, realm: str | None) -> dict[str, int]:
+    """Remove the rows; NotFound when there was nothing to remove."""
+    removed = registry.forget(store, name=name, instance=instance, realm=realm)
+    stale = forget_stale_registrations(store, service=name, realm=realm) if instance is None else 0
+    if not removed and not stale:
+        where = f" in realm {realm!r}" if realm else ""
+        what = f"no instance {instance!r} of {name!r}" if instance is not None else f"no service {name!r}"
+        raise NotFound(f"{what} is registered{where}")
+    return {"forgotten": removed, "stale_proxy_registrations": stale}
+
+
+@router.delete("/{name}", summary="Forget a service: its registered instances and its stale proxy registrations")
 async def forget_service(store: StoreDep, name: ServiceName, realm: RealmQuery = None) -> Any:
-    removed = await run_in_threadpool(lambda: registry.forget(store, name=name, realm=realm))
-    if not removed:
-        raise NotFound(f"no service {name!r} is registered")
-    return {"forgotten": removed}
+    return await run_in_threadpool(_forget, store, name, None, realm)
+
+
+@router.post("/forget", summary="Forget a service, or one instance of it (the Services page's Forget)")
+async def forget(store: StoreDep, what: ForgetIn) -> Any:
+    return await run_in_threadpool(_forget, store, what.name, what.instance, what.realm)

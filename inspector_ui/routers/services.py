@@ -1,8 +1,10 @@
-"""GET /api/services (the services overview) and GET /api/services/{name}/health (a service's probes).
+"""GET /api/services (the services overview), GET /api/services/graph (the dependency graph) and
+GET /api/services/{name}/health (a service's probes).
 
-Both read storage.services in a worker thread. Each service in /api/services is a plain dict,
-so other figures (traffic) can be merged into it by name and realm. A name that is no service
-here (inspector_ui.known_services) answers 404 on /health, as on /stats."""
+All read the store in a worker thread. Each service in /api/services is a plain dict, so other
+figures (traffic, self-registered instances: storage.registry.merge_overview) can be merged into
+it by name and realm. A name that is no service here (inspector_ui.known_services) answers 404
+on /health, as on /stats."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from storage import registry
+from storage.dependencies import dependency_graph
 from storage.services import HISTORY_MAX, health_history, known_realms, service_overview
 from storage.traffic_stats import parse_since as window_seconds
 from storage.traffic_stats import service_summaries
@@ -54,10 +58,12 @@ def with_traffic(services: list[dict[str, Any]], summaries: list[dict[str, Any]]
         for name, summary in sorted(by_name.items())
         if name not in registered
     ]  # fmt: skip
+    for service in unregistered:
+        service.update(instances=[], source=None, depends_on=[], conflict=None)
     return services + unregistered
 
 
-@router.get("", summary="Registered services with their health, recent probes and uptime")
+@router.get("", summary="Configured and self-registered services with their health, instances, probes and uptime")
 async def services(
     store: StoreDep,
     realm: RealmQuery = None,
@@ -68,10 +74,26 @@ async def services(
         summaries = service_summaries(
             store, since=now - TRAFFIC_WINDOW, until=now, realm=realm or None, limit=TRAFFIC_ROWS
         )["services"]
-        overview = service_overview(store, realm=realm, history=history)
+        overview = registry.merge_overview(
+            service_overview(store, realm=realm, history=history), registry.instances(store, realm=realm, now=now)
+        )
         return {"realms": known_realms(store), "services": with_traffic(overview, summaries)}
 
     return await run_in_threadpool(read)
+
+
+@router.get("/graph", summary="The dependency graph: declared dependencies and calls seen in traffic")
+async def graph(
+    store: StoreDep,
+    realm: RealmQuery = None,
+    since: Annotated[str, Query(max_length=20, description="Traffic of how long ago: 30m, 1h, 2d (at most 31d)")] = "1h",
+) -> Any:
+    try:
+        span = parse_since(since)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    now = dt.datetime.now(dt.UTC)
+    return await run_in_threadpool(lambda: dependency_graph(store, since=now - span, until=now, realm=realm, now=now))
 
 
 @router.get(

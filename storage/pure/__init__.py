@@ -2,5 +2,5 @@
 
 record (the exchange record), decoding (Content-Encoding), search (the query language's parser),
 endpoints (path templates), diff, har, redaction and secret_forms, snippets, surrogates, faults (fault
-rules: checks, matching, decisions).
+rules: checks, matching, decisions), dependency_graph (declared and observed dependencies merged).
 """

@@ -115,7 +115,7 @@ def test_known_services_have_a_history_even_when_empty(services_client: TestClie
         assert response.json()["service"] == name
     unknown = services_client.get("/api/services/%3Ci%3Ebilling%3C%2Fi%3E/health")
     assert unknown.status_code == 404
-    assert unknown.json() == {"detail": "unknown service '<i>billing</i>': no proxy serves it and no traffic of it was captured"}
+    assert unknown.json() == {"detail": "unknown service '<i>billing</i>': no proxy serves it, none of it registered itself and no traffic of it was captured"}
 
 
 @pytest.mark.parametrize(("since", "message"), [
