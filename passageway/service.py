@@ -276,25 +276,32 @@ class SmartService:
         already_traced = any(getattr(middleware, "cls", None) is TraceContextMiddleware for middleware in declared)
         self.app: ASGIApp = TraceContextMiddleware(app) if trace and not already_traced else app
         self.metrics = RequestMetrics(service=name, version=version, instance=self.instance, realm=realm)
+        self._resolved = False
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._instances: list[dict[str, Any]] | None = None
         self._services: list[dict[str, Any]] | None = None
         self._known_at: float | None = None
         self._inspector_problem: str | None = None
+        self.heartbeats_tried = 0
+        """Heartbeats attempted so far, answered or not (for diagnostics and tests)."""
         self.registered = False
         """True once the inspector has accepted a heartbeat (and until deregistered)."""
 
     # --- configuration read at startup ---
 
     def _resolve(self) -> None:
-        """Fill what the arguments left open from the environment; ServiceConfigError on a bad value."""
+        """Fill what the arguments left open from the environment; ServiceConfigError on a bad value.
+        Once: the lifespan resolves before the app starts, start() again when called alone."""
+        if self._resolved:
+            return
         self.realm = (self.realm if self.realm is not None else os.environ.get(REALM_ENV, "")) or None
         self.metrics.info["realm"] = self.realm or ""
         inspector = self.inspector_url if self.inspector_url is not None else os.environ.get(INSPECTOR_URL_ENV, "")
         self.inspector_url = check_url(inspector, "the inspector URL") if inspector else None
         self.token = self.token if self.token is not None else os.environ.get(TOKEN_ENV) or None
         if not (self.register and self.inspector_url):
+            self._resolved = True
             return
         url = self.url if self.url is not None else os.environ.get(SERVICE_URL_ENV, "")
         if not url:
@@ -302,6 +309,7 @@ class SmartService:
                 f"service {self.name!r}: no URL to register: pass url= or set {SERVICE_URL_ENV} (e.g. http://127.0.0.1:8000)"
             )
         self.url = check_url(url, "the service URL")
+        self._resolved = True
 
     # --- ASGI ---
 
@@ -361,6 +369,13 @@ class SmartService:
         return template or UNMATCHED_ROUTE
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            self._resolve()
+        except ServiceConfigError as exc:
+            # Before the app starts: it then has nothing to clean up when the server exits.
+            await receive()  # lifespan.startup
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
         startup_received = False
         inner_spoke = False
 
@@ -413,7 +428,8 @@ class SmartService:
     # --- registration ---
 
     async def start(self) -> None:
-        """Read the environment and start the heartbeat task (returns at once)."""
+        """Read the environment (ServiceConfigError on a bad value) and start the heartbeat task
+        (returns at once)."""
         self._resolve()
         if not self.inspector_url:
             log.info("%s: no inspector (%s unset): not registering; dependencies read as unknown", self.name, INSPECTOR_URL_ENV)
@@ -462,6 +478,7 @@ class SmartService:
     async def beat(self) -> None:
         """One round: refresh the dependencies' states, then send a heartbeat with our readiness."""
         assert self._client is not None
+        self.heartbeats_tried += 1
         try:
             await self._refresh_dependencies()
             checks = await self._run_checks()
@@ -491,10 +508,11 @@ class SmartService:
         if response.status_code != 200:
             self._inspector_down(f"refused the heartbeat: {_problem_text(response)}")
             return
-        if not self.registered:
+        if self._inspector_problem:  # the end of an outage is as worth a line as its start
+            log.warning("%s: the inspector at %s answers again; registered as instance %s",
+                        self.name, self.inspector_url, self.instance)
+        elif not self.registered:
             log.info("%s: registered with the inspector at %s as instance %s", self.name, self.inspector_url, self.instance)
-        elif self._inspector_problem:
-            log.warning("%s: the inspector at %s answers again", self.name, self.inspector_url)
         self.registered = True
         self._inspector_problem = None
 
