@@ -56,6 +56,10 @@ DEFAULT_INTERVAL = 5.0
 MIN_INTERVAL, MAX_INTERVAL = 0.5, 300.0
 """The registry's bounds (storage.registry): a heartbeat outside them is refused."""
 DEFAULT_CHECK_TIMEOUT = 2.0
+QUIET_START_BEATS = 2
+"""Failed heartbeats this many intervals into startup, before the first success, are not yet an
+outage worth a warning: an inspector started beside the service (`passageway up`, compose) is
+often a moment later."""
 STALE_AFTER_BEATS = 3
 """Dependencies' states older than this many intervals (the inspector unreachable) read as unknown."""
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
@@ -277,6 +281,7 @@ class SmartService:
         self.app: ASGIApp = TraceContextMiddleware(app) if trace and not already_traced else app
         self.metrics = RequestMetrics(service=name, version=version, instance=self.instance, realm=realm)
         self._resolved = False
+        self._started_at: float | None = None
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._instances: list[dict[str, Any]] | None = None
@@ -284,7 +289,7 @@ class SmartService:
         self._known_at: float | None = None
         self._inspector_problem: str | None = None
         self.heartbeats_tried = 0
-        """Heartbeats attempted so far, answered or not (for diagnostics and tests)."""
+        """Heartbeat rounds finished so far, answered or not (for diagnostics and tests)."""
         self.registered = False
         """True once the inspector has accepted a heartbeat (and until deregistered)."""
 
@@ -439,6 +444,7 @@ class SmartService:
         # trust_env=False: the registry's own traffic goes straight to the inspector, never
         # through an HTTP_PROXY (which may be the Passageway gateway itself).
         self._client = httpx.AsyncClient(base_url=self.inspector_url, headers=headers, timeout=timeout, trust_env=False)
+        self._started_at = time.monotonic()
         self._task = asyncio.create_task(self._beat_forever(), name=f"passageway heartbeat of {self.name}")
 
     async def stop(self) -> None:
@@ -473,12 +479,12 @@ class SmartService:
                 await self.beat()
             except Exception:  # a bug here must not end the heartbeats for the process's life
                 log.exception("%s: heartbeat failed", self.name)
+            self.heartbeats_tried += 1
             await asyncio.sleep(self.interval)
 
     async def beat(self) -> None:
         """One round: refresh the dependencies' states, then send a heartbeat with our readiness."""
         assert self._client is not None
-        self.heartbeats_tried += 1
         try:
             await self._refresh_dependencies()
             checks = await self._run_checks()
@@ -518,6 +524,10 @@ class SmartService:
 
     def _inspector_down(self, problem: str) -> None:
         """Log once per outage (and again if the problem changes), not on every retry."""
+        starting = self._started_at is not None and time.monotonic() - self._started_at < QUIET_START_BEATS * self.interval
+        if starting and not self.registered:
+            log.debug("%s: the inspector at %s %s (starting: not yet a warning)", self.name, self.inspector_url, problem)
+            return
         if problem != self._inspector_problem:
             log.warning("%s: the inspector at %s %s; retrying every %g s", self.name, self.inspector_url, problem, self.interval)
         self._inspector_problem = problem

@@ -130,7 +130,7 @@ def test_serves_while_the_inspector_is_down_and_registers_when_it_comes(inspecto
     try:
         assert httpx.get(f"{server.url}/orders/5").json() == {"id": 5}
         assert httpx.get(f"{server.url}/healthz").status_code == 200
-        wait_for(lambda: service.heartbeats_tried >= 3, timeout=10)
+        wait_for(lambda: service.heartbeats_tried >= 5, timeout=10)
         outage = [record for record in caplog.records if "unreachable" in record.getMessage()]
         assert len(outage) == 1, "one warning per outage, not one per heartbeat"
         assert "lonely" not in registry(inspector)
@@ -144,12 +144,25 @@ def test_serves_while_the_inspector_is_down_and_registers_when_it_comes(inspecto
     assert registry(inspector)["lonely"]["state"] == "deregistered"
 
 
+def test_an_inspector_starting_beside_the_service_is_not_yet_an_outage(caplog) -> None:
+    app = SmartService(FastAPI(), name="patient", inspector_url=f"http://127.0.0.1:{free_port()}",
+                       url="http://127.0.0.1:1", interval=5)  # fmt: skip
+    caplog.set_level(logging.DEBUG, logger="passageway.service")
+    server = RunningApp(app).start()
+    try:
+        wait_for(lambda: app.heartbeats_tried >= 1, timeout=10)
+    finally:
+        server.stop()
+    assert [record.levelname for record in caplog.records if "not yet a warning" in record.getMessage()] == ["DEBUG"]
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
 def test_a_wrong_token_is_reported_once_and_the_service_still_serves(inspector: str, caplog) -> None:
     service, server = smart_app("intruder", inspector, token="not-the-token-at-all-000")
     caplog.set_level(logging.WARNING, logger="passageway.service")
     server.start()
     try:
-        wait_for(lambda: service.heartbeats_tried >= 2, timeout=10)
+        wait_for(lambda: service.heartbeats_tried >= 4, timeout=10)
         refused = [record.getMessage() for record in caplog.records if "refused" in record.getMessage()]
         assert len(refused) == 1 and "401" in refused[0]
         assert httpx.get(f"{server.url}/orders/9").status_code == 200
