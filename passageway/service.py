@@ -60,6 +60,8 @@ QUIET_START_BEATS = 2
 """Failed heartbeats this many intervals into startup, before the first success, are not yet an
 outage worth a warning: an inspector started beside the service (`passageway up`, compose) is
 often a moment later."""
+STARTING_RETRY = 1.0
+"""Seconds between attempts while starting and not yet registered."""
 STALE_AFTER_BEATS = 3
 """Dependencies' states older than this many intervals (the inspector unreachable) read as unknown."""
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
@@ -469,7 +471,9 @@ class SmartService:
                     log.warning("%s: the inspector refused to deregister: %s", self.name, _problem_text(response))
                 self.registered = False
         except httpx.HTTPError as exc:
-            log.warning("%s: could not deregister at %s: %s", self.name, self.inspector_url, _error_text(exc))
+            # Info, not a warning: the inspector often stops with it (`passageway up`), and the
+            # registry marks an instance gone by itself after its grace period.
+            log.info("%s: could not deregister at %s: %s", self.name, self.inspector_url, _error_text(exc))
         finally:
             await client.aclose()
 
@@ -480,7 +484,17 @@ class SmartService:
             except Exception:  # a bug here must not end the heartbeats for the process's life
                 log.exception("%s: heartbeat failed", self.name)
             self.heartbeats_tried += 1
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(self._next_beat_in())
+
+    def _next_beat_in(self) -> float:
+        """The interval; but each second while starting and not yet registered, so a service
+        started beside its inspector appears as soon as the inspector answers."""
+        if not self.registered and self._starting():
+            return min(self.interval, STARTING_RETRY)
+        return self.interval
+
+    def _starting(self) -> bool:
+        return self._started_at is not None and time.monotonic() - self._started_at < QUIET_START_BEATS * self.interval
 
     async def beat(self) -> None:
         """One round: refresh the dependencies' states, then send a heartbeat with our readiness."""
@@ -524,8 +538,7 @@ class SmartService:
 
     def _inspector_down(self, problem: str) -> None:
         """Log once per outage (and again if the problem changes), not on every retry."""
-        starting = self._started_at is not None and time.monotonic() - self._started_at < QUIET_START_BEATS * self.interval
-        if starting and not self.registered:
+        if self._starting() and not self.registered:
             log.debug("%s: the inspector at %s %s (starting: not yet a warning)", self.name, self.inspector_url, problem)
             return
         if problem != self._inspector_problem:

@@ -185,3 +185,16 @@ def test_no_service_url_is_a_one_line_startup_error(inspector: str, tmp_path) ->
         assert process.wait_exit(20) != 0
         assert "no URL to register: pass url= or set PASSAGEWAY_SERVICE_URL" in process.stderr
         assert "Traceback" not in process.stderr
+
+
+def test_the_demo_services_register_themselves_and_say_goodbye(inspector: str) -> None:
+    demo, shop = free_port(), free_port()
+    args = [*PASSAGEWAY, "demo-upstream", "--listen", f"127.0.0.1:{demo}", "--shop-listen", f"127.0.0.1:{shop}"]
+    environment = {"PASSAGEWAY_INSPECTOR_URL": inspector, "PASSAGEWAY_TOKEN": TOKEN}
+    with start_process(args, port=shop, name="demo upstream", extra_env=environment) as process:
+        listed = wait_for(lambda: {"demo", "shop"} <= registry(inspector).keys() and registry(inspector), timeout=15)
+        assert listed["demo"]["url"] == f"http://127.0.0.1:{demo}" and listed["demo"]["ready"] is True
+        assert listed["shop"]["url"] == f"http://127.0.0.1:{shop}" and listed["shop"]["depends_on"] == ["demo"]
+        assert httpx.get(f"http://127.0.0.1:{demo}/healthz").json()["service"] == "demo"
+        process.stop()
+    assert {registry(inspector)[name]["state"] for name in ("demo", "shop")} == {"deregistered"}
