@@ -20,11 +20,15 @@ from typing import Any, TextIO
 from .tracecontext import current_trace
 
 INSPECTOR_URL_ENV = "PASSAGEWAY_INSPECTOR_URL"
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+CHATTY_LOGGERS = ("httpx", "httpcore")
 
 # Attributes every LogRecord has: anything else on a record came from `extra=`.
 _RECORD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
 )
+# uvicorn's `color_message` repeats the message with terminal colours: noise in JSON.
+_DROPPED_EXTRAS = frozenset({"color_message"})
 _OWN_FIELDS = ("time", "level", "logger", "message", "service", "trace_id", "span_id", "trace_url", "exception")
 
 
@@ -62,7 +66,7 @@ class JsonLogFormatter(logging.Formatter):
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
         for key, value in vars(record).items():
-            if key not in _RECORD_ATTRIBUTES and key not in _OWN_FIELDS and not key.startswith("_"):
+            if key not in _RECORD_ATTRIBUTES and key not in _OWN_FIELDS and key not in _DROPPED_EXTRAS and not key.startswith("_"):
                 line[key] = value
         # default=str: an extra field of any type still logs (its str()), never raises in a handler.
         return json.dumps(line, ensure_ascii=False, default=str)
@@ -78,8 +82,11 @@ def install_json_logging(
 ) -> logging.Handler:
     """Log as JSON lines to `stream` (stderr): replaces the handlers of `logger` (the root).
 
+    On the root logger it also takes over uvicorn's loggers (their own handlers removed, so the
+    server's lines are JSON too: call it at import time, after uvicorn configured them) and keeps
+    httpx and httpcore at WARNING (at INFO httpx logs every request, each heartbeat included).
     The inspector's address defaults to $PASSAGEWAY_INSPECTOR_URL (for `trace_url`). Returns the
-    handler, e.g. to give uvicorn's loggers the same one."""
+    handler."""
     target = logger or logging.getLogger()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
@@ -89,4 +96,12 @@ def install_json_logging(
         target.removeHandler(old)
     target.addHandler(handler)
     target.setLevel(level)
+    if target is logging.getLogger():
+        for name in SERVER_LOGGERS:
+            server_logger = logging.getLogger(name)
+            for old in list(server_logger.handlers):
+                server_logger.removeHandler(old)
+            server_logger.propagate = True
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(max(logging.WARNING, target.level))
     return handler

@@ -222,7 +222,16 @@ def readiness(checks: Mapping[str, CheckResult], dependencies: Mapping[str, Mapp
 
 class SmartService:
     """ASGI middleware around a whole app (see the module docstring). Arguments left as None are
-    read from the environment when the app starts."""
+    read from the environment when the app starts.
+
+    name, version, depends_on: what the registry is told. checks: {name: callable} for /readyz.
+    realm, url, inspector_url, token: where it registers (PASSAGEWAY_REALM, PASSAGEWAY_SERVICE_URL,
+    PASSAGEWAY_INSPECTOR_URL, PASSAGEWAY_TOKEN). instance: this process's id (hostname-pid).
+    interval: seconds between heartbeats (0.5-300). check_timeout: seconds a check may take.
+    health_path, ready_path, metrics_path: where its own endpoints are. register=False: read the
+    dependencies from the registry but send no heartbeat. trace=False: leave the trace context
+    to the app (by default each request runs in its caller's trace, as TraceContextMiddleware
+    does; an app that declares that middleware itself keeps its own)."""
 
     def __init__(
         self,
@@ -441,6 +450,8 @@ class SmartService:
         if not self.inspector_url:
             log.info("%s: no inspector (%s unset): not registering; dependencies read as unknown", self.name, INSPECTOR_URL_ENV)
             return
+        if not (self.register or self.depends_on):
+            return
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         timeout = max(1.0, min(5.0, self.interval))
         # trust_env=False: the registry's own traffic goes straight to the inspector, never
@@ -501,6 +512,8 @@ class SmartService:
         assert self._client is not None
         try:
             await self._refresh_dependencies()
+            if not self.register:
+                return
             checks = await self._run_checks()
             dependencies = self._dependency_states()
             body = {

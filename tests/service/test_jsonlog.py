@@ -90,3 +90,24 @@ def test_install_logs_json_lines_to_the_stream(monkeypatch) -> None:
     parsed = json.loads(line)
     assert parsed["message"] == "charged 3" and parsed["service"] == "billing"
     assert parsed["trace_url"] == "http://inspector:8081/traces/4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_on_the_root_logger_uvicorn_speaks_json_and_httpx_is_quiet() -> None:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(logging.StreamHandler(io.StringIO()))  # as uvicorn's own log config does
+    access.propagate = False
+    stream = io.StringIO()
+    try:
+        install_json_logging(service="orders", stream=stream)
+        access.info('127.0.0.1 - "GET /orders/1 HTTP/1.1" 200')
+        logging.getLogger("httpx").info("HTTP Request: POST http://inspector/api/registry/heartbeat")
+        (line,) = stream.getvalue().splitlines()
+        assert json.loads(line)["logger"] == "uvicorn.access"
+        assert not access.handlers and access.propagate
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.getLogger("httpx").setLevel(logging.NOTSET)
+        logging.getLogger("httpcore").setLevel(logging.NOTSET)
