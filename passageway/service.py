@@ -375,12 +375,19 @@ class SmartService:
 
     def _route_of(self, original: Scope, handled: Scope) -> str:
         template = None
+        route = handled.get("route")  # Starlette's router notes the route it chose in the scope
+        if route is not None and handled.get("root_path", "") == original.get("root_path", ""):
+            # No mount on the way (a mount extends root_path): its template is the whole one.
+            template = getattr(route, "path_format", None)
+            if template is not None and not hasattr(route, "routes"):
+                return template
+            template = None
         if self.routes is not None:
             try:
                 template = route_template(self.routes, original)
             except Exception:  # counting must never fail a request that has been answered
                 log.debug("%s: no route template for %s", self.name, original.get("path"), exc_info=True)
-        elif (route := handled.get("route")) is not None:
+        elif route is not None:
             template = getattr(route, "path_format", None)  # a wrapped app: the router's own note
         return template or UNMATCHED_ROUTE
 

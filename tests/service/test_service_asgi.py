@@ -98,6 +98,15 @@ async def test_own_endpoints_are_served_not_counted_and_paths_are_configurable()
 
 
 @run_async
+async def test_a_mounted_route_is_counted_under_its_whole_template() -> None:
+    api = Starlette(routes=[Route("/items/{item_id:int}", ok)])
+    service = SmartService(Starlette(routes=[Mount("/api/{tenant}", app=api), Route("/items/{name}", ok)]), name="s")
+    for path in ("/api/acme/items/1", "/api/other/items/2", "/items/x"):
+        assert (await call(service, "GET", path)).status_code == 200
+    assert counts(service) == {("GET", "/api/{tenant}/items/{item_id}", "200"): 2, ("GET", "/items/{name}", "200"): 1}
+
+
+@run_async
 async def test_an_app_that_raises_counts_as_a_500_error() -> None:
     async def boom(request):
         raise RuntimeError("down")
