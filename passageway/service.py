@@ -316,6 +316,8 @@ class SmartService:
         inspector = self.inspector_url if self.inspector_url is not None else os.environ.get(INSPECTOR_URL_ENV, "")
         self.inspector_url = check_url(inspector, "the inspector URL") if inspector else None
         self.token = self.token if self.token is not None else os.environ.get(TOKEN_ENV) or None
+        if self.token is not None and not (self.token.isascii() and self.token.isprintable() and " " not in self.token):
+            raise ServiceConfigError(f"the inspector token ({TOKEN_ENV}) must be printable ASCII without spaces")
         if not (self.register and self.inspector_url):
             self._resolved = True
             return

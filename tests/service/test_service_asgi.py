@@ -240,6 +240,11 @@ async def test_a_bad_environment_fails_startup_before_the_app_starts(monkeypatch
 
     monkeypatch.setenv("PASSAGEWAY_INSPECTOR_URL", "ftp://inspector")
     assert await lifespan_events(SmartService(Starlette(lifespan=lifespan), name="s")) == ["lifespan.startup.failed"]
+    monkeypatch.setenv("PASSAGEWAY_INSPECTOR_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("PASSAGEWAY_TOKEN", "two\nlines")
+    assert await lifespan_events(SmartService(Starlette(lifespan=lifespan), name="s", url="http://s")) == [
+        "lifespan.startup.failed"
+    ]
     assert not started
 
 
