@@ -102,6 +102,7 @@ def install_json_logging(
             for old in list(server_logger.handlers):
                 server_logger.removeHandler(old)
             server_logger.propagate = True
+            server_logger.disabled = False  # a dictConfig with disable_existing_loggers may have silenced it
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(max(logging.WARNING, target.level))
     return handler

@@ -96,7 +96,9 @@ def test_on_the_root_logger_uvicorn_speaks_json_and_httpx_is_quiet() -> None:
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     access = logging.getLogger("uvicorn.access")
-    access.addHandler(logging.StreamHandler(io.StringIO()))  # as uvicorn's own log config does
+    saved_access = (list(access.handlers), access.level, access.propagate)
+    access.addHandler(logging.StreamHandler(io.StringIO()))  # as uvicorn's log config does at --log-level info
+    access.setLevel(logging.INFO)
     access.propagate = False
     stream = io.StringIO()
     try:
@@ -109,5 +111,6 @@ def test_on_the_root_logger_uvicorn_speaks_json_and_httpx_is_quiet() -> None:
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+        access.handlers[:], access.level, access.propagate = saved_access
         logging.getLogger("httpx").setLevel(logging.NOTSET)
         logging.getLogger("httpcore").setLevel(logging.NOTSET)
