@@ -147,10 +147,12 @@ def demo_environment(settings: Settings, token: str | None) -> dict[str, str]:
     host = settings.ui[0]
     reachable = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
     env = {**os.environ, "PASSAGEWAY_INSPECTOR_URL": f"http://{format_address(reachable, settings.ui[1])}"}
-    if token:
-        env["PASSAGEWAY_TOKEN"] = token
-    if settings.realm:
-        env["PASSAGEWAY_REALM"] = settings.realm
+    # Ours, not whatever the shell had: the proxy's realm and this inspector's token, or none.
+    for name, value in (("PASSAGEWAY_TOKEN", token), ("PASSAGEWAY_REALM", settings.realm)):
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
     return env
 
 
