@@ -14,7 +14,7 @@ from storage.errors import StorageError
 
 from .commands import fail
 from .settings import COMMAND_ROLES, ConfigError, add_flags, flag_values, load_settings
-from .supervisor import DEMO_ADDRESS
+from .supervisor import DEMO_ADDRESS, DEMO_SHOP_ADDRESS
 
 PROG = "passageway"
 
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
+    demo.add_argument("--shop-listen", metavar="HOST:PORT", default=format_address(*DEMO_SHOP_ADDRESS),
+                      help="where the demo's second service, shop (depends on demo), listens")
     return parser
 
 
@@ -147,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo-upstream":
             from . import demo
 
-            demo.serve(args.listen)
+            demo.serve(args.listen, args.shop_listen)
             return 0
         settings = load_settings(flag_values(args))
         if args.command in ("proxy", "ui", "maintain"):

@@ -20,6 +20,8 @@ from .settings import COMMAND_ROLES, Settings, child_arguments
 
 PROG = "passageway"
 DEMO_ADDRESS = ("127.0.0.1", 9001)
+DEMO_SHOP_ADDRESS = ("127.0.0.1", 9002)
+"""The demo's second service (`shop`, depends on `demo`): registered, not configured."""
 COMMAND = (sys.executable, "-m", "cli")
 """How `up` starts its children: this same command."""
 
@@ -72,7 +74,7 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
 
     addresses = [*listen_addresses(proxy_view(settings)), ("inspector", settings.ui)]
     if demo:
-        addresses.append(("demo upstream", DEMO_ADDRESS))
+        addresses += [("demo upstream", DEMO_ADDRESS), ("demo shop", DEMO_SHOP_ADDRESS)]
     for what, address in addresses:
         check_bindable(what, address)
     store = open_store(settings.db)
@@ -89,10 +91,14 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     children: dict[str, subprocess.Popen] = {}
-    if demo:
-        children["demo upstream"] = spawn([*COMMAND, "demo-upstream", "--listen", format_address(*DEMO_ADDRESS)])
-    children["proxy"] = spawn([*COMMAND, "proxy", *child_arguments(argv, COMMAND_ROLES["proxy"])])
     token = inspector_token(settings)
+    if demo:
+        children["demo upstream"] = spawn(
+            [*COMMAND, "demo-upstream", "--listen", format_address(*DEMO_ADDRESS),
+             "--shop-listen", format_address(*DEMO_SHOP_ADDRESS)],
+            env=demo_environment(settings, token),
+        )  # fmt: skip
+    children["proxy"] = spawn([*COMMAND, "proxy", *child_arguments(argv, COMMAND_ROLES["proxy"])])
     children["inspector"] = spawn(
         [*COMMAND, "ui", *child_arguments(argv, COMMAND_ROLES["ui"])],
         env={**os.environ, "PASSAGEWAY_UI_TOKEN": token} if token else None,
@@ -115,6 +121,14 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
         time.sleep(0.1)
     # SIGTERM, which every role handles as it handles Ctrl-C: a child still starting (Python
     # itself, or our modules, loading) then ends quietly, where SIGINT printed a traceback.
+    # The demo first, while the inspector still answers its goodbye (it deregisters).
+    demo_child = children.get("demo upstream")
+    if demo_child is not None and demo_child.poll() is None:
+        demo_child.send_signal(signal.SIGTERM)
+        try:
+            demo_child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass  # stopped with the others below
     for child in children.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -126,6 +140,20 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
             child.kill()
             child.wait()
     return exit_code
+
+
+def demo_environment(settings: Settings, token: str | None) -> dict[str, str]:
+    """The demo services register themselves with this inspector, in the proxy's realm."""
+    host = settings.ui[0]
+    reachable = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    env = {**os.environ, "PASSAGEWAY_INSPECTOR_URL": f"http://{format_address(reachable, settings.ui[1])}"}
+    # Ours, not whatever the shell had: the proxy's realm and this inspector's token, or none.
+    for name, value in (("PASSAGEWAY_TOKEN", token), ("PASSAGEWAY_REALM", settings.realm)):
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
+    return env
 
 
 def accepts_connections(address: tuple[str, int]) -> bool:
@@ -153,5 +181,6 @@ def print_banner(settings: Settings, *, database: str, demo: bool) -> None:
         lines.append(f"  forward proxy: http://{format_address(settings.listen[0], settings.forward_port)}")
     if demo:
         lines.append(f"Try:  curl http://{gateway}/demo/users/42")
+        lines.append(f"      curl http://{format_address(*DEMO_SHOP_ADDRESS)}/readyz   (the shop, registered, depends on demo)")
     lines.append("Ctrl-C stops both.")
     print("\n".join(lines), flush=True)
