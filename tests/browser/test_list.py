@@ -95,6 +95,7 @@ def test_the_list_sorts_filters_splits_and_keeps_a_bad_search_at_bay(stack, ui_p
     row(page, ids["slow"]).click()  # the detail open beside a sorted list
     expect(page.locator("#detail")).to_be_visible()
     for variant in each_variant(page, "list-sorted-duration"):
+        expect(row(page, ids["slow"]).locator(".c-service")).to_be_visible()  # re-rendered after the resize
         assert row(page, ids["slow"]).locator(".c-service").bounding_box()["width"] >= 40, variant
         header = page.locator('.list-head button[data-sort="duration"]')
         assert header.evaluate("b => b.scrollWidth <= b.clientWidth"), f"{variant}: the sorted header fits"

@@ -20,9 +20,6 @@ from storage.pure.faults import check_rule
 from storage.store import open_store
 from tests.support.stores import migrated_sqlite_url
 
-NOW = dt.datetime.now(dt.UTC)
-
-
 @pytest.fixture
 def store(tmp_path):  # type: ignore[no-untyped-def]
     s = open_store(migrated_sqlite_url(tmp_path / "faults.db"))
@@ -39,7 +36,7 @@ def flow_for(service: str | None, path: str = "/json"):  # type: ignore[no-untyp
 
 
 def rule(store, service: str = "billing", **fields) -> int:  # type: ignore[no-untyped-def]
-    return create_rule(store, check_rule(service=service, **{"status": 503, **fields}, now=NOW)).id
+    return create_rule(store, check_rule(service=service, **{"status": 503, **fields}, now=dt.datetime.now(dt.UTC))).id  # now: the store reads them against the clock
 
 
 def test_a_proxy_reads_only_its_realms_rules(store) -> None:  # type: ignore[no-untyped-def]
@@ -58,7 +55,7 @@ def test_a_proxy_reads_only_its_realms_rules(store) -> None:  # type: ignore[no-
 
 def test_rules_survive_the_database_going_away_until_their_own_expiry(store) -> None:  # type: ignore[no-untyped-def]
     rule(store, lasts=dt.timedelta(seconds=30))
-    clock = [NOW.timestamp()]
+    clock = [dt.datetime.now(dt.UTC).timestamp()]
     faults = Faults(store, realm=None, clock=lambda: clock[0])
     faults.reload()
 
