@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Double,
     Index,
@@ -32,10 +33,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "ApiShape",
     "Base",
     "Body",
     "CAPTURE_BLOCK_IDS",
     "CaptureBlock",
+    "Contract",
+    "ContractViolation",
     "Exchange",
     "ExchangeHeader",
     "FILTER_COLUMNS",
@@ -43,6 +47,7 @@ __all__ = [
     "HealthSample",
     "InspectorAddress",
     "InstallationSecret",
+    "JobCursor",
     "Monitor",
     "PendingExchange",
     "ProxyStat",
@@ -53,6 +58,7 @@ __all__ = [
     "ServiceRegistration",
     "Share",
     "Sha256",
+    "Simulation",
     "TestRun",
     "UTCDateTime",
     "WebSocketMessage",
@@ -258,6 +264,13 @@ class Exchange(Base):
             sqlite_where=text("fault IS NOT NULL"),
             postgresql_where=text("fault IS NOT NULL"),
         ),
+        # is:mock (storage.search_sql); only exchanges a recording answered.
+        Index(
+            "ix_exchanges_mock_id",
+            "id",
+            sqlite_where=text("mock IS NOT NULL"),
+            postgresql_where=text("mock IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -319,6 +332,8 @@ class Exchange(Base):
     """The API test that sent the request (X-Passageway-Test, taken off before forwarding)."""
     fault: Mapped[str | None] = mapped_column(SafeText())
     """What an injected fault did to this exchange (rule id and effect); null when none touched it."""
+    mock: Mapped[str | None] = mapped_column(SafeText())
+    """Which recording answered this exchange while its service was simulated; null when forwarded."""
 
 
 class Body(Base):
@@ -702,3 +717,102 @@ class Monitor(Base):
     notified_state: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ApiShape(Base):
+    """The running summary of one operation (method + endpoint template) of a service in a realm
+    over one UTC day: merged as exchanges arrive, read by merging the days of a window.
+    `summary` is storage.pure.shapes' mergeable form (parameters, bodies and statuses seen)."""
+
+    __tablename__ = "api_shapes"
+    __table_args__ = (
+        UniqueConstraint("realm", "service", "day", "method", "template", name="uq_api_shapes_operation_day"),
+        Index("ix_api_shapes_day", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    realm: Mapped[str] = mapped_column(SafeText())
+    """"" for exchanges without a realm."""
+    service: Mapped[str] = mapped_column(SafeText())
+    day: Mapped[dt.date] = mapped_column(Date)
+    method: Mapped[str] = mapped_column(SafeText())
+    template: Mapped[str] = mapped_column(SafeText())
+    exchanges: Mapped[int] = mapped_column(BigInteger)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class JobCursor(Base):
+    """How far an incremental job has read the exchanges (the last exchange id it took in);
+    advanced in the transaction that stores what the job derived from them."""
+
+    __tablename__ = "job_cursors"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Contract(Base):
+    """The API a service promises in a realm, as an OpenAPI 3 document: a team's file
+    (origin "file"), one sent through the API ("api") or a frozen inferred one ("inferred")."""
+
+    __tablename__ = "contracts"
+    __table_args__ = (UniqueConstraint("realm", "service", name="uq_contracts_service"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    realm: Mapped[str] = mapped_column(SafeText())
+    service: Mapped[str] = mapped_column(SafeText())
+    origin: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(SafeText())
+    """Where it came from, for people: a file path, "inferred 2026-12-04 (7 days)"."""
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ContractViolation(Base):
+    """One way one exchange broke its service's contract. `rule` is a short kebab-case name
+    (undocumented-endpoint, unexpected-status, missing-field, wrong-type, unknown-enum, ...),
+    `side` "request" or "response", `json_path` where in the body (null for the whole)."""
+
+    __tablename__ = "contract_violations"
+    __table_args__ = (
+        Index("ix_contract_violations_exchange_id", "exchange_id"),
+        Index("ix_contract_violations_service", "service", "realm", "rule", "captured_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    exchange_id: Mapped[int] = mapped_column(BigInteger)
+    realm: Mapped[str] = mapped_column(SafeText())
+    service: Mapped[str] = mapped_column(SafeText())
+    method: Mapped[str] = mapped_column(SafeText())
+    template: Mapped[str | None] = mapped_column(SafeText())
+    rule: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(8))
+    json_path: Mapped[str | None] = mapped_column(SafeText())
+    message: Mapped[str] = mapped_column(SafeText())
+    captured_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    """The exchange's, so counts per window need no join."""
+
+
+class Simulation(Base):
+    """A service the gateway answers from recordings instead of forwarding (proxy.mocks).
+
+    The recordings are the exchanges `query` finds (search language, within the service), or a
+    HAR document (`recordings`) when they came from a file. `latency`: reproduce the recorded
+    durations; `passthrough`: forward a request no recording matches (else a 404-like answer
+    naming the closest recordings). origin is "config", "api" or "cli"."""
+
+    __tablename__ = "simulations"
+    __table_args__ = (UniqueConstraint("realm", "service", name="uq_simulations_service"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    realm: Mapped[str] = mapped_column(SafeText())
+    service: Mapped[str] = mapped_column(SafeText())
+    query: Mapped[str | None] = mapped_column(SafeText())
+    recordings: Mapped[str | None] = mapped_column(SafeText())
+    latency: Mapped[bool] = mapped_column(Boolean)
+    passthrough: Mapped[bool] = mapped_column(Boolean)
+    origin: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

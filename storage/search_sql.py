@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select
 
-from storage.models import CAPTURE_BLOCK_IDS, SLOW_MS, CaptureBlock, Exchange, ExchangeHeader
+from storage.models import CAPTURE_BLOCK_IDS, SLOW_MS, CaptureBlock, ContractViolation, Exchange, ExchangeHeader
 from storage.pure.search import HEADER_VALUE_MAX, Query, Term
 
 __all__ = [
@@ -189,6 +189,15 @@ def _positive(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]
         # index ix_exchanges_fault_id holds the candidates.
         matches = _glob(x.fault, value, dialect) if op == "glob" else x.fault == value
         return and_(x.fault.isnot(None), matches)
+    if name == "mock":
+        # `mock:*#42*`: over the mark proxy.mocks records (which recording answered).
+        matches = _glob(x.mock, value, dialect) if op == "glob" else x.mock == value
+        return and_(x.mock.isnot(None), matches)
+    if name == "violation":
+        # `violation:missing-field`, `violation:*enum*`: over the rules the contract check stored.
+        v = ContractViolation
+        matches = _glob(v.rule, value, dialect) if op == "glob" else v.rule == value
+        return x.id.in_(select(v.exchange_id).where(matches))
     if name == "trace":
         if len(value) >= 32:
             return and_(x.trace_id.isnot(None), x.trace_id == value)
@@ -242,6 +251,10 @@ def _positive(term: Term, dialect: str, now: dt.datetime) -> ColumnElement[bool]
             return x.test_name.isnot(None)
         if value == "fault":  # the partial index ix_exchanges_fault_id's own condition
             return x.fault.isnot(None)
+        if value == "mock":  # ix_exchanges_mock_id's
+            return x.mock.isnot(None)
+        if value == "violation":
+            return x.id.in_(select(ContractViolation.exchange_id))
         return x.websocket == true()
     if name == "has":
         return or_(

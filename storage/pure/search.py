@@ -27,10 +27,11 @@ __all__ = ["FIELDS", "MAX_QUERY_LENGTH", "Query", "QueryError", "Term", "parse_q
 FIELDS = (
     "method", "status", "service", "host", "path", "header", "req.header", "res.header", "duration", "size",
     "since", "after", "before", "trace", "is", "has", "body", "test", "fault",
+    "mock", "violation",
 )  # fmt: skip
 MAX_QUERY_LENGTH = 2000
 """Longer queries are refused: a search is typed by a person, and each term costs a join."""
-IS_VALUES = ("error", "replay", "websocket", "test", "fault")
+IS_VALUES = ("error", "replay", "websocket", "test", "fault", "mock", "violation")
 HAS_VALUES = ("body",)
 HEADER_VALUE_MAX = 256
 """Header values are indexed (and compared) on their first HEADER_VALUE_MAX characters."""
@@ -102,7 +103,7 @@ class Term:
     """One condition. `field` is a FIELDS name or "text" (free text); `op` and `value` by field:
 
     method/service/trace  op "="   value str (method upper-cased, a hex trace id lower-cased)
-    host/path/test/fault  op "=" or "glob" value str (host lower-cased; glob: `*` any run)
+    host/path/test/fault/mock/violation  op "=" or "glob" value str (host lower-cased; glob: `*` any run)
     status                op "range" value (low, high) inclusive, either None when open
     duration/size         op one of > >= < <= =  value float ms / int bytes
     since                 op ">=" value seconds (int); after/before: value aware UTC datetime
@@ -501,6 +502,8 @@ _FIELD_PARSERS = {
     "body": _body,
     "test": _glob,
     "fault": _glob,
+    "mock": _glob,
+    "violation": _glob,
 }
 
 
