@@ -26,7 +26,6 @@ import asyncio
 import json
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -35,15 +34,17 @@ from mitmproxy import http
 from passageway.wire import FAULT_HEADER
 from storage.faults import active_rules
 from storage.pure.faults import ActiveRule, FaultDecision, decide, ordered
-from storage.store import Store, one_line
+from storage.store import Store
 
 from .flow_record import META_ERROR_KIND, META_ERROR_MESSAGE, META_FAULT, META_SERVICE, url_text
+from .refresher import Refresher
 
 logger = logging.getLogger(__name__)
 
 REFRESH_INTERVAL = 1.0
 """Seconds between two reads of the rules: a new rule reaches every proxy within about this."""
-STOP_TIMEOUT = 5.0
+FIRST_READ_WAIT = 2.0
+"""Seconds the proxy's start waits for the first read of the rules."""
 META_DECISION = "passageway.fault_decision"
 
 
@@ -89,16 +90,20 @@ class Faults:
     ) -> None:
         self.store = store
         self.realm = realm or ""
-        self.refresh_interval = refresh_interval
         self.random = random_source
         self.clock = clock
         self.rules: dict[str, tuple[ActiveRule, ...]] = {}
         """The rules now, by service, each service's most specific first; replaced whole by
         reload(), never changed in place. By service: a request to a service without a rule
         costs one dict lookup, however many rules other services have."""
-        self._database_down = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.refresher = Refresher(
+            self.reload,
+            what="the fault rules",
+            keeping=lambda: "keeping the last ones until they expire",
+            interval=refresh_interval,
+            thread_name="passageway-faults",
+            logger=logger,
+        )
 
     # --- the rules: loaded off the event loop ---
 
@@ -112,33 +117,12 @@ class Faults:
             logger.info("fault rules now: %s", shown or "none")
             self.rules = rules
 
-    def _refresh_forever(self) -> None:
-        while not self._stop.wait(self.refresh_interval):
-            try:
-                self.reload()
-            except Exception as exc:  # noqa: BLE001 - the database may be away: the last rules stay, to their expiry
-                if not self._database_down:
-                    logger.warning("cannot read the fault rules: %s (keeping the last ones until they expire)", one_line(exc))
-                self._database_down = True
-            else:
-                if self._database_down:
-                    logger.info("reading the fault rules again")
-                self._database_down = False
-
     def running(self) -> None:
-        if self._thread is None:
-            try:
-                self.reload()
-            except Exception as exc:  # noqa: BLE001 - the thread will try again
-                logger.warning("cannot read the fault rules: %s", one_line(exc))
-            self._thread = threading.Thread(target=self._refresh_forever, name="passageway-faults", daemon=True)
-            self._thread.start()
+        if self.store is not None:
+            self.refresher.start(first_read_wait=FIRST_READ_WAIT)
 
     def done(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join(STOP_TIMEOUT)
+        self.refresher.stop()
 
     # --- the effects (on the event loop) ---
 

@@ -23,7 +23,6 @@ import ipaddress
 import json
 import logging
 import socket
-import threading
 from collections.abc import Awaitable, Callable, Sequence
 
 from mitmproxy import http
@@ -40,16 +39,16 @@ from passageway.addresses import (
 )
 from passageway.wire import ERROR_HEADER
 from storage.inspectors import live_inspector_addresses
-from storage.store import Store, one_line
+from storage.store import Store
 
 from .flow_record import META_ERROR_KIND, META_ERROR_MESSAGE
+from .refresher import Refresher
 
 logger = logging.getLogger(__name__)
 
 REFRESH_INTERVAL = 2.0
 """Seconds between two loads of the registered inspectors: how long a newly started inspector
 that this proxy was not told about may go unrefused."""
-STOP_TIMEOUT = 5.0
 
 
 def refusal_response(listener: Listener) -> http.Response:
@@ -91,16 +90,20 @@ class InspectorGuard:
         self.store = store
         self.lookup = lookup
         self.configured = tuple(listener for host, port in configured for listener in listeners_of(host, port))
-        self.refresh_interval = refresh_interval
         self.is_own = is_own
         self.listeners = Listeners(self.configured)
         """Everything refused now; replaced whole by reload(), never changed in place."""
         self._registered: tuple[Listener, ...] = ()
         self._resolved: dict[Listener, tuple[Listener, ...]] = {}
         """Each configured name's addresses, as last resolved (kept while resolving fails)."""
-        self._database_down = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.refresher = Refresher(
+            self.reload,
+            what="the inspectors' addresses",
+            keeping=lambda: "still refusing the last known",
+            interval=refresh_interval,
+            thread_name="passageway-inspector-guard",
+            logger=logger,
+        )
 
     # --- what is refused: loaded off the event loop ---
 
@@ -127,29 +130,12 @@ class InspectorGuard:
                     continue  # the last answer (or the name alone) stays refused
                 self._resolved[listener] = tuple(Listener(_address(answer), listener.port) for answer in answers)
 
-    def _refresh_forever(self) -> None:
-        while not self._stop.wait(self.refresh_interval):
-            try:
-                self.reload()
-            except Exception as exc:  # noqa: BLE001 - the database may be away; the last known stay refused
-                if not self._database_down:
-                    logger.warning("cannot read the inspectors' addresses: %s (still refusing the last known)", one_line(exc))
-                self._database_down = True
-            else:
-                if self._database_down:
-                    logger.info("reading the inspectors' addresses again")
-                self._database_down = False
-
     def running(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._refresh_forever, name="passageway-inspector-guard", daemon=True)
-            self._thread.start()
+        # proxy.runner read them before serving (inspector_guard): the next read is an interval away.
+        self.refresher.start(first_read_wait=None)
 
     def done(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join(STOP_TIMEOUT)
+        self.refresher.stop()
 
     # --- the checks (on the event loop) ---
 

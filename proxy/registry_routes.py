@@ -1,7 +1,7 @@
 """RegistryRoutes: routes to self-registered services, learned from the store off the event loop.
 
-Threads: one thread reads the registry (storage.registry.routable: this proxy's realm, the
-instances that are up) every `refresh_interval` seconds, builds a new immutable table
+Threads: a proxy.refresher.Refresher reads the registry (storage.registry.routable: this proxy's
+realm, the instances that are up) every `refresh_interval` seconds, builds a new immutable table
 (proxy.balancing.build_table) and swaps it in as `table`; while the database is away the last
 table stays, and the outage is logged once. A second thread probes the ejected instances every
 `probe_interval` seconds (the health path, or a TCP connect when an instance has none) and hands
@@ -29,11 +29,12 @@ import httpx
 from mitmproxy import http
 
 from storage.registry import routable
-from storage.store import Store, one_line
+from storage.store import Store
 
 from .balancing import DEFAULT_EJECT_AFTER, EMPTY_TABLE, Balancer, Endpoint, RouteTable, build_table, connection_outcome
 from .flow_record import META_ERROR_KIND, classify_error
 from .health import status_is_up, tls_verify
+from .refresher import STOP_TIMEOUT, Refresher
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ PROBE_WORKERS = 8
 """Ejected instances probed at once (a black-holed one waits out its timeout without delaying the others)."""
 FIRST_READ_WAIT = 2.0
 """How long start-up waits for the first read, so a fresh proxy routes what is registered at once."""
-STOP_TIMEOUT = 5.0
 
 META_ENDPOINT = "passageway.endpoint"
 """The Endpoint a flow was sent to, until its connection outcome is counted."""
@@ -78,42 +78,42 @@ class RegistryRoutes:
         self.realm = realm
         self.configured = frozenset(configured)
         self.verify = tls_verify(upstream_ca, upstream_insecure)
-        self.refresh_interval = refresh_interval
         self.probe_interval = probe_interval
         self.probe_timeout = probe_timeout
         self.table: RouteTable = EMPTY_TABLE
         """Swapped whole by the refresh thread; read (never changed) on the event loop."""
         self.balancer = Balancer(eject_after=eject_after, rng=rng)
-        self.refreshes = 0
-        """Successful reads of the registry so far (tests wait on it)."""
         self._retained: RouteTable = EMPTY_TABLE
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.refresher = Refresher(
+            self.read,
+            what="the service registry",
+            keeping=lambda: f"routing by the last {len(self.table.pools)} service(s) read",
+            interval=refresh_interval,
+            thread_name="passageway-registry",
+            logger=logger,
+        )
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._database_down = False
+        self._prober: threading.Thread | None = None
         self._reported_skips: frozenset[str] = frozenset()
 
     # --- mitmproxy hooks (on the event loop) ---
 
     def running(self) -> None:
-        if self._threads:
+        if self._prober is not None:
             return
         self._loop = asyncio.get_running_loop()
         self._stop.clear()
-        first_read = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._refresh_forever, args=(first_read,), name="passageway-registry", daemon=True),
-            threading.Thread(target=self._probe_forever, name="passageway-registry-probes", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-        first_read.wait(FIRST_READ_WAIT)
+        self._prober = threading.Thread(target=self._probe_forever, name="passageway-registry-probes", daemon=True)
+        self._prober.start()
+        self.refresher.start(first_read_wait=FIRST_READ_WAIT)
 
     def done(self) -> None:
-        threads, self._threads = self._threads, []
+        self.refresher.stop()
+        prober, self._prober = self._prober, None
         self._stop.set()
-        for thread in threads:
-            thread.join(STOP_TIMEOUT)
+        if prober is not None:
+            prober.join(STOP_TIMEOUT)
 
     def route(self, name: str) -> Endpoint | None:
         """The instance of registered service `name` this request goes to; None if none is registered."""
@@ -158,33 +158,16 @@ class RegistryRoutes:
 
     # --- the refresh thread ---
 
-    def _refresh_forever(self, first_read: threading.Event) -> None:
-        while not self._stop.is_set():
-            self.refresh()
-            first_read.set()
-            self._stop.wait(self.refresh_interval)
-
     def refresh(self) -> bool:
         """Read the registry once and swap in the new table if it changed; False when the read failed."""
-        try:
-            rows = routable(self.store, realm=self.realm)
-        except Exception as exc:  # noqa: BLE001 - the database may be away: keep routing by the last table
-            if not self._database_down:
-                self._database_down = True
-                logger.warning(
-                    "cannot read the service registry: %s (routing by the last %d service(s) read; will retry)",
-                    one_line(exc), len(self.table.pools),
-                )  # fmt: skip
-            return False
-        if self._database_down:
-            self._database_down = False
-            logger.info("service registry readable again")
-        table = build_table(rows, configured=self.configured)
+        return self.refresher.read_once()
+
+    def read(self) -> None:
+        """Read the registry (blocking) and swap in the new table if it changed; raises what the store raises."""
+        table = build_table(routable(self.store, realm=self.realm), configured=self.configured)
         self._report(table)
         if not table.same_routes(self.table):
             self.table = table
-        self.refreshes += 1
-        return True
 
     def _report(self, table: RouteTable) -> None:
         """Log what changed about the services (rare), and each malformed row once."""
