@@ -258,15 +258,16 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
     """What /api/metrics shows, for a terminal: one line per proxy that ever wrote to this store,
-    and one per registered service with its health."""
+    and one per service (configured or self-registered) with its health and its live instances."""
     from storage.queries import index_backlog, proxy_stats
+    from storage.registry import instances, merge_overview
     from storage.services import service_overview
     from storage.store import open_store
 
     store = open_store(settings.db)
     try:
         proxies, backlog = proxy_stats(store), index_backlog(store)
-        services = service_overview(store, history=1)
+        services = merge_overview(service_overview(store, history=1), instances(store))
     finally:
         store.close()
     print(f"store: {store.display_url}")
@@ -292,6 +293,11 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         if health["error"] and health["state"] == "down":
             detail += f": {health['error']}"
         since = f" since {health['since']}" if health["since"] else ""
+        alive = [i for i in service["instances"] if i["state"] == "up"]
+        if alive:
+            detail += f"; {len(alive)} registered instance(s): " + ", ".join(f"{i['instance']} {i['url']}" for i in alive)
+        if service["conflict"]:
+            detail += f"; conflict: {service['conflict']}"
         print(f"service {service['name']}{realm}: {health['state']}{since}{detail}")
     print(f"search index backlog: {backlog} exchange(s)")
     return 0

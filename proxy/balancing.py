@@ -30,7 +30,7 @@ registration of the same name, so those names are left out of the table (and kep
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -94,7 +94,9 @@ class RouteTable:
 
     pools: Mapping[str, Pool]
     shadowed: frozenset[str] = frozenset()
-    """Registered names left out because a configured service of that name wins."""
+    """Registered names left out because a configured service of that name wins and points
+    elsewhere. An instance at the configured address is that service announcing itself: no
+    conflict, and the configured route serves it all the same."""
     skipped: tuple[str, ...] = ()
     """Why rows were left out (a malformed URL or name), one line each."""
 
@@ -105,7 +107,7 @@ class RouteTable:
 EMPTY_TABLE = RouteTable(MappingProxyType({}))
 
 
-def build_table(rows: Iterable[RegistryRow], *, configured: Collection[str]) -> RouteTable:
+def build_table(rows: Iterable[RegistryRow], *, configured: Mapping[str, Upstream]) -> RouteTable:
     """The route table for `rows` (the up instances of this proxy's realm). Hostile rows are left
     out with a reason: the registry takes what any client posts."""
     members: dict[str, list[tuple[Endpoint, bool | None]]] = {}
@@ -119,7 +121,8 @@ def build_table(rows: Iterable[RegistryRow], *, configured: Collection[str]) -> 
             skipped.append(f"instance {row.instance!r} of {row.name!r}: {e}")
             continue
         if name in configured:
-            shadowed.add(name)
+            if upstream != configured[name]:
+                shadowed.add(name)
             continue
         health = None
         if row.health:

@@ -21,7 +21,7 @@ import logging
 import random
 import socket
 import threading
-from collections.abc import Collection
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from .balancing import DEFAULT_EJECT_AFTER, EMPTY_TABLE, Balancer, Endpoint, Rou
 from .flow_record import META_ERROR_KIND, classify_error
 from .health import status_is_up, tls_verify
 from .refresher import STOP_TIMEOUT, Refresher
+from .routing import Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class RegistryRoutes:
         store: Store,
         *,
         realm: str | None,
-        configured: Collection[str],
+        configured: Mapping[str, Upstream],
         eject_after: int = DEFAULT_EJECT_AFTER,
         upstream_ca: Path | None = None,
         upstream_insecure: bool = False,
@@ -76,7 +77,7 @@ class RegistryRoutes:
     ) -> None:
         self.store = store
         self.realm = realm
-        self.configured = frozenset(configured)
+        self.configured = dict(configured)
         self.verify = tls_verify(upstream_ca, upstream_insecure)
         self.probe_interval = probe_interval
         self.probe_timeout = probe_timeout
@@ -177,7 +178,7 @@ class RegistryRoutes:
         for name in sorted(old.pools.keys() - table.pools.keys()):
             logger.info("registered service %s is no longer routable: no instance is up", name)
         for name in sorted(table.shadowed - old.shadowed):
-            logger.warning("service %s is registered and configured: the configured route wins", name)
+            logger.warning("service %s is registered at another address than it is configured with: the configured route wins", name)
         skips = frozenset(table.skipped)
         for reason in sorted(skips - self._reported_skips):
             logger.warning("a registration is not routable: %s", reason)

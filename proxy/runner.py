@@ -146,7 +146,7 @@ async def _serve(settings: ProxySettings, writer: ExchangeWriter, guard: Inspect
     registered = RegistryRoutes(
         writer.store,
         realm=settings.realm,
-        configured=settings.services,
+        configured={name: service.upstream for name, service in settings.services.items()},
         eject_after=settings.eject_after,
         upstream_ca=settings.upstream_ca,
         upstream_insecure=settings.upstream_insecure,

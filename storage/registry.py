@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select, update
 
@@ -258,9 +259,27 @@ def registry_health(found: Sequence[Instance]) -> dict[str, Any]:
     return {**health, "state": "down", "error": f"no instance is ready ({names})"}
 
 
+def _address(url: str) -> tuple[str, str, int | None, str]:
+    """A URL as routing compares it: scheme and host in lower case, the default port spelled out,
+    no trailing slash. A URL that does not parse is its own text."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return (url, "", None, "")
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), port, parts.path.rstrip("/"))
+
+
+def _elsewhere(instances: Sequence[Instance], upstreams: Sequence[str]) -> bool:
+    """Whether an alive instance registered an address no proxy configures for the service: an
+    instance at the configured address is the configured service announcing itself."""
+    configured = {_address(url) for url in upstreams}
+    return any(_address(i.url) not in configured for i in instances if i.alive)
+
+
 def _conflict(name: str, realm: str | None) -> str:
     where = f" in realm {realm!r}" if realm else ""
-    return (f"{name!r} is both configured on a proxy and self-registered{where}: "
+    return (f"{name!r} is configured on a proxy and self-registered{where} at another address: "
             f"the configured upstream wins in routing, the registered instances are not routed to")  # fmt: skip
 
 
@@ -269,7 +288,8 @@ def merge_overview(configured: list[dict[str, Any]], found: Sequence[Instance]) 
     name, sorted the same way. Every row gains `instances` (Instance.to_json), `source` ("config",
     "registry" or "both"), `depends_on` (the union of its instances' declarations, sorted) and
     `conflict` (None, or a sentence when a live proxy configures a service that also registered
-    itself in the same realm; with only stale proxies left, the row's health is its instances').
+    itself in the same realm at another address; with only stale proxies left, the row's health is
+    its instances').
     A registered-only row has no proxies, probes or uptime; its health is
     registry_health's and its upstreams are its alive instances' URLs."""
     by_key: dict[tuple[str, str], list[Instance]] = {}
@@ -284,7 +304,7 @@ def merge_overview(configured: list[dict[str, Any]], found: Sequence[Instance]) 
         rows.append({
             **row, "instances": [i.to_json() for i in mine], "source": "both" if mine else "config",
             "depends_on": sorted({need for i in mine for need in i.depends_on}),
-            "conflict": _conflict(row["name"], row["realm"]) if mine and live else None,
+            "conflict": _conflict(row["name"], row["realm"]) if live and _elsewhere(mine, row["upstreams"]) else None,
             **({"health": registry_health(mine)} if mine and not live else {}),
         })  # fmt: skip
     for (realm, name), mine in by_key.items():

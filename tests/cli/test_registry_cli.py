@@ -84,7 +84,7 @@ def test_list_forget_an_instance_then_the_service(inspector, tmp_path) -> None: 
     lines = listed.stdout.splitlines()
     assert lines[0] == "orders (dev): up, registered"
     assert "billing (staging): unknown, configured and registered" in lines  # its proxy does not probe it
-    assert any(line.startswith("  conflict: 'billing' is both configured") for line in lines)
+    assert any(line.startswith("  conflict: 'billing' is configured on a proxy and self-registered") for line in lines)
     # Only a stale proxy configures orders: no conflict, its health is its instances'.
     assert "orders (staging): up, configured and registered; depends on billing" in lines
     assert sum(line.startswith("  conflict:") for line in lines) == 1
@@ -105,6 +105,21 @@ def test_list_forget_an_instance_then_the_service(inspector, tmp_path) -> None: 
     left = passageway(inspector, "list", "--realm", "staging", cwd=cwd).stdout
     assert "orders" not in left and "billing (staging)" in left
     assert [i.realm for i in registry.instances(inspector.store, name="orders")] == ["dev"]
+
+
+def test_status_lists_each_services_live_instances_and_any_conflict(inspector, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    beat(inspector.store, "billing", "billing-1")
+    beat(inspector.store, "search", "search-1", realm="dev")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PASSAGEWAY_")}
+    done = subprocess.run([sys.executable, "-m", "cli", "status", "--db", inspector.store.url],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    billing = next(line for line in lines if line.startswith("service billing (staging): "))
+    assert "; 1 registered instance(s): billing-1 http://127.0.0.1:9001/billing-1; conflict: 'billing' is configured" in billing
+    assert next(line for line in lines if line.startswith("service search (dev): ")) == (
+        "service search (dev): up; 1 registered instance(s): search-1 http://127.0.0.1:9001/search-1"
+    )
 
 
 @pytest.mark.parametrize(

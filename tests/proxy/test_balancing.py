@@ -62,9 +62,12 @@ def test_rows_become_pools_sorted_by_instance_with_their_upstreams():
     assert table.shadowed == frozenset() and table.skipped == ()
 
 
-def test_a_configured_service_wins_and_is_noted_as_shadowing():
-    table = build_table([Row("billing", "a", "http://h:1"), Row("audit", "a", "http://h:2")], configured={"billing"})
-    assert set(table.pools) == {"audit"} and table.shadowed == {"billing"}
+def test_a_configured_service_wins_and_is_noted_as_shadowing_when_it_points_elsewhere():
+    configured = {"billing": parse_upstream("http://h:9"), "audit": parse_upstream("http://H:2/")}
+    rows = [Row("billing", "a", "http://h:1"), Row("audit", "a", "http://h:2"), Row("users", "a", "http://h:3")]
+    table = build_table(rows, configured=configured)
+    # audit registered at its configured address: the same service, served by the configured route.
+    assert set(table.pools) == {"users"} and table.shadowed == {"billing"}
 
 
 def test_hostile_rows_are_left_out_with_a_reason():
@@ -90,7 +93,7 @@ rows = st.lists(st.builds(Row, st.one_of(st.sampled_from(["billing", "audit", "c
 @settings(max_examples=300, deadline=None)
 @given(rows=rows)
 def test_any_rows_give_a_table_whose_every_route_is_well_formed(rows):
-    table = build_table(rows, configured={"configured"})
+    table = build_table(rows, configured={"configured": parse_upstream("http://h:1")})
     assert "configured" not in table.pools
     for name, pool in table.pools.items():
         assert pool.endpoints and all(e.service == name for e in pool.endpoints) and pool.unready <= set(pool.endpoints)

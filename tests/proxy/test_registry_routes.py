@@ -21,7 +21,7 @@ from mitmproxy.test import taddons, tflow
 from proxy.flow_record import META_ERROR_KIND, META_INSTANCE, META_SERVICE, flow_to_record
 from proxy.registry_routes import META_ENDPOINT, RegistryRoutes, registered_endpoints
 from proxy.router import Router, gateway_mode
-from proxy.routing import parse_route
+from proxy.routing import parse_route, parse_upstream
 from storage.registry import Heartbeat, deregister, heartbeat
 from storage.store import Store, open_store
 from tests.support import free_port, running_upstream, wait_for
@@ -48,7 +48,7 @@ def gateway_flow(path: str) -> http.HTTPFlow:
 
 
 def routes_for(store: Store, **knobs) -> RegistryRoutes:  # type: ignore[no-untyped-def]
-    return RegistryRoutes(store, realm="dev", configured={"configured"}, **knobs)
+    return RegistryRoutes(store, realm="dev", configured={"configured": parse_upstream("http://10.9.9.9:80")}, **knobs)
 
 
 def test_refresh_reads_this_realms_up_instances_and_keeps_an_unchanged_table(store, caplog) -> None:  # type: ignore[no-untyped-def]
@@ -248,8 +248,8 @@ def test_departed_instances_are_forgotten_by_the_balancer(store) -> None:  # typ
 def test_the_probe_follows_the_upstream_tls_settings(store) -> None:  # type: ignore[no-untyped-def]
     with running_upstream(tls=True) as upstream:
         register(store, "secure", "s1", upstream.url, health="/status/200")
-        trusting = RegistryRoutes(store, realm="dev", configured=(), upstream_ca=upstream.ca_cert)
-        strict = RegistryRoutes(store, realm="dev", configured=())
+        trusting = RegistryRoutes(store, realm="dev", configured={}, upstream_ca=upstream.ca_cert)
+        strict = RegistryRoutes(store, realm="dev", configured={})
         for routes in (trusting, strict):
             routes.refresh()
         endpoint = trusting.table.pools["secure"].endpoints[0]

@@ -14,9 +14,9 @@ from storage.registry import Instance, merge_overview, registry_health
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 
-def instance(name="orders", *, realm=None, id="orders-1", state="up", ready=True, depends_on=(), beat=T0) -> Instance:
+def instance(name="orders", *, realm=None, id="orders-1", state="up", ready=True, depends_on=(), beat=T0, url=None) -> Instance:
     return Instance(
-        name=name, realm=realm, instance=id, url=f"http://127.0.0.1:9001/{id}", health="/readyz", version="1",
+        name=name, realm=realm, instance=id, url=url or f"http://127.0.0.1:9001/{id}", health="/readyz", version="1",
         depends_on=tuple(depends_on), ready=ready, checks=None, interval_s=5.0, registered_at=T0, heartbeat_at=beat,
         deregistered_at=None if state != "deregistered" else beat, state=state,
     )  # fmt: skip
@@ -91,3 +91,16 @@ def test_a_service_only_stale_proxies_configure_is_no_conflict_and_its_instances
     (row,) = merge_overview([configured("orders", stale=True)], [instance(ready=False)])
     assert row["source"] == "both" and row["conflict"] is None
     assert row["health"]["state"] == "down"
+
+
+def test_an_instance_at_the_configured_address_is_the_configured_service_not_a_conflict():
+    same = {**configured("demo"), "upstreams": ["http://127.0.0.1:9001"]}
+    (row,) = merge_overview([same], [instance("demo", url="HTTP://127.0.0.1:9001/")])
+    assert row["source"] == "both" and row["conflict"] is None and len(row["instances"]) == 1
+    (row,) = merge_overview([same], [instance("demo", url="http://127.0.0.1:9001/"), instance("demo", id="b", url="http://127.0.0.1:9009")])
+    assert "at another address" in row["conflict"]
+    gone_elsewhere = instance("demo", id="b", url="http://127.0.0.1:9009", state="gone")
+    (row,) = merge_overview([same], [instance("demo", url="http://127.0.0.1:80"), gone_elsewhere])
+    assert "at another address" in row["conflict"]  # :80 is not :9001; the gone one does not count
+    (row,) = merge_overview([{**same, "upstreams": ["http://127.0.0.1"]}], [instance("demo", url="http://127.0.0.1:80"), gone_elsewhere])
+    assert row["conflict"] is None  # the default port spelled out or not
