@@ -17,7 +17,7 @@ from tests.support.records import make_record, websocket_message
 from tests.support.stores import reset_store, reset_tables
 
 SAMPLES: dict[type, Any] = {
-    bool: True, int: 1, float: 1.0, str: "x", bytes: bytes(32), dt.datetime: dt.datetime.now(dt.UTC),
+    bool: True, int: 1, float: 1.0, str: "x", bytes: bytes(32), dt.datetime: dt.datetime.now(dt.UTC), dt.date: dt.date.today(),
 }  # fmt: skip
 
 
