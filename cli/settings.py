@@ -48,7 +48,7 @@ from proxy.routing import (
 )
 from proxy.tracing import MODES as TRACING_MODES
 from storage.pure.redaction import RedactionRules, rules_from_config
-from storage.retention import RetentionPolicy
+from storage.pure.retention_policy import RetentionPolicy
 
 __all__ = [
     "COMMAND_ROLES", "ROLES", "ConfigError", "MonitorSpec", "Setting", "Settings", "add_flags", "child_arguments",

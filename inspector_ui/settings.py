@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from radar.transport import Route
 from storage.pure.decoding import DEFAULT_DECODE_LIMIT
 from storage.pure.redaction import RedactionRules, rules_from_config
-from storage.retention import RetentionPolicy
+from storage.pure.retention_policy import RetentionPolicy
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 

@@ -43,6 +43,7 @@ from sqlalchemy import Connection, delete, exists, func, or_, select
 
 from storage.indexer import _documents, _header
 from storage.models import Body, Exchange, SearchPending, WebSocketMessage
+from storage.pure.retention_policy import RetentionPolicy
 from storage.store import Store
 from storage.test_runs import prune_runs
 
@@ -65,30 +66,6 @@ short enough hold on the bodies table lock."""
 PAUSE = 0.05
 """Seconds between two batches of a pass: the capture writer's flush interval."""
 _RETENTION_LOCK = 0x70727565  # "prue": PostgreSQL advisory lock key, one pruner per database
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionPolicy:
-    max_age: float | None = None
-    """Seconds: exchanges captured longer ago are pruned."""
-    max_exchanges: int | None = None
-    """Only the newest this many exchanges are kept."""
-    max_body_bytes: int | None = None
-    """Stored (compressed) bytes of bodies: the oldest exchanges go until the bodies fit."""
-
-    @property
-    def enabled(self) -> bool:
-        return self.max_age is not None or self.max_exchanges is not None or self.max_body_bytes is not None
-
-    def describe(self) -> str:
-        parts = []
-        if self.max_age is not None:
-            parts.append(f"max age {_duration(self.max_age)}")
-        if self.max_exchanges is not None:
-            parts.append(f"max {self.max_exchanges} exchanges")
-        if self.max_body_bytes is not None:
-            parts.append(f"max {self.max_body_bytes} bytes of bodies")
-        return ", ".join(parts) or "no limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,10 +480,3 @@ def _delete_dependents(conn: Connection, deleted: list[tuple], *, lock_bodies: b
         transactions=1,
         newest_captured_at=max(row[2] for row in deleted),
     )
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
