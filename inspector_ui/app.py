@@ -103,6 +103,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
                 retention_interval=settings.retention_interval,
                 poll_interval=settings.stream_poll_interval,
                 on_indexed=broadcaster.indexed,
+                redaction_rules=settings.redaction_rules(),
             )
             if settings.maintenance
             else None
