@@ -35,6 +35,7 @@ from .routers import (
     health,
     metrics,
     monitors,
+    openapi,
     registry,
     replay,
     service_stats,
@@ -161,6 +162,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(monitors.router)
     app.include_router(registry.router)
     app.include_router(faults.router)
+    app.include_router(openapi.router)
     _answer_errors(app)
     document_invalid_requests(app)
 

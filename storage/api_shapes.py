@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl
 from sqlalchemy import Connection, delete, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.errors import NotFound
+from storage.errors import Invalid, NotFound
 from storage.models import ApiShape, Body, Exchange, JobCursor, escape_json_strings, unescape_json_strings
 from storage.pure.decoding import decode_body
 from storage.pure.endpoints import template_path
@@ -46,6 +46,7 @@ from storage.queries import iso_utc, unpack_body
 from storage.services import service_known
 from storage.shares import redaction_key
 from storage.store import Store
+from storage.traffic_stats import parse_since
 
 __all__ = [
     "BODY_LIMIT",
@@ -55,6 +56,7 @@ __all__ = [
     "Summarised",
     "inferred_openapi",
     "known_operations",
+    "parse_window",
     "prune_shapes",
     "summarise_new",
 ]
@@ -358,6 +360,32 @@ def prune_shapes(store: Store, *, max_age: float | None = None, now: dt.datetime
     cutoff = (now - age).date()
     with store.begin() as conn:
         return conn.execute(delete(ApiShape).where(ApiShape.day < cutoff)).rowcount or 0
+
+
+def _moment(text: str, name: str, now: dt.datetime) -> dt.datetime:
+    """`7d` (that long before now) or an ISO 8601 date-time (naive: UTC)."""
+    try:
+        return now - dt.timedelta(seconds=parse_since(text))
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{name}: expected a duration before now (7d, 12h) or an ISO 8601 date-time, not {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def parse_window(
+    since: str | None, until: str | None, *, now: dt.datetime | None = None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The `since` and `until` of the API and the CLI (`7d`, `1d`: that long ago; or ISO 8601) as
+    times; None stays None (no bound). Invalid (one line) for anything else or an empty window."""
+    now = now or dt.datetime.now(dt.UTC)
+    start = _moment(since, "since", now) if since else None
+    end = _moment(until, "until", now) if until else None
+    if start is not None and end is not None and start > end:
+        raise Invalid(f"since ({since}) is after until ({until}): the window is empty")
+    return start, end
 
 
 def known_operations(store: Store, *, service: str, realm: str | None = None) -> bool:
