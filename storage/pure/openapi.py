@@ -29,9 +29,11 @@ from urllib.parse import parse_qsl
 from storage.pure.endpoints import PLACEHOLDERS, infer_templates
 from storage.pure.shapes import merge_operations, observe_text, scalar_of_text, to_json_schema
 
-__all__ = ["OPENAPI_VERSION", "build_document", "collapse_operations"]
+__all__ = ["METHODS", "OPENAPI_VERSION", "build_document", "collapse_operations"]
 
 OPENAPI_VERSION = "3.1.0"
+METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
+"""The methods an OpenAPI 3.1 path item has; others (PROPFIND, CONNECT...) are left out."""
 _PLACEHOLDER = re.compile("|".join(re.escape(p) for p in sorted(PLACEHOLDERS, key=len, reverse=True)))
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
@@ -43,7 +45,7 @@ def _structure(template: str) -> str:
 def collapse_operations(operations: Iterable[tuple[str, str, dict[str, Any]]]) -> dict[tuple[str, str], tuple[dict[str, Any], list[str | None]]]:
     """(method, structural path with `{}` for each placeholder) -> (the merged summary, the
     placeholder name per segment index, None for literal segments) after the cardinality collapse."""
-    operations = list(operations)
+    operations = [(method.upper(), template, summary) for method, template, summary in operations if method.upper() in METHODS]
     weights: dict[str, int] = defaultdict(int)
     for _, template, summary in operations:
         weights[template] += int(summary.get("n", 0)) or 1
@@ -54,20 +56,23 @@ def collapse_operations(operations: Iterable[tuple[str, str, dict[str, Any]]]) -
         if target != template:
             summary = _literals_as_values(template, target, summary)
         groups[(method, _structure(target))].append((target, summary))
-    out: dict[tuple[str, str], tuple[dict[str, Any], list[str | None]]] = {}
-    for key in sorted(groups):
-        members = groups[key]
-        merged: dict[str, Any] = {"n": 0}
-        names: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for target, summary in sorted(members, key=lambda member: member[0]):
-            merged = merge_operations(merged, summary)
+    # Placeholder names per structure, over every method: a path is spelled once for all of them.
+    names: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for (_, structure), members in groups.items():
+        for target, _ in members:
             for index, segment in enumerate(target[1:].split("/")):
                 found = _PLACEHOLDER.search(segment)
                 if found is not None:
-                    names[index][found.group(0)[1:-1]] += 1
-        segments = key[1][1:].split("/")
+                    names[structure][index].add(found.group(0)[1:-1])
+    out: dict[tuple[str, str], tuple[dict[str, Any], list[str | None]]] = {}
+    for key in sorted(groups):
+        merged: dict[str, Any] = {"n": 0}
+        for _, summary in sorted(groups[key], key=lambda member: member[0]):
+            merged = merge_operations(merged, summary)
+        seen = names[key[1]]
         placeholders: list[str | None] = [
-            (next(iter(names[i])) if len(names[i]) == 1 else "param") if i in names else None for i in range(len(segments))
+            (next(iter(seen[i])) if len(seen[i]) == 1 else "param") if i in seen else None
+            for i in range(len(key[1][1:].split("/")))
         ]
         out[key] = (merged, placeholders)
     return out

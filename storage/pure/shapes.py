@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -45,7 +46,9 @@ __all__ = [
     "ENUM_MAX_CHARS",
     "ENUM_MIN_SAMPLES",
     "FORMATS",
+    "EXAMPLE_MAX_CHARS",
     "MAX_DEPTH",
+    "MAX_NAME_CHARS",
     "MAX_NODES",
     "MEDIA_MAX",
     "QUERY_MAX",
@@ -65,8 +68,12 @@ __all__ = [
 
 MAX_DEPTH = 10
 """Values nested deeper than this count only by type (no properties, no items)."""
-MAX_NODES = 300
+MAX_NODES = 200
 """Nodes of one body summary (its root and everything below)."""
+MAX_NAME_CHARS = 100
+"""A longer member or query parameter name is data, not a name: not kept."""
+_INT_CLAMP = 2**64
+"""Integer ranges are kept within ±this (enough to tell int32 from int64 from larger)."""
 ENUM_MAX = 10
 """Distinct strings an enum may have."""
 ENUM_MAX_CHARS = 40
@@ -74,10 +81,10 @@ ENUM_MIN_SAMPLES = 8
 """An enum needs at least this many strings, and ENUM_SAMPLES_PER_VALUE times its distinct values."""
 ENUM_SAMPLES_PER_VALUE = 4
 QUERY_MAX = 50
-MEDIA_MAX = 6
-STATUS_MAX = 30
+MEDIA_MAX = 4
+STATUS_MAX = 20
 EXAMPLE_MAX_CHARS = 4096
-"""An example body (as JSON text) longer than this is left out of the example."""
+"""An example body (as JSON text) longer than this is left out of the example; its path and query are cut to it."""
 
 _TYPES = ("boolean", "integer", "number", "string", "object", "array", "null")
 FORMATS = ("uuid", "date-time", "date", "email", "uri")
@@ -185,12 +192,15 @@ def _add(node: Node, value: Any, depth: int, secret: Callable[[str], bool] | Non
                 if len(enum) > ENUM_MAX:
                     node["e"] = None
     elif kind == "integer":
+        value = max(-_INT_CLAMP, min(_INT_CLAMP, value))
         node["lo"] = min(node.get("lo", value), value)
         node["hi"] = max(node.get("hi", value), value)
     elif kind == "object" and depth < MAX_DEPTH:
         properties = node.setdefault("p", {})
         for key, item in value.items():
             key = str(key)
+            if len(key) > MAX_NAME_CHARS:
+                continue
             child = properties.get(key)
             if child is None:
                 child = properties[key] = {}
@@ -430,7 +440,7 @@ def _body_side(bodies: Iterable[Body | None], secret: Callable[[str], bool] | No
         if body is None:
             side["none"] = side.get("none", 0) + 1
             continue
-        media = side.setdefault("c", {}).setdefault(body.media, {"n": 0})
+        media = side.setdefault("c", {}).setdefault(body.media[:MAX_NAME_CHARS], {"n": 0})
         media["n"] += 1
         if body.parsed:
             media["s"] = observe(body.json, secret=secret)
@@ -457,6 +467,8 @@ def operation_of(
         operation["path"] = params
     seen: dict[str, dict[str, Any]] = {}
     for name, value in query:
+        if len(name) > MAX_NAME_CHARS:
+            continue
         hidden = secret is not None and secret(name)
         entry = seen.get(name)
         if entry is None:
@@ -548,7 +560,8 @@ def merge_operations(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         out["res"] = _merge_counted(a.get("res", {}), b.get("res", {}), _merge_side)
     examples = [ex for ex in (a.get("ex"), b.get("ex")) if ex is not None]
     if examples:
-        out["ex"] = copy.deepcopy(max(examples, key=lambda ex: ex.get("id", 0)))
+        # The newest exchange's; its text breaks a tie, so that the choice never depends on order.
+        out["ex"] = copy.deepcopy(max(examples, key=lambda ex: (ex.get("id", 0), json.dumps(ex, sort_keys=True))))
     if a.get("cut") or b.get("cut"):
         out["cut"] = True
     return _bounded_operation(out)
