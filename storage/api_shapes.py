@@ -195,12 +195,12 @@ class _Chunk:
         )
         first, last = self.seen.get(key, (row.captured_at, row.captured_at))
         self.seen[key] = (min(first, row.captured_at), max(last, row.captured_at))
-        if key not in self.newest or row.id > self.newest[key].id:
+        if key not in self.newest or _example_rank(row) > _example_rank(self.newest[key]):
             self.newest[key] = row
 
     def finish(self, key_bytes: bytes) -> None:
-        """Each operation within its bounds, with the chunk's newest exchange as its redacted
-        example (one Redaction, so a secret of one example is scrubbed from all of them)."""
+        """Each operation within its bounds, with the chunk's newest exchange (the newest accepted
+        one, when there is one: the document's schemas describe those) as its redacted example (one Redaction, so a secret of one example is scrubbed from all of them)."""
         for operation in self.operations.values():
             bound_operation(operation)
         redaction = Redaction(self.rules, key_bytes)
@@ -226,6 +226,12 @@ class _Chunk:
                         part["body"] = value
             example = {"id": row.id, "request": request, "response": response}
             self.operations[key] = merge_operations(self.operations[key], {"n": 0, "ex": example})
+
+
+def _example_rank(row: Any) -> tuple[bool, int]:
+    """Which exchange of an operation is its example: an accepted one (status < 400), the newest
+    (storage.pure.shapes.merge_operations ranks the examples it merges the same way)."""
+    return row.status < 400, row.id
 
 
 def _eligible(row: Any) -> bool:

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from storage.pure.endpoints import PLACEHOLDERS, infer_templates
+from storage.pure.redaction import MARKER_RE
 from storage.pure.shapes import merge_operations, observe_text, request_side, scalar_of_text, to_json_schema
 
 __all__ = ["METHODS", "OPENAPI_VERSION", "build_document", "collapse_operations"]
@@ -164,7 +165,8 @@ def _parameters(side: dict[str, Any], names: dict[int, str], example: dict[str, 
     examples: dict[str, str] = {}
     if example is not None and isinstance(example.get("query"), str):
         for name, value in parse_qsl(example["query"], keep_blank_values=True):
-            examples.setdefault(name, value)
+            if not MARKER_RE.search(value):  # a redacted value is no example of the parameter's type
+                examples.setdefault(name, value)
     total = int(side.get("n", 0))
     for name in sorted(side.get("query", {}).get("p", {})):
         if not name:

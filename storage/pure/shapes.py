@@ -622,11 +622,18 @@ def merge_operations(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         out["res"] = _merge_counted(a.get("res", {}), b.get("res", {}), _merge_side)
     examples = [ex for ex in (a.get("ex"), b.get("ex")) if ex is not None]
     if examples:
-        # The newest exchange's; its text breaks a tie, so that the choice never depends on order.
-        out["ex"] = copy.deepcopy(max(examples, key=lambda ex: (ex.get("id", 0), json.dumps(ex, sort_keys=True))))
+        out["ex"] = copy.deepcopy(max(examples, key=_example_rank))
     if a.get("cut") or b.get("cut"):
         out["cut"] = True
     return _bounded_operation(out)
+
+
+def _example_rank(example: dict[str, Any]) -> tuple[bool, int, str]:
+    """An accepted exchange's example (status < 400) before a refused one's, then the newest; the
+    text breaks a tie, so that the choice never depends on the order of merging."""
+    status = example.get("response", {}).get("status")
+    accepted = isinstance(status, int) and status < 400
+    return accepted, int(example.get("id", 0)), json.dumps(example, sort_keys=True)
 
 
 def request_side(operation: dict[str, Any]) -> dict[str, Any]:
