@@ -135,7 +135,6 @@ class _Chunk:
     """The exchanges of one chunk summarised per operation and day."""
 
     def __init__(self, conn: Connection, rows: Sequence[Any], rules: RedactionRules) -> None:
-        self.rows = rows
         self.rules = rules
         self.secret = functools.lru_cache(maxsize=4096)(functools.partial(is_secret_name, rules=rules))
         self.bodies = self._bodies(conn, rows)
@@ -200,7 +199,8 @@ class _Chunk:
 
     def finish(self, key_bytes: bytes) -> None:
         """Each operation within its bounds, with the chunk's newest exchange (the newest accepted
-        one, when there is one: the document's schemas describe those) as its redacted example (one Redaction, so a secret of one example is scrubbed from all of them)."""
+        one, when there is one: the document's schemas describe those) as its redacted example
+        (one Redaction, so a secret of one example is scrubbed from all of them)."""
         for operation in self.operations.values():
             bound_operation(operation)
         redaction = Redaction(self.rules, key_bytes)
@@ -224,8 +224,7 @@ class _Chunk:
                     parsed, value = _read_json(body.data)
                     if parsed:
                         part["body"] = value
-            example = {"id": row.id, "request": request, "response": response}
-            self.operations[key] = merge_operations(self.operations[key], {"n": 0, "ex": example})
+            self.operations[key]["ex"] = {"id": row.id, "request": request, "response": response}
 
 
 def _example_rank(row: Any) -> tuple[bool, int]:
