@@ -259,6 +259,26 @@ def _read(conn: Connection, position: int, chunk: int, postgres: bool) -> tuple[
     return [row for row in taken if _eligible(row)], end
 
 
+_ESCAPED = "escaped"
+"""A stored summary's key saying some of its strings are escape_text'ed (NUL, lone surrogates):
+reading the others need not walk them (the walk was most of a document's time)."""
+
+
+def _stored(summary: dict[str, Any]) -> dict[str, Any]:
+    escaped = escape_json_strings(summary)
+    if escaped != summary:
+        escaped[_ESCAPED] = True
+    return escaped
+
+
+def _loaded(stored: dict[str, Any]) -> dict[str, Any]:
+    if not stored.get(_ESCAPED):
+        return stored
+    summary = unescape_json_strings(stored)
+    del summary[_ESCAPED]
+    return summary
+
+
 def _write(conn: Connection, chunk: _Chunk, position: int, dialect: str) -> int:
     now = dt.datetime.now(dt.UTC)
     table = ApiShape.__table__
@@ -276,16 +296,16 @@ def _write(conn: Connection, chunk: _Chunk, position: int, dialect: str) -> int:
             conn.execute(
                 table.insert().values(
                     realm=realm, service=service, day=day, method=method, template=template, exchanges=summary["n"],
-                    summary=escape_json_strings(summary), first_seen=first, last_seen=last,
+                    summary=_stored(summary), first_seen=first, last_seen=last,
                 )
             )  # fmt: skip
         else:
-            merged = merge_operations(unescape_json_strings(existing.summary), summary)
+            merged = merge_operations(_loaded(existing.summary), summary)
             conn.execute(
                 table.update()
                 .where(table.c.id == existing.id)
                 .values(
-                    exchanges=merged["n"], summary=escape_json_strings(merged),
+                    exchanges=merged["n"], summary=_stored(merged),
                     first_seen=min(existing.first_seen, first), last_seen=max(existing.last_seen, last),
                 )
             )  # fmt: skip
@@ -432,7 +452,7 @@ def inferred_openapi(
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     with store.connect() as conn:
         for method, template, summary in conn.execute(query.order_by(table.c.day)):
-            summary = unescape_json_strings(summary)
+            summary = _loaded(summary)
             current = merged.get((method, template))
             merged[(method, template)] = summary if current is None else merge_operations(current, summary)
     if not merged and not known_operations(store, service=service) and not service_known(store, service=service):

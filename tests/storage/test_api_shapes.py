@@ -174,3 +174,15 @@ def test_two_runners_at_once_count_each_exchange_once(store: Store) -> None:
         thread.join()
     assert not errors
     assert operation(inferred_openapi(store, "users"), "/users/{id}")["x-passageway-exchanges"] == 300
+
+
+def test_hostile_names_and_values_round_trip_through_the_day_rows(store: Store) -> None:
+    body = b'{"a\\u0000b": "x\\ud800", "\\ue000mark": 1}'  # NUL, a lone surrogate, the escape mark itself
+    hostile = CapturedBody(data=body, size=len(body), truncated=False, content_type="application/json")
+    write_records(store, [user(1, response_body=hostile), user(2)])
+    summarise_new(store)
+    write_records(store, [user(3, response_body=hostile)])
+    summarise_new(store)  # merged into the stored row: read back, unescaped, merged, stored again
+    schema = response_schema(inferred_openapi(store, "users"), "/users/{id}")
+    assert {"a\x00b", "\ue000mark", "id"} <= set(schema["properties"])
+    assert schema["properties"]["a\x00b"] == {"type": "string"}
