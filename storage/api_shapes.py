@@ -179,7 +179,8 @@ class _Chunk:
         return ShapeBody(media, parsed=parsed, json=value), data if parsed else None
 
     def add(self, row: Any) -> None:
-        key: _Key = (row.realm or "", row.service, row.captured_at.astimezone(dt.UTC).date(), row.method.upper(), template_path(row.path))
+        day = row.captured_at.astimezone(dt.UTC).date()
+        key: _Key = (row.realm or "", row.service, day, row.method.upper(), template_path(row.path))
         request, _ = self._body(row, "request")
         response, _ = self._body(row, "response")
         add_exchange(

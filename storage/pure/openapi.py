@@ -45,10 +45,16 @@ def _structure(template: str) -> str:
     return _PLACEHOLDER.sub("{}", template)
 
 
-def collapse_operations(operations: Iterable[tuple[str, str, dict[str, Any]]]) -> dict[tuple[str, str], tuple[dict[str, Any], list[str | None]]]:
+Collapsed = dict[tuple[str, str], tuple[dict[str, Any], list[str | None]]]
+"""(method, structural path) -> (merged summary, placeholder name per segment index or None)."""
+
+
+def collapse_operations(operations: Iterable[tuple[str, str, dict[str, Any]]]) -> Collapsed:
     """(method, structural path with `{}` for each placeholder) -> (the merged summary, the
     placeholder name per segment index, None for literal segments) after the cardinality collapse."""
-    operations = [(method.upper(), template, summary) for method, template, summary in operations if method.upper() in METHODS]
+    operations = [
+        (method.upper(), template, summary) for method, template, summary in operations if method.upper() in METHODS
+    ]
     weights: dict[str, int] = defaultdict(int)
     for _, template, summary in operations:
         weights[template] += int(summary.get("n", 0)) or 1
@@ -67,7 +73,7 @@ def collapse_operations(operations: Iterable[tuple[str, str, dict[str, Any]]]) -
                 found = _PLACEHOLDER.search(segment)
                 if found is not None:
                     names[structure][index].add(found.group(0)[1:-1])
-    out: dict[tuple[str, str], tuple[dict[str, Any], list[str | None]]] = {}
+    out: Collapsed = {}
     for key in sorted(groups):
         merged: dict[str, Any] = {"n": 0}
         for _, summary in sorted(groups[key], key=lambda member: member[0]):
@@ -161,7 +167,8 @@ def _parameters(side: dict[str, Any], names: dict[int, str], example: dict[str, 
     parameters: list[dict[str, Any]] = []
     for index in sorted(names):
         node = side.get("path", {}).get(str(index))
-        parameters.append({"name": names[index], "in": "path", "required": True, "schema": to_json_schema(node) or {"type": "string"}})
+        schema = to_json_schema(node) or {"type": "string"}
+        parameters.append({"name": names[index], "in": "path", "required": True, "schema": schema})
     examples: dict[str, str] = {}
     if example is not None and isinstance(example.get("query"), str):
         for name, value in parse_qsl(example["query"], keep_blank_values=True):
@@ -207,7 +214,7 @@ def _operation(method: str, path: str, summary: dict[str, Any], names: dict[int,
         if content:
             response["content"] = content
         responses[code] = response
-    operation["responses"] = responses or {"default": {"description": "No response was observed (every exchange ended in an error)."}}
+    operation["responses"] = responses or {"default": {"description": "No response with a valid status was observed."}}
     operation["x-passageway-exchanges"] = int(summary.get("n", 0))
     return operation
 
