@@ -117,7 +117,7 @@ def run_maintain(settings: Settings) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"maintaining {store.display_url}: search indexing, statistics, retention "
+    print(f"maintaining {store.display_url}: search indexing, statistics, inferred API summaries, retention "
           f"[{settings.retention_policy().describe()}]; Ctrl-C stops", flush=True)  # fmt: skip
     try:
         run_maintenance(
