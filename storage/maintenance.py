@@ -11,8 +11,9 @@ Named jobs, each on its own trigger:
   notices no proxy refreshed for `pending_expiry` seconds (it was killed mid-call) become
   exchanges with error kind unknown_outcome.
 - api_shapes (storage.api_shapes.summarise_new, the inferred OpenAPI's summaries): triggered as
-  indexing is (each change-feed batch, and each sweep), at most SHAPES_CHUNKS chunks per run (a
-  backlog takes several runs); day rows past their maximum age pruned every SHAPES_PRUNE_INTERVAL.
+  indexing is (each change-feed batch, and each sweep), at most one run per SHAPES_SPACING (the
+  triggers meanwhile coalesce) and SHAPES_CHUNKS chunks per run (a backlog takes several runs, back
+  to back); day rows past their maximum age pruned every SHAPES_PRUNE_INTERVAL.
 
 Every inspector runs it by default (inspector_ui.app, in its event loop; the broadcaster hears
 through `on_indexed` which exchanges it indexed); `passageway maintain` runs it alone
@@ -76,6 +77,9 @@ KEEP_EVERYTHING = RetentionPolicy()
 """No retention limit: the retention job does not run."""
 SHAPES_CHUNKS = 10
 """Chunks (storage.api_shapes.CHUNK exchanges each) per api_shapes run; more waits for the next trigger."""
+SHAPES_SPACING = 2.0
+"""Seconds at least between two api_shapes runs: the triggers of a busy feed (a batch every 50 ms)
+coalesce, so each run merges more exchanges into each day row (fewer, larger upserts)."""
 SHAPES_PRUNE_INTERVAL = 3600.0
 """Seconds between two prunes of api_shapes' day rows."""
 _FEED_RETRY_MAX = 10.0
@@ -115,8 +119,10 @@ class Maintenance:
         pending_expiry: float = PENDING_EXPIRY,
         pending_sweep_interval: float = PENDING_SWEEP_INTERVAL,
         redaction_rules: RedactionRules = DEFAULT_RULES,
+        shapes_spacing: float = SHAPES_SPACING,
     ) -> None:
         self.store = store
+        self._shapes_spacing = shapes_spacing
         self._redaction_rules = redaction_rules
         self._pending_expiry = pending_expiry
         self._pending_sweep_interval = pending_sweep_interval
@@ -251,6 +257,8 @@ class Maintenance:
             done = await self._attempt("api_shapes", work)
             if done is not None and done.more:
                 self._shapes_now.set()  # a backlog: go on at once (each run is bounded)
+            else:
+                await asyncio.sleep(self._shapes_spacing)
             if pruned_at is None or time.monotonic() - pruned_at >= SHAPES_PRUNE_INTERVAL:
                 max_age = self.retention_policy.max_age
                 if await self._attempt("api_shapes", functools.partial(prune_shapes, self.store, max_age=max_age)) is not None:
