@@ -16,6 +16,8 @@ from storage.pure.shapes import (
     MAX_DEPTH,
     MAX_NODES,
     Body,
+    add_exchange,
+    bound_operation,
     is_id_name,
     merge,
     merge_operations,
@@ -228,3 +230,30 @@ def test_operation_counts_parameters_bodies_statuses_and_keeps_the_newest_accept
     assert request_side(operation) is accepted and request_side({"n": 1, "bad": refused}) is refused
     assert {code: side["n"] for code, side in operation["res"].items()} == {"200": 2, "404": 1}
     assert operation["ex"]["id"] == 2  # the 404 (id 3) is newer, but an accepted exchange is the example
+
+
+calls = st.lists(
+    st.tuples(
+        st.integers(0, 50),
+        st.sampled_from([200, 201, 404, 422]),
+        st.lists(st.tuples(st.sampled_from(["a", "b", "secret_token"]), st.sampled_from(["1", "x", "2.5"])), max_size=3),
+        json_values | st.integers(0, 3).map(wide),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(calls)
+def test_counting_exchanges_in_place_is_merging_their_summaries(exchanges: list) -> None:
+    """The job counts a chunk's exchanges in place and bounds once (add_exchange, bound_operation):
+    the same summary as merging each exchange's own (operation_of, merge_operations)."""
+    running: dict = {}
+    parts = []
+    for i, status, query, body in exchanges:
+        fields = dict(template="/users/{id}", path=f"/users/{i}", query=query, status=status, secret=secret,
+                      request=Body("application/json", parsed=True, json=body), response=None)  # fmt: skip
+        add_exchange(running, **fields)
+        parts.append(operation_of(**fields))
+    assert bound_operation(running) == functools.reduce(merge_operations, parts)
