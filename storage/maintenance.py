@@ -76,7 +76,7 @@ PENDING_SWEEP_INTERVAL = 5.0
 KEEP_EVERYTHING = RetentionPolicy()
 """No retention limit: the retention job does not run."""
 SHAPES_CHUNKS = 10
-"""Chunks (storage.api_shapes.CHUNK exchanges each) per api_shapes run; more waits for the next trigger."""
+"""Chunks (storage.api_shapes.CHUNK exchanges each) per api_shapes run; a backlog takes more runs."""
 SHAPES_SPACING = 2.0
 """Seconds at least between two api_shapes runs: the triggers of a busy feed (a batch every 50 ms)
 coalesce, so each run merges more exchanges into each day row (fewer, larger upserts)."""
@@ -251,17 +251,15 @@ class Maintenance:
         while True:
             await self._shapes_now.wait()
             self._shapes_now.clear()
-            work = functools.partial(
-                summarise_new, self.store, rules=self._redaction_rules, max_chunks=SHAPES_CHUNKS
-            )
+            work = functools.partial(summarise_new, self.store, rules=self._redaction_rules, max_chunks=SHAPES_CHUNKS)
             done = await self._attempt("api_shapes", work)
             if done is not None and done.more:
                 self._shapes_now.set()  # a backlog: go on at once (each run is bounded)
             else:
                 await asyncio.sleep(self._shapes_spacing)
             if pruned_at is None or time.monotonic() - pruned_at >= SHAPES_PRUNE_INTERVAL:
-                max_age = self.retention_policy.max_age
-                if await self._attempt("api_shapes", functools.partial(prune_shapes, self.store, max_age=max_age)) is not None:
+                prune_days = functools.partial(prune_shapes, self.store, max_age=self.retention_policy.max_age)
+                if await self._attempt("api_shapes", prune_days) is not None:
                     pruned_at = time.monotonic()
 
     async def _retention(self) -> None:
