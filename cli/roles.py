@@ -117,10 +117,12 @@ def run_maintain(settings: Settings) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"maintaining {store.display_url}: search indexing, statistics, retention "
+    print(f"maintaining {store.display_url}: search indexing, statistics, inferred API summaries, retention "
           f"[{settings.retention_policy().describe()}]; Ctrl-C stops", flush=True)  # fmt: skip
     try:
-        run_maintenance(store, retention_policy=settings.retention_policy(), stop=stop)
+        run_maintenance(
+            store, retention_policy=settings.retention_policy(), stop=stop, redaction_rules=settings.redaction_rules()
+        )
     finally:
         store.close()
     return 0

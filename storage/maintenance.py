@@ -10,6 +10,10 @@ Named jobs, each on its own trigger:
 - pending expiry (storage.pending.expire_pending): every PENDING_SWEEP_INTERVAL, the pending
   notices no proxy refreshed for `pending_expiry` seconds (it was killed mid-call) become
   exchanges with error kind unknown_outcome.
+- api_shapes (storage.api_shapes.summarise_new, the inferred OpenAPI's summaries): triggered as
+  indexing is (each change-feed batch, and each sweep), at most one run per SHAPES_SPACING (the
+  triggers meanwhile coalesce) and SHAPES_CHUNKS chunks per run (a backlog takes several runs, back
+  to back); day rows past their maximum age pruned every SHAPES_PRUNE_INTERVAL.
 
 Every inspector runs it by default (inspector_ui.app, in its event loop; the broadcaster hears
 through `on_indexed` which exchanges it indexed); `passageway maintain` runs it alone
@@ -35,9 +39,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from storage.api_shapes import prune_shapes, summarise_new
 from storage.feed import open_change_feed
 from storage.indexer import index_pending, refresh_statistics
 from storage.pending import PENDING_EXPIRY, expire_pending
+from storage.pure.redaction import DEFAULT_RULES, RedactionRules
 from storage.retention import Pruned, RetentionPolicy, RetentionTotals, prune
 from storage.store import Store, one_line
 
@@ -69,6 +75,13 @@ PENDING_SWEEP_INTERVAL = 5.0
 """Seconds between two looks for expired pending notices."""
 KEEP_EVERYTHING = RetentionPolicy()
 """No retention limit: the retention job does not run."""
+SHAPES_CHUNKS = 10
+"""Chunks (storage.api_shapes.CHUNK exchanges each) per api_shapes run; a backlog takes more runs."""
+SHAPES_SPACING = 2.0
+"""Seconds at least between two api_shapes runs: the triggers of a busy feed (a batch every 50 ms)
+coalesce, so each run merges more exchanges into each day row (fewer, larger upserts)."""
+SHAPES_PRUNE_INTERVAL = 3600.0
+"""Seconds between two prunes of api_shapes' day rows."""
 _FEED_RETRY_MAX = 10.0
 _STOP_POLL = 0.1
 """Maintenance.run_until: seconds between two looks at its `stop` event."""
@@ -105,8 +118,12 @@ class Maintenance:
         on_indexed: Callable[[list[int]], None] | None = None,
         pending_expiry: float = PENDING_EXPIRY,
         pending_sweep_interval: float = PENDING_SWEEP_INTERVAL,
+        redaction_rules: RedactionRules = DEFAULT_RULES,
+        shapes_spacing: float = SHAPES_SPACING,
     ) -> None:
         self.store = store
+        self._shapes_spacing = shapes_spacing
+        self._redaction_rules = redaction_rules
         self._pending_expiry = pending_expiry
         self._pending_sweep_interval = pending_sweep_interval
         self.retention_policy = retention_policy
@@ -115,7 +132,9 @@ class Maintenance:
         self._index_sweep_interval = index_sweep_interval
         self._poll_interval = poll_interval
         self._on_indexed = on_indexed
-        self.jobs: dict[str, JobStats] = {"indexing": JobStats(), "statistics": JobStats(), "pending": JobStats()}
+        self.jobs: dict[str, JobStats] = {
+            "indexing": JobStats(), "statistics": JobStats(), "pending": JobStats(), "api_shapes": JobStats(),
+        }  # fmt: skip
         self.retention: RetentionTotals | None = None
         """Retention's totals, when a limit is set (else the job does not run)."""
         if retention_policy.enabled:
@@ -123,6 +142,7 @@ class Maintenance:
             self.retention = RetentionTotals()
         self.indexed = 0
         self._sweep_now = asyncio.Event()
+        self._shapes_now = asyncio.Event()
         self._behind = False  # an indexing run failed: sweep the queue after the next one that works
         self._stopping = threading.Event()  # seen by a retention pass between its batches
 
@@ -141,6 +161,7 @@ class Maintenance:
             jobs.create_task(self._sweep_queue(), name="passageway-maintenance-index-sweep")
             jobs.create_task(self._statistics(), name="passageway-maintenance-statistics")
             jobs.create_task(self._expire_pending(), name="passageway-maintenance-pending")
+            jobs.create_task(self._summarise_shapes(), name="passageway-maintenance-api-shapes")
             if self.retention is not None:
                 jobs.create_task(self._retention(), name="passageway-maintenance-retention")
 
@@ -173,6 +194,7 @@ class Maintenance:
                     async for ids in feed:
                         if ids:
                             await self._index(ids)
+                            self._shapes_now.set()
             except Exception as exc:  # noqa: BLE001 - opening the feed failed (it reconnects by itself after)
                 self._failed("indexing", exc)
             await asyncio.sleep(retry)
@@ -206,6 +228,7 @@ class Maintenance:
                 self._report(done)
                 if len(done) < INDEX_CHUNK:
                     break
+            self._shapes_now.set()
 
     async def _statistics(self) -> None:
         while True:
@@ -221,6 +244,23 @@ class Maintenance:
             if expired:
                 log.info("maintenance: %d pending exchange(s) expired with an unknown outcome", len(expired))
             await asyncio.sleep(self._pending_sweep_interval)
+
+    async def _summarise_shapes(self) -> None:
+        """Summarise new exchanges into api_shapes whenever indexing is triggered; prune old day rows."""
+        pruned_at: float | None = None
+        while True:
+            await self._shapes_now.wait()
+            self._shapes_now.clear()
+            work = functools.partial(summarise_new, self.store, rules=self._redaction_rules, max_chunks=SHAPES_CHUNKS)
+            done = await self._attempt("api_shapes", work)
+            if done is not None and done.more:
+                self._shapes_now.set()  # a backlog: go on at once (each run is bounded)
+            else:
+                await asyncio.sleep(self._shapes_spacing)
+            if pruned_at is None or time.monotonic() - pruned_at >= SHAPES_PRUNE_INTERVAL:
+                prune_days = functools.partial(prune_shapes, self.store, max_age=self.retention_policy.max_age)
+                if await self._attempt("api_shapes", prune_days) is not None:
+                    pruned_at = time.monotonic()
 
     async def _retention(self) -> None:
         assert self.retention is not None
@@ -286,10 +326,15 @@ def run_maintenance(
     stop: threading.Event,
     retention_interval: float = RETENTION_INTERVAL,
     poll_interval: float = 0.05,
+    redaction_rules: RedactionRules = DEFAULT_RULES,
 ) -> None:
     """`passageway maintain`: run the maintenance role on its own until `stop` is set (blocks;
     returns once every job has let go of the store). Failures are logged and retried, never raised."""
     maintenance = Maintenance(
-        store, retention_policy=retention_policy, retention_interval=retention_interval, poll_interval=poll_interval
+        store,
+        retention_policy=retention_policy,
+        retention_interval=retention_interval,
+        poll_interval=poll_interval,
+        redaction_rules=redaction_rules,
     )
     maintenance.run_until(stop)

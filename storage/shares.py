@@ -70,6 +70,10 @@ class CreatedShare:
 def redaction_key(store: Store) -> bytes:
     """This database's key for redaction markers, made (32 random bytes) on first use."""
     table = InstallationSecret.__table__
+    with store.connect() as conn:  # a read first: a write transaction (SQLite's lock) only once, ever
+        found = conn.execute(select(table.c.value).where(table.c.name == _KEY_NAME)).scalar()
+    if found is not None:
+        return bytes(found)
     dialect_insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
     with store.begin() as conn:
         conn.execute(
