@@ -124,7 +124,7 @@ class Contract:
         version = str(document.get("openapi", ""))
         if not re.fullmatch(r"3\.[01]\.\d+(-.*)?", version):
             raise ContractError(f"not an OpenAPI 3.0 or 3.1 document (openapi: {version or 'missing'!s})")
-        paths = document.get("paths") or {}
+        paths = document.get("paths", {})
         if not isinstance(paths, Mapping):
             raise ContractError("paths is not an object")
         self.version = version
@@ -136,7 +136,7 @@ class Contract:
         self._validators: dict[str, Draft202012Validator] = {}
         self.base_paths = _base_paths(document.get("servers"))
         routes = []
-        for template, item in self.document.get("paths", {}).items():
+        for template, item in (self.document.get("paths") or {}).items():
             pointer = "/paths/" + _escape_pointer(template)
             if isinstance(item, Mapping) and "$ref" in item:
                 pointer, item = self.deref(item)
@@ -404,7 +404,9 @@ def _add(out: list[Violation], violation: Violation) -> None:
 def _violations(error: ValidationError, side: str) -> Iterator[Violation]:
     """jsonschema's error as this module's rules."""
     if error.validator in ("anyOf", "oneOf") and error.context:
-        inner = best_match(error.context)
+        # The branches of the value's own type say what is wrong with it (not "expected string").
+        wrong_type = {e.schema_path[0] for e in error.context if e.validator == "type" and not e.relative_path}
+        inner = best_match([e for e in error.context if e.schema_path[0] not in wrong_type] or error.context)
         if inner is not None:
             yield from _violations(inner, side)
             return
