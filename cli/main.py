@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_flags(sub, COMMAND_ROLES[f"registry {name}"])
         add_arguments(sub)
 
+    from .openapi import add_openapi_parser
+
+    add_openapi_parser(commands)
+
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
     demo.add_argument("--shop-listen", metavar="HOST:PORT", default=format_address(*DEMO_SHOP_ADDRESS),
@@ -138,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from .openapi import implicit_show
+
+    argv = implicit_show(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.command != "proxy":  # the proxy logs through mitmproxy's own handler
         logging.basicConfig(
@@ -172,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import registry
 
             return {"list": registry.run_list, "forget": registry.run_forget}[args.registry_command](args, settings)
+        if args.command == "openapi":
+            from .openapi import run_openapi
+
+            return run_openapi(args, settings)
         if args.command == "up":
             from .supervisor import run_up
 

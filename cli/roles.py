@@ -120,7 +120,9 @@ def run_maintain(settings: Settings) -> int:
     print(f"maintaining {store.display_url}: search indexing, statistics, retention "
           f"[{settings.retention_policy().describe()}]; Ctrl-C stops", flush=True)  # fmt: skip
     try:
-        run_maintenance(store, retention_policy=settings.retention_policy(), stop=stop)
+        run_maintenance(
+            store, retention_policy=settings.retention_policy(), stop=stop, redaction_rules=settings.redaction_rules()
+        )
     finally:
         store.close()
     return 0

@@ -83,6 +83,7 @@ COMMAND_ROLES = {
     "fault clear": ("store",),
     "registry list": ("client",),
     "registry forget": ("client",),
+    "openapi show": ("store",),
 }
 """A command with sub-commands is keyed "GROUP SUB" (`passageway test run`)."""
 

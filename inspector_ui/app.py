@@ -35,6 +35,7 @@ from .routers import (
     health,
     metrics,
     monitors,
+    openapi,
     registry,
     replay,
     service_stats,
@@ -103,6 +104,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
                 retention_interval=settings.retention_interval,
                 poll_interval=settings.stream_poll_interval,
                 on_indexed=broadcaster.indexed,
+                redaction_rules=settings.redaction_rules(),
             )
             if settings.maintenance
             else None
@@ -160,6 +162,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(monitors.router)
     app.include_router(registry.router)
     app.include_router(faults.router)
+    app.include_router(openapi.router)
     _answer_errors(app)
     document_invalid_requests(app)
 

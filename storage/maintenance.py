@@ -12,6 +12,9 @@ Named jobs, each on its own trigger:
 - pending expiry (storage.pending.expire_pending): every PENDING_SWEEP_INTERVAL, the pending
   notices no proxy refreshed for `pending_expiry` seconds (it was killed mid-call) become
   exchanges with error kind unknown_outcome.
+- api_shapes (storage.api_shapes.summarise_new, the inferred OpenAPI's summaries): triggered as
+  indexing is (each change-feed batch, and each sweep), at most SHAPES_CHUNKS chunks per run (a
+  backlog takes several runs); day rows past their maximum age pruned every SHAPES_PRUNE_INTERVAL.
 
 Every inspector runs it by default (inspector_ui.app, in its event loop; the broadcaster hears
 through `on_indexed` which exchanges it indexed); `passageway maintain` runs it alone
@@ -37,10 +40,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from storage.api_shapes import prune_shapes, summarise_new
 from storage.contracts import CHECK_CHUNK, HORIZON_LAG, CheckHorizon, check_new
 from storage.feed import open_change_feed
 from storage.indexer import index_pending, refresh_statistics
 from storage.pending import PENDING_EXPIRY, expire_pending
+from storage.pure.redaction import DEFAULT_RULES, RedactionRules
 from storage.retention import Pruned, RetentionPolicy, RetentionTotals, prune
 from storage.store import Store, one_line
 
@@ -72,6 +77,10 @@ PENDING_SWEEP_INTERVAL = 5.0
 """Seconds between two looks for expired pending notices."""
 KEEP_EVERYTHING = RetentionPolicy()
 """No retention limit: the retention job does not run."""
+SHAPES_CHUNKS = 20
+"""Chunks (storage.api_shapes.CHUNK exchanges each) per api_shapes run; more waits for the next trigger."""
+SHAPES_PRUNE_INTERVAL = 3600.0
+"""Seconds between two prunes of api_shapes' day rows."""
 _FEED_RETRY_MAX = 10.0
 _STOP_POLL = 0.1
 """Maintenance.run_until: seconds between two looks at its `stop` event."""
@@ -108,8 +117,10 @@ class Maintenance:
         on_indexed: Callable[[list[int]], None] | None = None,
         pending_expiry: float = PENDING_EXPIRY,
         pending_sweep_interval: float = PENDING_SWEEP_INTERVAL,
+        redaction_rules: RedactionRules = DEFAULT_RULES,
     ) -> None:
         self.store = store
+        self._redaction_rules = redaction_rules
         self._pending_expiry = pending_expiry
         self._pending_sweep_interval = pending_sweep_interval
         self.retention_policy = retention_policy
@@ -119,7 +130,8 @@ class Maintenance:
         self._poll_interval = poll_interval
         self._on_indexed = on_indexed
         self.jobs: dict[str, JobStats] = {
-            "indexing": JobStats(), "statistics": JobStats(), "pending": JobStats(), "contracts": JobStats(),
+            "indexing": JobStats(), "statistics": JobStats(), "pending": JobStats(), "api_shapes": JobStats(),
+            "contracts": JobStats(),
         }  # fmt: skip
         self.retention: RetentionTotals | None = None
         """Retention's totals, when a limit is set (else the job does not run)."""
@@ -130,6 +142,7 @@ class Maintenance:
         self.contract_checks = 0
         """Exchanges checked against their service's contract."""
         self._sweep_now = asyncio.Event()
+        self._shapes_now = asyncio.Event()
         self._check_now = asyncio.Event()
         self._horizon = CheckHorizon()
         self._behind = False  # an indexing run failed: sweep the queue after the next one that works
@@ -150,6 +163,7 @@ class Maintenance:
             jobs.create_task(self._sweep_queue(), name="passageway-maintenance-index-sweep")
             jobs.create_task(self._statistics(), name="passageway-maintenance-statistics")
             jobs.create_task(self._expire_pending(), name="passageway-maintenance-pending")
+            jobs.create_task(self._summarise_shapes(), name="passageway-maintenance-api-shapes")
             jobs.create_task(self._check_contracts(), name="passageway-maintenance-contracts")
             if self.retention is not None:
                 jobs.create_task(self._retention(), name="passageway-maintenance-retention")
@@ -184,6 +198,7 @@ class Maintenance:
                         if ids:
                             self._check_now.set()
                             await self._index(ids)
+                            self._shapes_now.set()
             except Exception as exc:  # noqa: BLE001 - opening the feed failed (it reconnects by itself after)
                 self._failed("indexing", exc)
             await asyncio.sleep(retry)
@@ -217,6 +232,7 @@ class Maintenance:
                 self._report(done)
                 if len(done) < INDEX_CHUNK:
                     break
+            self._shapes_now.set()
 
     async def _check_contracts(self) -> None:
         """Check the new exchanges of contracted services: at start (the first run ever sets the
@@ -253,6 +269,23 @@ class Maintenance:
             if expired:
                 log.info("maintenance: %d pending exchange(s) expired with an unknown outcome", len(expired))
             await asyncio.sleep(self._pending_sweep_interval)
+
+    async def _summarise_shapes(self) -> None:
+        """Summarise new exchanges into api_shapes whenever indexing is triggered; prune old day rows."""
+        pruned_at: float | None = None
+        while True:
+            await self._shapes_now.wait()
+            self._shapes_now.clear()
+            work = functools.partial(
+                summarise_new, self.store, rules=self._redaction_rules, max_chunks=SHAPES_CHUNKS
+            )
+            done = await self._attempt("api_shapes", work)
+            if done is not None and done.more:
+                self._shapes_now.set()  # a backlog: go on at once (each run is bounded)
+            if pruned_at is None or time.monotonic() - pruned_at >= SHAPES_PRUNE_INTERVAL:
+                max_age = self.retention_policy.max_age
+                if await self._attempt("api_shapes", functools.partial(prune_shapes, self.store, max_age=max_age)) is not None:
+                    pruned_at = time.monotonic()
 
     async def _retention(self) -> None:
         assert self.retention is not None
@@ -318,10 +351,15 @@ def run_maintenance(
     stop: threading.Event,
     retention_interval: float = RETENTION_INTERVAL,
     poll_interval: float = 0.05,
+    redaction_rules: RedactionRules = DEFAULT_RULES,
 ) -> None:
     """`passageway maintain`: run the maintenance role on its own until `stop` is set (blocks;
     returns once every job has let go of the store). Failures are logged and retried, never raised."""
     maintenance = Maintenance(
-        store, retention_policy=retention_policy, retention_interval=retention_interval, poll_interval=poll_interval
+        store,
+        retention_policy=retention_policy,
+        retention_interval=retention_interval,
+        poll_interval=poll_interval,
+        redaction_rules=redaction_rules,
     )
     maintenance.run_until(stop)

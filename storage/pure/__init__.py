@@ -2,5 +2,6 @@
 
 record (the exchange record), decoding (Content-Encoding), search (the query language's parser),
 endpoints (path templates), diff, har, redaction and secret_forms, snippets, surrogates, faults (fault
-rules: checks, matching, decisions), dependency_graph (declared and observed dependencies merged).
+rules: checks, matching, decisions), dependency_graph (declared and observed dependencies merged),
+shapes (mergeable summaries of JSON values and API operations) and openapi (documents made of them).
 """

@@ -115,6 +115,7 @@ __all__ = [
     "OutExchange",
     "Redaction",
     "RedactionRules",
+    "is_secret_name",
     "record_redactor",
     "redact_body",
     "redact_headers",
@@ -381,6 +382,12 @@ class _Matcher:
 @functools.lru_cache(maxsize=32)
 def _matcher(rules: RedactionRules) -> _Matcher:
     return _Matcher(rules)
+
+
+def is_secret_name(name: str, rules: RedactionRules) -> bool:
+    """Whether a parameter, form field or JSON member of this name is redacted by `rules`
+    (for summaries that must not keep such values, e.g. storage.pure.shapes' enum candidates)."""
+    return _matcher(rules).secret(name, header=False)
 
 
 # --- text: JWT signatures, name=value pairs, URL userinfo --------------------
