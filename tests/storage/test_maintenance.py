@@ -146,5 +146,5 @@ def test_a_failing_job_is_counted_logged_once_and_retried_without_stopping_the_o
 
 def test_without_a_retention_limit_there_is_no_retention_job(sqlite_store):
     maintenance = Maintenance(sqlite_store)
-    assert list(maintenance.jobs) == ["indexing", "statistics", "pending", "contracts"] and maintenance.retention is None
+    assert list(maintenance.jobs) == ["indexing", "statistics", "pending", "api_shapes", "contracts"] and maintenance.retention is None
     assert Maintenance(sqlite_store, retention_policy=RetentionPolicy(max_age=60)).retention is not None
