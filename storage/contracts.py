@@ -34,12 +34,14 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from storage.errors import Invalid, NotFound
 from storage.models import Body, Contract, ContractViolation, Exchange, JobCursor
 from storage.pure.contract_check import MAX_BODY_BYTES, ContractError, compile_contract
 from storage.pure.contract_check import Contract as CompiledContract
 from storage.pure.contract_check import Exchange as CheckedExchange
 from storage.pure.decoding import DecodeError, decode_body
 from storage.pure.endpoints import template_path
+from storage.pure.openapi_diff import Change, diff_documents
 from storage.queries import iso_utc, unpack_body
 from storage.store import Store
 
@@ -49,8 +51,11 @@ __all__ = [
     "ORIGINS",
     "CheckHorizon",
     "Checked",
+    "DIFF_WINDOW",
     "InvalidContract",
     "StoredContract",
+    "accept_inferred",
+    "changelog",
     "check_document",
     "check_new",
     "delete_contract",
@@ -74,9 +79,13 @@ ORIGINS = ("file", "api", "inferred")
 HORIZON_LAG = 2.0
 """PostgreSQL: seconds an id must have been the newest seen before the check reads up to it."""
 _CACHE_SIZE = 64
+DIFF_WINDOW = dt.timedelta(days=7)
+"""The traffic each side of a windowed diff is inferred from: the week before its moment."""
+ACCEPT_WINDOW = dt.timedelta(days=7)
+""""Accept current as contract": the API observed over this long."""
 
 
-class InvalidContract(ValueError):
+class InvalidContract(Invalid):
     """The document is not a valid OpenAPI 3.0/3.1 document; the message is one line."""
 
 
@@ -189,6 +198,56 @@ def sync_config_contracts(store: Store, contracts: Sequence[tuple[str, str | Non
 
 _CONTRACT_COLUMNS = tuple(Contract.__table__.columns)
 _VIOLATION_COLUMNS = tuple(ContractViolation.__table__.columns)
+
+
+def accept_inferred(
+    store: Store, *, service: str, realm: str | None = None, window: dt.timedelta = ACCEPT_WINDOW,
+    now: dt.datetime | None = None,
+) -> StoredContract:  # fmt: skip
+    """"Accept current as contract": the document inferred from the service's last `window` of
+    traffic (storage.api_shapes, examples redacted) frozen as its contract, origin "inferred".
+    InvalidContract when there is nothing to freeze."""
+    from storage.api_shapes import inferred_openapi
+
+    now = now or dt.datetime.now(dt.UTC)
+    document = inferred_openapi(store, service, realm=realm, since=now - window, until=now)
+    if not document.get("paths"):
+        raise InvalidContract(f"no exchange of {service!r} in the last {_days(window)} to infer a contract from")
+    label = f"inferred {now:%Y-%m-%d} (last {_days(window)})"
+    return set_contract(store, service=service, realm=realm, document=check_document(document), origin="inferred",
+                        label=label, now=now)  # fmt: skip
+
+
+def changelog(
+    store: Store, *, service: str, realm: str | None = None, since: dt.datetime, until: dt.datetime | None = None,
+    window: dt.timedelta = DIFF_WINDOW, contract: bool = False, now: dt.datetime | None = None,
+) -> list[Change]:  # fmt: skip
+    """How the service's inferred API changed from `since` to `until` (default now): the document
+    inferred from the `window` before `since` against the one from the `window` before `until`.
+    contract=True: the stored contract against the document inferred over [since, until] instead
+    (NotFound without one). Invalid for an empty window."""
+    from storage.api_shapes import inferred_openapi
+
+    until = until or now or dt.datetime.now(dt.UTC)
+    if since >= until:
+        raise Invalid(f"since ({iso_utc(since)}) is not before until ({iso_utc(until)})")
+    if contract:
+        stored = get_contract(store, service=service, realm=realm)
+        if stored is None:
+            raise NotFound(f"{service!r} has no contract" + (f" in realm {realm!r}" if realm else ""))
+        older = stored.document
+        newer = inferred_openapi(store, service, realm=realm, since=since, until=until)
+    else:
+        older = inferred_openapi(store, service, realm=realm, since=since - window, until=since)
+        newer = inferred_openapi(store, service, realm=realm, since=until - window, until=until)
+    try:
+        return diff_documents(older, newer)
+    except ContractError as e:
+        raise InvalidContract(str(e)) from None
+
+
+def _days(window: dt.timedelta) -> str:
+    return f"{window.days}d" if window.days and not window.seconds else f"{int(window.total_seconds())}s"
 
 
 def _stored(row: Any) -> StoredContract:
@@ -396,10 +455,13 @@ def newest_violations(store: Store, *, service: str, realm: str | None = None, l
         return [_violation_json(row) for row in rows]
 
 
-def exchange_violations(store: Store, *, exchange_id: int) -> list[dict[str, Any]]:
+def exchange_violations(store: Store, *, exchange_id: int) -> list[dict[str, Any]] | None:
+    """The exchange's violations, in the order found; None when there is no such exchange."""
     v = ContractViolation
     with store.connect() as conn:
-        rows = conn.execute(select(*_VIOLATION_COLUMNS).where(v.exchange_id == exchange_id).order_by(v.id))
+        rows = conn.execute(select(*_VIOLATION_COLUMNS).where(v.exchange_id == exchange_id).order_by(v.id)).all()
+        if not rows and conn.execute(select(Exchange.id).where(Exchange.id == exchange_id)).first() is None:
+            return None
         return [_violation_json(row) for row in rows]
 
 
