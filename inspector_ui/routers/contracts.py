@@ -145,8 +145,8 @@ async def openapi_diff(
     start, end = parse_window(since or "30d", until)
     try:
         length = dt.timedelta(seconds=parse_since(window))
-    except ValueError as e:
-        raise Unprocessable(str(e).replace("since:", "window:", 1)) from None
+    except ValueError:
+        raise Unprocessable(f"window: expected a duration such as 7d or 24h, not {window!r}") from None
     await require_service(store, settings, name)
     assert start is not None
     changes = await run_in_threadpool(functools.partial(
