@@ -208,7 +208,9 @@ class _Chunk:
             redaction.add(OutExchange({"path": row.path, "query": row.query or ""}, bodies["request"], bodies["response"]))
         for key, out in zip(keys, redaction.finish(), strict=True):
             row = self.newest[key]
-            request: dict[str, Any] = {"path": out.detail["path"], "query": out.detail["query"]}
+            request: dict[str, Any] = {
+                "path": out.detail["path"][:EXAMPLE_MAX_CHARS], "query": out.detail["query"][:EXAMPLE_MAX_CHARS]
+            }
             response: dict[str, Any] = {"status": row.status}
             for side, part, body in (("request", request, out.request_body), ("response", response, out.response_body)):
                 part["type"] = _media(getattr(row, f"{side}_content_type"))

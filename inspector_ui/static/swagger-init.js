@@ -2,8 +2,12 @@
 "use strict";
 (function () {
   var root = document.getElementById("swagger-ui");
+  // /docs?url=/api/services/NAME/openapi.json shows a service's inferred API (the service page
+  // links here); only those paths of this inspector, never another origin's document.
+  var wanted = new URLSearchParams(location.search).get("url");
+  var inferred = /^\/api\/services\/[^?#]+\/openapi\.json(\?[^#]*)?$/;
   window.ui = SwaggerUIBundle({
-    url: root.dataset.openapiUrl,
+    url: wanted && inferred.test(wanted) ? wanted : root.dataset.openapiUrl,
     dom_id: "#swagger-ui",
     deepLinking: true,
     presets: [SwaggerUIBundle.presets.apis],

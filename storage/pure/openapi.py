@@ -9,6 +9,8 @@ operation. The document:
   become the parameter's observed values). Templates that differ only by placeholder names
   (`/users/{id}`, `/users/{uuid}`) are one OpenAPI path, as a router would see them: their
   operations merge too, and the parameter is named `param` where they disagreed;
+- parameters and request bodies from the requests the service accepted (status < 400), or from
+  the refused ones when it accepted none (shapes.request_side);
 - each placeholder is a named path parameter (`{id}`; a second `{id}` in one path is `{id2}`) with
   the schema of the values seen; query parameters with their schema, required when every
   exchange had them; a parameter seen repeated in one URL is an array;
@@ -27,11 +29,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from storage.pure.endpoints import PLACEHOLDERS, infer_templates
-from storage.pure.shapes import merge_operations, observe_text, scalar_of_text, to_json_schema
+from storage.pure.shapes import merge_operations, observe_text, request_side, scalar_of_text, to_json_schema
 
-__all__ = ["OPENAPI_VERSION", "build_document", "collapse_operations"]
+__all__ = ["METHODS", "OPENAPI_VERSION", "build_document", "collapse_operations"]
 
 OPENAPI_VERSION = "3.1.0"
+METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
+"""The methods an OpenAPI 3.1 path item has; others (PROPFIND, CONNECT...) are left out."""
 _PLACEHOLDER = re.compile("|".join(re.escape(p) for p in sorted(PLACEHOLDERS, key=len, reverse=True)))
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
@@ -43,7 +47,7 @@ def _structure(template: str) -> str:
 def collapse_operations(operations: Iterable[tuple[str, str, dict[str, Any]]]) -> dict[tuple[str, str], tuple[dict[str, Any], list[str | None]]]:
     """(method, structural path with `{}` for each placeholder) -> (the merged summary, the
     placeholder name per segment index, None for literal segments) after the cardinality collapse."""
-    operations = list(operations)
+    operations = [(method.upper(), template, summary) for method, template, summary in operations if method.upper() in METHODS]
     weights: dict[str, int] = defaultdict(int)
     for _, template, summary in operations:
         weights[template] += int(summary.get("n", 0)) or 1
@@ -54,20 +58,23 @@ def collapse_operations(operations: Iterable[tuple[str, str, dict[str, Any]]]) -
         if target != template:
             summary = _literals_as_values(template, target, summary)
         groups[(method, _structure(target))].append((target, summary))
-    out: dict[tuple[str, str], tuple[dict[str, Any], list[str | None]]] = {}
-    for key in sorted(groups):
-        members = groups[key]
-        merged: dict[str, Any] = {"n": 0}
-        names: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for target, summary in sorted(members, key=lambda member: member[0]):
-            merged = merge_operations(merged, summary)
+    # Placeholder names per structure, over every method: a path is spelled once for all of them.
+    names: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for (_, structure), members in groups.items():
+        for target, _ in members:
             for index, segment in enumerate(target[1:].split("/")):
                 found = _PLACEHOLDER.search(segment)
                 if found is not None:
-                    names[index][found.group(0)[1:-1]] += 1
-        segments = key[1][1:].split("/")
+                    names[structure][index].add(found.group(0)[1:-1])
+    out: dict[tuple[str, str], tuple[dict[str, Any], list[str | None]]] = {}
+    for key in sorted(groups):
+        merged: dict[str, Any] = {"n": 0}
+        for _, summary in sorted(groups[key], key=lambda member: member[0]):
+            merged = merge_operations(merged, summary)
+        seen = names[key[1]]
         placeholders: list[str | None] = [
-            (next(iter(names[i])) if len(names[i]) == 1 else "param") if i in names else None for i in range(len(segments))
+            (next(iter(seen[i])) if len(seen[i]) == 1 else "param") if i in seen else None
+            for i in range(len(key[1][1:].split("/")))
         ]
         out[key] = (merged, placeholders)
     return out
@@ -76,12 +83,18 @@ def collapse_operations(operations: Iterable[tuple[str, str, dict[str, Any]]]) -
 def _literals_as_values(template: str, target: str, summary: dict[str, Any]) -> dict[str, Any]:
     """The summary with each literal segment the collapse turned into `{param}` counted as that
     parameter's value (as often as the operation was called)."""
-    path = {key: dict(node) for key, node in summary.get("path", {}).items()}
-    count = int(summary.get("n", 0)) or 1
-    for index, (before, after) in enumerate(zip(template[1:].split("/"), target[1:].split("/"), strict=False)):
-        if before != after and _PLACEHOLDER.search(before) is None:
-            path[str(index)] = observe_text(before, count=count, into=path.get(str(index), {}))
-    return {**summary, "path": path}
+    out = dict(summary)
+    for key in ("ok", "bad"):
+        if key not in summary:
+            continue
+        side = summary[key]
+        path = {index: dict(node) for index, node in side.get("path", {}).items()}
+        count = int(side.get("n", 0)) or 1
+        for index, (before, after) in enumerate(zip(template[1:].split("/"), target[1:].split("/"), strict=False)):
+            if before != after and _PLACEHOLDER.search(before) is None:
+                path[str(index)] = observe_text(before, count=count, into=path.get(str(index), {}))
+        out[key] = {**side, "path": path}
+    return out
 
 
 def _openapi_path(structure: str, placeholders: list[str | None]) -> tuple[str, dict[int, str]]:
@@ -143,20 +156,20 @@ def _reason(status: int) -> str:
         return f"Status {status}"
 
 
-def _parameters(summary: dict[str, Any], names: dict[int, str], example: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _parameters(side: dict[str, Any], names: dict[int, str], example: dict[str, Any] | None) -> list[dict[str, Any]]:
     parameters: list[dict[str, Any]] = []
     for index in sorted(names):
-        node = summary.get("path", {}).get(str(index))
+        node = side.get("path", {}).get(str(index))
         parameters.append({"name": names[index], "in": "path", "required": True, "schema": to_json_schema(node) or {"type": "string"}})
     examples: dict[str, str] = {}
     if example is not None and isinstance(example.get("query"), str):
         for name, value in parse_qsl(example["query"], keep_blank_values=True):
             examples.setdefault(name, value)
-    total = int(summary.get("n", 0))
-    for name in sorted(summary.get("query", {}).get("p", {})):
+    total = int(side.get("n", 0))
+    for name in sorted(side.get("query", {}).get("p", {})):
         if not name:
             continue
-        entry = summary["query"]["p"][name]
+        entry = side["query"]["p"][name]
         schema = to_json_schema(entry["v"], name=name)
         parameter: dict[str, Any] = {"name": name, "in": "query", "required": entry["n"] >= total > 0}
         if entry.get("m"):
@@ -174,10 +187,11 @@ def _operation(method: str, path: str, summary: dict[str, Any], names: dict[int,
     request_example = example.get("request") if example else None
     response_example = example.get("response") if example else None
     operation: dict[str, Any] = {"operationId": _operation_id(method, path, taken)}
-    parameters = _parameters(summary, names, request_example)
+    side = request_side(summary)
+    parameters = _parameters(side, names, request_example)
     if parameters:
         operation["parameters"] = parameters
-    request = summary.get("req", {})
+    request = side.get("body", {})
     if request.get("c"):
         operation["requestBody"] = {"required": not request.get("none"), "content": _content(request, request_example)}
     responses: dict[str, Any] = {}

@@ -5,8 +5,9 @@ items): how many, of which JSON types (null -> nullable), for strings the format
 them matched and the distinct values while they are few (enum candidates), for integers their
 range, for objects each property's node (its count is how many objects had it: `required` is
 "in every object"), for arrays one node for all their items. An *operation* summary (one method +
-endpoint template) holds the nodes of its path and query parameters, of its request bodies by
-media type, of its responses by status and media type, the exchange count and one example.
+endpoint template) holds the nodes of its path and query parameters and of its request bodies by
+media type (apart for the requests the service accepted and those it refused with a 4xx/5xx), of
+its responses by status and media type, the exchange count and one example.
 
 Both are plain JSON (a day row's `summary` column), and `merge` / `merge_operations` are
 associative and commutative: day rows (and chunks of exchanges) merge in any order to the same
@@ -18,7 +19,7 @@ summary. They stay bounded whatever the traffic:
   a union are among the first N of its parts), which is what keeps merge associative where
   "the most frequent N" would not;
 - enum candidates: at most ENUM_MAX distinct strings of at most ENUM_MAX_CHARS characters, never
-  an identifier, a formatted string, free text, a redaction marker or a secret member's value
+  an identifier, a formatted string, text with whitespace, a redaction marker or a secret member's value
   (one more and the node has no enum candidates for good);
 - query parameters, media types and statuses: the first QUERY_MAX / MEDIA_MAX / STATUS_MAX
   by name order.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -45,7 +47,9 @@ __all__ = [
     "ENUM_MAX_CHARS",
     "ENUM_MIN_SAMPLES",
     "FORMATS",
+    "EXAMPLE_MAX_CHARS",
     "MAX_DEPTH",
+    "MAX_NAME_CHARS",
     "MAX_NODES",
     "MEDIA_MAX",
     "QUERY_MAX",
@@ -59,14 +63,19 @@ __all__ = [
     "observe_text",
     "operation_of",
     "path_values",
+    "request_side",
     "scalar_of_text",
     "to_json_schema",
 ]
 
 MAX_DEPTH = 10
 """Values nested deeper than this count only by type (no properties, no items)."""
-MAX_NODES = 300
+MAX_NODES = 200
 """Nodes of one body summary (its root and everything below)."""
+MAX_NAME_CHARS = 100
+"""A longer member or query parameter name is data, not a name: not kept."""
+_INT_CLAMP = 2**64
+"""Integer ranges are kept within ±this (enough to tell int32 from int64 from larger)."""
 ENUM_MAX = 10
 """Distinct strings an enum may have."""
 ENUM_MAX_CHARS = 40
@@ -74,10 +83,10 @@ ENUM_MIN_SAMPLES = 8
 """An enum needs at least this many strings, and ENUM_SAMPLES_PER_VALUE times its distinct values."""
 ENUM_SAMPLES_PER_VALUE = 4
 QUERY_MAX = 50
-MEDIA_MAX = 6
-STATUS_MAX = 30
+MEDIA_MAX = 4
+STATUS_MAX = 20
 EXAMPLE_MAX_CHARS = 4096
-"""An example body (as JSON text) longer than this is left out of the example."""
+"""An example body (as JSON text) longer than this is left out of the example; its path and query are cut to it."""
 
 _TYPES = ("boolean", "integer", "number", "string", "object", "array", "null")
 FORMATS = ("uuid", "date-time", "date", "email", "uri")
@@ -130,8 +139,8 @@ def _formats(text: str) -> list[str]:
 
 def _enum_candidate(text: str) -> bool:
     """A string that may be one of a few fixed values: short, not free text, not an identifier."""
-    if not text or len(text) > ENUM_MAX_CHARS or text.count(" ") > 2 or "\n" in text:
-        return False
+    if not text or len(text) > ENUM_MAX_CHARS or any(c.isspace() for c in text):
+        return False  # whitespace: free text (a name, a sentence), not a code
     if MARKER_RE.search(text):
         return False
     # Numbers, uuids, hashes, dates, addresses and opaque tokens are identifiers or data.
@@ -185,12 +194,15 @@ def _add(node: Node, value: Any, depth: int, secret: Callable[[str], bool] | Non
                 if len(enum) > ENUM_MAX:
                     node["e"] = None
     elif kind == "integer":
+        value = max(-_INT_CLAMP, min(_INT_CLAMP, value))
         node["lo"] = min(node.get("lo", value), value)
         node["hi"] = max(node.get("hi", value), value)
     elif kind == "object" and depth < MAX_DEPTH:
         properties = node.setdefault("p", {})
         for key, item in value.items():
             key = str(key)
+            if len(key) > MAX_NAME_CHARS:
+                continue
             child = properties.get(key)
             if child is None:
                 child = properties[key] = {}
@@ -430,7 +442,7 @@ def _body_side(bodies: Iterable[Body | None], secret: Callable[[str], bool] | No
         if body is None:
             side["none"] = side.get("none", 0) + 1
             continue
-        media = side.setdefault("c", {}).setdefault(body.media, {"n": 0})
+        media = side.setdefault("c", {}).setdefault(body.media[:MAX_NAME_CHARS], {"n": 0})
         media["n"] += 1
         if body.parsed:
             media["s"] = observe(body.json, secret=secret)
@@ -450,13 +462,18 @@ def operation_of(
 ) -> dict[str, Any]:
     """The summary of one exchange of an operation (merge_operations adds them up).
 
-    `query`: the (unescaped) name/value pairs; `example`: {"id": exchange id, ...} the redacted example (the newest id's is kept)."""
-    operation: dict[str, Any] = {"n": 1}
+    `query`: the (unescaped) name/value pairs; `example`: {"id": exchange id, ...} the redacted
+    example (the newest id's is kept). What the request carried (path and query parameters, body)
+    goes under "ok" when the service accepted it (status < 400), else under "bad": a document
+    describes requests from the accepted ones, as long as there are any."""
+    request_side: dict[str, Any] = {"n": 1}
     params = {index: observe_text(text) for index, text in path_values(template, path).items()}
     if params:
-        operation["path"] = params
+        request_side["path"] = params
     seen: dict[str, dict[str, Any]] = {}
     for name, value in query:
+        if len(name) > MAX_NAME_CHARS:
+            continue
         hidden = secret is not None and secret(name)
         entry = seen.get(name)
         if entry is None:
@@ -465,9 +482,13 @@ def operation_of(
             entry["m"] = 1
         observe_text(value, hidden=hidden, into=entry["v"])
     if seen:
-        operation["query"] = {"p": seen}
-    operation["req"] = _body_side([request], secret)
-    operation["res"] = {str(status): {"n": 1, **_body_side([response], secret)}}
+        request_side["query"] = {"p": seen}
+    request_side["body"] = _body_side([request], secret)
+    operation: dict[str, Any] = {
+        "n": 1,
+        "ok" if status < 400 else "bad": request_side,
+        "res": {str(status): {"n": 1, **_body_side([response], secret)}},
+    }
     if example is not None:
         operation["ex"] = example
     return _bounded_operation(operation)
@@ -517,14 +538,16 @@ def _first(mapping: dict[str, Any], limit: int, key: Callable[[str], Any] = str)
 
 
 def _bounded_operation(operation: dict[str, Any]) -> dict[str, Any]:
-    """QUERY_MAX query parameters, MEDIA_MAX media types per side, STATUS_MAX statuses: the first by name."""
+    """QUERY_MAX query parameters, MEDIA_MAX media types per body, STATUS_MAX statuses: the first by name."""
     cut = False
-    if "query" in operation:
-        operation["query"]["p"], dropped = _first(operation["query"]["p"], QUERY_MAX)
-        cut = cut or dropped
-    for side in (operation.get("req"), *operation.get("res", {}).values()):
-        if side and "c" in side:
-            side["c"], dropped = _first(side["c"], MEDIA_MAX)
+    requests = [operation[key] for key in ("ok", "bad") if key in operation]
+    for side in requests:
+        if "query" in side:
+            side["query"]["p"], dropped = _first(side["query"]["p"], QUERY_MAX)
+            cut = cut or dropped
+    for body in (*(side.get("body") for side in requests), *operation.get("res", {}).values()):
+        if body and "c" in body:
+            body["c"], dropped = _first(body["c"], MEDIA_MAX)
             cut = cut or dropped
     if "res" in operation:
         operation["res"], dropped = _first(operation["res"], STATUS_MAX)
@@ -534,21 +557,36 @@ def _bounded_operation(operation: dict[str, Any]) -> dict[str, Any]:
     return operation
 
 
-def merge_operations(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two summaries of one operation, as one (new; neither is changed). Associative and commutative."""
+def _merge_request(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": a.get("n", 0) + b.get("n", 0)}
     if "path" in a or "path" in b:
         out["path"] = _merge_counted(a.get("path", {}), b.get("path", {}), merge)
     if "query" in a or "query" in b:
         qa, qb = a.get("query", {"p": {}}), b.get("query", {"p": {}})
         out["query"] = {"p": _merge_counted(qa["p"], qb["p"], _merge_query_param)}
-    if "req" in a or "req" in b:
-        out["req"] = _merge_side(a.get("req", {}), b.get("req", {}))
+    if "body" in a or "body" in b:
+        out["body"] = _merge_side(a.get("body", {}), b.get("body", {}))
+    return out
+
+
+def merge_operations(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two summaries of one operation, as one (new; neither is changed). Associative and commutative."""
+    out: dict[str, Any] = {"n": a.get("n", 0) + b.get("n", 0)}
+    for key in ("ok", "bad"):
+        if key in a or key in b:
+            out[key] = _merge_request(a.get(key, {}), b.get(key, {}))
     if "res" in a or "res" in b:
         out["res"] = _merge_counted(a.get("res", {}), b.get("res", {}), _merge_side)
     examples = [ex for ex in (a.get("ex"), b.get("ex")) if ex is not None]
     if examples:
-        out["ex"] = copy.deepcopy(max(examples, key=lambda ex: ex.get("id", 0)))
+        # The newest exchange's; its text breaks a tie, so that the choice never depends on order.
+        out["ex"] = copy.deepcopy(max(examples, key=lambda ex: (ex.get("id", 0), json.dumps(ex, sort_keys=True))))
     if a.get("cut") or b.get("cut"):
         out["cut"] = True
     return _bounded_operation(out)
+
+
+def request_side(operation: dict[str, Any]) -> dict[str, Any]:
+    """What a document says of the operation's requests: the accepted ones', or when the service
+    accepted none, the refused ones'."""
+    return operation.get("ok") or operation.get("bad") or {"n": 0}

@@ -66,7 +66,7 @@ def test_the_page_renders_charts_and_endpoints(browser, stats_ui, traffic) -> No
         hostile = page.locator("#endpoints td.endpoint", has_text="<script>")
         expect(hostile).to_have_count(1)
         assert page.locator("#endpoints script").count() == 0
-        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js"],
+        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js", "/static/service_openapi.js"],
                            no_elements="#endpoints img, #endpoints iframe, .service-main img")
 
         # Hovering a chart shows the readout.
@@ -166,3 +166,40 @@ def test_the_page_refreshes_itself_every_ten_seconds(browser, stack, stats_ui, t
         expect(users).to_have_text(str(before + 1))
     finally:
         context.close()
+
+
+def test_the_inferred_api_shows_each_endpoints_schema_and_links_the_document(browser, stats_ui, traffic) -> None:
+    """Issue 18 §1: the inspector's maintenance summarises the traffic; the page lists each
+    operation, its schemas as text (collapsed until opened) and links to the document and Swagger UI."""
+
+    def inferred() -> dict | None:
+        document = httpx.get(f"{stats_ui}/api/services/web/openapi.json", timeout=10).json()
+        return document if "/json/users/{id}" in document["paths"] else None
+
+    wait_for(inferred, timeout=20, message="the maintenance role should summarise the traffic")
+    page, watched = open_page(browser, f"{stats_ui}/services/web?since=15m")
+    try:
+        section = page.locator("#service-openapi")
+        expect(section).to_be_visible()
+        expect(page.locator("#openapi-document")).to_have_attribute("href", "/api/services/web/openapi.json")
+        swagger = page.locator("#openapi-swagger")
+        expect(swagger).to_be_visible()
+        assert swagger.get_attribute("href") == "/docs?url=%2Fapi%2Fservices%2Fweb%2Fopenapi.json"
+        operation = section.locator("details.openapi-operation[data-operation='GET /json/users/{id}']")
+        schema = operation.locator("details.openapi-schema").first
+        expect(schema).not_to_be_visible()
+        operation.locator("summary").first.click()
+        schema.locator("summary").click()
+        expect(schema.locator("pre.openapi-json").first).to_contain_text('"type": "object"')
+        expect(operation.locator(".openapi-parameters")).to_contain_text("id in path, required: integer")
+        screenshot(page, "service-inferred-api")
+        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js", "/static/service_openapi.js"],
+                           no_elements="img, iframe, object, embed")  # fmt: skip
+    finally:
+        page.context.close()
+    docs, docs_watched = open_page(browser, f"{stats_ui}/docs?url=%2Fapi%2Fservices%2Fweb%2Fopenapi.json")
+    try:
+        expect(docs.locator(".swagger-ui .opblock-summary-path").first).to_be_visible(timeout=15000)
+        assert "/json/users/{id}" in docs.locator(".swagger-ui").inner_text()
+    finally:
+        docs.context.close()

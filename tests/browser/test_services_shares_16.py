@@ -163,7 +163,7 @@ def test_service_page_with_sparse_traffic_and_health_history(seeded, ui_page):
     assert_nothing_ran(
         page,
         watched,
-        scripts=["/static/theme.js", "/static/service.js"],
+        scripts=["/static/theme.js", "/static/service.js", "/static/service_openapi.js"],
         no_elements="main img",
     )
 
