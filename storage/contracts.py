@@ -61,7 +61,6 @@ __all__ = [
     "delete_contract",
     "exchange_violations",
     "get_contract",
-    "list_contracts",
     "newest_violations",
     "set_contract",
     "sync_config_contracts",
@@ -175,11 +174,6 @@ def get_contract(store: Store, *, service: str, realm: str | None = None) -> Sto
         return _stored(row) if row is not None else None
 
 
-def list_contracts(store: Store) -> list[StoredContract]:
-    with store.connect() as conn:
-        return [_stored(row) for row in conn.execute(select(*_CONTRACT_COLUMNS).order_by(Contract.service, Contract.realm))]
-
-
 def delete_contract(store: Store, *, service: str, realm: str | None = None) -> bool:
     """Remove the contract (its violations stay, as what was found while it held); False when none."""
     with store.begin() as conn:
@@ -257,14 +251,16 @@ def _stored(row: Any) -> StoredContract:
 
 _compiled_cache: dict[tuple[int, dt.datetime], CompiledContract | None] = {}
 _cache_lock = threading.Lock()
+_MISSING = object()
 
 
 def _compiled(contract: StoredContract) -> CompiledContract | None:
     """The contract compiled (once per version); None when its document cannot be checked against."""
     key = (contract.id, contract.created_at)
     with _cache_lock:
-        if key in _compiled_cache:
-            return _compiled_cache[key]
+        cached = _compiled_cache.get(key, _MISSING)
+    if cached is not _MISSING:
+        return cached  # type: ignore[return-value]
     try:
         compiled: CompiledContract | None = compile_contract(contract.document)
     except ContractError as e:
@@ -310,7 +306,7 @@ _COLUMNS = (
 
 def check_new(store: Store, *, limit: int = CHECK_CHUNK, horizon: CheckHorizon | None = None) -> Checked:
     """Check up to `limit` exchanges past the cursor; see the module's docstring."""
-    contracts = {(c.service, c.realm): c for c in list_contracts(store)}
+    contracts = _current_contracts(store)
     postgres = store.dialect == "postgresql"
     with store.begin() as conn:
         if postgres:
@@ -359,11 +355,31 @@ def check_new(store: Store, *, limit: int = CHECK_CHUNK, horizon: CheckHorizon |
     return Checked(checked, len(found), reached, behind=newest > reached, more=len(rows) == limit)
 
 
-def _check_rows(conn: Connection, rows: Sequence[Any], contracts: Mapping[tuple[str, str], StoredContract]) -> tuple[int, list[dict]]:
+def _current_contracts(store: Store) -> dict[tuple[str, str], CompiledContract | None]:
+    """(service, realm) -> its compiled contract; a document is read only when its version is not
+    compiled yet (a run reads the small columns only)."""
+    with store.connect() as conn:
+        keys = conn.execute(select(Contract.id, Contract.service, Contract.realm, Contract.created_at)).all()
+    out = {}
+    for id_, service, realm, created_at in keys:
+        created = created_at if created_at.tzinfo else created_at.replace(tzinfo=dt.UTC)
+        with _cache_lock:
+            compiled = _compiled_cache.get((id_, created), _MISSING)
+        if compiled is _MISSING:
+            stored = get_contract(store, service=service, realm=realm)
+            if stored is None or stored.id != id_:
+                continue  # replaced meanwhile: the next run sees the new one
+            compiled = _compiled(stored)
+        out[(service, realm)] = compiled
+    return out
+
+
+def _check_rows(
+    conn: Connection, rows: Sequence[Any], contracts: Mapping[tuple[str, str], CompiledContract | None]
+) -> tuple[int, list[dict]]:
     candidates = []
     for row in rows:
-        contract = contracts.get((row.service, row.realm or ""))
-        compiled = _compiled(contract) if contract is not None else None
+        compiled = contracts.get((row.service, row.realm or ""))
         if compiled is not None:
             candidates.append((row, compiled))
     bodies = _bodies(conn, [row for row, _ in candidates])
