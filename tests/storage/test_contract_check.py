@@ -344,3 +344,13 @@ def test_conforming_fastapi_exchanges_never_violate(item_id, name, price, tags):
 def test_json_path_is_bounded_and_starts_at_the_root(parts):
     path = json_path(parts)
     assert path.startswith("$") and len(path) <= 200
+
+
+def test_recursive_schemas_are_followed_to_any_depth():
+    tree = {"type": "object", "required": ["value"],
+            "properties": {"value": {"type": "integer"}, "children": {"type": "array", "items": {"$ref": "#/components/schemas/Tree"}}}}  # fmt: skip
+    contract = compile_contract(_doc({"$ref": "#/components/schemas/Tree"}, version="3.1.0",
+                                     components={"schemas": {"Tree": tree}}))  # fmt: skip
+    deep = {"value": 1, "children": [{"value": 2, "children": [{"value": 3, "children": [{"value": "4"}]}]}]}
+    assert rules(_check(contract, deep)) == [("wrong-type", "response", "$.children[0].children[0].children[0].value")]
+    assert _check(contract, {"value": 1, "children": [{"value": 2}]}) == []
