@@ -62,6 +62,7 @@ def exposition(
     monitors: list[MonitorRow] = (),
     runner: MonitorRunner | None = None,
     violations: list[tuple[str, str, str, int]] = (),
+    contract_checks: int | None = None,
 ) -> str:
     lines: list[str] = []
     for name, kind, text, column in PROXY_METRICS:
@@ -81,7 +82,10 @@ def exposition(
         ("passageway_stream_messages_total", "counter", "Messages published to viewers.", published),
         ("passageway_index_backlog", "gauge", "Exchanges waiting for the search indexer.", backlog),
         *(_retention_metrics(retention) if retention is not None else ()),
-    ):
+        *((("passageway_contract_checks_total", "counter",
+            "Exchanges this inspector's maintenance checked against their service's contract.", contract_checks),)
+          if contract_checks is not None else ()),
+    ):  # fmt: skip
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
     if maintenance_jobs is not None:
         lines += ["# HELP passageway_maintenance_failures_total Failed runs of this inspector's maintenance jobs.",
@@ -180,5 +184,6 @@ async def metrics(request: Request, store: StoreDep, broadcaster: BroadcasterDep
         monitors=monitors,
         runner=getattr(request.app.state, "monitor_runner", None),  # set when this inspector runs monitors
         violations=violations,
+        contract_checks=maintenance.contract_checks if maintenance is not None else None,
     )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -154,4 +154,5 @@ def test_violations_are_found_searchable_listed_and_counted(up):
     for rule in ("missing-field", "wrong-type", "unknown-enum", "unexpected-status", "undocumented-endpoint"):
         assert f'passageway_contract_violations{{service="users",realm="",rule="{rule}"}} 1\n' in metrics
     assert 'passageway_maintenance_failures_total{job="contracts"} 0\n' in metrics
+    assert "passageway_contract_checks_total 8\n" in metrics  # every exchange of users, each once
     api.close()
