@@ -165,3 +165,27 @@ def test_the_inspector_refuses_to_start_on_a_bad_contract(tmp_path):
     result = subprocess.run([sys.executable, "-m", "cli", "ui", "--ui", "127.0.0.1:0"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     one_line_error(result, f"service 'pets': contract {tmp_path / 'gone.yaml'}: no such file")
+
+
+def test_the_demo_has_a_contract_it_keeps_and_breaks_on_purpose():
+    from starlette.testclient import TestClient
+
+    from cli.demo import app
+    from cli.contracts import read_contract_file
+    from storage.pure.contract_check import Exchange, compile_contract
+
+    settings = load_settings({"config_file": str(ROOT / "examples" / "demo.toml")}, environ={})
+    contract = compile_contract(read_contract_file(settings.services["demo"].contract))
+    with TestClient(app) as demo:
+
+        def check(method: str, path: str, **kwargs) -> list[str]:
+            answer = demo.request(method, path, **kwargs)
+            body = kwargs.get("content", b"")
+            return [v.rule for v in contract.check(Exchange(
+                method, path, "", answer.status_code, "application/json", answer.headers.get("content-type"),
+                body, answer.content))]  # fmt: skip
+
+        assert check("GET", "/users/42") == check("GET", "/users") == []
+        created = demo.post("/users", json={"name": "Ada"}).json()["id"]
+        assert check("GET", f"/users/{created}") == ["missing-field"]  # no email given, none kept
+        assert check("GET", "/slow?seconds=0") == ["undocumented-endpoint"]
