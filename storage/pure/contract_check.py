@@ -168,6 +168,8 @@ class Contract:
         out: list[Violation] = []
         found = self._find(exchange.method, exchange.path)
         if not isinstance(found, _Found):
+            if found and exchange.method.upper() == "OPTIONS":
+                return []  # a CORS preflight (or capabilities) of a documented path: HTTP's, not the API's
             methods = self._methods_of(found) if found else ""
             # A template, never the captured path (it may hold ids and tokens).
             where = f"{exchange.method.upper()} {found or _cut(template_path(exchange.path))}"

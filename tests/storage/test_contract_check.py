@@ -82,6 +82,11 @@ def test_an_undocumented_method_names_the_documented_ones_and_the_template():
     assert violation.message == "PATCH /pets/{id} is not in the contract (documented: GET, DELETE)"
 
 
+def test_options_of_a_documented_path_is_no_violation():
+    assert PETSTORE.check(Exchange("OPTIONS", "/pets/12", status=204)) == []
+    assert [v.rule for v in PETSTORE.check(Exchange("OPTIONS", "/elsewhere", status=204))] == ["undocumented-endpoint"]
+
+
 def test_an_undocumented_path_is_named_by_its_template_never_its_values():
     (violation,) = PETSTORE.check(Exchange("GET", "/tokens/9f86d081884c7d659a2feaa0c55ad015", status=200))
     assert violation.rule == "undocumented-endpoint"
