@@ -19,12 +19,14 @@ Several maintenance roles may run on one database: on PostgreSQL the cursor row 
 UPDATE) for the whole chunk; on SQLite the chunk is read and summarised first, and written under
 the write lock (BEGIN IMMEDIATE) only if the cursor has not moved meanwhile. PostgreSQL may commit
 exchange ids out of order: a chunk stops before the first exchange whose transaction is not older
-than every transaction still running, so an id committed late is not stepped over.
+than every other transaction of the database still running (a writer's batch), so an id committed
+late is not stepped over.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -41,7 +43,7 @@ from storage.pure.decoding import decode_body
 from storage.pure.endpoints import template_path
 from storage.pure.openapi import build_document
 from storage.pure.redaction import DEFAULT_RULES, OutBody, OutExchange, Redaction, RedactionRules, is_secret_name
-from storage.pure.shapes import EXAMPLE_MAX_CHARS, Body as ShapeBody, merge_operations, operation_of
+from storage.pure.shapes import EXAMPLE_MAX_CHARS, Body as ShapeBody, add_exchange, bound_operation, merge_operations
 from storage.queries import iso_utc, unpack_body
 from storage.services import service_known
 from storage.shares import redaction_key
@@ -65,8 +67,9 @@ log = logging.getLogger(__name__)
 
 JOB = "api_shapes"
 """The job's name in job_cursors and in the maintenance role's JobStats."""
-CHUNK = 500
-"""Exchanges read per transaction."""
+CHUNK = 2000
+"""Exchanges read per transaction (each operation's row is merged once per chunk: fewer, larger
+chunks are cheaper; SQLite's write lock is held only while the rows are written)."""
 BODY_LIMIT = 256 * 1024
 """Bodies larger than this (stored or decoded) count by media type only, without a schema."""
 MAX_AGE_DAYS = 90
@@ -80,10 +83,12 @@ _COLUMNS = (
     Exchange.response_content_type, Exchange.response_body_sha256, Exchange.response_body_encoding,
     Exchange.response_body_truncated, Exchange.response_body_stored_size,
 )  # fmt: skip
-# PostgreSQL: is the row's inserting transaction older than every transaction still running?
-# (xid ages, so the comparison survives the 32-bit wraparound of xmin.)
+# PostgreSQL: is the row's inserting transaction older than every other transaction of this
+# database still running (which may hold lower ids it has not committed yet)? Ages of xids, so the
+# comparison survives xmin's 32-bit wraparound; other databases of the cluster do not hold it back.
 _PG_SETTLED = (
-    "age(exchanges.xmin) > age(((pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296)::text)::xid)"
+    "age(exchanges.xmin) > coalesce((SELECT max(age(backend_xid)) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL), -1)"
 )
 
 _Key = tuple[str, str, dt.date, str, str]
@@ -132,7 +137,7 @@ class _Chunk:
     def __init__(self, conn: Connection, rows: Sequence[Any], rules: RedactionRules) -> None:
         self.rows = rows
         self.rules = rules
-        self.secret = lambda name: is_secret_name(name, rules)
+        self.secret = functools.lru_cache(maxsize=4096)(functools.partial(is_secret_name, rules=rules))
         self.bodies = self._bodies(conn, rows)
         self.operations: dict[_Key, dict[str, Any]] = {}
         self.seen: dict[_Key, tuple[dt.datetime, dt.datetime]] = {}
@@ -178,7 +183,8 @@ class _Chunk:
         key: _Key = (row.realm or "", row.service, row.captured_at.astimezone(dt.UTC).date(), row.method.upper(), template_path(row.path))
         request, _ = self._body(row, "request")
         response, _ = self._body(row, "response")
-        summary = operation_of(
+        add_exchange(
+            self.operations.setdefault(key, {}),
             template=key[4],
             path=row.path,
             query=parse_qsl(row.query or "", keep_blank_values=True),
@@ -187,16 +193,16 @@ class _Chunk:
             response=response,
             secret=self.secret,
         )
-        current = self.operations.get(key)
-        self.operations[key] = summary if current is None else merge_operations(current, summary)
         first, last = self.seen.get(key, (row.captured_at, row.captured_at))
         self.seen[key] = (min(first, row.captured_at), max(last, row.captured_at))
         if key not in self.newest or row.id > self.newest[key].id:
             self.newest[key] = row
 
-    def add_examples(self, key_bytes: bytes) -> None:
-        """Each operation's newest exchange of the chunk as its redacted example (one Redaction,
-        so a secret of one example is scrubbed from all of them)."""
+    def finish(self, key_bytes: bytes) -> None:
+        """Each operation within its bounds, with the chunk's newest exchange as its redacted
+        example (one Redaction, so a secret of one example is scrubbed from all of them)."""
+        for operation in self.operations.values():
+            bound_operation(operation)
         redaction = Redaction(self.rules, key_bytes)
         keys = sorted(self.newest, key=lambda key: self.newest[key].id)
         for key in keys:
@@ -302,7 +308,7 @@ def _summarise_chunk(store: Store, rules: RedactionRules, key_bytes: bytes, chun
             work = _Chunk(conn, rows, rules)
             for row in rows:
                 work.add(row)
-            work.add_examples(key_bytes)
+            work.finish(key_bytes)
             written = _write(conn, work, end, store.dialect) if end != position else 0
             return Summarised(len(rows), written, end)
     with store.connect() as conn:
@@ -313,7 +319,7 @@ def _summarise_chunk(store: Store, rules: RedactionRules, key_bytes: bytes, chun
         work = _Chunk(conn, rows, rules)
         for row in rows:
             work.add(row)
-        work.add_examples(key_bytes)
+        work.finish(key_bytes)
         conn.commit()
         if end == position:
             return Summarised(0, 0, position)

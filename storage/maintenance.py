@@ -77,7 +77,7 @@ PENDING_SWEEP_INTERVAL = 5.0
 """Seconds between two looks for expired pending notices."""
 KEEP_EVERYTHING = RetentionPolicy()
 """No retention limit: the retention job does not run."""
-SHAPES_CHUNKS = 20
+SHAPES_CHUNKS = 10
 """Chunks (storage.api_shapes.CHUNK exchanges each) per api_shapes run; more waits for the next trigger."""
 SHAPES_PRUNE_INTERVAL = 3600.0
 """Seconds between two prunes of api_shapes' day rows."""

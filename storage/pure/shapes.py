@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -55,7 +56,8 @@ __all__ = [
     "QUERY_MAX",
     "STATUS_MAX",
     "Body",
-    "empty_operation",
+    "add_exchange",
+    "bound_operation",
     "is_id_name",
     "merge",
     "merge_operations",
@@ -118,28 +120,38 @@ def _valid_date(text: str) -> bool:
     return True
 
 
-def _formats(text: str) -> list[str]:
-    """The formats `text` satisfies (RFC 3339 date-time and date, RFC 4122 uuid, an address, a URL)."""
+def _is_date_time(text: str) -> bool:
+    match = _DATE_TIME.fullmatch(text)
+    return bool(match) and _valid_date(match[1]) and int(match[2]) < 24 and int(match[3]) < 60 and int(match[4]) < 61
+
+
+_CHECKS: dict[str, Callable[[str], bool]] = {
+    "uuid": lambda text: _UUID.fullmatch(text) is not None,
+    "date-time": _is_date_time,
+    "date": _valid_date,
+    "email": lambda text: "@" in text and _EMAIL.fullmatch(text) is not None,
+    "uri": lambda text: "://" in text and _URI.fullmatch(text) is not None,
+}
+
+
+def _formats(text: str, candidates: Iterable[str] = FORMATS) -> list[str]:
+    """Which of `candidates` `text` satisfies (RFC 3339 date-time and date, RFC 4122 uuid, an
+    address, a URL), in FORMATS order."""
     if len(text) > 2048:
         return []
-    if _UUID.fullmatch(text):
-        return ["uuid"]
-    match = _DATE_TIME.fullmatch(text)
-    if match is not None:
-        ok = _valid_date(match[1]) and int(match[2]) < 24 and int(match[3]) < 60 and int(match[4]) < 61
-        return ["date-time"] if ok else []
-    if _valid_date(text):
-        return ["date"]
-    if "@" in text and _EMAIL.fullmatch(text):
-        return ["email"]
-    if "://" in text and _URI.fullmatch(text):
-        return ["uri"]
-    return []
+    return [name for name in candidates if _CHECKS[name](text)]
 
 
 def _enum_candidate(text: str) -> bool:
     """A string that may be one of a few fixed values: short, not free text, not an identifier."""
-    if not text or len(text) > ENUM_MAX_CHARS or any(c.isspace() for c in text):
+    if not text or len(text) > ENUM_MAX_CHARS:
+        return False
+    return _short_enum_candidate(text)
+
+
+@functools.lru_cache(maxsize=8192)  # an enum's few values come back again and again
+def _short_enum_candidate(text: str) -> bool:
+    if any(c.isspace() for c in text):
         return False  # whitespace: free text (a name, a sentence), not a code
     if MARKER_RE.search(text):
         return False
@@ -172,17 +184,25 @@ def _json_type(value: Any) -> str:
 
 # --- nodes ---------------------------------------------------------------------------------
 
+_KINDS = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string", dict: "object", list: "array"}
+"""JSON types of what json.loads makes, by exact type (the per-value fast path of _add)."""
+
 
 def _add(node: Node, value: Any, depth: int, secret: Callable[[str], bool] | None, hidden: bool) -> None:
     """Count `value` into `node` (in place). `hidden`: the value of a secret member (no enum)."""
-    kind = _json_type(value)
+    kind = _KINDS.get(type(value)) or _json_type(value)
     node["n"] = node.get("n", 0) + 1
-    types = node.setdefault("t", {})
+    types = node.get("t")
+    if types is None:
+        types = node["t"] = {}
     types[kind] = types.get(kind, 0) + 1
     if kind == "string":
-        formats = node.setdefault("f", {})
-        for name in _formats(value):
-            formats[name] = formats.get(name, 0) + 1
+        # The formats every string so far satisfied (an intersection: once empty, no more checks).
+        formats = node.get("f")
+        if formats is None:
+            node["f"] = _formats(value)
+        elif formats:
+            node["f"] = _formats(value, formats)
         if "e" not in node:
             node["e"] = {}
         enum = node["e"]
@@ -215,14 +235,17 @@ def _add(node: Node, value: Any, depth: int, secret: Callable[[str], bool] | Non
             _add(items, item, depth + 1, secret, hidden)
 
 
-def observe(value: Any, *, secret: Callable[[str], bool] | None = None, into: Node | None = None) -> Node:
+def observe(
+    value: Any, *, secret: Callable[[str], bool] | None = None, into: Node | None = None, prune: bool = True
+) -> Node:
     """The summary of one JSON value, or `into` with it counted in (in place, pruned to bounds).
 
     `secret`: member name -> whether its values are secret (storage.pure.redaction.is_secret_name):
-    such values are never kept as enum candidates."""
+    such values are never kept as enum candidates. `prune=False` leaves the pruning to a later
+    `bound_operation` (the same result: the first MAX_NODES of a union are those of its parts')."""
     node: Node = {} if into is None else into
     _add(node, value, 0, secret, False)
-    return _prune(node)
+    return _prune(node) if prune else node
 
 
 def scalar_of_text(text: str) -> Any:
@@ -243,11 +266,12 @@ def observe_text(text: str, *, hidden: bool = False, count: int = 1, into: Node 
     `count` times, typed as scalar_of_text reads it."""
     node: Node = {} if into is None else into
     value = scalar_of_text(text)
+    if count == 1:
+        _add(node, value, MAX_DEPTH, None, hidden)
+        return node
     one: Node = {}
     _add(one, value, MAX_DEPTH, None, hidden)
-    if count != 1:
-        one = _scaled(one, count)
-    merged = merge(node, one)
+    merged = merge(node, _scaled(one, count))
     node.clear()
     node.update(merged)
     return node
@@ -257,8 +281,6 @@ def _scaled(node: Node, factor: int) -> Node:
     out = copy.deepcopy(node)
     out["n"] *= factor
     out["t"] = {kind: count * factor for kind, count in out["t"].items()}
-    if "f" in out:
-        out["f"] = {name: count * factor for name, count in out["f"].items()}
     if out.get("e"):
         out["e"] = {value: count * factor for value, count in out["e"].items()}
     return out
@@ -273,8 +295,10 @@ def _add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
 
 def _merge_node(a: Node, b: Node) -> Node:
     out: Node = {"n": a.get("n", 0) + b.get("n", 0), "t": _add_counts(a.get("t", {}), b.get("t", {}))}
-    if "f" in a or "f" in b:
-        out["f"] = _add_counts(a.get("f", {}), b.get("f", {}))
+    if "f" in a and "f" in b:
+        out["f"] = [name for name in a["f"] if name in b["f"]]
+    elif "f" in a or "f" in b:
+        out["f"] = list(a["f"] if "f" in a else b["f"])
     if "e" in a or "e" in b:
         if "e" not in a or "e" not in b:
             enum = a.get("e") if "e" in a else b.get("e")
@@ -366,8 +390,7 @@ def to_json_schema(node: Node | None, *, name: str | None = None) -> dict[str, A
     schema: dict[str, Any] = {"type": types[0] if len(types) == 1 else types}
     strings = node["t"].get("string", 0)
     if strings:
-        formats = node.get("f", {})
-        held = [fmt for fmt in FORMATS if formats.get(fmt) == strings]
+        held = node.get("f", [])
         if held:
             schema["format"] = held[0]
         enum = node.get("e")
@@ -432,21 +455,65 @@ def path_values(template: str, path: str) -> dict[str, str]:
     return values
 
 
-def empty_operation() -> dict[str, Any]:
-    return {"n": 0}
+def _add_body(side: dict[str, Any], body: Body | None, secret: Callable[[str], bool] | None) -> None:
+    if body is None:
+        side["none"] = side.get("none", 0) + 1
+        return
+    media = side.setdefault("c", {}).setdefault(body.media[:MAX_NAME_CHARS], {"n": 0})
+    media["n"] += 1
+    if body.parsed:
+        media["s"] = observe(body.json, secret=secret, into=media.get("s"), prune=False)
 
 
-def _body_side(bodies: Iterable[Body | None], secret: Callable[[str], bool] | None) -> dict[str, Any]:
-    side: dict[str, Any] = {}
-    for body in bodies:
-        if body is None:
-            side["none"] = side.get("none", 0) + 1
+def add_exchange(
+    operation: dict[str, Any],
+    *,
+    template: str,
+    path: str,
+    query: Iterable[tuple[str, str]],
+    request: Body | None,
+    status: int,
+    response: Body | None,
+    secret: Callable[[str], bool] | None = None,
+) -> dict[str, Any]:
+    """Count one exchange into `operation` (in place; `bound_operation` once done adding).
+
+    `query`: the (unescaped) name/value pairs. What the request carried (path and query
+    parameters, body) goes under "ok" when the service accepted it (status < 400), else under
+    "bad": a document describes requests from the accepted ones, as long as there are any."""
+    operation["n"] = operation.get("n", 0) + 1
+    side = operation.setdefault("ok" if status < 400 else "bad", {"n": 0})
+    side["n"] += 1
+    for index, text in path_values(template, path).items():
+        params = side.setdefault("path", {})
+        params[index] = observe_text(text, into=params.get(index))
+    seen: set[str] = set()
+    for name, value in query:
+        if len(name) > MAX_NAME_CHARS:
             continue
-        media = side.setdefault("c", {}).setdefault(body.media[:MAX_NAME_CHARS], {"n": 0})
-        media["n"] += 1
-        if body.parsed:
-            media["s"] = observe(body.json, secret=secret)
-    return side
+        entry = side.setdefault("query", {"p": {}})["p"].setdefault(name, {"n": 0, "v": {}})
+        if name in seen:
+            entry["m"] = 1
+        else:
+            seen.add(name)
+            entry["n"] += 1
+        observe_text(value, hidden=secret is not None and secret(name), into=entry["v"])
+    _add_body(side.setdefault("body", {}), request, secret)
+    answer = operation.setdefault("res", {}).setdefault(str(status), {"n": 0})
+    answer["n"] += 1
+    _add_body(answer, response, secret)
+    return operation
+
+
+def bound_operation(operation: dict[str, Any]) -> dict[str, Any]:
+    """An operation summary within its bounds (in place): after add_exchange."""
+    bodies = [operation[key].get("body") for key in ("ok", "bad") if key in operation]
+    bodies += list(operation.get("res", {}).values())
+    for body in bodies:
+        for media in (body or {}).get("c", {}).values():
+            if "s" in media:
+                _prune(media["s"])
+    return _bounded_operation(operation)
 
 
 def operation_of(
@@ -460,38 +527,14 @@ def operation_of(
     example: dict[str, Any] | None = None,
     secret: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
-    """The summary of one exchange of an operation (merge_operations adds them up).
-
-    `query`: the (unescaped) name/value pairs; `example`: {"id": exchange id, ...} the redacted
-    example (the newest id's is kept). What the request carried (path and query parameters, body)
-    goes under "ok" when the service accepted it (status < 400), else under "bad": a document
-    describes requests from the accepted ones, as long as there are any."""
-    request_side: dict[str, Any] = {"n": 1}
-    params = {index: observe_text(text) for index, text in path_values(template, path).items()}
-    if params:
-        request_side["path"] = params
-    seen: dict[str, dict[str, Any]] = {}
-    for name, value in query:
-        if len(name) > MAX_NAME_CHARS:
-            continue
-        hidden = secret is not None and secret(name)
-        entry = seen.get(name)
-        if entry is None:
-            entry = seen[name] = {"n": 1, "v": {}}
-        else:
-            entry["m"] = 1
-        observe_text(value, hidden=hidden, into=entry["v"])
-    if seen:
-        request_side["query"] = {"p": seen}
-    request_side["body"] = _body_side([request], secret)
-    operation: dict[str, Any] = {
-        "n": 1,
-        "ok" if status < 400 else "bad": request_side,
-        "res": {str(status): {"n": 1, **_body_side([response], secret)}},
-    }
+    """The summary of one exchange of an operation (merge_operations adds them up); `example`:
+    {"id": exchange id, ...} the redacted example (the newest id's is kept)."""
+    operation = add_exchange(
+        {}, template=template, path=path, query=query, request=request, status=status, response=response, secret=secret
+    )
     if example is not None:
         operation["ex"] = example
-    return _bounded_operation(operation)
+    return bound_operation(operation)
 
 
 def _merge_counted(a: dict[str, Any], b: dict[str, Any], merge_item: Callable[[Any, Any], Any]) -> dict[str, Any]:
