@@ -12,9 +12,10 @@ check_new, the maintenance role's "contracts" job, reads the exchanges past the 
 with the cursor's advance in one transaction, so each exchange is checked exactly once however
 many maintenance roles share the database:
 - PostgreSQL: the cursor row is read FOR UPDATE (a second runner waits, then reads the advanced
-  cursor); ids are committed out of order by concurrent writers, so a runner only reads up to a
-  horizon (CheckHorizon): the highest id it saw at least HORIZON_LAG seconds ago, by when the
-  writers' transactions that took lower ids have committed.
+  cursor); ids are committed out of order by concurrent writers, so a run reads only up to the
+  first exchange whose inserting transaction is not older than every transaction of the database
+  still running (one of those may hold lower ids it has not committed yet): the test
+  storage.api_shapes' summary job makes too.
 - SQLite: one writer at a time commits ids in order; the reads and the checks run before the
   write lock, and the cursor moves by compare-and-set under it (UPDATE .. WHERE position = the
   one read), so a runner that lost the race writes nothing.
@@ -49,7 +50,6 @@ __all__ = [
     "CHECK_CHUNK",
     "CURSOR",
     "ORIGINS",
-    "CheckHorizon",
     "Checked",
     "DIFF_WINDOW",
     "InvalidContract",
@@ -75,8 +75,15 @@ CURSOR = "contracts"
 CHECK_CHUNK = 200
 """Exchanges per check_new transaction."""
 ORIGINS = ("file", "api", "inferred")
-HORIZON_LAG = 2.0
-"""PostgreSQL: seconds an id must have been the newest seen before the check reads up to it."""
+RETRY_UNSETTLED = 0.5
+"""Seconds before the next run when exchanges past the cursor wait for older transactions (PostgreSQL)."""
+_PG_UNSETTLED = (
+    "SELECT min(id) FROM exchanges WHERE id > %s AND age(xmin) <= coalesce((SELECT max(age(backend_xid)) "
+    "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND backend_xid IS NOT NULL), -1)"
+)
+"""The first exchange past the cursor whose inserting transaction is not older than every other
+running transaction of this database (ages of xids: wraparound-safe)."""
 _CACHE_SIZE = 64
 DIFF_WINDOW = dt.timedelta(days=7)
 """The traffic each side of a windowed diff is inferred from: the week before its moment."""
@@ -119,7 +126,7 @@ class Checked:
     position: int
     """The cursor after the run."""
     behind: bool = False
-    """Exchanges newer than the cursor wait for the horizon (PostgreSQL): run again soon."""
+    """Exchanges past the cursor wait for older transactions to end (PostgreSQL): run again soon."""
     more: bool = False
     """The run stopped at `limit`: run again now."""
 
@@ -276,24 +283,6 @@ def _compiled(contract: StoredContract) -> CompiledContract | None:
 # --- the check job -------------------------------------------------------------------------------
 
 
-class CheckHorizon:
-    """PostgreSQL: how far check_new may read (see the module's docstring). One per runner."""
-
-    def __init__(self, lag: float = HORIZON_LAG) -> None:
-        self.lag = lag
-        self._seen: list[tuple[float, int]] = []  # (monotonic time, newest id then), oldest first
-
-    def limit(self, newest: int, now: float | None = None) -> int:
-        now = time.monotonic() if now is None else now
-        if not self._seen or self._seen[-1][1] != newest:
-            self._seen.append((now, newest))
-        settled = [seen for seen in self._seen if now - seen[0] >= self.lag]
-        if settled:
-            self._seen = self._seen[len(settled) - 1 :]  # the newest settled one is all that matters of those
-            return settled[-1][1]
-        return 0
-
-
 _COLUMNS = (
     Exchange.id, Exchange.service, Exchange.realm, Exchange.method, Exchange.path, Exchange.query, Exchange.status,
     Exchange.captured_at,
@@ -304,7 +293,7 @@ _COLUMNS = (
 )  # fmt: skip
 
 
-def check_new(store: Store, *, limit: int = CHECK_CHUNK, horizon: CheckHorizon | None = None) -> Checked:
+def check_new(store: Store, *, limit: int = CHECK_CHUNK) -> Checked:
     """Check up to `limit` exchanges past the cursor; see the module's docstring."""
     contracts = _current_contracts(store)
     postgres = store.dialect == "postgresql"
@@ -322,7 +311,13 @@ def check_new(store: Store, *, limit: int = CHECK_CHUNK, horizon: CheckHorizon |
         else:
             position = conn.execute(select(JobCursor.position).where(JobCursor.job == CURSOR)).scalar()
         newest = conn.execute(select(func.max(Exchange.id))).scalar() or 0
-        until = newest if horizon is None or not postgres else min(newest, horizon.limit(newest))
+        until = newest
+        if postgres and position is not None:
+            unsettled = conn.exec_driver_sql(_PG_UNSETTLED, (position,)).scalar()
+            if unsettled is not None:  # up to the last visible exchange before it (lower ids may be uncommitted)
+                until = conn.exec_driver_sql(
+                    "SELECT coalesce(max(id), %s) FROM exchanges WHERE id > %s AND id < %s", (position, position, unsettled)
+                ).scalar_one()
         if position is None:  # first run (see PostgreSQL's above); a runner that lost the race inserts nothing
             conn.execute(
                 sqlite_insert(JobCursor).values(job=CURSOR, position=newest, updated_at=dt.datetime.now(dt.UTC))

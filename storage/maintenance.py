@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from storage.api_shapes import prune_shapes, summarise_new
-from storage.contracts import CHECK_CHUNK, HORIZON_LAG, CheckHorizon, check_new
+from storage.contracts import CHECK_CHUNK, RETRY_UNSETTLED, check_new
 from storage.feed import open_change_feed
 from storage.indexer import index_pending, refresh_statistics
 from storage.pending import PENDING_EXPIRY, expire_pending
@@ -144,7 +144,6 @@ class Maintenance:
         self._sweep_now = asyncio.Event()
         self._shapes_now = asyncio.Event()
         self._check_now = asyncio.Event()
-        self._horizon = CheckHorizon()
         self._behind = False  # an indexing run failed: sweep the queue after the next one that works
         self._stopping = threading.Event()  # seen by a retention pass between its batches
 
@@ -237,19 +236,19 @@ class Maintenance:
     async def _check_contracts(self) -> None:
         """Check the new exchanges of contracted services: at start (the first run ever sets the
         cursor), after each feed batch (set by _index_new), every index_sweep_interval, and again
-        soon while the horizon holds some back."""
+        soon while exchanges wait for older transactions (PostgreSQL)."""
         while True:
             self._check_now.clear()
             wait = self._index_sweep_interval
             while True:
                 checked = await self._attempt(
-                    "contracts", functools.partial(check_new, self.store, limit=CHECK_CHUNK, horizon=self._horizon)
+                    "contracts", functools.partial(check_new, self.store, limit=CHECK_CHUNK)
                 )
                 if checked is None:
                     break
                 self.contract_checks += checked.exchanges
                 if checked.behind:
-                    wait = HORIZON_LAG / 2
+                    wait = RETRY_UNSETTLED
                 if not checked.more:
                     break
             with contextlib.suppress(TimeoutError):

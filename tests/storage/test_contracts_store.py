@@ -12,7 +12,6 @@ import time
 import pytest
 
 from storage.contracts import (
-    CheckHorizon,
     InvalidContract,
     check_document,
     check_new,
@@ -173,10 +172,30 @@ def test_two_runners_check_each_exchange_once(store):
     assert sorted(v for i in ids for v in [len(exchange_violations(store, exchange_id=i))]) == [1] * 120
 
 
-def test_the_horizon_holds_back_ids_newer_than_its_lag():
-    horizon = CheckHorizon(lag=2.0)
-    assert horizon.limit(10, now=100.0) == 0
-    assert horizon.limit(15, now=101.0) == 0
-    assert horizon.limit(20, now=102.0) == 10
-    assert horizon.limit(20, now=103.5) == 15
-    assert horizon.limit(20, now=104.0) == 20
+def test_postgresql_never_passes_an_exchange_whose_transaction_is_still_open(pg_store):
+    """A writer that took a lower id and has not committed yet holds the cursor back, however
+    long it takes; its exchange is checked once it commits."""
+    from storage.models import Exchange
+    from tests.support.stores import reset_store
+
+    store = reset_store(pg_store)
+    check_new(store)
+    set_contract(store, service="users", realm="dev", document=DOC, origin="api")
+    first = write(store, path="/nope/1")
+    assert check_new(store).violations == 1
+    columns = [column.name for column in Exchange.__table__.columns if column.name != "id"]
+    copied = ", ".join("md5(random()::text)" if name == "uuid" else name for name in columns)
+    with store.engine.connect() as writer:
+        open_transaction = writer.begin()
+        held = writer.exec_driver_sql(
+            f"INSERT INTO exchanges ({', '.join(columns)}) SELECT {copied} FROM exchanges WHERE id = %s RETURNING id",
+            (first,),
+        ).scalar_one()
+        later = write(store, path="/nope/3")
+        assert held < later
+        waiting = check_new(store)
+        assert (waiting.exchanges, waiting.behind) == (0, True)
+        assert exchange_violations(store, exchange_id=later) == []
+        open_transaction.commit()
+    assert check_new(store).exchanges == 2
+    assert len(exchange_violations(store, exchange_id=held)) == len(exchange_violations(store, exchange_id=later)) == 1
