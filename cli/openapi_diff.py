@@ -2,8 +2,9 @@
 between two moments, breaking changes marked (storage.contracts.changelog,
 storage.pure.openapi_diff). Each side is the document inferred from the `--window` (7d) of
 traffic before its moment; `--contract` compares the service's contract with the API inferred
-over [since, until] instead. `--realm` (the setting) narrows it to one realm; without one, every
-realm's traffic is merged. Read from the store, like `passageway openapi NAME`.
+over [since, until] instead (the contract of `--realm`'s realm, or of none). `--realm` narrows the
+traffic to one realm; without it every realm's is merged, as for `passageway openapi NAME`. Read
+from the store like that command.
 
 add_diff_arguments(parser) gives a parser its arguments; run_diff(args, settings) runs it.
 """
@@ -28,6 +29,8 @@ def add_diff_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the newer moment: this long ago (1d) or an ISO 8601 time (default: now)")
     parser.add_argument("--window", default="7d", metavar="DURATION",
                         help="the traffic each side is inferred from: this long before its moment (default 7d)")
+    parser.add_argument("--realm", dest="only_realm", default=None, metavar="REALM",
+                        help="only this realm (default: every realm), as for `passageway openapi NAME`")
     parser.add_argument("--contract", action="store_true",
                         help="compare the service's contract with the API inferred over [since, until] instead")
     parser.add_argument("--json", action="store_true", help="print the changelog as JSON (as the API gives it)")
@@ -50,7 +53,7 @@ def run_diff(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings.db)
     try:
         summarise_new(store, rules=settings.redaction_rules())  # what no maintenance summarised yet
-        changes = changelog(store, service=args.name, realm=settings.realm, since=since, until=until, window=window,
+        changes = changelog(store, service=args.name, realm=args.only_realm, since=since, until=until, window=window,
                             contract=args.contract)  # fmt: skip
     finally:
         store.close()

@@ -84,7 +84,7 @@ COMMAND_ROLES = {
     "registry list": ("client",),
     "registry forget": ("client",),
     "openapi show": ("store",),
-    "openapi diff": ("store", "client"),
+    "openapi diff": ("store",),
     "contract set": ("store", "client"),
     "contract show": ("store", "client"),
     "contract accept": ("store", "client"),
