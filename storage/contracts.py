@@ -257,6 +257,8 @@ def _stored(row: Any) -> StoredContract:
 
 
 _compiled_cache: dict[tuple[int, dt.datetime], CompiledContract | None] = {}
+_failed_checks: set[int] = set()
+"""Compiled contracts whose check raised once (logged once each)."""
 _cache_lock = threading.Lock()
 _MISSING = object()
 
@@ -388,7 +390,13 @@ def _check_rows(
             response_body=_body(bodies, row.response_body_sha256, row.response_body_size, row.response_body_truncated,
                                 row.response_body_encoding),
         )  # fmt: skip
-        violations = compiled.check(exchange)
+        try:
+            violations = compiled.check(exchange)
+        except Exception:  # noqa: BLE001 - a bug or a broken document must not stop the cursor on this exchange
+            if id(compiled) not in _failed_checks:
+                _failed_checks.add(id(compiled))
+                log.exception("contract check of exchange %d (%s) failed; its exchanges are skipped", row.id, row.service)
+            continue
         if not violations:
             continue
         template = compiled.template_for(row.method, row.path) or template_path(row.path)

@@ -199,3 +199,15 @@ def test_postgresql_never_passes_an_exchange_whose_transaction_is_still_open(pg_
         open_transaction.commit()
     assert check_new(store).exchanges == 2
     assert len(exchange_violations(store, exchange_id=held)) == len(exchange_violations(store, exchange_id=later)) == 1
+
+
+def test_a_contract_whose_check_fails_does_not_stop_the_job(store):
+    broken = {**DOC, "paths": {"/users/{id}": {"get": {"responses": {"200": {"description": "ok", "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Missing"}}}}}}}}}  # fmt: skip
+    check_new(store)
+    set_contract(store, service="users", realm="dev", document=broken, origin="api")
+    skipped = write(store, path="/users/1")
+    undocumented = write(store, path="/nope")
+    assert check_new(store).position == undocumented  # past both
+    assert exchange_violations(store, exchange_id=skipped) == []
+    assert [v["rule"] for v in exchange_violations(store, exchange_id=undocumented)] == ["undocumented-endpoint"]
