@@ -475,7 +475,7 @@ def json_path(parts: list[Any]) -> str:
         elif isinstance(part, str) and re.fullmatch(r"[A-Za-z_$][A-Za-z0-9_$-]*", part):
             text += "." + part
         else:
-            text += "[" + json.dumps(str(part), ensure_ascii=False) + "]"
+            text += "[" + _without_surrogates(json.dumps(str(part), ensure_ascii=False)) + "]"
         if len(text) > _MAX_PATH_CHARS:
             return text[: _MAX_PATH_CHARS - 1] + "…"
     return text
@@ -486,8 +486,13 @@ def _quote(name: Any) -> str:
 
 
 def _cut(text: str, size: int = 120) -> str:
-    text = " ".join(text.split())
+    text = " ".join(_without_surrogates(text).split())
     return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _without_surrogates(text: str) -> str:
+    """A lone surrogate (JSON allows "\\ud800" in a name) as its escape: the text can be encoded."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _types(value: Any) -> str:

@@ -332,6 +332,8 @@ def test_any_exchange_gives_bounded_well_formed_violations(method, path, query, 
             assert violation.rule in RULES
             assert violation.side in ("request", "response")
             assert "\n" not in violation.message and len(violation.message) < 400
+            violation.message.encode("utf-8")  # no lone surrogate: it can be stored and answered as JSON
+            (violation.json_path or "").encode("utf-8")
             assert violation.json_path is None or (violation.json_path.startswith("$") and len(violation.json_path) <= 200)
 
 
@@ -375,3 +377,24 @@ def test_every_example_document_validates_and_compiles(name):
         assert operations
         for method, template in operations:
             assert contract.template_for(method, template.replace("{", "").replace("}", "")) == template
+
+
+STRICT = compile_contract(_doc({"type": "object", "additionalProperties": False, "required": ["id"],
+                                "properties": {"id": {"type": "integer"}, "tags": {"type": "array", "items": {
+                                    "type": "object", "additionalProperties": False}}}}))  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), json_values, max_size=6),
+       st.lists(st.dictionaries(st.text(max_size=12), st.integers(), max_size=3), max_size=3))  # fmt: skip
+def test_captured_field_names_give_one_line_encodable_violations(extra, tags):
+    body = json.dumps({**extra, "tags": tags}).encode()  # surrogates, NULs, newlines in the names
+    found = STRICT.check(Exchange("GET", "/items/1", status=200, response_content_type="application/json",
+                                  response_body=body))  # fmt: skip
+    unknown = [v for v in found if v.rule == "unknown-field"]
+    expected = sum(1 for name in {**extra, "tags": tags} if name not in ("id", "tags")) + sum(len(t) for t in tags)
+    assert len(unknown) == expected  # at most 15: below MAX_VIOLATIONS
+    for violation in found:
+        assert "\n" not in violation.message and "\n" not in (violation.json_path or "")
+        violation.message.encode("utf-8")
+        (violation.json_path or "").encode("utf-8")

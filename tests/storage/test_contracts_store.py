@@ -211,3 +211,16 @@ def test_a_contract_whose_check_fails_does_not_stop_the_job(store):
     assert check_new(store).position == undocumented  # past both
     assert exchange_violations(store, exchange_id=skipped) == []
     assert [v["rule"] for v in exchange_violations(store, exchange_id=undocumented)] == ["undocumented-endpoint"]
+
+
+def test_hostile_field_names_are_stored_and_read_back(store):
+    strict = {**DOC, "paths": {"/users/{id}": {"get": {"responses": {"200": {"description": "ok", "content": {
+        "application/json": {"schema": {"type": "object", "additionalProperties": False}}}}}}}}}  # fmt: skip
+    check_new(store)
+    set_contract(store, service="users", realm="dev", document=strict, origin="api")
+    data = b'{"nul\\u0000here": 1, "lone\\ud800": 2, "<script>alert(1)</script>": 3}'
+    hostile = write(store, path="/users/1",
+                    response_body=CapturedBody(data=data, size=len(data), truncated=False, content_type="application/json"))
+    check_new(store)
+    paths = sorted(v["json_path"] for v in exchange_violations(store, exchange_id=hostile))
+    assert paths == sorted(['$["nul\\u0000here"]', '$["lone\\ud800"]', '$["<script>alert(1)</script>"]'])
