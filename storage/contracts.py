@@ -211,7 +211,8 @@ def accept_inferred(
     from storage.api_shapes import inferred_openapi
 
     now = now or dt.datetime.now(dt.UTC)
-    document = inferred_openapi(store, service, realm=realm, since=now - window, until=now)
+    # The contract holds for the exchanges of `realm` ("": those without one), so it is inferred from them alone.
+    document = inferred_openapi(store, service, realm=realm or "", since=now - window, until=now)
     if not document.get("paths"):
         raise InvalidContract(f"no exchange of {service!r} in the last {_days(window)} to infer a contract from")
     label = f"inferred {now:%Y-%m-%d} (last {_days(window)})"
@@ -225,8 +226,9 @@ def changelog(
 ) -> list[Change]:  # fmt: skip
     """How the service's inferred API changed from `since` to `until` (default now): the document
     inferred from the `window` before `since` against the one from the `window` before `until`.
-    contract=True: the stored contract against the document inferred over [since, until] instead
-    (NotFound without one). Invalid for an empty window."""
+    contract=True: the contract of `realm` (None: of none) against the document inferred from that
+    realm's exchanges over [since, until] instead (NotFound without one). Invalid for an empty window.
+    Otherwise `realm` None merges every realm's traffic."""
     from storage.api_shapes import inferred_openapi
 
     until = until or now or dt.datetime.now(dt.UTC)
@@ -237,7 +239,7 @@ def changelog(
         if stored is None:
             raise NotFound(f"{service!r} has no contract" + (f" in realm {realm!r}" if realm else ""))
         older = stored.document
-        newer = inferred_openapi(store, service, realm=realm, since=since, until=until)
+        newer = inferred_openapi(store, service, realm=realm or "", since=since, until=until)
     else:
         older = inferred_openapi(store, service, realm=realm, since=since - window, until=since)
         newer = inferred_openapi(store, service, realm=realm, since=until - window, until=until)
