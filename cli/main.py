@@ -132,7 +132,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .openapi import add_openapi_parser
 
-    add_openapi_parser(commands)
+    from .openapi_diff import add_diff_arguments
+
+    diff = add_openapi_parser(commands).add_parser(
+        "diff", help="how a service's inferred API changed between two moments, breaking changes marked",
+        description="Compare the document inferred from the --window (7d) of traffic before --since (30d ago) with "
+        "the one before --until (now); --contract compares the service's contract with the API over [since, until].",
+    )  # fmt: skip
+    add_flags(diff, COMMAND_ROLES["openapi diff"])
+    add_diff_arguments(diff)
+
+    from .contracts import add_contract_arguments
+
+    contract = commands.add_parser("contract", help="a service's OpenAPI contract, which its traffic is checked against")
+    contract_commands = contract.add_subparsers(dest="contract_command", required=True, metavar="COMMAND")
+
+    def contract_command(name: str, **how: str) -> argparse.ArgumentParser:
+        sub = contract_commands.add_parser(name, **how)
+        add_flags(sub, COMMAND_ROLES[f"contract {name}"])
+        return sub
+
+    add_contract_arguments(
+        contract_command("set", help="make FILE (an OpenAPI 3.0/3.1 document, JSON or YAML) the contract of NAME"),
+        contract_command("show", help="the contract of NAME (origin, label, date) and its violations in the last 24h"),
+        contract_command("accept", help="accept current as contract: freeze the document inferred from NAME's traffic"),
+        contract_command("clear", help="remove the contract of NAME (the violations found stay)"),
+    )
 
     demo = commands.add_parser("demo-upstream", help="run the demo upstream service")
     demo.add_argument("--listen", metavar="HOST:PORT", default=format_address(*DEMO_ADDRESS))
@@ -179,9 +204,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return {"list": registry.run_list, "forget": registry.run_forget}[args.registry_command](args, settings)
         if args.command == "openapi":
+            if args.openapi_command == "diff":
+                from .openapi_diff import run_diff
+
+                return run_diff(args, settings)
             from .openapi import run_openapi
 
             return run_openapi(args, settings)
+        if args.command == "contract":
+            from .contracts import run_contract
+
+            return run_contract(args, settings)
         if args.command == "up":
             from .supervisor import run_up
 

@@ -20,7 +20,7 @@ from .settings import COMMAND_ROLES, Settings, add_flags
 
 __all__ = ["ACTIONS", "add_openapi_parser", "implicit_show", "run_openapi"]
 
-ACTIONS = ["show"]
+ACTIONS = ["show", "diff"]
 """Words after `passageway openapi` that name an action rather than a service."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from proxy.routing import format_address
 
 from .commands import fail
+from .contracts import sync_contracts
 from .faults import sync_faults
 from .monitoring import inspector_url, sync_monitors
 from .settings import Settings, client_url, view
@@ -91,6 +92,7 @@ def run_ui(settings: Settings) -> int:
     try:
         sync_monitors(store, settings)  # [monitors.NAME] are in the store before any runner looks
         sync_faults(store, settings)  # [[faults]] too, before any proxy reads them
+        sync_contracts(store, settings)  # [services.NAME] contract files, before the maintenance checks
         token = inspector_token(settings)
         if token and not settings.ui_token:
             host, port = settings.ui

@@ -84,6 +84,11 @@ COMMAND_ROLES = {
     "registry list": ("client",),
     "registry forget": ("client",),
     "openapi show": ("store",),
+    "openapi diff": ("store",),
+    "contract set": ("store", "client"),
+    "contract show": ("store", "client"),
+    "contract accept": ("store", "client"),
+    "contract clear": ("store", "client"),
 }
 """A command with sub-commands is keyed "GROUP SUB" (`passageway test run`)."""
 
@@ -421,7 +426,8 @@ class Settings(BaseModel):
         metavar="HOST:PORT", default="`127.0.0.1:8081`")] = DEFAULT_UI
     services: Annotated[dict[str, Service], setting(
         "a service behind the gateway; `listen = \"HOST:PORT\"` in the file gives it its own port, "
-        "`health = \"/path\"` a health probe", *_NETWORK, flag="--route", env="PASSAGEWAY_ROUTES", file="services",
+        "`health = \"/path\"` a health probe, `contract = \"openapi.yaml\"` the OpenAPI contract its traffic is "
+        "checked against (see [Contracts](#contracts))", *_NETWORK, flag="--route", env="PASSAGEWAY_ROUTES", file="services",
         metavar="NAME=URL", repeatable=True, shown_env="`PASSAGEWAY_ROUTES` (`a=URL,b=URL`)",
         shown_file="`[services.NAME] url = ...`")] = {}
     realm: Annotated[str | None, setting(
@@ -649,7 +655,8 @@ def load_settings(flags: Mapping[str, Any], *, environ: Mapping[str, str] = os.e
         base = config_file.parent if config_file is not None else (cwd or Path.cwd())
         merged["monitors"] = monitors_from(table, source=source, base=base, realms=realms)
     merged.update(
-        services={name: service for layer in layer_services for name, service in layer.items()},
+        services=_with_contracts({name: service for layer in layer_services for name, service in layer.items()},
+                                 config_file),  # fmt: skip
         variables={name: value for layer in layer_variables for name, value in layer.items()},
         secrets={name: value for layer in layer_secrets for name, value in layer.items()},
         realm=realm,
@@ -670,6 +677,26 @@ def load_settings(flags: Mapping[str, Any], *, environ: Mapping[str, str] = os.e
         raise ConfigError(f"redaction: {e}") from None
     check_addresses(settings)
     return settings
+
+
+def _with_contracts(services: dict[str, Service], config_file: Path | None) -> dict[str, Service]:
+    """Each service's contract file relative to the config file, read and checked now: a missing
+    or invalid one stops the start with one line naming the file and the problem."""
+    from .contracts import read_contract_file
+
+    out = {}
+    for name, service in services.items():
+        if service.contract is not None:
+            path = service.contract
+            if not path.is_absolute() and config_file is not None:
+                path = config_file.parent / path
+            try:
+                read_contract_file(path)
+            except ConfigError as e:
+                raise ConfigError(f"service {name!r}: {e}") from None
+            service = dataclasses.replace(service, contract=path)
+        out[name] = service
+    return out
 
 
 def environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -713,7 +740,7 @@ def _layer_services(value: Any, *, source: str) -> dict[str, Service]:
     return services
 
 
-SERVICE_KEYS = {"url", "listen", "health", "health_interval", "health_timeout"}
+SERVICE_KEYS = {"url", "listen", "health", "health_interval", "health_timeout", "contract"}
 
 
 def _health(name: str, spec: dict[str, Any], source: str) -> HealthCheck | None:
@@ -747,7 +774,11 @@ def services_from_table(table: Any, *, source: str) -> dict[str, Service]:
             if unknown:
                 raise ConfigError(f"{source}: service {name!r} has unknown key {sorted(unknown)[0]!r}")
             listen = parse_listen(spec["listen"], what=f"listen of service {name!r}") if "listen" in spec else None
-            services[name] = Service(name, parse_upstream(str(spec["url"])), listen, _health(name, spec, source))
+            contract = spec.get("contract")
+            if contract is not None and (not isinstance(contract, str) or not contract.strip()):
+                raise ConfigError(f"{source}: service {name!r}: contract must be a file name such as \"openapi.yaml\"")
+            services[name] = Service(name, parse_upstream(str(spec["url"])), listen, _health(name, spec, source),
+                                     Path(contract) if contract else None)  # fmt: skip
         except RouteError as e:
             raise ConfigError(f"{source}: {e}") from None
     return services

@@ -29,6 +29,7 @@ from .problems import document_invalid_requests, invalid_request, problem, searc
 from .replay import ReplayClients, ReplayJobs, ReplayRoutes
 from .responses import SafeJSONResponse
 from .routers import (
+    contracts,
     diff,
     exchanges,
     faults,
@@ -163,6 +164,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(registry.router)
     app.include_router(faults.router)
     app.include_router(openapi.router)
+    app.include_router(contracts.router)
     _answer_errors(app)
     document_invalid_requests(app)
 

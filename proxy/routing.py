@@ -8,6 +8,7 @@ may also have a listen port of its own, where every path goes to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 # One definition of a service name, shared with the smart client's service:// URLs.
@@ -49,6 +50,9 @@ class Service:
     listen: tuple[str, int] | None = None
     """Own listen address: a plain reverse proxy for clients that cannot add a prefix."""
     health: HealthCheck | None = None
+    contract: Path | None = None
+    """`contract = "openapi.yaml"`: the OpenAPI document its traffic is checked against (not by the
+    proxy: the maintenance role, storage.contracts); relative to the config file until loaded."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ Named jobs, each on its own trigger:
   it arrives; the rest of the queue (captured while no maintenance ran, or left by a failure)
   when the feed opens, after a failure and every `index_sweep_interval`.
 - statistics (storage.indexer.refresh_statistics): at start and every `statistics_interval`.
+- contracts (storage.contracts.check_new): the new exchanges of services with a contract, checked
+  against it, after each change-feed batch and every `index_sweep_interval`.
 - retention (storage.retention.prune): at start and every `retention_interval`, when a limit is set.
 - pending expiry (storage.pending.expire_pending): every PENDING_SWEEP_INTERVAL, the pending
   notices no proxy refreshed for `pending_expiry` seconds (it was killed mid-call) become
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from storage.api_shapes import prune_shapes, summarise_new
+from storage.contracts import CHECK_CHUNK, RETRY_UNSETTLED, check_new
 from storage.feed import open_change_feed
 from storage.indexer import index_pending, refresh_statistics
 from storage.pending import PENDING_EXPIRY, expire_pending
@@ -134,6 +137,7 @@ class Maintenance:
         self._on_indexed = on_indexed
         self.jobs: dict[str, JobStats] = {
             "indexing": JobStats(), "statistics": JobStats(), "pending": JobStats(), "api_shapes": JobStats(),
+            "contracts": JobStats(),
         }  # fmt: skip
         self.retention: RetentionTotals | None = None
         """Retention's totals, when a limit is set (else the job does not run)."""
@@ -141,8 +145,11 @@ class Maintenance:
             self.jobs["retention"] = JobStats()
             self.retention = RetentionTotals()
         self.indexed = 0
+        self.contract_checks = 0
+        """Exchanges checked against their service's contract."""
         self._sweep_now = asyncio.Event()
         self._shapes_now = asyncio.Event()
+        self._check_now = asyncio.Event()
         self._behind = False  # an indexing run failed: sweep the queue after the next one that works
         self._stopping = threading.Event()  # seen by a retention pass between its batches
 
@@ -162,6 +169,7 @@ class Maintenance:
             jobs.create_task(self._statistics(), name="passageway-maintenance-statistics")
             jobs.create_task(self._expire_pending(), name="passageway-maintenance-pending")
             jobs.create_task(self._summarise_shapes(), name="passageway-maintenance-api-shapes")
+            jobs.create_task(self._check_contracts(), name="passageway-maintenance-contracts")
             if self.retention is not None:
                 jobs.create_task(self._retention(), name="passageway-maintenance-retention")
 
@@ -193,6 +201,7 @@ class Maintenance:
                     self._sweep_now.set()  # what was queued before the feed began
                     async for ids in feed:
                         if ids:
+                            self._check_now.set()
                             await self._index(ids)
                             self._shapes_now.set()
             except Exception as exc:  # noqa: BLE001 - opening the feed failed (it reconnects by itself after)
@@ -229,6 +238,27 @@ class Maintenance:
                 if len(done) < INDEX_CHUNK:
                     break
             self._shapes_now.set()
+
+    async def _check_contracts(self) -> None:
+        """Check the new exchanges of contracted services: at start (the first run ever sets the
+        cursor), after each feed batch (set by _index_new), every index_sweep_interval, and again
+        soon while exchanges wait for older transactions (PostgreSQL)."""
+        while True:
+            self._check_now.clear()
+            wait = self._index_sweep_interval
+            while True:
+                checked = await self._attempt(
+                    "contracts", functools.partial(check_new, self.store, limit=CHECK_CHUNK)
+                )
+                if checked is None:
+                    break
+                self.contract_checks += checked.exchanges
+                if checked.behind:
+                    wait = RETRY_UNSETTLED
+                if not checked.more:
+                    break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._check_now.wait(), wait)
 
     async def _statistics(self) -> None:
         while True:

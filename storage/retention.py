@@ -4,9 +4,9 @@ size of stored bodies, by pruning the oldest exchanges (lowest ids) in small bat
 One pass (prune) fixes its targets at the start (pass_limits), then runs batches until they
 are met, pausing between batches so the capture writer and the indexer get the database's
 locks in between. Each batch (prune_batch) is one short transaction that deletes up to
-`batch_size` exchanges and everything derived from them: their WebSocket messages, their
-search rows (exchange_headers, the full-text row, or their search_pending entry when they
-were never indexed), and the bodies no remaining exchange references. Shares are never
+`batch_size` exchanges and everything derived from them: their WebSocket messages and contract
+violations, their search rows (exchange_headers, the full-text row, or their search_pending
+entry when they were never indexed), and the bodies no remaining exchange references. Shares are never
 touched: a share keeps its own redacted snapshot (storage.shares), bodies included, and
 references no row of `bodies`, so its link keeps working after its exchanges are pruned.
 Capture blocks are left as they are (storage.models.CaptureBlock: wider than needed, never wrong).
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, delete, exists, func, or_, select
 
 from storage.indexer import _documents, _header
-from storage.models import Body, Exchange, SearchPending, WebSocketMessage
+from storage.models import Body, ContractViolation, Exchange, SearchPending, WebSocketMessage
 from storage.pure.retention_policy import RetentionPolicy
 from storage.store import Store
 from storage.test_runs import prune_runs
@@ -451,10 +451,12 @@ def _json_list(value: object) -> list:
 
 
 def _delete_dependents(conn: Connection, deleted: list[tuple], *, lock_bodies: bool) -> Pruned:
-    """Delete the WebSocket messages of the deleted exchanges, and their bodies that no exchange references."""
+    """Delete the WebSocket messages and contract violations of the deleted exchanges, and their
+    bodies that no exchange references."""
     if not deleted:
         return Pruned(transactions=1)
     uuids = [row[1] for row in deleted]
+    conn.execute(delete(ContractViolation).where(ContractViolation.exchange_id.in_([row[0] for row in deleted])))
     messages = conn.execute(delete(WebSocketMessage).where(WebSocketMessage.exchange_uuid.in_(uuids))).rowcount
     shas = sorted({sha for row in deleted for sha in (row[3], row[4]) if sha is not None})
     freed: list[int] = []

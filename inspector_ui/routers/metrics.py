@@ -14,6 +14,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from radar.monitor_runner import MonitorRunner
+from storage.contracts import violation_totals
 from storage.maintenance import JobStats
 from storage.monitors import MonitorRow, list_monitors
 from storage.queries import index_backlog, proxy_stats
@@ -60,6 +61,8 @@ def exposition(
     services: list[dict] = (),
     monitors: list[MonitorRow] = (),
     runner: MonitorRunner | None = None,
+    violations: list[tuple[str, str, str, int]] = (),
+    contract_checks: int | None = None,
 ) -> str:
     lines: list[str] = []
     for name, kind, text, column in PROXY_METRICS:
@@ -70,6 +73,7 @@ def exposition(
     lines += [f'passageway_proxy_up{{proxy="{_label(p["proxy"])}"}} {int(proxy_up(p))}' for p in proxies]
     lines += _service_metrics([s for s in services if s["health"]["state"] in ("up", "down")])
     lines += _monitor_metrics(monitors)
+    lines += _violation_metrics(violations)
     if runner is not None:
         lines += _runner_metrics(runner)
     for name, kind, text, value in (
@@ -78,7 +82,10 @@ def exposition(
         ("passageway_stream_messages_total", "counter", "Messages published to viewers.", published),
         ("passageway_index_backlog", "gauge", "Exchanges waiting for the search indexer.", backlog),
         *(_retention_metrics(retention) if retention is not None else ()),
-    ):
+        *((("passageway_contract_checks_total", "counter",
+            "Exchanges this inspector's maintenance checked against their service's contract.", contract_checks),)
+          if contract_checks is not None else ()),
+    ):  # fmt: skip
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
     if maintenance_jobs is not None:
         lines += ["# HELP passageway_maintenance_failures_total Failed runs of this inspector's maintenance jobs.",
@@ -99,6 +106,17 @@ def _service_metrics(services: list[dict]) -> list[str]:
         if service["health"]["latency_ms"] is not None:
             latencies.append(f"passageway_service_probe_seconds{{{labels}}} {service['health']['latency_ms'] / 1000:.6f}")
     return lines + latencies
+
+
+def _violation_metrics(violations: list[tuple[str, str, str, int]]) -> list[str]:
+    """Contract violations stored per service, realm and rule (storage.contracts); a gauge, as
+    retention removes them with their exchanges."""
+    lines = ["# HELP passageway_contract_violations Contract violations stored, by service, realm and rule.",
+             "# TYPE passageway_contract_violations gauge"]  # fmt: skip
+    for service, realm, rule, count in violations:
+        lines.append(f'passageway_contract_violations{{service="{_label(service)}",realm="{_label(realm)}",'
+                     f'rule="{_label(rule)}"}} {count}')  # fmt: skip
+    return lines
 
 
 def _monitor_metrics(monitors: list[MonitorRow]) -> list[str]:
@@ -150,8 +168,9 @@ def _retention_metrics(totals: RetentionTotals) -> tuple[tuple[str, str, str, in
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics: proxies' writers and this inspector")
 async def metrics(request: Request, store: StoreDep, broadcaster: BroadcasterDep, maintenance: MaintenanceDep) -> Any:
-    proxies, backlog, services, monitors = await run_in_threadpool(
-        lambda: (proxy_stats(store), index_backlog(store), service_overview(store, history=1), list_monitors(store))
+    proxies, backlog, services, monitors, violations = await run_in_threadpool(
+        lambda: (proxy_stats(store), index_backlog(store), service_overview(store, history=1), list_monitors(store),
+                 violation_totals(store))  # fmt: skip
     )
     text = exposition(
         proxies,
@@ -164,5 +183,7 @@ async def metrics(request: Request, store: StoreDep, broadcaster: BroadcasterDep
         services=services,
         monitors=monitors,
         runner=getattr(request.app.state, "monitor_runner", None),  # set when this inspector runs monitors
+        violations=violations,
+        contract_checks=maintenance.contract_checks if maintenance is not None else None,
     )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

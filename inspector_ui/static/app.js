@@ -13,6 +13,7 @@ import { addTerm, cellTerm, clientStatusClass, formatWhen, isLiveOrder, nextSort
 import { bindSplit } from "./split.js";
 import { fillHelp } from "./help.js";
 import * as pending from "./pending.js";
+import "./exchange_violations.js"; // lists an exchange's contract violations in the pane (issue 18)
 
 const ROW_HEIGHT = 28; // px; must match .row in app.css (the list is virtualized on it)
 const PAGE = 100;
@@ -815,6 +816,8 @@ function errorBox(x) {
 }
 
 function renderDetail(body, x) {
+  // For the panes' extensions (exchange_violations.js): which exchange is shown now.
+  document.dispatchEvent(new CustomEvent("passageway:exchange-shown", { detail: { id: x.id } }));
   const title = $("detail-title");
   clear(title).append(...detailTitle(x));
   title.title = "";

@@ -66,7 +66,8 @@ def test_the_page_renders_charts_and_endpoints(browser, stats_ui, traffic) -> No
         hostile = page.locator("#endpoints td.endpoint", has_text="<script>")
         expect(hostile).to_have_count(1)
         assert page.locator("#endpoints script").count() == 0
-        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js", "/static/service_openapi.js"],
+        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js", "/static/service_openapi.js",
+                                                  "/static/service_contract.js"],
                            no_elements="#endpoints img, #endpoints iframe, .service-main img")
 
         # Hovering a chart shows the readout.
@@ -193,7 +194,8 @@ def test_the_inferred_api_shows_each_endpoints_schema_and_links_the_document(bro
         expect(schema.locator("pre.openapi-json").first).to_contain_text('"type": "object"')
         expect(operation.locator(".openapi-parameters")).to_contain_text("id in path, required: integer")
         screenshot(page, "service-inferred-api")
-        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js", "/static/service_openapi.js"],
+        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js", "/static/service_openapi.js",
+                                                  "/static/service_contract.js"],
                            no_elements="img, iframe, object, embed")  # fmt: skip
     finally:
         page.context.close()

@@ -91,7 +91,7 @@ def test_metrics_are_prometheus_text_with_escaped_labels():
     assert 'passageway_spooled{proxy="edge \\"1\\"\\\\"} 6' in text
     assert "passageway_live_viewers 2\n" in text and "passageway_index_backlog 7\n" in text
     names = re.findall(r"^# TYPE (\S+) (counter|gauge)$", text, flags=re.MULTILINE)
-    assert len(names) == len({name for name, _ in names}) == 20
+    assert len(names) == len({name for name, _ in names}) == 21  # passageway_contract_violations included
     assert text.endswith("\n")
 
 
