@@ -37,6 +37,8 @@ META_PARENT_SPAN = "passageway.parent_span"
 """Set by proxy.tracing: the parent-id of the traceparent the client sent."""
 META_FAULT = "passageway.fault"
 """Set by proxy.faults: what a fault rule did to the exchange (e.g. "#3 status 503")."""
+META_UNROUTED = "passageway.mock_unrouted"
+"""Set by proxy.router for a simulated service it has no upstream for: only proxy.mocks answers."""
 META_MOCK = "passageway.mock"
 """Set by proxy.mocks: which recording answered a simulated service's request ("#1234",
 "har:entry 7"), or "no-match"."""
