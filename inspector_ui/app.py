@@ -33,6 +33,7 @@ from .routers import (
     exchanges,
     faults,
     health,
+    mocks,
     metrics,
     monitors,
     registry,
@@ -160,6 +161,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(monitors.router)
     app.include_router(registry.router)
     app.include_router(faults.router)
+    app.include_router(mocks.router)
     _answer_errors(app)
     document_invalid_requests(app)
 
