@@ -251,13 +251,14 @@ def har_recordings(text: str | None) -> list[Recording]:
 
 def _store_ids(store: Store, spec: SimulationSpec) -> Iterator[int]:
     """The ids of the service's answered exchanges in the realm the search finds, newest first,
-    leaving out mock answers and fault-touched ones; MAX_SCANNED looked at, at most."""
+    leaving out mock answers, fault-touched and failed ones; MAX_SCANNED looked at, at most."""
     q = parse_query(spec.query) if spec.query else None
     before, scanned = None, 0
     while scanned < MAX_SCANNED:
         page = list_exchanges(store, q=q, service=spec.service, limit=500, before=before)
         for row in page.data:
-            if (row["realm"] or "") == spec.realm and row["mock"] is None and row["fault"] is None and row["status"]:
+            answered = row["status"] and row["error"] is None  # not the proxy's own 502 for an upstream away
+            if answered and (row["realm"] or "") == spec.realm and row["mock"] is None and row["fault"] is None:
                 yield row["id"]
         scanned += len(page.data)
         if page.next is None:

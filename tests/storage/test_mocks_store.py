@@ -81,6 +81,7 @@ def test_recordings_from_the_store(store) -> None:  # type: ignore[no-untyped-de
         make_record(service="users", realm="", path="/users/8", mock="#1"),  # a mock's own answer
         make_record(service="users", realm="", path="/users/9", fault="#2 status 503"),
         make_record(service="users", realm="", path="/users/10", status=None, error_kind="timeout"),
+        make_record(service="users", realm="", path="/users/12", status=502, error_kind="connect_failed"),
         make_record(service="users", realm="staging", path="/users/11"),
         make_record(service="orders", realm="", path="/orders/1"),
         make_record(service="users", realm="", path="/big",
