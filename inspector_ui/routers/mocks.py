@@ -67,11 +67,21 @@ async def list_mocks(store: StoreDep, realm: Annotated[str | None, Query(max_len
     return {"mocks": [simulation.to_json() for simulation in found]}
 
 
-@router.get("/api/services/{name}/mock", summary="A service's simulation, with how many recordings it answers from")
+@router.get(
+    "/api/services/{name}/mock",
+    summary="Whether a service is simulated: its simulation, with how many recordings it answers from",
+)
 async def get_mock(store: StoreDep, settings: SettingsDep, name: ServiceName, realm: RealmParam = None) -> Any:
-    stored = await _stored(store, name, _realm(realm, settings))
-    count = await run_in_threadpool(lambda: len(mocks.load_recordings(store, stored.spec)))
-    return {**stored.to_json(), "recordings": count}
+    """`simulated` false (and nothing else) when its requests are forwarded: a state, never a 404."""
+    chosen = _realm(realm, settings)
+
+    def read() -> dict[str, Any]:
+        stored = mocks.get_simulation(store, service=name, realm=chosen)
+        if stored is None:
+            return {"service": name, "realm": chosen or None, "simulated": False}
+        return {"simulated": True, **stored.to_json(), "recordings": len(mocks.load_recordings(store, stored.spec))}
+
+    return await run_in_threadpool(read)
 
 
 @router.put("/api/services/{name}/mock", summary="Simulate a service from its recordings (a search, or a HAR document)")
@@ -83,7 +93,7 @@ async def put_mock(store: StoreDep, settings: SettingsDep, name: ServiceName, bo
 
     def put() -> dict[str, Any]:
         stored = mocks.put_simulation(store, spec, origin="api")  # Invalid -> 422 naming the problem
-        return {**stored.to_json(), "recordings": len(mocks.load_recordings(store, stored.spec))}
+        return {"simulated": True, **stored.to_json(), "recordings": len(mocks.load_recordings(store, stored.spec))}
 
     return await run_in_threadpool(put)
 

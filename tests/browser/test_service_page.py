@@ -66,7 +66,7 @@ def test_the_page_renders_charts_and_endpoints(browser, stats_ui, traffic) -> No
         hostile = page.locator("#endpoints td.endpoint", has_text="<script>")
         expect(hostile).to_have_count(1)
         assert page.locator("#endpoints script").count() == 0
-        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js"],
+        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js", "/static/service_mock.js"],
                            no_elements="#endpoints img, #endpoints iframe, .service-main img")
 
         # Hovering a chart shows the readout.
@@ -166,3 +166,46 @@ def test_the_page_refreshes_itself_every_ten_seconds(browser, stack, stats_ui, t
         expect(users).to_have_text(str(before + 1))
     finally:
         context.close()
+
+
+def test_the_simulate_toggle(browser, stack, stats_ui, traffic) -> None:
+    """Simulate `web` from its recorded GETs, see the gateway answer from them (marked in the list
+    and the detail), download the recordings, stop. Last in the module: the others want `web` forwarded."""
+    page, watched = open_page(browser, f"{stats_ui}/services/web?since=1h")
+    try:
+        box = page.locator("#service-mock")
+        expect(box.locator("h2")).to_have_text("Simulate")
+        box.locator("input[name=query]").fill("method:GET path:/json/users/*")
+        box.locator("input[name=latency]").check()
+        box.locator("button[type=submit]").click()
+        expect(box.locator("h2")).to_have_text("mock Simulated")
+        expect(box.locator(".mock-state")).to_contain_text("recording(s): its exchanges matching method:GET path:/json/users/* (latency)")
+        screenshot(page, "service-page-simulated")
+        href = box.locator("a.mock-download").get_attribute("href")
+        har = httpx.get(f"{stats_ui}{href}", timeout=10)
+        assert har.status_code == 200 and har.json()["log"]["entries"]
+
+        answer = wait_for(lambda: (r if (r := stack.send("GET", "/json/users/3")).headers.get("x-passageway-mock") else None),
+                          timeout=15, message="the proxy should simulate web")  # fmt: skip
+        mark = answer.headers["x-passageway-mock"]
+        assert mark.startswith("#")
+        box.locator("a", has_text="Answers so far").click()
+        page.wait_for_url("**/?q=*")
+        row = page.locator("#list .row").first
+        expect(row.locator(".badge.mock")).to_have_count(1)
+        assert row.locator(".badge.mock").get_attribute("title") == f"answered by recording {mark}"
+        row.click()
+        page.click(".tab[data-tab=headers]")
+        expect(page.locator("#detail")).to_contain_text(f"answered by recording {mark}")
+        assert watched.errors == [] and [m for m in watched.console if m.startswith("error")] == []
+    finally:
+        page.context.close()
+    page, watched = open_page(browser, f"{stats_ui}/services/web?since=1h")
+    try:
+        page.locator("#service-mock button", has_text="Stop simulating").click()
+        expect(page.locator("#service-mock h2")).to_have_text("Simulate")
+        wait_for(lambda: "x-passageway-mock" not in stack.send("GET", "/json/users/3").headers, timeout=15,
+                 message="the proxy should forward web again")  # fmt: skip
+        assert watched.errors == [] and [m for m in watched.console if m.startswith("error")] == []
+    finally:
+        page.context.close()

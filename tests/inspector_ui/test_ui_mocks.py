@@ -31,7 +31,7 @@ def test_simulate_read_list_export_stop(api, any_store):
     made = api.put("/api/services/orders/mock", json={"query": "method:GET", "latency": True})
     assert made.status_code == 200, made.text
     assert made.json() | {"created_at": None} == {
-        "service": "orders", "realm": None, "source": "store", "query": "method:GET", "har_entries": None,
+        "simulated": True, "service": "orders", "realm": None, "source": "store", "query": "method:GET", "har_entries": None,
         "latency": True, "passthrough": False, "origin": "api", "created_at": None, "recordings": 1,
     }  # fmt: skip
     assert api.get("/api/services/orders/mock").json()["recordings"] == 1
@@ -40,8 +40,8 @@ def test_simulate_read_list_export_stop(api, any_store):
     assert from_file.json()["source"] == "har" and from_file.json()["recordings"] == 1
     assert [m["service"] for m in api.get("/api/mocks").json()["mocks"]] == ["mitm", "orders"]
     assert [m["service"] for m in api.get("/api/mocks", params={"realm": "staging"}).json()["mocks"]] == ["mitm"]
-    assert api.get("/api/services/mitm/mock").status_code == 404  # the inspector's realm: none
-    assert api.get("/api/services/mitm/mock", params={"realm": "staging"}).status_code == 200
+    assert api.get("/api/services/mitm/mock").json() == {"service": "mitm", "realm": None, "simulated": False}
+    assert api.get("/api/services/mitm/mock", params={"realm": "staging"}).json()["simulated"]
 
     exported = api.get("/api/services/orders/mock/recordings.har")
     assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]
