@@ -7,11 +7,13 @@ once by `build_index`; `match` picks the answer for each live request:
    any order (`?a=1&b=2` is `?b=2&a=1`; `?a=1&a=2` is not `?a=1`); a JSON body compares by
    value (key order and whitespace aside), any other body byte for byte. Headers are never
    compared: they carry tokens, trace ids and dates that differ on every run.
-2. Closest on the same endpoint: the same method and endpoint template
+2. Closest on the same endpoint: among the recordings of the same method and path (they differ
+   by query or body), else of the same method and endpoint template
    (storage.pure.endpoints.template_path: `/orders/42` and `/orders/43` are `/orders/{id}`),
-   the recording with the highest `similarity` (below); on a tie, the one recorded first.
+   the one with the highest `similarity` (below); on a tie, the one recorded first.
 3. None: no recording of that method and template. The result names the MAX_CLOSEST
-   recordings nearest to the request (`nearness`, over every endpoint), for the answer to show.
+   recordings nearest to the request (`nearness`): those under the same first path segment,
+   else any.
 
 Sequences: identical recorded requests (one exact key) form a group, kept in recorded order.
 The n-th time a group answers, it answers with its n-th recording, so `GET /cart`, `POST /cart`,
@@ -31,13 +33,15 @@ nearness (only for a no-match's list): twice the share of leading path segments 
 
 Bounds: build_index keeps at most `max_recordings` recordings and `max_body_bytes` bytes of
 bodies (request and response) in all; what does not fit is dropped and counted. JSON leaves
-are read up to MAX_LEAVES per body. Exact matching is one dict lookup; the closest match scores
-only the groups of the request's method and template.
+are read up to MAX_LEAVES per body. Exact matching is one dict lookup; a closest match or a miss
+scores at most MAX_SCORED groups (the first recorded of its candidates).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +73,9 @@ MAX_CLOSEST = 3
 """Recordings a no-match names."""
 MAX_LEAVES = 256
 """JSON leaves (or form fields) of one body compared; the rest are ignored."""
+MAX_SCORED = 200
+"""Recordings one request scores at most (the first recorded of its candidates), so that a
+simulation with thousands of recordings of one endpoint costs the loop a bounded time."""
 _MAX_JSON_BYTES = 1024 * 1024
 """A longer body is compared as bytes, never parsed."""
 
@@ -149,6 +156,10 @@ class MockIndex:
 
     groups: Mapping[tuple, _Group]
     by_template: Mapping[tuple[str, str], tuple[_Group, ...]]
+    by_path: Mapping[tuple[str, str], tuple[_Group, ...]]
+    """(method, path): the groups that differ from a request of that path by query or body only."""
+    by_first: Mapping[str, tuple[_Group, ...]]
+    """First path segment: where a miss looks for the closest recordings first."""
     recordings: int
     """How many recordings it holds."""
     dropped: int
@@ -325,11 +336,17 @@ def build_index(
         body_bytes += size
     groups = {key: _Group(key, tuple(found), positions[key], features[key]) for key, found in members.items()}
     by_template: dict[tuple[str, str], list[_Group]] = {}
+    by_path: dict[tuple[str, str], list[_Group]] = {}
+    by_first: dict[str, list[_Group]] = {}
     for group in groups.values():
         by_template.setdefault((group.key[0], template_path(group.key[1])), []).append(group)
+        by_path.setdefault((group.key[0], group.key[1]), []).append(group)
+        by_first.setdefault(_first_segment(group.features.segments), []).append(group)
     return MockIndex(
         groups=groups,
         by_template={key: tuple(found) for key, found in by_template.items()},
+        by_path={key: tuple(found) for key, found in by_path.items()},
+        by_first={key: tuple(found) for key, found in by_first.items()},
         recordings=kept,
         dropped=dropped,
         body_bytes=body_bytes,
@@ -350,12 +367,19 @@ def match(index: MockIndex, state: MockState, request: MockRequest) -> MockMatch
     group = index.groups.get(_key(method, request.path, request.query, found))
     if group is not None:
         return MockMatch("exact", _serve(state, group))
-    candidates = index.by_template.get((method, template_path(request.path)))
+    candidates = index.by_path.get((method, request.path)) or index.by_template.get((method, template_path(request.path)))
     if candidates:
-        best = max(candidates, key=lambda g: (_similarity(found, g.features), -g.position))
+        best = max(candidates[:MAX_SCORED], key=lambda g: (_similarity(found, g.features), -g.position))
         return MockMatch("closest", _serve(state, best), similarity=_similarity(found, best.features))
-    ranked = sorted(index.groups.values(), key=lambda g: (-_nearness(method, found, g), g.position))
-    return MockMatch("none", closest=tuple(g.recordings[0] for g in ranked[:MAX_CLOSEST]))
+    pool = index.by_first.get(_first_segment(found.segments), ())[:MAX_SCORED]
+    if len(pool) < MAX_CLOSEST:
+        pool = (*pool, *itertools.islice(index.groups.values(), MAX_SCORED))
+    ranked = heapq.nsmallest(MAX_CLOSEST, {g.key: g for g in pool}.values(), key=lambda g: (-_nearness(method, found, g), g.position))
+    return MockMatch("none", closest=tuple(g.recordings[0] for g in ranked))
+
+
+def _first_segment(segments: tuple[str, ...]) -> str:
+    return segments[1] if len(segments) > 1 else ""
 
 
 def answer_headers(recorded: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

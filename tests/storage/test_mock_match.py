@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from storage.pure.mock_match import (
     MAX_CLOSEST,
+    MAX_SCORED,
     MockRequest,
     MockState,
     Recording,
@@ -129,7 +130,7 @@ def test_the_closest_recording_of_the_template_answers() -> None:
     found = match(index, state, ask(path="/orders/9", query="expand=items"))
     assert found.recording.label == "#1"
     found = match(index, state, ask(path="/orders/2", query="expand=items&lang=en"))
-    assert found.recording.label == "#1"  # the same query (1 + path 2/3) beats the same path (1 + query 0)
+    assert found.recording.label == "#2"  # a recording of the same path first, whatever its query
     found = match(index, state, ask("POST", "/orders", body=b'{"sku": "b", "qty": 2}'))
     assert found.recording.label == "#4" and 0 < found.similarity < 3
 
@@ -191,3 +192,14 @@ def test_answer_headers_leave_out_hop_by_hop_length_and_encoding() -> None:
     recorded = [("Content-Type", "application/json"), ("Content-Length", "12"), ("Content-Encoding", "gzip"),
                 ("Transfer-Encoding", "chunked"), ("Connection", "keep-alive"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]  # fmt: skip
     assert answer_headers(recorded) == [("Content-Type", "application/json"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+
+
+def test_a_crowded_endpoint_scores_a_bounded_number_of_recordings() -> None:
+    index = build_index([rec(f"#{i}", path=f"/items/{i}", query=f"v={i}") for i in range(3 * MAX_SCORED)])
+    found = match(index, MockState(), ask(path="/items/999999", query=f"v={2 * MAX_SCORED}"))
+    # The one with the same query is beyond what is scored: the first recorded of those scored answers.
+    assert found.kind == "closest" and found.recording.label == "#0"
+    found = match(index, MockState(), ask(path="/items/999999", query="v=7"))
+    assert found.recording.label == "#7"
+    miss = match(index, MockState(), ask("DELETE", "/elsewhere"))
+    assert len(miss.closest) == MAX_CLOSEST
