@@ -72,6 +72,11 @@ def test_answers_from_recordings_in_order_and_marks_them(store) -> None:  # type
     assert "content-encoding" not in posted.response.headers and posted.response.headers["X-Shop"] == "1"
     assert posted.response.headers["content-length"] == str(len(b'{"id": 7}'))
     assert flow_to_record(posted, proxy="p", body_cap=100).mock == f"#{add}"
+    # An answer already given (a fault rule's status, the inspector guard's refusal) stays.
+    faulted = flow_for("orders", "GET", "/cart")
+    faulted.response = tflow.tresp(status_code=503)
+    mocks.request(faulted)
+    assert faulted.response.status_code == 503 and META_MOCK not in faulted.metadata
     # Another service, and the staging realm's simulation, are not this proxy's to answer.
     other = flow_for("billing")
     mocks.request(other)

@@ -130,3 +130,12 @@ def test_an_export_is_redacted_unless_raw(store) -> None:  # type: ignore[no-unt
         r.response_body for r in har_recordings(json.dumps(har))
     ]
     assert secret in json.dumps(export_recordings(store, from_file, rules=None))
+
+
+@pytest.mark.parametrize("path", sorted(REAL.glob("*.har")) + sorted(REAL.parent.glob("*.har")), ids=lambda p: p.name)
+def test_every_real_tools_har_gives_recordings(path: Path) -> None:
+    entries = json.loads(path.read_text(encoding="utf-8-sig"))["log"]["entries"]
+    recordings = har_recordings(path.read_text(encoding="utf-8-sig"))
+    answered = [i for i, e in enumerate(entries) if (e.get("response") or {}).get("status")]
+    assert [r.label for r in recordings] == [f"har:entry {i}" for i in answered]
+    assert all(r.method and r.path.startswith("/") and 100 <= r.status < 600 for r in recordings)
