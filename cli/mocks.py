@@ -50,6 +50,8 @@ def describe(simulation: dict[str, Any]) -> str:
 def run_mock(args: argparse.Namespace, settings: Any) -> int:
     from storage import mocks
     from storage.errors import Invalid
+    from storage.exports import catch_up_search_index
+    from storage.pure.search import parse_query
     from storage.store import open_store
 
     if args.service != "list" and args.raw and not args.export:
@@ -85,6 +87,9 @@ def run_mock(args: argparse.Namespace, settings: Any) -> int:
             stored = mocks.put_simulation(store, spec, origin="cli")
         except Invalid as e:
             return fail(f"--har: {e}" if har is not None else f"--from: {e}" if args.query else str(e))
+        if args.query and parse_query(args.query).needs_index:
+            # Free text and header: terms read the search index: what was just captured is found too.
+            catch_up_search_index(store)
         count = len(mocks.load_recordings(store, stored.spec))
         print(f"simulating {describe(stored.to_json())}: {count} recording(s)")
         if not count:
