@@ -28,6 +28,7 @@ from passageway.wire import MOCK_HEADER
 from storage.mocks import SimulationSpec, put_simulation
 from storage.queries import get_exchange, list_exchanges
 from storage.store import Store, open_store
+from storage.traces import get_trace
 from tests.support import ManagedProcess, free_port, start_process, wait_for
 from tests.support.orders import running_orders
 from tests.support.relay import TcpRelay
@@ -142,6 +143,8 @@ def test_a_client_runs_its_tests_against_the_mock_with_the_service_gone(scene: S
     detail = get_exchange(scene.store, exchange_id=traced["id"])
     assert detail["mock"] == f"#{recordings[1]}" and detail["parent_span_id"] == "cd" * 8
     assert ("X-Passageway-Mock", f"#{recordings[1]}") in [tuple(h) for h in detail["response_headers"]]
+    [node] = get_trace(scene.store, trace_id="ab" * 16)["nodes"]  # the waterfall labels the call
+    assert node["mock"] == f"#{recordings[1]}"
     assert not scene.exchanges("is:mock service:slow")
 
 
