@@ -10,18 +10,26 @@ import json
 import time
 
 import pytest
+from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
 from passageway.wire import MOCK_HEADER
 from proxy.flow_record import META_MOCK, META_SERVICE, META_UNROUTED, flow_to_record
 from proxy.mocks import Mocks
+from proxy.registry_routes import RegistryRoutes
+from proxy.router import Router, gateway_mode
+from proxy.routing import parse_route
 from storage.errors import Unavailable
 from storage.mocks import SimulationSpec, delete_simulation, put_simulation
 from storage.pure.record import CapturedBody
+from storage.registry import Heartbeat, deregister, heartbeat
 from storage.sink import write_records
 from storage.store import open_store
+from tests.support import free_port
 from tests.support.records import make_record
 from tests.support.stores import migrated_sqlite_url
+
+GATEWAY = gateway_mode(("127.0.0.1", 8080))
 
 
 @pytest.fixture
@@ -174,3 +182,38 @@ def test_latency_is_reproduced_on_that_flow_only(store) -> None:  # type: ignore
 
     fast_at, slow_at = asyncio.run(run())
     assert slow_at >= 0.2 and fast_at < 0.1
+
+
+def test_the_router_brings_every_simulated_name_to_the_mock_with_no_upstream_reached(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A configured service whose upstream is down, a registered one (its instance down), one
+    registered with no instance left, and a name the proxy was never told about: all answered."""
+    for name in ("down", "registered", "gone", "unknown"):
+        write_records(store, [make_record(service=name, realm="dev", path="/x", query="",
+                                          response_body=CapturedBody(name.encode(), len(name), False))])  # fmt: skip
+        put_simulation(store, SimulationSpec(name, realm="dev"))
+    closed = free_port()
+    heartbeat(store, Heartbeat(name="registered", url=f"http://127.0.0.1:{closed}", instance="r1", realm="dev"))
+    heartbeat(store, Heartbeat(name="gone", url=f"http://127.0.0.1:{closed}", instance="g1", realm="dev"))
+    deregister(store, name="gone", instance="g1")
+    routes = RegistryRoutes(store, realm="dev", configured={"down"})
+    routes.refresh()
+    mocks = Mocks(store, realm="dev")
+    mocks.reload()
+    router = Router(services={"down": parse_route(f"down=http://127.0.0.1:{closed}")}, gateway=GATEWAY,
+                    registered=routes, simulated=mocks.simulates)  # fmt: skip
+    with taddons.context(router, mocks):
+        for name in ("down", "registered", "gone", "unknown"):
+            flow = tflow.tflow()
+            flow.client_conn.proxy_mode = ProxyMode.parse(GATEWAY)
+            flow.request.path = f"/{name}/x"
+            router.requestheaders(flow)
+            assert flow.response is None and flow.metadata[META_SERVICE] == name
+            assert flow.metadata.get(META_UNROUTED, False) == (name in ("gone", "unknown"))
+            mocks.requestheaders(flow)
+            mocks.request(flow)
+            assert flow.response.content == name.encode() and flow.response.headers[MOCK_HEADER].startswith("#")
+        nobody = tflow.tflow()
+        nobody.client_conn.proxy_mode = ProxyMode.parse(GATEWAY)
+        nobody.request.path = "/nobody/x"
+        router.requestheaders(nobody)
+        assert nobody.response.status_code == 404 and json.loads(nobody.response.content)["error"] == "no_route"
