@@ -182,7 +182,7 @@ def test_the_simulation_answers_while_the_database_is_away(scene: Scene) -> None
                     slowest = max(slowest, time.monotonic() - started)
                     assert answer.status_code == 404 and answer.headers[MOCK_HEADER]
                 time.sleep(1)
-            assert slowest < 0.5
+            assert slowest < 1.0  # a loop waiting on the database would wait out its timeouts (seconds)
         finally:
             scene.back()
     scene.recorded("is:mock service:orders", before + 30)  # recorded once the database is back
