@@ -12,7 +12,6 @@ held by another connection's exclusive lock."""
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 import subprocess
 import sys
