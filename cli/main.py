@@ -118,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
         fault_command("clear", help="remove one rule (ID), a service's rules (SERVICE), or every rule"),
     )
 
+    from .mocks import add_mock_arguments
+
+    add_mock_arguments(command(
+        "mock", help="answer a service from its recordings instead of forwarding (or --off; `mock list`)",
+        description="Simulate NAME: the proxies of the realm answer its requests from recorded exchanges (--from "
+        "a search, default all; or --har FILE), exact matches first, then the closest of the same endpoint; "
+        "--off stops it; --export FILE writes its recordings as HAR; `passageway mock list` shows every simulation.",
+    ))  # fmt: skip
+
     from .registry import add_forget_arguments, add_list_arguments
 
     registry = commands.add_parser("registry", help="the services that register themselves (asks the inspector)")
@@ -199,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .faults import run_fault
 
             return run_fault(args, settings)
+        if args.command == "mock":
+            from .mocks import run_mock
+
+            return run_mock(args, settings)
         if args.command == "registry":
             from . import registry
 

@@ -81,6 +81,7 @@ COMMAND_ROLES = {
     "fault add": ("store", "client"),
     "fault list": ("store",),
     "fault clear": ("store",),
+    "mock": ("store", "client"),
     "registry list": ("client",),
     "registry forget": ("client",),
     "openapi show": ("store",),
@@ -460,6 +461,12 @@ class Settings(BaseModel):
         "`realm`, `note`; written to the store when a proxy or an inspector starts, see [Faults](#faults)", "store",
         file="faults",
         shown_file="`[[faults]]`")] = ()
+    mocks: Annotated[dict[str, Path], setting(
+        "a service the proxy answers from a HAR file's recordings instead of forwarding (no upstream needed); a "
+        "file's paths are relative to it; also `[services.NAME] mock = \"FILE\"`, see [Mocks](#mocks)", "proxy",
+        flag="--mock", env="PASSAGEWAY_MOCKS", file="mocks", metavar="NAME=FILE", repeatable=True,
+        shown_env="`PASSAGEWAY_MOCKS` (`a=FILE,b=FILE`)", shown_file="`[mocks]` NAME = \"FILE\"",
+        default="none")] = {}
     tracing: Annotated[str, _as(_tracing, "tracing"), setting(
         "`propagate`: each traced exchange gets a span of its own; `start`: also start traces; `off`: never "
         "change a request", "proxy", flag="--tracing", env="PASSAGEWAY_TRACING", file="tracing", metavar="MODE",
@@ -626,6 +633,7 @@ def load_settings(flags: Mapping[str, Any], *, environ: Mapping[str, str] = os.e
     layer_services: list[dict[str, Service]] = []
     layer_variables: list[dict[str, Any]] = []
     layer_secrets: list[dict[str, str]] = []
+    layer_mocks: list[dict[str, Path]] = []
     realms: dict[str, RealmTables] = {}
     monitor_table: tuple[str, Any] | None = None
     for source, values in layers:
@@ -633,6 +641,12 @@ def load_settings(flags: Mapping[str, Any], *, environ: Mapping[str, str] = os.e
         values.pop("config_file", None)
         if "realms" in values:
             realms = realm_tables(values.pop("realms"), source=source)
+        base = config_file.parent if config_file is not None and source == str(config_file) else (cwd or Path.cwd())
+        if isinstance(values.get("services"), dict):  # `[services.NAME] mock = "FILE"`: a mock, with or without url
+            values["services"], service_mocks = _service_mocks(values["services"], source=source, base=base)
+            layer_mocks.append(service_mocks)
+        if "mocks" in values:
+            layer_mocks.append(mocks_from(values.pop("mocks"), source=source, base=base))
         if "services" in values:
             layer_services.append(_layer_services(values.pop("services"), source=source))
         if "variables" in values:
@@ -659,6 +673,7 @@ def load_settings(flags: Mapping[str, Any], *, environ: Mapping[str, str] = os.e
                                  config_file),  # fmt: skip
         variables={name: value for layer in layer_variables for name, value in layer.items()},
         secrets={name: value for layer in layer_secrets for name, value in layer.items()},
+        mocks={name: path for layer in layer_mocks for name, path in layer.items()},
         realm=realm,
         realms=tuple(sorted(realms)),
     )
@@ -741,6 +756,44 @@ def _layer_services(value: Any, *, source: str) -> dict[str, Service]:
 
 
 SERVICE_KEYS = {"url", "listen", "health", "health_interval", "health_timeout", "contract"}
+
+
+def mocks_from(value: Any, *, source: str, base: Path) -> dict[str, Path]:
+    """`NAME=FILE` mocks: a table (file), a comma-separated string (environment) or words (flags);
+    each FILE (relative to `base`) must be a readable file, its content is read when a proxy starts."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, dict | list | tuple):
+        raise ConfigError(f"{source}: 'mocks' must be a table of NAME = \"FILE\"")
+    mocks = {}
+    for name, item in _pairs(value, what="--mock", source=source).items():
+        name = str(name).strip()
+        try:
+            check_service_name(name)
+        except RouteError as e:
+            raise ConfigError(f"{source}: mock: {e}") from None
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(f"{source}: mock {name!r} wants a HAR file's path")
+        path = base / Path(item.strip()).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{source}: mock {name!r}: no such file {str(path)!r}")
+        mocks[name] = path
+    return mocks
+
+
+def _service_mocks(table: dict[str, Any], *, source: str, base: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+    """`[services.NAME] mock = "FILE"` taken out of the services table: (the table left, the
+    mocks); a service that only has a mock is no route (it needs no upstream)."""
+    left: dict[str, Any] = {}
+    mocks: dict[str, Any] = {}
+    for name, spec in table.items():
+        if isinstance(spec, dict) and "mock" in spec:
+            mocks[name] = spec["mock"]
+            spec = {key: value for key, value in spec.items() if key != "mock"}
+            if not spec:
+                continue
+        left[name] = spec
+    return left, mocks_from(mocks, source=source, base=base) if mocks else {}
 
 
 def _health(name: str, spec: dict[str, Any], source: str) -> HealthCheck | None:

@@ -34,6 +34,7 @@ from .routers import (
     exchanges,
     faults,
     health,
+    mocks,
     metrics,
     monitors,
     openapi,
@@ -165,6 +166,7 @@ def create_app(settings: InspectorSettings, *, store: Any = None) -> FastAPI:
     app.include_router(faults.router)
     app.include_router(openapi.router)
     app.include_router(contracts.router)
+    app.include_router(mocks.router)
     _answer_errors(app)
     document_invalid_requests(app)
 

@@ -52,6 +52,7 @@ class ExchangeSummary(_Open):
     websocket: bool
     test_name: str | None = Field(default=None, description="The API test that sent it (X-Passageway-Test); null for other traffic.")
     fault: str | None = Field(default=None, description="What an injected fault rule did to it (e.g. \"#3 status 503\"); null when none touched it.")
+    mock: str | None = Field(default=None, description="Which recording answered it while its service was simulated (\"#1234\", \"har:entry 7\", \"no-match\"); null when forwarded.")
     pending: bool = Field(
         default=False,
         description="A call still in progress (then also `state`: waiting or streaming, `elapsed_ms`, "

@@ -42,6 +42,7 @@ class TraceCall(_Open):
     retry: bool = Field(description="An attempt after the first.")
     replay_of: int | None
     fault: str | None = Field(None, description="What an injected fault rule did to this call (e.g. \"#3 status 503\").")
+    mock: str | None = Field(None, description="Which recording answered this call while its service was simulated (e.g. \"#1234\").")
     replay_shift_ms: float | None = Field(
         None,
         description="For a replay kept in its original's trace (and the calls it made): how long after its "

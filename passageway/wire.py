@@ -14,3 +14,6 @@ ERROR_HEADER = "X-Passageway-Error"
 """On an answer the proxy gives itself: why (no_route, refused, timeout...)."""
 FAULT_HEADER = "X-Passageway-Fault"
 """On an answer a fault rule made (proxy.faults): the rule's id and effect, e.g. `#3 status 503`."""
+MOCK_HEADER = "X-Passageway-Mock"
+"""On an answer a simulated service's recordings gave (proxy.mocks): which recording (`#1234`,
+`har:entry 7`), or `no-match`."""

@@ -22,6 +22,7 @@ from storage.writer import ExchangeWriter
 from .flow_record import (
     META_ERROR_KIND,
     META_ERROR_MESSAGE,
+    META_MOCK,
     META_REPLAY_OF,
     META_REQUEST_TAP,
     META_RESPONSE_TAP,
@@ -177,8 +178,8 @@ class Capture:
         deadline = self.waiting.pop(flow.id, None)
         response = flow.response
         assert response is not None
-        if response.stream or flow.metadata.get(META_ERROR_KIND) == "no_route":
-            return
+        if response.stream or flow.metadata.get(META_ERROR_KIND) == "no_route" or META_MOCK in flow.metadata:
+            return  # a mock's answer is whole already: recorded from its content, never tapped
         if should_stream(response, self.body_cap) or response.headers.get("content-type", "").startswith(
             "text/event-stream"
         ):

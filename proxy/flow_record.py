@@ -37,6 +37,11 @@ META_PARENT_SPAN = "passageway.parent_span"
 """Set by proxy.tracing: the parent-id of the traceparent the client sent."""
 META_FAULT = "passageway.fault"
 """Set by proxy.faults: what a fault rule did to the exchange (e.g. "#3 status 503")."""
+META_UNROUTED = "passageway.mock_unrouted"
+"""Set by proxy.router for a simulated service it has no upstream for: only proxy.mocks answers."""
+META_MOCK = "passageway.mock"
+"""Set by proxy.mocks: which recording answered a simulated service's request ("#1234",
+"har:entry 7"), or "no-match"."""
 
 # passageway.wire.REPLAY_HEADER: how the inspector marks a replay it sends through the proxy,
 # `<exchange id>; <32 hex>`, the id replayed and the uuid the new exchange is to be stored under
@@ -296,6 +301,7 @@ def flow_to_record(flow: http.HTTPFlow, *, proxy: str, body_cap: int, realm: str
         test_name=metadata.get(META_TEST_NAME),
         tags=[f"instance:{instance}"] if (instance := metadata.get(META_INSTANCE)) else [],
         fault=metadata.get(META_FAULT),
+        mock=metadata.get(META_MOCK),
     )
 
 

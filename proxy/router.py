@@ -7,14 +7,14 @@ not go (an inspector) is proxy.inspector_guard's business; it runs after this.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mitmproxy import http
 from mitmproxy.net.http.url import hostport
 
 from passageway.wire import ERROR_HEADER
 
-from .flow_record import META_ERROR_KIND, META_ERROR_MESSAGE, META_INSTANCE, META_SERVICE, url_text
+from .flow_record import META_ERROR_KIND, META_ERROR_MESSAGE, META_INSTANCE, META_SERVICE, META_UNROUTED, url_text
 from .registry_routes import META_ENDPOINT, RegistryRoutes
 from .routing import Service, Upstream, format_address, route_by_prefix, split_prefix
 
@@ -66,10 +66,19 @@ def point_at(request: http.Request, upstream: Upstream, authority: str, path: st
 
 
 class Router:
-    def __init__(self, *, services: dict[str, Service], gateway: str, registered: RegistryRoutes | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        services: dict[str, Service],
+        gateway: str,
+        registered: RegistryRoutes | None = None,
+        simulated: Callable[[str], bool] | None = None,
+    ) -> None:
         self.services = services
         self.gateway = gateway
         self.registered = registered
+        self.simulated = simulated
+        """proxy.mocks.Mocks.simulates: a simulated name routes on the gateway even with no upstream."""
         self.by_mode = {service_mode(s): s for s in services.values() if s.listen is not None}
         self.authorities = {
             name: hostport(s.upstream.scheme, s.upstream.host, s.upstream.port) for name, s in services.items()
@@ -86,7 +95,7 @@ class Router:
             if target is not None:
                 flow.metadata[META_SERVICE] = target.service
                 point_at(request, target.upstream, self.authorities[target.service], target.path)
-            elif not self.route_registered(flow, path):
+            elif not self.route_registered(flow, path) and not self.route_simulated(flow, path):
                 flow.metadata[META_ERROR_KIND] = "no_route"
                 flow.metadata[META_ERROR_MESSAGE] = f"no service named by {request.path!r}"
                 registered = self.registered.table.pools if self.registered is not None else ()
@@ -98,6 +107,16 @@ class Router:
         else:
             # Forward proxy: the service is the host the client asked for.
             flow.metadata[META_SERVICE] = request.pretty_host
+
+    def route_simulated(self, flow: http.HTTPFlow, path: str) -> bool:
+        """A simulated service no upstream serves: named, its prefix taken off, and left for
+        proxy.mocks to answer (nothing is ever sent: its destination stays unset)."""
+        if self.simulated is None or (split := split_prefix(path)) is None or not self.simulated(split[0]):
+            return False
+        flow.metadata[META_SERVICE] = split[0]
+        flow.metadata[META_UNROUTED] = True
+        flow.request.data.path = split[1].encode("utf-8", "surrogateescape")
+        return True
 
     def route_registered(self, flow: http.HTTPFlow, path: str) -> bool:
         """Send the request to an instance of the registered service its path names; False if none."""

@@ -1,4 +1,5 @@
-"""Runs the proxy: mitmproxy's master with the Router and Capture addons."""
+"""Runs the proxy: mitmproxy's master with the Router, the inspector guard, Tracing, Faults,
+Capture, Mocks and the health probes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from mitmproxy import options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig, update_alt_svc
 from mitmproxy.master import Master
 
-from storage.errors import StorageError
+from storage.errors import Invalid, StorageError
+from storage.mocks import SimulationSpec, sync_config_simulations
 from storage.pure.redaction import record_redactor, rules_from_config
 from storage.shares import redaction_key
 from storage.spool import Spool, SpoolError
@@ -25,6 +27,7 @@ from .errors import StartError
 from .faults import Faults
 from .health import HealthProbes
 from .inspector_guard import InspectorGuard
+from .mocks import Mocks
 from .registry_routes import RegistryRoutes
 from .router import Router, forward_mode, gateway_mode, service_mode
 from .settings import ProxySettings
@@ -90,8 +93,9 @@ def run_proxy(settings: ProxySettings) -> None:
                 "writing %d record(s) left in the spool %s by the last run", spool.pending_records, spool.directory
             )
     try:
+        sync_mocks(settings, store)
         guard = inspector_guard(settings, store)
-    except StorageError:
+    except (StorageError, StartError):
         store.close()
         raise
     writer = ExchangeWriter(
@@ -102,6 +106,24 @@ def run_proxy(settings: ProxySettings) -> None:
     finally:
         writer.close()
         store.close()
+
+
+def sync_mocks(settings: ProxySettings, store: Store) -> None:
+    """The mocks this proxy was given (`--mock NAME=FILE`, `[mocks]`, `[services.NAME] mock`) as its
+    realm's config simulations: the given set replaces the config ones before anything is served
+    (simulations made through the API or the CLI for other services stay)."""
+    realm = settings.realm or ""
+    specs = []
+    for name, path in settings.mocks.items():
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as e:
+            raise StartError(f"mock {name!r}: cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            specs.append(SimulationSpec(service=name, realm=realm, har=text).checked())
+        except Invalid as e:
+            raise StartError(f"mock {name!r} ({path}): {e}") from None
+    sync_config_simulations(store, specs, realms=[realm])
 
 
 def inspector_guard(settings: ProxySettings, store: Store) -> InspectorGuard:
@@ -152,7 +174,12 @@ async def _serve(settings: ProxySettings, writer: ExchangeWriter, guard: Inspect
         upstream_insecure=settings.upstream_insecure,
     )
     master.addons.add(registered)
-    router = Router(services=settings.services, gateway=gateway_mode(settings.listen), registered=registered)
+    # Simulated services: answered from recordings (after Faults and Capture: see proxy.mocks).
+    mocks = Mocks(writer.store, realm=settings.realm, decode_limit=settings.max_decoded_body)
+    router = Router(
+        services=settings.services, gateway=gateway_mode(settings.listen), registered=registered,
+        simulated=mocks.simulates,
+    )  # fmt: skip
     capture = Capture(
         writer,
         proxy_name=settings.proxy_name,
@@ -171,7 +198,9 @@ async def _serve(settings: ProxySettings, writer: ExchangeWriter, guard: Inspect
     # The guard right after the Router: it judges where the Router sent each request.
     # Faults after the Router names the service (and the guard refuses), before Capture records.
     faults = Faults(writer.store, realm=settings.realm)
-    master.addons.add(router, guard, Tracing(settings.tracing), faults, capture, health)
+    # Mocks after Capture: its requestheaders undoes Capture's request streaming for a simulated
+    # service (the body is needed to match); its answers are recorded by Capture's response hook.
+    master.addons.add(router, guard, Tracing(settings.tracing), faults, capture, mocks, health)
     opts.update(
         mode=proxy_modes(settings),
         # Each request picks its upstream in `requestheaders`, so connect only then.

@@ -45,3 +45,5 @@ class ProxySettings:
     max_decoded_body: int = 64 * 1024 * 1024
     """The most redact_at_capture inflates a body to (beyond: not stored)."""
     verbose: bool = False
+    mocks: dict[str, Path] = field(default_factory=dict)
+    """Services answered from a HAR file's recordings (written to the store at start: proxy.runner)."""

@@ -181,6 +181,7 @@ _SUMMARY_COLUMNS = (
     Exchange.websocket,
     Exchange.test_name,
     Exchange.fault,
+    Exchange.mock,
 )
 
 
@@ -234,6 +235,7 @@ def _summary(row: Row[Any]) -> dict:
         "websocket": bool(row.websocket),
         "test_name": row.test_name,
         "fault": row.fault,
+        "mock": row.mock,
     }
 
 

@@ -20,10 +20,10 @@ __all__ = ["RecordDecodeError", "decode_record", "encode_record"]
 _EXCHANGE_V1 = 1
 _WEBSOCKET_V1 = 2
 _EXCHANGE_FIELDS = len(fields(ExchangeRecord))
-# A spool written before parent_span_id and caller existed lacks them; `har`, `test_name` and
-# `fault` (the last fields) are left out when None from the end, those before a set one written
-# as None. Missing fields take their defaults.
-_EXCHANGE_FIELDS_OLDEST = _EXCHANGE_FIELDS - 5
+# A spool written before parent_span_id and caller existed lacks them; `har`, `test_name`,
+# `fault` and `mock` (the last fields) are left out when None from the end, those before a set
+# one written as None. Missing fields take their defaults.
+_EXCHANGE_FIELDS_OLDEST = _EXCHANGE_FIELDS - 6
 
 
 class RecordDecodeError(StorageError, ValueError):
@@ -51,13 +51,12 @@ def _values(record: ExchangeRecord | WebSocketMessageRecord) -> list:
             r.error_kind, r.error_message, r.trace_id, r.span_id, r.request_id, r.replay_of, r.tags, r.websocket,
             r.parent_span_id, r.caller,
         ]  # fmt: skip
-        # Only imports have `har`, only test traffic a test name, only faulted exchanges a fault: other records stay readable by older versions.
-        if r.har is not None or r.test_name is not None or r.fault is not None:
-            values.append(r.har)
-        if r.test_name is not None or r.fault is not None:
-            values.append(r.test_name)
-        if r.fault is not None:
-            values.append(r.fault)
+        # Only imports have `har`, only test traffic a test name, only faulted exchanges a fault, only
+        # simulated ones a mock: other records stay readable by older versions.
+        trailing = [r.har, r.test_name, r.fault, r.mock]
+        while trailing and trailing[-1] is None:
+            trailing.pop()
+        values.extend(trailing)
         return values
     if isinstance(record, WebSocketMessageRecord):
         m = record

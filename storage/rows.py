@@ -181,7 +181,7 @@ EXCHANGE_COLUMNS = (
     "response_body_sha256", "response_body_size", "response_body_stored_size", "response_body_truncated",
     "response_body_encoding", "response_content_type", "response_body_decoded_size",
     "timings", "error_kind", "error_message", "trace_id", "span_id", "request_id", "replay_of", "tags",
-    "websocket", "parent_span_id", "caller", "test_name", "fault",
+    "websocket", "parent_span_id", "caller", "test_name", "fault", "mock",
 )  # fmt: skip
 BODY_COLUMNS = ("sha256", "size", "compression", "data")
 WEBSOCKET_COLUMNS = (
@@ -207,12 +207,12 @@ class RowBuilder:
     def exchange(self, rec: ExchangeRecord, cache: _BodyCache) -> tuple:
         scalars = (rec.proxy, rec.service, rec.realm, rec.client_addr, rec.scheme, rec.method, rec.host, rec.path,
                    rec.query, rec.http_version, rec.reason, rec.error_message, rec.trace_id, rec.span_id,
-                   rec.request_id, rec.parent_span_id, rec.caller, rec.test_name, rec.fault)  # fmt: skip
+                   rec.request_id, rec.parent_span_id, rec.caller, rec.test_name, rec.fault, rec.mock)  # fmt: skip
         probe = "".join([v for v in scalars if v])
         if not probe.isascii() or "\x00" in probe:  # rare: escape field by field
             scalars = tuple(_text(v) for v in scalars)
         (proxy, service, realm, client_addr, scheme, method, host, path, query, http_version, reason,
-         error_message, trace_id, span_id, request_id, parent_span_id, caller, test_name, fault) = scalars  # fmt: skip
+         error_message, trace_id, span_id, request_id, parent_span_id, caller, test_name, fault, mock) = scalars  # fmt: skip
         timings = _timings_json(rec.timings)
         if rec.har:  # an import's own facts ride in the timings column (storage.models.Exchange.timings)
             timings = f'{timings[:-1]},"har":{_json(escape_json_strings(rec.har))}}}'
@@ -223,7 +223,7 @@ class RowBuilder:
             *_body_values(rec.request_body, cache), *_body_values(rec.response_body, cache),
             timings, rec.error_kind, error_message, trace_id, span_id, request_id, rec.replay_of,
             _json([escape_text(tag) for tag in rec.tags]) if rec.tags else "[]", rec.websocket, parent_span_id,
-            caller, test_name, fault,
+            caller, test_name, fault, mock,
         )  # fmt: skip
 
     def websocket(self, rec: WebSocketMessageRecord) -> tuple:

@@ -83,6 +83,8 @@ class TraceSpan:
     replay_of: int | None = None
     fault: str | None = None
     """What an injected fault did to it (storage.faults), e.g. "#3 status 503"."""
+    mock: str | None = None
+    """Which recording answered it while its service was simulated (proxy.mocks), e.g. "#1234"."""
 
     @property
     def duration(self) -> float:
@@ -136,6 +138,7 @@ class TraceNode:
             "retry": s.attempt is not None and s.attempt > 1,
             "replay_of": s.replay_of,
             "fault": s.fault,
+            "mock": s.mock,
             "replay_shift_ms": None if self.replay_shift is None else _ms(self.replay_shift),
         }
 
@@ -430,6 +433,7 @@ def span_from_detail(exchange: dict) -> TraceSpan:
         attempt=_attempt(exchange.get("request_headers") or ()),
         replay_of=exchange.get("replay_of"),
         fault=exchange.get("fault"),
+        mock=exchange.get("mock"),
     )
 
 
@@ -478,6 +482,7 @@ _SPAN_COLUMNS = (
     Exchange.request_headers,
     Exchange.replay_of,
     Exchange.fault,
+    Exchange.mock,
 )
 
 
@@ -501,6 +506,7 @@ def _span_from_row(row: Row[Any]) -> TraceSpan:
         attempt=_attempt(headers),
         replay_of=row.replay_of,
         fault=row.fault,
+        mock=row.mock,
     )
 
 

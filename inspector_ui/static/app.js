@@ -153,6 +153,11 @@ function rowElement(summary, index) {
     badge.title = `touched by fault rule ${summary.fault}`;
     pathCell.prepend(badge);
   }
+  if (summary.mock) {
+    const badge = el("span", "badge mock", "mock");
+    badge.title = summary.mock === "no-match" ? "simulated: no recording matched" : `answered by recording ${summary.mock}`;
+    pathCell.prepend(badge);
+  }
   return row;
 }
 
@@ -928,6 +933,7 @@ function renderHeadersTab(panel, x) {
   fact("Request id", x.request_id);
   if (x.replay_of) fact("Replay of", `#${x.replay_of}`);
   if (x.fault) fact("Fault", `injected by rule ${x.fault}`);
+  if (x.mock) fact("Mock", x.mock === "no-match" ? "simulated: no recording matched" : `answered by recording ${x.mock}`);
   if (x.tags && x.tags.length) fact("Tags", x.tags.join(", "));
   general.append(facts);
   const reqHeaders = section(`Request headers (${(x.request_headers || []).length})`);

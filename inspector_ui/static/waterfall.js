@@ -48,6 +48,11 @@ function badges(node) {
     fault.title = "An injected fault rule touched this call";
     out.push(fault);
   }
+  if (node.mock) {
+    const mock = el("span", "tw-badge tw-mock", `mock ${node.mock}`);
+    mock.title = "A simulated service's recording answered this call";
+    out.push(mock);
+  }
   if (node.replay_of !== null && node.replay_of !== undefined) out.push(el("span", "tw-badge tw-replay", `replay of #${node.replay_of}`));
   if (node.link === "replay" && keptShift(node) !== null) {
     const later = el("span", "tw-badge tw-later", `${formatDuration(keptShift(node))} later`);

@@ -100,6 +100,9 @@ class ExchangeRecord:
     fault: str | None = None
     """What an injected fault did (proxy.faults; storage.pure.faults.FaultDecision.describe),
     e.g. "#3 status 503"; None when no fault rule touched the exchange. After `test_name`."""
+    mock: str | None = None
+    """Which recording answered while the service was simulated (proxy.mocks): "#1234" (a stored
+    exchange), "har:entry 7" (a HAR file's entry), or "no-match"; None when forwarded. After `fault`."""
 
 
 ERROR_KINDS = (

@@ -139,6 +139,13 @@ def ui_page(opened, stack):
 FAULT_BANNER_SCRIPT = "/static/faults.js"
 
 
+SERVICE_PAGE_SCRIPTS = [
+    "/static/theme.js", "/static/service.js", "/static/service_mock.js", "/static/service_openapi.js",
+    "/static/service_contract.js",
+]
+"""The service page's own scripts, in document order (assert_nothing_ran)."""
+
+
 def assert_nothing_ran(page, watched, *, scripts: list[str], no_elements: str) -> None:
     """Captured content stayed text on `page`: no canary ran, no dialog, no page or console
     error (CSP violations land there), only our own `scripts`, no javascript: link, and no

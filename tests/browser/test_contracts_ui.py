@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from tests.support import wait_for
 
-from .conftest import SCRIPT_CANARY, assert_nothing_ran
+from .conftest import SCRIPT_CANARY, SERVICE_PAGE_SCRIPTS, assert_nothing_ran
 
 CONTRACT = {
     "openapi": "3.1.0",
@@ -61,5 +61,4 @@ def test_violations_in_the_pane_and_the_contract_on_the_service_page(stack, ui_p
     page.locator("#contract-accept").click()
     expect(page.locator("#contract-info")).to_contain_text("inferred contract · inferred ")
     assert httpx.get(f"{stack.ui}/api/services/echo/contract", timeout=10).json()["origin"] == "inferred"
-    assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js", "/static/service_openapi.js",
-                                               "/static/service_contract.js"], no_elements=".service-contract img")  # fmt: skip
+    assert_nothing_ran(page, watched, scripts=SERVICE_PAGE_SCRIPTS, no_elements=".service-contract img")  # fmt: skip

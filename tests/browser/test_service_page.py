@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from tests.support import wait_for
 
-from .conftest import SCRIPT_CANARY, assert_nothing_ran, open_page, screenshot
+from .conftest import SCRIPT_CANARY, SERVICE_PAGE_SCRIPTS, assert_nothing_ran, open_page, screenshot
 
 HOSTILE_PATH = "/missing/" + SCRIPT_CANARY.replace(" ", "%20")
 
@@ -66,8 +66,7 @@ def test_the_page_renders_charts_and_endpoints(browser, stats_ui, traffic) -> No
         hostile = page.locator("#endpoints td.endpoint", has_text="<script>")
         expect(hostile).to_have_count(1)
         assert page.locator("#endpoints script").count() == 0
-        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js", "/static/service_openapi.js",
-                                                  "/static/service_contract.js"],
+        assert_nothing_ran(page, watched, scripts=SERVICE_PAGE_SCRIPTS,
                            no_elements="#endpoints img, #endpoints iframe, .service-main img")
 
         # Hovering a chart shows the readout.
@@ -194,8 +193,7 @@ def test_the_inferred_api_shows_each_endpoints_schema_and_links_the_document(bro
         expect(schema.locator("pre.openapi-json").first).to_contain_text('"type": "object"')
         expect(operation.locator(".openapi-parameters")).to_contain_text("id in path, required: integer")
         screenshot(page, "service-inferred-api")
-        assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/service.js", "/static/service_openapi.js",
-                                                  "/static/service_contract.js"],
+        assert_nothing_ran(page, watched, scripts=SERVICE_PAGE_SCRIPTS,
                            no_elements="img, iframe, object, embed")  # fmt: skip
     finally:
         page.context.close()
@@ -205,3 +203,46 @@ def test_the_inferred_api_shows_each_endpoints_schema_and_links_the_document(bro
         assert "/json/users/{id}" in docs.locator(".swagger-ui").inner_text()
     finally:
         docs.context.close()
+
+
+def test_the_simulate_toggle(browser, stack, stats_ui, traffic) -> None:
+    """Simulate `web` from its recorded GETs, see the gateway answer from them (marked in the list
+    and the detail), download the recordings, stop. Last in the module: the others want `web` forwarded."""
+    page, watched = open_page(browser, f"{stats_ui}/services/web?since=1h")
+    try:
+        box = page.locator("#service-mock")
+        expect(box.locator("h2")).to_have_text("Simulate")
+        box.locator("input[name=query]").fill("method:GET path:/json/users/*")
+        box.locator("input[name=latency]").check()
+        box.locator("button[type=submit]").click()
+        expect(box.locator("h2")).to_have_text("mock Simulated")
+        expect(box.locator(".mock-state")).to_contain_text("recording(s): its exchanges matching method:GET path:/json/users/* (latency)")
+        screenshot(page, "service-page-simulated")
+        href = box.locator("a.mock-download").get_attribute("href")
+        har = httpx.get(f"{stats_ui}{href}", timeout=10)
+        assert har.status_code == 200 and har.json()["log"]["entries"]
+
+        answer = wait_for(lambda: (r if (r := stack.send("GET", "/json/users/3")).headers.get("x-passageway-mock") else None),
+                          timeout=15, message="the proxy should simulate web")  # fmt: skip
+        mark = answer.headers["x-passageway-mock"]
+        assert mark.startswith("#")
+        box.locator("a", has_text="Answers so far").click()
+        page.wait_for_url("**/?q=*")
+        row = page.locator("#list .row").first
+        expect(row.locator(".badge.mock")).to_have_count(1)
+        assert row.locator(".badge.mock").get_attribute("title") == f"answered by recording {mark}"
+        row.click()
+        page.click(".tab[data-tab=headers]")
+        expect(page.locator("#detail")).to_contain_text(f"answered by recording {mark}")
+        assert watched.errors == [] and [m for m in watched.console if m.startswith("error")] == []
+    finally:
+        page.context.close()
+    page, watched = open_page(browser, f"{stats_ui}/services/web?since=1h")
+    try:
+        page.locator("#service-mock button", has_text="Stop simulating").click()
+        expect(page.locator("#service-mock h2")).to_have_text("Simulate")
+        wait_for(lambda: "x-passageway-mock" not in stack.send("GET", "/json/users/3").headers, timeout=15,
+                 message="the proxy should forward web again")  # fmt: skip
+        assert watched.errors == [] and [m for m in watched.console if m.startswith("error")] == []
+    finally:
+        page.context.close()

@@ -131,13 +131,15 @@ def test_every_setting_is_read_from_its_variable_and_its_file_key(name, tmp_path
         "redact_at_capture": "true", "redact_add": "x-pin", "redact_remove": "cookie", "retention_max_age": "1h",
         "retention_max_exchanges": "5", "retention_max_body_bytes": "1k", "spool_dir": str(tmp_path),
         "spool_max_bytes": "0", "maintenance": "false", "max_decoded_body": "1MiB", "monitor_runner": "false",
+        "mocks": f"a={__file__}",
     }[name]  # fmt: skip
     empty = tmp_path / "empty"
     empty.mkdir()
     default = getattr(load_settings({}, environ={}, cwd=empty), name)
     from_env = getattr(load_settings({}, environ={meta.env: sample}, cwd=empty), name)
     toml = {"services": '[services]\na = "http://h:1"', "redact_add": 'redact_add = ["x-pin"]',
-            "redact_remove": 'redact_remove = ["cookie"]'}.get(name, f"{meta.file} = {sample!r}")  # fmt: skip
+            "redact_remove": 'redact_remove = ["cookie"]', "mocks": f'[mocks]\na = "{__file__}"'}.get(
+        name, f"{meta.file} = {sample!r}")  # fmt: skip
     (tmp_path / "passageway.toml").write_text(toml.replace("'", '"') + "\n")
     from_file = getattr(load_settings({}, environ={}, cwd=tmp_path), name)
     assert from_env == from_file != default
