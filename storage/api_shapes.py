@@ -18,9 +18,8 @@ HAR exports are) before it is stored: nothing secret is written to api_shapes.
 Several maintenance roles may run on one database: on PostgreSQL the cursor row is locked (FOR
 UPDATE) for the whole chunk; on SQLite the chunk is read and summarised first, and written under
 the write lock (BEGIN IMMEDIATE) only if the cursor has not moved meanwhile. PostgreSQL may commit
-exchange ids out of order: a chunk stops before the first exchange whose transaction is not older
-than every other transaction of the database still running (a writer's batch), so an id committed
-late is not stepped over.
+exchange ids out of order: a run reads only up to the settled position
+(storage.job_cursors.settled_position), so an id committed late is not stepped over.
 """
 
 from __future__ import annotations
@@ -34,10 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Connection, delete, func, literal_column, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.errors import Invalid, NotFound
+from storage.job_cursors import settled_position
 from storage.models import ApiShape, Body, Exchange, JobCursor, escape_json_strings, unescape_json_strings
 from storage.pure.decoding import decode_body
 from storage.pure.endpoints import template_path
@@ -83,14 +83,6 @@ _COLUMNS = (
     Exchange.response_content_type, Exchange.response_body_sha256, Exchange.response_body_encoding,
     Exchange.response_body_truncated, Exchange.response_body_stored_size,
 )  # fmt: skip
-# PostgreSQL: is the row's inserting transaction older than every other transaction of this
-# database still running (which may hold lower ids it has not committed yet)? Ages of xids, so the
-# comparison survives xmin's 32-bit wraparound; other databases of the cluster do not hold it back.
-_PG_SETTLED = (
-    "age(exchanges.xmin) > coalesce((SELECT max(age(backend_xid)) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL), -1)"
-)
-
 _Key = tuple[str, str, dt.date, str, str]
 """(realm, service, day, method, template): one api_shapes row."""
 
@@ -245,19 +237,13 @@ def _cursor_position(conn: Connection, *, lock: bool) -> int:
     return int(conn.execute(query).scalar() or 0)
 
 
-def _read(conn: Connection, position: int, chunk: int, postgres: bool) -> tuple[list[Any], int]:
-    """(the eligible rows, the new cursor position) of the next chunk."""
-    columns: list[Any] = list(_COLUMNS)
-    if postgres:
-        columns.append(func.coalesce(literal_column(_PG_SETTLED), False).label("settled"))
-    rows = list(conn.execute(select(*columns).where(Exchange.id > position).order_by(Exchange.id).limit(chunk)))
-    taken: list[Any] = []
-    for row in rows:
-        if postgres and not row.settled:
-            break
-        taken.append(row)
-    end = taken[-1].id if taken else position
-    return [row for row in taken if _eligible(row)], end
+def _read(conn: Connection, position: int, until: int, chunk: int) -> tuple[list[Any], int]:
+    """(the eligible rows, the new cursor position) of the next chunk, up to the settled `until`."""
+    rows = list(conn.execute(
+        select(*_COLUMNS).where(Exchange.id > position, Exchange.id <= until).order_by(Exchange.id).limit(chunk)
+    ))  # fmt: skip
+    end = rows[-1].id if rows else position
+    return [row for row in rows if _eligible(row)], end
 
 
 _ESCAPED = "escaped"
@@ -320,8 +306,11 @@ def _write(conn: Connection, chunk: _Chunk, position: int, dialect: str) -> int:
     return len(chunk.operations)
 
 
-def _summarise_chunk(store: Store, rules: RedactionRules, key_bytes: bytes, chunk: int) -> Summarised | None:
-    """One chunk in one transaction; None when another runner moved the cursor first (SQLite)."""
+def _summarise_chunk(
+    store: Store, rules: RedactionRules, key_bytes: bytes, chunk: int, until: int
+) -> Summarised | None:
+    """One chunk, up to the settled id `until`, in one transaction; None when another runner moved
+    the cursor first (SQLite)."""
     if store.dialect == "postgresql":
         with store.begin() as conn:
             conn.execute(
@@ -330,7 +319,7 @@ def _summarise_chunk(store: Store, rules: RedactionRules, key_bytes: bytes, chun
                 .on_conflict_do_nothing(index_elements=["job"])
             )
             position = _cursor_position(conn, lock=True)
-            rows, end = _read(conn, position, chunk, postgres=True)
+            rows, end = _read(conn, position, until, chunk)
             work = _Chunk(conn, rows, rules)
             for row in rows:
                 work.add(row)
@@ -341,7 +330,7 @@ def _summarise_chunk(store: Store, rules: RedactionRules, key_bytes: bytes, chun
         # The reading and the CPU work happen before SQLite's one write lock is taken (the
         # capture writer needs it too); the cursor is checked again under the lock.
         position = _cursor_position(conn, lock=False)
-        rows, end = _read(conn, position, chunk, postgres=False)
+        rows, end = _read(conn, position, until, chunk)
         work = _Chunk(conn, rows, rules)
         for row in rows:
             work.add(row)
@@ -370,11 +359,15 @@ def summarise_new(
     key_bytes = redaction_key(store)
     exchanges = operations = done = 0
     position: int | None = None
+    until = settled_position(store)
+    if until is None:  # a transaction that may hold lower ids is still running: the next run reads on
+        with store.connect() as conn:
+            return Summarised(0, 0, _cursor_position(conn, lock=False))
     while True:
         if max_chunks is not None and done >= max_chunks:
             return Summarised(exchanges, operations, position or 0, more=True)
         done += 1
-        result = _summarise_chunk(store, rules, key_bytes, chunk)
+        result = _summarise_chunk(store, rules, key_bytes, chunk, until)
         if result is None:
             continue  # another runner took this chunk: read on from where it left the cursor
         exchanges += result.exchanges

@@ -11,11 +11,11 @@ check_new, the maintenance role's "contracts" job, reads the exchanges past the 
 (storage.pure.contract_check; bodies decoded from the bodies table) and inserts the violations
 with the cursor's advance in one transaction, so each exchange is checked exactly once however
 many maintenance roles share the database:
+- Both: a run reads only up to the settled position (storage.job_cursors.settled_position):
+  on PostgreSQL concurrent writers commit ids out of order, and a cursor must not pass an id
+  that may still be committed.
 - PostgreSQL: the cursor row is read FOR UPDATE (a second runner waits, then reads the advanced
-  cursor); ids are committed out of order by concurrent writers, so a run reads only up to the
-  first exchange whose inserting transaction is not older than every transaction of the database
-  still running (one of those may hold lower ids it has not committed yet): the test
-  storage.api_shapes' summary job makes too.
+  cursor).
 - SQLite: one writer at a time commits ids in order; the reads and the checks run before the
   write lock, and the cursor moves by compare-and-set under it (UPDATE .. WHERE position = the
   one read), so a runner that lost the race writes nothing.
@@ -36,6 +36,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.errors import Invalid, NotFound
+from storage.job_cursors import settled_position
 from storage.models import Body, Contract, ContractViolation, Exchange, JobCursor
 from storage.pure.contract_check import MAX_BODY_BYTES, ContractError, compile_contract
 from storage.pure.contract_check import Contract as CompiledContract
@@ -77,13 +78,6 @@ CHECK_CHUNK = 200
 ORIGINS = ("file", "api", "inferred")
 RETRY_UNSETTLED = 0.5
 """Seconds before the next run when exchanges past the cursor wait for older transactions (PostgreSQL)."""
-_PG_UNSETTLED = (
-    "SELECT min(id) FROM exchanges WHERE id > %s AND age(xmin) <= coalesce((SELECT max(age(backend_xid)) "
-    "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
-    "AND backend_xid IS NOT NULL), -1)"
-)
-"""The first exchange past the cursor whose inserting transaction is not older than every other
-running transaction of this database (ages of xids: wraparound-safe)."""
 _CACHE_SIZE = 64
 DIFF_WINDOW = dt.timedelta(days=7)
 """The traffic each side of a windowed diff is inferred from: the week before its moment."""
@@ -300,6 +294,7 @@ _COLUMNS = (
 def check_new(store: Store, *, limit: int = CHECK_CHUNK) -> Checked:
     """Check up to `limit` exchanges past the cursor; see the module's docstring."""
     contracts = _current_contracts(store)
+    settled = settled_position(store)
     postgres = store.dialect == "postgresql"
     with store.begin() as conn:
         if postgres:
@@ -315,13 +310,8 @@ def check_new(store: Store, *, limit: int = CHECK_CHUNK) -> Checked:
         else:
             position = conn.execute(select(JobCursor.position).where(JobCursor.job == CURSOR)).scalar()
         newest = conn.execute(select(func.max(Exchange.id))).scalar() or 0
-        until = newest
-        if postgres and position is not None:
-            unsettled = conn.exec_driver_sql(_PG_UNSETTLED, (position,)).scalar()
-            if unsettled is not None:  # up to the last visible exchange before it (lower ids may be uncommitted)
-                until = conn.exec_driver_sql(
-                    "SELECT coalesce(max(id), %s) FROM exchanges WHERE id > %s AND id < %s", (position, position, unsettled)
-                ).scalar_one()
+        # Up to the settled position only (storage.job_cursors): lower ids may still be uncommitted.
+        until = min(newest, settled) if settled is not None else (position or 0)
         if position is None:  # first run (see PostgreSQL's above); a runner that lost the race inserts nothing
             conn.execute(
                 sqlite_insert(JobCursor).values(job=CURSOR, position=newest, updated_at=dt.datetime.now(dt.UTC))
