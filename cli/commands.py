@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -172,6 +173,7 @@ def run_bulk_replay(args: argparse.Namespace, ui: str, edits: dict, auth: dict[s
             return fail(f"bulk replay refused ({response.status_code}): {detail}", 1)
         job_id = answer["id"]
         print(f"replaying {answer['total']} exchange(s) matching {args.query!r} at {args.rate:g}/s (job {job_id})")
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C cancels the job (cli.run)
         try:
             while answer["state"] == "running":
                 time.sleep(0.5)

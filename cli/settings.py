@@ -518,7 +518,7 @@ class Settings(BaseModel):
         "default rules left out, see [Redaction](#redaction)", "proxy", "inspector", "store",
         env="PASSAGEWAY_REDACT_REMOVE", file="redact_remove", shown_env="`PASSAGEWAY_REDACT_REMOVE` (`a,b`)")] = ()
     maintenance: Annotated[bool, _as(_boolean, "maintenance"), setting(
-        "the inspector also runs the database's maintenance (search indexing, statistics, retention); off where "
+        "the inspector also runs the database's maintenance (search indexing, statistics, retention, API summaries, contract checks); off where "
         "`passageway maintain` or another inspector does it, see [Maintenance](#maintenance)", "inspector",
         flag="--no-maintenance", env="PASSAGEWAY_MAINTENANCE", file="maintenance", switch=True, switch_sets=False,
         default="`true`")] = True

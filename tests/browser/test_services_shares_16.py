@@ -26,7 +26,7 @@ from storage.store import open_store
 from tests.support import wait_for
 from tests.support.records import make_record
 
-from .conftest import assert_nothing_ran, each_variant, open_page
+from .conftest import SERVICE_PAGE_SCRIPTS, assert_nothing_ran, each_variant, open_page
 
 SPARSE = "ledger"
 QUIET = "quiet-ledger"
@@ -163,7 +163,7 @@ def test_service_page_with_sparse_traffic_and_health_history(seeded, ui_page):
     assert_nothing_ran(
         page,
         watched,
-        scripts=["/static/theme.js", "/static/service.js", "/static/service_openapi.js"],
+        scripts=SERVICE_PAGE_SCRIPTS,
         no_elements="main img",
     )
 

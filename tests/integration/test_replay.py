@@ -12,6 +12,7 @@ import gzip
 import http.client
 import json
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -210,6 +211,20 @@ def test_the_replay_command_asks_a_running_inspector(stack, tmp_path):
         )  # fmt: skip
         assert bulk.returncode == 0, bulk.stderr
         assert "replaying 3 exchange(s)" in bulk.stdout and "done: sent 3, failed 0, 0 response(s) differ" in bulk.stdout
+        # Ctrl-C cancels a running bulk replay and says how far it got (cli.run's handler gives way here).
+        for n in range(20):
+            stack.send("GET", f"/users/cli-slow-{token}/{n}")
+        slow = subprocess.Popen(
+            [*PASSAGEWAY, "replay", "--query", f"path:/cli-slow-{token}/*", "--rate", "2", "--ui", f"127.0.0.1:{ui_port}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert slow.stdout is not None
+        assert slow.stdout.readline().startswith("replaying 20 exchange(s)")
+        assert "/20 done" in slow.stdout.readline()
+        slow.send_signal(signal.SIGINT)
+        out, err = slow.communicate(timeout=30)
+        assert slow.returncode == 130 and "Traceback" not in err, err
+        assert re.search(r"^cancelled: sent \d+, failed 0, \d+ differ$", out, re.M), out
 
 
 def test_a_replay_compared_with_its_original(stack, client):

@@ -195,12 +195,12 @@ def test_the_router_brings_every_simulated_name_to_the_mock_with_no_upstream_rea
     heartbeat(store, Heartbeat(name="registered", url=f"http://127.0.0.1:{closed}", instance="r1", realm="dev"))
     heartbeat(store, Heartbeat(name="gone", url=f"http://127.0.0.1:{closed}", instance="g1", realm="dev"))
     deregister(store, name="gone", instance="g1")
-    routes = RegistryRoutes(store, realm="dev", configured={"down"})
+    down = parse_route(f"down=http://127.0.0.1:{closed}")
+    routes = RegistryRoutes(store, realm="dev", configured={"down": down.upstream})
     routes.refresh()
     mocks = Mocks(store, realm="dev")
     mocks.reload()
-    router = Router(services={"down": parse_route(f"down=http://127.0.0.1:{closed}")}, gateway=GATEWAY,
-                    registered=routes, simulated=mocks.simulates)  # fmt: skip
+    router = Router(services={"down": down}, gateway=GATEWAY, registered=routes, simulated=mocks.simulates)
     with taddons.context(router, mocks):
         for name in ("down", "registered", "gone", "unknown"):
             flow = tflow.tflow()
