@@ -112,12 +112,19 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
             waiting_for.pop(0)
             if not waiting_for:
                 print_banner(settings, database=database, demo=demo)
-        for name, child in children.items():
-            if child.poll() is not None:
-                if child.returncode != 0:
-                    print(f"{PROG}: {name} exited with status {child.returncode}; stopping", file=sys.stderr)
-                    exit_code = 1
-                stopping = True
+        for name, child in list(children.items()):
+            if child.poll() is None:
+                continue
+            if name == "demo upstream":
+                # An extra: the proxy and the inspector go on without it (simulating the demo
+                # with its upstream stopped is how the README shows mocks).
+                print(f"{PROG}: the demo upstream exited with status {child.returncode}; the proxy and the inspector "
+                      f"keep running", file=sys.stderr)  # fmt: skip
+                del children[name]
+                continue
+            print(f"{PROG}: {name} exited with status {child.returncode}; stopping", file=sys.stderr)
+            exit_code = exit_code or (1 if child.returncode != 0 else 0)
+            stopping = True
         time.sleep(0.1)
     # SIGTERM, which every role handles as it handles Ctrl-C: a child still starting (Python
     # itself, or our modules, loading) then ends quietly, where SIGINT printed a traceback.
