@@ -6,20 +6,13 @@ import { problemText } from "./api.js";
 import { formatDuration } from "./format.js";
 import { lineChart } from "./charts.js";
 import { renderHealthHistory } from "./health.js";
+import { serviceFromPath } from "./service_name.js";
 
 const $ = (id) => document.getElementById(id);
 const WINDOWS = ["15m", "1h", "6h", "24h", "7d"];
 const REFRESH_MS = 10_000;
 const BUCKETS = 60;
 
-function serviceFromPath() {
-  const raw = location.pathname.replace(/^\/services\//, "").replace(/\/$/, "");
-  try {
-    return decodeURIComponent(raw);
-  } catch (_) {
-    return raw; // a stray % in a hand-typed URL
-  }
-}
 
 const params = new URLSearchParams(location.search);
 const state = {

@@ -4,18 +4,11 @@
 // (templates, rules) are set as textContent.
 import { el, clear } from "./dom.js";
 import { getJson, postJson, problemText } from "./api.js";
+import { serviceFromPath } from "./service_name.js";
 
 const $ = (id) => document.getElementById(id);
 const section = $("service-contract");
 
-function serviceFromPath() {
-  const raw = location.pathname.replace(/^\/services\//, "").replace(/\/$/, "");
-  try {
-    return decodeURIComponent(raw);
-  } catch (_) {
-    return raw;
-  }
-}
 
 const service = serviceFromPath();
 const base = `/api/services/${encodeURIComponent(service)}`;

@@ -4,17 +4,11 @@
 // GET/PUT/DELETE /api/services/<name>/mock. Captured text (the query) is set as textContent only.
 import { el, clear } from "./dom.js";
 import { problemText } from "./api.js";
+import { serviceFromPath } from "./service_name.js";
 
 const box = document.getElementById("service-mock");
 const params = new URLSearchParams(location.search);
-const service = (() => {
-  const raw = location.pathname.replace(/^\/services\//, "").replace(/\/$/, "");
-  try {
-    return decodeURIComponent(raw);
-  } catch (_) {
-    return raw;
-  }
-})();
+const service = serviceFromPath();
 const realm = params.get("realm");
 const base = `/api/services/${encodeURIComponent(service)}/mock`;
 const withRealm = (url) => (realm === null ? url : `${url}?${new URLSearchParams({ realm })}`);

@@ -4,18 +4,11 @@
 // examples) is set as textContent: the schemas are shown as JSON text, never as markup.
 import { el, clear } from "./dom.js";
 import { getJson } from "./api.js";
+import { serviceFromPath } from "./service_name.js";
 
 const $ = (id) => document.getElementById(id);
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
-function serviceFromPath() {
-  const raw = location.pathname.replace(/^\/services\//, "").replace(/\/$/, "");
-  try {
-    return decodeURIComponent(raw);
-  } catch (_) {
-    return raw;
-  }
-}
 
 function documentUrl(service, realm) {
   const query = realm ? `?${new URLSearchParams({ realm })}` : "";

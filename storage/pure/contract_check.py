@@ -36,6 +36,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from storage.pure.endpoints import template_path
+from storage.pure.shapes import json_type
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -455,7 +456,7 @@ def _violations(error: ValidationError, side: str) -> Iterator[Violation]:
         return
     where = json_path(parts)
     if kind == "type":
-        yield Violation("wrong-type", side, where, f"expected {_types(error.validator_value)}, got {_json_type(instance)}")
+        yield Violation("wrong-type", side, where, f"expected {_types(error.validator_value)}, got {json_type(instance)}")
     elif kind in ("enum", "const"):
         allowed = error.validator_value if kind == "enum" else [error.validator_value]
         shown = ", ".join(_cut(json.dumps(v), 30) for v in list(allowed)[:8]) + (", ..." if len(allowed) > 8 else "")
@@ -497,20 +498,6 @@ def _without_surrogates(text: str) -> str:
 
 def _types(value: Any) -> str:
     return " or ".join(value) if isinstance(value, list) else str(value)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
 
 
 def _schema_type(schema: Mapping[str, Any]) -> str | None:

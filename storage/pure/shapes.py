@@ -68,6 +68,7 @@ __all__ = [
     "request_side",
     "scalar_of_text",
     "to_json_schema",
+    "json_type",
 ]
 
 MAX_DEPTH = 10
@@ -165,7 +166,8 @@ def is_id_name(name: str) -> bool:
     return _ID_NAME.fullmatch(name) is not None or _CAMEL_ID_NAME.fullmatch(name) is not None
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a value json.loads made (bool is boolean, not integer)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -191,7 +193,7 @@ _KINDS = {type(None): "null", bool: "boolean", int: "integer", float: "number", 
 
 def _add(node: Node, value: Any, depth: int, secret: Callable[[str], bool] | None, hidden: bool) -> None:
     """Count `value` into `node` (in place). `hidden`: the value of a secret member (no enum)."""
-    kind = _KINDS.get(type(value)) or _json_type(value)
+    kind = _KINDS.get(type(value)) or json_type(value)
     node["n"] = node.get("n", 0) + 1
     types = node.get("t")
     if types is None:
