@@ -24,13 +24,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/passageway up --config examples/demo.toml --demo
 
-# Two pytest-xdist workers (CI has 2 cores). --dist loadfile hands out whole files, so a file's
+# Three pytest-xdist workers on CI's 2 cores: most tests wait (processes starting, the network,
+# polls), so two workers left the cores a third idle (2026-12-04: 21 CPU-minutes in a 17-minute
+# run); timing-bound tests are `exclusive` whatever the count. --dist loadfile hands out whole files, so a file's
 # module-scoped proxies, browsers and databases start once; --no-loadscope-reorder keeps the
 # collection order, in which tests/conftest.py puts the longest files first. Tests marked
 # `exclusive` (timing bounds) run with nothing beside them (tests/conftest.py). PYTEST_ARGS come
 # last: `make test PYTEST_ARGS=tests/x.py` runs one file, add `-n 0` to run serially (-s, --pdb).
 test: $(STAMP) browser
-	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The browser tests drive Debian's Chromium (never a downloaded browser). apt-get update
 # only when the plain install fails, so a warm machine does not touch the network.
