@@ -1,7 +1,9 @@
-"""`make bench`: print the machine and date, then run the proxy, writer, search and radar benchmarks.
+"""`make bench`: print the machine and date, then run the proxy, writer, search, radar and
+inferred-OpenAPI benchmarks.
 
     .venv/bin/python bench/run.py [--quick] [--rounds N] [--duration S] [--connections C] ...
-    .venv/bin/python bench/run.py --only proxy|writer|search|radar ...
+    .venv/bin/python bench/run.py --only proxy|writer|search|radar|openapi ...
+    .venv/bin/python bench/run.py --only faults|mocks ...   (the proxy's per-request hooks alone)
     .venv/bin/python bench/run.py --only two|soak ...   (opt-in; never part of the default run)
 
 Flags are passed to bench/proxy_bench.py as given; bench/writer_bench.py and
@@ -113,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             only = tok.split("=", 1)[1]
             del argv[i]
             break
-    if only not in (None, "proxy", "writer", "search", "radar", "two", "soak"):
-        print("error: --only takes proxy, writer, search, radar, two or soak", file=sys.stderr)
+    if only not in (None, "proxy", "writer", "search", "radar", "openapi", "faults", "mocks", "two", "soak"):
+        print("error: --only takes proxy, writer, search, radar, openapi, faults, mocks, two or soak", file=sys.stderr)
         return 2
 
     print(machine_header(), flush=True)
@@ -122,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     # Opt-in only: the soak takes 11 minutes, and the two-proxy target (>= 1.8x) is at the CPU
     # ceiling of a 2-core machine, so either in the default run would make `make bench` long or
     # fail for reasons that are not a regression (bench/README.md).
-    if only in ("two", "soak"):
-        script = BENCH / ("two_proxies.py" if only == "two" else "soak.py")
+    if only in ("two", "soak", "faults", "mocks"):
+        script = BENCH / {"two": "two_proxies.py", "soak": "soak.py", "faults": "faults_bench.py", "mocks": "mocks_bench.py"}[only]
         return int(run(script, argv) != 0)
     if only in (None, "proxy"):
         status |= run(BENCH / "proxy_bench.py", argv) != 0
@@ -143,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         status |= run(radar, argv) != 0
     elif only is None:
         status |= run(radar, flags_for(radar, argv)) != 0
+    openapi = BENCH / "openapi_bench.py"
+    if only == "openapi":
+        status |= run(openapi, argv) != 0
+    elif only is None:
+        status |= run(openapi, flags_for(openapi, argv)) != 0
     return int(status)
 
 
