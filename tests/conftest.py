@@ -23,7 +23,7 @@ def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 
 # --- Timing-sensitive tests run alone under pytest-xdist ------------------------------------------
 #
-# `make test` runs the suite on two pytest-xdist workers. A few tests assert a timing bound that is
+# `make test` runs the suite on three pytest-xdist workers. A few tests assert a timing bound that is
 # a product property (kill -9 loses at most ~100 ms, a stream delivers within 250 ms, a replay keeps
 # its rate within 10 %, ...). Those carry @pytest.mark.exclusive: while one runs, the other worker
 # runs no test at all (it waits before its next test starts), so they see the same quiet machine as
