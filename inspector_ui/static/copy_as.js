@@ -85,8 +85,11 @@ function buildBox(id) {
   return section;
 }
 
+let fills = 0; // each fill's number: only the newest one's answer is shown
+
 async function fill(id, andCopy) {
   const current = box;
+  const mine = ++fills;
   const select = current.querySelector("#copy-format");
   format = select.value;
   const pre = current.querySelector("pre.curl");
@@ -107,7 +110,9 @@ async function fill(id, andCopy) {
     command = `# could not build the snippet: ${error.message}`;
     said = "";
   }
-  if (current !== box) return; // closed or replaced meanwhile
+  // Closed or replaced meanwhile, or a newer choice (format, target) was made while this one's
+  // answer was on its way: answers can arrive out of order, and the last choice must win.
+  if (current !== box || mine !== fills) return;
   pre.textContent = command;
   note.textContent = said;
   if (andCopy) await copyText(command, current.querySelector(".snippet-copy"));
