@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = command("up", help="run the proxy and the inspector")
     up.add_argument("--demo", action="store_true", help="also run a demo upstream service on 127.0.0.1:9001")
     command("proxy", help="run the capturing proxy alone")
+    command("writer", help="write the records of the proxy's workers (their spools) to the database; run by `proxy`")
     command("ui", help="run the inspector alone (and, unless --no-maintenance, the database's maintenance)")
     command("maintain", help="run the database's maintenance alone: search indexing, statistics, retention")
     command("monitor", help="run the monitors alone (Hurl tests on their schedules, webhooks on a change)")
@@ -192,10 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo.serve(args.listen, args.shop_listen)
             return 0
         settings = load_settings(flag_values(args))
-        if args.command in ("proxy", "ui", "maintain"):
+        if args.command in ("proxy", "ui", "maintain", "writer"):
             from . import roles
 
-            return {"proxy": roles.run_proxy, "ui": roles.run_ui, "maintain": roles.run_maintain}[args.command](settings)
+            run = {"proxy": roles.run_proxy, "ui": roles.run_ui, "maintain": roles.run_maintain, "writer": roles.run_writer}
+            return run[args.command](settings)
         if args.command == "monitor":
             from .monitoring import run_monitor
 

@@ -17,7 +17,8 @@ from storage.errors import Invalid, StorageError
 from storage.mocks import SimulationSpec, sync_config_simulations
 from storage.pure.redaction import record_redactor, rules_from_config
 from storage.shares import redaction_key
-from storage.spool import Spool, SpoolError
+from storage.spool import Spool, SpoolError, worker_spool_dir
+from storage.spool_handoff import SpoolAppender
 from storage.store import Store, open_store
 from storage.writer import ExchangeWriter
 
@@ -82,13 +83,17 @@ def run_proxy(settings: ProxySettings) -> None:
         rules = rules_from_config(settings.redact_add, settings.redact_remove).with_values(*settings.secrets.values())
         transform = record_redactor(rules, redaction_key(store), decode_limit=settings.max_decoded_body)
     spool = None
+    # A worker hands its records to the writer process through its spool; without a disk spool
+    # there is no hand-off, and it writes them itself.
+    hand_off = settings.worker is not None and bool(settings.spool_max_bytes) and settings.spool_dir is not None
     if settings.spool_max_bytes and settings.spool_dir is not None:
+        directory = worker_spool_dir(settings.spool_dir, settings.worker) if hand_off else settings.spool_dir
         try:
-            spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
+            spool = Spool(directory, max_bytes=settings.spool_max_bytes, shared=hand_off)
         except SpoolError as e:
             store.close()
             raise StartError(str(e)) from None
-        if spool.pending_records:
+        if spool.pending_records and not hand_off:
             logger.warning(
                 "writing %d record(s) left in the spool %s by the last run", spool.pending_records, spool.directory
             )
@@ -98,9 +103,14 @@ def run_proxy(settings: ProxySettings) -> None:
     except (StorageError, StartError):
         store.close()
         raise
-    writer = ExchangeWriter(
-        store, transform=transform, report_as=settings.proxy_name, spool=spool, decode_limit=settings.max_decoded_body
-    )
+    writer: ExchangeWriter
+    if hand_off:
+        assert spool is not None
+        writer = SpoolAppender(store, spool=spool, transform=transform)
+    else:
+        writer = ExchangeWriter(
+            store, transform=transform, report_as=settings.proxy_name, spool=spool, decode_limit=settings.max_decoded_body
+        )
     try:
         asyncio.run(_serve(settings, writer, guard))
     finally:

@@ -47,3 +47,6 @@ class ProxySettings:
     verbose: bool = False
     mocks: dict[str, Path] = field(default_factory=dict)
     """Services answered from a HAR file's recordings (written to the store at start: proxy.runner)."""
+    worker: int | None = None
+    """K: a worker of `passageway proxy` (cli.proxy_supervisor): it appends to spool_dir/worker-K and
+    the writer process (`passageway writer`) writes to the database. None: it writes itself."""

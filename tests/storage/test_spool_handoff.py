@@ -1,0 +1,196 @@
+"""A spool shared by two processes: a worker appends (Spool(shared=True)), the writer process
+reads, acknowledges and deletes (SpoolReader). The appender runs in a child process here."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+
+import pytest
+
+from storage.spool import FRAME_OVERHEAD, Spool, SpoolBusy, SpoolReader, frame, worker_spool_dir
+from storage.spool_handoff import SpoolSet, WriterBusy
+
+
+def payloads(count: int, start: int = 0, size: int = 100) -> list[bytes]:
+    return [f"{i:08d}".encode() * (size // 8) for i in range(start, start + count)]
+
+
+def _append_in_child(directory, start: int, count: int, per_append: int, max_bytes: int, ready, hold) -> None:  # type: ignore[no-untyped-def]
+    spool = Spool(directory, max_bytes=max_bytes, segment_bytes=4_000, shared=True)
+    ready.set()
+    for first in range(start, start + count, per_append):
+        spool.append(payloads(min(per_append, start + count - first), first))
+        time.sleep(0.001)
+    if hold is not None:
+        hold.wait(30)
+    spool.close()
+
+
+def start_appender(directory, start=0, count=500, per_append=7, max_bytes=10_000_000, hold=None):  # type: ignore[no-untyped-def]
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    child = context.Process(target=_append_in_child, args=(directory, start, count, per_append, max_bytes, ready, hold))
+    child.start()
+    assert ready.wait(10)
+    return child
+
+
+def drain(reader: SpoolReader, want: int, timeout: float = 20.0) -> list[bytes]:
+    got: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        frames, end = reader.read(50)
+        if frames:
+            got += frames
+            reader.ack(end, len(frames))
+        else:
+            time.sleep(0.005)
+    return got
+
+
+def test_records_appended_in_another_process_are_read_in_order_once(tmp_path) -> None:
+    child = start_appender(tmp_path)
+    reader = SpoolReader(tmp_path)
+    got = drain(reader, 500)
+    child.join(10)
+    assert got == payloads(500)
+    frames, _ = reader.read(10)
+    assert frames == [] and reader.lost == 0
+    # Wholly acknowledged segments are gone, the last one (appended to) stays.
+    assert len(list(tmp_path.glob("*.seg"))) == 1
+    assert reader.pending_bytes == 0 and reader.pending_records == 0
+    reader.close()
+
+
+def test_a_restarted_reader_starts_again_from_acked(tmp_path) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000_000, segment_bytes=2_000, shared=True)
+    spool.append(payloads(40))
+    reader = SpoolReader(tmp_path)
+    frames, end = reader.read(10)
+    reader.ack(end, 10)
+    reader.read(10)  # read, not acknowledged: the database may not have them (a kill -9 here)
+    reader.close()
+    again = SpoolReader(tmp_path)
+    assert again.pending_records == 30
+    assert drain(again, 30) == payloads(30, 10)
+    spool.append(payloads(5, 40))
+    assert drain(again, 5) == payloads(5, 40)
+    again.close()
+    spool.close()
+
+
+def test_one_reader_per_directory(tmp_path) -> None:
+    reader = SpoolReader(tmp_path)
+    with pytest.raises(SpoolBusy, match="drained by another writer process"):
+        SpoolReader(tmp_path)
+    reader.close()
+    SpoolReader(tmp_path).close()
+
+
+def test_a_partial_frame_is_waited_for_while_the_appender_lives(tmp_path) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000_000, shared=True)
+    spool.append(payloads(3))
+    segment = next(tmp_path.glob("*.seg"))
+    whole = frame(payloads(1, 3)[0])
+    with open(segment, "ab") as f:  # the appender is in the middle of its write
+        f.write(whole[:30])
+    reader = SpoolReader(tmp_path)
+    frames, end = reader.read(10)
+    assert frames == payloads(3)
+    assert reader.read(10)[0] == [] and not reader.has_unread() and reader.lost == 0
+    with open(segment, "ab") as f:
+        f.write(whole[30:])
+    assert reader.has_unread()
+    assert reader.read(10)[0] == payloads(1, 3) and reader.lost == 0
+    reader.close()
+    spool.close()
+
+
+def test_a_torn_tail_left_by_a_dead_appender_is_cut_off_and_counted(tmp_path) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000_000, shared=True)
+    spool.append(payloads(3))
+    spool.close()  # the appender is gone
+    segment = next(tmp_path.glob("*.seg"))
+    size = segment.stat().st_size
+    with open(segment, "ab") as f:
+        f.write(frame(payloads(1, 3)[0])[:30])
+    reader = SpoolReader(tmp_path)
+    assert reader.read(10)[0] == payloads(3)
+    assert reader.read(10)[0] == [] and reader.lost == 1
+    assert segment.stat().st_size == size
+    again = Spool(tmp_path, max_bytes=10_000_000, shared=True)  # a restarted worker appends after it
+    assert again.lost_on_open == 0
+    again.append(payloads(2, 4))
+    assert reader.read(10)[0] == payloads(2, 4)
+    reader.close()
+    again.close()
+
+
+def test_a_killed_appender_loses_nothing_it_had_appended(tmp_path) -> None:
+    hold = multiprocessing.get_context("fork").Event()
+    child = start_appender(tmp_path, count=300, hold=hold)
+    reader = SpoolReader(tmp_path)
+    first = drain(reader, 100)
+    time.sleep(0.5)  # it has appended all 300 and waits
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(10)
+    got = first + drain(reader, 300 - len(first))
+    assert got == payloads(300) and reader.lost == 0
+    reader.close()
+
+
+def test_corrupt_frames_are_skipped_and_counted(tmp_path) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000_000, shared=True)
+    spool.append(payloads(5))
+    segment = next(tmp_path.glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    data[FRAME_OVERHEAD + 2 * (FRAME_OVERHEAD + len(payloads(1)[0])) + 5] ^= 0xFF  # the third record's payload
+    segment.write_bytes(bytes(data))
+    reader = SpoolReader(tmp_path)
+    frames, _ = reader.read(10)
+    assert frames == payloads(2) + payloads(2, 3) and reader.lost == 1
+    reader.close()
+    spool.close()
+
+
+def test_the_appenders_room_is_what_the_reader_has_not_acknowledged(tmp_path) -> None:
+    record = FRAME_OVERHEAD + len(payloads(1)[0])
+    spool = Spool(tmp_path, max_bytes=10 * record, segment_bytes=3 * record, shared=True)
+    assert spool.append(payloads(15)) == 10  # full
+    reader = SpoolReader(tmp_path)
+    frames, end = reader.read(4)
+    assert spool.append(payloads(1, 10)) == 0  # read is not acknowledged
+    reader.ack(end, 4)
+    assert spool.append(payloads(6, 10)) == 4
+    assert spool.pending_bytes == 10 * record
+    assert drain(reader, 10) == payloads(6, 4) + payloads(4, 10)
+    reader.close()
+    spool.close()
+
+
+def test_the_spool_set_reads_every_worker_and_the_legacy_segments(tmp_path) -> None:
+    legacy = Spool(tmp_path, max_bytes=10_000_000)
+    legacy.append(payloads(3, 1000))
+    legacy.close()
+    one = Spool(worker_spool_dir(tmp_path, 1), max_bytes=10_000_000, shared=True)
+    one.append(payloads(5))
+    spools = SpoolSet(tmp_path)
+    with pytest.raises(WriterBusy, match="another writer process already drains"):
+        SpoolSet(tmp_path)
+    two = Spool(worker_spool_dir(tmp_path, 2), max_bytes=10_000_000, shared=True)  # a worker that comes later
+    two.append(payloads(4, 100))
+    spools.refresh()
+    got = []
+    while spools.has_unread():
+        frames, read = spools.read(3)
+        got += frames
+        spools.ack(read, len(frames))
+    assert sorted(got) == sorted(payloads(3, 1000) + payloads(5) + payloads(4, 100))
+    assert [g for g in got if g in payloads(5)] == payloads(5)  # each spool in order
+    assert spools.pending_records == 0 and not list(tmp_path.glob("*.seg")) or legacy  # acknowledged
+    spools.close()
+    one.close()
+    two.close()
