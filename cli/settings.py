@@ -553,6 +553,9 @@ class Settings(BaseModel):
         env="PASSAGEWAY_MAX_DECODED_BODY", file="max_decoded_body", metavar="BYTES", default="`64MiB`")] = (
         64 * 1024 * 1024
     )
+    worker: Annotated[int | None, _as(_optional(_count), "worker"), setting(
+        "(internal, set by `passageway proxy` for its workers) this process is worker K", "proxy", flag="--worker",
+        metavar="K")] = None
     verbose: Annotated[bool, setting(
         "log connections", *ROLES, flag="--verbose", short="-v", switch=True)] = False
 
