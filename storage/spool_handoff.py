@@ -336,6 +336,7 @@ class SpoolDrain(ExchangeWriter):
         self._proxy_name = proxy_name
 
     def start(self) -> None:
+        self._adopt_notices()
         with self._lock:
             if self._thread is not None or self._closed:
                 return
@@ -343,6 +344,21 @@ class SpoolDrain(ExchangeWriter):
             self._appender.start()
             self._thread = threading.Thread(target=self._drain_loop, name="passageway-writer", daemon=True)
             self._thread.start()
+
+    def _adopt_notices(self) -> None:
+        """The notices a previous writer process (killed) wrote for these workers: the batch that
+        stores their exchange deletes them, as if this process had written them."""
+        from storage.pending import list_pending
+
+        try:
+            rows = list_pending(self.store)
+        except Exception as exc:  # noqa: BLE001 - the database may be away: they expire instead
+            log.warning("could not read the pending notices: %s", one_line(exc))
+            return
+        now = time.monotonic()
+        for row in rows:
+            if row.notice.proxy == self._proxy_name:
+                self._announced[row.notice.uuid] = now
 
     def close(self, timeout: float = 10.0) -> None:
         self.spools.deadline = time.monotonic() + timeout

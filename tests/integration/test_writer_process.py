@@ -185,8 +185,10 @@ def _count(store, pattern: str) -> int:  # type: ignore[no-untyped-def]
         return conn.execute(text("SELECT count(*) FROM exchanges WHERE path LIKE :p"), {"p": pattern}).scalar_one()
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
-def test_a_slow_call_is_pending_then_replaced_by_its_exchange(dialect: str, tmp_path) -> None:
+@pytest.mark.parametrize(("dialect", "kill_writer"), [("sqlite", False), ("postgresql", False), ("sqlite", True)])
+def test_a_slow_call_is_pending_then_replaced_by_its_exchange(dialect: str, kill_writer: bool, tmp_path) -> None:
+    """With kill_writer, the writer that wrote the notice is killed (-9) and another, started after
+    the call ended, stores the exchange: the notice goes all the same (not 30 s later by expiry)."""
     from tests.support import fresh_postgres_database, require_or_skip_postgres
 
     if dialect == "postgresql":
@@ -202,8 +204,9 @@ def test_a_slow_call_is_pending_then_replaced_by_its_exchange(dialect: str, tmp_
         with (
             start_process(worker_args(db_url, port, upstream.url, tmp_path, "pending-w"), port=port,
                           name="passageway proxy --worker 1", timeout=30),
-            start_writer(db_url, tmp_path, "pending-w") as writer,
+            start_writer(db_url, tmp_path, "pending-w") as first_writer,
         ):  # fmt: skip
+            writer = first_writer
             store = open_store(db_url, migrate=False)
             try:
                 request_id = f"slow-{uuid.uuid4().hex[:8]}"
@@ -218,7 +221,14 @@ def test_a_slow_call_is_pending_then_replaced_by_its_exchange(dialect: str, tmp_
                     notice = wait_for(lambda: next((r.notice for r in list_pending(store)
                                                     if r.notice.trace_id == request_id), None),
                                       timeout=10, message=writer.describe)  # fmt: skip
+                    if kill_writer:
+                        assert writer.proc is not None
+                        os.kill(writer.proc.pid, signal.SIGKILL)
+                        writer.cleanup()
                     thread.join(30)
+                    if kill_writer:  # started once the call is over: only the database says it was announced
+                        time.sleep(1)
+                        writer = start_writer(db_url, tmp_path, "pending-w", "passageway writer (restarted)")
                 assert outcome["response"].status_code == 200
                 wait_for(lambda: _count(store, "/slow") >= 1, timeout=10)
                 wait_for(lambda: not [r for r in list_pending(store) if r.notice.uuid == notice.uuid], timeout=10)
@@ -229,6 +239,7 @@ def test_a_slow_call_is_pending_then_replaced_by_its_exchange(dialect: str, tmp_
                                           {"u": notice.uuid}).scalars().all()  # fmt: skip
             finally:
                 store.close()
+                writer.stop()
     assert notice.state == "waiting" and notice.path == "/slow"
     assert stored == [200]
 
