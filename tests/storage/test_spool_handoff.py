@@ -194,3 +194,94 @@ def test_the_spool_set_reads_every_worker_and_the_legacy_segments(tmp_path) -> N
     spools.close()
     one.close()
     two.close()
+
+
+# -- SpoolAppender (a worker) and SpoolDrain (the writer process), here in one process ----------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from storage.pure.pending import PendingNotice  # noqa: E402
+from storage.queries import proxy_stats  # noqa: E402
+from storage.spool_handoff import SpoolAppender, SpoolDrain  # noqa: E402
+from tests.support import wait_for  # noqa: E402
+from tests.support.records import make_record  # noqa: E402
+
+
+def notice(uuid: str) -> PendingNotice:
+    return PendingNotice(uuid=uuid, proxy="p", started_at=time.time() - 2, method="GET", scheme="http",
+                         host="h", port=80, path="/slow", query="", state="waiting")  # fmt: skip
+
+
+def test_a_workers_records_and_notices_reach_the_database_through_the_writer(store, tmp_path) -> None:
+    spool_dir = tmp_path / "spool"
+    appender = SpoolAppender(store, spool=Spool(worker_spool_dir(spool_dir, 1), max_bytes=10_000_000, shared=True))
+    appender.start()
+    drain = SpoolDrain(store, SpoolSet(spool_dir), proxy_name="p")
+    drain.start()
+    try:
+        records = [make_record(path=f"/handoff/{i}", proxy="p") for i in range(120)]
+        for record in records:
+            assert appender.submit(record)
+        pending = notice("11111111-2222-3333-4444-555555555555")
+        appender.announce([pending])
+        with store.connect() as conn:
+            count = lambda: conn.execute(text("SELECT count(*) FROM exchanges WHERE path LIKE '/handoff/%'")).scalar_one()  # noqa: E731
+            wait_for(lambda: count() == 120, timeout=10)
+        from storage.pending import list_pending
+
+        wait_for(lambda: [row.notice.uuid for row in list_pending(store)] == [pending.uuid], timeout=10)
+    finally:
+        appender.close()
+        drain.close()
+    rows = {row["proxy"]: row for row in proxy_stats(store)}
+    assert rows["p"]["written"] == 120 and rows["p"]["submitted"] == 120 and rows["p"]["spooled"] == 0
+    assert rows["p/worker-1"]["submitted"] == 120 and rows["p/worker-1"]["stopped_at"] is not None
+    assert rows["p"]["stopped_at"] is not None
+
+
+def test_a_worker_never_touches_the_database(sqlite_store, tmp_path) -> None:
+    spool = Spool(tmp_path / "worker-1", max_bytes=10_000_000, shared=True)
+    appender = SpoolAppender(sqlite_store, spool=spool)
+    appender.start()
+    for i in range(10):
+        appender.submit(make_record(path=f"/w/{i}"))
+    appender.close()
+    with sqlite_store.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM exchanges")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM proxy_stats")).scalar_one() == 0
+    reader = SpoolReader(tmp_path / "worker-1")
+    assert len(reader.read(100)[0]) == 10
+    reader.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary(min_size=0, max_size=300), min_size=1, max_size=30), st.data())
+def test_whatever_the_reader_sees_of_a_write_it_reads_each_record_once_in_order(tmp_path_factory, records, data) -> None:
+    """The appender's bytes become visible in any pieces; the reader, reading between them, ends
+    with every record once, in order, and nothing counted lost."""
+    directory = tmp_path_factory.mktemp("spool")
+    spool = Spool(directory, max_bytes=10_000_000, shared=True)
+    spool.append([b"first"])
+    segment = next(directory.glob("*.seg"))
+    stream = b"".join(frame(record) for record in records)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    reader = SpoolReader(directory)
+    got, _ = reader.read(1000)
+    previous = 0
+    for cut in [*cuts, len(stream)]:
+        with open(segment, "ab") as f:
+            f.write(stream[previous:cut])
+        previous = cut
+        frames, end = reader.read(data.draw(st.integers(1, 5)))
+        got += frames
+        reader.ack(end, len(frames))
+    while True:
+        frames, end = reader.read(1000)
+        if not frames:
+            break
+        got += frames
+    assert got == [b"first", *records] and reader.lost == 0
+    reader.close()
+    spool.close()
