@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import build_parser
-from cli.roles import INSPECTOR_DERIVED, inspector_view, proxy_view
+from cli.roles import INSPECTOR_DERIVED, PROXY_DERIVED, inspector_view, proxy_view
 from cli.settings import COMMAND_ROLES, ROLES, SETTINGS, child_arguments, load_settings, settings_table
 from inspector_ui.settings import InspectorSettings
 from proxy.settings import ProxySettings
@@ -37,7 +37,7 @@ def test_every_setting_has_a_source_and_roles():
 
 def test_the_proxys_view_holds_every_setting_the_proxy_uses():
     used = {name for name, meta in SETTINGS.items() if "proxy" in meta.roles} - {"config_file"}
-    assert {field.name for field in dataclasses.fields(ProxySettings)} == used
+    assert {field.name for field in dataclasses.fields(ProxySettings)} == used | set(PROXY_DERIVED)
 
 
 def test_every_setting_the_inspector_and_its_maintenance_use_reaches_its_view():
