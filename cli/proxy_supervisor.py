@@ -78,7 +78,9 @@ def run_proxy(argv: Sequence[str], settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop)
 
     arguments = child_arguments(argv, COMMAND_ROLES["proxy"])
-    writer = Child("writer", [*COMMAND, "writer", *arguments]) if settings.spool_max_bytes else None
+    # Until the writer role lands, each worker writes its own records (TEMPORARY: see issue 19 part 2).
+    has_writer = settings.spool_max_bytes and "writer" in COMMAND_ROLES
+    writer = Child("writer", [*COMMAND, "writer", *arguments]) if has_writer else None
     workers = [
         Child(f"worker {k}", [*COMMAND, "proxy", "--worker", str(k), *arguments]) for k in range(1, settings.workers + 1)
     ]
