@@ -66,8 +66,6 @@ def run_proxy(argv: Sequence[str], settings: Settings) -> int:
         if settings.workers > 1 and address[1] == 0:
             raise ConfigError(f"{what}: --workers {settings.workers} needs a fixed port, not 0")
         check_bindable(what, address)
-    prepare_store(settings)
-
     stopping = False
 
     def stop(*_: object) -> None:
@@ -84,10 +82,24 @@ def run_proxy(argv: Sequence[str], settings: Settings) -> int:
     workers = [
         Child(f"worker {k}", [*COMMAND, "proxy", "--worker", str(k), *arguments]) for k in range(1, settings.workers + 1)
     ]
+    # The workers load mitmproxy (most of their start) while the store is prepared here; then
+    # they wait for the go: the end of this pipe.
+    go_read, go_write = os.pipe()
+    try:
+        for worker in workers:
+            start(worker, go_fd=go_read)
+    finally:
+        os.close(go_read)
+    try:
+        prepare_spool_dir(settings)
+        prepare_store(settings)
+    except BaseException:
+        stop_all(workers)
+        os.close(go_write)
+        raise
+    os.close(go_write)
     if writer is not None:
         start(writer)
-    for worker in workers:
-        start(worker)
 
     selector = selectors.DefaultSelector()
     for worker in workers:
@@ -137,6 +149,17 @@ def run_proxy(argv: Sequence[str], settings: Settings) -> int:
     return exit_code
 
 
+def prepare_spool_dir(settings: Settings) -> None:
+    """The proxy's spool directory, made (0700: records hold secrets) or refused here, in one line,
+    rather than by every worker at once."""
+    if not settings.spool_max_bytes:
+        return
+    try:
+        settings.spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot use spool directory {settings.spool_dir}: {e.strerror}") from None
+
+
 def prepare_store(settings: Settings) -> None:
     """Once, before any child opens the store: the schema, the `[[faults]]` and the mocks."""
     from storage.store import open_store
@@ -153,7 +176,9 @@ def prepare_store(settings: Settings) -> None:
         store.close()
 
 
-def start(child: Child) -> None:
+def start(child: Child, *, go_fd: int | None = None) -> None:
+    """Spawn `child`; a worker gets the write end of a pipe to say it listens on and, at the first
+    start, `go_fd`: the read end of the pipe whose end says the store is ready."""
     child.restart_at = None
     child.ready = False
     child.started_at = time.monotonic()
@@ -163,8 +188,10 @@ def start(child: Child) -> None:
         return
     read_end, write_end = os.pipe()
     env = {**os.environ, "PASSAGEWAY_READY_FD": str(write_end)}
+    if go_fd is not None:
+        env["PASSAGEWAY_GO_FD"] = str(go_fd)
     try:
-        child.process = spawn(child.args, env=env, pass_fds=(write_end,))
+        child.process = spawn(child.args, env=env, pass_fds=(write_end,) if go_fd is None else (write_end, go_fd))
     finally:
         os.close(write_end)
     child.ready_fd = read_end

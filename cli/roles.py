@@ -71,12 +71,16 @@ def inspector_view(settings: Settings, *, token: str | None) -> Any:
 
 
 def run_proxy_worker(settings: Settings, *, worker: int) -> int:
-    """One of the supervisor's workers (cli.proxy_supervisor runs them; it has prepared the store).
-    It tells the supervisor it listens by writing to the pipe PASSAGEWAY_READY_FD names."""
+    """One of the supervisor's workers (cli.proxy_supervisor runs them). At its first start it
+    waits, once mitmproxy is loaded, for the end of the pipe PASSAGEWAY_GO_FD names: the supervisor
+    has then prepared the store. It says it listens by writing to the pipe PASSAGEWAY_READY_FD names."""
     import os
 
     from proxy.runner import run_proxy as run
 
+    if (go_fd := os.environ.pop("PASSAGEWAY_GO_FD", None)) is not None:
+        os.read(int(go_fd), 1)
+        os.close(int(go_fd))
     ready_fd = os.environ.pop("PASSAGEWAY_READY_FD", None)
 
     def ready() -> None:

@@ -131,7 +131,7 @@ def test_every_setting_is_read_from_its_variable_and_its_file_key(name, tmp_path
         "redact_at_capture": "true", "redact_add": "x-pin", "redact_remove": "cookie", "retention_max_age": "1h",
         "retention_max_exchanges": "5", "retention_max_body_bytes": "1k", "spool_dir": str(tmp_path),
         "spool_max_bytes": "0", "maintenance": "false", "max_decoded_body": "1MiB", "monitor_runner": "false",
-        "mocks": f"a={__file__}",
+        "mocks": f"a={__file__}", "workers": "3",
     }[name]  # fmt: skip
     empty = tmp_path / "empty"
     empty.mkdir()
