@@ -48,26 +48,26 @@ def listens_beyond_loopback(host: str) -> bool:
         return True
 
 
-def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+def spawn(args: list[str], env: dict[str, str] | None = None, pass_fds: Sequence[int] = ()) -> subprocess.Popen:
     """Start a child of `up` that only `up` stops.
 
     Its own process group keeps a terminal's Ctrl-C from reaching it twice
     (directly and forwarded); on Linux it also dies when `up` is killed outright.
     """
     if not sys.platform.startswith("linux"):
-        return subprocess.Popen(args, process_group=0, env=env)
+        return subprocess.Popen(args, process_group=0, env=env, pass_fds=pass_fds)
 
     def die_with_parent() -> None:
         pr_set_pdeathsig = 1
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
-    return subprocess.Popen(args, process_group=0, preexec_fn=die_with_parent, env=env)
+    return subprocess.Popen(args, process_group=0, preexec_fn=die_with_parent, env=env, pass_fds=pass_fds)
 
 
 def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
     """Start the proxy and the inspector; stop both when either stops or on Ctrl-C."""
     # Fail here, in one line, on what a child would otherwise fail on.
-    from proxy.runner import check_bindable, listen_addresses
+    from proxy.listen import check_bindable, listen_addresses
     from storage.store import open_store
 
     from .roles import proxy_view

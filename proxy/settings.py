@@ -47,3 +47,7 @@ class ProxySettings:
     verbose: bool = False
     mocks: dict[str, Path] = field(default_factory=dict)
     """Services answered from a HAR file's recordings (written to the store at start: proxy.runner)."""
+    workers: int = 1
+    """Worker processes the supervisor (cli.proxy_supervisor) runs; each is one of these."""
+    worker: int | None = None
+    """Which worker this process is (1..workers), under the supervisor; None: run alone (embedded)."""

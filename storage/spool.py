@@ -42,7 +42,7 @@ from pathlib import Path
 
 from storage.errors import StorageError
 
-__all__ = ["FRAME_OVERHEAD", "Spool", "SpoolBusy", "SpoolError", "frame"]
+__all__ = ["FRAME_OVERHEAD", "Spool", "SpoolBusy", "SpoolError", "frame", "worker_spool_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,11 @@ class SpoolError(StorageError):
 
 class SpoolBusy(SpoolError):
     """Another process holds the spool."""
+
+
+def worker_spool_dir(spool_dir: Path, worker: int) -> Path:
+    """The spool of a proxy's worker K (1, 2, ...): one directory per worker under the proxy's spool_dir."""
+    return Path(spool_dir) / f"worker-{worker}"
 
 
 def frame(payload: bytes) -> bytes:
