@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from proxy.routing import format_address
 
-from .settings import COMMAND_ROLES, Settings, child_arguments
+from .settings import COMMAND_ROLES, Settings, child_arguments, client_url
 
 PROG = "passageway"
 DEMO_ADDRESS = ("127.0.0.1", 9001)
@@ -153,7 +153,9 @@ def demo_environment(settings: Settings, token: str | None) -> dict[str, str]:
     """The demo services register themselves with this inspector, in the proxy's realm."""
     host = settings.ui[0]
     reachable = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
-    env = {**os.environ, "PASSAGEWAY_INSPECTOR_URL": f"http://{format_address(reachable, settings.ui[1])}"}
+    env = {**os.environ, "PASSAGEWAY_INSPECTOR_URL": f"http://{format_address(reachable, settings.ui[1])}",
+           # Its smart client calls back through this gateway (/checkout), wherever it listens.
+           "PASSAGEWAY_URL": client_url(settings.listen)}  # fmt: skip
     # Ours, not whatever the shell had: the proxy's realm and this inspector's token, or none.
     for name, value in (("PASSAGEWAY_TOKEN", token), ("PASSAGEWAY_REALM", settings.realm)):
         if value:
