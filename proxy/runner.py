@@ -61,8 +61,12 @@ def run_proxy(settings: ProxySettings, *, on_ready: Callable[[], None] | None = 
     spool = None
     if settings.spool_max_bytes and settings.spool_dir is not None:
         try:
-            directory = settings.spool_dir if settings.worker is None else worker_spool_dir(settings.spool_dir, settings.worker)
-            spool = Spool(directory, max_bytes=settings.spool_max_bytes)
+            if settings.worker is None:
+                directory, budget = settings.spool_dir, settings.spool_max_bytes
+            else:  # spool_max_bytes is the proxy's: its workers share it
+                directory = worker_spool_dir(settings.spool_dir, settings.worker)
+                budget = max(1, settings.spool_max_bytes // settings.workers)
+            spool = Spool(directory, max_bytes=budget)
         except SpoolError as e:
             store.close()
             raise StartError(str(e)) from None
