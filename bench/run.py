@@ -1,8 +1,8 @@
-"""`make bench`: print the machine and date, then run the proxy, writer, search, radar and
-inferred-OpenAPI benchmarks.
+"""`make bench`: print the machine and date, then run the proxy, proxy-workers, writer, search,
+radar and inferred-OpenAPI benchmarks.
 
     .venv/bin/python bench/run.py [--quick] [--rounds N] [--duration S] [--connections C] ...
-    .venv/bin/python bench/run.py --only proxy|writer|search|radar|openapi ...
+    .venv/bin/python bench/run.py --only proxy|workers|writer|search|radar|openapi ...
     .venv/bin/python bench/run.py --only faults|mocks ...   (the proxy's per-request hooks alone)
     .venv/bin/python bench/run.py --only two|soak ...   (opt-in; never part of the default run)
 
@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             only = tok.split("=", 1)[1]
             del argv[i]
             break
-    if only not in (None, "proxy", "writer", "search", "radar", "openapi", "faults", "mocks", "two", "soak"):
-        print("error: --only takes proxy, writer, search, radar, openapi, faults, mocks, two or soak", file=sys.stderr)
+    if only not in (None, "proxy", "workers", "writer", "search", "radar", "openapi", "faults", "mocks", "two", "soak"):
+        print("error: --only takes proxy, workers, writer, search, radar, openapi, faults, mocks, two or soak",
+              file=sys.stderr)  # fmt: skip
         return 2
 
     print(machine_header(), flush=True)
@@ -129,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(run(script, argv) != 0)
     if only in (None, "proxy"):
         status |= run(BENCH / "proxy_bench.py", argv) != 0
+    workers = BENCH / "workers_bench.py"
+    if only == "workers":
+        status |= run(workers, argv) != 0
+    elif only is None:
+        status |= run(workers, flags_for(workers, argv)) != 0
     writer = BENCH / "writer_bench.py"
     if only in (None, "writer"):
         if writer.exists():

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = command("up", help="run the proxy and the inspector")
     up.add_argument("--demo", action="store_true", help="also run a demo upstream service on 127.0.0.1:9001")
-    command("proxy", help="run the capturing proxy alone")
+    proxy = command("proxy", help="run the capturing proxy alone (--workers N: N processes sharing its ports)")
+    proxy.add_argument("--worker", type=int, metavar="K", help=argparse.SUPPRESS)  # the supervisor's K-th worker
     command("writer", help="write the records of the proxy's workers (their spools) to the database; run by `proxy`")
     command("ui", help="run the inspector alone (and, unless --no-maintenance, the database's maintenance)")
     command("maintain", help="run the database's maintenance alone: search indexing, statistics, retention")
@@ -193,11 +194,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo.serve(args.listen, args.shop_listen)
             return 0
         settings = load_settings(flag_values(args))
-        if args.command in ("proxy", "ui", "maintain", "writer"):
+        if args.command == "proxy":
+            if args.worker is not None:
+                from .roles import run_proxy_worker
+
+                return run_proxy_worker(settings, worker=args.worker)
+            from .proxy_supervisor import run_proxy
+
+            return run_proxy(argv, settings)
+        if args.command in ("ui", "maintain", "writer"):
             from . import roles
 
-            run = {"proxy": roles.run_proxy, "ui": roles.run_ui, "maintain": roles.run_maintain, "writer": roles.run_writer}
-            return run[args.command](settings)
+            return {"ui": roles.run_ui, "maintain": roles.run_maintain, "writer": roles.run_writer}[args.command](settings)
         if args.command == "monitor":
             from .monitoring import run_monitor
 

@@ -20,6 +20,28 @@ from pathlib import Path
 from typing import Any
 
 from .commands import fail
+from .settings import ConfigError
+
+
+def sync_mocks(store, settings) -> None:  # type: ignore[no-untyped-def]
+    """The mocks the proxy was given (`--mock NAME=FILE`, `[mocks]`, `[services.NAME] mock`) as its
+    realm's config simulations: the given set replaces the config ones before anything is served
+    (simulations made through the API or the CLI for other services stay)."""
+    from storage.errors import Invalid
+    from storage.mocks import SimulationSpec, sync_config_simulations
+
+    realm = settings.realm or ""
+    specs = []
+    for name, path in settings.mocks.items():
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"mock {name!r}: cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            specs.append(SimulationSpec(service=name, realm=realm, har=text).checked())
+        except Invalid as e:
+            raise ConfigError(f"mock {name!r} ({path}): {e}") from None
+    sync_config_simulations(store, specs, realms=[realm])
 
 
 def add_mock_arguments(parser: argparse.ArgumentParser) -> None:

@@ -36,12 +36,14 @@ INSPECTOR_DERIVED = {
     "inspector_url": ("ui",),
 }
 """The inspector's fields that are not settings of the same name, and the settings they come from."""
+PROXY_DERIVED = {"worker": ()}
+"""The proxy's fields that are no setting: which worker a process is (the supervisor says)."""
 
 
-def proxy_view(settings: Settings) -> Any:
+def proxy_view(settings: Settings, *, worker: int | None = None) -> Any:
     from proxy.settings import ProxySettings
 
-    return view(ProxySettings, settings)
+    return view(ProxySettings, settings, worker=worker)
 
 
 def inspector_view(settings: Settings, *, token: str | None) -> Any:
@@ -68,18 +70,25 @@ def inspector_view(settings: Settings, *, token: str | None) -> Any:
     return view(InspectorSettings, settings, **derived)
 
 
-def run_proxy(settings: Settings) -> int:
+def run_proxy_worker(settings: Settings, *, worker: int) -> int:
+    """One of the supervisor's workers (cli.proxy_supervisor runs them). At its first start it
+    waits, once mitmproxy is loaded, for the end of the pipe PASSAGEWAY_GO_FD names: the supervisor
+    has then prepared the store. It says it listens by writing to the pipe PASSAGEWAY_READY_FD names."""
+    import os
+
     from proxy.runner import run_proxy as run
 
-    if settings.faults:  # [[faults]] in the store before serving (a proxy alone has no inspector to do it)
-        from storage.store import open_store
+    if (go_fd := os.environ.pop("PASSAGEWAY_GO_FD", None)) is not None:
+        os.read(int(go_fd), 1)
+        os.close(int(go_fd))
+    ready_fd = os.environ.pop("PASSAGEWAY_READY_FD", None)
 
-        store = open_store(settings.db)
-        try:
-            sync_faults(store, settings)
-        finally:
-            store.close()
-    run(proxy_view(settings))
+    def ready() -> None:
+        if ready_fd is not None:
+            os.write(int(ready_fd), b"1")
+            os.close(int(ready_fd))
+
+    run(proxy_view(settings, worker=worker), on_ready=ready)
     return 0
 
 

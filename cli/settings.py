@@ -175,6 +175,15 @@ def _count(value: Any, *, what: str) -> int:
     return int(value)
 
 
+def _workers(value: Any, *, what: str) -> int:
+    """A count, or `auto`: the cores this process may run on."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if isinstance(value, bool) or not re.fullmatch(r"\s*\d+\s*", str(value)) or int(value) < 1:
+        raise ConfigError(f"bad {what} {value!r}: expected a whole number of at least 1, or auto")
+    return int(value)
+
+
 def _port(value: Any, *, what: str) -> int:
     try:
         port = int(value)
@@ -475,6 +484,10 @@ class Settings(BaseModel):
     forward_port: Annotated[int | None, _as(_optional(_port), "forward port"), setting(
         "also run a forward proxy on the gateway's host", *_NETWORK, flag="--forward-port",
         env="PASSAGEWAY_FORWARD_PORT", file="forward_port", metavar="PORT", default="off")] = None
+    workers: Annotated[int, _as(_workers, "workers"), setting(
+        "proxy processes sharing the listening ports (`auto`: one per core), each with its own spool; one writer "
+        "process stores what they capture, see [Workers](#workers)", "proxy", flag="--workers",
+        env="PASSAGEWAY_WORKERS", file="workers", metavar="N|auto", default="`1`")] = 1
     body_cap: Annotated[int, _as(parse_size, "body cap"), setting(
         "bytes of each body stored (`512k`, `4MiB`, ...)", "proxy", "store", flag="--body-cap",
         env="PASSAGEWAY_BODY_CAP", file="body_cap", metavar="BYTES", default="`1MiB`")] = 1024 * 1024
@@ -553,9 +566,6 @@ class Settings(BaseModel):
         env="PASSAGEWAY_MAX_DECODED_BODY", file="max_decoded_body", metavar="BYTES", default="`64MiB`")] = (
         64 * 1024 * 1024
     )
-    worker: Annotated[int | None, _as(_optional(_count), "worker"), setting(
-        "(internal, set by `passageway proxy` for its workers) this process is worker K", "proxy", flag="--worker",
-        metavar="K")] = None
     verbose: Annotated[bool, setting(
         "log connections", *ROLES, flag="--verbose", short="-v", switch=True)] = False
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from proxy.routing import format_address
 
-from .settings import COMMAND_ROLES, Settings, child_arguments
+from .settings import COMMAND_ROLES, Settings, child_arguments, client_url
 
 PROG = "passageway"
 DEMO_ADDRESS = ("127.0.0.1", 9001)
@@ -48,26 +48,26 @@ def listens_beyond_loopback(host: str) -> bool:
         return True
 
 
-def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+def spawn(args: list[str], env: dict[str, str] | None = None, pass_fds: Sequence[int] = ()) -> subprocess.Popen:
     """Start a child of `up` that only `up` stops.
 
     Its own process group keeps a terminal's Ctrl-C from reaching it twice
     (directly and forwarded); on Linux it also dies when `up` is killed outright.
     """
     if not sys.platform.startswith("linux"):
-        return subprocess.Popen(args, process_group=0, env=env)
+        return subprocess.Popen(args, process_group=0, env=env, pass_fds=pass_fds)
 
     def die_with_parent() -> None:
         pr_set_pdeathsig = 1
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
-    return subprocess.Popen(args, process_group=0, preexec_fn=die_with_parent, env=env)
+    return subprocess.Popen(args, process_group=0, preexec_fn=die_with_parent, env=env, pass_fds=pass_fds)
 
 
 def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
     """Start the proxy and the inspector; stop both when either stops or on Ctrl-C."""
     # Fail here, in one line, on what a child would otherwise fail on.
-    from proxy.runner import check_bindable, listen_addresses
+    from proxy.listen import check_bindable, listen_addresses
     from storage.store import open_store
 
     from .roles import proxy_view
@@ -153,7 +153,9 @@ def demo_environment(settings: Settings, token: str | None) -> dict[str, str]:
     """The demo services register themselves with this inspector, in the proxy's realm."""
     host = settings.ui[0]
     reachable = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
-    env = {**os.environ, "PASSAGEWAY_INSPECTOR_URL": f"http://{format_address(reachable, settings.ui[1])}"}
+    env = {**os.environ, "PASSAGEWAY_INSPECTOR_URL": f"http://{format_address(reachable, settings.ui[1])}",
+           # Its smart client calls back through this gateway (/checkout), wherever it listens.
+           "PASSAGEWAY_URL": client_url(settings.listen)}  # fmt: skip
     # Ours, not whatever the shell had: the proxy's realm and this inspector's token, or none.
     for name, value in (("PASSAGEWAY_TOKEN", token), ("PASSAGEWAY_REALM", settings.realm)):
         if value:

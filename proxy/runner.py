@@ -4,17 +4,15 @@ Capture, Mocks and the health probes."""
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import signal
-import socket
+from collections.abc import Callable
 
 from mitmproxy import options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig, update_alt_svc
 from mitmproxy.master import Master
 
-from storage.errors import Invalid, StorageError
-from storage.mocks import SimulationSpec, sync_config_simulations
+from storage.errors import StorageError
 from storage.pure.redaction import record_redactor, rules_from_config
 from storage.shares import redaction_key
 from storage.spool import Spool, SpoolError, worker_spool_dir
@@ -22,12 +20,13 @@ from storage.spool_handoff import SpoolAppender
 from storage.store import Store, open_store
 from storage.writer import ExchangeWriter
 
-from . import mitmproxy_fixes
+from . import mitmproxy_fixes, shared_ports
 from .capture import Capture
 from .errors import StartError
 from .faults import Faults
 from .health import HealthProbes
 from .inspector_guard import InspectorGuard
+from .listen import check_bindable, listen_addresses
 from .mocks import Mocks
 from .registry_routes import RegistryRoutes
 from .router import Router, forward_mode, gateway_mode, service_mode
@@ -45,36 +44,14 @@ def proxy_modes(settings: ProxySettings) -> list[str]:
     return modes
 
 
-def listen_addresses(settings: ProxySettings) -> list[tuple[str, tuple[str, int]]]:
-    addresses = [("gateway", settings.listen)]
-    addresses += [(f"service {s.name!r}", s.listen) for s in settings.services.values() if s.listen is not None]
-    if settings.forward_port is not None:
-        addresses.append(("forward proxy", (settings.listen[0], settings.forward_port)))
-    return addresses
-
-
-def check_bindable(what: str, address: tuple[str, int]) -> None:
-    """Fail early, in one line, when a listen address cannot be used."""
-    host, port = address
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise StartError(f"{what}: cannot resolve listen host {host!r}: {e.strerror}") from None
-    family, kind, proto, _, sockaddr = infos[0]
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(sockaddr)
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise StartError(f"{what}: {host}:{port} is already in use") from None
-            raise StartError(f"{what}: cannot listen on {host}:{port}: {e.strerror}") from None
-
-
-def run_proxy(settings: ProxySettings) -> None:
-    """Run until SIGINT/SIGTERM. Raises StartError/StorageError for user mistakes."""
-    for what, address in listen_addresses(settings):
-        check_bindable(what, address)
+def run_proxy(settings: ProxySettings, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM. Raises StartError/StorageError for user mistakes. `on_ready`:
+    called once every listener is up (the supervisor's worker waits for it)."""
+    if settings.worker is None:
+        for what, address in listen_addresses(settings):
+            check_bindable(what, address)
+    else:  # the supervisor checked the addresses; the workers share them
+        shared_ports.install()
     mitmproxy_fixes.install()
     store = open_store(settings.db)
     transform = None
@@ -89,7 +66,10 @@ def run_proxy(settings: ProxySettings) -> None:
     if settings.spool_max_bytes and settings.spool_dir is not None:
         directory = worker_spool_dir(settings.spool_dir, settings.worker) if hand_off else settings.spool_dir
         try:
-            spool = Spool(directory, max_bytes=settings.spool_max_bytes, shared=hand_off)
+            if hand_off:  # spool_max_bytes is the proxy's: its workers share it
+                spool = Spool(directory, max_bytes=max(1, settings.spool_max_bytes // settings.workers), shared=True)
+            else:
+                spool = Spool(directory, max_bytes=settings.spool_max_bytes)
         except SpoolError as e:
             store.close()
             raise StartError(str(e)) from None
@@ -98,7 +78,6 @@ def run_proxy(settings: ProxySettings) -> None:
                 "writing %d record(s) left in the spool %s by the last run", spool.pending_records, spool.directory
             )
     try:
-        sync_mocks(settings, store)
         guard = inspector_guard(settings, store)
     except (StorageError, StartError):
         store.close()
@@ -112,28 +91,10 @@ def run_proxy(settings: ProxySettings) -> None:
             store, transform=transform, report_as=settings.proxy_name, spool=spool, decode_limit=settings.max_decoded_body
         )
     try:
-        asyncio.run(_serve(settings, writer, guard))
+        asyncio.run(_serve(settings, writer, guard, on_ready))
     finally:
         writer.close()
         store.close()
-
-
-def sync_mocks(settings: ProxySettings, store: Store) -> None:
-    """The mocks this proxy was given (`--mock NAME=FILE`, `[mocks]`, `[services.NAME] mock`) as its
-    realm's config simulations: the given set replaces the config ones before anything is served
-    (simulations made through the API or the CLI for other services stay)."""
-    realm = settings.realm or ""
-    specs = []
-    for name, path in settings.mocks.items():
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as e:
-            raise StartError(f"mock {name!r}: cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-        try:
-            specs.append(SimulationSpec(service=name, realm=realm, har=text).checked())
-        except Invalid as e:
-            raise StartError(f"mock {name!r} ({path}): {e}") from None
-    sync_config_simulations(store, specs, realms=[realm])
 
 
 def inspector_guard(settings: ProxySettings, store: Store) -> InspectorGuard:
@@ -169,7 +130,20 @@ def mitmproxy_addons() -> list[object]:
     ]
 
 
-async def _serve(settings: ProxySettings, writer: ExchangeWriter, guard: InspectorGuard) -> None:
+class ReadySignal:
+    """Calls back once mitmproxy is running: every listener is bound (Master.run fires
+    `running` after the servers are up and ErrorCheck found nothing)."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+
+    def running(self) -> None:
+        self.callback()
+
+
+async def _serve(
+    settings: ProxySettings, writer: ExchangeWriter, guard: InspectorGuard, on_ready: Callable[[], None] | None
+) -> None:
     opts = options.Options()
     master = Master(opts, with_termlog=True)
     check = errorcheck.ErrorCheck(repeat_errors_on_stderr=True)
@@ -197,20 +171,19 @@ async def _serve(settings: ProxySettings, writer: ExchangeWriter, guard: Inspect
         body_cap=settings.body_cap,
         upstream_timeout=settings.upstream_timeout,
     )
-    health = HealthProbes(
-        writer.store,
-        proxy_name=settings.proxy_name,
-        realm=settings.realm,
-        services=settings.services,
-        upstream_ca=settings.upstream_ca,
-        upstream_insecure=settings.upstream_insecure,
-    )
     # The guard right after the Router: it judges where the Router sent each request.
     # Faults after the Router names the service (and the guard refuses), before Capture records.
     faults = Faults(writer.store, realm=settings.realm)
     # Mocks after Capture: its requestheaders undoes Capture's request streaming for a simulated
     # service (the body is needed to match); its answers are recorded by Capture's response hook.
-    master.addons.add(router, guard, Tracing(settings.tracing), faults, capture, mocks, health)
+    master.addons.add(router, guard, Tracing(settings.tracing), faults, capture, mocks)
+    if settings.worker in (None, 1):  # registering and probing the services is the proxy's job, not each worker's
+        master.addons.add(HealthProbes(
+            writer.store, proxy_name=settings.proxy_name, realm=settings.realm, services=settings.services,
+            upstream_ca=settings.upstream_ca, upstream_insecure=settings.upstream_insecure,
+        ))  # fmt: skip
+    if on_ready is not None:
+        master.addons.add(ReadySignal(on_ready))
     opts.update(
         mode=proxy_modes(settings),
         # Each request picks its upstream in `requestheaders`, so connect only then.

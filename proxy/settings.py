@@ -47,6 +47,7 @@ class ProxySettings:
     verbose: bool = False
     mocks: dict[str, Path] = field(default_factory=dict)
     """Services answered from a HAR file's recordings (written to the store at start: proxy.runner)."""
+    workers: int = 1
+    """Worker processes the supervisor (cli.proxy_supervisor) runs; each is one of these."""
     worker: int | None = None
-    """K: a worker of `passageway proxy` (cli.proxy_supervisor): it appends to spool_dir/worker-K and
-    the writer process (`passageway writer`) writes to the database. None: it writes itself."""
+    """Which worker this process is (1..workers), under the supervisor; None: run alone (embedded)."""

@@ -77,7 +77,7 @@ class SpoolBusy(SpoolError):
 
 
 def worker_spool_dir(spool_dir: Path, worker: int) -> Path:
-    """The spool directory of proxy worker `worker` (1..N) under the proxy's `spool_dir`."""
+    """The spool of a proxy's worker K (1, 2, ...): one directory per worker under the proxy's spool_dir."""
     return Path(spool_dir) / f"worker-{worker}"
 
 

@@ -28,3 +28,9 @@ def test_the_demo_registers_in_the_proxys_realm(tmp_path) -> None:
     env = demo_environment(settings_with(tmp_path, ui="127.0.0.1:7004"), None)
     assert env["PASSAGEWAY_REALM"] == "staging"
     assert env["PASSAGEWAY_INSPECTOR_URL"] == "http://127.0.0.1:7004"
+
+
+def test_the_demos_smart_client_calls_back_through_this_gateway(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PASSAGEWAY_URL", "http://127.0.0.1:8080")  # a shell's, for another gateway
+    env = demo_environment(settings_with(tmp_path, listen="0.0.0.0:18080"), None)
+    assert env["PASSAGEWAY_URL"] == "http://127.0.0.1:18080"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import build_parser
-from cli.roles import INSPECTOR_DERIVED, inspector_view, proxy_view
+from cli.roles import INSPECTOR_DERIVED, PROXY_DERIVED, inspector_view, proxy_view
 from cli.settings import COMMAND_ROLES, ROLES, SETTINGS, child_arguments, load_settings, settings_table
 from inspector_ui.settings import InspectorSettings
 from proxy.settings import ProxySettings
@@ -37,7 +37,7 @@ def test_every_setting_has_a_source_and_roles():
 
 def test_the_proxys_view_holds_every_setting_the_proxy_uses():
     used = {name for name, meta in SETTINGS.items() if "proxy" in meta.roles} - {"config_file"}
-    assert {field.name for field in dataclasses.fields(ProxySettings)} == used
+    assert {field.name for field in dataclasses.fields(ProxySettings)} == used | set(PROXY_DERIVED)
 
 
 def test_every_setting_the_inspector_and_its_maintenance_use_reaches_its_view():
@@ -131,7 +131,7 @@ def test_every_setting_is_read_from_its_variable_and_its_file_key(name, tmp_path
         "redact_at_capture": "true", "redact_add": "x-pin", "redact_remove": "cookie", "retention_max_age": "1h",
         "retention_max_exchanges": "5", "retention_max_body_bytes": "1k", "spool_dir": str(tmp_path),
         "spool_max_bytes": "0", "maintenance": "false", "max_decoded_body": "1MiB", "monitor_runner": "false",
-        "mocks": f"a={__file__}",
+        "mocks": f"a={__file__}", "workers": "3",
     }[name]  # fmt: skip
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -1,5 +1,6 @@
 """cli.settings.load_settings: flags beat the environment beat the file; every mistake is one line."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -93,9 +94,23 @@ def test_spool_and_retention_settings(tmp_path):
     assert load_settings(NO_FLAGS, environ={"PASSAGEWAY_RETENTION_MAX_AGE": "90m"}, cwd=tmp_path / "..").retention_max_age == 5400
 
 
+def test_workers_from_a_flag_a_variable_or_the_file_and_auto_is_the_cores(tmp_path):
+    assert load_settings(NO_FLAGS, environ={}, cwd=tmp_path).workers == 1
+    assert load_settings({"workers": "4"}, environ={}, cwd=tmp_path).workers == 4
+    assert load_settings(NO_FLAGS, environ={"PASSAGEWAY_WORKERS": " Auto "}, cwd=tmp_path).workers == len(
+        os.sched_getaffinity(0)
+    )
+    write(tmp_path, "workers = 2\n")  # a TOML integer
+    assert load_settings(NO_FLAGS, environ={}, cwd=tmp_path).workers == 2
+    assert load_settings({"workers": "3"}, environ={"PASSAGEWAY_WORKERS": "auto"}, cwd=tmp_path).workers == 3
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
+        ("workers = 0", "bad workers 0: expected a whole number of at least 1, or auto"),
+        ('workers = "many"', "bad workers 'many'"),
+        ("workers = true", "bad workers True"),
         ('retention_max_age = "soon"', "bad retention_max_age 'soon': expected a duration"),
         ("retention_max_age = 0", "bad retention_max_age 0: must be more than 0"),
         ("retention_max_exchanges = -5", "bad retention_max_exchanges -5: expected a whole number"),

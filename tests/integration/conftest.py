@@ -109,6 +109,9 @@ def proxy(db_url, upstream, h2_upstream, stalling_upstream, resetting_upstream, 
         "--upstream-timeout", "2",
         "--certs-dir", str(certs_dir),
         "--proxy-name", "test-proxy",
+        # Two workers: every capture case (HTTP/2, WebSockets, SSE, timeouts, the forward proxy, a
+        # service's own port) then runs through workers sharing the ports, each connection held by one.
+        "--workers", "2",
     ]
     with start_process(args, port=port, name="passageway proxy", timeout=30) as process:
         for extra in (forward_port, solo_port):

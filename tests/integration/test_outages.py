@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -89,7 +90,8 @@ def stored_queries(store: Store, run: str) -> list[str]:
 
 
 def spool_bytes(directory: str) -> int:
-    return sum(entry.stat().st_size for entry in os.scandir(directory) if entry.name.endswith(".seg"))
+    """Bytes in the spool segments of a proxy's spool_dir: its workers' spools (worker-K/) included."""
+    return sum(path.stat().st_size for path in Path(directory).rglob("*.seg"))
 
 
 @dataclass
