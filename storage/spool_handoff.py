@@ -185,6 +185,7 @@ class SpoolSet:
         self._next = 0  # round robin
         self.deadline = float("inf")
         """read() returns nothing past this (monotonic): a writer stopping does not chase new records."""
+        self._written_base: dict[str, int] = {}  # source name -> written by a killed predecessor
         self.refresh()
 
     def __str__(self) -> str:
@@ -212,7 +213,7 @@ class SpoolSet:
                 continue
             reader = SpoolReader(self.directory / name)  # SpoolBusy: another writer; raised to the caller
             with self._mutex:
-                self.sources[name] = _Source(name, reader, worker)
+                self.sources[name] = _Source(name, reader, worker, written=self._written_base.pop(name, 0))
         if "legacy" not in self.sources and any(name.endswith(".seg") for name in names):
             try:
                 legacy = Spool(self.directory, max_bytes=self._legacy_max_bytes)
@@ -225,6 +226,14 @@ class SpoolSet:
                 log.warning("writing %d record(s) an older proxy left in %s", legacy.pending_records, self.directory)
             with self._mutex:
                 self.sources["legacy"] = _Source("legacy", legacy, None)
+
+    def add_written(self, name: str, count: int) -> None:
+        """Count `count` records as written from source `name` (`worker-K`) before this writer."""
+        with self._mutex:
+            if name in self.sources:
+                self.sources[name].written += count
+            else:
+                self._written_base[name] = self._written_base.get(name, 0) + count
 
     def has_unread(self) -> bool:
         with self._mutex:
@@ -337,6 +346,7 @@ class SpoolDrain(ExchangeWriter):
 
     def start(self) -> None:
         self._adopt_notices()
+        self._adopt_counters()
         with self._lock:
             if self._thread is not None or self._closed:
                 return
@@ -359,6 +369,30 @@ class SpoolDrain(ExchangeWriter):
         for row in rows:
             if row.notice.proxy == self._proxy_name:
                 self._announced[row.notice.uuid] = now
+
+    def _adopt_counters(self) -> None:
+        """Go on with the counters of a writer that was killed (its rows in proxy_stats not
+        stopped): the workers' counters go on too, and `written` must not fall behind them.
+        After a clean stop (the whole proxy stopped) they start again from 0, like the workers'."""
+        from storage.queries import proxy_stats
+
+        try:
+            rows = proxy_stats(self.store)
+        except Exception as exc:  # noqa: BLE001 - counters only
+            log.warning("could not read the last counters from proxy_stats: %s", one_line(exc))
+            return
+        worker_rows = f"{self._proxy_name}/{_WORKER_PREFIX}"  # as worker_row_name makes them
+        for row in rows:
+            if row["stopped_at"] is not None:
+                continue
+            if row["proxy"] == self._proxy_name:
+                self._written += row["written"]
+                self._failed_batches += row["failed_batches"]
+                self._write_seconds += row["write_seconds"]
+                self._write_batches += row["write_batches"]
+                self._started_at = dt.datetime.fromisoformat(row["started_at"])
+            elif row["proxy"].startswith(worker_rows):
+                self.spools.add_written(row["proxy"].removeprefix(f"{self._proxy_name}/"), row["written"])
 
     def close(self, timeout: float = 10.0) -> None:
         self.spools.deadline = time.monotonic() + timeout
