@@ -507,10 +507,17 @@ def _flock(fd: int, wait: float) -> bool:
 
 
 def _read_acked(directory: Path) -> int:
+    return _read_acked_file(directory)[0]
+
+
+def _read_acked_file(directory: Path) -> tuple[int, int]:
+    """`acked`: the position below which the database has everything and, written by a
+    SpoolReader, how many records it acknowledged in this directory so far."""
     try:
-        return int((directory / "acked").read_text().strip() or 0)
+        words = (directory / "acked").read_text().split()
+        return int(words[0]) if words else 0, int(words[1]) if len(words) > 1 else 0
     except FileNotFoundError:
-        return 0
+        return 0, 0
     except (OSError, ValueError) as e:
         raise SpoolError(f"spool directory {directory}: unreadable 'acked' file ({e})") from None
 
@@ -548,7 +555,7 @@ class SpoolReader:
             raise SpoolBusy(f"spool directory {self.directory} is drained by another writer process")
         self._lock = threading.Lock()
         try:
-            self._acked = _read_acked(self.directory)
+            self._acked, self.acked_records = _read_acked_file(self.directory)
         except SpoolError:
             os.close(self._reader_fd)
             raise
@@ -697,16 +704,18 @@ class SpoolReader:
             os.close(fd)
 
     def ack(self, position: int, records: int) -> None:
-        """Everything before `position` is in the database: write `acked`, delete the segments
-        wholly before it (never the last: the appender may be writing to it)."""
+        """Everything before `position` is in the database: write `acked` (with acked_records,
+        the directory's count of records acknowledged), delete the segments wholly before it
+        (never the last: the appender may be writing to it)."""
         with self._lock:
             if position <= self._acked:
                 return
             self._acked = position
             self._read_records = max(0, self._read_records - records)
+            self.acked_records += records
             removable = [s.path for s in self._segments[:-1] if s.end <= position]
         temporary = self.directory / "acked.tmp"
-        temporary.write_text(str(position))
+        temporary.write_text(f"{position} {self.acked_records}")
         os.replace(temporary, self.directory / "acked")
         for path in removable:
             path.unlink(missing_ok=True)

@@ -79,6 +79,13 @@ class SpoolAppender(ExchangeWriter):
             raise ValueError("a worker appends to a shared spool")
         super().__init__(store, spool=spool, transform=transform, append_interval=append_interval, queue_size=queue_size)
         self.directory = spool.directory
+        # The counters are the directory's, across the worker's runs: the writer's `written` for
+        # it (in `acked`) is too, so captured = written + dropped + lost + what waits, always.
+        earlier = read_worker_stats(self.directory) or {}
+        self._submitted, self._dropped = earlier.get("submitted", 0), earlier.get("dropped", 0)
+        self._lost += earlier.get("lost", 0)
+        if earlier.get("started_at"):
+            self._started_at = dt.datetime.fromisoformat(earlier["started_at"])
         self._notices_seen: list[PendingNotice] | None = None
         self._last_stats = 0.0
 
@@ -139,6 +146,18 @@ class SpoolAppender(ExchangeWriter):
         self._spool.close()
 
 
+def read_worker_stats(directory: Path) -> dict | None:
+    """A worker's stats.json (None: none yet, or unreadable: logged)."""
+    try:
+        values = json.loads((directory / "stats.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("unreadable counters in %s: %s", directory, one_line(exc))
+        return None
+    return values if isinstance(values, dict) else None
+
+
 # -- the writer process's side -------------------------------------------------------------------
 
 
@@ -154,14 +173,22 @@ class _Source:
     """`worker-K`, or `legacy`."""
     spool: SpoolReader | Spool
     worker: int | None
-    written: int = 0
-    """Records acknowledged from it (stored, or found unstorable and counted lost)."""
+    legacy_written: int = 0
+    """The legacy spool's records acknowledged by this writer (a worker's count is in its `acked`)."""
     notices_mtime: int = 0
     notices: list[PendingNotice] | None = None
-    counters_base: dict | None = None
-    """A worker's counters summed over its earlier runs (another pid in stats.json)."""
-    last_pid: int | None = None
-    last_counters: dict | None = None
+    counters: dict | None = None
+    """A worker's stats.json as last read."""
+
+    @property
+    def written(self) -> int:
+        """Records acknowledged from it (stored, or found unstorable and counted lost)."""
+        return self.spool.acked_records if isinstance(self.spool, SpoolReader) else self.legacy_written
+
+    @property
+    def lost(self) -> int:
+        """Records the writer found damaged in it."""
+        return self.spool.lost if isinstance(self.spool, SpoolReader) else self.spool.lost_on_open
 
 
 class SpoolSet:
@@ -185,7 +212,6 @@ class SpoolSet:
         self._next = 0  # round robin
         self.deadline = float("inf")
         """read() returns nothing past this (monotonic): a writer stopping does not chase new records."""
-        self._written_base: dict[str, int] = {}  # source name -> written by a killed predecessor
         self.refresh()
 
     def __str__(self) -> str:
@@ -213,7 +239,7 @@ class SpoolSet:
                 continue
             reader = SpoolReader(self.directory / name)  # SpoolBusy: another writer; raised to the caller
             with self._mutex:
-                self.sources[name] = _Source(name, reader, worker, written=self._written_base.pop(name, 0))
+                self.sources[name] = _Source(name, reader, worker)
         if "legacy" not in self.sources and any(name.endswith(".seg") for name in names):
             try:
                 legacy = Spool(self.directory, max_bytes=self._legacy_max_bytes)
@@ -226,14 +252,6 @@ class SpoolSet:
                 log.warning("writing %d record(s) an older proxy left in %s", legacy.pending_records, self.directory)
             with self._mutex:
                 self.sources["legacy"] = _Source("legacy", legacy, None)
-
-    def add_written(self, name: str, count: int) -> None:
-        """Count `count` records as written from source `name` (`worker-K`) before this writer."""
-        with self._mutex:
-            if name in self.sources:
-                self.sources[name].written += count
-            else:
-                self._written_base[name] = self._written_base.get(name, 0) + count
 
     def has_unread(self) -> bool:
         with self._mutex:
@@ -262,7 +280,8 @@ class SpoolSet:
         for name, (position, count) in read.items():
             source = self.sources[name]
             source.spool.ack(position, count)
-            source.written += count
+            if source.worker is None:
+                source.legacy_written += count
             if self._unacked.get(name) == (position, count):
                 del self._unacked[name]
 
@@ -297,26 +316,15 @@ class SpoolSet:
         return [notice for source in self.sources.values() for notice in source.notices or ()]
 
     def worker_counters(self, source: _Source) -> dict | None:
-        """A worker's stats.json, its counters summed over its runs since this writer started."""
-        try:
-            values = json.loads((source.spool.directory / "stats.json").read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.warning("unreadable counters in %s: %s", source.spool.directory, one_line(exc))
-            return None
-        counters = {key: int(values.get(key, 0)) for key in ("submitted", "dropped", "lost")}
-        if source.last_pid is not None and values.get("pid") != source.last_pid and source.last_counters:
-            base = source.counters_base or dict.fromkeys(counters, 0)
-            source.counters_base = {key: base[key] + source.last_counters[key] for key in counters}
-        source.last_pid, source.last_counters = values.get("pid"), counters
-        base = source.counters_base or dict.fromkeys(counters, 0)
-        return {
-            **{key: base[key] + counters[key] for key in counters},
-            "queue_depth": int(values.get("queue_depth", 0)),
-            "started_at": values.get("started_at"),
-            "stopped": bool(values.get("stopped")),
-        }
+        """A worker's counters from its stats.json (the last ones read, if it is unreadable now)."""
+        values = read_worker_stats(source.spool.directory)
+        if values is not None:
+            source.counters = {
+                **{key: int(values.get(key, 0)) for key in ("submitted", "dropped", "lost", "queue_depth")},
+                "started_at": values.get("started_at"),
+                "stopped": bool(values.get("stopped")),
+            }
+        return source.counters
 
     @property
     def pending_records(self) -> int:
@@ -371,9 +379,8 @@ class SpoolDrain(ExchangeWriter):
                 self._announced[row.notice.uuid] = now
 
     def _adopt_counters(self) -> None:
-        """Go on with the counters of a writer that was killed (its rows in proxy_stats not
-        stopped): the workers' counters go on too, and `written` must not fall behind them.
-        After a clean stop (the whole proxy stopped) they start again from 0, like the workers'."""
+        """Go on with the write counters of a writer that was killed (its proxy_stats row not
+        stopped). `written` needs no adopting: each spool's `acked` counts it."""
         from storage.queries import proxy_stats
 
         try:
@@ -381,18 +388,11 @@ class SpoolDrain(ExchangeWriter):
         except Exception as exc:  # noqa: BLE001 - counters only
             log.warning("could not read the last counters from proxy_stats: %s", one_line(exc))
             return
-        worker_rows = f"{self._proxy_name}/{_WORKER_PREFIX}"  # as worker_row_name makes them
         for row in rows:
-            if row["stopped_at"] is not None:
-                continue
-            if row["proxy"] == self._proxy_name:
-                self._written += row["written"]
+            if row["proxy"] == self._proxy_name and row["stopped_at"] is None:
                 self._failed_batches += row["failed_batches"]
                 self._write_seconds += row["write_seconds"]
                 self._write_batches += row["write_batches"]
-                self._started_at = dt.datetime.fromisoformat(row["started_at"])
-            elif row["proxy"].startswith(worker_rows):
-                self.spools.add_written(row["proxy"].removeprefix(f"{self._proxy_name}/"), row["written"])
 
     def close(self, timeout: float = 10.0) -> None:
         self.spools.deadline = time.monotonic() + timeout
@@ -423,16 +423,20 @@ class SpoolDrain(ExchangeWriter):
 
     @property
     def stats(self) -> WriterStats:
-        sums = dict(submitted=0, dropped=0, lost=0, queue_depth=0)
+        """The sums over the spools: the workers' counters, and what was written from each."""
+        sums = dict(submitted=0, dropped=0, lost=self._lost, queue_depth=0, written=0)
         for source in list(self.spools.sources.values()):
-            counters = source.last_counters or {}
+            counters = source.counters or {}
             for key in ("submitted", "dropped", "lost"):
-                sums[key] += counters.get(key, 0) + (source.counters_base or {}).get(key, 0)
-            sums["lost"] += source.spool.lost if isinstance(source.spool, SpoolReader) else source.spool.lost_on_open
+                sums[key] += counters.get(key, 0)
+            if not counters.get("stopped"):
+                sums["queue_depth"] += counters.get("queue_depth", 0)
+            sums["lost"] += source.lost
+            sums["written"] += source.written
         return WriterStats(
-            submitted=sums["submitted"], written=self._written, dropped=sums["dropped"], failed_batches=self._failed_batches,
-            queue_depth=0, last_error=self._last_error, lost=sums["lost"] + self._lost, spooled=self.spools.pending_records,
-            spool_bytes=self.spools.pending_bytes,
+            submitted=sums["submitted"], written=sums["written"], dropped=sums["dropped"],
+            failed_batches=self._failed_batches, queue_depth=sums["queue_depth"], last_error=self._last_error,
+            lost=sums["lost"], spooled=self.spools.pending_records, spool_bytes=self.spools.pending_bytes,
         )  # fmt: skip
 
     def _maybe_report(self, *, stopping: bool = False) -> None:
@@ -442,26 +446,24 @@ class SpoolDrain(ExchangeWriter):
             return
         self._last_report = now
         rows = []
-        queue_depth = 0
         for source in list(self.spools.sources.values()):
             if source.worker is None:
                 continue
             counters = self.spools.worker_counters(source)
             if counters is None:
                 continue
-            queue_depth += counters["queue_depth"] if not counters["stopped"] else 0
             spool = source.spool
             started = dt.datetime.fromisoformat(counters["started_at"]) if counters["started_at"] else self._started_at
             rows.append((worker_row_name(self._proxy_name, source.worker), started, dict(
                 submitted=counters["submitted"], written=source.written, dropped=counters["dropped"],
-                lost=counters["lost"] + spool.lost, failed_batches=0, queue_depth=counters["queue_depth"],
+                lost=counters["lost"] + source.lost, failed_batches=0, queue_depth=counters["queue_depth"],
                 spooled=spool.pending_records, spool_bytes=spool.pending_bytes, write_seconds=0.0, write_batches=0,
                 last_error=None, stopped_at=dt.datetime.now(dt.UTC) if counters["stopped"] else None,
             )))  # fmt: skip
         stats = self.stats
         rows.append((self._proxy_name, self._started_at, dict(
             submitted=stats.submitted, written=stats.written, dropped=stats.dropped, lost=stats.lost,
-            failed_batches=stats.failed_batches, queue_depth=queue_depth, spooled=stats.spooled,
+            failed_batches=stats.failed_batches, queue_depth=stats.queue_depth, spooled=stats.spooled,
             spool_bytes=stats.spool_bytes, write_seconds=self._write_seconds, write_batches=self._write_batches,
             last_error=stats.last_error, stopped_at=dt.datetime.now(dt.UTC) if stopping else None,
         )))  # fmt: skip

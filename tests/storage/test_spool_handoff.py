@@ -74,7 +74,7 @@ def test_a_restarted_reader_starts_again_from_acked(tmp_path) -> None:
     reader.read(10)  # read, not acknowledged: the database may not have them (a kill -9 here)
     reader.close()
     again = SpoolReader(tmp_path)
-    assert again.pending_records == 30
+    assert again.pending_records == 30 and again.acked_records == 10  # `acked` counts them for the counters
     assert drain(again, 30) == payloads(30, 10)
     spool.append(payloads(5, 40))
     assert drain(again, 5) == payloads(5, 40)
@@ -239,6 +239,16 @@ def test_a_workers_records_and_notices_reach_the_database_through_the_writer(sto
     assert rows["p"]["written"] == 120 and rows["p"]["submitted"] == 120 and rows["p"]["spooled"] == 0
     assert rows["p/worker-1"]["submitted"] == 120 and rows["p/worker-1"]["stopped_at"] is not None
     assert rows["p"]["stopped_at"] is not None
+
+
+def test_a_workers_counters_go_on_across_its_runs(sqlite_store, tmp_path) -> None:
+    for run in (1, 2):
+        appender = SpoolAppender(sqlite_store, spool=Spool(tmp_path, max_bytes=10_000_000, shared=True))
+        appender.start()
+        for i in range(5):
+            appender.submit(make_record(path=f"/run{run}/{i}"))
+        appender.close()
+        assert appender.stats.submitted == 5 * run
 
 
 def test_a_worker_never_touches_the_database(sqlite_store, tmp_path) -> None:
