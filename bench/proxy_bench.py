@@ -9,8 +9,12 @@ Arms (each a fresh process per round, the order shuffled every round):
     passageway      passageway proxy, gateway routing, capturing to SQLite through its spool
     passageway memory   the same without the spool (--spool-max-bytes 0): what the spool costs
     passageway workers  a proxy worker (`passageway proxy --worker 1`: records only appended to its
-                    spool) and the writer process (`passageway writer`: spool -> database) beside it;
-                    the CPU column is the worker's, and the writer's is reported apart
+                    spool) and the writer process (`passageway writer`: spool -> database) beside it,
+                    started here without the supervisor
+
+`passageway proxy` is a supervisor of worker processes and a writer process: for the passageway
+arms the CPU column is the workers' (their event-loop threads in brackets) and the writer's is
+printed apart.
 
 Load: wrk, one thread, N connections (default 10), keep-alive, GET of a ~1 KiB
 JSON body from a tiny asyncio upstream. Each arm gets a warm-up (discarded)
@@ -209,6 +213,38 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
         return _stat_cpu(f"/proc/{pid}/stat"), _stat_cpu(f"/proc/{pid}/task/{pid}/stat")
     except (OSError, IndexError, ValueError):
         return float("nan"), float("nan")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def proxy_cpu_seconds(pid: int, writer: subprocess.Popen | None = None) -> tuple[float, float, float]:
+    """(the proxy's CPU, its event loops', the writer process's). `passageway proxy` is a supervisor:
+    then its workers' CPU (all threads; main threads) and its writer's; else the process's own."""
+    workers, writers = [], [writer.pid] if writer is not None else []
+    for child in _children(pid):
+        try:
+            words = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--worker" in words:
+            workers.append(child)
+        elif b"writer" in words:
+            writers.append(child)
+    if not workers:
+        workers = [pid]
+    parts = [cpu_seconds(worker) for worker in workers]
+    writer_cpu = sum(cpu_seconds(w)[0] for w in writers) if writers else float("nan")
+    return sum(p[0] for p in parts), sum(p[1] for p in parts), writer_cpu
 
 
 class BenchError(Exception):
@@ -414,11 +450,10 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
                  "--duration", str(max(1, round(args.duration))), "--pid", str(proc.pid), "--output", str(profile)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         nan2 = (float("nan"), float("nan"))
-        cpu0 = cpu_seconds(proc.pid) if proc else nan2
-        writer0 = cpu_seconds(writer.pid) if writer else nan2
+        nan3 = (*nan2, float("nan"))
+        cpu0 = proxy_cpu_seconds(proc.pid, writer) if proc else nan3
         res = run_wrk(wrk, lua, base + key, args.duration, args.connections)
-        cpu1 = cpu_seconds(proc.pid) if proc else nan2
-        writer1 = cpu_seconds(writer.pid) if writer else nan2
+        cpu1 = proxy_cpu_seconds(proc.pid, writer) if proc else nan3
         if spy is not None:
             try:
                 spy.wait(timeout=30)
@@ -449,7 +484,7 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
             errors=errors,
             cpu_us_per_req=(cpu1[0] - cpu0[0]) / completed * 1e6 if completed else float("nan"),
             loop_cpu_us_per_req=(cpu1[1] - cpu0[1]) / completed * 1e6 if completed else float("nan"),
-            writer_cpu_us_per_req=(writer1[0] - writer0[0]) / completed * 1e6 if completed else float("nan"),
+            writer_cpu_us_per_req=(cpu1[2] - cpu0[2]) / completed * 1e6 if completed else float("nan"),
         )
     finally:
         if proc is not None:
