@@ -64,6 +64,8 @@ FRAME_OVERHEAD = _HEADER.size
 _SUFFIX = ".seg"
 _SEGMENT_BYTES = 32 * 1024 * 1024
 _MAX_FRAME = 1 << 31  # a length beyond this is corruption, not a record
+_READ_CHUNK = 1024 * 1024
+"""Bytes a SpoolReader reads at once (a batch takes as many reads as it needs)."""
 RECENT_BYTES = 64 * 1024 * 1024
 """Encoded bytes of records the appender may keep in memory for a reader that keeps up."""
 
@@ -609,12 +611,13 @@ class SpoolReader:
             segment = segments[0]
             if position < segment.start:
                 position = segment.start  # a gap: segments before were skipped whole
+            before = position
             got, position, stop = self._read_segment(
                 segment, position, max_records - len(frames), max_bytes - taken, last=segment is last
             )
             frames += got
             taken += sum(map(len, got))
-            if stop:
+            if stop or (not got and position == before):  # nothing more now (a segment cut shorter meanwhile)
                 break
         with self._lock:
             self._read_position = position
@@ -636,7 +639,7 @@ class SpoolReader:
         with f:
             file_end = segment.start + os.fstat(f.fileno()).st_size
             f.seek(position - segment.start)
-            data = f.read(max(max_bytes, 1 << 20))
+            data = f.read(min(max_bytes, _READ_CHUNK) or 1)  # a larger frame is read alone below
             frames: list[bytes] = []
             offset = 0
             taken = 0

@@ -295,3 +295,14 @@ def test_whatever_the_reader_sees_of_a_write_it_reads_each_record_once_in_order(
     assert got == [b"first", *records] and reader.lost == 0
     reader.close()
     spool.close()
+
+
+def test_records_larger_than_one_read_and_batches_over_many_reads(tmp_path) -> None:
+    spool = Spool(tmp_path, max_bytes=100_000_000, shared=True)
+    big = [bytes([i]) * (3 * 1024 * 1024 + i) for i in range(3)]
+    small = payloads(30_000)  # ~3 MiB: several reads for one batch
+    spool.append(big[:1] + small + big[1:])
+    reader = SpoolReader(tmp_path)
+    assert drain(reader, 30_003) == big[:1] + small + big[1:]
+    reader.close()
+    spool.close()
