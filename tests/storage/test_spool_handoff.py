@@ -204,7 +204,8 @@ from sqlalchemy import text  # noqa: E402
 
 from storage.pure.pending import PendingNotice  # noqa: E402
 from storage.queries import proxy_stats  # noqa: E402
-from storage.spool_handoff import SpoolAppender, SpoolDrain  # noqa: E402
+from storage.record_codec import encode_record  # noqa: E402
+from storage.spool_handoff import SpoolAppender, SpoolDrain, read_worker_stats  # noqa: E402
 from tests.support import wait_for  # noqa: E402
 from tests.support.records import make_record  # noqa: E402
 
@@ -306,3 +307,16 @@ def test_records_larger_than_one_read_and_batches_over_many_reads(tmp_path) -> N
     assert drain(reader, 30_003) == big[:1] + small + big[1:]
     reader.close()
     spool.close()
+
+
+def test_a_full_worker_spool_drops_counts_and_logs(sqlite_store, tmp_path, caplog) -> None:
+    record_size = len(frame(encode_record(make_record(path="/full/00"))))
+    spool = Spool(tmp_path, max_bytes=10 * record_size + record_size // 2, shared=True)
+    appender = SpoolAppender(sqlite_store, spool=spool)
+    appender.start()
+    for i in range(25):
+        appender.submit(make_record(path=f"/full/{i}"))
+    appender.close()
+    stats = read_worker_stats(tmp_path)
+    assert stats["submitted"] == 25 and stats["dropped"] >= 14
+    assert "DROPPED" in caplog.text and "is full" in caplog.text
