@@ -9,9 +9,17 @@ import signal
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
 
+from storage.pure.pending import PendingNotice
+from storage.queries import proxy_stats
+from storage.record_codec import encode_record
 from storage.spool import FRAME_OVERHEAD, Spool, SpoolBusy, SpoolReader, frame, worker_spool_dir
-from storage.spool_handoff import SpoolSet, WriterBusy
+from storage.spool_handoff import SpoolAppender, SpoolDrain, SpoolSet, WriterBusy, read_worker_stats
+from tests.support import wait_for
+from tests.support.records import make_record
 
 
 def payloads(count: int, start: int = 0, size: int = 100) -> list[bytes]:
@@ -197,17 +205,6 @@ def test_the_spool_set_reads_every_worker_and_the_legacy_segments(tmp_path) -> N
 
 
 # -- SpoolAppender (a worker) and SpoolDrain (the writer process), here in one process ----------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from sqlalchemy import text  # noqa: E402
-
-from storage.pure.pending import PendingNotice  # noqa: E402
-from storage.queries import proxy_stats  # noqa: E402
-from storage.record_codec import encode_record  # noqa: E402
-from storage.spool_handoff import SpoolAppender, SpoolDrain, read_worker_stats  # noqa: E402
-from tests.support import wait_for  # noqa: E402
-from tests.support.records import make_record  # noqa: E402
 
 
 def notice(uuid: str) -> PendingNotice:
