@@ -1,6 +1,6 @@
 """The Capture addon's per-request cost on the event loop, one checkout against another.
 
-    .venv/bin/python bench/capture_hooks_bench.py --base-tree /work/main [--rounds 7] [--requests 20000]
+    .venv/bin/python bench/capture_hooks_bench.py --base-tree /work/main [--rounds 7] [--requests 20000] [--writer real]
 
 Each round runs, in a fresh process per tree and in alternating order, the hooks mitmproxy calls
 for a plain request (requestheaders, request, responseheaders, response) on N flows built
@@ -10,6 +10,11 @@ waiting (as a busy proxy has), then one timeout sweep with its pending announce.
 median microseconds per request of each tree and their ratio. The load generator, sockets and
 the database are left out on purpose: on a shared machine they drown a difference of
 nanoseconds, which this measures directly (bench/proxy_bench.py measures the whole proxy).
+
+`--writer real`: the writer a proxy really has, with its threads running beside the loop: in a
+tree that has proxy workers (storage.spool_handoff), a worker's SpoolAppender (queue -> spool);
+elsewhere, the in-process ExchangeWriter (queue -> spool -> SQLite). It also reports the loop's
+wall time per request, which includes waiting for the GIL while those threads hold it.
 """
 
 from __future__ import annotations
@@ -44,7 +49,26 @@ class CountingWriter:
         pass
 
 n = int(sys.argv[1])
-writer = CountingWriter()
+real = sys.argv[2] == "real"
+kind = "counting"
+if real:
+    import tempfile
+    from pathlib import Path
+    from storage.spool import Spool
+    from storage.store import open_store
+    work = Path(tempfile.mkdtemp(prefix="capture-hooks-"))
+    store = open_store(f"sqlite:///{work / 'bench.db'}")
+    try:
+        from storage.spool_handoff import SpoolAppender
+        writer = SpoolAppender(store, spool=Spool(work / "spool", max_bytes=1 << 30, shared=True), queue_size=n + 1)
+        kind = "worker SpoolAppender"
+    except ImportError:
+        from storage.writer import ExchangeWriter
+        writer = ExchangeWriter(store, spool=Spool(work / "spool", max_bytes=1 << 30), queue_size=n + 1)
+        kind = "in-process ExchangeWriter"
+    writer.start()
+else:
+    writer = CountingWriter()
 capture = Capture(writer, proxy_name="bench", body_cap=65536, upstream_timeout=30.0)
 flows = []
 for _ in range(n):
@@ -61,13 +85,17 @@ async def main():
         for flow in idle:
             capture.request(flow)  # waiting: a busy proxy has calls in flight
         started = time.thread_time()  # CPU time: on a shared machine, wall time mostly measures waiting for a core
-        for flow, response in flows:
+        wall = time.perf_counter()
+        for index, (flow, response) in enumerate(flows):
             capture.requestheaders(flow)
             capture.request(flow)
             flow.response = response
             capture.responseheaders(flow)
             capture.response(flow)
+            if real and index % 50 == 49:
+                await asyncio.sleep(0.05)  # ~1000 requests/s: the writer's threads run between them, as in a proxy
         elapsed = time.thread_time() - started
+        wall = time.perf_counter() - wall - (0.05 * (n // 50) if real else 0.0)
         sweep = getattr(capture, "announce", None)
         time.sleep(1.1)  # the 200 are over a second old now: all announced
         sweep_us = None
@@ -76,17 +104,22 @@ async def main():
             t = time.thread_time()
             sweep(time.monotonic())
             sweep_us = (time.thread_time() - t) * 1e6
-    assert writer.count == n
-    print(json.dumps({"us_per_request": elapsed / n * 1e6, "announce_us": sweep_us,
+    if real:
+        writer.close()
+        store.close()
+    else:
+        assert writer.count == n
+    print(json.dumps({"us_per_request": elapsed / n * 1e6, "announce_us": sweep_us, "kind": kind,
+                      "wall_us_per_request": wall / n * 1e6,
                       "announced": getattr(writer, "announced", 0)}))
 
 asyncio.run(main())
 """
 
 
-def run(tree: Path, requests: int) -> dict:
+def run(tree: Path, requests: int, writer: str = "counting") -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(requests)], env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", CHILD, str(requests), writer], env=env, capture_output=True, text=True,
                          timeout=300, cwd="/tmp", check=False)  # fmt: skip
     if out.returncode:
         raise SystemExit(f"{tree}: {out.stderr.strip()[-2000:]}")
@@ -103,16 +136,22 @@ def main() -> int:
     )
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--requests", type=int, default=20000)
+    p.add_argument("--writer", choices=("counting", "real"), default="counting",
+                   help="counting: submit() only counts; real: the proxy's own writer and its threads (see above)")
     args = p.parse_args()
     trees = {"this tree": REPO, "base": args.base_tree.resolve()}
     results: dict[str, list[float]] = {name: [] for name in trees}
     announce: list[tuple[float, int]] = []
+    walls: dict[str, list[float]] = {name: [] for name in trees}
+    kinds: dict[str, str] = {}
     for rnd in range(args.rounds):
         order = list(trees.items()) if rnd % 2 == 0 else list(reversed(trees.items()))
         line = []
         for name, tree in order:
-            result = run(tree, args.requests)
+            result = run(tree, args.requests, args.writer)
             results[name].append(result["us_per_request"])
+            walls[name].append(result["wall_us_per_request"])
+            kinds[name] = result["kind"]
             if name == "this tree" and result["announce_us"] is not None:
                 announce.append((result["announce_us"], result["announced"]))
             line.append(f"{name} {result['us_per_request']:.2f}")
@@ -122,7 +161,8 @@ def main() -> int:
     )
     for name, tree in trees.items():
         print(
-            f"  {name:<10} {statistics.median(results[name]):8.2f} us median {min(results[name]):8.2f} us min  ({tree})"
+            f"  {name:<10} {statistics.median(results[name]):8.2f} us median {min(results[name]):8.2f} us min  "
+            f"(wall {statistics.median(walls[name]):.2f} us median; writer: {kinds[name]}; {tree})"
         )
     ratio_median = statistics.median(results["this tree"]) / statistics.median(
         results["base"]

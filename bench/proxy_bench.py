@@ -8,6 +8,13 @@ Arms (each a fresh process per round, the order shuffled every round):
     mitmdump -q -w  the same, saving every flow to a file
     passageway      passageway proxy, gateway routing, capturing to SQLite through its spool
     passageway memory   the same without the spool (--spool-max-bytes 0): what the spool costs
+    passageway workers  a proxy worker (`passageway proxy --worker 1`: records only appended to its
+                    spool) and the writer process (`passageway writer`: spool -> database) beside it,
+                    started here without the supervisor
+
+`passageway proxy` is a supervisor of worker processes and a writer process: for the passageway
+arms the CPU column is the workers' (their event-loop threads in brackets) and the writer's is
+printed apart.
 
 Load: wrk, one thread, N connections (default 10), keep-alive, GET of a ~1 KiB
 JSON body from a tiny asyncio upstream. Each arm gets a warm-up (discarded)
@@ -45,10 +52,11 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(os.environ.get("PASSAGEWAY_BENCH_VENV") or REPO / ".venv") / "bin"
 HOST = "127.0.0.1"  # the only address this benchmark ever sends traffic to
 BASELINE = "mitmdump -q"
-ARMS = ("direct", "mitmdump", "mitmdump -q", "mitmdump -q -w", "passageway", "passageway memory", "passageway base")
+ARMS = ("direct", "mitmdump", "mitmdump -q", "mitmdump -q -w", "passageway", "passageway memory", "passageway workers",
+        "passageway base")
 """`passageway base`: the `passageway` arm on another checkout (--base-tree), e.g. main, to compare
 a branch with it side by side in one run."""
-STORING_ARMS = ("mitmdump -q -w", "passageway", "passageway memory", "passageway base")
+STORING_ARMS = ("mitmdump -q -w", "passageway", "passageway memory", "passageway workers", "passageway base")
 CONNECTIONS_KEY = "__connections__"  # upstream's count of accepted connections
 TARGET_RPS_RATIO = 0.95
 TARGET_P99_RATIO = 1.10
@@ -207,6 +215,38 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
         return float("nan"), float("nan")
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def proxy_cpu_seconds(pid: int, writer: subprocess.Popen | None = None) -> tuple[float, float, float]:
+    """(the proxy's CPU, its event loops', the writer process's). `passageway proxy` is a supervisor:
+    then its workers' CPU (all threads; main threads) and its writer's; else the process's own."""
+    workers, writers = [], [writer.pid] if writer is not None else []
+    for child in _children(pid):
+        try:
+            words = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--worker" in words:
+            workers.append(child)
+        elif b"writer" in words:
+            writers.append(child)
+    if not workers:
+        workers = [pid]
+    parts = [cpu_seconds(worker) for worker in workers]
+    writer_cpu = sum(cpu_seconds(w)[0] for w in writers) if writers else float("nan")
+    return sum(p[0] for p in parts), sum(p[1] for p in parts), writer_cpu
+
+
 class BenchError(Exception):
     """The benchmark cannot go on (a tool is missing, a process would not start)."""
 
@@ -340,6 +380,7 @@ class ArmResult:
     errors: dict = field(default_factory=dict)
     cpu_us_per_req: float = float("nan")   # proxy process CPU time per completed request
     loop_cpu_us_per_req: float = float("nan")  # the same, main (event loop) thread only
+    writer_cpu_us_per_req: float = float("nan")  # `passageway workers`: the writer process's CPU per request
 
 
 def run_wrk(wrk: str, lua: Path, url: str, duration: float, connections: int) -> dict:
@@ -362,11 +403,12 @@ def arm_command(arm: str, up_port: int, port: int, work: Path) -> list[str] | No
         return [mitmdump, "-q", *reverse]
     if arm == "mitmdump -q -w":
         return [mitmdump, "-q", "-w", str(work / "flows.mitm"), *reverse]
-    if arm in ("passageway", "passageway memory", "passageway base"):
+    if arm in ("passageway", "passageway memory", "passageway workers", "passageway base"):
         spool = ["--spool-max-bytes", "0"] if arm == "passageway memory" else ["--spool-dir", str(work / "spool")]
+        worker = ["--worker", "1"] if arm == "passageway workers" else []
         # `python -m cli`, not the venv's entry script: that one is written for the checkout installed
         # in the venv, and the passageway arms run this tree's (or --base-tree's) code.
-        return [str(VENV_BIN / "python"), "-m", "cli", "proxy", "--db", f"sqlite:///{work / 'bench.db'}",
+        return [str(VENV_BIN / "python"), "-m", "cli", "proxy", *worker, "--db", f"sqlite:///{work / 'bench.db'}",
                 "--listen", f"{HOST}:{port}", "--route", f"bench=http://{HOST}:{up_port}", *spool]
     raise ValueError(arm)
 
@@ -378,9 +420,15 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
     tag = f"{rnd}-{arm.replace(' ', '').replace('-', '')}-{random.randrange(1 << 30):x}"
     warm_key, key = f"w{tag}", f"m{tag}"
     cmd = arm_command(arm, up_port, port, work)
-    proc = None
+    proc = writer = None
     log = work / "proxy.log"
     try:
+        if arm == "passageway workers":  # the writer process beside the worker: spool -> database
+            writer = subprocess.Popen(
+                [str(VENV_BIN / "python"), "-m", "cli", "writer", "--db", f"sqlite:///{work / 'bench.db'}",
+                 "--spool-dir", str(work / "spool")],
+                stdin=subprocess.DEVNULL, stdout=(work / "writer.log").open("wb"), stderr=subprocess.STDOUT, cwd=work,
+                env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
         if cmd is not None:
             # The non-quiet mitmdump arm prints a line per flow: send it to /dev/null as in the reference.
             out = subprocess.DEVNULL if arm == "mitmdump" else log.open("wb")
@@ -402,9 +450,10 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
                  "--duration", str(max(1, round(args.duration))), "--pid", str(proc.pid), "--output", str(profile)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         nan2 = (float("nan"), float("nan"))
-        cpu0 = cpu_seconds(proc.pid) if proc else nan2
+        nan3 = (*nan2, float("nan"))
+        cpu0 = proxy_cpu_seconds(proc.pid, writer) if proc else nan3
         res = run_wrk(wrk, lua, base + key, args.duration, args.connections)
-        cpu1 = cpu_seconds(proc.pid) if proc else nan2
+        cpu1 = proxy_cpu_seconds(proc.pid, writer) if proc else nan3
         if spy is not None:
             try:
                 spy.wait(timeout=30)
@@ -418,6 +467,8 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
             stop(proc)
             if proc.returncode not in (0, -signal.SIGINT, 130) and arm != "mitmdump":
                 print(f"  note: {arm} exited with {proc.returncode}{_log_tail(log, 5)}", file=sys.stderr)
+        if writer is not None:  # after its worker (as the supervisor does): it writes what the worker spooled last
+            stop(writer)
         if arm == "mitmdump -q -w":
             stored = count_flows(work / "flows.mitm", key)
         elif arm.startswith("passageway"):
@@ -433,10 +484,13 @@ def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Pa
             errors=errors,
             cpu_us_per_req=(cpu1[0] - cpu0[0]) / completed * 1e6 if completed else float("nan"),
             loop_cpu_us_per_req=(cpu1[1] - cpu0[1]) / completed * 1e6 if completed else float("nan"),
+            writer_cpu_us_per_req=(cpu1[2] - cpu0[2]) / completed * 1e6 if completed else float("nan"),
         )
     finally:
         if proc is not None:
             stop(proc)
+        if writer is not None:
+            stop(writer)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -498,6 +552,10 @@ def report(results: list[ArmResult], arms: list[str], args) -> bool:
         print(f"{a:<18} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {x_rps:>7.2f}x {x_p99:>6.2f}x "
               f"{cpu_s:>15} {x_cpu:>6}  {completed} / {got} {what}: {status}")
 
+    for a in arms:
+        writer_cpu = med(r.writer_cpu_us_per_req for r in by_arm[a])
+        if writer_cpu == writer_cpu:
+            print(f"{a}: the writer process's CPU per request {writer_cpu:.0f} us (beside the worker's above)")
     print("CPU us/req: the proxy process's CPU time per completed request, all threads (event-loop thread);")
     print("x CPU: all-thread CPU per request against the baseline (steadier than req/s on a busy machine)")
     print()
@@ -526,6 +584,14 @@ def report(results: list[ArmResult], arms: list[str], args) -> bool:
                   f"{integrity(r, args.connections)}")
 
     ok = True
+    if by_arm.get("passageway workers") and base:
+        p99s = [(r.round, r.p99_ms / base_by_round[r.round].p99_ms) for r in by_arm["passageway workers"]
+                if r.round in base_by_round and base_by_round[r.round].p99_ms]
+        worst = max((ratio for _, ratio in p99s), default=float("nan"))
+        print()
+        print(f"passageway workers: p99 per round against the same round's baseline: "
+              + ", ".join(f"r{rnd} {ratio:.2f}x" for rnd, ratio in sorted(p99s))
+              + f"; worst {worst:.2f}x (goal <= 1.05x in every round)")
     if "passageway" in by_arm and by_arm["passageway"] and base:
         pw = by_arm["passageway"]
         x_rps = med(r.rps for r in pw) / base_rps

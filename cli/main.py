@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--demo", action="store_true", help="also run a demo upstream service on 127.0.0.1:9001")
     proxy = command("proxy", help="run the capturing proxy alone (--workers N: N processes sharing its ports)")
     proxy.add_argument("--worker", type=int, metavar="K", help=argparse.SUPPRESS)  # the supervisor's K-th worker
+    command("writer", help="write the records of the proxy's workers (their spools) to the database; run by `proxy`")
     command("ui", help="run the inspector alone (and, unless --no-maintenance, the database's maintenance)")
     command("maintain", help="run the database's maintenance alone: search indexing, statistics, retention")
     command("monitor", help="run the monitors alone (Hurl tests on their schedules, webhooks on a change)")
@@ -201,10 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .proxy_supervisor import run_proxy
 
             return run_proxy(argv, settings)
-        if args.command in ("ui", "maintain"):
+        if args.command in ("ui", "maintain", "writer"):
             from . import roles
 
-            return {"ui": roles.run_ui, "maintain": roles.run_maintain}[args.command](settings)
+            return {"ui": roles.run_ui, "maintain": roles.run_maintain, "writer": roles.run_writer}[args.command](settings)
         if args.command == "monitor":
             from .monitoring import run_monitor
 

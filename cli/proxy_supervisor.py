@@ -76,8 +76,8 @@ def run_proxy(argv: Sequence[str], settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop)
 
     arguments = child_arguments(argv, COMMAND_ROLES["proxy"])
-    # Until the writer role lands, each worker writes its own records (TEMPORARY: see issue 19 part 2).
-    has_writer = settings.spool_max_bytes and "writer" in COMMAND_ROLES
+    # Without a disk spool there is no hand-off: each worker writes its own records from memory.
+    has_writer = bool(settings.spool_max_bytes)
     writer = Child("writer", [*COMMAND, "writer", *arguments]) if has_writer else None
     workers = [
         Child(f"worker {k}", [*COMMAND, "proxy", "--worker", str(k), *arguments]) for k in range(1, settings.workers + 1)

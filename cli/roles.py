@@ -137,3 +137,36 @@ def run_maintain(settings: Settings) -> int:
     finally:
         store.close()
     return 0
+
+
+def run_writer(settings: Settings) -> int:
+    """The writer process of `passageway proxy`'s workers: their spools (spool_dir/worker-*, and
+    segments an older version left in spool_dir) into the database, until SIGINT or SIGTERM;
+    then it writes for up to 10 s, and the rest stays in the spools (storage.spool_handoff)."""
+    import signal
+    import threading
+
+    from storage.spool import SpoolError
+    from storage.spool_handoff import SpoolDrain, SpoolSet
+    from storage.store import open_store
+
+    if not settings.spool_max_bytes:
+        return fail("writer: spool_max_bytes is 0 (no spool): each proxy writes its records itself")
+    store = open_store(settings.db)
+    try:
+        try:
+            spools = SpoolSet(settings.spool_dir, legacy_max_bytes=settings.spool_max_bytes)
+        except SpoolError as e:
+            return fail(f"writer: {e}")
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        drain = SpoolDrain(store, spools, proxy_name=settings.proxy_name, decode_limit=settings.max_decoded_body)
+        drain.start()
+        try:
+            stop.wait()
+        finally:
+            drain.close()
+    finally:
+        store.close()
+    return 0

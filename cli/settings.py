@@ -67,6 +67,7 @@ EVERY_ROLE = frozenset(ROLES)
 COMMAND_ROLES = {
     "up": ("proxy", "inspector", "maintenance", "monitors"),
     "proxy": ("proxy",),
+    "writer": ("proxy",),
     "ui": ("inspector", "maintenance", "monitors"),
     "maintain": ("maintenance",),
     "monitor": ("client", "monitors"),

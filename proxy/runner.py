@@ -16,6 +16,7 @@ from storage.errors import StorageError
 from storage.pure.redaction import record_redactor, rules_from_config
 from storage.shares import redaction_key
 from storage.spool import Spool, SpoolError, worker_spool_dir
+from storage.spool_handoff import SpoolAppender
 from storage.store import Store, open_store
 from storage.writer import ExchangeWriter
 
@@ -59,18 +60,20 @@ def run_proxy(settings: ProxySettings, *, on_ready: Callable[[], None] | None = 
         rules = rules_from_config(settings.redact_add, settings.redact_remove).with_values(*settings.secrets.values())
         transform = record_redactor(rules, redaction_key(store), decode_limit=settings.max_decoded_body)
     spool = None
+    # A worker hands its records to the writer process through its spool; without a disk spool
+    # there is no hand-off, and it writes them itself.
+    hand_off = settings.worker is not None and bool(settings.spool_max_bytes) and settings.spool_dir is not None
     if settings.spool_max_bytes and settings.spool_dir is not None:
+        directory = worker_spool_dir(settings.spool_dir, settings.worker) if hand_off else settings.spool_dir
         try:
-            if settings.worker is None:
-                directory, budget = settings.spool_dir, settings.spool_max_bytes
-            else:  # spool_max_bytes is the proxy's: its workers share it
-                directory = worker_spool_dir(settings.spool_dir, settings.worker)
-                budget = max(1, settings.spool_max_bytes // settings.workers)
-            spool = Spool(directory, max_bytes=budget)
+            if hand_off:  # spool_max_bytes is the proxy's: its workers share it
+                spool = Spool(directory, max_bytes=max(1, settings.spool_max_bytes // settings.workers), shared=True)
+            else:
+                spool = Spool(directory, max_bytes=settings.spool_max_bytes)
         except SpoolError as e:
             store.close()
             raise StartError(str(e)) from None
-        if spool.pending_records:
+        if spool.pending_records and not hand_off:
             logger.warning(
                 "writing %d record(s) left in the spool %s by the last run", spool.pending_records, spool.directory
             )
@@ -79,9 +82,14 @@ def run_proxy(settings: ProxySettings, *, on_ready: Callable[[], None] | None = 
     except (StorageError, StartError):
         store.close()
         raise
-    writer = ExchangeWriter(
-        store, transform=transform, report_as=settings.proxy_name, spool=spool, decode_limit=settings.max_decoded_body
-    )
+    writer: ExchangeWriter
+    if hand_off:
+        assert spool is not None
+        writer = SpoolAppender(store, spool=spool, transform=transform)
+    else:
+        writer = ExchangeWriter(
+            store, transform=transform, report_as=settings.proxy_name, spool=spool, decode_limit=settings.max_decoded_body
+        )
     try:
         asyncio.run(_serve(settings, writer, guard, on_ready))
     finally:

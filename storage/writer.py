@@ -276,6 +276,7 @@ class ExchangeWriter:
         """Queue -> spool, gathered for up to _append_gather: one write and one fdatasync for all."""
         queue = self._queue
         while True:
+            self._between_appends()
             if not queue:
                 if self._closing.is_set():
                     break
@@ -296,6 +297,9 @@ class ExchangeWriter:
         self._sync_spool()
         self._appended_all.set()
         self._spool_ready.set()
+
+    def _between_appends(self) -> None:
+        """In the appender thread, before each append or idle wait (storage.spool_handoff)."""
 
     def _sync_spool(self) -> None:
         try:
