@@ -108,11 +108,11 @@ def run_proxy(argv: Sequence[str], settings: Settings) -> int:
     while not stopping:
         for key, _ in selector.select(timeout=0.2):
             child = key.data
-            os.read(child.ready_fd, 64)  # one byte once it listens; b"" once it exited
+            said = os.read(child.ready_fd, 64)  # b"1" once it listens; b"" if it exited first
             selector.unregister(child.ready_fd)
             os.close(child.ready_fd)
             child.ready_fd = None
-            child.ready = child.process.poll() is None
+            child.ready = said.startswith(b"1")  # a worker that served then died is restarted, not fatal
         now = time.monotonic()
         for child in [*workers, *([writer] if writer else [])]:
             if child.process is None:
