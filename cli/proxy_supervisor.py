@@ -126,11 +126,10 @@ def run_proxy(argv: Sequence[str], settings: Settings) -> int:
                 if child.deaths and now - child.started_at >= HEALTHY_AFTER:
                     child.deaths = 0
                 continue
-            if child.name.startswith("worker") and not child.ready and not child.deaths:
-                # It never served: the mistake it reported in one line (a spool in use, say) would repeat.
-                if status < 0:
-                    print(f"{PROG}: {child.name} was {describe(status)} while starting; stopping", file=sys.stderr)
-                exit_code = status if status > 0 else 1
+            if child.name.startswith("worker") and not child.ready and not child.deaths and status > 0:
+                # It gave up before serving: the mistake it reported in one line (a spool in use,
+                # say) would repeat. (Killed by a signal, it is restarted like any dead worker.)
+                exit_code = status
                 stopping = True
                 break
             forget(selector, child)
