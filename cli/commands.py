@@ -263,6 +263,7 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
     and one per service (configured or self-registered) with its health and its live instances."""
     from storage.queries import index_backlog, proxy_stats
     from storage.registry import instances, merge_overview
+    from storage.spool_handoff import worker_of_row
     from storage.services import service_overview
     from storage.store import open_store
 
@@ -275,7 +276,14 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"store: {store.display_url}")
     if not proxies:
         print("no proxy has reported to this store yet")
+    workers: dict[str, list[tuple[int, dict]]] = {}
     for p in proxies:
+        proxy, worker = worker_of_row(p["proxy"])
+        if worker is not None:
+            workers.setdefault(proxy, []).append((worker, p))
+    for p in proxies:
+        if worker_of_row(p["proxy"])[1] is not None:
+            continue
         if p["stopped_at"]:
             state = f"stopped at {p['stopped_at']}"
         else:
@@ -288,6 +296,9 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
             f"database errors {p['failed_batches']}, mean batch write {mean:.1f} ms"
             + (f"; last error: {p['last_error']}" if p["last_error"] else "")
         )
+        for worker, w in sorted(workers.get(p["proxy"], [])):
+            print(f"  worker {worker}: captured {w['submitted']}, written {w['written']}, dropped {w['dropped']}, "
+                  f"lost {w['lost']}, queue {w['queue_depth']}, spooled {w['spooled']} ({w['spool_bytes']} bytes)")
     for service in services:
         health = service["health"]
         realm = f" ({service['realm']})" if service["realm"] else ""

@@ -40,7 +40,7 @@ from storage.spool import Spool, SpoolBusy, SpoolError, SpoolReader, _flock, _op
 from storage.store import Store, one_line
 from storage.writer import REPORT_INTERVAL, ExchangeWriter, WriterStats
 
-__all__ = ["NOTICES_STALE", "POLL_INTERVAL", "SpoolAppender", "SpoolDrain", "SpoolSet", "WriterBusy", "worker_row_name"]
+__all__ = ["NOTICES_STALE", "POLL_INTERVAL", "SpoolAppender", "SpoolDrain", "SpoolSet", "WriterBusy", "worker_of_row", "worker_row_name"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,12 @@ _WORKER_PREFIX = "worker-"
 def worker_row_name(proxy_name: str, worker: int) -> str:
     """The proxy_stats row of one worker (the row named `proxy_name` holds the sums)."""
     return f"{proxy_name}/{_WORKER_PREFIX}{worker}"
+
+
+def worker_of_row(row_name: str) -> tuple[str, int | None]:
+    """(proxy name, worker number) of a proxy_stats row; None for a proxy's own row (the sums)."""
+    proxy, slash, worker = row_name.rpartition(f"/{_WORKER_PREFIX}")
+    return (proxy, int(worker)) if slash and proxy and worker.isdigit() else (row_name, None)
 
 
 def _replace(path: Path, data: bytes) -> None:

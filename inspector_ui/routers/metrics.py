@@ -19,6 +19,7 @@ from storage.maintenance import JobStats
 from storage.monitors import MonitorRow, list_monitors
 from storage.queries import index_backlog, proxy_stats
 from storage.retention import RetentionTotals
+from storage.spool_handoff import worker_of_row
 from storage.services import service_overview
 
 from ..deps import BroadcasterDep, MaintenanceDep, StoreDep
@@ -39,6 +40,13 @@ PROXY_METRICS = (
     ("passageway_write_seconds_sum", "counter", "Time spent in committed batch writes.", "write_seconds"),
     ("passageway_write_seconds_count", "counter", "Committed batch writes.", "write_batches"),
 )  # fmt: skip
+
+WORKER_METRICS = tuple(
+    (name.replace("passageway_", "passageway_worker_", 1), kind, f"{text.rstrip('.')}: one worker of the proxy.", column)
+    for name, kind, text, column in PROXY_METRICS
+    if column in ("submitted", "written", "dropped", "lost", "queue_depth", "spooled", "spool_bytes")
+)
+"""A proxy's workers' counters (`passageway proxy --workers N`), labelled proxy and worker."""
 
 
 def proxy_up(proxy: dict) -> bool:
@@ -65,12 +73,19 @@ def exposition(
     contract_checks: int | None = None,
 ) -> str:
     lines: list[str] = []
+    workers = [(*worker_of_row(p["proxy"]), p) for p in proxies]
+    proxies = [p for _, worker, p in workers if worker is None]
+    workers = [(proxy, worker, p) for proxy, worker, p in workers if worker is not None]
     for name, kind, text, column in PROXY_METRICS:
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
         lines += [f'{name}{{proxy="{_label(p["proxy"])}"}} {p[column]}' for p in proxies]
     lines += ["# HELP passageway_proxy_up 1 when the proxy runs and reported in the last 30 s.",
               "# TYPE passageway_proxy_up gauge"]  # fmt: skip
     lines += [f'passageway_proxy_up{{proxy="{_label(p["proxy"])}"}} {int(proxy_up(p))}' for p in proxies]
+    # Each worker's share apart (its own families: a sum over passageway_captured_total stays right).
+    for name, kind, text, column in WORKER_METRICS:
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        lines += [f'{name}{{proxy="{_label(proxy)}",worker="{worker}"}} {p[column]}' for proxy, worker, p in workers]
     lines += _service_metrics([s for s in services if s["health"]["state"] in ("up", "down")])
     lines += _monitor_metrics(monitors)
     lines += _violation_metrics(violations)

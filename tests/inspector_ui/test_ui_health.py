@@ -85,13 +85,16 @@ def test_metrics_are_prometheus_text_with_escaped_labels():
     proxy = {"proxy": 'edge "1"\\', "submitted": 5, "written": 4, "dropped": 1, "lost": 0, "failed_batches": 2,
              "queue_depth": 1, "spooled": 6, "spool_bytes": 6000, "write_seconds": 0.5, "write_batches": 3,
              "age_seconds": 45.0}  # fmt: skip
-    text = exposition([proxy], viewers=2, dropped_viewers=1, published=10, backlog=7)
+    worker = {**proxy, "proxy": 'edge "1"\\/worker-2', "written": 3}
+    text = exposition([proxy, worker], viewers=2, dropped_viewers=1, published=10, backlog=7)
     assert 'passageway_written_total{proxy="edge \\"1\\"\\\\"} 4' in text
+    assert 'passageway_worker_written_total{proxy="edge \\"1\\"\\\\",worker="2"} 3' in text
+    assert "worker-2" not in text  # a worker's row is never a proxy of its own
     assert 'passageway_proxy_up{proxy="edge \\"1\\"\\\\"} 0' in text  # silent for 45 s
     assert 'passageway_spooled{proxy="edge \\"1\\"\\\\"} 6' in text
     assert "passageway_live_viewers 2\n" in text and "passageway_index_backlog 7\n" in text
     names = re.findall(r"^# TYPE (\S+) (counter|gauge)$", text, flags=re.MULTILINE)
-    assert len(names) == len({name for name, _ in names}) == 21  # passageway_contract_violations included
+    assert len(names) == len({name for name, _ in names}) == 28  # passageway_contract_violations included
     assert text.endswith("\n")
 
 
