@@ -104,3 +104,29 @@ def test_backfill_rolls_up_what_was_stored_before(store: Store) -> None:
     assert backfill(store, chunk=3) == (3, True)
     assert backfill(store, chunk=3) == (2, False)
     assert backfilled(store) and totals(store)[0] == 5
+
+
+def test_rolled_figures_are_the_exact_ones_on_small_data(store: Store) -> None:
+    from storage.traffic_stats import (
+        TimeWindow,
+        rolled_service_stats,
+        rolled_service_summaries,
+        service_stats,
+        service_summaries,
+    )
+    from tests.storage.test_traffic_stats import fill
+
+    now = dt.datetime.now(dt.UTC)
+    fill(store, now.timestamp())
+    write_records(store, [make_record(captured_at=now.timestamp() - 0.5, service="identity", path="/users/9",
+                                      status=200, duration_ms=3.0)])  # the current, partial minute  # fmt: skip
+    for seconds, buckets in ((3600, 60), (86400, 60), (7 * 86400, 60), (900, 60)):
+        window = TimeWindow.ending(now, seconds=seconds, buckets=buckets)
+        for endpoint in (None, ("GET", "/users/{id}")):
+            exact = service_stats(store, service="identity", window=window, endpoint=endpoint)
+            rolled = rolled_service_stats(store, service="identity", window=window, endpoint=endpoint)
+            for key in ("series", "totals", "endpoints", "endpoints_total", "bucket_seconds", "rows"):
+                assert rolled[key] == exact[key], (seconds, key)
+    exact = service_summaries(store, since=now - dt.timedelta(minutes=15), until=now)
+    rolled = rolled_service_summaries(store, since=now - dt.timedelta(minutes=15), until=now)
+    assert rolled["services"] == exact["services"]
