@@ -35,12 +35,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, or_, select
 
 from storage.models import Exchange, JobCursor, TrafficRollup
 from storage.pure.endpoints import DEFAULT_MAX_LITERALS, infer_templates, template_path
 from storage.pure.sketch import Sketch
-from storage.queries import iso_utc
 from storage.store import Store
 
 __all__ = [
@@ -55,6 +54,9 @@ __all__ = [
     "backfilled",
     "maintain",
     "read_cells",
+    "rolled_start",
+    "minute_ceil",
+    "minute_floor",
 ]
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
@@ -158,6 +160,21 @@ def accumulate(
     return cells
 
 
+def with_hours(cells: dict[Key, Cell]) -> dict[Key, Cell]:
+    """Minute cells and, merged from them, their hour cells: both levels are written with each
+    batch, so a long window reads hour rows (a 7-day page: 168 per endpoint, not 10,080)."""
+    hours: dict[Key, Cell] = {}
+    for key, cell in cells.items():
+        if key[6] != MINUTE:
+            continue
+        hour_key = (key[0] // HOUR * HOUR, *key[1:6], HOUR)
+        hour = hours.get(hour_key)
+        if hour is None:
+            hours[hour_key] = hour = Cell(example_path=cell.example_path)
+        hour.add(cell)
+    return {**cells, **hours}
+
+
 def _merge_sketches(stored: bytes | None, added: bytes | None) -> bytes:
     sketch = Sketch.from_bytes(stored or b"")
     sketch.merge(Sketch.from_bytes(added or b""))
@@ -252,7 +269,7 @@ class Maintained:
     backfilled: int = 0
     """Exchanges rolled up by the backfill."""
     aged: int = 0
-    """Rows merged into a coarser period."""
+    """Minute rows deleted past MINUTES_FOR, and hour rows merged into days past HOURS_FOR."""
     pruned: int = 0
     """Rows deleted past the retention policy's max_age."""
     more: bool = False
@@ -275,7 +292,7 @@ def backfill(store: Store, *, chunk: int = BACKFILL_CHUNK) -> tuple[int, bool]:
         upto = min(found + chunk, end)
         columns = [getattr(Exchange, name) for name in SOURCE_COLUMNS]
         rows = conn.execute(select(*columns).where(and_(Exchange.id > found, Exchange.id <= upto))).all()
-        writer.merge(conn, accumulate({}, rows))
+        writer.merge(conn, with_hours(accumulate({}, rows)))
         conn.execute(
             JobCursor.__table__.update()
             .where(JobCursor.job == BACKFILL_CURSOR)
@@ -315,20 +332,28 @@ def _age(store: Store, *, fine: int, coarse: int, older_than: int, limit: int) -
     return len(claimed)
 
 
+def minutes_cutoff(now: float) -> int:
+    """Minute rows that start before this (a whole hour) are deleted: their hours stay."""
+    return int((now - MINUTES_FOR.total_seconds()) // HOUR * HOUR)
+
+
 def maintain(store: Store, *, max_age: float | None = None, now: float | None = None) -> Maintained:
-    """One run of the `rollups` maintenance job: a backfill chunk, a chunk of ageing per level, and
-    the rows past `max_age` (seconds; None keeps them) deleted."""
+    """One run of the `rollups` maintenance job: a backfill chunk; minute rows past MINUTES_FOR
+    deleted (their hour rows were written with them) and a chunk of hour rows past HOURS_FOR merged
+    into day rows; the rows past `max_age` (seconds; None keeps them) deleted."""
     now = time.time() if now is None else now
     filled, more = backfill(store)
-    aged = 0
-    for fine, coarse, keep in ((MINUTE, HOUR, MINUTES_FOR), (HOUR, DAY, HOURS_FOR)):
-        cutoff = int((now - keep.total_seconds()) // coarse * coarse)  # whole coarse periods only
-        merged = _age(store, fine=fine, coarse=coarse, older_than=cutoff, limit=AGE_CHUNK)
-        aged += merged
-        more = more or merged == AGE_CHUNK
+    table = TrafficRollup.__table__
+    with store.begin() as conn:
+        aged = conn.execute(
+            table.delete().where(table.c.period_seconds == MINUTE, table.c.period_start < minutes_cutoff(now))
+        ).rowcount
+    cutoff = int((now - HOURS_FOR.total_seconds()) // DAY * DAY)  # whole days only
+    merged = _age(store, fine=HOUR, coarse=DAY, older_than=cutoff, limit=AGE_CHUNK)
+    aged += merged
+    more = more or merged == AGE_CHUNK
     pruned = 0
     if max_age is not None:
-        table = TrafficRollup.__table__
         with store.begin() as conn:
             pruned = conn.execute(
                 table.delete().where(table.c.period_start + table.c.period_seconds <= int(now - max_age))
@@ -348,16 +373,36 @@ class StoredCell:
     cell: Cell
 
 
+def plan_ranges(since: int, until: int, *, coarse: bool, now: float | None = None) -> list[tuple[int, int, bool]]:
+    """[since, until) (whole minutes) as (start, end, hours) ranges: hour (and day) rows for the
+    whole hours in the middle when `coarse` or where minute rows are gone (MINUTES_FOR), minute
+    rows for the rest."""
+    now = time.time() if now is None else now
+    first, last = -(-since // HOUR) * HOUR, until // HOUR * HOUR
+    split = last if coarse else max(first, min(last, minutes_cutoff(now)))
+    if first >= split:
+        return [(since, until, False)]
+    ranges = [(since, first, False), (first, split, True), (split, until, False)]
+    return [(start, end, hours) for start, end, hours in ranges if start < end]
+
+
 def read_cells(
-    store: Store, *, since: int, until: int, service: str | None = None, realm: str | None = None
-) -> list[StoredCell]:
-    """The rollup rows whose period starts in [since, until) (epoch seconds), realms merged
-    unless `realm` ("" for none) is given."""
+    store: Store, *, since: int, until: int, service: str | None = None, realm: str | None = None,
+    coarse: bool = False, now: float | None = None,
+) -> list[StoredCell]:  # fmt: skip
+    """The rollup rows of [since, until) (epoch seconds, whole minutes; see plan_ranges), realms
+    merged unless `realm` ("" for none) is given."""
     t = TrafficRollup.__table__
+    ranges = []
+    for start, end, hours in plan_ranges(since, until, coarse=coarse, now=now):
+        period = t.c.period_seconds > MINUTE if hours else t.c.period_seconds == MINUTE
+        ranges.append(and_(t.c.period_start >= start, t.c.period_start < end, period))
+    if not ranges:
+        return []
     query = select(
         t.c.period_start, t.c.service, t.c.method, t.c.template, t.c.requests, t.c.errors, t.c.client_errors,
         t.c.request_bytes, t.c.response_bytes, t.c.durations, t.c.example_path,
-    ).where(t.c.period_start >= since, t.c.period_start < until)  # fmt: skip
+    ).where(or_(*ranges))  # fmt: skip
     if service is not None:
         query = query.where(t.c.service == service)
     if realm is not None:
@@ -379,6 +424,20 @@ def collapse_templates(cells: Iterable[StoredCell], *, max_literals: int = DEFAU
     return infer_templates(counts, max_literals=max_literals) if counts else {}
 
 
+def rolled_start(since: dt.datetime, *, now: float | None = None) -> int:
+    """Where a window starting at `since` starts in the rollups: the next minute, or, where the rows
+    have been aged (older than MINUTES_FOR, HOURS_FOR), the next hour or day: a row counts in a
+    window when all of it is inside, and the part of the window before its first whole row is left
+    out (exact figures are kept for the partial minute only)."""
+    now = time.time() if now is None else now
+    value = since.timestamp()
+    if value < (now - HOURS_FOR.total_seconds()) // DAY * DAY:
+        return int(-(-value // DAY) * DAY)
+    if value < minutes_cutoff(now):
+        return int(-(-value // HOUR) * HOUR)
+    return minute_ceil(since)
+
+
 def minute_floor(moment: dt.datetime) -> int:
     return int(moment.timestamp() // MINUTE * MINUTE)
 
@@ -388,4 +447,3 @@ def minute_ceil(moment: dt.datetime) -> int:
     return int(-(-value // MINUTE) * MINUTE)
 
 
-__all__ += ["StoredCell", "collapse_templates", "epoch_of", "iso_utc", "minute_ceil", "minute_floor", "status_class"]

@@ -29,7 +29,7 @@ from storage.models import Body, Exchange, ProxyStat, WebSocketMessage
 from storage.pending import delete_pending, unknown_outcome_ids, upsert_pending
 from storage.pure.decoding import DEFAULT_DECODE_LIMIT
 from storage.pure.pending import PendingNotice
-from storage.rollups import SOURCE_COLUMNS, RollupWriter, accumulate
+from storage.rollups import SOURCE_COLUMNS, RollupWriter, accumulate, with_hours
 from storage.rows import (
     BODY_COLUMNS,
     EXCHANGE_COLUMNS,
@@ -190,7 +190,7 @@ class DatabaseSink:
         """Merge the exchanges this batch inserted (only those: a retried batch counts once) into
         the traffic rollups (storage.rollups), after capture_blocks: every writer locks in that order."""
         source = ([row[index] for index in _ROLLUP_FIELDS] for row in new_rows)
-        self.rollups.merge(conn, accumulate({}, source))
+        self.rollups.merge(conn, with_hours(accumulate({}, source)))
 
     def _replace_unknown_outcomes(self, announced: Sequence[tuple[float, str]]) -> None:
         keys = [(dt.datetime.fromtimestamp(at, dt.UTC), uuid) for at, uuid in announced]

@@ -34,8 +34,9 @@ from storage.pure.endpoints import DEFAULT_MAX_LITERALS, infer_templates, search
 from storage.pure.sketch import Sketch
 from storage.pure.search import Query, QueryError, Term, parse_query
 from storage.queries import iso_utc
+from storage.rollups import HOUR as HOUR_SECONDS
 from storage.rollups import MINUTE as MINUTE_SECONDS
-from storage.rollups import Cell, backfilled, minute_ceil, minute_floor, read_cells
+from storage.rollups import Cell, backfilled, minute_floor, read_cells, rolled_start
 from storage.search_sql import compile_query
 from storage.store import Store
 
@@ -405,16 +406,20 @@ class _Tally:
         }
 
 
+COARSE_WINDOW = 6 * 3600
+"""Seconds: from this long, a window without buckets (the summaries) reads hour rows for its whole hours."""
+
+
 def _rolled_span(
     store: Store, *, since: dt.datetime, until: dt.datetime, service: str | None, realm: str | None
 ) -> tuple[int, int, list[Sample]]:
     """[a, b): the whole minutes of the window, read from the rollups; and the exchanges of the
     partial minutes at either end (the current one included), read as they are."""
-    a, b = minute_ceil(since), minute_floor(until)
+    a, b = rolled_start(since), minute_floor(until)
     if a >= b:
         return a, a, read_samples(store, since=since, until=until, service=service, realm=realm).samples
     samples: list[Sample] = []
-    if since.timestamp() < a:
+    if since.timestamp() < a and a - since.timestamp() < MINUTE_SECONDS:
         start = dt.datetime.fromtimestamp(a, dt.UTC)
         samples += read_samples(store, since=since, until=start, service=service, realm=realm).samples
     if b < until.timestamp():
@@ -437,7 +442,8 @@ def rolled_service_summaries(
         return service_summaries(store, since=since, until=until, realm=realm)
     a, b, samples = _rolled_span(store, since=since, until=until, service=None, realm=realm)
     tallies: defaultdict[str, _Tally] = defaultdict(_Tally)
-    for stored in read_cells(store, since=a, until=b, realm=realm):
+    coarse = (until - since).total_seconds() >= COARSE_WINDOW
+    for stored in read_cells(store, since=a, until=b, realm=realm, coarse=coarse):
         tallies[stored.service].add_cell(stored.cell)
     for sample in samples:
         if sample.service is not None:
@@ -470,7 +476,8 @@ def rolled_service_stats(
         return service_stats(store, service=service, window=window, realm=realm, max_literals=max_literals,
                              endpoint=endpoint)  # fmt: skip
     a, b, samples = _rolled_span(store, since=window.since, until=window.until, service=service, realm=realm)
-    cells = read_cells(store, since=a, until=b, service=service, realm=realm)
+    coarse = window.bucket_seconds >= HOUR_SECONDS
+    cells = read_cells(store, since=a, until=b, service=service, realm=realm, coarse=coarse)
     sample_templates = {sample.path: template_path(sample.path) for sample in samples}
     counts: Counter[str] = Counter()
     for stored in cells:

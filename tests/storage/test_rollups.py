@@ -18,10 +18,13 @@ from tests.support.records import make_record
 T0 = 1_780_000_020.0  # 20 s into a minute
 
 
-def totals(store: Store) -> tuple[int, int, int]:
+def totals(store: Store, period: int = 60) -> tuple[int, int, int]:
+    """Requests, errors and rows of one period's rows (each batch writes minutes and hours)."""
     t = TrafficRollup.__table__
     with store.connect() as conn:
-        row = conn.execute(select(func.sum(t.c.requests), func.sum(t.c.errors), func.count())).one()
+        row = conn.execute(
+            select(func.sum(t.c.requests), func.sum(t.c.errors), func.count()).where(t.c.period_seconds == period)
+        ).one()
     return (row[0] or 0, row[1] or 0, row[2])
 
 
@@ -36,6 +39,7 @@ def test_a_batch_is_rolled_up_once_even_when_written_twice(store: Store) -> None
     sink.write(batch)
     sink.write(batch)  # a retry after a lost acknowledgement
     assert totals(store) == (10, 1, 2)  # one minute, one endpoint, two status classes
+    assert totals(store, HOUR) == (10, 1, 2)
     cells = read_cells(store, since=0, until=2**40, service="identity")
     assert sorted((c.template, c.cell.requests, c.cell.errors) for c in cells) == [("/users/{id}", 1, 1), ("/users/{id}", 9, 0)]
 
@@ -64,7 +68,7 @@ def test_concurrent_writers_lose_no_update(store: Store) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert totals(store)[:1] == (240,)
+    assert totals(store)[:1] == totals(store, HOUR)[:1] == (240,)
     assert sum(c.cell.sketch.count for c in read_cells(store, since=0, until=2**40)) == 240
 
 
@@ -76,7 +80,8 @@ def test_ageing_merges_minutes_into_hours_and_retention_prunes(store: Store) -> 
     assert totals(store)[2] == 100
     while maintain(store, now=now).more:
         pass
-    cells = read_cells(store, since=0, until=2**40)
+    assert totals(store)[2] == 0  # the minutes are gone, their hours stay
+    cells = read_cells(store, since=0, until=2**40, now=now)
     assert sum(c.cell.requests for c in cells) == 100
     assert all(c.period_start % HOUR == 0 for c in cells) and len(cells) <= 3
     merged = Sketch()
@@ -84,7 +89,7 @@ def test_ageing_merges_minutes_into_hours_and_retention_prunes(store: Store) -> 
         merged.merge(c.cell.sketch)
     assert merged.quantile(100) == 99.0
     maintain(store, now=now, max_age=86400)
-    assert totals(store) == (0, 0, 0)
+    assert totals(store, HOUR) == (0, 0, 0)
 
 
 def test_backfill_rolls_up_what_was_stored_before(store: Store) -> None:
@@ -103,7 +108,7 @@ def test_backfill_rolls_up_what_was_stored_before(store: Store) -> None:
         conn.execute(JobCursor.__table__.update().where(JobCursor.job == "rollups_backfill_end").values(position=5))
     assert backfill(store, chunk=3) == (3, True)
     assert backfill(store, chunk=3) == (2, False)
-    assert backfilled(store) and totals(store)[0] == 5
+    assert backfilled(store) and totals(store)[0] == totals(store, HOUR)[0] == 5
 
 
 def test_rolled_figures_are_the_exact_ones_on_small_data(store: Store) -> None:
