@@ -135,3 +135,20 @@ def test_rolled_figures_are_the_exact_ones_on_small_data(store: Store) -> None:
     exact = service_summaries(store, since=now - dt.timedelta(minutes=15), until=now)
     rolled = rolled_service_summaries(store, since=now - dt.timedelta(minutes=15), until=now)
     assert rolled["services"] == exact["services"]
+
+
+def test_hours_past_35_days_become_days(store: Store) -> None:
+    records = [make_record(captured_at=T0 + 3600 * i, service="a", path="/p", status=200, duration_ms=float(i + 1))
+               for i in range(30)]  # fmt: skip
+    write_records(store, records)
+    now = T0 + 40 * 86400
+    while maintain(store, now=now).more:
+        pass
+    assert totals(store, HOUR)[2] == 0
+    days = totals(store, 86400)
+    assert days[0] == 30 and days[2] <= 3  # 30 hours touch at most 3 days
+    cells = read_cells(store, since=0, until=2**40, now=now)
+    merged = Sketch()
+    for c in cells:
+        merged.merge(c.cell.sketch)
+    assert (merged.count, merged.quantile(100)) == (30, 30.0)
