@@ -31,6 +31,7 @@ import calendar
 import datetime as dt
 import functools
 import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -259,7 +260,7 @@ def backfilled(store: Store) -> bool:
     return done
 
 
-_backfilled: set[Store] = set()  # once done, done for good
+_backfilled: weakref.WeakSet[Store] = weakref.WeakSet()  # once done, done for good
 
 
 @dataclass(frozen=True, slots=True)

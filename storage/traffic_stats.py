@@ -14,8 +14,16 @@ from the store. Definitions:
 - req/s divides by the seconds covered: the window, or for one bucket the part of it inside
   the window (the first and last buckets may be partial, as buckets are aligned to multiples
   of their length so that successive refreshes keep the same boundaries).
-- At most MAX_ROWS rows are read per request, newest first. When there were more, the answer
-  says `sampled` and the figures cover only the newest rows: from `sampled_since` on.
+- From the exchanges (service_stats, service_summaries): at most MAX_ROWS rows are read per
+  request, newest first. When there were more, the answer says `sampled` and the figures cover
+  only the newest rows: from `sampled_since` on.
+- From the rollups (rolled_service_stats, rolled_service_summaries; storage.rollups), what the
+  API serves: every exchange counts, at any volume (never `sampled`; `rows` is the exchanges
+  counted). The window's whole minutes (whole hours for long windows and past 2 days) come from
+  the rollup rows, its partial minutes at either end (the current one) from the exchanges.
+  Percentiles come from the merged latency sketches: exact while a group holds at most 32
+  durations, else within 0.5% of the nearest-rank value (storage.pure.sketch). With buckets of an
+  hour or more, an hour row counts in the bucket its hour starts in.
 """
 
 from __future__ import annotations
@@ -386,6 +394,12 @@ class _Tally:
         self.client_errors += cell.client_errors
         self.sketch.merge(cell.sketch)
 
+    def add(self, other: _Tally) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.client_errors += other.client_errors
+        self.sketch.merge(other.sketch)
+
     def add_sample(self, sample: Sample) -> None:
         self.requests += 1
         if is_error(sample):
@@ -498,15 +512,18 @@ def rolled_service_stats(
         index = int((at - first) // size)
         return series[index] if 0 <= index < len(series) else None
 
+    # Cells merged per endpoint and bucket first, so each stored sketch is merged once.
+    per_bucket: defaultdict[tuple[tuple[str, str], int], _Tally] = defaultdict(_Tally)
     for stored in cells:
         key = (stored.method, collapsed[stored.template])
-        groups[key].add_cell(stored.cell)
+        per_bucket[(key, int((stored.period_start - first) // size))].add_cell(stored.cell)
         examples[key][stored.cell.example_path] += stored.cell.requests
+    for (key, index), tally in per_bucket.items():
+        groups[key].add(tally)
         if endpoint is None or key == endpoint:
-            total.add_cell(stored.cell)
-        bucket = chart(key, stored.period_start)
-        if bucket is not None:
-            bucket.add_cell(stored.cell)
+            total.add(tally)
+            if 0 <= index < len(series):
+                series[index].add(tally)
     for sample in samples:
         key = (sample.method, collapsed[sample_templates[sample.path]])
         groups[key].add_sample(sample)

@@ -38,11 +38,16 @@ EXACT_MAX = 32
 MAX_BUCKETS = 4096
 """Enough for 1 µs .. 10^7 s at 0.5% (about 3,700) without folding."""
 
-_EXACT, _BUCKETS = 1, 2
+_EXACT, _BUCKETS, _WIDE = 1, 2, 3
+_HEAD = struct.calcsize("<BQQddH")
+
+
+_MAX_INDEX = 32767
+"""int16, as stored: ~10^142 ms. A larger value counts in the last bucket (its max stays exact)."""
 
 
 def _bucket(value: float) -> int:
-    return math.ceil(math.log(value) / _LOG_GAMMA)
+    return min(math.ceil(math.log(value) / _LOG_GAMMA), _MAX_INDEX)
 
 
 def _bucket_value(index: int) -> float:
@@ -143,23 +148,20 @@ class Sketch:
                 return min(max(_bucket_value(index), self.low), self.high)
         return self.high
 
-    # -- serialisation: version-free, compact -------------------------------------------------
+    # -- serialisation: compact, and parsed by struct (C), not a Python loop ---------------------
 
     def to_bytes(self) -> bytes:
-        """Exact: a tag and the doubles. Buckets: a tag, count, zeros, min, max, then (index delta,
-        count) pairs as varints (indexes ascending, the first zigzag-encoded)."""
+        """Exact: a tag and the doubles. Buckets: a tag, count, zeros, min, max, the number of
+        buckets, their indexes (int16) and their counts (uint32, or uint64 under a tag of its own
+        when a count does not fit)."""
         if self.exact is not None:
             return struct.pack(f"<B{len(self.exact)}d", _EXACT, *self.exact)
-        out = bytearray(struct.pack("<Bdd", _BUCKETS, self.low, self.high))
-        _varint(out, self.count)
-        _varint(out, self.zeros)
-        previous = 0
-        for position, index in enumerate(sorted(self.buckets)):
-            delta = index - previous
-            _varint(out, (delta << 1) ^ (delta >> 63) if position == 0 else delta)
-            _varint(out, self.buckets[index])
-            previous = index
-        return bytes(out)
+        indexes = sorted(self.buckets)
+        counts = [self.buckets[index] for index in indexes]
+        wide = bool(counts) and max(counts) > 0xFFFFFFFF
+        head = struct.pack("<BQQddH", _WIDE if wide else _BUCKETS, self.count, self.zeros, self.low, self.high,
+                           len(indexes))  # fmt: skip
+        return head + struct.pack(f"<{len(indexes)}h{len(counts)}{'Q' if wide else 'I'}", *indexes, *counts)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Sketch:
@@ -171,37 +173,9 @@ class Sketch:
             if values:
                 sketch.low, sketch.high = min(values), max(values)
             return sketch
-        if data[0] != _BUCKETS:
+        if data[0] not in (_BUCKETS, _WIDE):
             raise ValueError("not a latency sketch")
-        low, high = struct.unpack_from("<dd", data, 1)
-        position = 17
-        count, position = _read_varint(data, position)
-        zeros, position = _read_varint(data, position)
-        buckets: dict[int, int] = {}
-        index = 0
-        first = True
-        while position < len(data):
-            delta, position = _read_varint(data, position)
-            if first:
-                delta, first = (delta >> 1) ^ -(delta & 1), False
-            index += delta
-            buckets[index], position = _read_varint(data, position)
-        return cls(exact=None, buckets=buckets, zeros=zeros, count=count, low=low, high=high)
-
-
-def _varint(out: bytearray, value: int) -> None:
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-
-
-def _read_varint(data: bytes, position: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, position
-        shift += 7
+        _, count, zeros, low, high, size = struct.unpack_from("<BQQddH", data)
+        indexes = struct.unpack_from(f"<{size}h", data, _HEAD)
+        counts = struct.unpack_from(f"<{size}{'Q' if data[0] == _WIDE else 'I'}", data, _HEAD + 2 * size)
+        return cls(exact=None, buckets=dict(zip(indexes, counts)), zeros=zeros, count=count, low=low, high=high)

@@ -70,6 +70,7 @@ def test_size_is_bounded(values: list[float]) -> None:
     sketch = Sketch.of(values)
     assert len(sketch.buckets) <= MAX_BUCKETS
     assert sketch.quantile(100) == max(values)
+    assert state(Sketch.from_bytes(sketch.to_bytes())) == state(sketch)
 
 
 def test_bucketed_sketch_of_a_million_latencies_is_small() -> None:
