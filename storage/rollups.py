@@ -16,10 +16,12 @@ Services pages read these rows instead of the exchanges (service_summaries, serv
   cycle; counts add in SQL, and the sketch is merged in Python under the row lock the upsert took
   (RETURNING the stored sketch), so no update is lost. SQLite has one writer at a time and merges
   the sketch in SQL with a function registered on the connection.
-- Ageing (the maintenance job `rollups`, `maintain`): minute rows older than MINUTES_FOR become
-  hour rows, hour rows older than HOURS_FOR day rows (sketches merged), and rows past the retention
-  policy's max_age are deleted. A row of a coarser period counts in a window when its start does,
-  so past MINUTES_FOR a window's edges fall on the hour.
+- Two levels are written with each batch, minutes and hours, so that a long window reads hour
+  rows (a 7-day page: 168 per endpoint and status class, not 10,080). Ageing (the maintenance
+  job `rollups`, `maintain`): minute rows older than MINUTES_FOR are deleted (their hours stay),
+  hour rows older than HOURS_FOR are merged into day rows (sketches merged), and rows past the
+  retention policy's max_age are deleted. A row counts in a window when its start does, so where
+  only hours (days) are left a window starts at its first whole hour (day): rolled_start.
 - Backfill: exchanges stored before migration 0016 are rolled up by the same job, BACKFILL_CHUNK
   at a time from the cursor job_cursors["rollups_backfill"] up to ["rollups_backfill_end"] (the
   highest id when the migration ran). Until it is done, readers scan the exchanges as before.
@@ -39,7 +41,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, or_, select
 
 from storage.models import Exchange, JobCursor, TrafficRollup
-from storage.pure.endpoints import DEFAULT_MAX_LITERALS, infer_templates, template_path
+from storage.pure.endpoints import template_path
 from storage.pure.sketch import Sketch
 from storage.store import Store
 
@@ -415,14 +417,6 @@ def read_cells(
                    Cell(row[4], row[5], row[6], row[7], row[8], Sketch.from_bytes(row[9]), row[10]))
         for row in rows
     ]  # fmt: skip
-
-
-def collapse_templates(cells: Iterable[StoredCell], *, max_literals: int = DEFAULT_MAX_LITERALS) -> dict[str, str]:
-    """Each stored template -> its template after the cardinality collapse over these cells."""
-    counts: dict[str, int] = {}
-    for stored in cells:
-        counts[stored.template] = counts.get(stored.template, 0) + stored.cell.requests
-    return infer_templates(counts, max_literals=max_literals) if counts else {}
 
 
 def rolled_start(since: dt.datetime, *, now: float | None = None) -> int:
