@@ -1,8 +1,8 @@
 """`make bench`: print the machine and date, then run the proxy, proxy-workers, writer, search,
-radar and inferred-OpenAPI benchmarks.
+radar, inferred-OpenAPI and traffic-rollups benchmarks.
 
     .venv/bin/python bench/run.py [--quick] [--rounds N] [--duration S] [--connections C] ...
-    .venv/bin/python bench/run.py --only proxy|workers|writer|search|radar|openapi ...
+    .venv/bin/python bench/run.py --only proxy|workers|writer|search|radar|openapi|rollups ...
     .venv/bin/python bench/run.py --only faults|mocks ...   (the proxy's per-request hooks alone)
     .venv/bin/python bench/run.py --only two|soak ...   (opt-in; never part of the default run)
 
@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             only = tok.split("=", 1)[1]
             del argv[i]
             break
-    if only not in (None, "proxy", "workers", "writer", "search", "radar", "openapi", "faults", "mocks", "two", "soak"):
-        print("error: --only takes proxy, workers, writer, search, radar, openapi, faults, mocks, two or soak",
+    if only not in (None, "proxy", "workers", "writer", "search", "radar", "openapi", "rollups", "faults", "mocks",
+                    "two", "soak"):
+        print("error: --only takes proxy, workers, writer, search, radar, openapi, rollups, faults, mocks, two or soak",
               file=sys.stderr)  # fmt: skip
         return 2
 
@@ -156,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         status |= run(openapi, argv) != 0
     elif only is None:
         status |= run(openapi, flags_for(openapi, argv)) != 0
+    rollups = BENCH / "rollups_bench.py"
+    if only == "rollups":
+        status |= run(rollups, argv) != 0
+    elif only is None:
+        status |= run(rollups, flags_for(rollups, argv)) != 0
     return int(status)
 
 

@@ -16,6 +16,10 @@ Named jobs, each on its own trigger:
   indexing is (each change-feed batch, and each sweep), at most one run per SHAPES_SPACING (the
   triggers meanwhile coalesce) and SHAPES_CHUNKS chunks per run (a backlog takes several runs, back
   to back); day rows past their maximum age pruned every SHAPES_PRUNE_INTERVAL.
+- rollups (storage.rollups.maintain, the Services pages' figures): every ROLLUPS_INTERVAL, the
+  exchanges stored before the rollups existed rolled up (a chunk per run, runs back to back while
+  a backlog is left), minute rows aged into hours and hours into days, rows past the retention
+  policy's max_age deleted.
 
 Every inspector runs it by default (inspector_ui.app, in its event loop; the broadcaster hears
 through `on_indexed` which exchanges it indexed); `passageway maintain` runs it alone
@@ -47,6 +51,7 @@ from storage.feed import open_change_feed
 from storage.indexer import index_pending, refresh_statistics
 from storage.pending import PENDING_EXPIRY, expire_pending
 from storage.pure.redaction import DEFAULT_RULES, RedactionRules
+from storage.rollups import maintain as maintain_rollups
 from storage.retention import Pruned, RetentionPolicy, RetentionTotals, prune
 from storage.store import Store, one_line
 
@@ -85,6 +90,8 @@ SHAPES_SPACING = 2.0
 coalesce, so each run merges more exchanges into each day row (fewer, larger upserts)."""
 SHAPES_PRUNE_INTERVAL = 3600.0
 """Seconds between two prunes of api_shapes' day rows."""
+ROLLUPS_INTERVAL = 60.0
+"""Seconds between two runs of the rollups job (with no backlog)."""
 _FEED_RETRY_MAX = 10.0
 _STOP_POLL = 0.1
 """Maintenance.run_until: seconds between two looks at its `stop` event."""
@@ -137,7 +144,7 @@ class Maintenance:
         self._on_indexed = on_indexed
         self.jobs: dict[str, JobStats] = {
             "indexing": JobStats(), "statistics": JobStats(), "pending": JobStats(), "api_shapes": JobStats(),
-            "contracts": JobStats(),
+            "contracts": JobStats(), "rollups": JobStats(),
         }  # fmt: skip
         self.retention: RetentionTotals | None = None
         """Retention's totals, when a limit is set (else the job does not run)."""
@@ -170,6 +177,7 @@ class Maintenance:
             jobs.create_task(self._expire_pending(), name="passageway-maintenance-pending")
             jobs.create_task(self._summarise_shapes(), name="passageway-maintenance-api-shapes")
             jobs.create_task(self._check_contracts(), name="passageway-maintenance-contracts")
+            jobs.create_task(self._roll_up(), name="passageway-maintenance-rollups")
             if self.retention is not None:
                 jobs.create_task(self._retention(), name="passageway-maintenance-retention")
 
@@ -291,6 +299,16 @@ class Maintenance:
                 prune_days = functools.partial(prune_shapes, self.store, max_age=self.retention_policy.max_age)
                 if await self._attempt("api_shapes", prune_days) is not None:
                     pruned_at = time.monotonic()
+
+    async def _roll_up(self) -> None:
+        """Backfill, age and prune the traffic rollups; at once again while a backlog is left."""
+        work = functools.partial(maintain_rollups, self.store, max_age=self.retention_policy.max_age)
+        while True:
+            done = await self._attempt("rollups", work)
+            if done is not None and (done.backfilled or done.aged or done.pruned):
+                log.debug("maintenance: rollups: %s", done)
+            if done is None or not done.more:
+                await asyncio.sleep(ROLLUPS_INTERVAL)
 
     async def _retention(self) -> None:
         assert self.retention is not None

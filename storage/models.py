@@ -816,3 +816,33 @@ class Simulation(Base):
     passthrough: Mapped[bool] = mapped_column(Boolean)
     origin: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class TrafficRollup(Base):
+    """Traffic figures of one period (a minute, downsampled to an hour or a day as it ages), per
+    service, realm, endpoint (method + storage.pure.endpoints.template_path of the path) and status
+    class: merged by each write batch (storage.rollups), read by merging the rows of a window.
+    `durations` is a storage.pure.sketch.Sketch of the durations (ms), serialised. Only exchanges
+    with a service are counted (the figures are per service)."""
+
+    __tablename__ = "traffic_rollups"
+    __table_args__ = (Index("ix_traffic_rollups_service", "service", "period_start"),)
+
+    period_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    """Epoch seconds, a multiple of period_seconds."""
+    service: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    realm: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    """"" for exchanges without a realm."""
+    method: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    template: Mapped[str] = mapped_column(SafeText(), primary_key=True)
+    status_class: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    """status // 100 (1..5), 0 without a status."""
+    period_seconds: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    client_errors: Mapped[int] = mapped_column(BigInteger)
+    request_bytes: Mapped[int] = mapped_column(BigInteger)
+    response_bytes: Mapped[int] = mapped_column(BigInteger)
+    durations: Mapped[bytes] = mapped_column(LargeBinary)
+    example_path: Mapped[str] = mapped_column(SafeText())
+    """A path of the endpoint (the first counted in the row): the endpoint table's example."""

@@ -29,6 +29,7 @@ from storage.models import Body, Exchange, ProxyStat, WebSocketMessage
 from storage.pending import delete_pending, unknown_outcome_ids, upsert_pending
 from storage.pure.decoding import DEFAULT_DECODE_LIMIT
 from storage.pure.pending import PendingNotice
+from storage.rollups import SOURCE_COLUMNS, RollupWriter, accumulate, with_hours
 from storage.rows import (
     BODY_COLUMNS,
     EXCHANGE_COLUMNS,
@@ -39,6 +40,9 @@ from storage.rows import (
     capture_blocks,
 )  # fmt: skip
 from storage.store import Store
+
+_ROLLUP_FIELDS = tuple(EXCHANGE_COLUMNS.index(name) for name in SOURCE_COLUMNS)
+_UUID = EXCHANGE_COLUMNS.index("uuid")
 
 __all__ = ["NOTIFY_CHANNEL", "DatabaseSink", "array_columns", "is_transient", "unnest_insert", "write_records"]
 
@@ -91,8 +95,9 @@ class DatabaseSink:
         )
         self._pg_bodies = unnest_insert(Body.__table__, BODY_COLUMNS, ["sha256"], None)
         self._pg_exchanges = unnest_insert(
-            Exchange.__table__, EXCHANGE_COLUMNS, ["captured_at", "uuid"], "id, captured_at"
+            Exchange.__table__, EXCHANGE_COLUMNS, ["captured_at", "uuid"], "id, captured_at, uuid"
         )
+        self.rollups = RollupWriter(store.dialect)
         # The search queue: one small row per new exchange (storage.indexer takes them).
         self._sql_pending = "INSERT OR IGNORE INTO search_pending (exchange_id) VALUES (?)"
         self._pg_pending = "INSERT INTO search_pending (exchange_id) SELECT unnest(%s::bigint[]) ON CONFLICT DO NOTHING"
@@ -153,9 +158,12 @@ class DatabaseSink:
                 if batch.exchanges:
                     result = conn.exec_driver_sql(self._pg_exchanges, array_columns(batch.exchanges, len(EXCHANGE_COLUMNS)))
                     stored = result.all()
-                    new_ids = [id_ for id_, _ in stored]
+                    new_ids = [id_ for id_, _, _ in stored]
                     if stored:
-                        conn.exec_driver_sql(self._pg_blocks, array_columns(capture_blocks(stored), 3))
+                        blocks = capture_blocks((id_, captured_at) for id_, captured_at, _ in stored)
+                        conn.exec_driver_sql(self._pg_blocks, array_columns(blocks, 3))
+                        new_uuids = {uuid for _, _, uuid in stored}
+                        self._roll_up(conn, [row for row in batch.exchanges if _take(new_uuids, row[_UUID])])
             else:
                 if batch.bodies:
                     conn.exec_driver_sql(self._sql_bodies, list(batch.bodies.values()))
@@ -164,6 +172,7 @@ class DatabaseSink:
                     if inserted:
                         stored = [(id_, batch.exchanges[index][1]) for index, id_ in inserted]
                         conn.exec_driver_sql(self._sql_blocks, capture_blocks(stored))
+                        self._roll_up(conn, [batch.exchanges[index] for index, _ in inserted])
             if new_ids:
                 conn.exec_driver_sql(self._pg_pending, (new_ids,))
             elif inserted:
@@ -176,6 +185,12 @@ class DatabaseSink:
                 for payload in _notify_payloads(sorted(new_ids)):
                     conn.exec_driver_sql("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, payload))
             return self._ids(conn, batch.exchanges) if return_ids else None
+
+    def _roll_up(self, conn: Connection, new_rows: Sequence[tuple]) -> None:
+        """Merge the exchanges this batch inserted (only those: a retried batch counts once) into
+        the traffic rollups (storage.rollups), after capture_blocks: every writer locks in that order."""
+        source = ([row[index] for index in _ROLLUP_FIELDS] for row in new_rows)
+        self.rollups.merge(conn, with_hours(accumulate({}, source)))
 
     def _replace_unknown_outcomes(self, announced: Sequence[tuple[float, str]]) -> None:
         keys = [(dt.datetime.fromtimestamp(at, dt.UTC), uuid) for at, uuid in announced]
@@ -233,6 +248,14 @@ def _match_rows(rows: Sequence[tuple], found: Sequence[tuple]) -> list[tuple[int
         if id_ is not None:
             out.append((index, id_))
     return out
+
+
+def _take(keys: set[str], key: str) -> bool:
+    """Whether `key` is in `keys`, removing it: a record twice in one batch was inserted once."""
+    if key in keys:
+        keys.discard(key)
+        return True
+    return False
 
 
 def array_columns(rows: Iterable[tuple], width: int) -> tuple[list, ...]:

@@ -14,8 +14,16 @@ from the store. Definitions:
 - req/s divides by the seconds covered: the window, or for one bucket the part of it inside
   the window (the first and last buckets may be partial, as buckets are aligned to multiples
   of their length so that successive refreshes keep the same boundaries).
-- At most MAX_ROWS rows are read per request, newest first. When there were more, the answer
-  says `sampled` and the figures cover only the newest rows: from `sampled_since` on.
+- From the exchanges (service_stats, service_summaries): at most MAX_ROWS rows are read per
+  request, newest first. When there were more, the answer says `sampled` and the figures cover
+  only the newest rows: from `sampled_since` on.
+- From the rollups (rolled_service_stats, rolled_service_summaries; storage.rollups), what the
+  API serves: every exchange counts, at any volume (never `sampled`; `rows` is the exchanges
+  counted). The window's whole minutes (whole hours for long windows and past 2 days) come from
+  the rollup rows, its partial minutes at either end (the current one) from the exchanges.
+  Percentiles come from the merged latency sketches: exact while a group holds at most 32
+  durations, else within 0.5% of the nearest-rank value (storage.pure.sketch). With buckets of an
+  hour or more, an hour row counts in the bucket its hour starts in.
 """
 
 from __future__ import annotations
@@ -30,9 +38,13 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from storage.models import Exchange
-from storage.pure.endpoints import DEFAULT_MAX_LITERALS, infer_templates, search_pattern
+from storage.pure.endpoints import DEFAULT_MAX_LITERALS, infer_templates, search_pattern, template_path
+from storage.pure.sketch import Sketch
 from storage.pure.search import Query, QueryError, Term, parse_query
 from storage.queries import iso_utc
+from storage.rollups import HOUR as HOUR_SECONDS
+from storage.rollups import MINUTE as MINUTE_SECONDS
+from storage.rollups import Cell, backfilled, minute_floor, read_cells, rolled_start
 from storage.search_sql import compile_query
 from storage.store import Store
 
@@ -50,6 +62,8 @@ __all__ = [
     "parse_since",
     "percentile",
     "read_samples",
+    "rolled_service_stats",
+    "rolled_service_summaries",
     "service_stats",
     "service_summaries",
     "summarize_services",
@@ -359,4 +373,191 @@ def service_summaries(
         "realm": realm,
         "services": summarize_services(rows.samples, _covered_seconds(since, until, rows)),
         **_sampling(rows),
+    }
+
+
+# -- from the rollups (storage.rollups) ------------------------------------------------------------
+
+
+class _Tally:
+    """Figures being merged from rollup cells and exchanges."""
+
+    __slots__ = ("client_errors", "errors", "requests", "sketch")
+
+    def __init__(self) -> None:
+        self.requests = self.errors = self.client_errors = 0
+        self.sketch = Sketch()
+
+    def add_cell(self, cell: Cell) -> None:
+        self.requests += cell.requests
+        self.errors += cell.errors
+        self.client_errors += cell.client_errors
+        self.sketch.merge(cell.sketch)
+
+    def add(self, other: _Tally) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.client_errors += other.client_errors
+        self.sketch.merge(other.sketch)
+
+    def add_sample(self, sample: Sample) -> None:
+        self.requests += 1
+        if is_error(sample):
+            self.errors += 1
+        elif is_client_error(sample):
+            self.client_errors += 1
+        if sample.duration_ms is not None:
+            self.sketch.add(sample.duration_ms)
+
+    def figures(self, seconds: float) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "client_errors": self.client_errors,
+            "rps": self.requests / seconds if seconds > 0 else 0.0,
+            "error_rate": self.errors / self.requests if self.requests else None,
+            **{name: self.sketch.quantile(rank) for name, rank in PERCENTILES},
+        }
+
+
+COARSE_WINDOW = 6 * 3600
+"""Seconds: from this long, a window without buckets (the summaries) reads hour rows for its whole hours."""
+
+
+def _rolled_span(
+    store: Store, *, since: dt.datetime, until: dt.datetime, service: str | None, realm: str | None
+) -> tuple[int, int, list[Sample]]:
+    """[a, b): the whole minutes of the window, read from the rollups; and the exchanges of the
+    partial minutes at either end (the current one included), read as they are."""
+    a, b = rolled_start(since), minute_floor(until)
+    if a >= b:
+        return a, a, read_samples(store, since=since, until=until, service=service, realm=realm).samples
+    samples: list[Sample] = []
+    if since.timestamp() < a and a - since.timestamp() < MINUTE_SECONDS:
+        start = dt.datetime.fromtimestamp(a, dt.UTC)
+        samples += read_samples(store, since=since, until=start, service=service, realm=realm).samples
+    if b < until.timestamp():
+        end = dt.datetime.fromtimestamp(b, dt.UTC)
+        samples += read_samples(store, since=end, until=until, service=service, realm=realm).samples
+    return a, b, samples
+
+
+def _not_sampled(requests: int) -> dict[str, Any]:
+    return {"sampled": False, "sampled_since": None, "rows": requests}
+
+
+def rolled_service_summaries(
+    store: Store, *, since: dt.datetime, until: dt.datetime | None = None, realm: str | None = None
+) -> dict[str, Any]:
+    """service_summaries' answer, from the rollups: every exchange of the window counts, whatever
+    the volume. Before the rollups' backfill is done, service_summaries itself."""
+    until = until or dt.datetime.now(dt.UTC)
+    if not backfilled(store):
+        return service_summaries(store, since=since, until=until, realm=realm)
+    a, b, samples = _rolled_span(store, since=since, until=until, service=None, realm=realm)
+    tallies: defaultdict[str, _Tally] = defaultdict(_Tally)
+    coarse = (until - since).total_seconds() >= COARSE_WINDOW
+    for stored in read_cells(store, since=a, until=b, realm=realm, coarse=coarse):
+        tallies[stored.service].add_cell(stored.cell)
+    for sample in samples:
+        if sample.service is not None:
+            tallies[sample.service].add_sample(sample)
+    seconds = (until - since).total_seconds()
+    table = [{"service": service, **tally.figures(seconds)} for service, tally in tallies.items()]
+    table.sort(key=lambda row: (-row["requests"], row["service"]))
+    return {
+        "since": iso_utc(since),
+        "until": iso_utc(until),
+        "realm": realm,
+        "services": table,
+        **_not_sampled(sum(tally.requests for tally in tallies.values())),
+    }
+
+
+def rolled_service_stats(
+    store: Store,
+    *,
+    service: str,
+    window: TimeWindow,
+    realm: str | None = None,
+    max_literals: int = DEFAULT_MAX_LITERALS,
+    endpoint: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """service_stats' answer, from the rollups. Buckets shorter than a minute, or not whole
+    minutes, cannot be cut from minute rows: those windows (15 minutes in 60 buckets) read the
+    exchanges (service_stats), as do all before the rollups' backfill is done."""
+    if window.bucket_seconds % MINUTE_SECONDS or not backfilled(store):
+        return service_stats(store, service=service, window=window, realm=realm, max_literals=max_literals,
+                             endpoint=endpoint)  # fmt: skip
+    a, b, samples = _rolled_span(store, since=window.since, until=window.until, service=service, realm=realm)
+    coarse = window.bucket_seconds >= HOUR_SECONDS
+    cells = read_cells(store, since=a, until=b, service=service, realm=realm, coarse=coarse)
+    sample_templates = {sample.path: template_path(sample.path) for sample in samples}
+    counts: Counter[str] = Counter()
+    for stored in cells:
+        counts[stored.template] += stored.cell.requests
+    for sample in samples:
+        counts[sample_templates[sample.path]] += 1
+    collapsed = infer_templates(counts, max_literals=max_literals) if counts else {}
+    groups: defaultdict[tuple[str, str], _Tally] = defaultdict(_Tally)
+    examples: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    starts = window.bucket_starts()
+    first, size = (starts[0] if starts else 0.0), window.bucket_seconds
+    series = [_Tally() for _ in starts]
+    total = _Tally()
+
+    def chart(key: tuple[str, str], at: float) -> _Tally | None:
+        if endpoint is not None and key != endpoint:
+            return None
+        index = int((at - first) // size)
+        return series[index] if 0 <= index < len(series) else None
+
+    # Cells merged per endpoint and bucket first, so each stored sketch is merged once.
+    per_bucket: defaultdict[tuple[tuple[str, str], int], _Tally] = defaultdict(_Tally)
+    for stored in cells:
+        key = (stored.method, collapsed[stored.template])
+        per_bucket[(key, int((stored.period_start - first) // size))].add_cell(stored.cell)
+        examples[key][stored.cell.example_path] += stored.cell.requests
+    for (key, index), tally in per_bucket.items():
+        groups[key].add(tally)
+        if endpoint is None or key == endpoint:
+            total.add(tally)
+            if 0 <= index < len(series):
+                series[index].add(tally)
+    for sample in samples:
+        key = (sample.method, collapsed[sample_templates[sample.path]])
+        groups[key].add_sample(sample)
+        examples[key][sample.path] += 1
+        if endpoint is None or key == endpoint:
+            total.add_sample(sample)
+        bucket = chart(key, sample.captured_at)
+        if bucket is not None and window.since.timestamp() <= sample.captured_at < window.until.timestamp():
+            bucket.add_sample(sample)
+    seconds = (window.until - window.since).total_seconds()
+    endpoints = []
+    for (method, template), tally in groups.items():
+        seen = examples[(method, template)]
+        endpoints.append({
+            "method": method, "template": template, **tally.figures(seconds),
+            "example_path": min(seen, key=lambda path: (-seen[path], path)),
+            "search": endpoint_search(service, method, template),
+        })  # fmt: skip
+    endpoints.sort(key=lambda row: (-row["requests"], row["method"], row["template"]))
+    since, until = window.since.timestamp(), window.until.timestamp()
+    points = []
+    for start, tally in zip(starts, series, strict=True):
+        covered = min(start + size, until) - max(start, since)
+        points.append({"t": iso_utc(start), **tally.figures(covered)})
+    return {
+        "service": service,
+        "realm": realm,
+        "endpoint": {"method": endpoint[0], "template": endpoint[1]} if endpoint is not None else None,
+        "since": iso_utc(window.since),
+        "until": iso_utc(window.until),
+        "bucket_seconds": window.bucket_seconds,
+        "series": points,
+        "totals": total.figures(seconds),
+        "endpoints": endpoints[:MAX_ENDPOINTS],
+        "endpoints_total": len(endpoints),
+        **_not_sampled(sum(tally.requests for tally in groups.values())),
     }

@@ -17,8 +17,8 @@ from storage.traffic_stats import (
     MAX_BUCKETS,
     TimeWindow,
     parse_since,
-    service_stats,
-    service_summaries,
+    rolled_service_stats,
+    rolled_service_summaries,
 )
 
 from ..deps import SettingsDep, StoreDep
@@ -30,7 +30,7 @@ from ..params import Blankable
 router = APIRouter(tags=["stats"])
 
 MAX_WINDOW_SECONDS = 366 * 86400
-"""A year: longer windows would read far more rows than MAX_ROWS anyway."""
+"""A year (the rollups keep day rows past 35 days: storage.rollups)."""
 BAD_WINDOW = {422: {"model": Problem, "description": "`since`, `until` or `buckets` is not valid."}}
 
 
@@ -160,7 +160,7 @@ async def one_service(
             raise Unprocessable(f"endpoint: expected METHOD TEMPLATE, e.g. 'GET /users/{{id}}', not {endpoint!r}")
         chosen = (method, template.strip())
     await require_service(store, settings, name)
-    stats = functools.partial(service_stats, store, service=name, window=window, realm=realm, endpoint=chosen)
+    stats = functools.partial(rolled_service_stats, store, service=name, window=window, realm=realm, endpoint=chosen)
     return await run_in_threadpool(stats)
 
 
@@ -172,4 +172,4 @@ async def one_service(
 )
 async def all_services(store: StoreDep, since: Since = "1h", until: Until = None, realm: Realm = None) -> Any:
     _, start, end = _window_bounds(since, until)
-    return await run_in_threadpool(functools.partial(service_summaries, store, since=start, until=end, realm=realm))
+    return await run_in_threadpool(functools.partial(rolled_service_summaries, store, since=start, until=end, realm=realm))

@@ -18,7 +18,7 @@ from storage import registry
 from storage.dependencies import dependency_graph
 from storage.services import HISTORY_MAX, health_history, known_realms, service_overview
 from storage.traffic_stats import parse_since as window_seconds
-from storage.traffic_stats import service_summaries
+from storage.traffic_stats import rolled_service_summaries
 
 from ..deps import SettingsDep, StoreDep
 from ..errors import BadRequest
@@ -28,9 +28,6 @@ router = APIRouter(prefix="/api/services", tags=["services"])
 
 MAX_SINCE = dt.timedelta(days=31)
 TRAFFIC_WINDOW = dt.timedelta(minutes=15)
-# The overview refreshes every 10 s: its traffic figures read at most this many rows (the
-# newest; the figures then cover the stretch they span, see storage.traffic_stats).
-TRAFFIC_ROWS = 50_000
 
 RealmQuery = Annotated[str | None, Query(max_length=200, description="Only this realm (empty: services without a realm)")]
 
@@ -71,9 +68,10 @@ async def services(
 ) -> Any:
     def read() -> dict[str, Any]:
         now = dt.datetime.now(dt.UTC)
-        summaries = service_summaries(
-            store, since=now - TRAFFIC_WINDOW, until=now, realm=realm or None, limit=TRAFFIC_ROWS
-        )["services"]
+        # From the rollups (storage.rollups): every exchange of the window, at any volume.
+        summaries = rolled_service_summaries(store, since=now - TRAFFIC_WINDOW, until=now, realm=realm or None)[
+            "services"
+        ]
         overview = registry.merge_overview(
             service_overview(store, realm=realm, history=history), registry.instances(store, realm=realm, now=now)
         )

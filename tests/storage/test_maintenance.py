@@ -115,7 +115,7 @@ def test_two_runners_on_one_database_index_each_exchange_once_and_prune_it_once(
     assert set(written[-150:]) <= set(indexed[0]) | set(indexed[1])
     assert _search_rows(store) == 150
     assert sum(r.retention.exchanges for r in runners if r.retention) == 450  # each pruned once
-    assert [stats.failures for r in runners for stats in r.jobs.values()] == [0] * 12  # 6 jobs each
+    assert [stats.failures for r in runners for stats in r.jobs.values()] == [0] * 14  # 7 jobs each
 
 
 def test_a_failing_job_is_counted_logged_once_and_retried_without_stopping_the_others(sqlite_store, monkeypatch, caplog):
@@ -146,5 +146,5 @@ def test_a_failing_job_is_counted_logged_once_and_retried_without_stopping_the_o
 
 def test_without_a_retention_limit_there_is_no_retention_job(sqlite_store):
     maintenance = Maintenance(sqlite_store)
-    assert list(maintenance.jobs) == ["indexing", "statistics", "pending", "api_shapes", "contracts"] and maintenance.retention is None
+    assert list(maintenance.jobs) == ["indexing", "statistics", "pending", "api_shapes", "contracts", "rollups"] and maintenance.retention is None
     assert Maintenance(sqlite_store, retention_policy=RetentionPolicy(max_age=60)).retention is not None

@@ -1,0 +1,154 @@
+"""storage.rollups: written with each batch (once), aged, pruned, backfilled, and read back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+from sqlalchemy import func, select
+
+from storage import write_records
+from storage.models import JobCursor, TrafficRollup
+from storage.pure.sketch import Sketch
+from storage.rollups import HOUR, backfill, backfilled, maintain, read_cells
+from storage.sink import DatabaseSink
+from storage.store import Store
+from tests.support.records import make_record
+
+T0 = 1_780_000_020.0  # 20 s into a minute
+
+
+def totals(store: Store, period: int = 60) -> tuple[int, int, int]:
+    """Requests, errors and rows of one period's rows (each batch writes minutes and hours)."""
+    t = TrafficRollup.__table__
+    with store.connect() as conn:
+        row = conn.execute(
+            select(func.sum(t.c.requests), func.sum(t.c.errors), func.count()).where(t.c.period_seconds == period)
+        ).one()
+    return (row[0] or 0, row[1] or 0, row[2])
+
+
+def test_a_batch_is_rolled_up_once_even_when_written_twice(store: Store) -> None:
+    records = [
+        make_record(captured_at=T0 + i, service="identity", path=f"/users/{i}", status=500 if i == 3 else 200,
+                    duration_ms=float(i + 1))
+        for i in range(10)
+    ] + [make_record(captured_at=T0, service=None, path="/x")]  # fmt: skip
+    sink = DatabaseSink(store)
+    batch = sink.prepare(records)
+    sink.write(batch)
+    sink.write(batch)  # a retry after a lost acknowledgement
+    assert totals(store) == (10, 1, 2)  # one minute, one endpoint, two status classes
+    assert totals(store, HOUR) == (10, 1, 2)
+    cells = read_cells(store, since=0, until=2**40, service="identity")
+    assert sorted((c.template, c.cell.requests, c.cell.errors) for c in cells) == [("/users/{id}", 1, 1), ("/users/{id}", 9, 0)]
+
+
+def test_batches_merge_counts_and_sketches(store: Store) -> None:
+    for i in range(50):
+        write_records(store, [make_record(captured_at=T0 + 0.5, service="a", path="/p", status=200, duration_ms=float(i))])
+    (cell,) = read_cells(store, since=0, until=2**40)
+    assert cell.cell.requests == 50 and cell.cell.sketch.count == 50
+    assert cell.cell.sketch.quantile(100) == 49.0
+    assert abs(cell.cell.sketch.quantile(50) - 24.0) <= 0.005 * 24
+
+
+def test_concurrent_writers_lose_no_update(store: Store) -> None:
+    def write(offset: int) -> None:
+        sink = DatabaseSink(store)
+        for i in range(20):
+            records = [make_record(captured_at=T0 + 0.001 * (offset * 1000 + i), service=s, path="/p",
+                                   status=200, duration_ms=1.0) for s in ("a", "b", "c")]  # fmt: skip
+            if offset % 2:
+                records.reverse()
+            sink.write(sink.prepare(records))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert totals(store)[:1] == totals(store, HOUR)[:1] == (240,)
+    assert sum(c.cell.sketch.count for c in read_cells(store, since=0, until=2**40)) == 240
+
+
+def test_ageing_merges_minutes_into_hours_and_retention_prunes(store: Store) -> None:
+    now = T0 + 10 * 86400
+    records = [make_record(captured_at=T0 + 60 * i, service="a", path="/p", status=200, duration_ms=float(i))
+               for i in range(100)]  # fmt: skip
+    write_records(store, records)
+    assert totals(store)[2] == 100
+    while maintain(store, now=now).more:
+        pass
+    assert totals(store)[2] == 0  # the minutes are gone, their hours stay
+    cells = read_cells(store, since=0, until=2**40, now=now)
+    assert sum(c.cell.requests for c in cells) == 100
+    assert all(c.period_start % HOUR == 0 for c in cells) and len(cells) <= 3
+    merged = Sketch()
+    for c in cells:
+        merged.merge(c.cell.sketch)
+    assert merged.quantile(100) == 99.0
+    maintain(store, now=now, max_age=86400)
+    assert totals(store, HOUR) == (0, 0, 0)
+
+
+def test_backfill_rolls_up_what_was_stored_before(store: Store) -> None:
+    write_records(store, [make_record(captured_at=T0 + i, service="a", path="/p") for i in range(5)])
+    t = TrafficRollup.__table__
+    with store.begin() as conn:  # as if these had been stored before migration 0016
+        conn.execute(t.delete())
+        conn.execute(JobCursor.__table__.delete().where(JobCursor.job.in_(["rollups_backfill", "rollups_backfill_end"])))
+        conn.execute(JobCursor.__table__.insert(), [
+            {"job": "rollups_backfill", "position": 0, "updated_at": dt.datetime.now(dt.UTC)},
+            {"job": "rollups_backfill_end", "position": 2**40, "updated_at": dt.datetime.now(dt.UTC)},
+        ])  # fmt: skip
+        top = conn.execute(select(func.max(t.c.period_start))).scalar()
+    assert top is None and not backfilled(store)
+    with store.begin() as conn:
+        conn.execute(JobCursor.__table__.update().where(JobCursor.job == "rollups_backfill_end").values(position=5))
+    assert backfill(store, chunk=3) == (3, True)
+    assert backfill(store, chunk=3) == (2, False)
+    assert backfilled(store) and totals(store)[0] == totals(store, HOUR)[0] == 5
+
+
+def test_rolled_figures_are_the_exact_ones_on_small_data(store: Store) -> None:
+    from storage.traffic_stats import (
+        TimeWindow,
+        rolled_service_stats,
+        rolled_service_summaries,
+        service_stats,
+        service_summaries,
+    )
+    from tests.storage.test_traffic_stats import fill
+
+    now = dt.datetime.now(dt.UTC)
+    fill(store, now.timestamp())
+    write_records(store, [make_record(captured_at=now.timestamp() - 0.5, service="identity", path="/users/9",
+                                      status=200, duration_ms=3.0)])  # the current, partial minute  # fmt: skip
+    for seconds, buckets in ((3600, 60), (86400, 60), (7 * 86400, 60), (900, 60)):
+        window = TimeWindow.ending(now, seconds=seconds, buckets=buckets)
+        for endpoint in (None, ("GET", "/users/{id}")):
+            exact = service_stats(store, service="identity", window=window, endpoint=endpoint)
+            rolled = rolled_service_stats(store, service="identity", window=window, endpoint=endpoint)
+            for key in ("series", "totals", "endpoints", "endpoints_total", "bucket_seconds", "rows"):
+                assert rolled[key] == exact[key], (seconds, key)
+    exact = service_summaries(store, since=now - dt.timedelta(minutes=15), until=now)
+    rolled = rolled_service_summaries(store, since=now - dt.timedelta(minutes=15), until=now)
+    assert rolled["services"] == exact["services"]
+
+
+def test_hours_past_35_days_become_days(store: Store) -> None:
+    records = [make_record(captured_at=T0 + 3600 * i, service="a", path="/p", status=200, duration_ms=float(i + 1))
+               for i in range(30)]  # fmt: skip
+    write_records(store, records)
+    now = T0 + 40 * 86400
+    while maintain(store, now=now).more:
+        pass
+    assert totals(store, HOUR)[2] == 0
+    days = totals(store, 86400)
+    assert days[0] == 30 and days[2] <= 3  # 30 hours touch at most 3 days
+    cells = read_cells(store, since=0, until=2**40, now=now)
+    merged = Sketch()
+    for c in cells:
+        merged.merge(c.cell.sketch)
+    assert (merged.count, merged.quantile(100)) == (30, 30.0)
