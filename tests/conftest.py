@@ -25,8 +25,8 @@ def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 #
 # `make test` runs the suite on three pytest-xdist workers. A few tests assert a timing bound that is
 # a product property (kill -9 loses at most ~100 ms, a stream delivers within 250 ms, a replay keeps
-# its rate within 10 %, ...). Those carry @pytest.mark.exclusive: while one runs, the other worker
-# runs no test at all (it waits before its next test starts), so they see the same quiet machine as
+# its rate within 10 %, ...). Those carry @pytest.mark.exclusive: while one runs, the other workers
+# run no test at all (each waits before its next test starts), so they see the same quiet machine as
 # in a serial run. Every other test takes a shared lock. A second "gate" lock gives an exclusive
 # test priority: once it is waiting, no new test may start beside it. Without xdist (a plain
 # `pytest` run) this is a no-op. The wait happens before pytest-timeout starts its clock.
@@ -68,7 +68,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  #
 
 # Under xdist (`make test`: --dist loadfile --no-loadscope-reorder) whole files are handed out in
 # collection order, one at a time, to whichever worker is free. The files that start real
-# processes come first and the longest of them lead, so the run ends on short files and both
+# processes come first and the longest of them lead, so the run ends on short files and all
 # workers finish together. The order within a file is unchanged; a plain `pytest` keeps its order.
 # Measured (junit times summed per file, issue 16): export/import and `test new` lead by far; the
 # heaviest storage and inspector files go before the many short ones, so no long file comes last.
