@@ -31,21 +31,42 @@ def run(tmp_path):
     return run
 
 
-def test_add_list_clear(run):
+@pytest.fixture
+def run_here(tmp_path, monkeypatch, capsys):
+    """run(), through cli.main.main in this process, on the same store: a process costs seconds of
+    imports on a busy machine. The first and last commands of test_add_list_clear and one mistake
+    keep real processes."""
+    from cli.main import main
+
+    monkeypatch.setenv("PASSAGEWAY_DB", f"sqlite:///{tmp_path / 'faults.db'}")
+    monkeypatch.delenv("PASSAGEWAY_REALM", raising=False)
+    monkeypatch.delenv("PASSAGEWAY_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def run_here(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        code = main(["fault", *args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run_here
+
+
+def test_add_list_clear(run, run_here):
     added = run("add", "billing", "--delay", "300ms", "--rate", "20%", "--for", "10m")
     assert added.returncode == 0, added.stderr
     assert added.stdout.startswith("added #1 billing: delay 300 ms at 20%, until ")
-    assert run("add", "billing", "--delay", "100ms-2s", "--method", "post", "--path", "/orders/{id}").returncode == 0
-    assert run("add", "orders", "--status", "503", "--header", "X-Env=canary", "--realm", "staging").returncode == 0
-    assert run("add", "orders", "--reset").returncode == 0
-    assert run("add", "orders", "--stall", "--until", (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()).returncode == 0
+    assert run_here("add", "billing", "--delay", "100ms-2s", "--method", "post", "--path", "/orders/{id}").returncode == 0
+    assert run_here("add", "orders", "--status", "503", "--header", "X-Env=canary", "--realm", "staging").returncode == 0
+    assert run_here("add", "orders", "--reset").returncode == 0
+    assert run_here("add", "orders", "--stall", "--until", (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()).returncode == 0
     listed = run("list").stdout.splitlines()
     assert [line.split(":")[0] for line in listed] == [
         "#5 orders", "#4 orders", "#3 orders (realm staging) [x-env=canary]", "#2 billing POST /orders/{id}", "#1 billing"]
     assert "delay 100-2000 ms at 100%  active until" in listed[3]
-    assert run("clear", "#1").stdout == "removed fault rule #1\n"
-    assert run("clear", "orders").stdout == "removed 3 fault rule(s) on orders\n"
-    assert run("clear").stdout == "removed 1 fault rule(s)\n"
+    assert run_here("clear", "#1").stdout == "removed fault rule #1\n"
+    assert run_here("clear", "orders").stdout == "removed 3 fault rule(s) on orders\n"
+    assert run_here("clear").stdout == "removed 1 fault rule(s)\n"
     assert run("list").stdout == "no fault rules active or upcoming\n"
 
 
@@ -67,8 +88,8 @@ def test_add_list_clear(run):
         (["clear", "nobody"], "no fault rule on 'nobody'"),
     ],
 )
-def test_mistakes_are_one_line(run, args, message):
-    result = run(*args)
+def test_mistakes_are_one_line(run, run_here, args, message):
+    result = (run if args == ["add", "billing", "--delay", "fast"] else run_here)(*args)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith(f"passageway: error: {message}") and result.stderr.count("\n") == 1, result.stderr
 

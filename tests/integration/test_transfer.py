@@ -98,14 +98,14 @@ def test_the_samples_are_the_ones_tested():
 
 
 @pytest.mark.parametrize("name", SAMPLE_FILES)
-def test_browser_and_mitmproxy_hars_import_once(name, tmp_path):
+def test_browser_and_mitmproxy_hars_import_once(name, tmp_path, run_here):
     sample = SAMPLES / name
     url = f"sqlite:///{tmp_path}/{sample.stem}.db"
     done = run("import", "--db", url, str(sample))
     assert done.returncode == 0, done.stderr
     count = len(exchanges(url))
     assert count >= 2
-    again = run("import", "--db", url, str(sample))
+    again = run_here("import", "--db", url, str(sample))
     assert again.returncode == 0 and f"imported 0 exchange(s) from {sample}, {count} already stored" in again.stdout
     assert len(exchanges(url)) == count, "a second import added exchanges"
 
@@ -285,7 +285,7 @@ SURROGATE = "\ud83d"
 
 
 @pytest.fixture
-def odd_import(tmp_path) -> Iterator[tuple[dict, TestClient, int]]:
+def odd_import(tmp_path, run_here) -> Iterator[tuple[dict, TestClient, int]]:
     """An imported HAR entry with \\ud83d in its URL, a header name and value and the bodies;
     an inspector on its store: (the entry, a client, its exchange id)."""
     url = f"sqlite:///{tmp_path}/odd.db"
@@ -297,7 +297,7 @@ def odd_import(tmp_path) -> Iterator[tuple[dict, TestClient, int]]:
              "response": {"status": 200, "headers": [{"name": "X-Odd", "value": SURROGATE}],
                           "content": {"mimeType": "text/plain", "text": f"got{SURROGATE}"}}}  # fmt: skip
     har.write_text(json.dumps({"log": {"entries": [entry]}}))  # ASCII: \\ud83d escapes
-    assert run("import", "--db", url, str(har)).returncode == 0
+    assert run_here("import", "--db", url, str(har)).returncode == 0  # the tests below run real processes
     store = open_store(url)
     try:
         app = create_app(InspectorSettings(db_url=url, port=0), store=store)
