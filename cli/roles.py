@@ -139,6 +139,34 @@ def run_maintain(settings: Settings) -> int:
     return 0
 
 
+def open_store_patiently(url: str, stop: Any) -> Any:
+    """The store, tried again (1 s, 2 s, up to 5 s apart) while it cannot be opened, until `stop` is
+    set (then None). The supervisor opened it before starting the writer, so a failure here is the
+    database being away or locked for now: the records wait in the spools meanwhile."""
+    import logging
+    import time
+
+    from storage.errors import StorageError
+    from storage.store import one_line, open_store
+
+    log = logging.getLogger("passageway.writer")
+    delay, failing_since = 1.0, None
+    while not stop.is_set():
+        try:
+            store = open_store(url)
+        except StorageError as e:
+            if failing_since is None:
+                failing_since = time.monotonic()
+                log.warning("writer: cannot open the database yet, trying again: %s", one_line(e))
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        if failing_since is not None:
+            log.warning("writer: the database opened after %.1f s", time.monotonic() - failing_since)
+        return store
+    return None
+
+
 def run_writer(settings: Settings) -> int:
     """The writer process of `passageway proxy`'s workers: their spools (spool_dir/worker-*, and
     segments an older version left in spool_dir) into the database, until SIGINT or SIGTERM;
@@ -148,19 +176,20 @@ def run_writer(settings: Settings) -> int:
 
     from storage.spool import SpoolError
     from storage.spool_handoff import SpoolDrain, SpoolSet
-    from storage.store import open_store
 
     if not settings.spool_max_bytes:
         return fail("writer: spool_max_bytes is 0 (no spool): each proxy writes its records itself")
-    store = open_store(settings.db)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    store = open_store_patiently(settings.db, stop)
+    if store is None:
+        return 0
     try:
         try:
             spools = SpoolSet(settings.spool_dir, legacy_max_bytes=settings.spool_max_bytes)
         except SpoolError as e:
             return fail(f"writer: {e}")
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
         drain = SpoolDrain(store, spools, proxy_name=settings.proxy_name, decode_limit=settings.max_decoded_body)
         drain.start()
         try:

@@ -182,6 +182,37 @@ def test_segments_an_older_version_left_in_spool_dir_are_written(tmp_path) -> No
     assert not list((tmp_path / "spool").glob("*.seg")) or (tmp_path / "spool" / "acked").exists()
 
 
+def test_a_writer_started_while_the_database_is_locked_waits_for_it(tmp_path) -> None:
+    """Started by the supervisor during an outage (after one died, say), the writer does not exit:
+    it tries again until the database opens, and the spooled records then reach it."""
+    import sqlite3
+
+    from tests.support.records import make_record
+
+    db_url = f"sqlite:///{tmp_path}/locked.db"
+    open_store(db_url).close()
+    spool = Spool(tmp_path / "spool" / "worker-1", max_bytes=10_000_000, shared=True)
+    spool.append([encode_record(make_record(path=f"/locked/{i}")) for i in range(10)])
+    spool.close()
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        writer = start_writer(db_url, tmp_path, "locked")
+        with writer:
+            wait_for(lambda: "cannot open the database yet, trying again" in writer.stderr, timeout=30,
+                     message=writer.describe)  # fmt: skip
+            assert writer.running
+            holder.execute("ROLLBACK")
+            store = open_store(db_url, migrate=False)
+            try:
+                wait_for(lambda: _count(store, "/locked/%") == 10, timeout=30, message=writer.describe)
+            finally:
+                store.close()
+            wait_for(lambda: "the database opened after" in writer.stderr, timeout=5, message=writer.describe)
+    finally:
+        holder.close()
+
+
 def _count(store, pattern: str) -> int:  # type: ignore[no-untyped-def]
     from sqlalchemy import text
 
