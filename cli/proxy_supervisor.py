@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .settings import COMMAND_ROLES, ConfigError, Settings, child_arguments
-from .supervisor import COMMAND, PROG, spawn
+from .supervisor import COMMAND, PROG, spawn, stop_on_signals
 
 STOP_TIMEOUT = 12.0
 """Seconds a worker, then the writer, gets to stop (each writes or spools what it holds in 10)."""
@@ -66,14 +66,7 @@ def run_proxy(argv: Sequence[str], settings: Settings) -> int:
         if settings.workers > 1 and address[1] == 0:
             raise ConfigError(f"{what}: --workers {settings.workers} needs a fixed port, not 0")
         check_bindable(what, address)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stopping = stop_on_signals()
 
     arguments = child_arguments(argv, COMMAND_ROLES["proxy"])
     # Without a disk spool there is no hand-off: each worker writes its own records from memory.
@@ -105,7 +98,7 @@ def run_proxy(argv: Sequence[str], settings: Settings) -> int:
     for worker in workers:
         watch(selector, worker)
     exit_code = 0
-    while not stopping:
+    while not stopping.is_set():
         for key, _ in selector.select(timeout=0.2):
             child = key.data
             said = os.read(child.ready_fd, 64)  # b"1" once it listens; b"" if it exited first
@@ -130,7 +123,7 @@ def run_proxy(argv: Sequence[str], settings: Settings) -> int:
                 # It gave up before serving: the mistake it reported in one line (a spool in use,
                 # say) would repeat. (Killed by a signal, it is restarted like any dead worker.)
                 exit_code = status
-                stopping = True
+                stopping.set()
                 break
             forget(selector, child)
             delay = RESTART_DELAYS[min(child.deaths, len(RESTART_DELAYS) - 1)]

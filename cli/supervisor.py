@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -48,6 +49,15 @@ def listens_beyond_loopback(host: str) -> bool:
         return True
 
 
+def stop_on_signals() -> threading.Event:
+    """Set on SIGINT or SIGTERM from now on: a supervisor then stops its children in order (never
+    a KeyboardInterrupt between two spawns)."""
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    return stopping
+
+
 def spawn(args: list[str], env: dict[str, str] | None = None, pass_fds: Sequence[int] = ()) -> subprocess.Popen:
     """Start a child of `up` that only `up` stops.
 
@@ -81,15 +91,7 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
     database = store.display_url  # password masked
     store.close()
 
-    # Ctrl-C from here on stops the children in order (never a KeyboardInterrupt between two spawns).
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stopping = stop_on_signals()
     children: dict[str, subprocess.Popen] = {}
     token = inspector_token(settings)
     if demo:
@@ -107,7 +109,7 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
 
     waiting_for = [settings.listen, settings.ui]
     exit_code = 0
-    while not stopping:
+    while not stopping.is_set():
         if waiting_for and accepts_connections(waiting_for[0]):
             waiting_for.pop(0)
             if not waiting_for:
@@ -124,7 +126,7 @@ def run_up(argv: Sequence[str], settings: Settings, *, demo: bool) -> int:
                 continue
             print(f"{PROG}: {name} exited with status {child.returncode}; stopping", file=sys.stderr)
             exit_code = exit_code or (1 if child.returncode != 0 else 0)
-            stopping = True
+            stopping.set()
         time.sleep(0.1)
     # SIGTERM, which every role handles as it handles Ctrl-C: a child still starting (Python
     # itself, or our modules, loading) then ends quietly, where SIGINT printed a traceback.
