@@ -26,7 +26,7 @@ run: $(STAMP)
 
 # Three pytest-xdist workers on CI's 2 cores: most tests wait (processes starting, the network,
 # polls), so two workers left the cores a third idle (2026-12-04: 21 CPU-minutes in a 17-minute
-# run; three workers: 15.5 minutes against 16.3, same machine and hour); timing-bound tests are
+# run; three workers: 15.5 minutes against 16.3, same machine and hour; 10.3 minutes that afternoon, the longest files first); timing-bound tests are
 # `exclusive` whatever the count. --dist loadfile hands out whole files, so a file's
 # module-scoped proxies, browsers and databases start once; --no-loadscope-reorder keeps the
 # collection order, in which tests/conftest.py puts the longest files first. Tests marked

@@ -167,7 +167,10 @@ def test_a_slow_call_is_pending_then_becomes_its_exchange_in_place(stack):
 
 
 def test_an_sse_stream_is_pending_with_its_bytes_so_far_until_it_ends(stack):
-    pending, exchange, _ = asyncio.run(watch_call(stack, "/up/sse?n=8&interval=0.45"))
+    # 6.3 s of stream: pending after 1 s, its progress written at most once a second, through the
+    # worker's notices file, the writer process and the inspector's feed (3.6 s left a loaded CI
+    # machine room for one update only).
+    pending, exchange, _ = asyncio.run(watch_call(stack, "/up/sse?n=14&interval=0.45"))
     assert len(pending) >= 2, pending  # updated while it runs
     assert {p["uuid"] for p in pending} == {exchange["uuid"]}
     assert all(p["state"] == "streaming" and p["status"] == 200 for p in pending)
