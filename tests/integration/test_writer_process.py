@@ -1,7 +1,8 @@
 """The writer process (`passageway writer`) with proxy workers (`passageway proxy --worker K`):
 what "What survives what" promises, with the write path split in two processes.
 
-Real processes, real upstreams, SQLite and PostgreSQL: the database away under load; kill -9
+Real processes, real upstreams, SQLite and PostgreSQL (the database away under load, through
+`passageway proxy`'s worker and writer, is tests/integration/test_outages.py's); kill -9
 of the writer mid-burst, then started again (every request stored exactly once); kill -9 of a
 worker (at most the last ~100 ms lost, none doubled); segments an older version left in
 spool_dir; pending notices across the process boundary; a second writer refused."""
@@ -24,15 +25,7 @@ from storage.queries import proxy_stats
 from storage.record_codec import encode_record
 from storage.spool import Spool
 from storage.store import open_store
-from tests.integration.test_outages import (  # noqa: F401 - the outage fixture
-    KILL_LOSS_BOUND,
-    OUTAGE_SECONDS,
-    Load,
-    Outage,
-    outage,
-    spool_bytes,
-    stored_queries,
-)
+from tests.integration.test_outages import KILL_LOSS_BOUND, Load, stored_queries
 from tests.support import free_port, running_upstream, start_process, wait_for
 
 PASSAGEWAY = [sys.executable, "-m", "cli"]
@@ -57,49 +50,6 @@ def start_writer(db_url: str, tmp_path: Path, name: str, label: str = "passagewa
     time.sleep(0.5)
     assert writer.running, writer.describe()
     return writer
-
-
-def test_database_away_under_load_with_the_writer_process(outage: Outage, tmp_path) -> None:  # noqa: F811
-    port, spool = free_port(), str(tmp_path / "spool" / "worker-1")
-    with running_upstream() as upstream:
-        with (
-            start_process(worker_args(outage.db_url, port, upstream.url, tmp_path, "outage-w"), port=port,
-                          name="passageway proxy --worker 1", timeout=30) as worker,
-            start_writer(outage.db_url, tmp_path, "outage-w") as writer,
-        ):  # fmt: skip
-            load = Load(f"http://127.0.0.1:{port}").start()
-            time.sleep(2)
-            outage.begin()  # type: ignore[operator]
-            try:
-                time.sleep(OUTAGE_SECONDS / 2)
-                assert spool_bytes(spool) > 100 * 512, "records should be piling up in the worker's spool"
-            finally:
-                outage.end()  # type: ignore[operator]
-            time.sleep(2)
-            load.finish()
-            store = open_store(outage.check_url, migrate=False)
-            try:
-                sent = set(load.completed)
-                wait_for(lambda: len(stored_queries(store, load.run)) >= len(sent), timeout=60,
-                         message=lambda: f"{len(stored_queries(store, load.run))} of {len(sent)} stored\n"
-                                         + writer.describe() + worker.describe())  # fmt: skip
-                stored = stored_queries(store, load.run)
-                rows = wait_for(lambda: _rows_when_written(store, "outage-w", len(sent)), timeout=15)
-            finally:
-                store.close()
-    assert load.failed == {}, f"{len(load.failed)} client requests failed"
-    assert len(stored) == len(set(stored)) == len(sent) and set(stored) == sent
-    summed, one = rows["outage-w"], rows["outage-w/worker-1"]
-    assert (summed["dropped"], summed["lost"], summed["spooled"]) == (0, 0, 0)
-    assert summed["submitted"] >= len(sent) and one["submitted"] == summed["submitted"]
-    assert "unavailable, holding records" in writer.stdout + writer.stderr, writer.describe()
-
-
-def _rows_when_written(store, name: str, count: int) -> dict | None:  # type: ignore[no-untyped-def]
-    rows = {row["proxy"]: row for row in proxy_stats(store)}
-    if name in rows and rows[name]["written"] >= count and f"{name}/worker-1" in rows:
-        return rows
-    return None
 
 
 @pytest.mark.exclusive  # a timing bound: nothing else runs beside it under xdist
