@@ -47,9 +47,28 @@ ANNOUNCE_INTERVAL = 0.5
 """Seconds between two looks for calls to announce (by the timeout sweep, only while some run that long)."""
 
 
-def should_stream(message: http.Message, body_cap: int) -> bool:
-    """Stream bodies of unknown length (chunked, SSE, HTTP/2 without length) or above the cap."""
-    length = message.headers.get("content-length")
+REPLAY_MARK, TEST_MARK = REPLAY_HEADER.lower().encode(), TEST_HEADER.lower().encode()
+LENGTH_HEADS = frozenset({b"content-length", b"transfer-encoding"})
+REQUEST_HEADS = LENGTH_HEADS | {REPLAY_MARK, TEST_MARK}
+RESPONSE_HEADS = LENGTH_HEADS | {b"content-type"}
+
+
+def first_values(message: http.Message, names: frozenset[bytes]) -> dict[bytes, bytes]:
+    """The first value of each header in `names` (lower case) that the message has, in one pass
+    over its fields: mitmproxy's case-insensitive lookups scan them all on every call, which
+    made the header hooks cost more than the record conversion."""
+    found: dict[bytes, bytes] = {}
+    for name, value in message.headers.fields:
+        key = name.lower()
+        if key in names and key not in found:
+            found[key] = value
+    return found
+
+
+def should_stream(message: http.Message, body_cap: int, heads: dict[bytes, bytes] | None = None) -> bool:
+    """Stream bodies of unknown length (chunked, SSE, HTTP/2 without length) or above the cap.
+    `heads`: first_values of the message for at least LENGTH_HEADS, when the caller has them."""
+    length = (first_values(message, LENGTH_HEADS) if heads is None else heads).get(b"content-length")
     if length is None:
         return True
     try:
@@ -58,15 +77,14 @@ def should_stream(message: http.Message, body_cap: int) -> bool:
         return False
 
 
-def should_stream_request(request: http.Request, body_cap: int) -> bool:
+def should_stream_request(request: http.Request, body_cap: int, heads: dict[bytes, bytes] | None = None) -> bool:
     """As should_stream, but an HTTP/1 request with neither Content-Length nor
     Transfer-Encoding has no body at all."""
-    headers = request.headers
-    if request.http_version in ("HTTP/1.1", "HTTP/1.0") and not (
-        "content-length" in headers or "transfer-encoding" in headers
-    ):
+    if heads is None:
+        heads = first_values(request, LENGTH_HEADS)
+    if request.http_version in ("HTTP/1.1", "HTTP/1.0") and not heads.keys() & LENGTH_HEADS:
         return False
-    return should_stream(request, body_cap)
+    return should_stream(request, body_cap, heads)
 
 
 def next_websocket_seq(flow: http.HTTPFlow) -> int:
@@ -155,14 +173,16 @@ class Capture:
             self.announcing = bool(notices)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        mark = flow.request.headers.pop(REPLAY_HEADER, None)
-        if mark is not None and (replay := parse_replay_mark(mark)) is not None:
-            flow.metadata[META_REPLAY_OF], flow.metadata[META_UUID] = replay
-        # A test step's mark is Passageway's business, not the upstream's: recorded, never forwarded.
-        test = flow.request.headers.pop(TEST_HEADER, None)
-        if test is not None and (name := parse_test_mark(test)) is not None:
-            flow.metadata[META_TEST_NAME] = name
-        if flow.response is None and should_stream_request(flow.request, self.body_cap):
+        heads = first_values(flow.request, REQUEST_HEADS)
+        if REPLAY_MARK in heads:
+            mark = flow.request.headers.pop(REPLAY_HEADER)
+            if (replay := parse_replay_mark(mark)) is not None:
+                flow.metadata[META_REPLAY_OF], flow.metadata[META_UUID] = replay
+        if TEST_MARK in heads:
+            # A test step's mark is Passageway's business, not the upstream's: recorded, never forwarded.
+            if (name := parse_test_mark(flow.request.headers.pop(TEST_HEADER))) is not None:
+                flow.metadata[META_TEST_NAME] = name
+        if flow.response is None and should_stream_request(flow.request, self.body_cap, heads):
             tap = BodyTap(self.body_cap)
             flow.metadata[META_REQUEST_TAP] = tap
             flow.request.stream = tap
@@ -180,9 +200,8 @@ class Capture:
         assert response is not None
         if response.stream or flow.metadata.get(META_ERROR_KIND) == "no_route" or META_MOCK in flow.metadata:
             return  # a mock's answer is whole already: recorded from its content, never tapped
-        if should_stream(response, self.body_cap) or response.headers.get("content-type", "").startswith(
-            "text/event-stream"
-        ):
+        heads = first_values(response, RESPONSE_HEADS)
+        if should_stream(response, self.body_cap, heads) or heads.get(b"content-type", b"").startswith(b"text/event-stream"):
             tap = BodyTap(self.body_cap)
             flow.metadata[META_RESPONSE_TAP] = tap
             response.stream = tap

@@ -10,7 +10,7 @@ from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
-from proxy.capture import Capture, should_stream, should_stream_request
+from proxy.capture import RESPONSE_HEADS, Capture, first_values, should_stream, should_stream_request
 from proxy.flow_record import META_ERROR_KIND, META_RESPONSE_TAP, META_SERVICE, BodyTap
 from proxy.router import Router, forward_mode, gateway_mode, service_mode
 from proxy.routing import Service, parse_route, parse_upstream
@@ -97,6 +97,14 @@ def test_should_stream_request(version, headers, expected):
     request.headers.clear()
     request.headers.update(headers)
     assert should_stream_request(request, 1000) is expected
+
+
+def test_first_values_takes_each_wanted_header_once_whatever_its_case():
+    response = http.Response.make(200)
+    response.headers.clear()
+    response.headers.fields = ((b"Content-Type", b"text/event-stream"), (b"X-Other", b"1"),
+                               (b"CONTENT-TYPE", b"text/plain"), (b"content-length", b"12"))  # fmt: skip
+    assert first_values(response, RESPONSE_HEADS) == {b"content-type": b"text/event-stream", b"content-length": b"12"}
 
 
 @pytest.fixture
@@ -194,3 +202,15 @@ def test_a_replay_mark_is_recorded_and_removed_before_forwarding(capture):
     by_uuid = {r["uuid"]: r for r in rows(store)}
     assert by_uuid[nonce]["replay_of"] == 41
     assert by_uuid[forged.id]["replay_of"] is None
+
+
+def test_a_test_mark_is_recorded_and_removed_in_any_case_and_repeated(capture):
+    addon, store = capture
+    flow = tflow.tflow(resp=True)
+    flow.request.headers.fields += ((b"x-passageway-TEST", b"  checkout works "), (b"X-Passageway-Test", b"again"))
+    addon.requestheaders(flow)
+    assert "x-passageway-test" not in flow.request.headers  # every copy: none reaches the upstream
+    addon.response(flow)
+    addon.writer.close()
+    (row,) = rows(store)
+    assert row["test_name"] == "checkout works , again"
