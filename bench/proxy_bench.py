@@ -18,6 +18,12 @@ JSON body from a tiny asyncio upstream. Each arm gets a warm-up (discarded)
 and a measured window on distinct paths, so the upstream, the flow file and
 the database can each be counted for the measured window alone.
 
+Every arm of a round runs at once, and its measured window is cut in slices (--slices; one per
+2 s) taken in turn with the other arms', each arm paused with SIGSTOP (all its processes) while
+another is measured: every arm spans the same stretch of the round, so the machine's other load
+moving for a few seconds falls on all of them alike. Its p50 and p99 are those of all its slices'
+requests together (pooled from wrk's percentiles at a 0.1% grid above p90).
+
 Run via `make bench` (bench/run.py), or directly:
     .venv/bin/python bench/proxy_bench.py [--rounds 3] [--duration 10] [--quick]
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import random
@@ -58,19 +65,26 @@ TARGET_RPS_RATIO = 0.95
 TARGET_P99_RATIO = 1.05
 """The `passageway` arm's p99 against the same round's baseline, in every round."""
 
+PERCENTILE_GRID = (*range(1, 90), *(p / 10 for p in range(900, 1000)), 99.95, 99.99, 100)
+"""The percentiles wrk reports for each measured slice: enough to pool slices (pooled_percentile)."""
 # wrk prints this line from the Lua `done` hook; easier and exacter than parsing its text.
 WRK_LUA = r"""
+local grid = {GRID}
 done = function(summary, latency, requests)
   local e = summary.errors
+  local values = {}
+  -- percentile(100) is 0 in wrk 4: the top of the grid is the maximum
+  for i, p in ipairs(grid) do values[i] = string.format("%d", p < 100 and latency:percentile(p) or latency.max) end
   io.write(string.format(
     "BENCH_JSON {\"requests\":%d,\"duration_us\":%d,\"bytes\":%d," ..
     "\"p50_us\":%d,\"p90_us\":%d,\"p99_us\":%d,\"mean_us\":%.1f,\"max_us\":%d," ..
-    "\"err_connect\":%d,\"err_read\":%d,\"err_write\":%d,\"err_status\":%d,\"err_timeout\":%d}\n",
+    "\"err_connect\":%d,\"err_read\":%d,\"err_write\":%d,\"err_status\":%d,\"err_timeout\":%d," ..
+    "\"grid\":[%s]}\n",
     summary.requests, summary.duration, summary.bytes,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max,
-    e.connect, e.read, e.write, e.status, e.timeout))
+    e.connect, e.read, e.write, e.status, e.timeout, table.concat(values, ",")))
 end
-"""
+""".replace("{GRID}", "{" + ", ".join(f"{p:g}" for p in PERCENTILE_GRID) + "}")
 
 
 # ---------------------------------------------------------------- upstream
@@ -378,6 +392,7 @@ class ArmResult:
     cpu_us_per_req: float = float("nan")   # proxy process CPU time per completed request
     loop_cpu_us_per_req: float = float("nan")  # the same, main (event loop) thread only
     writer_cpu_us_per_req: float = float("nan")  # the writer process's CPU per request
+    slices: int = 1          # measured windows, interleaved with the other arms' (ArmRun)
 
 
 def run_wrk(wrk: str, lua: Path, url: str, duration: float, connections: int) -> dict:
@@ -409,76 +424,193 @@ def arm_command(arm: str, up_port: int, port: int, work: Path) -> list[str] | No
     raise ValueError(arm)
 
 
-def run_arm(arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Path,
-            profile: Path | None = None) -> ArmResult:
-    work = Path(tempfile.mkdtemp(prefix=f"r{rnd}-{arm.replace(' ', '').replace('-', '_')}-", dir=tmp))
-    port = up_port if arm == "direct" else free_port()
-    tag = f"{rnd}-{arm.replace(' ', '').replace('-', '')}-{random.randrange(1 << 30):x}"
-    warm_key, key = f"w{tag}", f"m{tag}"
-    cmd = arm_command(arm, up_port, port, work)
-    proc = None
-    log = work / "proxy.log"
-    try:
+class ArmRun:
+    """One arm in one round: its process started and warmed up once, then measured in slices that
+    alternate with the other arms' (SIGSTOP keeps it, and every process it started, off the CPU
+    while another arm is measured), then stopped and checked. Interleaving puts every arm across
+    the same stretch of the round, so a change in the machine's other load (a noisy neighbour for
+    a few seconds) falls on all arms alike instead of on whichever ran then."""
+
+    def __init__(self, arm: str, rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Path) -> None:
+        self.arm, self.rnd, self.args, self.wrk, self.lua, self.up_port = arm, rnd, args, wrk, lua, up_port
+        self.work = Path(tempfile.mkdtemp(prefix=f"r{rnd}-{arm.replace(' ', '').replace('-', '_')}-", dir=tmp))
+        self.port = up_port if arm == "direct" else free_port()
+        tag = f"{rnd}-{arm.replace(' ', '').replace('-', '')}-{random.randrange(1 << 30):x}"
+        self.warm_key, self.key = f"w{tag}", f"m{tag}"
+        self.log = self.work / "proxy.log"
+        self.proc: subprocess.Popen | None = None
+        self.slices: list[dict] = []
+        self.cpu = [0.0, 0.0, 0.0]
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/bench/"
+
+    def start(self) -> None:
+        """Start the proxy, warm it up (discarded), let the warm-up's rows land, and pause it."""
+        cmd = arm_command(self.arm, self.up_port, self.port, self.work)
         if cmd is not None:
             # The non-quiet mitmdump arm prints a line per flow: send it to /dev/null as in the reference.
-            out = subprocess.DEVNULL if arm == "mitmdump" else log.open("wb")
+            out = subprocess.DEVNULL if self.arm == "mitmdump" else self.log.open("wb")
             env = None
-            if arm.startswith("passageway"):  # the code of this tree (or of --base-tree), not the venv's install
-                env = {**os.environ, "PYTHONPATH": str(args.base_tree if arm == "passageway base" else REPO)}
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=work, env=env)
-            wait_for_port(port, proc, arm, None if arm == "mitmdump" else log)
-        base = f"http://{HOST}:{port}/bench/"
-        if args.warmup > 0:
-            run_wrk(wrk, lua, base + warm_key, args.warmup, args.connections)
-        if arm.startswith("passageway"):   # let the warm-up's rows land so they do not share the window
-            poll_until_stable(lambda: count_rows(work / "bench.db", warm_key), settle=0.5, timeout=15)
+            if self.arm.startswith("passageway"):  # the code of this tree (or of --base-tree), not the venv's install
+                env = {**os.environ, "PYTHONPATH": str(self.args.base_tree if self.arm == "passageway base" else REPO)}
+            # A session of its own: SIGSTOP and SIGCONT reach the supervisor, its workers and its writer.
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=self.work, env=env, start_new_session=True)
+            wait_for_port(self.port, self.proc, self.arm, None if self.arm == "mitmdump" else self.log)
+        if self.args.warmup > 0:
+            run_wrk(self.wrk, self.lua, self.url + self.warm_key, self.args.warmup, self.args.connections)
+        if self.arm.startswith("passageway"):   # let the warm-up's rows land so they do not share the window
+            poll_until_stable(lambda: count_rows(self.work / "bench.db", self.warm_key), settle=0.5, timeout=15)
+        self._signal(signal.SIGSTOP)
+
+    def _signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signum)
+
+    def measure(self, seconds: float, profile: Path | None = None) -> dict:
+        """One measured slice: resume, load for `seconds`, let what is in flight finish and be stored, pause."""
+        self._signal(signal.SIGCONT)
         spy = None
-        if profile is not None and proc is not None:
+        if profile is not None and self.proc is not None:
             spy = subprocess.Popen(
                 [str(VENV_BIN / "py-spy"), "record", "--format", "raw", "--full-filenames", "--rate", "200",
-                 "--duration", str(max(1, round(args.duration))), "--pid", str(proc.pid), "--output", str(profile)],
+                 "--subprocesses", "--duration", str(max(1, round(seconds))), "--pid", str(self.proc.pid),
+                 "--output", str(profile)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        nan2 = (float("nan"), float("nan"))
-        nan3 = (*nan2, float("nan"))
-        cpu0 = proxy_cpu_seconds(proc.pid) if proc else nan3
-        res = run_wrk(wrk, lua, base + key, args.duration, args.connections)
-        cpu1 = proxy_cpu_seconds(proc.pid) if proc else nan3
+        before = proxy_cpu_seconds(self.proc.pid) if self.proc else (float("nan"),) * 3
+        res = run_wrk(self.wrk, self.lua, self.url + self.key, seconds, self.args.connections)
+        after = proxy_cpu_seconds(self.proc.pid) if self.proc else (float("nan"),) * 3
         if spy is not None:
             try:
                 spy.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 spy.kill()
                 spy.wait(timeout=5)
+        self.cpu = [total + b - a for total, a, b in zip(self.cpu, before, after, strict=True)]
+        self.slices.append(res)
+        # Paused only once quiet: what wrk left in flight is answered, and (Passageway) the writer has
+        # stored the slice, so no arm starts its next slice with the last one's work still to do.
+        time.sleep(0.2)
+        if self.arm.startswith("passageway"):
+            poll_until_stable(lambda: count_rows(self.work / "bench.db", self.key), settle=0.3, timeout=10)
+        self._signal(signal.SIGSTOP)
+        return res
+
+    def finish(self) -> ArmResult:
+        """Resume, wait for the rows, stop the proxy, and count what reached the upstream and the store."""
+        self._signal(signal.SIGCONT)
         stored = before_stop = None
-        if arm.startswith("passageway"):
-            before_stop = poll_until_stable(lambda: count_rows(work / "bench.db", key))
-        if proc is not None:
-            stop(proc)
-            if proc.returncode not in (0, -signal.SIGINT, 130) and arm != "mitmdump":
-                print(f"  note: {arm} exited with {proc.returncode}{_log_tail(log, 5)}", file=sys.stderr)
-        if arm == "mitmdump -q -w":
-            stored = count_flows(work / "flows.mitm", key)
-        elif arm.startswith("passageway"):
-            stored = count_rows(work / "bench.db", key)
-        served = upstream_count(up_port, key)
-        secs = res["duration_us"] / 1e6
-        completed = res["requests"]
-        errors = {k[4:]: v for k, v in res.items() if k.startswith("err_") and v}
+        if self.arm.startswith("passageway"):
+            before_stop = poll_until_stable(lambda: count_rows(self.work / "bench.db", self.key))
+        if self.proc is not None:
+            stop(self.proc)
+            if self.proc.returncode not in (0, -signal.SIGINT, 130) and self.arm != "mitmdump":
+                print(f"  note: {self.arm} exited with {self.proc.returncode}{_log_tail(self.log, 5)}", file=sys.stderr)
+        if self.arm == "mitmdump -q -w":
+            stored = count_flows(self.work / "flows.mitm", self.key)
+        elif self.arm.startswith("passageway"):
+            stored = count_rows(self.work / "bench.db", self.key)
+        served = upstream_count(self.up_port, self.key)
+        completed = sum(s["requests"] for s in self.slices)
+        secs = sum(s["duration_us"] for s in self.slices) / 1e6
+        errors: dict[str, int] = {}
+        for s in self.slices:
+            for name, count in s.items():
+                if name.startswith("err_") and count:
+                    errors[name[4:]] = errors.get(name[4:], 0) + count
+        per_request = (lambda seconds: seconds / completed * 1e6) if completed else (lambda _: float("nan"))
         return ArmResult(
-            arm=arm, round=rnd, rps=completed / secs if secs else 0.0,
-            p50_ms=res["p50_us"] / 1000, p99_ms=res["p99_us"] / 1000,
-            completed=completed, served=served, stored=stored, stored_before_stop=before_stop,
-            errors=errors,
-            cpu_us_per_req=(cpu1[0] - cpu0[0]) / completed * 1e6 if completed else float("nan"),
-            loop_cpu_us_per_req=(cpu1[1] - cpu0[1]) / completed * 1e6 if completed else float("nan"),
-            writer_cpu_us_per_req=(cpu1[2] - cpu0[2]) / completed * 1e6 if completed else float("nan"),
+            arm=self.arm, round=self.rnd, rps=completed / secs if secs else 0.0,
+            p50_ms=pooled_percentile(self.slices, 50) / 1000, p99_ms=pooled_percentile(self.slices, 99) / 1000,
+            completed=completed, served=served, stored=stored, stored_before_stop=before_stop, errors=errors,
+            slices=len(self.slices), cpu_us_per_req=per_request(self.cpu[0]),
+            loop_cpu_us_per_req=per_request(self.cpu[1]), writer_cpu_us_per_req=per_request(self.cpu[2]),
         )
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self._signal(signal.SIGCONT)
+            stop(self.proc)
+        if not self.args.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def run_round(order: list[str], rnd: int, args, wrk: str, lua: Path, up_port: int, tmp: Path,
+              failures: list[str]) -> list[ArmResult]:
+    """Every arm of a round: each started and warmed up, then measured in args.slices slices
+    taken in turn (the order rotated each time), then checked."""
+    runs: list[ArmRun] = []
+    results: list[ArmResult] = []
+
+    def failed(run: ArmRun, error: BenchError) -> None:
+        print(f"  {run.arm:<18} FAILED: {error}", flush=True)
+        failures.append(f"round {rnd} {run.arm}: {str(error).splitlines()[0]}")
+        runs.remove(run)
+        run.close()
+
+    try:
+        for arm in order:
+            run = ArmRun(arm, rnd, args, wrk, lua, up_port, tmp)
+            runs.append(run)
+            try:
+                run.start()
+            except BenchError as e:
+                failed(run, e)
+        seconds = args.duration / args.slices
+        for index in range(args.slices):
+            turn = index % len(runs) if runs else 0
+            for run in runs[turn:] + runs[:turn]:
+                try:
+                    run.measure(seconds)
+                except BenchError as e:
+                    failed(run, e)
+        for run in list(runs):
+            try:
+                r = run.finish()
+            except BenchError as e:
+                failed(run, e)
+                continue
+            results.append(r)
+            extra = "" if r.stored is None else f", stored {r.stored}"
+            print(f"  {r.arm:<18} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "
+                  f"(completed {r.completed}, upstream {r.served}{extra})", flush=True)
     finally:
-        if proc is not None:
-            stop(proc)
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        for run in runs:
+            run.close()
+    return results
+
+
+def pooled_percentile(slices: list[dict], percent: float) -> float:
+    """The `percent` percentile (µs) of the requests of all `slices` together, from each slice's
+    count and its wrk percentiles at PERCENTILE_GRID: the latency at which the slices' cumulative
+    shares (each interpolated between its grid points), weighted by their requests, reach `percent`."""
+    slices = [s for s in slices if s.get("requests")]
+    if not slices:
+        return float("nan")
+    total = sum(s["requests"] for s in slices)
+
+    def share(latency: float) -> float:
+        reached = 0.0
+        for s in slices:
+            values = s["grid"]
+            i = bisect.bisect_right(values, latency)
+            if i == 0:
+                below = 0.0
+            elif i == len(values):
+                below = 100.0
+            else:
+                low, high = values[i - 1], values[i]
+                below = PERCENTILE_GRID[i - 1] + (PERCENTILE_GRID[i] - PERCENTILE_GRID[i - 1]) * (latency - low) / (high - low)
+            reached += s["requests"] * below / 100
+        return reached / total
+
+    low, high = min(s["grid"][0] for s in slices), max(s["grid"][-1] for s in slices)
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if share(middle) < percent / 100 else (low, middle)
+    return high
 
 
 # ---------------------------------------------------------------- report
@@ -492,8 +624,10 @@ def integrity(r: ArmResult, connections: int) -> str:
     """Every completed request reached the upstream, and (storing arms) every one was stored.
 
     wrk stops with up to `connections` requests in flight: the upstream (and a proxy) may finish
-    those after wrk has stopped counting, so served/stored may exceed completed by at most that.
+    those after wrk has stopped counting, so served/stored may exceed completed by at most that,
+    in each of the arm's slices.
     """
+    connections *= r.slices
     got = r.served if r.stored is None else r.stored
     if got < r.completed:
         return f"MISSING {r.completed - got}"
@@ -513,8 +647,8 @@ def report(results: list[ArmResult], arms: list[str], args) -> bool:
     base_cpu = med(r.cpu_us_per_req for r in base)
 
     print()
-    print(f"Proxy benchmark: wrk -t1 -c{args.connections}, {args.duration:g}s per arm "
-          f"(+{args.warmup:g}s warm-up), {args.rounds} round(s), medians over rounds; "
+    print(f"Proxy benchmark: wrk -t1 -c{args.connections}, {args.duration:g}s per arm in {args.slices} slice(s) "
+          f"taken in turn with the other arms' (+{args.warmup:g}s warm-up), {args.rounds} round(s), medians over rounds; "
           f"ratios to `{BASELINE}`")
     hdr = (f"{'arm':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x req/s':>8} {'x p99':>7} "
            f"{'CPU us/req':>15} {'x CPU':>6}  {'completed / stored-or-served':<30}")
@@ -595,6 +729,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="rounds; each runs every arm once, shuffled (default 3)")
     p.add_argument("--duration", type=float, default=10, help="measured seconds per arm (default 10)")
+    p.add_argument("--slices", type=int, default=0,
+                   help="measured slices per arm and round, taken in turn with the other arms' "
+                        "(default: one per 2 s of --duration)")
     p.add_argument("--warmup", type=float, default=2, help="warm-up seconds per arm, discarded (default 2)")
     p.add_argument("--connections", type=int, default=10, help="wrk connections (default 10)")
     p.add_argument("--quick", action="store_true", help="1 round of 3 s (+1 s warm-up): a smoke run")
@@ -615,6 +752,10 @@ def parse_args(argv=None):
     if not (1 <= args.rounds <= 50 and 1 <= args.duration <= 600 and 0 <= args.warmup <= 60
             and 1 <= args.connections <= 1000):
         p.error("rounds 1..50, duration 1..600, warmup 0..60, connections 1..1000")
+    if args.slices == 0:
+        args.slices = max(1, int(args.duration // 2))
+    if not 1 <= args.slices <= args.duration:
+        p.error("slices 1..duration (a slice is at least one second)")
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
@@ -672,25 +813,21 @@ def main(argv=None) -> int:
                 order = list(args.arm_list)
                 rng.shuffle(order)
                 print(f"round {rnd}/{args.rounds}: {', '.join(order)}", flush=True)
-                for arm in order:
-                    try:
-                        r = run_arm(arm, rnd, args, wrk, lua, up_port, tmp)
-                    except BenchError as e:
-                        print(f"  {arm:<18} FAILED: {e}", flush=True)
-                        failures.append(f"round {rnd} {arm}: {str(e).splitlines()[0]}")
-                        continue
-                    results.append(r)
-                    extra = "" if r.stored is None else f", stored {r.stored}"
-                    print(f"  {arm:<18} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "
-                          f"(completed {r.completed}, upstream {r.served}{extra})", flush=True)
+                results += run_round(order, rnd, args, wrk, lua, up_port, tmp, failures)
             if args.profile is not None:
                 if not (VENV_BIN / "py-spy").exists():
                     print("profile skipped: .venv/bin/py-spy not found (.venv/bin/pip install py-spy)")
                 else:
                     raw = tmp / "profile.txt"
-                    r = run_arm(args.profile, 0, args, wrk, lua, up_port, tmp, profile=raw)
+                    run = ArmRun(args.profile, 0, args, wrk, lua, up_port, tmp)
+                    try:
+                        run.start()
+                        sampled = run.measure(args.duration, profile=raw)
+                    finally:
+                        run.close()
+                    rps = sampled["requests"] / (sampled["duration_us"] / 1e6)
                     profile_text = (f"Profile of `{args.profile}` under py-spy (not scored; "
-                                    f"{r.rps:.0f} req/s while sampled):\n"
+                                    f"{rps:.0f} req/s while sampled):\n"
                                     + (summarize_profile(raw) if raw.exists() else "  (py-spy wrote nothing)"))
         except KeyboardInterrupt:
             print("interrupted; reporting what ran", file=sys.stderr)
