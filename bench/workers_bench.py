@@ -3,7 +3,8 @@
     .venv/bin/python bench/workers_bench.py                   # N = 1, 2; 3 rounds of (2 s warm-up + 10 s)
     .venv/bin/python bench/workers_bench.py --workers 1,2,4 --db postgres --rounds 5
 
-Arms, shuffled in every round: one real `passageway proxy` (its supervisor, N workers sharing the
+Arms, shuffled in every round and measured in slices taken in turn (each paused with SIGSTOP while
+another runs, as in bench/proxy_bench.py, so the machine's other load falls on every arm alike): one real `passageway proxy` (its supervisor, N workers sharing the
 port with SO_REUSEPORT, and its writer process storing every exchange) on a fresh database,
 driven by one wrk (-t1 -cC, keep-alive) through one upstream (the proxy benchmark's asyncio
 server, 1 KiB JSON). The report gives req/s and its ratio to one worker (target at N = 2 on a
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,8 +34,8 @@ sys.path.insert(0, str(BENCH))
 
 from machine import cpu_model, scratch_postgres  # noqa: E402
 from proxy_bench import (  # noqa: E402
-    HOST, VENV_BIN, WRK_LUA, BenchError, count_rows, ensure_wrk, free_port, poll_until_stable, run_wrk, stop,
-    upstream_count, wait_for_port,
+    HOST, VENV_BIN, WRK_LUA, BenchError, count_rows, ensure_wrk, free_port, poll_until_stable, pooled_percentile,
+    run_wrk, stop, upstream_count, wait_for_port,
 )
 from two_proxies import Pg, children_cpu, machine_cpu, med, proc_cpu  # noqa: E402
 
@@ -77,8 +79,9 @@ def start_proxy(workers: int, db: str, port: int, up_port: int, work: Path, name
            "--listen", f"{HOST}:{port}", "--route", f"bench=http://{HOST}:{up_port}",
            "--certs-dir", str(work / "certs"), "--proxy-name", name, "--spool-dir", str(work / f"spool-{name}")]
     log = work / f"{name}.log"
+    # A session of its own: SIGSTOP and SIGCONT (WorkersArm) reach the supervisor, its workers and its writer.
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            cwd=work, env=env)
+                            cwd=work, env=env, start_new_session=True)
     wait_for_port(port, proc, f"proxy {name}", log, timeout=60)
     deadline = time.monotonic() + 30  # every worker listening, not only the first
     while sum(role == "workers" for role in descendants(proc.pid).values()) < workers or not _all_listen(proc, workers):
@@ -94,52 +97,106 @@ def _all_listen(proc: subprocess.Popen, workers: int) -> bool:
     return sum(f"pid={pid}," in listening for pid in pids) >= workers
 
 
-def run_arm(workers: int, rnd: int, a, wrk: str, lua: Path, up: subprocess.Popen, up_port: int, pg: Pg | None,
-            work: Path) -> dict:
-    tag = f"{rnd}w{workers}{random.randrange(1 << 30):x}"
-    name = f"w{workers}-r{rnd}-{tag}"
-    db = pg.url if pg else f"sqlite:///{work / (name + '.db')}"
+class WorkersArm:
+    """One `passageway proxy --workers N` in one round, measured in slices taken in turn with the
+    other arms' and paused (SIGSTOP, the whole process group) in between, as proxy_bench.ArmRun."""
 
-    def rows(key: str) -> int | None:
-        return pg.rows(name, key) if pg else count_rows(work / f"{name}.db", key)
+    def __init__(self, workers: int, rnd: int, a, wrk: str, lua: Path, up: subprocess.Popen, up_port: int,
+                 pg: Pg | None, work: Path) -> None:  # fmt: skip
+        self.workers, self.rnd, self.a, self.wrk, self.lua, self.up, self.up_port = workers, rnd, a, wrk, lua, up, up_port
+        self.pg, self.work = pg, work
+        tag = f"{rnd}w{workers}{random.randrange(1 << 30):x}"
+        self.name, self.warm_key, self.key = f"w{workers}-r{rnd}-{tag}", f"w{tag}", f"m{tag}"
+        self.proc: subprocess.Popen | None = None
+        self.slices: list[dict] = []
+        self.cpu: dict[str, float] = {}
+        self.machine = [0.0, 0.0]
 
-    port = free_port()
-    proc = start_proxy(workers, db, port, up_port, work, name)
-    try:
-        base = f"http://{HOST}:{port}/bench/"
-        if a.warmup > 0:
-            run_wrk(wrk, lua, base + f"w{tag}", a.warmup, a.connections)
-            poll_until_stable(lambda: rows(f"w{tag}"), settle=0.5, timeout=15)
-        key = f"m{tag}"
-        backends = pg.backends() if pg else []
-        cpu0, up0, pg0 = tree_cpu(proc.pid), proc_cpu(up.pid), sum(proc_cpu(p) for p in backends)
+    def rows(self, key: str) -> int | None:
+        return self.pg.rows(self.name, key) if self.pg else count_rows(self.work / f"{self.name}.db", key)
+
+    def _signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signum)
+
+    def start(self) -> None:
+        db = self.pg.url if self.pg else f"sqlite:///{self.work / (self.name + '.db')}"
+        self.port = free_port()
+        self.proc = start_proxy(self.workers, db, self.port, self.up_port, self.work, self.name)
+        if self.a.warmup > 0:
+            run_wrk(self.wrk, self.lua, f"http://{HOST}:{self.port}/bench/{self.warm_key}", self.a.warmup,
+                    self.a.connections)  # fmt: skip
+            poll_until_stable(lambda: self.rows(self.warm_key), settle=0.5, timeout=15)
+        self._signal(signal.SIGSTOP)
+
+    def measure(self, seconds: float) -> None:
+        self._signal(signal.SIGCONT)
+        backends = self.pg.backends() if self.pg else []
+        cpu0, up0, pg0 = tree_cpu(self.proc.pid), proc_cpu(self.up.pid), sum(proc_cpu(p) for p in backends)
         m0, ch0 = machine_cpu(), children_cpu()
-        res = run_wrk(wrk, lua, base + key, a.duration, a.connections)
-        cpu1, up1, pg1 = tree_cpu(proc.pid), proc_cpu(up.pid), sum(proc_cpu(p) for p in backends)
+        self.slices.append(run_wrk(self.wrk, self.lua, f"http://{HOST}:{self.port}/bench/{self.key}", seconds,
+                                   self.a.connections))  # fmt: skip
+        cpu1, up1, pg1 = tree_cpu(self.proc.pid), proc_cpu(self.up.pid), sum(proc_cpu(p) for p in backends)
         m1, ch1 = machine_cpu(), children_cpu()
-        stored = poll_until_stable(lambda: rows(key), settle=1.0, timeout=30)
-        stop(proc)
-        stored_after = rows(key)
-        served = upstream_count(up_port, key)
-        completed = res["requests"]
-        secs = res["duration_us"] / 1e6
-        cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
-        cpu |= {"wrk": ch1 - ch0, "upstream": up1 - up0, "postgres": pg1 - pg0}
-        busy, total = m1[0] - m0[0], m1[1] - m0[1]
+        spent = {k: cpu1[k] - cpu0[k] for k in cpu0} | {"wrk": ch1 - ch0, "upstream": up1 - up0, "postgres": pg1 - pg0}
+        for part, value in spent.items():
+            self.cpu[part] = self.cpu.get(part, 0.0) + value
+        self.machine = [self.machine[0] + m1[0] - m0[0], self.machine[1] + m1[1] - m0[1]]
+        time.sleep(0.2)  # paused only once quiet: what wrk left in flight answered, and stored
+        poll_until_stable(lambda: self.rows(self.key), settle=0.3, timeout=10)
+        self._signal(signal.SIGSTOP)
+
+    def finish(self) -> dict:
+        self._signal(signal.SIGCONT)
+        stored = poll_until_stable(lambda: self.rows(self.key), settle=1.0, timeout=30)
+        stop(self.proc)
+        stored_after = self.rows(self.key)
+        served = upstream_count(self.up_port, self.key)
+        completed = sum(s["requests"] for s in self.slices)
+        secs = sum(s["duration_us"] for s in self.slices) / 1e6
+        errors: dict[str, int] = {}
+        for s in self.slices:
+            for k, v in s.items():
+                if k.startswith("err_") and v:
+                    errors[k] = errors.get(k, 0) + v
+        busy, total = self.machine
         return {
-            "workers": workers, "round": rnd, "rps": completed / secs, "p50_ms": res["p50_us"] / 1000,
-            "p99_ms": res["p99_us"] / 1000, "completed": completed, "served": served, "stored": stored,
-            "stored_after_stop": stored_after,
-            "errors": {k: v for k, v in res.items() if k.startswith("err_") and v},
-            "cpu_us_per_req": {k: v / completed * 1e6 if completed else float("nan") for k, v in cpu.items()},
+            "workers": self.workers, "round": self.rnd, "rps": completed / secs if secs else 0.0,
+            "p50_ms": pooled_percentile(self.slices, 50) / 1000, "p99_ms": pooled_percentile(self.slices, 99) / 1000,
+            "completed": completed, "served": served, "stored": stored, "stored_after_stop": stored_after,
+            "slices": len(self.slices), "errors": errors,
+            "cpu_us_per_req": {k: v / completed * 1e6 if completed else float("nan") for k, v in self.cpu.items()},
             "machine_busy": busy / total if total else float("nan"),
         }
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self._signal(signal.SIGCONT)
+            stop(self.proc)
+
+
+def run_round(order: list[int], rnd: int, a, wrk: str, lua: Path, up: subprocess.Popen, up_port: int, pg: Pg | None,
+              work: Path) -> list[dict]:
+    """Every worker count of a round: each started and warmed up, then measured in a.slices slices taken
+    in turn (the order rotated each time), then checked."""
+    arms = [WorkersArm(n, rnd, a, wrk, lua, up, up_port, pg, work) for n in order]
+    try:
+        for arm in arms:
+            arm.start()
+        for index in range(a.slices):
+            turn = index % len(arms)
+            for arm in arms[turn:] + arms[:turn]:
+                arm.measure(a.duration / a.slices)
+        return [arm.finish() for arm in arms]
     finally:
-        stop(proc)
+        for arm in arms:
+            arm.close()
 
 
 def counts_ok(r: dict, connections: int) -> bool:
-    return r["stored"] == r["served"] == r["stored_after_stop"] and 0 <= r["stored"] - r["completed"] <= connections
+    """Every request stored once; wrk may leave `connections` in flight at the end of each slice."""
+    in_flight = connections * r.get("slices", 1)
+    return r["stored"] == r["served"] == r["stored_after_stop"] and 0 <= r["stored"] - r["completed"] <= in_flight
 
 
 def main(argv=None) -> int:
@@ -150,6 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=10, help="measured seconds per arm (default 10)")
     p.add_argument("--warmup", type=float, default=2)
+    p.add_argument("--slices", type=int, default=0,
+                   help="measured slices per arm and round, taken in turn with the other arms' (default: one per 2 s)")
     p.add_argument("--connections", type=int, default=20, help="wrk connections (default 20)")
     p.add_argument("--quick", action="store_true", help="1 round of 4 s")
     p.add_argument("--seed", type=int, default=None)
@@ -157,12 +216,13 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.quick:
         a.rounds, a.duration, a.warmup = 1, 4, 1
+    a.slices = a.slices or max(1, int(a.duration // 2))
     try:
         counts = sorted({1, *(int(x) for x in a.workers.split(",") if x.strip())})
     except ValueError:
         p.error(f"--workers: expected counts such as 1,2,4, not {a.workers!r}")
-    if not (1 <= a.rounds <= 50 and 1 <= a.duration <= 600 and counts[-1] <= 64):
-        p.error("rounds 1..50, duration 1..600 s, at most 64 workers")
+    if not (1 <= a.rounds <= 50 and 1 <= a.duration <= 600 and counts[-1] <= 64 and 1 <= a.slices <= a.duration):
+        p.error("rounds 1..50, duration 1..600 s, at most 64 workers, slices 1..duration")
     try:
         wrk = ensure_wrk()
     except BenchError as e:
@@ -170,7 +230,7 @@ def main(argv=None) -> int:
         return 2
     print(f"proxy workers — {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}; {os.cpu_count()} CPU(s), "
           f"{cpu_model()}; load avg {'%.2f %.2f %.2f' % os.getloadavg()}; {a.db}; wrk -t1 -c{a.connections}, "
-          f"{a.duration:g} s (+{a.warmup:g} s warm-up)", flush=True)
+          f"{a.duration:g} s in {a.slices} interleaved slice(s) (+{a.warmup:g} s warm-up)", flush=True)
     rng = random.Random(a.seed)
     results: list[dict] = []
     work = Path(tempfile.mkdtemp(prefix="passageway-workers-"))
@@ -189,12 +249,11 @@ def main(argv=None) -> int:
             for rnd in range(1, a.rounds + 1):
                 order = list(counts)
                 rng.shuffle(order)
-                for n in order:
-                    r = run_arm(n, rnd, a, wrk, lua, up, up_port, pg, work)
+                for r in run_round(order, rnd, a, wrk, lua, up, up_port, pg, work):
                     results.append(r)
                     c = r["cpu_us_per_req"]
-                    print(f"  round {rnd} workers={n}: {r['rps']:7.0f} req/s p99 {r['p99_ms']:.1f} ms; CPU us/req: "
-                          f"workers {c['workers']:.0f}, writer {c['writer']:.0f}, wrk {c['wrk']:.0f}, "
+                    print(f"  round {rnd} workers={r['workers']}: {r['rps']:7.0f} req/s p99 {r['p99_ms']:.1f} ms; "
+                          f"CPU us/req: workers {c['workers']:.0f}, writer {c['writer']:.0f}, wrk {c['wrk']:.0f}, "
                           f"upstream {c['upstream']:.0f}, postgres {c['postgres']:.0f}; machine busy "
                           f"{r['machine_busy']:.0%}; stored {r['stored']} of {r['completed']} "
                           f"{'ok' if counts_ok(r, a.connections) else 'MISMATCH'}", flush=True)
