@@ -65,7 +65,8 @@ LIST_SCAN_WINDOWS = 5
 LIST_ROW_BUDGET = 20_000
 """list_traces reads at most this many exchanges of the traces it found, a call."""
 _SCAN_CHUNK = 1000
-"""Traced exchanges a window is read by, newest first: an unfiltered list needs the first few."""
+"""At most this many traced exchanges of a window are read at a time, newest first (the first
+reads of a call fewer: an unfiltered first page needs the newest few hundred)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -698,6 +699,7 @@ class _TraceScan:
 
     def __iter__(self) -> Iterator[tuple[str, int]]:
         seen: set[str] = set()
+        chunk = 100
         upper = self._upper
         for _ in range(LIST_SCAN_WINDOWS):
             if upper <= self._bottom:
@@ -712,11 +714,13 @@ class _TraceScan:
                 filters.append((Exchange.service == self._service) | (Exchange.caller == self._service))
             position = upper
             while True:
+                # Small reads first: an unfiltered first page needs the newest few hundred.
+                chunk = min(chunk * 2, _SCAN_CHUNK)
                 rows = self._conn.execute(
                     select(Exchange.id, Exchange.trace_id, Exchange.captured_at)
                     .where(*filters, Exchange.id < position)
                     .order_by(Exchange.id.desc())
-                    .limit(_SCAN_CHUNK)
+                    .limit(chunk)
                 ).all()
                 found: dict[str, int] = {}
                 for row in rows:
@@ -724,7 +728,7 @@ class _TraceScan:
                         seen.add(row.trace_id)
                         found[row.trace_id] = row.id
                 yield from self._not_on_a_newer_page(found)
-                if len(rows) < _SCAN_CHUNK:
+                if len(rows) < chunk:
                     break
                 position = rows[-1].id
             upper = lower
