@@ -595,7 +595,10 @@ def list_traces(
     out: list[dict] = []
     next_before: int | None = None
     with store.connect() as conn:
-        first, top = conn.execute(select(func.min(Exchange.id), func.max(Exchange.id))).one()
+        # Each its own subquery: SQLite reads min() or max() off the key alone, not both at once.
+        first, top = conn.execute(
+            select(select(func.min(Exchange.id)).scalar_subquery(), select(func.max(Exchange.id)).scalar_subquery())
+        ).one()
         # Every exchange below the first block holding one captured at or after `since` was
         # captured before it (storage.models.CaptureBlock): the scan need not go lower.
         since_block = conn.execute(select(func.min(CaptureBlock.block)).where(CaptureBlock.latest >= since)).scalar()
