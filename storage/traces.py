@@ -641,22 +641,11 @@ def list_traces(
                 next_before = scan.resume
                 break
             batch, queue = queue[:want], queue[want:]
-            rows = conn.execute(
-                select(*_SPAN_COLUMNS)
-                .where(Exchange.trace_id.isnot(None), Exchange.trace_id.in_(batch))
-                .order_by(Exchange.id)
-                .limit(budget + 1)
-            ).all()
-            cut = len(rows) > budget
-            rows = rows[:budget]
-            budget -= len(rows)
-            partly_read = _with_rows_after(conn, batch, rows[-1].id) if cut else set()
-            grouped: dict[str, list[TraceSpan]] = {trace_id: [] for trace_id in batch}
-            for row in rows:
-                grouped[row.trace_id].append(_span_from_row(row))
-            stopped = cut
+            grouped, partly_read, read = _read_traces(conn, batch, budget)
+            budget -= read
+            stopped = bool(partly_read)
             for trace_id, spans in grouped.items():
-                if (not spans or trace_id in partly_read) and cut and decided is not None:
+                if trace_id in partly_read and decided is not None:
                     break  # past the row budget: the next page starts with it
                 decided = keys[trace_id]
                 if not spans:
@@ -756,12 +745,26 @@ class _TraceScan:
         return [(trace_id, key) for trace_id, key in found.items() if trace_id not in newer]
 
 
-def _with_rows_after(conn: Any, trace_ids: list[str], exchange_id: int) -> set[str]:
-    """The traces among `trace_ids` with an exchange after `exchange_id`: read only in part."""
-    query = select(Exchange.trace_id).where(
-        Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids), Exchange.id + 0 > exchange_id
+def _read_traces(conn: Any, trace_ids: list[str], budget: int) -> tuple[dict[str, list[TraceSpan]], set[str], int]:
+    """The exchanges of `trace_ids`, first captured first, at most `budget` (>= 1) in all: each
+    trace's spans (in the order of `trace_ids`), the traces read only in part (some of their
+    exchanges lay past the budget), and how many exchanges were read."""
+    rows = conn.execute(
+        select(*_SPAN_COLUMNS)
+        .where(Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids))
+        .order_by(Exchange.id)
+        .limit(budget + 1)
+    ).all()
+    grouped: dict[str, list[TraceSpan]] = {trace_id: [] for trace_id in trace_ids}
+    for row in rows[:budget]:
+        grouped[row.trace_id].append(_span_from_row(row))
+    if len(rows) <= budget:
+        return grouped, set(), len(rows)
+    # id + 0: through the trace_id index, not the primary key's range of every newer row.
+    past = select(Exchange.trace_id).where(
+        Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids), Exchange.id + 0 > rows[budget - 1].id
     )
-    return set(conn.execute(query.distinct()).scalars())
+    return grouped, set(conn.execute(past.distinct()).scalars()), budget
 
 
 def _could_pass(conn: Any, trace_ids: list[str], *, min_calls: int, failed: bool) -> list[str]:
