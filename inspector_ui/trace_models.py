@@ -109,6 +109,11 @@ class TraceListItem(_Open):
 
 
 class TraceList(BaseModel):
-    """The newest traces first."""
+    """The newest traces first, a page of them."""
 
     data: list[TraceListItem]
+    next_before: int | None = Field(
+        description="Pass it as `before` for the next (older) page; null when no older trace can match. "
+        "A page may hold fewer than `limit` traces (even none) and still have one: each call looks "
+        "through a bounded number of exchanges."
+    )

@@ -28,20 +28,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Row, func, select
 
 from passageway.wire import ATTEMPT_HEADER
-from storage.models import Exchange, unescape_text
+from storage.models import CAPTURE_BLOCK_IDS, CaptureBlock, Exchange, unescape_text
 from storage.queries import iso_utc
 from storage.store import Store
 
 __all__ = [
     "CLOCK_TOLERANCE",
+    "LIST_ROW_BUDGET",
     "LIST_SCAN_ROWS",
+    "LIST_SCAN_WINDOWS",
     "Trace",
     "TraceNode",
     "TraceSpan",
@@ -56,9 +59,14 @@ CLOCK_TOLERANCE = 0.010
 """Seconds a call may seem to start before, or end after, the call that made it: the
 proxies that saw the two may run on hosts whose clocks differ by that much."""
 LIST_SCAN_ROWS = 20_000
-"""list_traces looks for traces among at most this many of the newest exchanges."""
+"""list_traces looks for traces in windows of this many exchange ids, newest first..."""
+LIST_SCAN_WINDOWS = 5
+"""... at most this many windows a call; its `next_before` goes on below them."""
 LIST_ROW_BUDGET = 20_000
-"""list_traces reads at most this many exchanges of the traces it found."""
+"""list_traces reads at most this many exchanges of the traces it found, a call."""
+_SCAN_CHUNK = 1000
+"""At most this many traced exchanges of a window are read at a time, newest first (the first
+reads of a call fewer: an unfiltered first page needs the newest few hundred)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,76 +569,202 @@ def list_traces(
     limit: int = 50,
     min_calls: int = 1,
     failed: bool = False,
-) -> list[dict]:
+    before: int | None = None,
+) -> dict:
     """The newest traces with an exchange captured at or after `since` (and, with `service`,
-    one to or from that service): a summary of each, newest first. `min_calls`: only traces
-    with at least that many calls (kept replays not counted); `failed`: only traces with a
-    failed call (an error, no response, or a 5xx).
+    one to or from that service): a summary of each, newest first, as {"data": [summary, ...],
+    "next_before": cursor}. `min_calls`: only traces with at least that many calls (kept
+    replays not counted); `failed`: only traces with a failed call (an error, no response, or
+    a 5xx).
 
-    Bounded work on any table: the traces are looked for among the newest LIST_SCAN_ROWS
-    exchanges (by id, which follows capture order), and their exchanges are then read
-    through the trace_id index, at most LIST_ROW_BUDGET of them in all: with a filter, the
-    traces are assembled a batch at a time, newest first, until `limit` of them pass."""
+    Pages by keyset. A trace's key is the id of its newest exchange that counts (captured at
+    or after `since`, to or from `service`), and a trace is listed on the page whose ids hold
+    its key, newest key first: `before` lists the traces whose key is below it, so following
+    `next_before` from page to page lists each trace once, and misses none (a trace that
+    gains such an exchange meanwhile moves to the first page). `next_before` is None when no
+    older exchange can hold a key (the oldest stored, or the oldest captured at or after
+    `since`, has been looked at).
+
+    Bounded work on any table: the traces are looked for in windows of LIST_SCAN_ROWS ids
+    (which follow capture order), newest first, at most LIST_SCAN_WINDOWS of them, and their
+    exchanges are read through the trace_id index, at most LIST_ROW_BUDGET of them in all:
+    with a filter, the traces are assembled a batch at a time until `limit` of them pass. A
+    call that stops short of `limit` (a budget spent) says where to go on in `next_before`."""
     limit = max(1, min(int(limit), 500))
     filtered = min_calls > 1 or failed
     out: list[dict] = []
+    next_before: int | None = None
     with store.connect() as conn:
-        top = conn.execute(select(func.max(Exchange.id))).scalar()
-        if top is None:
-            return []
-        # The id window is what bounds the work, so no other term may steer the plan to an
-        # index of its own: length() hides trace_id from the partial index (all traced rows,
-        # perhaps millions), and `since` is tested in Python (the captured_at index could
-        # cover days of traffic).
-        filters = [Exchange.id > top - LIST_SCAN_ROWS, func.length(Exchange.trace_id) > 0]
-        if service:
-            filters.append((Exchange.service == service) | (Exchange.caller == service))
-        window = select(Exchange.trace_id, Exchange.captured_at).where(*filters).order_by(Exchange.id.desc())
-        newest_first: dict[str, None] = {}
-        for row in conn.execute(window).all() if filtered else conn.execute(window):
-            if row.captured_at >= since:
-                newest_first.setdefault(row.trace_id, None)
-                if not filtered and len(newest_first) == limit:
-                    break
-        candidates = list(newest_first)
+        # Each its own subquery: SQLite reads min() or max() off the key alone, not both at once.
+        first, top = conn.execute(
+            select(select(func.min(Exchange.id)).scalar_subquery(), select(func.max(Exchange.id)).scalar_subquery())
+        ).one()
+        # Every exchange below the first block holding one captured at or after `since` was
+        # captured before it (storage.models.CaptureBlock): the scan need not go lower.
+        since_block = conn.execute(select(func.min(CaptureBlock.block)).where(CaptureBlock.latest >= since)).scalar()
+        if top is None or since_block is None:
+            return {"data": [], "next_before": None}
+        scan = _TraceScan(
+            conn,
+            upper=top + 1 if before is None else min(before, top + 1),
+            bottom=max(first, since_block * CAPTURE_BLOCK_IDS),
+            since=since,
+            service=service,
+            newer_than=before,
+        )
+        candidates = iter(scan)
+        keys: dict[str, int] = {}
+        decided: int | None = None  # the key of the last trace decided (listed or not), and of every newer one
+        queue: list[str] = []
+        exhausted = False
         budget = LIST_ROW_BUDGET
-        batch = limit if not filtered else max(limit, 100)
-        passing: list[str] = []
-        while (candidates or passing) and budget > 0 and len(out) < limit:
-            if filtered and len(passing) < batch and candidates:
-                # What cannot pass, told by the trace_id index alone (a failed call, enough
-                # calls), 500 at a time; only what can is read and assembled.
-                chunk, candidates = candidates[:500], candidates[500:]
-                passing += _could_pass(conn, chunk, min_calls=min_calls, failed=failed)
-                continue
-            if filtered:
-                trace_ids, passing = passing[:batch], passing[batch:]
-            else:
-                trace_ids, candidates = candidates[:batch], candidates[batch:]
-            rows = conn.execute(
-                select(*_SPAN_COLUMNS)
-                .where(Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids))
-                .order_by(Exchange.id)
-                .limit(budget + 1)
-            ).all()
-            cut = len(rows) > budget
-            budget -= min(len(rows), budget)
-            grouped: dict[str, list[TraceSpan]] = {trace_id: [] for trace_id in trace_ids}
-            for row in rows[: len(rows) - cut]:
-                grouped[row.trace_id].append(_span_from_row(row))
+        while True:
+            if budget == 0:
+                next_before = decided
+                break
+            # The first trace of a call is read alone, so however large the traces, a call
+            # always decides one and every page moves on.
+            want = 1 if decided is None else max(limit, 100) if filtered else limit - len(out)
+            while len(queue) < want and not exhausted:
+                pull = 500 if filtered else want - len(queue)
+                chunk = list(islice(candidates, pull))
+                exhausted = len(chunk) < pull
+                keys.update(chunk)
+                trace_ids = [trace_id for trace_id, _ in chunk]
+                if filtered and trace_ids:
+                    # What cannot pass, told by the trace_id index alone (a failed call, enough
+                    # calls), 500 at a time; only what can is read and assembled.
+                    queue += _could_pass(conn, trace_ids, min_calls=min_calls, failed=failed)
+                elif not filtered:
+                    queue += trace_ids
+            if not queue:
+                next_before = scan.resume
+                break
+            batch, queue = queue[:want], queue[want:]
+            grouped, partly_read, read = _read_traces(conn, batch, budget)
+            budget -= read
+            stopped = bool(partly_read)
             for trace_id, spans in grouped.items():
+                if trace_id in partly_read and decided is not None:
+                    break  # past the row budget: the next page starts with it
+                decided = keys[trace_id]
                 if not spans:
-                    continue  # its exchanges lay past the row budget
-                trace = assemble_trace(spans, cut=cut)
+                    continue  # deleted meanwhile (retention)
+                trace = assemble_trace(spans, cut=trace_id in partly_read)
                 if len(trace.nodes) - trace.replay_count < min_calls or (failed and not _failed(trace)):
                     continue
                 out.append(_trace_summary(trace_id, trace))
                 if len(out) == limit:
+                    stopped = True
                     break
+            if stopped:
+                next_before = decided
+                break
         originals = _trace_ids_of(conn, (summary["root"]["replay_of"] for summary in out))
     for summary in out:
         summary["root"]["replay_of_trace_id"] = originals.get(summary["root"]["replay_of"])
-    return out
+    return {"data": out, "next_before": next_before}
+
+
+class _TraceScan:
+    """The traces whose key (see list_traces) is below `upper`, newest first, as (trace id,
+    key) pairs; `resume` is where the next call goes on once they are all taken: None when
+    nothing at or above `bottom` was left unread."""
+
+    def __init__(
+        self,
+        conn: Any,
+        *,
+        upper: int,
+        bottom: int,
+        since: dt.datetime,
+        service: str | None,
+        newer_than: int | None,
+    ) -> None:
+        self._conn = conn
+        self._upper = upper
+        self._bottom = bottom
+        self._since = since
+        self._service = service
+        self._newer_than = newer_than
+        self.resume: int | None = None
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        seen: set[str] = set()
+        chunk = 100
+        upper = self._upper
+        for _ in range(LIST_SCAN_WINDOWS):
+            if upper <= self._bottom:
+                return
+            lower = max(upper - LIST_SCAN_ROWS, self._bottom)
+            # The id window is what bounds the work, so no other term may steer the plan to
+            # an index of its own: length() hides trace_id from the partial index (all traced
+            # rows, perhaps millions), and `since` is tested in Python (the captured_at index
+            # could cover days of traffic).
+            filters = [Exchange.id >= lower, func.length(Exchange.trace_id) > 0]
+            if self._service:
+                filters.append((Exchange.service == self._service) | (Exchange.caller == self._service))
+            position = upper
+            while True:
+                # Small reads first: an unfiltered first page needs the newest few hundred.
+                chunk = min(chunk * 2, _SCAN_CHUNK)
+                rows = self._conn.execute(
+                    select(Exchange.id, Exchange.trace_id, Exchange.captured_at)
+                    .where(*filters, Exchange.id < position)
+                    .order_by(Exchange.id.desc())
+                    .limit(chunk)
+                ).all()
+                found: dict[str, int] = {}
+                for row in rows:
+                    if row.captured_at >= self._since and row.trace_id not in seen:
+                        seen.add(row.trace_id)
+                        found[row.trace_id] = row.id
+                yield from self._not_on_a_newer_page(found)
+                if len(rows) < chunk:
+                    break
+                position = rows[-1].id
+            upper = lower
+        self.resume = upper if upper > self._bottom else None
+
+    def _not_on_a_newer_page(self, found: dict[str, int]) -> list[tuple[str, int]]:
+        """`found` less the traces with an exchange that counts at `newer_than` or above: their
+        key is there, a newer page lists them."""
+        if self._newer_than is None or not found:
+            return list(found.items())
+        # id + 0: through the trace_id index, not the primary key's range of every newer row.
+        rows = self._conn.execute(
+            select(Exchange.trace_id, Exchange.captured_at, Exchange.service, Exchange.caller).where(
+                Exchange.trace_id.isnot(None), Exchange.trace_id.in_(list(found)), Exchange.id + 0 >= self._newer_than
+            )
+        )
+        newer = {
+            row.trace_id
+            for row in rows
+            if row.captured_at >= self._since and (not self._service or self._service in (row.service, row.caller))
+        }
+        return [(trace_id, key) for trace_id, key in found.items() if trace_id not in newer]
+
+
+def _read_traces(conn: Any, trace_ids: list[str], budget: int) -> tuple[dict[str, list[TraceSpan]], set[str], int]:
+    """The exchanges of `trace_ids`, first captured first, at most `budget` (>= 1) in all: each
+    trace's spans (in the order of `trace_ids`), the traces read only in part (some of their
+    exchanges lay past the budget), and how many exchanges were read."""
+    rows = conn.execute(
+        select(*_SPAN_COLUMNS)
+        .where(Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids))
+        .order_by(Exchange.id)
+        .limit(budget + 1)
+    ).all()
+    grouped: dict[str, list[TraceSpan]] = {trace_id: [] for trace_id in trace_ids}
+    for row in rows[:budget]:
+        grouped[row.trace_id].append(_span_from_row(row))
+    if len(rows) <= budget:
+        return grouped, set(), len(rows)
+    # id + 0: through the trace_id index, not the primary key's range of every newer row.
+    past = select(Exchange.trace_id).where(
+        Exchange.trace_id.isnot(None), Exchange.trace_id.in_(trace_ids), Exchange.id + 0 > rows[budget - 1].id
+    )
+    return grouped, set(conn.execute(past.distinct()).scalars()), budget
 
 
 def _could_pass(conn: Any, trace_ids: list[str], *, min_calls: int, failed: bool) -> list[str]:

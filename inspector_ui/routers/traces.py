@@ -1,4 +1,4 @@
-"""Traces: GET /api/traces (the recent ones) and GET /api/traces/{trace_id} (one, assembled into
+"""Traces: GET /api/traces (the recent ones, a page at a time) and GET /api/traces/{trace_id} (one, assembled into
 its tree of calls). The pages /traces (traces.html) and /traces/{trace_id} (trace.html) show them."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from storage.traces import get_trace, list_traces
 
 from ..deps import StoreDep
 from ..errors import BadRequest, NotFound, Unprocessable
+from ..params import Blankable, RowId
 from ..trace_models import TraceDetail, TraceList
 
 router = APIRouter(tags=["traces"])
@@ -26,7 +27,7 @@ MAX_TRACE_EXCHANGES = 2000
     "/api/traces",
     response_model=TraceList,
     responses={400: {"description": "`since` is not a duration such as 15m, 1h or 7d, or a filter is not valid."}},
-    summary="The newest traces, each with its root call, duration, services and errors",
+    summary="The newest traces, each with its root call, duration, services and errors; `next_before` pages back",
 )
 async def traces(
     store: StoreDep,
@@ -44,18 +45,31 @@ async def traces(
     failed: Annotated[
         bool, Query(description="Only traces with a failed call: an error (no response) or a 5xx.")
     ] = False,
+    before: Annotated[
+        RowId | None,
+        Blankable,
+        Query(
+            description="Cursor: a page's `next_before`, to list the traces older than that page's "
+            "(those whose newest exchange that counts has a smaller id)."
+        ),
+    ] = None,
 ) -> Any:
     try:
         (term,) = parse_query(f"since:{since.strip()}").terms
     except (QueryError, ValueError):
         raise BadRequest(f"since must be a number and a unit (s, m, h, d, w), e.g. 1h, not {since!r}") from None
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(term.value))
-    data = await run_in_threadpool(
+    return await run_in_threadpool(
         lambda: list_traces(
-            store, since=cutoff, service=service or None, limit=limit, min_calls=min_calls, failed=failed
+            store,
+            since=cutoff,
+            service=service or None,
+            limit=limit,
+            min_calls=min_calls,
+            failed=failed,
+            before=before,
         )
     )
-    return {"data": data}
 
 
 @router.get(

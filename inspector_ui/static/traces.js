@@ -1,5 +1,6 @@
 // The recent traces (/traces): each with its root call, start, duration, size, errors and
-// services; a row opens the trace's waterfall.
+// services; a row opens the trace's waterfall. "Older traces" follows the API's cursor
+// (next_before, in the address as before=), "Newest traces" goes back to the first page.
 import { bindThemeToggle, el, clear } from "./dom.js";
 import { getJson } from "./api.js";
 import { formatDuration } from "./format.js";
@@ -52,8 +53,21 @@ function row(trace) {
     el("td", null, trace.services.join(", ")));
 }
 
+/** The cursor in the address (before=): a page further back, or null for the newest. */
+function cursor(params) {
+  const before = params.get("before") || "";
+  return /^[1-9][0-9]{0,18}$/.test(before) ? before : null;
+}
+
+/** A link of the pager: to `params`' page, or hidden when there is none. */
+function pageLink(link, params) {
+  link.hidden = params === null;
+  if (params !== null) link.href = `/traces?${params}`;
+}
+
 async function load() {
   const params = new URLSearchParams(location.search);
+  const before = cursor(params);
   form.elements.since.value = params.get("since") || "1h";
   if (!form.elements.since.value) form.elements.since.value = "1h"; // a value not in the list
   form.elements.service.value = params.get("service") || "";
@@ -61,24 +75,41 @@ async function load() {
   form.elements.failed.checked = params.get("failed") === "true";
   const state = $("traces-state");
   const table = $("traces");
+  const pages = $("traces-pages");
   const query = formParams();
   query.set("limit", "100");
-  let listed;
+  if (before) query.set("before", before);
+  let page;
   try {
-    listed = (await getJson(`/api/traces?${query}`)).data;
+    page = await getJson(`/api/traces?${query}`);
   } catch (error) {
     state.textContent = `Traces cannot be listed: ${error.message}`;
     state.className = "problem";
     table.hidden = true;
+    pages.hidden = true;
     return;
   }
+  const listed = page.data;
   const body = clear(table.querySelector("tbody"));
   for (const trace of listed) body.append(row(trace));
   table.hidden = listed.length === 0;
+  const older = page.next_before === null ? null : formParams();
+  if (older) older.set("before", String(page.next_before));
+  pageLink($("traces-older"), older);
+  pageLink($("traces-newest"), before ? formParams() : null);
+  pages.hidden = !older && !before;
   state.className = "note";
   const only = [form.elements.several.checked ? "of several calls" : "", form.elements.failed.checked ? "with failures" : ""]
     .filter(Boolean).join(" and ");
-  if (listed.length) state.textContent = `${listed.length} most recent trace${listed.length === 1 ? "" : "s"}${only ? ` ${only}` : ""}, newest first.`;
+  const plural = listed.length === 1 ? "" : "s";
+  if (listed.length) {
+    state.textContent = before
+      ? `${listed.length} older trace${plural}${only ? ` ${only}` : ""}, newest first.`
+      : `${listed.length} most recent trace${plural}${only ? ` ${only}` : ""}, newest first.`;
+  } else if (older) {
+    // Each request looks through a bounded number of exchanges: none of those held one.
+    state.textContent = `No traces${only ? ` ${only}` : ""} among the exchanges looked at so far: "Older traces" looks further back.`;
+  } else if (before) state.textContent = `No older traces${only ? ` ${only}` : ""} in this time.`;
   else if (only) state.textContent = `No traces ${only} in this time.`;
   else state.textContent = "No traced exchanges in this time (a request with traceparent, B3 or X-Request-ID starts one).";
 }
@@ -99,6 +130,17 @@ for (const name of ["several", "failed"]) {
   form.elements[name].addEventListener("change", () => {
     history.pushState(null, "", `/traces?${formParams()}`);
     load();
+  });
+}
+
+// The pager's links are real links (a new tab works); a plain click stays on the page.
+for (const id of ["traces-older", "traces-newest"]) {
+  $(id).addEventListener("click", (event) => {
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    history.pushState(null, "", event.currentTarget.href);
+    load();
+    window.scrollTo(0, 0);
   });
 }
 

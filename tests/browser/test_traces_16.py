@@ -1,19 +1,23 @@
 """Issue 16 in Chromium, on the real `passageway up`: replays start traces of their own (the trace
 page and the list link them to their original), a replay kept in a trace does not stretch it,
 the traces list's filters (several calls, failures) and "Share trace…" opening the share dialog.
-Each at 1440x900 and 1024x700, light and dark (each_variant's screenshots)."""
+Each at 1440x900 and 1024x700, light and dark (each_variant's screenshots). And (issue 19) the
+list's "Older traces" and "Newest traces" links following the API's cursor."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import httpx
 from playwright.sync_api import expect
 
+from storage import open_store, write_records
+from tests.storage.test_trace_queries import call
 from tests.support import wait_for
 
-from .conftest import assert_nothing_ran, each_variant, screenshot
+from .conftest import IMG_CANARY, assert_nothing_ran, each_variant, screenshot
 
 NOTHING_CAPTURED = "img, iframe, object, embed, svg script"
 LINK = re.compile(r"^http://127\.0\.0\.1:\d+/s/[A-Za-z0-9_-]{16,}$")
@@ -135,3 +139,37 @@ def test_replays_traces_filters_and_sharing(stack, ui_page):
     form.locator("button.send").click()
     wait_for(lambda: [x for x in stack.exchanges(q=f"trace:{checkout} is:replay") if x["replay_of"] == pay],
              timeout=20, message="the edited replay did not keep the trace")  # fmt: skip
+
+
+def test_older_traces_follow_the_cursor(stack, ui_page):
+    # 104 traces more than the page's 100, written straight to the stack's database; their
+    # paths carry a canary, shown as text.
+    now = time.time()
+    store = open_store(stack.db_url)
+    try:
+        write_records(store, [
+            call(now - 300 + n, 0.0, 0.01, trace_id=f"older-{n:03d}", service="web", path=f"/{n}/{IMG_CANARY}")
+            for n in range(104)
+        ])  # fmt: skip
+    finally:
+        store.close()
+    page, watched = ui_page("/traces")
+    rows = page.locator("#traces tbody tr")
+    newest, older = page.locator("#traces-newest"), page.locator("#traces-older")
+    expect(rows).to_have_count(100)
+    expect(rows.first.locator("td.root a")).to_contain_text(f"/103/{IMG_CANARY}")
+    expect(newest).to_be_hidden()
+    older.click()
+    expect(page).to_have_url(re.compile(r"/traces\?since=1h&before=\d+$"))
+    expect(page.locator("#traces-state")).to_contain_text("older trace")
+    for n in range(4):
+        expect(page.locator(f'#traces tbody tr:has(a[href="/traces/older-{n:03d}"])')).to_have_count(1)
+    expect(page.locator('#traces tbody tr:has(a[href="/traces/older-004"])')).to_have_count(0)
+    expect(older).to_be_hidden()  # nothing older than these in this stack
+    screenshot(page, "traces19-older-page")
+    newest.click()
+    expect(page).to_have_url(re.compile(r"/traces\?since=1h$"))
+    expect(rows).to_have_count(100)
+    page.go_back()  # the older page is in the history
+    expect(newest).to_be_visible()
+    assert_nothing_ran(page, watched, scripts=["/static/theme.js", "/static/traces.js"], no_elements=NOTHING_CAPTURED)

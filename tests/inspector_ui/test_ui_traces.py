@@ -101,3 +101,22 @@ def test_listing_many_traces_is_limited(trace_client):
     write_records(store, [make_record(trace_id=f"t{i % 300}", service=f"s{i % 7}") for i in range(1500)])
     listed = client.get("/api/traces", params={"limit": 100}).json()["data"]
     assert len(listed) == 100 and all(t["exchange_count"] == 5 for t in listed)
+
+
+def test_recent_traces_page_by_next_before(trace_client):
+    store, client = trace_client
+    write_records(store, [make_record(trace_id=f"t{i}", service="search") for i in range(5)])
+
+    def page(**params) -> dict:
+        response = client.get("/api/traces", params={"since": "1h", "limit": 2, **params})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    pages = [page()]
+    while pages[-1]["next_before"] is not None:
+        pages.append(page(before=pages[-1]["next_before"]))
+    assert [[t["trace_id"] for t in p["data"]] for p in pages] == [["t4", "t3"], ["t2", "t1"], ["t0"]]
+    assert page(before="")["data"] == pages[0]["data"]  # a blank cursor (an empty form field) is none
+    for bad in ("0", "-1", str(2**63), "abc"):
+        response = client.get("/api/traces", params={"before": bad})
+        assert response.status_code == 422 and response.json()["message"].startswith("before:"), response.text

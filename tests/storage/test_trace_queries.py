@@ -73,20 +73,20 @@ def test_list_traces_newest_first_with_their_root_call(store):
     write_records(store, three_level_trace("t-new", t0=now - 60))
     write_records(store, [call(now - 30, 0, 0.1, trace_id="t-lone", service="search", path="/q"), make_record()])
     since = dt.datetime.fromtimestamp(now - 3600, dt.UTC)
-    listed = list_traces(store, since=since)
+    listed = list_traces(store, since=since)["data"]
     assert [t["trace_id"] for t in listed] == ["t-lone", "t-new", "t-old"]
     new = listed[1]
     assert new["root"]["service"] == "web" and new["root"]["method"] == "POST" and new["root"]["path"] == "/checkout"
     assert new["exchange_count"] == 5 and new["error_count"] == 2 and new["services"] == ["web", "users", "db", "billing"]
     assert abs(new["duration_ms"] - 500.0) < 0.01
-    assert [t["trace_id"] for t in list_traces(store, since=since, service="db")] == ["t-new", "t-old"]
-    assert [t["trace_id"] for t in list_traces(store, since=since, limit=1)] == ["t-lone"]
+    assert [t["trace_id"] for t in list_traces(store, since=since, service="db")["data"]] == ["t-new", "t-old"]
+    assert [t["trace_id"] for t in list_traces(store, since=since, limit=1)["data"]] == ["t-lone"]
     recent = dt.datetime.fromtimestamp(now - 300, dt.UTC)
-    assert [t["trace_id"] for t in list_traces(store, since=recent)] == ["t-lone", "t-new"]
+    assert [t["trace_id"] for t in list_traces(store, since=recent)["data"]] == ["t-lone", "t-new"]
 
 
 def test_list_traces_on_an_empty_store(store):
-    assert list_traces(store, since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)) == []
+    assert list_traces(store, since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))["data"] == []
 
 
 def test_a_shared_trace_carries_its_tree_built_from_redacted_copies(store):

@@ -113,7 +113,7 @@ def test_stored_traces_kept_replays_filters_and_links(store):
     assert replayed["replay_of"] == ids[1] and replayed["replay_of_trace_id"] == "t-several"
     assert replayed["nodes"][0]["exchange_id"] == own
 
-    listed = {t["trace_id"]: t for t in list_traces(store, since=since)}
+    listed = {t["trace_id"]: t for t in list_traces(store, since=since)["data"]}
     assert set(listed) == {"t-several", "t-single", "t-pair", "t-replayed"}
     assert abs(listed["t-single"]["duration_ms"] - 100.0) < 0.01 and listed["t-single"]["replay_count"] == 1
     assert listed["t-replayed"]["root"]["replay_of"] == ids[1]
@@ -123,7 +123,7 @@ def test_stored_traces_kept_replays_filters_and_links(store):
     )
 
     def names(**filters):
-        return [t["trace_id"] for t in list_traces(store, since=since, **filters)]
+        return [t["trace_id"] for t in list_traces(store, since=since, **filters)["data"]]
 
     assert names(min_calls=2) == ["t-pair", "t-several"]  # t-single's kept replay is no second call
     assert names(min_calls=5) == ["t-several"] and names(min_calls=6) == []
@@ -142,6 +142,6 @@ def test_the_filters_look_past_the_first_batches(store):
     ]
     records += [call(t0, 1 + n * 0.01, 1.005 + n * 0.01, trace_id=f"ok-{n}", span_id=f"s{n}") for n in range(650)]
     write_records(store, records)
-    assert [t["trace_id"] for t in list_traces(store, since=since, failed=True)] == ["old-fail"]
-    assert [t["trace_id"] for t in list_traces(store, since=since, min_calls=2, limit=3)] == ["old-fail"]
-    assert len(list_traces(store, since=since, limit=500)) == 500
+    assert [t["trace_id"] for t in list_traces(store, since=since, failed=True)["data"]] == ["old-fail"]
+    assert [t["trace_id"] for t in list_traces(store, since=since, min_calls=2, limit=3)["data"]] == ["old-fail"]
+    assert len(list_traces(store, since=since, limit=500)["data"]) == 500
