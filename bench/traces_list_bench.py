@@ -135,15 +135,22 @@ def run(url: str, label: str, rows: int, repeat: int, old) -> None:
         store.close()
 
 
+ONE_WINDOW_LIST = "5cdd3f7"
+"""The last main whose list_traces looked at one window of the newest 20,000 exchanges."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--before", default=None, help="the commit of the old arm")
+    parser.add_argument("--before", default=ONE_WINDOW_LIST,
+                        help=f"the commit of the old arm (default {ONE_WINDOW_LIST}: main before keyset paging)")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
-    commit = args.before or subprocess.run(["git", "-C", str(REPO), "merge-base", "HEAD", "main"],
-                                           check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    if args.rows <= new.LIST_SCAN_ROWS:
+        parser.error(f"--rows: more than {new.LIST_SCAN_ROWS:,}, so the failing trace lies past the old list's window")
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{args.before}^{{commit}}"],
+                            check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
     old = old_module(commit)
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {cpu_model()}, "
           f"Python {platform.python_version()}; old arm: {commit[:10]}; load {os.getloadavg()[0]:.2f}")  # fmt: skip
