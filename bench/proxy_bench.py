@@ -393,6 +393,7 @@ class ArmResult:
     loop_cpu_us_per_req: float = float("nan")  # the same, main (event loop) thread only
     writer_cpu_us_per_req: float = float("nan")  # the writer process's CPU per request
     slices: int = 1          # measured windows, interleaved with the other arms' (ArmRun)
+    slice_p99_ms: list = field(default_factory=list)  # each slice's own p99, in the order run
 
 
 def run_wrk(wrk: str, lua: Path, url: str, duration: float, connections: int) -> dict:
@@ -525,7 +526,8 @@ class ArmRun:
             arm=self.arm, round=self.rnd, rps=completed / secs if secs else 0.0,
             p50_ms=pooled_percentile(self.slices, 50) / 1000, p99_ms=pooled_percentile(self.slices, 99) / 1000,
             completed=completed, served=served, stored=stored, stored_before_stop=before_stop, errors=errors,
-            slices=len(self.slices), cpu_us_per_req=per_request(self.cpu[0]),
+            slices=len(self.slices), slice_p99_ms=[s["p99_us"] / 1000 for s in self.slices],
+            cpu_us_per_req=per_request(self.cpu[0]),
             loop_cpu_us_per_req=per_request(self.cpu[1]), writer_cpu_us_per_req=per_request(self.cpu[2]),
         )
 
