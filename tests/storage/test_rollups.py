@@ -41,16 +41,16 @@ def test_a_batch_is_rolled_up_once_even_when_written_twice(store: Store) -> None
     assert totals(store) == (10, 1, 2)  # one minute, one endpoint, two status classes
     assert totals(store, HOUR) == (10, 1, 2)
     cells = read_cells(store, since=0, until=2**40, service="identity")
-    assert sorted((c.template, c.cell.requests, c.cell.errors) for c in cells) == [("/users/{id}", 1, 1), ("/users/{id}", 9, 0)]
+    assert sorted((c.template, c.requests, c.errors) for c in cells) == [("/users/{id}", 1, 1), ("/users/{id}", 9, 0)]
 
 
 def test_batches_merge_counts_and_sketches(store: Store) -> None:
     for i in range(50):
         write_records(store, [make_record(captured_at=T0 + 0.5, service="a", path="/p", status=200, duration_ms=float(i))])
     (cell,) = read_cells(store, since=0, until=2**40)
-    assert cell.cell.requests == 50 and cell.cell.sketch.count == 50
-    assert cell.cell.sketch.quantile(100) == 49.0
-    assert abs(cell.cell.sketch.quantile(50) - 24.0) <= 0.005 * 24
+    assert cell.requests == 50 and cell.sketch.count == 50
+    assert cell.sketch.quantile(100) == 49.0
+    assert abs(cell.sketch.quantile(50) - 24.0) <= 0.005 * 24
 
 
 def test_concurrent_writers_lose_no_update(store: Store) -> None:
@@ -69,7 +69,7 @@ def test_concurrent_writers_lose_no_update(store: Store) -> None:
     for thread in threads:
         thread.join()
     assert totals(store)[:1] == totals(store, HOUR)[:1] == (240,)
-    assert sum(c.cell.sketch.count for c in read_cells(store, since=0, until=2**40)) == 240
+    assert sum(c.sketch.count for c in read_cells(store, since=0, until=2**40)) == 240
 
 
 def test_ageing_merges_minutes_into_hours_and_retention_prunes(store: Store) -> None:
@@ -82,11 +82,11 @@ def test_ageing_merges_minutes_into_hours_and_retention_prunes(store: Store) -> 
         pass
     assert totals(store)[2] == 0  # the minutes are gone, their hours stay
     cells = read_cells(store, since=0, until=2**40, now=now)
-    assert sum(c.cell.requests for c in cells) == 100
+    assert sum(c.requests for c in cells) == 100
     assert all(c.period_start % HOUR == 0 for c in cells) and len(cells) <= 3
     merged = Sketch()
     for c in cells:
-        merged.merge(c.cell.sketch)
+        merged.merge(c.sketch)
     assert merged.quantile(100) == 99.0
     maintain(store, now=now, max_age=86400)
     assert totals(store, HOUR) == (0, 0, 0)
@@ -168,5 +168,5 @@ def test_hours_past_35_days_become_days(store: Store) -> None:
     cells = read_cells(store, since=0, until=2**40, now=now)
     merged = Sketch()
     for c in cells:
-        merged.merge(c.cell.sketch)
+        merged.merge(c.sketch)
     assert (merged.count, merged.quantile(100)) == (30, 30.0)
