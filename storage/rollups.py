@@ -25,6 +25,8 @@ Services pages read these rows instead of the exchanges (service_summaries, serv
 - Reading (read_cells): one period length per time range, found through (service, period_seconds,
   period_start) (migration 0017): a 7-day page reads its ~7,000 hour rows, not the ~40,000 minute
   rows of its last 2 days with them.
+- An unknown_outcome exchange (an expired pending notice) that its real record replaces is
+  taken back out (uncount, in the transaction that deletes it), so the exchange counts once.
 - Backfill: exchanges stored before migration 0016 are rolled up by the same job, BACKFILL_CHUNK
   at a time from the cursor job_cursors["rollups_backfill"] up to ["rollups_backfill_end"] (the
   highest id when the migration ran). Until it is done, readers scan the exchanges as before.
@@ -41,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, bindparam, or_, select
 
 from storage.models import Exchange, JobCursor, TrafficRollup
 from storage.pure.endpoints import template_path
@@ -62,6 +64,7 @@ __all__ = [
     "maintain",
     "read_cells",
     "rolled_start",
+    "uncount",
     "minute_ceil",
     "minute_floor",
 ]
@@ -245,6 +248,41 @@ class RollupWriter:
         if merged:
             merged.sort()
             conn.exec_driver_sql(self._set_sketches, tuple(list(column) for column in zip(*merged, strict=True)))
+
+
+def uncount(conn: Connection, exchanges: Sequence[Sequence[Any]]) -> int:
+    """Take exchanges that the caller's transaction deleted back out of the rollups; rows of (id,
+    *SOURCE_COLUMNS). An unknown_outcome exchange replaced by its real record (storage.sink) must
+    count once, as the real one. Its counts are subtracted from each row that counted it (its
+    minute, its hour or, once aged, its day: rows of one level never overlap), and a row left with
+    no request is deleted. A sketch cannot forget a value, so only exchanges without a duration
+    (as unknown_outcome ones are) are taken out; so are only those the rollups counted (not the
+    part of the exchanges stored before migration 0016 that the backfill has yet to reach).
+    Returns the exchanges taken out."""
+    position, end = _cursor(conn, BACKFILL_CURSOR), _cursor(conn, BACKFILL_END)
+    duration = 1 + SOURCE_COLUMNS.index("duration_ms")
+    taken = [
+        row[1:]
+        for row in exchanges
+        if row[duration] is None and (position is None or end is None or row[0] > end or row[0] <= position)
+    ]  # fmt: skip
+    cells: dict[Key, Cell] = {}
+    for period in (MINUTE, HOUR, DAY):
+        accumulate(cells, taken, period=period)
+    if not cells:
+        return 0
+    t = TrafficRollup.__table__
+    match = and_(*(t.c[name] == bindparam(f"key_{name}") for name in KEY_COLUMNS))
+    keys = [{f"key_{name}": value for name, value in zip(KEY_COLUMNS, key, strict=True)} for key in sorted(cells)]
+    subtract = t.update().where(match).values(
+        {name: t.c[name] - bindparam(f"less_{name}") for name in VALUE_COLUMNS[:5]}
+    )  # fmt: skip
+    conn.execute(subtract, [
+        {**names, **{f"less_{name}": getattr(cells[key], name) for name in VALUE_COLUMNS[:5]}}
+        for key, names in zip(sorted(cells), keys, strict=True)
+    ])  # fmt: skip
+    conn.execute(t.delete().where(match, t.c.requests <= 0), keys)
+    return len(taken)
 
 
 # -- maintenance: backfill, ageing, retention --------------------------------------------------

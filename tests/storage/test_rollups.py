@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 
 from sqlalchemy import func, select
 
 from storage import write_records
 from storage.models import JobCursor, TrafficRollup
+from storage.pending import expire_pending
+from storage.pure.pending import PendingNotice
 from storage.pure.sketch import Sketch
-from storage.rollups import HOUR, backfill, backfilled, maintain, read_cells
+from storage.rollups import HOUR, backfill, backfilled, maintain, read_cells, uncount
 from storage.sink import DatabaseSink
 from storage.store import Store
 from tests.support.records import make_record
@@ -170,3 +173,39 @@ def test_hours_past_35_days_become_days(store: Store) -> None:
     for c in cells:
         merged.merge(c.sketch)
     assert (merged.count, merged.quantile(100)) == (30, 30.0)
+
+
+def test_an_unknown_outcome_replaced_by_its_real_record_counts_once(store: Store) -> None:
+    sink = DatabaseSink(store)
+    late = PendingNotice(
+        uuid=uuid.uuid4().hex, proxy="p1", started_at=T0 + 1, method="POST", scheme="http", host="orders.local",
+        port=80, path="/orders/7", query="", state="waiting", service="orders", realm="dev",
+    )  # fmt: skip
+    sink.announce([late])
+    assert expire_pending(store, now=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=120)) == [late.uuid]
+    assert totals(store) == totals(store, HOUR) == (1, 1, 1)  # the unknown outcome counts, as an error
+    record = make_record(uuid=late.uuid, captured_at=late.started_at, service="orders", realm="dev", method="POST",
+                         path="/orders/7", status=201, duration_ms=5.0)  # fmt: skip
+    batch = sink.prepare([record])
+    sink.write(batch, announced=[(late.started_at, late.uuid)])
+    sink.write(batch, announced=[(late.started_at, late.uuid)])  # a retry: nothing left to replace
+    assert totals(store) == totals(store, HOUR) == (1, 0, 1)  # the real record alone (status class 2)
+    (row,) = read_cells(store, since=0, until=2**40, service="orders")
+    assert (row.requests, row.errors, row.sketch.count, row.sketch.quantile(50)) == (1, 0, 1, 5.0)
+
+
+def test_uncount_takes_out_only_what_the_rollups_counted(store: Store) -> None:
+    placeholder = (T0, "a", "dev", "GET", "/p", None, None, "unknown_outcome", 0, 0)  # SOURCE_COLUMNS
+    write_records(store, [make_record(captured_at=T0, service="a", path="/p", status=None, duration_ms=None,
+                                      error_kind="unknown_outcome")])  # fmt: skip
+    assert totals(store)[:2] == (1, 1)
+    with store.begin() as conn:  # ids up to 10 stored before migration 0016, the backfill at 5
+        conn.execute(JobCursor.__table__.delete().where(JobCursor.job.in_(["rollups_backfill", "rollups_backfill_end"])))
+        conn.execute(JobCursor.__table__.insert(), [
+            {"job": "rollups_backfill", "position": 5, "updated_at": dt.datetime.now(dt.UTC)},
+            {"job": "rollups_backfill_end", "position": 10, "updated_at": dt.datetime.now(dt.UTC)},
+        ])  # fmt: skip
+        assert uncount(conn, [(7, *placeholder)]) == 0  # the backfill has yet to count it
+        assert uncount(conn, [(3, *placeholder[:6], 12.0, *placeholder[7:])]) == 0  # a duration stays counted
+        assert uncount(conn, [(3, *placeholder)]) == 1
+    assert totals(store) == totals(store, HOUR) == (0, 0, 0)  # its rows, left empty, are gone
