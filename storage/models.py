@@ -826,7 +826,7 @@ class TrafficRollup(Base):
     with a service are counted (the figures are per service)."""
 
     __tablename__ = "traffic_rollups"
-    __table_args__ = (Index("ix_traffic_rollups_service", "service", "period_start"),)
+    __table_args__ = (Index("ix_traffic_rollups_service_period", "service", "period_seconds", "period_start"),)
 
     period_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     """Epoch seconds, a multiple of period_seconds."""

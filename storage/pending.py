@@ -25,6 +25,7 @@ from storage.pure.pending import (
 )
 from storage.pure.search import Query
 from storage.queries import exchange_url, iso_utc
+from storage.rollups import SOURCE_COLUMNS
 from storage.store import Store
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "list_pending",
     "pending_summaries",
     "pending_summary",
+    "unknown_outcomes",
     "upsert_pending",
 ]
 
@@ -233,15 +235,18 @@ def expire_pending(
     return [row.uuid for row in rows]
 
 
-def unknown_outcome_ids(
+def unknown_outcomes(
     conn: Connection, keys: Sequence[tuple[dt.datetime, str]]
-) -> list[int]:
-    """The ids of the unknown_outcome exchanges stored under these (captured_at, uuid) keys."""
+) -> list[tuple]:
+    """The unknown_outcome exchanges stored under these (captured_at, uuid) keys: their id and
+    what the traffic rollups counted of them (storage.rollups.SOURCE_COLUMNS)."""
     if not keys:
         return []
-    return list(
-        conn.execute(
-            select(Exchange.id).where(
+    columns = [Exchange.id, *(getattr(Exchange, name) for name in SOURCE_COLUMNS)]
+    return [
+        tuple(row)
+        for row in conn.execute(
+            select(*columns).where(
                 Exchange.error_kind == UNKNOWN_OUTCOME,
                 or_(
                     *(
@@ -250,5 +255,5 @@ def unknown_outcome_ids(
                     )
                 ),
             )
-        ).scalars()
-    )
+        )
+    ]

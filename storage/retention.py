@@ -36,7 +36,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, exists, func, or_, select
@@ -372,16 +372,21 @@ _PG_HEADERS_DELETE = (
 )
 
 
-def delete_exchanges(conn: Connection, ids: list[int]) -> Pruned:
+def delete_exchanges(
+    conn: Connection, ids: list[int], *, on_deleted: Callable[[Connection, list[int]], None] | None = None
+) -> Pruned:
     """Delete these exchanges and what derives from them, as a retention batch does (its own
     transaction on `conn`). storage.sink uses it when a finished record replaces the
-    unknown_outcome exchange an expired pending notice became."""
+    unknown_outcome exchange an expired pending notice became. `on_deleted` runs in that
+    transaction with the ids it deleted (some may have gone already)."""
     if conn.dialect.name == "postgresql":
-        return _delete_postgresql(conn, ids)
-    return _delete_sqlite(conn, ids)
+        return _delete_postgresql(conn, ids, on_deleted)
+    return _delete_sqlite(conn, ids, on_deleted)
 
 
-def _delete_sqlite(conn: Connection, ids: list[int]) -> Pruned:
+def _delete_sqlite(
+    conn: Connection, ids: list[int], on_deleted: Callable[[Connection, list[int]], None] | None = None
+) -> Pruned:
     # The indexed text, rebuilt before the lock (reads and decoding): rows and bodies are
     # immutable, and the DELETE .. RETURNING below says which of these rows were still there.
     documents = {doc[0]: doc for doc in _documents(conn, ids)}
@@ -402,6 +407,8 @@ def _delete_sqlite(conn: Connection, ids: list[int]) -> Pruned:
             if headers:
                 conn.exec_driver_sql(_SQLITE_HEADERS_DELETE, headers)
         pruned = _delete_dependents(conn, deleted, lock_bodies=False)
+        if on_deleted is not None:
+            on_deleted(conn, deleted_ids)
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -409,7 +416,9 @@ def _delete_sqlite(conn: Connection, ids: list[int]) -> Pruned:
     return pruned
 
 
-def _delete_postgresql(conn: Connection, ids: list[int]) -> Pruned:
+def _delete_postgresql(
+    conn: Connection, ids: list[int], on_deleted: Callable[[Connection, list[int]], None] | None = None
+) -> Pruned:
     conn.commit()  # the candidates' read transaction
     with conn.begin():
         deleted = _delete_exchanges(conn, ids, with_headers=True)
@@ -422,6 +431,8 @@ def _delete_postgresql(conn: Connection, ids: list[int]) -> Pruned:
         if headers:
             conn.exec_driver_sql(_PG_HEADERS_DELETE, tuple(list(column) for column in zip(*headers, strict=True)))
         pruned = _delete_dependents(conn, deleted, lock_bodies=True)
+        if on_deleted is not None:
+            on_deleted(conn, deleted_ids)
     return pruned
 
 

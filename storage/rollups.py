@@ -22,6 +22,11 @@ Services pages read these rows instead of the exchanges (service_summaries, serv
   hour rows older than HOURS_FOR are merged into day rows (sketches merged), and rows past the
   retention policy's max_age are deleted. A row counts in a window when its start does, so where
   only hours (days) are left a window starts at its first whole hour (day): rolled_start.
+- Reading (read_cells): one period length per time range, found through (service, period_seconds,
+  period_start) (migration 0017): a 7-day page reads its ~7,000 hour rows, not the ~40,000 minute
+  rows of its last 2 days with them.
+- An unknown_outcome exchange (an expired pending notice) that its real record replaces is
+  taken back out (uncount, in the transaction that deletes it), so the exchange counts once.
 - Backfill: exchanges stored before migration 0016 are rolled up by the same job, BACKFILL_CHUNK
   at a time from the cursor job_cursors["rollups_backfill"] up to ["rollups_backfill_end"] (the
   highest id when the migration ran). Until it is done, readers scan the exchanges as before.
@@ -36,9 +41,9 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, bindparam, or_, select
 
 from storage.models import Exchange, JobCursor, TrafficRollup
 from storage.pure.endpoints import template_path
@@ -52,12 +57,14 @@ __all__ = [
     "Cell",
     "RollupWriter",
     "Maintained",
+    "RolledRow",
     "accumulate",
     "backfill",
     "backfilled",
     "maintain",
     "read_cells",
     "rolled_start",
+    "uncount",
     "minute_ceil",
     "minute_floor",
 ]
@@ -243,6 +250,41 @@ class RollupWriter:
             conn.exec_driver_sql(self._set_sketches, tuple(list(column) for column in zip(*merged, strict=True)))
 
 
+def uncount(conn: Connection, exchanges: Sequence[Sequence[Any]]) -> int:
+    """Take exchanges that the caller's transaction deleted back out of the rollups; rows of (id,
+    *SOURCE_COLUMNS). An unknown_outcome exchange replaced by its real record (storage.sink) must
+    count once, as the real one. Its counts are subtracted from each row that counted it (its
+    minute, its hour or, once aged, its day: rows of one level never overlap), and a row left with
+    no request is deleted. A sketch cannot forget a value, so only exchanges without a duration
+    (as unknown_outcome ones are) are taken out; so are only those the rollups counted (not the
+    part of the exchanges stored before migration 0016 that the backfill has yet to reach).
+    Returns the exchanges taken out."""
+    position, end = _cursor(conn, BACKFILL_CURSOR), _cursor(conn, BACKFILL_END)
+    duration = 1 + SOURCE_COLUMNS.index("duration_ms")
+    taken = [
+        row[1:]
+        for row in exchanges
+        if row[duration] is None and (position is None or end is None or row[0] > end or row[0] <= position)
+    ]  # fmt: skip
+    cells: dict[Key, Cell] = {}
+    for period in (MINUTE, HOUR, DAY):
+        accumulate(cells, taken, period=period)
+    if not cells:
+        return 0
+    t = TrafficRollup.__table__
+    match = and_(*(t.c[name] == bindparam(f"key_{name}") for name in KEY_COLUMNS))
+    keys = [{f"key_{name}": value for name, value in zip(KEY_COLUMNS, key, strict=True)} for key in sorted(cells)]
+    subtract = t.update().where(match).values(
+        {name: t.c[name] - bindparam(f"less_{name}") for name in VALUE_COLUMNS[:5]}
+    )  # fmt: skip
+    conn.execute(subtract, [
+        {**names, **{f"less_{name}": getattr(cells[key], name) for name in VALUE_COLUMNS[:5]}}
+        for key, names in zip(sorted(cells), keys, strict=True)
+    ])  # fmt: skip
+    conn.execute(t.delete().where(match, t.c.requests <= 0), keys)
+    return len(taken)
+
+
 # -- maintenance: backfill, ageing, retention --------------------------------------------------
 
 
@@ -367,13 +409,23 @@ def maintain(store: Store, *, max_age: float | None = None, now: float | None = 
 # -- reading ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StoredCell:
+class RolledRow(NamedTuple):
+    """One rollup row as the readers need it. The sketch stays serialised: a long window's rows are
+    unpacked once each and summed (storage.pure.sketch.SketchSum), never built one by one."""
+
     period_start: int
     service: str
     method: str
     template: str
-    cell: Cell
+    requests: int
+    errors: int
+    client_errors: int
+    durations: bytes
+    example_path: str
+
+    @property
+    def sketch(self) -> Sketch:
+        return Sketch.from_bytes(self.durations)
 
 
 def plan_ranges(since: int, until: int, *, coarse: bool, now: float | None = None) -> list[tuple[int, int, bool]]:
@@ -392,31 +444,26 @@ def plan_ranges(since: int, until: int, *, coarse: bool, now: float | None = Non
 def read_cells(
     store: Store, *, since: int, until: int, service: str | None = None, realm: str | None = None,
     coarse: bool = False, now: float | None = None,
-) -> list[StoredCell]:  # fmt: skip
+) -> list[RolledRow]:  # fmt: skip
     """The rollup rows of [since, until) (epoch seconds, whole minutes; see plan_ranges), realms
     merged unless `realm` ("" for none) is given."""
     t = TrafficRollup.__table__
     ranges = []
     for start, end, hours in plan_ranges(since, until, coarse=coarse, now=now):
-        period = t.c.period_seconds > MINUTE if hours else t.c.period_seconds == MINUTE
+        period = t.c.period_seconds.in_((HOUR, DAY)) if hours else t.c.period_seconds == MINUTE
         ranges.append(and_(t.c.period_start >= start, t.c.period_start < end, period))
     if not ranges:
         return []
     query = select(
         t.c.period_start, t.c.service, t.c.method, t.c.template, t.c.requests, t.c.errors, t.c.client_errors,
-        t.c.request_bytes, t.c.response_bytes, t.c.durations, t.c.example_path,
+        t.c.durations, t.c.example_path,
     ).where(or_(*ranges))  # fmt: skip
     if service is not None:
         query = query.where(t.c.service == service)
     if realm is not None:
         query = query.where(t.c.realm == realm)
     with store.connect() as conn:
-        rows = conn.execute(query).all()
-    return [
-        StoredCell(row[0], row[1], row[2], row[3],
-                   Cell(row[4], row[5], row[6], row[7], row[8], Sketch.from_bytes(row[9]), row[10]))
-        for row in rows
-    ]  # fmt: skip
+        return [RolledRow._make(row) for row in conn.execute(query).all()]
 
 
 def rolled_start(since: dt.datetime, *, now: float | None = None) -> int:

@@ -26,10 +26,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from storage.models import Body, Exchange, ProxyStat, WebSocketMessage
-from storage.pending import delete_pending, unknown_outcome_ids, upsert_pending
+from storage.pending import delete_pending, unknown_outcomes, upsert_pending
 from storage.pure.decoding import DEFAULT_DECODE_LIMIT
 from storage.pure.pending import PendingNotice
-from storage.rollups import SOURCE_COLUMNS, RollupWriter, accumulate, with_hours
+from storage.rollups import SOURCE_COLUMNS, RollupWriter, accumulate, uncount, with_hours
 from storage.rows import (
     BODY_COLUMNS,
     EXCHANGE_COLUMNS,
@@ -195,11 +195,15 @@ class DatabaseSink:
     def _replace_unknown_outcomes(self, announced: Sequence[tuple[float, str]]) -> None:
         keys = [(dt.datetime.fromtimestamp(at, dt.UTC), uuid) for at, uuid in announced]
         with self.store.connect() as conn:
-            ids = unknown_outcome_ids(conn, keys)
-            if ids:  # rare: a record outlived its notice
+            placeholders = {row[0]: row for row in unknown_outcomes(conn, keys)}
+            if placeholders:  # rare: a record outlived its notice
                 from storage.retention import delete_exchanges  # retention imports this module (via indexer)
 
-                delete_exchanges(conn, ids)
+                def uncount_deleted(conn: Connection, deleted: list[int]) -> None:
+                    # The real record is rolled up when it is inserted: the placeholder no longer counts.
+                    uncount(conn, [placeholders[id_] for id_ in deleted])
+
+                delete_exchanges(conn, list(placeholders), on_deleted=uncount_deleted)
 
     def _sqlite_insert_exchanges(self, conn: Connection, rows: list[tuple]) -> list[tuple[int, int]]:
         """Insert, and say which rows were new and their ids, without RETURNING (executemany).

@@ -39,12 +39,12 @@ from sqlalchemy import and_, select
 
 from storage.models import Exchange
 from storage.pure.endpoints import DEFAULT_MAX_LITERALS, infer_templates, search_pattern, template_path
-from storage.pure.sketch import Sketch
+from storage.pure.sketch import Sketch, SketchSum, Unpacked
 from storage.pure.search import Query, QueryError, Term, parse_query
 from storage.queries import iso_utc
 from storage.rollups import HOUR as HOUR_SECONDS
 from storage.rollups import MINUTE as MINUTE_SECONDS
-from storage.rollups import Cell, backfilled, minute_floor, read_cells, rolled_start
+from storage.rollups import RolledRow, backfilled, minute_floor, read_cells, rolled_start
 from storage.search_sql import compile_query
 from storage.store import Store
 
@@ -380,25 +380,32 @@ def service_summaries(
 
 
 class _Tally:
-    """Figures being merged from rollup cells and exchanges."""
+    """Figures being merged from rollup rows, exchanges and other tallies. The rows' sketches are
+    summed as they come (SketchSum: a 7-day page merges thousands), the rest when the figures are
+    asked for."""
 
-    __slots__ = ("client_errors", "errors", "requests", "sketch")
+    __slots__ = ("client_errors", "durations", "errors", "latencies", "merged", "parts", "requests")
 
     def __init__(self) -> None:
         self.requests = self.errors = self.client_errors = 0
-        self.sketch = Sketch()
+        self.latencies = SketchSum()
+        self.durations: list[float] = []
+        self.parts: list[_Tally] = []
+        self.merged: Sketch | None = None
 
-    def add_cell(self, cell: Cell) -> None:
-        self.requests += cell.requests
-        self.errors += cell.errors
-        self.client_errors += cell.client_errors
-        self.sketch.merge(cell.sketch)
+    def add_row(self, row: RolledRow, latencies: Unpacked) -> None:
+        """Count `row` in; `latencies`: its sketch, unpacked (once for all the tallies it counts in)."""
+        self.requests += row.requests
+        self.errors += row.errors
+        self.client_errors += row.client_errors
+        self.latencies.add(latencies)
 
     def add(self, other: _Tally) -> None:
+        """Count `other` in too (its sketch is merged in when the figures are asked for)."""
         self.requests += other.requests
         self.errors += other.errors
         self.client_errors += other.client_errors
-        self.sketch.merge(other.sketch)
+        self.parts.append(other)
 
     def add_sample(self, sample: Sample) -> None:
         self.requests += 1
@@ -407,16 +414,27 @@ class _Tally:
         elif is_client_error(sample):
             self.client_errors += 1
         if sample.duration_ms is not None:
-            self.sketch.add(sample.duration_ms)
+            self.durations.append(sample.duration_ms)
+
+    def sketch(self) -> Sketch:
+        """Everything added, merged (once: a part's sketch serves its own figures and its whole's)."""
+        if self.merged is None:
+            self.merged = self.latencies.sketch()
+            for part in self.parts:
+                self.merged.merge(part.sketch())
+            for duration in self.durations:
+                self.merged.add(duration)
+        return self.merged
 
     def figures(self, seconds: float) -> dict[str, Any]:
+        sketch = self.sketch()
         return {
             "requests": self.requests,
             "errors": self.errors,
             "client_errors": self.client_errors,
             "rps": self.requests / seconds if seconds > 0 else 0.0,
             "error_rate": self.errors / self.requests if self.requests else None,
-            **{name: self.sketch.quantile(rank) for name, rank in PERCENTILES},
+            **{name: sketch.quantile(rank) for name, rank in PERCENTILES},
         }
 
 
@@ -457,8 +475,8 @@ def rolled_service_summaries(
     a, b, samples = _rolled_span(store, since=since, until=until, service=None, realm=realm)
     tallies: defaultdict[str, _Tally] = defaultdict(_Tally)
     coarse = (until - since).total_seconds() >= COARSE_WINDOW
-    for stored in read_cells(store, since=a, until=b, realm=realm, coarse=coarse):
-        tallies[stored.service].add_cell(stored.cell)
+    for row in read_cells(store, since=a, until=b, realm=realm, coarse=coarse):
+        tallies[row.service].add_row(row, Unpacked.of(row.durations))
     for sample in samples:
         if sample.service is not None:
             tallies[sample.service].add_sample(sample)
@@ -491,11 +509,11 @@ def rolled_service_stats(
                              endpoint=endpoint)  # fmt: skip
     a, b, samples = _rolled_span(store, since=window.since, until=window.until, service=service, realm=realm)
     coarse = window.bucket_seconds >= HOUR_SECONDS
-    cells = read_cells(store, since=a, until=b, service=service, realm=realm, coarse=coarse)
+    rows = read_cells(store, since=a, until=b, service=service, realm=realm, coarse=coarse)
     sample_templates = {sample.path: template_path(sample.path) for sample in samples}
     counts: Counter[str] = Counter()
-    for stored in cells:
-        counts[stored.template] += stored.cell.requests
+    for row in rows:
+        counts[row.template] += row.requests
     for sample in samples:
         counts[sample_templates[sample.path]] += 1
     collapsed = infer_templates(counts, max_literals=max_literals) if counts else {}
@@ -504,7 +522,6 @@ def rolled_service_stats(
     starts = window.bucket_starts()
     first, size = (starts[0] if starts else 0.0), window.bucket_seconds
     series = [_Tally() for _ in starts]
-    total = _Tally()
 
     def chart(key: tuple[str, str], at: float) -> _Tally | None:
         if endpoint is not None and key != endpoint:
@@ -512,27 +529,26 @@ def rolled_service_stats(
         index = int((at - first) // size)
         return series[index] if 0 <= index < len(series) else None
 
-    # Cells merged per endpoint and bucket first, so each stored sketch is merged once.
-    per_bucket: defaultdict[tuple[tuple[str, str], int], _Tally] = defaultdict(_Tally)
-    for stored in cells:
-        key = (stored.method, collapsed[stored.template])
-        per_bucket[(key, int((stored.period_start - first) // size))].add_cell(stored.cell)
-        examples[key][stored.cell.example_path] += stored.cell.requests
-    for (key, index), tally in per_bucket.items():
-        groups[key].add(tally)
-        if endpoint is None or key == endpoint:
-            total.add(tally)
-            if 0 <= index < len(series):
-                series[index].add(tally)
+    # Each row goes to its endpoint and its bucket of the chart; the totals are the endpoints'.
+    for row in rows:
+        key = (row.method, collapsed[row.template])
+        latencies = Unpacked.of(row.durations)
+        groups[key].add_row(row, latencies)
+        examples[key][row.example_path] += row.requests
+        bucket = chart(key, row.period_start)
+        if bucket is not None:
+            bucket.add_row(row, latencies)
     for sample in samples:
         key = (sample.method, collapsed[sample_templates[sample.path]])
         groups[key].add_sample(sample)
         examples[key][sample.path] += 1
-        if endpoint is None or key == endpoint:
-            total.add_sample(sample)
         bucket = chart(key, sample.captured_at)
         if bucket is not None and window.since.timestamp() <= sample.captured_at < window.until.timestamp():
             bucket.add_sample(sample)
+    total = _Tally()
+    for key, tally in groups.items():
+        if endpoint is None or key == endpoint:
+            total.add(tally)
     seconds = (window.until - window.since).total_seconds()
     endpoints = []
     for (method, template), tally in groups.items():

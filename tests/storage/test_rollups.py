@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 
 from sqlalchemy import func, select
 
 from storage import write_records
 from storage.models import JobCursor, TrafficRollup
+from storage.pending import expire_pending
+from storage.pure.pending import PendingNotice
 from storage.pure.sketch import Sketch
-from storage.rollups import HOUR, backfill, backfilled, maintain, read_cells
+from storage.rollups import HOUR, backfill, backfilled, maintain, read_cells, uncount
 from storage.sink import DatabaseSink
 from storage.store import Store
 from tests.support.records import make_record
@@ -41,16 +44,16 @@ def test_a_batch_is_rolled_up_once_even_when_written_twice(store: Store) -> None
     assert totals(store) == (10, 1, 2)  # one minute, one endpoint, two status classes
     assert totals(store, HOUR) == (10, 1, 2)
     cells = read_cells(store, since=0, until=2**40, service="identity")
-    assert sorted((c.template, c.cell.requests, c.cell.errors) for c in cells) == [("/users/{id}", 1, 1), ("/users/{id}", 9, 0)]
+    assert sorted((c.template, c.requests, c.errors) for c in cells) == [("/users/{id}", 1, 1), ("/users/{id}", 9, 0)]
 
 
 def test_batches_merge_counts_and_sketches(store: Store) -> None:
     for i in range(50):
         write_records(store, [make_record(captured_at=T0 + 0.5, service="a", path="/p", status=200, duration_ms=float(i))])
     (cell,) = read_cells(store, since=0, until=2**40)
-    assert cell.cell.requests == 50 and cell.cell.sketch.count == 50
-    assert cell.cell.sketch.quantile(100) == 49.0
-    assert abs(cell.cell.sketch.quantile(50) - 24.0) <= 0.005 * 24
+    assert cell.requests == 50 and cell.sketch.count == 50
+    assert cell.sketch.quantile(100) == 49.0
+    assert abs(cell.sketch.quantile(50) - 24.0) <= 0.005 * 24
 
 
 def test_concurrent_writers_lose_no_update(store: Store) -> None:
@@ -69,7 +72,7 @@ def test_concurrent_writers_lose_no_update(store: Store) -> None:
     for thread in threads:
         thread.join()
     assert totals(store)[:1] == totals(store, HOUR)[:1] == (240,)
-    assert sum(c.cell.sketch.count for c in read_cells(store, since=0, until=2**40)) == 240
+    assert sum(c.sketch.count for c in read_cells(store, since=0, until=2**40)) == 240
 
 
 def test_ageing_merges_minutes_into_hours_and_retention_prunes(store: Store) -> None:
@@ -82,11 +85,11 @@ def test_ageing_merges_minutes_into_hours_and_retention_prunes(store: Store) -> 
         pass
     assert totals(store)[2] == 0  # the minutes are gone, their hours stay
     cells = read_cells(store, since=0, until=2**40, now=now)
-    assert sum(c.cell.requests for c in cells) == 100
+    assert sum(c.requests for c in cells) == 100
     assert all(c.period_start % HOUR == 0 for c in cells) and len(cells) <= 3
     merged = Sketch()
     for c in cells:
-        merged.merge(c.cell.sketch)
+        merged.merge(c.sketch)
     assert merged.quantile(100) == 99.0
     maintain(store, now=now, max_age=86400)
     assert totals(store, HOUR) == (0, 0, 0)
@@ -168,5 +171,41 @@ def test_hours_past_35_days_become_days(store: Store) -> None:
     cells = read_cells(store, since=0, until=2**40, now=now)
     merged = Sketch()
     for c in cells:
-        merged.merge(c.cell.sketch)
+        merged.merge(c.sketch)
     assert (merged.count, merged.quantile(100)) == (30, 30.0)
+
+
+def test_an_unknown_outcome_replaced_by_its_real_record_counts_once(store: Store) -> None:
+    sink = DatabaseSink(store)
+    late = PendingNotice(
+        uuid=uuid.uuid4().hex, proxy="p1", started_at=T0 + 1, method="POST", scheme="http", host="orders.local",
+        port=80, path="/orders/7", query="", state="waiting", service="orders", realm="dev",
+    )  # fmt: skip
+    sink.announce([late])
+    assert expire_pending(store, now=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=120)) == [late.uuid]
+    assert totals(store) == totals(store, HOUR) == (1, 1, 1)  # the unknown outcome counts, as an error
+    record = make_record(uuid=late.uuid, captured_at=late.started_at, service="orders", realm="dev", method="POST",
+                         path="/orders/7", status=201, duration_ms=5.0)  # fmt: skip
+    batch = sink.prepare([record])
+    sink.write(batch, announced=[(late.started_at, late.uuid)])
+    sink.write(batch, announced=[(late.started_at, late.uuid)])  # a retry: nothing left to replace
+    assert totals(store) == totals(store, HOUR) == (1, 0, 1)  # the real record alone (status class 2)
+    (row,) = read_cells(store, since=0, until=2**40, service="orders")
+    assert (row.requests, row.errors, row.sketch.count, row.sketch.quantile(50)) == (1, 0, 1, 5.0)
+
+
+def test_uncount_takes_out_only_what_the_rollups_counted(store: Store) -> None:
+    placeholder = (T0, "a", "dev", "GET", "/p", None, None, "unknown_outcome", 0, 0)  # SOURCE_COLUMNS
+    write_records(store, [make_record(captured_at=T0, service="a", path="/p", status=None, duration_ms=None,
+                                      error_kind="unknown_outcome")])  # fmt: skip
+    assert totals(store)[:2] == (1, 1)
+    with store.begin() as conn:  # ids up to 10 stored before migration 0016, the backfill at 5
+        conn.execute(JobCursor.__table__.delete().where(JobCursor.job.in_(["rollups_backfill", "rollups_backfill_end"])))
+        conn.execute(JobCursor.__table__.insert(), [
+            {"job": "rollups_backfill", "position": 5, "updated_at": dt.datetime.now(dt.UTC)},
+            {"job": "rollups_backfill_end", "position": 10, "updated_at": dt.datetime.now(dt.UTC)},
+        ])  # fmt: skip
+        assert uncount(conn, [(7, *placeholder)]) == 0  # the backfill has yet to count it
+        assert uncount(conn, [(3, *placeholder[:6], 12.0, *placeholder[7:])]) == 0  # a duration stays counted
+        assert uncount(conn, [(3, *placeholder)]) == 1
+    assert totals(store) == totals(store, HOUR) == (0, 0, 0)  # its rows, left empty, are gone

@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.pure.sketch import EXACT_MAX, MAX_BUCKETS, MIN_VALUE, RELATIVE_ACCURACY, Sketch
+from storage.pure.sketch import EXACT_MAX, GAMMA, MAX_BUCKETS, MIN_VALUE, RELATIVE_ACCURACY, Sketch, SketchSum, Unpacked
 from storage.traffic_stats import percentile
 
 durations = st.floats(min_value=0, max_value=1e7, allow_nan=False, allow_infinity=False)
@@ -62,6 +62,45 @@ def test_serialisation_round_trips(values: list[float]) -> None:
     sketch = Sketch.of(values)
     again = Sketch.from_bytes(sketch.to_bytes())
     assert state(again) == state(sketch) or (sketch.count == 0 and again.count == 0)
+
+
+def summed(serialised: list[bytes]) -> Sketch:
+    total = SketchSum()
+    for data in serialised:
+        total.add(Unpacked.of(data))
+    return total.sketch()
+
+
+@given(st.lists(samples, max_size=8))
+def test_a_sum_of_serialised_sketches_is_merging_them_in_turn(groups: list[list[float]]) -> None:
+    in_turn = Sketch()
+    for values in groups:
+        in_turn.merge(Sketch.from_bytes(Sketch.of(values).to_bytes()))
+    at_once = summed([Sketch.of(values).to_bytes() for values in groups])
+    assert state(at_once) == state(in_turn)
+    assert at_once.count == sum(len(values) for values in groups)
+
+
+@given(st.lists(samples, min_size=1, max_size=6), st.lists(st.integers(0, 2), min_size=6, max_size=6))
+def test_an_unpacked_sketch_added_to_several_sums_counts_in_each(groups: list[list[float]], sums: list[int]) -> None:
+    totals = [SketchSum() for _ in range(3)]
+    expected: list[list[float]] = [[], [], []]
+    for values, number in zip(groups, sums, strict=False):
+        unpacked = Unpacked.of(Sketch.of(values).to_bytes())
+        for other in {number, (number + 1) % 3}:  # each sketch into two sums, unpacked once
+            totals[other].add(unpacked)
+            expected[other] += values
+    for total, values in zip(totals, expected, strict=True):
+        assert state(total.sketch()) == state(Sketch.of(values))
+
+
+def test_a_sum_spans_far_apart_buckets_and_folds_past_the_bound() -> None:
+    low, high = Sketch.of([0.002] * 40), Sketch.of([1e300] * 40)  # the lowest and the last bucket
+    wide = Sketch.of([1.0 * GAMMA**i for i in range(MAX_BUCKETS + 10)])  # folded when made
+    merged = summed([high.to_bytes(), low.to_bytes(), wide.to_bytes()])
+    assert merged.count == 80 + MAX_BUCKETS + 10
+    assert len(merged.buckets) <= MAX_BUCKETS
+    assert (merged.quantile(100), merged.low) == (1e300, 0.002)
 
 
 @settings(max_examples=20)
