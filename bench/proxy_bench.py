@@ -514,13 +514,7 @@ class ArmRun:
         elif self.arm.startswith("passageway"):
             stored = count_rows(self.work / "bench.db", self.key)
         served = upstream_count(self.up_port, self.key)
-        completed = sum(s["requests"] for s in self.slices)
-        secs = sum(s["duration_us"] for s in self.slices) / 1e6
-        errors: dict[str, int] = {}
-        for s in self.slices:
-            for name, count in s.items():
-                if name.startswith("err_") and count:
-                    errors[name[4:]] = errors.get(name[4:], 0) + count
+        completed, secs, errors = slice_totals(self.slices)
         per_request = (lambda seconds: seconds / completed * 1e6) if completed else (lambda _: float("nan"))
         return ArmResult(
             arm=self.arm, round=self.rnd, rps=completed / secs if secs else 0.0,
@@ -582,6 +576,16 @@ def run_round(order: list[str], rnd: int, args, wrk: str, lua: Path, up_port: in
         for run in runs:
             run.close()
     return results
+
+
+def slice_totals(slices: list[dict]) -> tuple[int, float, dict[str, int]]:
+    """What wrk reported for an arm's slices together: requests, seconds, and errors by kind."""
+    errors: dict[str, int] = {}
+    for s in slices:
+        for name, count in s.items():
+            if name.startswith("err_") and count:
+                errors[name[4:]] = errors.get(name[4:], 0) + count
+    return sum(s["requests"] for s in slices), sum(s["duration_us"] for s in slices) / 1e6, errors
 
 
 def pooled_percentile(slices: list[dict], percent: float) -> float:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(BENCH))
 from machine import cpu_model, scratch_postgres  # noqa: E402
 from proxy_bench import (  # noqa: E402
     HOST, VENV_BIN, WRK_LUA, BenchError, count_rows, ensure_wrk, free_port, poll_until_stable, pooled_percentile,
-    run_wrk, stop, upstream_count, wait_for_port,
+    run_wrk, slice_totals, stop, upstream_count, wait_for_port,
 )
 from two_proxies import Pg, children_cpu, machine_cpu, med, proc_cpu  # noqa: E402
 
@@ -152,13 +152,7 @@ class WorkersArm:
         stop(self.proc)
         stored_after = self.rows(self.key)
         served = upstream_count(self.up_port, self.key)
-        completed = sum(s["requests"] for s in self.slices)
-        secs = sum(s["duration_us"] for s in self.slices) / 1e6
-        errors: dict[str, int] = {}
-        for s in self.slices:
-            for k, v in s.items():
-                if k.startswith("err_") and v:
-                    errors[k] = errors.get(k, 0) + v
+        completed, secs, errors = slice_totals(self.slices)
         busy, total = self.machine
         return {
             "workers": self.workers, "round": self.rnd, "rps": completed / secs if secs else 0.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -9,9 +10,19 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from proxy_bench import PERCENTILE_GRID, pooled_percentile  # noqa: E402
+def _load_proxy_bench():
+    """bench/proxy_bench.py by its path: bench/ on sys.path would shadow packages (bench/radar.py)."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "proxy_bench.py"
+    spec = importlib.util.spec_from_file_location("proxy_bench_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+_bench = _load_proxy_bench()
+PERCENTILE_GRID, pooled_percentile = _bench.PERCENTILE_GRID, _bench.pooled_percentile
 
 
 def nearest_rank(ordered: list[float], percent: float) -> float:
