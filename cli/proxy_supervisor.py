@@ -86,6 +86,7 @@ def run_proxy(argv: Sequence[str], settings: Settings) -> int:
     try:
         prepare_spool_dir(settings)
         prepare_store(settings)
+        prepare_ca(settings)
     except BaseException:
         stop_all(workers)
         os.close(go_write)
@@ -150,6 +151,17 @@ def prepare_spool_dir(settings: Settings) -> None:
         settings.spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot use spool directory {settings.spool_dir}: {e.strerror}") from None
+
+
+def prepare_ca(settings: Settings) -> None:
+    """mitmproxy's CA, made here when the certs directory has none, so the workers share one
+    (proxy.ca says why); refused in one line when it cannot be made."""
+    from proxy.ca import ensure_ca
+
+    try:
+        ensure_ca(settings.certs_dir)
+    except OSError as e:
+        raise ConfigError(f"cannot make mitmproxy's CA in {settings.certs_dir}: {e.strerror or e}") from None
 
 
 def prepare_store(settings: Settings) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -115,6 +116,26 @@ def test_two_workers_share_the_port_hold_connections_apart_and_store_every_reque
         assert len(stored) == 16 * 11 and set(stored.values()) == {1}
         assert proxy.stop() == 0
     assert not worker_pids(proxy.pid)
+
+
+def test_workers_on_a_new_certs_directory_serve_tls_with_the_one_ca_it_holds(tmp_path, upstream):
+    """The supervisor makes the CA before the workers start: each making its own, the files would
+    hold one and the other worker's connections would fail a client that trusts them."""
+    port = free_port()
+    assert not (tmp_path / "certs").exists()
+    _, proxy = start_proxy(tmp_path, upstream, port, "--workers", "2")
+    with proxy:
+        pids = wait_for(lambda: all_listen(proxy, port, 2), timeout=30, message=proxy.describe)
+        trust = ssl.create_default_context(cafile=str(tmp_path / "certs" / "mitmproxy-ca-cert.pem"))
+        clients = [httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=trust, timeout=10) for _ in range(16)]
+        try:
+            for index, client in enumerate(clients):
+                assert client.get(f"/up/json/tls-{index}").status_code == 200
+            assert connected_pids(port) == set(pids.values())  # both workers answered some
+        finally:
+            for client in clients:
+                client.close()
+        assert proxy.stop() == 0
 
 
 def test_a_killed_worker_is_restarted_while_the_other_serves(tmp_path, upstream):
